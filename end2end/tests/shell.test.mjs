@@ -1,0 +1,58 @@
+// The app shell in a real browser: the page renders, the WebAssembly bundle hydrates it, and a
+// client-side interaction works.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startTally, launchBrowser } from './harness.mjs';
+
+let tally;
+let browser;
+
+before(async () => {
+  tally = await startTally();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await tally?.stop();
+});
+
+test('overview renders and hydrates: the menu button works only once the wasm bundle runs', async () => {
+  const page = await browser.newPage({ viewport: { width: 390, height: 800 } });
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  const wasm = page.waitForResponse((r) => r.url().endsWith('/pkg/tally.wasm') && r.ok());
+  await page.goto(tally.base + '/');
+  await wasm;
+  assert.equal(await page.title(), 'Overview · Tally');
+  await page.getByText('Connect Stripe to see your numbers').waitFor();
+
+  const toggle = page.locator('button.menu-toggle');
+  const nav = page.locator('#primary-nav');
+  assert.equal(await toggle.getAttribute('aria-expanded'), 'false');
+  assert.equal(await nav.isVisible(), false, 'the menu starts folded on a phone');
+  // Hydration may finish a moment after the wasm file arrives: retry the click until it takes.
+  const deadline = Date.now() + 15_000;
+  while ((await toggle.getAttribute('aria-expanded')) !== 'true') {
+    assert.ok(Date.now() < deadline, 'the menu button never responded: the page did not hydrate');
+    await toggle.click();
+    await page.waitForTimeout(200);
+  }
+  assert.equal(await nav.isVisible(), true);
+
+  // Client-side navigation from the opened menu.
+  await nav.getByRole('link', { name: 'Settings' }).click();
+  await page.getByRole('heading', { name: 'Configuration' }).waitFor();
+  assert.equal(await page.title(), 'Settings · Tally');
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('unknown address shows the 404 page with navigation', async () => {
+  const page = await browser.newPage();
+  const res = await page.goto(tally.base + '/no/such/page');
+  assert.equal(res.status(), 404);
+  await page.getByRole('heading', { name: 'Page not found' }).waitFor();
+  assert.equal(await page.locator('#primary-nav a').count(), 7);
+  await page.close();
+});

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs what building Tally needs, idempotently: quick when everything is already there.
+#   scripts/setup.sh            build tools (wasm target, cargo-leptos, wasm-bindgen-cli, wasm-opt)
+#   scripts/setup.sh --test     also what the tests need (Chromium, Node packages, PostgreSQL)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+CARGO_LEPTOS_VERSION=0.3.10
+with_test=0
+[ "${1:-}" = "--test" ] && with_test=1
+
+export PATH="$HOME/.cargo/bin:$PATH"
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo is not on PATH; install Rust with rustup (https://rustup.rs) first" >&2
+  exit 1
+fi
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  echo "==> adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+
+if ! cargo leptos --version 2>/dev/null | grep -q "$CARGO_LEPTOS_VERSION"; then
+  echo "==> installing cargo-leptos $CARGO_LEPTOS_VERSION"
+  cargo install cargo-leptos --version "=$CARGO_LEPTOS_VERSION" --locked
+fi
+
+# wasm-bindgen-cli must match the wasm-bindgen crate in Cargo.lock exactly.
+wb_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)
+if [ -z "$wb_version" ]; then
+  echo "setup: cannot find the wasm-bindgen version in Cargo.lock" >&2
+  exit 1
+fi
+if ! wasm-bindgen --version 2>/dev/null | grep -q " $wb_version\$"; then
+  echo "==> installing wasm-bindgen-cli $wb_version"
+  cargo install wasm-bindgen-cli --version "=$wb_version"
+fi
+
+# wasm-opt (release builds); cargo-leptos would otherwise try to download it.
+command -v wasm-opt >/dev/null || apt_install binaryen
+
+if [ "$with_test" = 1 ]; then
+  command -v chromium >/dev/null || apt_install chromium
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    apt_install nodejs npm
+  fi
+  if [ ! -d end2end/node_modules/playwright-core ] || [ end2end/package-lock.json -nt end2end/node_modules/.package-lock.json ]; then
+    echo "==> installing end2end Node packages"
+    (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+  fi
+fi
+echo "==> setup complete"

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Sets up and runs every test: formatting, clippy on both feature sets, Rust tests on SQLite and
+# Postgres, the hydrate build, and the browser suite. Prints how long each stage took.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# One target dir for tests, clippy and cargo-leptos builds.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+trap stage_summary EXIT
+
+stage "setup tools"
+scripts/setup.sh --test
+stage_done
+
+stage "cargo fmt --check"
+cargo fmt --all -- --check
+stage_done
+
+stage "clippy (ssr)"
+cargo clippy --all-targets --features ssr -- -D warnings
+stage_done
+
+stage "clippy (hydrate)"
+cargo clippy --lib --no-default-features --features hydrate --target wasm32-unknown-unknown -- -D warnings
+stage_done
+
+stage "postgres"
+TALLY_TEST_POSTGRES_URL=$(scripts/postgres.sh)
+export TALLY_TEST_POSTGRES_URL
+# Databases left by earlier runs are dropped so the throwaway cluster does not grow.
+psql_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/psql
+"$psql_bin" "$TALLY_TEST_POSTGRES_URL" -Atqc \
+  "SELECT 'DROP DATABASE ' || quote_ident(datname) FROM pg_database WHERE datname LIKE 'tally\_test\_%'" \
+  | "$psql_bin" "$TALLY_TEST_POSTGRES_URL" -q >/dev/null
+echo "PostgreSQL at $TALLY_TEST_POSTGRES_URL"
+stage_done
+
+stage "cargo test (sqlite + postgres)"
+cargo test --features ssr
+stage_done
+
+stage "cargo leptos build"
+cargo leptos build
+stage_done
+
+stage "browser tests"
+(cd end2end && node --test tests/shell.test.mjs)
+stage_done

@@ -1,0 +1,59 @@
+//! What the overview and settings pages show about this installation.
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// The effective configuration with every secret left out, plus what the database holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstallStatus {
+    pub version: String,
+    /// "test" or "live" when a Stripe key is set.
+    pub stripe_mode: Option<String>,
+    pub webhook_secret_count: usize,
+    pub stripe_api_base: String,
+    pub public_base_url: String,
+    pub database_backend: String,
+    pub database_location: String,
+    /// When this database was first set up (Unix seconds).
+    pub installed_at: Option<i64>,
+}
+
+impl InstallStatus {
+    pub fn stripe_configured(&self) -> bool {
+        self.stripe_mode.is_some()
+    }
+
+    pub fn webhooks_configured(&self) -> bool {
+        self.webhook_secret_count > 0
+    }
+
+    pub fn webhook_url(&self) -> String {
+        format!("{}/stripe/webhook", self.public_base_url.trim_end_matches('/'))
+    }
+}
+
+#[server(endpoint = "system_status")]
+pub async fn system_status() -> Result<InstallStatus, ServerFnError> {
+    use crate::db::settings;
+    use crate::state::AppState;
+
+    let state = AppState::from_context()?;
+    let config = &state.config;
+    let installed_at = match settings::get(&state.db, settings::INSTALLED_AT).await {
+        Ok(value) => value.and_then(|v| v.parse().ok()),
+        Err(e) => {
+            tracing::error!(error = %e, "reading settings failed");
+            return Err(ServerFnError::new("The database did not answer; try again in a moment."));
+        }
+    };
+    Ok(InstallStatus {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        stripe_mode: config.stripe_mode().map(|m| m.as_str().to_string()),
+        webhook_secret_count: config.webhook_secrets.len(),
+        stripe_api_base: config.stripe_api_base.to_string(),
+        public_base_url: config.public_base_url.to_string(),
+        database_backend: config.database_url.backend().as_str().to_string(),
+        database_location: config.database_url.redacted(),
+        installed_at,
+    })
+}

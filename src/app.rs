@@ -1,0 +1,56 @@
+//! The document shell and the route table.
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, Link, Meta, MetaTags, Stylesheet, Title};
+use leptos_router::components::{Route, Router, Routes};
+use leptos_router::{SsrMode, StaticSegment};
+
+use crate::components::layout::Layout;
+use crate::pages::{
+    customers::CustomersPage, not_found::NotFound, overview::OverviewPage, payments::PaymentsPage,
+    revenue::RevenuePage, settings::SettingsPage, subscriptions::SubscriptionsPage, webhooks::WebhooksPage,
+};
+
+/// The HTML document around the app, rendered on the server only.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="tally-css" href="/pkg/tally.css"/>
+        <Link rel="icon" type_="image/svg+xml" href="/favicon.svg"/>
+        <Meta name="color-scheme" content="light dark"/>
+        <Title formatter=|page: String| if page.is_empty() { "Tally".to_string() } else { format!("{page} · Tally") }/>
+        <Router>
+            <Layout>
+                // Async: every page arrives complete, so it reads the same with JavaScript off.
+                <Routes fallback=|| view! { <NotFound/> }>
+                    <Route path=StaticSegment("") view=OverviewPage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("customers") view=CustomersPage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("subscriptions") view=SubscriptionsPage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("payments") view=PaymentsPage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("revenue") view=RevenuePage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("webhooks") view=WebhooksPage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("settings") view=SettingsPage ssr=SsrMode::Async/>
+                </Routes>
+            </Layout>
+        </Router>
+    }
+}

@@ -1,0 +1,6 @@
+//! Building blocks shared by pages.
+
+pub mod empty_state;
+pub mod error_page;
+pub mod layout;
+pub mod time;

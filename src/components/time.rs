@@ -1,0 +1,21 @@
+//! Times are Stripe's Unix seconds, shown in UTC.
+
+/// `2026-11-23 16:50 UTC`; an out-of-range value is shown as the raw number rather than a panic.
+pub fn format_utc(unix_seconds: i64) -> String {
+    match chrono::DateTime::from_timestamp(unix_seconds, 0) {
+        Some(t) => t.format("%Y-%m-%d %H:%M UTC").to_string(),
+        None => format!("@{unix_seconds}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_in_utc() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(format_utc(1_795_453_800), "2026-11-23 17:10 UTC");
+        assert_eq!(format_utc(i64::MAX), format!("@{}", i64::MAX));
+    }
+}

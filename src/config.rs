@@ -1,0 +1,406 @@
+//! Typed configuration, read once at start from the environment (and `.env` if present).
+//!
+//! Every value is validated here so that a mistake is reported as one line naming the variable,
+//! before anything else starts. Secrets are wrapped in [`Secret`], whose `Debug` and `Display`
+//! never show more than the key's public prefix.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use url::Url;
+
+/// Stripe's API, used unless `STRIPE_API_BASE` says otherwise (tests point it at a loopback stand-in).
+pub const DEFAULT_STRIPE_API_BASE: &str = "https://api.stripe.com";
+/// Where the SQLite database lives when `DATABASE_URL` is not set.
+pub const DEFAULT_SQLITE_PATH: &str = "data/tally.db";
+pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:3000";
+
+/// A configuration value that must never reach a log line, a page or an error message.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The raw value, for the one place that needs it (an HTTP header, an HMAC key).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The non-secret prefix Stripe puts on its keys (`sk_test_`, `whsec_`, …), for display.
+    fn public_prefix(&self) -> &str {
+        const PREFIXES: [&str; 6] = ["sk_test_", "sk_live_", "rk_test_", "rk_live_", "whsec_", "pk_"];
+        PREFIXES
+            .iter()
+            .find(|p| self.0.starts_with(**p))
+            .copied()
+            .unwrap_or("")
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{}[redacted]\"", self.public_prefix())
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[redacted]", self.public_prefix())
+    }
+}
+
+/// Test or live mode, derived from the secret key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StripeMode {
+    Test,
+    Live,
+}
+
+impl StripeMode {
+    pub fn is_live(self) -> bool {
+        self == StripeMode::Live
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StripeMode::Test => "test",
+            StripeMode::Live => "live",
+        }
+    }
+}
+
+/// A validated Stripe secret (or restricted) key and the mode it implies.
+#[derive(Clone, Debug)]
+pub struct StripeKey {
+    pub key: Secret,
+    pub mode: StripeMode,
+}
+
+impl StripeKey {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let value = value.trim();
+        let mode = if value.starts_with("sk_test_") || value.starts_with("rk_test_") {
+            StripeMode::Test
+        } else if value.starts_with("sk_live_") || value.starts_with("rk_live_") {
+            StripeMode::Live
+        } else if value.starts_with("pk_") {
+            return Err("this is a publishable key (pk_…); Tally needs the secret key (sk_test_…, sk_live_…) or a restricted key (rk_…)".into());
+        } else {
+            return Err("must start with sk_test_, sk_live_ or rk_ (rk_test_/rk_live_)".into());
+        };
+        let prefix_len = 8;
+        if value.len() <= prefix_len || !value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err("is not a complete Stripe key (letters, digits and _ after the prefix)".into());
+        }
+        Ok(Self { key: Secret::new(value), mode })
+    }
+}
+
+/// Which database a URL names; chosen at run time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// A database URL whose password (if any) is hidden in `Debug` and `Display`.
+#[derive(Clone)]
+pub struct DatabaseUrl {
+    url: String,
+    backend: Backend,
+    /// The file a SQLite URL names, so its directory can be created on first start.
+    sqlite_file: Option<PathBuf>,
+}
+
+impl DatabaseUrl {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let value = value.trim();
+        if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+            let parsed = Url::parse(value).map_err(|e| format!("is not a valid postgres URL ({e})"))?;
+            if parsed.host_str().unwrap_or("").is_empty() {
+                return Err("names no host (expected postgres://user:password@host:port/database)".into());
+            }
+            return Ok(Self { url: value.to_string(), backend: Backend::Postgres, sqlite_file: None });
+        }
+        if let Some(rest) = value.strip_prefix("sqlite:") {
+            let path = rest.trim_start_matches("//");
+            let file = path.split('?').next().unwrap_or("");
+            if file.is_empty() {
+                return Err("names no file (expected sqlite://data/tally.db)".into());
+            }
+            if file.starts_with(":memory:") {
+                return Err("names an in-memory database, which would lose everything at exit; name a file".into());
+            }
+            let sqlite_file = Some(PathBuf::from(file));
+            // Create the file on first start unless the URL already says how to open it.
+            let url = if value.contains("mode=") {
+                value.to_string()
+            } else if value.contains('?') {
+                format!("{value}&mode=rwc")
+            } else {
+                format!("{value}?mode=rwc")
+            };
+            return Ok(Self { url, backend: Backend::Sqlite, sqlite_file });
+        }
+        Err("must start with sqlite:// or postgres:// (for example sqlite://data/tally.db)".into())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The full URL, password included, for the driver only.
+    pub fn expose(&self) -> &str {
+        &self.url
+    }
+
+    pub fn sqlite_file(&self) -> Option<&PathBuf> {
+        self.sqlite_file.as_ref()
+    }
+
+    /// The URL with any password replaced, safe for logs and error messages.
+    pub fn redacted(&self) -> String {
+        match Url::parse(&self.url) {
+            Ok(mut url) if url.password().is_some() => {
+                // Cannot fail for URLs with a host, which postgres URLs have (checked in parse).
+                let _ = url.set_password(Some("[redacted]"));
+                url.to_string()
+            }
+            _ => self.url.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The whole configuration. Its `Debug` output is safe to log.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub database_url: DatabaseUrl,
+    /// `None`: Tally runs, and every Stripe action answers "Stripe is not configured".
+    pub stripe_key: Option<StripeKey>,
+    /// One or more signing secrets; several during a rotation.
+    pub webhook_secrets: Vec<Secret>,
+    pub stripe_api_base: Url,
+    pub public_base_url: Url,
+    pub listen_addr: SocketAddr,
+    pub log_format: LogFormat,
+}
+
+/// One configuration mistake, naming the variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.variable, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads the process environment, after loading `.env` from the working directory if present.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => {
+                return Err(ConfigError { variable: ".env", message: format!("could not be read: {e}") })
+            }
+        }
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds the configuration from any source of variables (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let err = |variable: &'static str, message: String| ConfigError { variable, message };
+
+        let database_url = match get("DATABASE_URL") {
+            Some(v) => DatabaseUrl::parse(&v).map_err(|m| err("DATABASE_URL", m))?,
+            None => DatabaseUrl::parse(&format!("sqlite://{DEFAULT_SQLITE_PATH}"))
+                .map_err(|m| err("DATABASE_URL", m))?,
+        };
+
+        let stripe_key = get("STRIPE_SECRET_KEY")
+            .map(|v| StripeKey::parse(&v).map_err(|m| err("STRIPE_SECRET_KEY", m)))
+            .transpose()?;
+
+        let webhook_secrets = match get("STRIPE_WEBHOOK_SECRET") {
+            None => Vec::new(),
+            Some(v) => v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    if s.starts_with("whsec_") && s.len() > "whsec_".len() {
+                        Ok(Secret::new(s))
+                    } else {
+                        Err(err(
+                            "STRIPE_WEBHOOK_SECRET",
+                            "must be one or more comma-separated secrets starting with whsec_".into(),
+                        ))
+                    }
+                })
+                .collect::<Result<_, _>>()?,
+        };
+
+        let stripe_api_base = parse_http_url(get("STRIPE_API_BASE"), DEFAULT_STRIPE_API_BASE)
+            .map_err(|m| err("STRIPE_API_BASE", m))?;
+
+        let listen_addr: SocketAddr = get("LISTEN_ADDR")
+            .unwrap_or_else(|| DEFAULT_LISTEN_ADDR.to_string())
+            .parse()
+            .map_err(|_| err("LISTEN_ADDR", "must be an address and port such as 127.0.0.1:3000".into()))?;
+
+        let default_public = format!("http://{listen_addr}");
+        let public_base_url = parse_http_url(get("PUBLIC_BASE_URL"), &default_public)
+            .map_err(|m| err("PUBLIC_BASE_URL", m))?;
+
+        let log_format = match get("TALLY_LOG_FORMAT").as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("text") | Some("pretty") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(_) => return Err(err("TALLY_LOG_FORMAT", "must be text or json".into())),
+        };
+
+        Ok(Self { database_url, stripe_key, webhook_secrets, stripe_api_base, public_base_url, listen_addr, log_format })
+    }
+
+    pub fn stripe_mode(&self) -> Option<StripeMode> {
+        self.stripe_key.as_ref().map(|k| k.mode)
+    }
+}
+
+fn parse_http_url(value: Option<String>, default: &str) -> Result<Url, String> {
+    let raw = value.unwrap_or_else(|| default.to_string());
+    let url = Url::parse(&raw).map_err(|e| format!("is not a valid URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("must be an http:// or https:// URL with a host".into());
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_give_sqlite_under_data_and_no_stripe() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.database_url.backend(), Backend::Sqlite);
+        assert_eq!(c.database_url.sqlite_file(), Some(&PathBuf::from("data/tally.db")));
+        assert!(c.database_url.expose().ends_with("?mode=rwc"));
+        assert!(c.stripe_key.is_none());
+        assert!(c.webhook_secrets.is_empty());
+        assert_eq!(c.stripe_api_base.as_str(), "https://api.stripe.com/");
+        assert_eq!(c.listen_addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.public_base_url.as_str(), "http://127.0.0.1:3000/");
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn mode_follows_the_key() {
+        let test = config(&[("STRIPE_SECRET_KEY", "sk_test_abc123")]).unwrap();
+        assert_eq!(test.stripe_mode(), Some(StripeMode::Test));
+        let live = config(&[("STRIPE_SECRET_KEY", "sk_live_abc123")]).unwrap();
+        assert_eq!(live.stripe_mode(), Some(StripeMode::Live));
+        let restricted = config(&[("STRIPE_SECRET_KEY", "rk_live_abc123")]).unwrap();
+        assert_eq!(restricted.stripe_mode(), Some(StripeMode::Live));
+    }
+
+    #[test]
+    fn malformed_keys_name_the_variable() {
+        for bad in ["pk_test_abc", "sk_abc", "hello", "sk_test_", "sk_test_ab cd"] {
+            let e = config(&[("STRIPE_SECRET_KEY", bad)]).unwrap_err();
+            assert_eq!(e.variable, "STRIPE_SECRET_KEY", "{bad}");
+            assert!(!e.to_string().contains(bad), "error must not echo the key: {e}");
+        }
+        let e = config(&[("STRIPE_WEBHOOK_SECRET", "whsec_ok,nope")]).unwrap_err();
+        assert_eq!(e.variable, "STRIPE_WEBHOOK_SECRET");
+    }
+
+    #[test]
+    fn several_webhook_secrets_for_rotation() {
+        let c = config(&[("STRIPE_WEBHOOK_SECRET", " whsec_one , whsec_two ,")]).unwrap();
+        let exposed: Vec<&str> = c.webhook_secrets.iter().map(Secret::expose).collect();
+        assert_eq!(exposed, ["whsec_one", "whsec_two"]);
+    }
+
+    #[test]
+    fn debug_output_redacts_every_secret() {
+        let c = config(&[
+            ("STRIPE_SECRET_KEY", "sk_live_verysecretvalue"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_anothersecret"),
+            ("DATABASE_URL", "postgres://tally:hunter2pass@db.example.com:5432/tally"),
+        ])
+        .unwrap();
+        let shown = format!("{c:?}");
+        for secret in ["verysecretvalue", "anothersecret", "hunter2pass"] {
+            assert!(!shown.contains(secret), "{secret} leaked in {shown}");
+        }
+        assert!(shown.contains("sk_live_[redacted]"));
+        assert!(shown.contains("db.example.com"));
+    }
+
+    #[test]
+    fn database_urls_are_checked() {
+        assert_eq!(config(&[("DATABASE_URL", "mysql://x")]).unwrap_err().variable, "DATABASE_URL");
+        assert_eq!(config(&[("DATABASE_URL", "sqlite://")]).unwrap_err().variable, "DATABASE_URL");
+        let pg = config(&[("DATABASE_URL", "postgres://u@localhost/tally")]).unwrap();
+        assert_eq!(pg.database_url.backend(), Backend::Postgres);
+        let custom = config(&[("DATABASE_URL", "sqlite://x.db?mode=ro")]).unwrap();
+        assert_eq!(custom.database_url.expose(), "sqlite://x.db?mode=ro");
+    }
+
+    #[test]
+    fn urls_and_addresses_are_checked() {
+        assert_eq!(config(&[("STRIPE_API_BASE", "ftp://x")]).unwrap_err().variable, "STRIPE_API_BASE");
+        assert_eq!(config(&[("PUBLIC_BASE_URL", "not a url")]).unwrap_err().variable, "PUBLIC_BASE_URL");
+        assert_eq!(config(&[("LISTEN_ADDR", "localhost")]).unwrap_err().variable, "LISTEN_ADDR");
+        assert_eq!(config(&[("TALLY_LOG_FORMAT", "xml")]).unwrap_err().variable, "TALLY_LOG_FORMAT");
+        let c = config(&[("LISTEN_ADDR", "0.0.0.0:8080"), ("TALLY_LOG_FORMAT", "JSON")]).unwrap();
+        assert_eq!(c.listen_addr.port(), 8080);
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+}

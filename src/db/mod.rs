@@ -1,0 +1,155 @@
+//! The database: one binary, SQLite or Postgres chosen by `DATABASE_URL` at run time.
+//!
+//! Query code is written once against sqlx's `Any` driver with portable SQL (`$1` placeholders,
+//! integers for money and Unix-second times, TEXT for raw JSON); see docs/architecture.md.
+//! SQLite gets one writer connection so concurrent requests queue instead of failing with
+//! SQLITE_BUSY, and a pool of readers that WAL lets run beside it.
+
+pub mod settings;
+
+use std::time::Duration;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::Migrator;
+use sqlx::{Any, AnyPool, Executor, Transaction};
+
+use crate::config::{Backend, DatabaseUrl};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How long start-up waits for the database before giving up with a clear message.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a SQLite connection waits for a lock held by another process before failing.
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot create the directory {path} for the SQLite database: {source}")]
+    CreateDir { path: String, source: std::io::Error },
+    #[error("cannot connect to the database at {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("cannot apply database migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Query(#[from] sqlx::Error),
+}
+
+/// Handles to the database. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Db {
+    backend: Backend,
+    read: AnyPool,
+    write: AnyPool,
+}
+
+/// What `/readyz` reports.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Readiness {
+    pub database: bool,
+    pub migrations_applied: i64,
+    pub migrations_expected: i64,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.database && self.migrations_applied >= self.migrations_expected
+    }
+}
+
+impl Db {
+    pub async fn connect(url: &DatabaseUrl) -> Result<Self, DbError> {
+        sqlx::any::install_default_drivers();
+        let connect_err = |source| DbError::Connect { url: url.redacted(), source };
+        match url.backend() {
+            Backend::Sqlite => {
+                if let Some(dir) = url.sqlite_file().and_then(|f| f.parent()).filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|source| DbError::CreateDir { path: dir.display().to_string(), source })?;
+                }
+                let write = sqlite_pool(1).connect(url.expose()).await.map_err(connect_err)?;
+                let read = sqlite_pool(8).connect(url.expose()).await.map_err(connect_err)?;
+                Ok(Self { backend: Backend::Sqlite, read, write })
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(CONNECT_TIMEOUT)
+                    .connect(url.expose())
+                    .await
+                    .map_err(connect_err)?;
+                Ok(Self { backend: Backend::Postgres, read: pool.clone(), write: pool })
+            }
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// For queries that only read.
+    pub fn reader(&self) -> &AnyPool {
+        &self.read
+    }
+
+    /// For statements that write; on SQLite these queue on the single writer connection.
+    pub fn writer(&self) -> &AnyPool {
+        &self.write
+    }
+
+    /// A write transaction.
+    pub async fn begin(&self) -> Result<Transaction<'static, Any>, DbError> {
+        Ok(self.write.begin().await?)
+    }
+
+    fn migrator(&self) -> &'static Migrator {
+        match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+
+    /// Applies pending migrations. On Postgres, sqlx holds an advisory lock meanwhile, so several
+    /// instances starting together apply each migration once.
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        self.migrator().run(&self.write).await?;
+        settings::record_install_time(self).await?;
+        Ok(())
+    }
+
+    pub async fn readiness(&self) -> Readiness {
+        let expected = self.migrator().iter().filter(|m| m.migration_type.is_up_migration()).count() as i64;
+        let ping = sqlx::query("SELECT 1").execute(&self.read).await.is_ok();
+        let applied: Option<i64> = if ping {
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = TRUE")
+                .fetch_one(&self.read)
+                .await
+                .ok()
+        } else {
+            None
+        };
+        Readiness { database: ping, migrations_applied: applied.unwrap_or(0), migrations_expected: expected }
+    }
+
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
+
+fn sqlite_pool(max_connections: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                // WAL lets readers run beside the writer; NORMAL is durable in WAL mode except
+                // against power loss mid-checkpoint, which is SQLite's recommended trade-off.
+                conn.execute("PRAGMA journal_mode = WAL").await?;
+                conn.execute("PRAGMA synchronous = NORMAL").await?;
+                conn.execute("PRAGMA foreign_keys = ON").await?;
+                conn.execute(format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}").as_str()).await?;
+                Ok(())
+            })
+        })
+}

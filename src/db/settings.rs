@@ -1,0 +1,44 @@
+//! Instance-wide key/value settings (table `settings`).
+
+use super::{Db, DbError};
+
+pub const INSTALLED_AT: &str = "installed_at";
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+pub async fn get(db: &Db, key: &str) -> Result<Option<String>, DbError> {
+    Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+        .bind(key)
+        .fetch_optional(db.reader())
+        .await?)
+}
+
+pub async fn set(db: &Db, key: &str, value: &str) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+    )
+    .bind(key)
+    .bind(value)
+    .bind(now_unix())
+    .execute(db.writer())
+    .await?;
+    Ok(())
+}
+
+/// Remembers when this database was first set up (shown on the Settings page); later calls keep it.
+pub async fn record_install_time(db: &Db) -> Result<(), DbError> {
+    let now = now_unix();
+    sqlx::query("INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING")
+        .bind(INSTALLED_AT)
+        .bind(now.to_string())
+        .bind(now)
+        .execute(db.writer())
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,24 @@
+//! What every request handler and server function can reach.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use leptos::config::LeptosOptions;
+
+use crate::config::Config;
+use crate::db::Db;
+
+#[derive(Clone, Debug, FromRef)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub config: Arc<Config>,
+    pub db: Db,
+}
+
+impl AppState {
+    /// The state inside a server function or a component rendered on the server.
+    pub fn from_context() -> Result<Self, leptos::prelude::ServerFnError> {
+        leptos::prelude::use_context::<Self>()
+            .ok_or_else(|| leptos::prelude::ServerFnError::new("server state is missing"))
+    }
+}

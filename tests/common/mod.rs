@@ -1,0 +1,121 @@
+//! Test helpers: a fresh database per test (SQLite file or Postgres database) and the real app
+//! on a random loopback port.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+
+use tally::config::Config;
+use tally::db::Db;
+use tally::server::{self, RunningServer};
+use tally::site::{self, SiteFile};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A database that exists only for one test.
+pub struct TestDb {
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+/// The Postgres server the tests use; `scripts/test.sh` starts one and sets this.
+pub fn postgres_admin_url() -> String {
+    std::env::var("TALLY_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!("TALLY_TEST_POSTGRES_URL is not set: run ./scripts/test.sh, which starts PostgreSQL and sets it")
+    })
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("tally.db").display()),
+            Backend::Postgres => {
+                use sqlx::Connection;
+                let admin = postgres_admin_url();
+                let name = format!("tally_test_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to test Postgres");
+                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
+                let _ = conn.close().await;
+                let mut url = url::Url::parse(&admin).expect("TALLY_TEST_POSTGRES_URL is a URL");
+                url.set_path(&name);
+                url.to_string()
+            }
+        };
+        Self { url, _dir: dir }
+    }
+}
+
+pub fn config_with(db: &TestDb, extra: &[(&str, &str)]) -> Config {
+    let mut vars: HashMap<String, String> = HashMap::new();
+    vars.insert("DATABASE_URL".into(), db.url.clone());
+    vars.insert("LISTEN_ADDR".into(), "127.0.0.1:0".into());
+    for (k, v) in extra {
+        vars.insert(k.to_string(), v.to_string());
+    }
+    Config::from_lookup(|name| vars.get(name).cloned()).expect("test config is valid")
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub server: RunningServer,
+    pub client: reqwest::Client,
+    pub db: TestDb,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, &[]).await
+    }
+
+    pub async fn spawn_with(backend: Backend, extra: &[(&str, &str)]) -> Self {
+        let db = TestDb::new(backend).await;
+        let config = config_with(&db, extra);
+        let site = site::options(
+            SiteFile {
+                output_name: "tally".into(),
+                site_root: "target/site".into(),
+                site_pkg_dir: "pkg".into(),
+                env: None,
+            },
+            |_| None,
+        );
+        let server = server::start(config, site).await.expect("app starts");
+        let base = format!("http://{}", server.addr);
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Self { base, server, client, db }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.server.db
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("request")
+    }
+}
+
+/// Declares one test per backend: `both_backends!(name, |backend| async move { … });`
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                ($body)(common::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                ($body)(common::Backend::Postgres).await
+            }
+        }
+    };
+}
