@@ -24,7 +24,8 @@ fi
 
 if ! cargo leptos --version 2>/dev/null | grep -q "$CARGO_LEPTOS_VERSION"; then
   echo "==> installing cargo-leptos $CARGO_LEPTOS_VERSION"
-  cargo install cargo-leptos --version "=$CARGO_LEPTOS_VERSION" --locked
+  # A debug build installs in a fraction of the time and is fast enough: it mostly runs cargo.
+  cargo install cargo-leptos --version "=$CARGO_LEPTOS_VERSION" --locked --debug
 fi
 
 # wasm-bindgen-cli must match the wasm-bindgen crate in Cargo.lock exactly.

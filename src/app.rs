@@ -8,7 +8,8 @@ use leptos_router::{SsrMode, StaticSegment};
 use crate::components::layout::Layout;
 use crate::pages::{
     customers::CustomersPage, not_found::NotFound, overview::OverviewPage, payments::PaymentsPage,
-    revenue::RevenuePage, settings::SettingsPage, subscriptions::SubscriptionsPage, webhooks::WebhooksPage,
+    revenue::RevenuePage, settings::SettingsPage, subscriptions::SubscriptionsPage,
+    webhooks::WebhooksPage,
 };
 
 /// The HTML document around the app, rendered on the server only.

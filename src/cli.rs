@@ -12,10 +12,19 @@ use crate::db::Db;
 use crate::server;
 
 #[derive(Debug, Parser)]
-#[command(name = "tally", version, about = "Billing dashboard for SaaS teams on Stripe")]
+#[command(
+    name = "tally",
+    version,
+    about = "Billing dashboard for SaaS teams on Stripe"
+)]
 struct Cli {
     /// Runtime site settings (output name, site root, pkg dir).
-    #[arg(long, global = true, env = "TALLY_SITE_CONFIG", default_value = "Leptos.toml")]
+    #[arg(
+        long,
+        global = true,
+        env = "TALLY_SITE_CONFIG",
+        default_value = "Leptos.toml"
+    )]
     site_config: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
@@ -68,15 +77,22 @@ async fn serve(config: Config, site_config: &std::path::Path) -> Result<(), Stri
     if config.stripe_key.is_none() {
         tracing::warn!("STRIPE_SECRET_KEY is not set: Stripe actions are disabled until it is");
     }
-    let running = server::start(config, site).await.map_err(|e| e.to_string())?;
+    let running = server::start(config, site)
+        .await
+        .map_err(|e| e.to_string())?;
     tracing::info!("listening on http://{}", running.addr);
-    running.run_until(server::shutdown_signal()).await.map_err(|e| format!("server error: {e}"))?;
+    running
+        .run_until(server::shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))?;
     tracing::info!("stopped");
     Ok(())
 }
 
 async fn migrate(config: Config) -> Result<(), String> {
-    let db = Db::connect(&config.database_url).await.map_err(|e| e.to_string())?;
+    let db = Db::connect(&config.database_url)
+        .await
+        .map_err(|e| e.to_string())?;
     db.migrate().await.map_err(|e| e.to_string())?;
     let readiness = db.readiness().await;
     db.close().await;

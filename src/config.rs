@@ -32,7 +32,9 @@ impl Secret {
 
     /// The non-secret prefix Stripe puts on its keys (`sk_test_`, `whsec_`, …), for display.
     fn public_prefix(&self) -> &str {
-        const PREFIXES: [&str; 6] = ["sk_test_", "sk_live_", "rk_test_", "rk_live_", "whsec_", "pk_"];
+        const PREFIXES: [&str; 6] = [
+            "sk_test_", "sk_live_", "rk_test_", "rk_live_", "whsec_", "pk_",
+        ];
         PREFIXES
             .iter()
             .find(|p| self.0.starts_with(**p))
@@ -94,10 +96,19 @@ impl StripeKey {
             return Err("must start with sk_test_, sk_live_ or rk_ (rk_test_/rk_live_)".into());
         };
         let prefix_len = 8;
-        if value.len() <= prefix_len || !value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err("is not a complete Stripe key (letters, digits and _ after the prefix)".into());
+        if value.len() <= prefix_len
+            || !value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(
+                "is not a complete Stripe key (letters, digits and _ after the prefix)".into(),
+            );
         }
-        Ok(Self { key: Secret::new(value), mode })
+        Ok(Self {
+            key: Secret::new(value),
+            mode,
+        })
     }
 }
 
@@ -131,11 +142,18 @@ impl DatabaseUrl {
     pub fn parse(value: &str) -> Result<Self, String> {
         let value = value.trim();
         if value.starts_with("postgres://") || value.starts_with("postgresql://") {
-            let parsed = Url::parse(value).map_err(|e| format!("is not a valid postgres URL ({e})"))?;
+            let parsed =
+                Url::parse(value).map_err(|e| format!("is not a valid postgres URL ({e})"))?;
             if parsed.host_str().unwrap_or("").is_empty() {
-                return Err("names no host (expected postgres://user:password@host:port/database)".into());
+                return Err(
+                    "names no host (expected postgres://user:password@host:port/database)".into(),
+                );
             }
-            return Ok(Self { url: value.to_string(), backend: Backend::Postgres, sqlite_file: None });
+            return Ok(Self {
+                url: value.to_string(),
+                backend: Backend::Postgres,
+                sqlite_file: None,
+            });
         }
         if let Some(rest) = value.strip_prefix("sqlite:") {
             let path = rest.trim_start_matches("//");
@@ -144,7 +162,10 @@ impl DatabaseUrl {
                 return Err("names no file (expected sqlite://data/tally.db)".into());
             }
             if file.starts_with(":memory:") {
-                return Err("names an in-memory database, which would lose everything at exit; name a file".into());
+                return Err(
+                    "names an in-memory database, which would lose everything at exit; name a file"
+                        .into(),
+                );
             }
             let sqlite_file = Some(PathBuf::from(file));
             // Create the file on first start unless the URL already says how to open it.
@@ -155,7 +176,11 @@ impl DatabaseUrl {
             } else {
                 format!("{value}?mode=rwc")
             };
-            return Ok(Self { url, backend: Backend::Sqlite, sqlite_file });
+            return Ok(Self {
+                url,
+                backend: Backend::Sqlite,
+                sqlite_file,
+            });
         }
         Err("must start with sqlite:// or postgres:// (for example sqlite://data/tally.db)".into())
     }
@@ -240,7 +265,10 @@ impl Config {
             Ok(_) => {}
             Err(e) if e.not_found() => {}
             Err(e) => {
-                return Err(ConfigError { variable: ".env", message: format!("could not be read: {e}") })
+                return Err(ConfigError {
+                    variable: ".env",
+                    message: format!("could not be read: {e}"),
+                })
             }
         }
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -248,7 +276,11 @@ impl Config {
 
     /// Builds the configuration from any source of variables (the environment, or a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let err = |variable: &'static str, message: String| ConfigError { variable, message };
 
         let database_url = match get("DATABASE_URL") {
@@ -273,7 +305,8 @@ impl Config {
                     } else {
                         Err(err(
                             "STRIPE_WEBHOOK_SECRET",
-                            "must be one or more comma-separated secrets starting with whsec_".into(),
+                            "must be one or more comma-separated secrets starting with whsec_"
+                                .into(),
                         ))
                     }
                 })
@@ -286,19 +319,36 @@ impl Config {
         let listen_addr: SocketAddr = get("LISTEN_ADDR")
             .unwrap_or_else(|| DEFAULT_LISTEN_ADDR.to_string())
             .parse()
-            .map_err(|_| err("LISTEN_ADDR", "must be an address and port such as 127.0.0.1:3000".into()))?;
+            .map_err(|_| {
+                err(
+                    "LISTEN_ADDR",
+                    "must be an address and port such as 127.0.0.1:3000".into(),
+                )
+            })?;
 
         let default_public = format!("http://{listen_addr}");
         let public_base_url = parse_http_url(get("PUBLIC_BASE_URL"), &default_public)
             .map_err(|m| err("PUBLIC_BASE_URL", m))?;
 
-        let log_format = match get("TALLY_LOG_FORMAT").as_deref().map(str::to_ascii_lowercase).as_deref() {
+        let log_format = match get("TALLY_LOG_FORMAT")
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None | Some("text") | Some("pretty") => LogFormat::Text,
             Some("json") => LogFormat::Json,
             Some(_) => return Err(err("TALLY_LOG_FORMAT", "must be text or json".into())),
         };
 
-        Ok(Self { database_url, stripe_key, webhook_secrets, stripe_api_base, public_base_url, listen_addr, log_format })
+        Ok(Self {
+            database_url,
+            stripe_key,
+            webhook_secrets,
+            stripe_api_base,
+            public_base_url,
+            listen_addr,
+            log_format,
+        })
     }
 
     pub fn stripe_mode(&self) -> Option<StripeMode> {
@@ -321,7 +371,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|name| map.get(name).cloned())
     }
 
@@ -329,7 +382,10 @@ mod tests {
     fn defaults_give_sqlite_under_data_and_no_stripe() {
         let c = config(&[]).unwrap();
         assert_eq!(c.database_url.backend(), Backend::Sqlite);
-        assert_eq!(c.database_url.sqlite_file(), Some(&PathBuf::from("data/tally.db")));
+        assert_eq!(
+            c.database_url.sqlite_file(),
+            Some(&PathBuf::from("data/tally.db"))
+        );
         assert!(c.database_url.expose().ends_with("?mode=rwc"));
         assert!(c.stripe_key.is_none());
         assert!(c.webhook_secrets.is_empty());
@@ -351,10 +407,19 @@ mod tests {
 
     #[test]
     fn malformed_keys_name_the_variable() {
-        for bad in ["pk_test_abc", "sk_abc", "hello", "sk_test_", "sk_test_ab cd"] {
+        for bad in [
+            "pk_test_abc",
+            "sk_abc",
+            "hello",
+            "sk_test_",
+            "sk_test_ab cd",
+        ] {
             let e = config(&[("STRIPE_SECRET_KEY", bad)]).unwrap_err();
             assert_eq!(e.variable, "STRIPE_SECRET_KEY", "{bad}");
-            assert!(!e.to_string().contains(bad), "error must not echo the key: {e}");
+            assert!(
+                !e.to_string().contains(bad),
+                "error must not echo the key: {e}"
+            );
         }
         let e = config(&[("STRIPE_WEBHOOK_SECRET", "whsec_ok,nope")]).unwrap_err();
         assert_eq!(e.variable, "STRIPE_WEBHOOK_SECRET");
@@ -372,7 +437,10 @@ mod tests {
         let c = config(&[
             ("STRIPE_SECRET_KEY", "sk_live_verysecretvalue"),
             ("STRIPE_WEBHOOK_SECRET", "whsec_anothersecret"),
-            ("DATABASE_URL", "postgres://tally:hunter2pass@db.example.com:5432/tally"),
+            (
+                "DATABASE_URL",
+                "postgres://tally:hunter2pass@db.example.com:5432/tally",
+            ),
         ])
         .unwrap();
         let shown = format!("{c:?}");
@@ -385,8 +453,18 @@ mod tests {
 
     #[test]
     fn database_urls_are_checked() {
-        assert_eq!(config(&[("DATABASE_URL", "mysql://x")]).unwrap_err().variable, "DATABASE_URL");
-        assert_eq!(config(&[("DATABASE_URL", "sqlite://")]).unwrap_err().variable, "DATABASE_URL");
+        assert_eq!(
+            config(&[("DATABASE_URL", "mysql://x")])
+                .unwrap_err()
+                .variable,
+            "DATABASE_URL"
+        );
+        assert_eq!(
+            config(&[("DATABASE_URL", "sqlite://")])
+                .unwrap_err()
+                .variable,
+            "DATABASE_URL"
+        );
         let pg = config(&[("DATABASE_URL", "postgres://u@localhost/tally")]).unwrap();
         assert_eq!(pg.database_url.backend(), Backend::Postgres);
         let custom = config(&[("DATABASE_URL", "sqlite://x.db?mode=ro")]).unwrap();
@@ -395,11 +473,33 @@ mod tests {
 
     #[test]
     fn urls_and_addresses_are_checked() {
-        assert_eq!(config(&[("STRIPE_API_BASE", "ftp://x")]).unwrap_err().variable, "STRIPE_API_BASE");
-        assert_eq!(config(&[("PUBLIC_BASE_URL", "not a url")]).unwrap_err().variable, "PUBLIC_BASE_URL");
-        assert_eq!(config(&[("LISTEN_ADDR", "localhost")]).unwrap_err().variable, "LISTEN_ADDR");
-        assert_eq!(config(&[("TALLY_LOG_FORMAT", "xml")]).unwrap_err().variable, "TALLY_LOG_FORMAT");
-        let c = config(&[("LISTEN_ADDR", "0.0.0.0:8080"), ("TALLY_LOG_FORMAT", "JSON")]).unwrap();
+        assert_eq!(
+            config(&[("STRIPE_API_BASE", "ftp://x")])
+                .unwrap_err()
+                .variable,
+            "STRIPE_API_BASE"
+        );
+        assert_eq!(
+            config(&[("PUBLIC_BASE_URL", "not a url")])
+                .unwrap_err()
+                .variable,
+            "PUBLIC_BASE_URL"
+        );
+        assert_eq!(
+            config(&[("LISTEN_ADDR", "localhost")])
+                .unwrap_err()
+                .variable,
+            "LISTEN_ADDR"
+        );
+        assert_eq!(
+            config(&[("TALLY_LOG_FORMAT", "xml")]).unwrap_err().variable,
+            "TALLY_LOG_FORMAT"
+        );
+        let c = config(&[
+            ("LISTEN_ADDR", "0.0.0.0:8080"),
+            ("TALLY_LOG_FORMAT", "JSON"),
+        ])
+        .unwrap();
         assert_eq!(c.listen_addr.port(), 8080);
         assert_eq!(c.log_format, LogFormat::Json);
     }

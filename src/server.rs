@@ -35,7 +35,10 @@ pub enum StartError {
     #[error(transparent)]
     Db(#[from] DbError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// The router with every route and layer, ready to serve.
@@ -52,9 +55,15 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/api/{*fn_name}", get(server_fn_handler).post(server_fn_handler))
+        .route(
+            "/api/{*fn_name}",
+            get(server_fn_handler).post(server_fn_handler),
+        )
         .leptos_routes_with_context(&state, routes, context.clone(), page_shell)
-        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, shell))
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            AppState,
+            _,
+        >(context, shell))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -81,7 +90,10 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn server_fn_handler(State(state): State<AppState>, request: Request<Body>) -> impl IntoResponse {
+async fn server_fn_handler(
+    State(state): State<AppState>,
+    request: Request<Body>,
+) -> impl IntoResponse {
     handle_server_fns_with_context(move || provide_context(state.clone()), request).await
 }
 
@@ -105,7 +117,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
             "expected": readiness.migrations_expected,
         },
     }));
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, body).into_response()
 }
 
@@ -141,18 +157,29 @@ impl RunningServer {
 
 /// Connects to the database, applies migrations, binds `config.listen_addr` (port 0 picks a free
 /// port) and serves in the background.
-pub async fn start(config: Config, leptos_options: LeptosOptions) -> Result<RunningServer, StartError> {
+pub async fn start(
+    config: Config,
+    leptos_options: LeptosOptions,
+) -> Result<RunningServer, StartError> {
     let db = Db::connect(&config.database_url).await?;
     db.migrate().await?;
     let listener = TcpListener::bind(config.listen_addr)
         .await
-        .map_err(|source| StartError::Bind { addr: config.listen_addr, source })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| StartError::Bind { addr: config.listen_addr, source })?;
+        .map_err(|source| StartError::Bind {
+            addr: config.listen_addr,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen_addr,
+        source,
+    })?;
     let mut leptos_options = leptos_options;
     leptos_options.site_addr = addr;
-    let state = AppState { leptos_options, config: Arc::new(config), db: db.clone() };
+    let state = AppState {
+        leptos_options,
+        config: Arc::new(config),
+        db: db.clone(),
+    };
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -162,7 +189,12 @@ pub async fn start(config: Config, leptos_options: LeptosOptions) -> Result<Runn
             })
             .await
     });
-    Ok(RunningServer { addr, db, shutdown: Some(tx), task })
+    Ok(RunningServer {
+        addr,
+        db,
+        shutdown: Some(tx),
+        task,
+    })
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

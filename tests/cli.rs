@@ -10,7 +10,10 @@ fn tally(dir: &Path, vars: &[(&str, &str)], args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tally"));
     // A clean environment and working directory, so no developer .env leaks into the test.
     cmd.env_clear().current_dir(dir).args(args);
-    cmd.env("TALLY_SITE_CONFIG", Path::new(env!("CARGO_MANIFEST_DIR")).join("Leptos.toml"));
+    cmd.env(
+        "TALLY_SITE_CONFIG",
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("Leptos.toml"),
+    );
     for (k, v) in vars {
         cmd.env(k, v);
     }
@@ -26,8 +29,15 @@ fn run(vars: &[(&str, &str)], args: &[&str]) -> Output {
 fn assert_one_line_failure(out: &Output, must_contain: &[&str]) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one line expected, got: {stderr}");
-    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "one line expected, got: {stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
     for needle in must_contain {
         assert!(stderr.contains(needle), "{needle:?} not in {stderr:?}");
     }
@@ -42,7 +52,13 @@ fn bad_database_url_names_the_variable() {
 
 #[test]
 fn unreachable_database_names_the_server_without_the_password() {
-    let out = run(&[("DATABASE_URL", "postgres://tally:s3cretpw@127.0.0.1:1/tally")], &["migrate"]);
+    let out = run(
+        &[(
+            "DATABASE_URL",
+            "postgres://tally:s3cretpw@127.0.0.1:1/tally",
+        )],
+        &["migrate"],
+    );
     let line = assert_one_line_failure(&out, &["cannot connect to the database", "127.0.0.1:1"]);
     assert!(!line.contains("s3cretpw"), "password leaked: {line}");
 }
@@ -60,9 +76,16 @@ fn malformed_keys_name_the_variable_and_hide_the_value() {
 fn missing_site_config_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("t.db").display());
-    let out = tally(dir.path(), &[("DATABASE_URL", &db), ("TALLY_SITE_CONFIG", "/nonexistent/Leptos.toml")], &["serve"])
-        .output()
-        .unwrap();
+    let out = tally(
+        dir.path(),
+        &[
+            ("DATABASE_URL", &db),
+            ("TALLY_SITE_CONFIG", "/nonexistent/Leptos.toml"),
+        ],
+        &["serve"],
+    )
+    .output()
+    .unwrap();
     assert_one_line_failure(&out, &["/nonexistent/Leptos.toml"]);
 }
 
@@ -72,7 +95,13 @@ fn busy_port_names_the_address() {
     let addr = taken.local_addr().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("t.db").display());
-    let out = tally(dir.path(), &[("DATABASE_URL", &db), ("LISTEN_ADDR", &addr)], &["serve"]).output().unwrap();
+    let out = tally(
+        dir.path(),
+        &[("DATABASE_URL", &db), ("LISTEN_ADDR", &addr)],
+        &["serve"],
+    )
+    .output()
+    .unwrap();
     assert_one_line_failure(&out, &["cannot listen on", &addr]);
 }
 
@@ -80,9 +109,16 @@ fn busy_port_names_the_address() {
 fn migrate_creates_the_default_sqlite_file_under_data() {
     let dir = tempfile::tempdir().unwrap();
     let out = tally(dir.path(), &[], &["migrate"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("migrations applied on sqlite: 1 of 1"), "{stdout}");
+    assert!(
+        stdout.contains("migrations applied on sqlite: 1 of 1"),
+        "{stdout}"
+    );
     assert!(dir.path().join("data/tally.db").is_file());
 }
 
@@ -110,18 +146,34 @@ fn serve_logs_redacted_config_as_json_and_stops_on_sigterm() {
     let mut seen = Vec::new();
     let started = Instant::now();
     while let Some(Ok(line)) = lines.next() {
-        let parsed: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        let parsed: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
         seen.push(line.clone());
-        if parsed["message"].as_str().is_some_and(|m| m.starts_with("listening on")) {
+        if parsed["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("listening on"))
+        {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "server did not start: {seen:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "server did not start: {seen:?}"
+        );
     }
     let all = seen.join("\n");
-    assert!(all.contains("starting Tally") && all.contains("sk_test_[redacted]"), "{all}");
-    assert!(!all.contains("Topsecretkeyvalue") && !all.contains("topsecretwebhook"), "secret in logs: {all}");
+    assert!(
+        all.contains("starting Tally") && all.contains("sk_test_[redacted]"),
+        "{all}"
+    );
+    assert!(
+        !all.contains("Topsecretkeyvalue") && !all.contains("topsecretwebhook"),
+        "secret in logs: {all}"
+    );
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let exit = child.wait().unwrap();
     assert_eq!(exit.code(), Some(0), "clean exit after SIGTERM");

@@ -14,13 +14,28 @@ fn cargo_metadata_and_leptos_toml_agree() {
     let cargo: toml::Table = toml::from_str(&read("Cargo.toml")).unwrap();
     let meta = &cargo["package"]["metadata"]["leptos"];
     let site = SiteFile::parse(&read("Leptos.toml")).unwrap();
-    assert_eq!(meta["output-name"].as_str(), Some(site.output_name.as_str()), "output-name differs");
-    assert_eq!(meta["site-pkg-dir"].as_str(), Some(site.site_pkg_dir.as_str()), "site-pkg-dir differs");
-    assert_eq!(meta["site-root"].as_str(), Some(site.site_root.as_str()), "site-root differs");
+    assert_eq!(
+        meta["output-name"].as_str(),
+        Some(site.output_name.as_str()),
+        "output-name differs"
+    );
+    assert_eq!(
+        meta["site-pkg-dir"].as_str(),
+        Some(site.site_pkg_dir.as_str()),
+        "site-pkg-dir differs"
+    );
+    assert_eq!(
+        meta["site-root"].as_str(),
+        Some(site.site_root.as_str()),
+        "site-root differs"
+    );
     assert_eq!(meta["env"].as_str(), site.env.as_deref(), "env differs");
     // The compile-time name leptos uses for the wasm file (see .cargo/config.toml).
     let cargo_config: toml::Table = toml::from_str(&read(".cargo/config.toml")).unwrap();
-    assert_eq!(cargo_config["env"]["LEPTOS_OUTPUT_NAME"].as_str(), Some(site.output_name.as_str()));
+    assert_eq!(
+        cargo_config["env"]["LEPTOS_OUTPUT_NAME"].as_str(),
+        Some(site.output_name.as_str())
+    );
 }
 
 #[test]
@@ -29,12 +44,17 @@ fn the_files_cargo_leptos_needs_exist() {
     let meta = &cargo["package"]["metadata"]["leptos"];
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for key in ["style-file", "assets-dir", "end2end-dir"] {
-        let path = meta[key].as_str().unwrap_or_else(|| panic!("{key} missing"));
+        let path = meta[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{key} missing"));
         assert!(root.join(path).exists(), "{key} = {path} does not exist");
     }
     // The stylesheet link in the app must point where cargo-leptos writes the CSS.
     let app = read("src/app.rs");
     let output = meta["output-name"].as_str().unwrap();
     let pkg = meta["site-pkg-dir"].as_str().unwrap();
-    assert!(app.contains(&format!("href=\"/{pkg}/{output}.css\"")), "stylesheet href does not match");
+    assert!(
+        app.contains(&format!("href=\"/{pkg}/{output}.css\"")),
+        "stylesheet href does not match"
+    );
 }

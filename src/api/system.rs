@@ -28,7 +28,10 @@ impl InstallStatus {
     }
 
     pub fn webhook_url(&self) -> String {
-        format!("{}/stripe/webhook", self.public_base_url.trim_end_matches('/'))
+        format!(
+            "{}/stripe/webhook",
+            self.public_base_url.trim_end_matches('/')
+        )
     }
 }
 
@@ -43,7 +46,9 @@ pub async fn system_status() -> Result<InstallStatus, ServerFnError> {
         Ok(value) => value.and_then(|v| v.parse().ok()),
         Err(e) => {
             tracing::error!(error = %e, "reading settings failed");
-            return Err(ServerFnError::new("The database did not answer; try again in a moment."));
+            return Err(ServerFnError::new(
+                "The database did not answer; try again in a moment.",
+            ));
         }
     };
     Ok(InstallStatus {

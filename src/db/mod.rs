@@ -26,7 +26,10 @@ const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("cannot create the directory {path} for the SQLite database: {source}")]
-    CreateDir { path: String, source: std::io::Error },
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot connect to the database at {url}: {source}")]
     Connect { url: String, source: sqlx::Error },
     #[error("cannot apply database migrations: {0}")]
@@ -60,16 +63,35 @@ impl Readiness {
 impl Db {
     pub async fn connect(url: &DatabaseUrl) -> Result<Self, DbError> {
         sqlx::any::install_default_drivers();
-        let connect_err = |source| DbError::Connect { url: url.redacted(), source };
+        let connect_err = |source| DbError::Connect {
+            url: url.redacted(),
+            source,
+        };
         match url.backend() {
             Backend::Sqlite => {
-                if let Some(dir) = url.sqlite_file().and_then(|f| f.parent()).filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|source| DbError::CreateDir { path: dir.display().to_string(), source })?;
+                if let Some(dir) = url
+                    .sqlite_file()
+                    .and_then(|f| f.parent())
+                    .filter(|d| !d.as_os_str().is_empty())
+                {
+                    std::fs::create_dir_all(dir).map_err(|source| DbError::CreateDir {
+                        path: dir.display().to_string(),
+                        source,
+                    })?;
                 }
-                let write = sqlite_pool(1).connect(url.expose()).await.map_err(connect_err)?;
-                let read = sqlite_pool(8).connect(url.expose()).await.map_err(connect_err)?;
-                Ok(Self { backend: Backend::Sqlite, read, write })
+                let write = sqlite_pool(1)
+                    .connect(url.expose())
+                    .await
+                    .map_err(connect_err)?;
+                let read = sqlite_pool(8)
+                    .connect(url.expose())
+                    .await
+                    .map_err(connect_err)?;
+                Ok(Self {
+                    backend: Backend::Sqlite,
+                    read,
+                    write,
+                })
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -78,7 +100,11 @@ impl Db {
                     .connect(url.expose())
                     .await
                     .map_err(connect_err)?;
-                Ok(Self { backend: Backend::Postgres, read: pool.clone(), write: pool })
+                Ok(Self {
+                    backend: Backend::Postgres,
+                    read: pool.clone(),
+                    write: pool,
+                })
             }
         }
     }
@@ -118,7 +144,11 @@ impl Db {
     }
 
     pub async fn readiness(&self) -> Readiness {
-        let expected = self.migrator().iter().filter(|m| m.migration_type.is_up_migration()).count() as i64;
+        let expected = self
+            .migrator()
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration())
+            .count() as i64;
         let ping = sqlx::query("SELECT 1").execute(&self.read).await.is_ok();
         let applied: Option<i64> = if ping {
             sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = TRUE")
@@ -128,7 +158,11 @@ impl Db {
         } else {
             None
         };
-        Readiness { database: ping, migrations_applied: applied.unwrap_or(0), migrations_expected: expected }
+        Readiness {
+            database: ping,
+            migrations_applied: applied.unwrap_or(0),
+            migrations_expected: expected,
+        }
     }
 
     pub async fn close(&self) {
@@ -148,7 +182,8 @@ fn sqlite_pool(max_connections: u32) -> AnyPoolOptions {
                 conn.execute("PRAGMA journal_mode = WAL").await?;
                 conn.execute("PRAGMA synchronous = NORMAL").await?;
                 conn.execute("PRAGMA foreign_keys = ON").await?;
-                conn.execute(format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}").as_str()).await?;
+                conn.execute(format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}").as_str())
+                    .await?;
                 Ok(())
             })
         })

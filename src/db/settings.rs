@@ -12,10 +12,12 @@ fn now_unix() -> i64 {
 }
 
 pub async fn get(db: &Db, key: &str) -> Result<Option<String>, DbError> {
-    Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
-        .bind(key)
-        .fetch_optional(db.reader())
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(db.reader())
+            .await?,
+    )
 }
 
 pub async fn set(db: &Db, key: &str, value: &str) -> Result<(), DbError> {

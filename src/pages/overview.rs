@@ -30,7 +30,11 @@ fn GettingStarted(status: InstallStatus) -> impl IntoView {
         format!(
             "{} signing secret{} configured. Events are received at {}.",
             status.webhook_secret_count,
-            if status.webhook_secret_count == 1 { "" } else { "s" },
+            if status.webhook_secret_count == 1 {
+                ""
+            } else {
+                "s"
+            },
             status.webhook_url()
         )
     } else {
@@ -60,7 +64,12 @@ fn GettingStarted(status: InstallStatus) -> impl IntoView {
 }
 
 #[component]
-fn Step(done: bool, title: &'static str, detail: String, #[prop(optional)] children: Option<Children>) -> impl IntoView {
+fn Step(
+    done: bool,
+    title: &'static str,
+    detail: String,
+    #[prop(optional)] children: Option<Children>,
+) -> impl IntoView {
     view! {
         <li class="step" class:done=done>
             <span class="step-mark" aria-hidden="true">{if done { "✓" } else { "" }}</span>

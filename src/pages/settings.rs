@@ -28,15 +28,25 @@ fn ConfigTable(status: InstallStatus) -> impl IntoView {
     };
     let webhooks = match status.webhook_secret_count {
         0 => "Not configured: set STRIPE_WEBHOOK_SECRET".to_string(),
-        n => format!("{n} signing secret{} at {}", if n == 1 { "" } else { "s" }, status.webhook_url()),
+        n => format!(
+            "{n} signing secret{} at {}",
+            if n == 1 { "" } else { "s" },
+            status.webhook_url()
+        ),
     };
-    let installed = status.installed_at.map(format_utc).unwrap_or_else(|| "unknown".into());
+    let installed = status
+        .installed_at
+        .map(format_utc)
+        .unwrap_or_else(|| "unknown".into());
     let rows = [
         ("Stripe API key", stripe),
         ("Webhook signing", webhooks),
         ("Stripe API base", status.stripe_api_base.clone()),
         ("Public URL", status.public_base_url.clone()),
-        ("Database", format!("{} ({})", status.database_backend, status.database_location)),
+        (
+            "Database",
+            format!("{} ({})", status.database_backend, status.database_location),
+        ),
         ("Set up", installed),
         ("Version", status.version.clone()),
     ];

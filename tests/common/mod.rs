@@ -37,8 +37,13 @@ impl TestDb {
                 use sqlx::Connection;
                 let admin = postgres_admin_url();
                 let name = format!("tally_test_{}", uuid::Uuid::new_v4().simple());
-                let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to test Postgres");
-                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
+                let mut conn = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .expect("connect to test Postgres");
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create database");
                 let _ = conn.close().await;
                 let mut url = url::Url::parse(&admin).expect("TALLY_TEST_POSTGRES_URL is a URL");
                 url.set_path(&name);
@@ -85,8 +90,16 @@ impl TestApp {
         );
         let server = server::start(config, site).await.expect("app starts");
         let base = format!("http://{}", server.addr);
-        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Self { base, server, client, db }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Self {
+            base,
+            server,
+            client,
+            db,
+        }
     }
 
     pub fn db(&self) -> &Db {
@@ -98,7 +111,11 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.expect("request")
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
     }
 }
 
