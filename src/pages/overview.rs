@@ -38,7 +38,7 @@ fn GettingStarted(status: InstallStatus) -> impl IntoView {
             status.webhook_url()
         )
     } else {
-        "Set STRIPE_WEBHOOK_SECRET to the whsec_… secret that `stripe listen` prints (or that the dashboard shows for your endpoint), and restart Tally.".into()
+        "Set STRIPE_WEBHOOK_SECRET to the whsec_… secret that stripe listen prints (or that the dashboard shows for your endpoint), and restart Tally.".into()
     };
     view! {
         <section class="card getting-started">
