@@ -31,9 +31,9 @@ TALLY_TEST_POSTGRES_URL=$(scripts/postgres.sh)
 export TALLY_TEST_POSTGRES_URL
 # Databases left by earlier runs are dropped so the throwaway cluster does not grow.
 psql_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/psql
-"$psql_bin" "$TALLY_TEST_POSTGRES_URL" -Atqc \
-  "SELECT 'DROP DATABASE ' || quote_ident(datname) FROM pg_database WHERE datname LIKE 'tally\_test\_%'" \
-  | "$psql_bin" "$TALLY_TEST_POSTGRES_URL" -q >/dev/null
+"$psql_bin" "$TALLY_TEST_POSTGRES_URL" -v ON_ERROR_STOP=1 -Atqc \
+  "SELECT 'DROP DATABASE ' || quote_ident(datname) || ';' FROM pg_database WHERE datname LIKE 'tally\_test\_%'" \
+  | "$psql_bin" "$TALLY_TEST_POSTGRES_URL" -v ON_ERROR_STOP=1 -q >/dev/null
 echo "PostgreSQL at $TALLY_TEST_POSTGRES_URL"
 stage_done
 
@@ -46,5 +46,7 @@ cargo leptos build
 stage_done
 
 stage "browser tests"
-(cd end2end && node --test tests/shell.test.mjs)
+# The server binary is wherever cargo put it; the site (wasm, css) is under the project's target/site.
+export TALLY_BIN="$CARGO_TARGET_DIR/debug/tally"
+(cd end2end && node --test tests/*.test.mjs)
 stage_done

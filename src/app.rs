@@ -7,9 +7,9 @@ use leptos_router::{SsrMode, StaticSegment};
 
 use crate::components::layout::Layout;
 use crate::pages::{
-    customers::CustomersPage, not_found::NotFound, overview::OverviewPage, payments::PaymentsPage,
-    revenue::RevenuePage, settings::SettingsPage, subscriptions::SubscriptionsPage,
-    webhooks::WebhooksPage,
+    admins::AdminsPage, audit::AuditPageView, customers::CustomersPage, login::LoginPage, not_found::NotFound,
+    overview::OverviewPage, payments::PaymentsPage, revenue::RevenuePage, settings::SettingsPage,
+    subscriptions::SubscriptionsPage, webhooks::WebhooksPage,
 };
 
 /// The HTML document around the app, rendered on the server only.
@@ -34,6 +34,14 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    // Scripts run only from this origin or with this response's nonce (set on the server).
+    #[cfg(feature = "ssr")]
+    if let (Some(nonce), Some(response)) = (use_nonce(), use_context::<leptos_axum::ResponseOptions>()) {
+        let csp = crate::auth::server::middleware::page_csp(&nonce.to_string());
+        if let Ok(value) = axum::http::HeaderValue::from_str(&csp) {
+            response.insert_header(axum::http::header::CONTENT_SECURITY_POLICY, value);
+        }
+    }
     view! {
         <Stylesheet id="tally-css" href="/pkg/tally.css"/>
         <Link rel="icon" type_="image/svg+xml" href="/favicon.svg"/>
@@ -50,6 +58,17 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("revenue") view=RevenuePage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("webhooks") view=WebhooksPage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("settings") view=SettingsPage ssr=SsrMode::Async/>
+                    <Route
+                        path=(StaticSegment("settings"), StaticSegment("admins"))
+                        view=AdminsPage
+                        ssr=SsrMode::Async
+                    />
+                    <Route
+                        path=(StaticSegment("settings"), StaticSegment("audit"))
+                        view=AuditPageView
+                        ssr=SsrMode::Async
+                    />
+                    <Route path=StaticSegment("login") view=LoginPage ssr=SsrMode::Async/>
                 </Routes>
             </Layout>
         </Router>

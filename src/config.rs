@@ -7,6 +7,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use url::Url;
 
@@ -32,14 +33,8 @@ impl Secret {
 
     /// The non-secret prefix Stripe puts on its keys (`sk_test_`, `whsec_`, …), for display.
     fn public_prefix(&self) -> &str {
-        const PREFIXES: [&str; 6] = [
-            "sk_test_", "sk_live_", "rk_test_", "rk_live_", "whsec_", "pk_",
-        ];
-        PREFIXES
-            .iter()
-            .find(|p| self.0.starts_with(**p))
-            .copied()
-            .unwrap_or("")
+        const PREFIXES: [&str; 6] = ["sk_test_", "sk_live_", "rk_test_", "rk_live_", "whsec_", "pk_"];
+        PREFIXES.iter().find(|p| self.0.starts_with(**p)).copied().unwrap_or("")
     }
 }
 
@@ -96,14 +91,8 @@ impl StripeKey {
             return Err("must start with sk_test_, sk_live_ or rk_ (rk_test_/rk_live_)".into());
         };
         let prefix_len = 8;
-        if value.len() <= prefix_len
-            || !value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        {
-            return Err(
-                "is not a complete Stripe key (letters, digits and _ after the prefix)".into(),
-            );
+        if value.len() <= prefix_len || !value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err("is not a complete Stripe key (letters, digits and _ after the prefix)".into());
         }
         Ok(Self {
             key: Secret::new(value),
@@ -142,12 +131,9 @@ impl DatabaseUrl {
     pub fn parse(value: &str) -> Result<Self, String> {
         let value = value.trim();
         if value.starts_with("postgres://") || value.starts_with("postgresql://") {
-            let parsed =
-                Url::parse(value).map_err(|e| format!("is not a valid postgres URL ({e})"))?;
+            let parsed = Url::parse(value).map_err(|e| format!("is not a valid postgres URL ({e})"))?;
             if parsed.host_str().unwrap_or("").is_empty() {
-                return Err(
-                    "names no host (expected postgres://user:password@host:port/database)".into(),
-                );
+                return Err("names no host (expected postgres://user:password@host:port/database)".into());
             }
             return Ok(Self {
                 url: value.to_string(),
@@ -162,10 +148,7 @@ impl DatabaseUrl {
                 return Err("names no file (expected sqlite://data/tally.db)".into());
             }
             if file.starts_with(":memory:") {
-                return Err(
-                    "names an in-memory database, which would lose everything at exit; name a file"
-                        .into(),
-                );
+                return Err("names an in-memory database, which would lose everything at exit; name a file".into());
             }
             let sqlite_file = Some(PathBuf::from(file));
             // Create the file on first start unless the URL already says how to open it.
@@ -241,6 +224,53 @@ pub struct Config {
     pub public_base_url: Url,
     pub listen_addr: SocketAddr,
     pub log_format: LogFormat,
+    pub auth: AuthSettings,
+}
+
+/// Session lifetimes and login throttling.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthSettings {
+    /// A session unused for this long ends (`SESSION_IDLE_TIMEOUT`, default 30m).
+    pub idle_timeout: Duration,
+    /// A session ends this long after login, however active (`SESSION_ABSOLUTE_TIMEOUT`, default 12h).
+    pub absolute_timeout: Duration,
+    /// Failed logins allowed per account before a lockout (`LOGIN_MAX_FAILURES`, default 5); a
+    /// client address gets four times as many.
+    pub max_failures: u32,
+    /// The first lockout (`LOGIN_LOCKOUT`, default 1m); each further failure doubles it, up to an hour.
+    pub lockout: Duration,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(30 * 60),
+            absolute_timeout: Duration::from_secs(12 * 3600),
+            max_failures: 5,
+            lockout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `90s`, `30m`, `12h`, `7d`, or a bare number of seconds.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    let split = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| "must be a duration such as 90s, 30m or 12h".to_string())?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        _ => return Err("must be a duration such as 90s, 30m or 12h".into()),
+    };
+    if secs == 0 {
+        return Err("must be longer than zero".into());
+    }
+    Ok(Duration::from_secs(secs))
 }
 
 /// One configuration mistake, naming the variable.
@@ -276,17 +306,14 @@ impl Config {
 
     /// Builds the configuration from any source of variables (the environment, or a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         let err = |variable: &'static str, message: String| ConfigError { variable, message };
 
         let database_url = match get("DATABASE_URL") {
             Some(v) => DatabaseUrl::parse(&v).map_err(|m| err("DATABASE_URL", m))?,
-            None => DatabaseUrl::parse(&format!("sqlite://{DEFAULT_SQLITE_PATH}"))
-                .map_err(|m| err("DATABASE_URL", m))?,
+            None => {
+                DatabaseUrl::parse(&format!("sqlite://{DEFAULT_SQLITE_PATH}")).map_err(|m| err("DATABASE_URL", m))?
+            }
         };
 
         let stripe_key = get("STRIPE_SECRET_KEY")
@@ -305,16 +332,15 @@ impl Config {
                     } else {
                         Err(err(
                             "STRIPE_WEBHOOK_SECRET",
-                            "must be one or more comma-separated secrets starting with whsec_"
-                                .into(),
+                            "must be one or more comma-separated secrets starting with whsec_".into(),
                         ))
                     }
                 })
                 .collect::<Result<_, _>>()?,
         };
 
-        let stripe_api_base = parse_http_url(get("STRIPE_API_BASE"), DEFAULT_STRIPE_API_BASE)
-            .map_err(|m| err("STRIPE_API_BASE", m))?;
+        let stripe_api_base =
+            parse_http_url(get("STRIPE_API_BASE"), DEFAULT_STRIPE_API_BASE).map_err(|m| err("STRIPE_API_BASE", m))?;
 
         let listen_addr: SocketAddr = get("LISTEN_ADDR")
             .unwrap_or_else(|| DEFAULT_LISTEN_ADDR.to_string())
@@ -327,8 +353,8 @@ impl Config {
             })?;
 
         let default_public = format!("http://{listen_addr}");
-        let public_base_url = parse_http_url(get("PUBLIC_BASE_URL"), &default_public)
-            .map_err(|m| err("PUBLIC_BASE_URL", m))?;
+        let public_base_url =
+            parse_http_url(get("PUBLIC_BASE_URL"), &default_public).map_err(|m| err("PUBLIC_BASE_URL", m))?;
 
         let log_format = match get("TALLY_LOG_FORMAT")
             .as_deref()
@@ -340,6 +366,25 @@ impl Config {
             Some(_) => return Err(err("TALLY_LOG_FORMAT", "must be text or json".into())),
         };
 
+        let defaults = AuthSettings::default();
+        let duration = |variable: &'static str, default: Duration| match get(variable) {
+            Some(v) => parse_duration(&v).map_err(|m| err(variable, m)),
+            None => Ok(default),
+        };
+        let auth = AuthSettings {
+            idle_timeout: duration("SESSION_IDLE_TIMEOUT", defaults.idle_timeout)?,
+            absolute_timeout: duration("SESSION_ABSOLUTE_TIMEOUT", defaults.absolute_timeout)?,
+            max_failures: match get("LOGIN_MAX_FAILURES") {
+                Some(v) => v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| err("LOGIN_MAX_FAILURES", "must be a number from 1 to 1000".into()))?,
+                None => defaults.max_failures,
+            },
+            lockout: duration("LOGIN_LOCKOUT", defaults.lockout)?,
+        };
+
         Ok(Self {
             database_url,
             stripe_key,
@@ -348,7 +393,13 @@ impl Config {
             public_base_url,
             listen_addr,
             log_format,
+            auth,
         })
+    }
+
+    /// Cookies get the Secure flag when people reach Tally over https.
+    pub fn is_https(&self) -> bool {
+        self.public_base_url.scheme() == "https"
     }
 
     pub fn stripe_mode(&self) -> Option<StripeMode> {
@@ -371,10 +422,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|name| map.get(name).cloned())
     }
 
@@ -382,10 +430,7 @@ mod tests {
     fn defaults_give_sqlite_under_data_and_no_stripe() {
         let c = config(&[]).unwrap();
         assert_eq!(c.database_url.backend(), Backend::Sqlite);
-        assert_eq!(
-            c.database_url.sqlite_file(),
-            Some(&PathBuf::from("data/tally.db"))
-        );
+        assert_eq!(c.database_url.sqlite_file(), Some(&PathBuf::from("data/tally.db")));
         assert!(c.database_url.expose().ends_with("?mode=rwc"));
         assert!(c.stripe_key.is_none());
         assert!(c.webhook_secrets.is_empty());
@@ -407,19 +452,10 @@ mod tests {
 
     #[test]
     fn malformed_keys_name_the_variable() {
-        for bad in [
-            "pk_test_abc",
-            "sk_abc",
-            "hello",
-            "sk_test_",
-            "sk_test_ab cd",
-        ] {
+        for bad in ["pk_test_abc", "sk_abc", "hello", "sk_test_", "sk_test_ab cd"] {
             let e = config(&[("STRIPE_SECRET_KEY", bad)]).unwrap_err();
             assert_eq!(e.variable, "STRIPE_SECRET_KEY", "{bad}");
-            assert!(
-                !e.to_string().contains(bad),
-                "error must not echo the key: {e}"
-            );
+            assert!(!e.to_string().contains(bad), "error must not echo the key: {e}");
         }
         let e = config(&[("STRIPE_WEBHOOK_SECRET", "whsec_ok,nope")]).unwrap_err();
         assert_eq!(e.variable, "STRIPE_WEBHOOK_SECRET");
@@ -437,10 +473,7 @@ mod tests {
         let c = config(&[
             ("STRIPE_SECRET_KEY", "sk_live_verysecretvalue"),
             ("STRIPE_WEBHOOK_SECRET", "whsec_anothersecret"),
-            (
-                "DATABASE_URL",
-                "postgres://tally:hunter2pass@db.example.com:5432/tally",
-            ),
+            ("DATABASE_URL", "postgres://tally:hunter2pass@db.example.com:5432/tally"),
         ])
         .unwrap();
         let shown = format!("{c:?}");
@@ -454,15 +487,11 @@ mod tests {
     #[test]
     fn database_urls_are_checked() {
         assert_eq!(
-            config(&[("DATABASE_URL", "mysql://x")])
-                .unwrap_err()
-                .variable,
+            config(&[("DATABASE_URL", "mysql://x")]).unwrap_err().variable,
             "DATABASE_URL"
         );
         assert_eq!(
-            config(&[("DATABASE_URL", "sqlite://")])
-                .unwrap_err()
-                .variable,
+            config(&[("DATABASE_URL", "sqlite://")]).unwrap_err().variable,
             "DATABASE_URL"
         );
         let pg = config(&[("DATABASE_URL", "postgres://u@localhost/tally")]).unwrap();
@@ -472,34 +501,48 @@ mod tests {
     }
 
     #[test]
+    fn durations_and_auth_settings() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(43_200)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert!(parse_duration("0s").is_err() && parse_duration("1w").is_err() && parse_duration("m").is_err());
+        let c = config(&[("SESSION_IDLE_TIMEOUT", "5m"), ("LOGIN_MAX_FAILURES", "3")]).unwrap();
+        assert_eq!(c.auth.idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.auth.absolute_timeout, Duration::from_secs(43_200));
+        assert_eq!(c.auth.max_failures, 3);
+        assert_eq!(
+            config(&[("SESSION_ABSOLUTE_TIMEOUT", "soon")]).unwrap_err().variable,
+            "SESSION_ABSOLUTE_TIMEOUT"
+        );
+        assert_eq!(
+            config(&[("LOGIN_MAX_FAILURES", "0")]).unwrap_err().variable,
+            "LOGIN_MAX_FAILURES"
+        );
+        assert!(!c.is_https());
+        assert!(config(&[("PUBLIC_BASE_URL", "https://x.example")]).unwrap().is_https());
+    }
+
+    #[test]
     fn urls_and_addresses_are_checked() {
         assert_eq!(
-            config(&[("STRIPE_API_BASE", "ftp://x")])
-                .unwrap_err()
-                .variable,
+            config(&[("STRIPE_API_BASE", "ftp://x")]).unwrap_err().variable,
             "STRIPE_API_BASE"
         );
         assert_eq!(
-            config(&[("PUBLIC_BASE_URL", "not a url")])
-                .unwrap_err()
-                .variable,
+            config(&[("PUBLIC_BASE_URL", "not a url")]).unwrap_err().variable,
             "PUBLIC_BASE_URL"
         );
         assert_eq!(
-            config(&[("LISTEN_ADDR", "localhost")])
-                .unwrap_err()
-                .variable,
+            config(&[("LISTEN_ADDR", "localhost")]).unwrap_err().variable,
             "LISTEN_ADDR"
         );
         assert_eq!(
             config(&[("TALLY_LOG_FORMAT", "xml")]).unwrap_err().variable,
             "TALLY_LOG_FORMAT"
         );
-        let c = config(&[
-            ("LISTEN_ADDR", "0.0.0.0:8080"),
-            ("TALLY_LOG_FORMAT", "JSON"),
-        ])
-        .unwrap();
+        let c = config(&[("LISTEN_ADDR", "0.0.0.0:8080"), ("TALLY_LOG_FORMAT", "JSON")]).unwrap();
         assert_eq!(c.listen_addr.port(), 8080);
         assert_eq!(c.log_format, LogFormat::Json);
     }

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderName, Request, StatusCode};
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
@@ -20,9 +21,13 @@ use tokio::task::JoinHandle;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
 use tracing::Level;
 
 use crate::app::{shell, App};
+use crate::auth::server::session_store::DbSessionStore;
+use crate::auth::server::{handlers, middleware, SESSION_COOKIE};
 use crate::config::Config;
 use crate::db::{Db, DbError};
 use crate::state::AppState;
@@ -35,10 +40,7 @@ pub enum StartError {
     #[error(transparent)]
     Db(#[from] DbError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
 }
 
 /// The router with every route and layer, ready to serve.
@@ -52,18 +54,32 @@ pub fn router(state: AppState) -> Router {
         let options = state.leptos_options.clone();
         move || shell(options.clone())
     };
+    let sessions = SessionManagerLayer::new(DbSessionStore::new(state.db.clone()))
+        .with_name(SESSION_COOKIE)
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(state.config.is_https())
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(tower_sessions::cookie::time::Duration::seconds(
+            state.config.auth.idle_timeout.as_secs() as i64,
+        )));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route(
-            "/api/{*fn_name}",
-            get(server_fn_handler).post(server_fn_handler),
-        )
+        .route("/login", post(handlers::login))
+        .route("/logout", post(handlers::logout))
+        // Server functions answer POST only: none of them changes state on a GET.
+        .route("/api/{*fn_name}", post(server_fn_handler))
         .leptos_routes_with_context(&state, routes, context.clone(), page_shell)
-        .fallback(leptos_axum::file_and_error_handler_with_context::<
-            AppState,
-            _,
-        >(context, shell))
+        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(
+            context, shell,
+        ))
+        // Layers run outside-in from the bottom of this list: request id, logging, security
+        // headers, cross-site refusal, session, login requirement, then the route.
+        .layer(from_fn_with_state(state.clone(), middleware::require_login))
+        .layer(sessions)
+        .layer(from_fn_with_state(state.clone(), middleware::refuse_cross_site))
+        .layer(from_fn(middleware::security_headers))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -90,10 +106,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn server_fn_handler(
-    State(state): State<AppState>,
-    request: Request<Body>,
-) -> impl IntoResponse {
+async fn server_fn_handler(State(state): State<AppState>, request: Request<Body>) -> impl IntoResponse {
     handle_server_fns_with_context(move || provide_context(state.clone()), request).await
 }
 
@@ -157,10 +170,7 @@ impl RunningServer {
 
 /// Connects to the database, applies migrations, binds `config.listen_addr` (port 0 picks a free
 /// port) and serves in the background.
-pub async fn start(
-    config: Config,
-    leptos_options: LeptosOptions,
-) -> Result<RunningServer, StartError> {
+pub async fn start(config: Config, leptos_options: LeptosOptions) -> Result<RunningServer, StartError> {
     let db = Db::connect(&config.database_url).await?;
     db.migrate().await?;
     let listener = TcpListener::bind(config.listen_addr)
@@ -182,12 +192,15 @@ pub async fn start(
     };
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let (tx, rx) = oneshot::channel::<()>();
+    let cleanup = tokio::spawn(delete_expired_sessions(DbSessionStore::new(db.clone())));
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
+        let result = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = rx.await;
             })
-            .await
+            .await;
+        cleanup.abort();
+        result
     });
     Ok(RunningServer {
         addr,
@@ -195,6 +208,19 @@ pub async fn start(
         shutdown: Some(tx),
         task,
     })
+}
+
+/// Removes expired sessions every ten minutes (loading one already ignores it once expired).
+async fn delete_expired_sessions(store: DbSessionStore) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        every.tick().await;
+        match store.delete_expired().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(deleted = n, "expired sessions removed"),
+            Err(e) => tracing::warn!(error = %e, "could not remove expired sessions"),
+        }
+    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -27,16 +27,14 @@ impl SiteFile {
 
 /// Loads `path` (normally `Leptos.toml`) and applies `LEPTOS_*` overrides.
 pub fn load(path: &Path, lookup: impl Fn(&str) -> Option<String>) -> Result<LeptosOptions, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot be read ({e})", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot be read ({e})", path.display()))?;
     let file = SiteFile::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(options(file, lookup))
 }
 
 /// The settings to use when there is no file (tests, or a binary run from elsewhere with `LEPTOS_*`).
 pub fn options(file: SiteFile, lookup: impl Fn(&str) -> Option<String>) -> LeptosOptions {
-    let pick =
-        |var: &str, from_file: String| lookup(var).filter(|v| !v.is_empty()).unwrap_or(from_file);
+    let pick = |var: &str, from_file: String| lookup(var).filter(|v| !v.is_empty()).unwrap_or(from_file);
     let env = pick("LEPTOS_ENV", file.env.unwrap_or_else(|| "DEV".into()));
     LeptosOptions::builder()
         .output_name(pick("LEPTOS_OUTPUT_NAME", file.output_name))
@@ -58,13 +56,9 @@ mod tests {
 
     #[test]
     fn env_overrides_the_file() {
-        let file = SiteFile::parse(
-            "output-name = \"tally\"\nsite-root = \"target/site\"\nsite-pkg-dir = \"pkg\"\n",
-        )
-        .unwrap();
-        let opts = options(file, |v| {
-            (v == "LEPTOS_SITE_ROOT").then(|| "/srv/site".to_string())
-        });
+        let file =
+            SiteFile::parse("output-name = \"tally\"\nsite-root = \"target/site\"\nsite-pkg-dir = \"pkg\"\n").unwrap();
+        let opts = options(file, |v| (v == "LEPTOS_SITE_ROOT").then(|| "/srv/site".to_string()));
         assert_eq!(&*opts.site_root, "/srv/site");
         assert_eq!(&*opts.output_name, "tally");
         assert_eq!(&*opts.site_pkg_dir, "pkg");
@@ -72,10 +66,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused() {
-        let e = SiteFile::parse(
-            "output-name = \"t\"\nsite-root = \"r\"\nsite-pkg-dir = \"p\"\nsite-rot = \"x\"\n",
-        )
-        .unwrap_err();
+        let e = SiteFile::parse("output-name = \"t\"\nsite-root = \"r\"\nsite-pkg-dir = \"p\"\nsite-rot = \"x\"\n")
+            .unwrap_err();
         assert!(e.contains("site-rot"), "{e}");
     }
 }

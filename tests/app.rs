@@ -59,40 +59,31 @@ both_backends!(
     }
 );
 
-both_backends!(
-    overview_renders_navigation_and_next_steps,
-    |backend| async move {
-        let app = TestApp::spawn(backend).await;
-        let res = app.get("/").await;
-        assert_eq!(res.status(), 200);
-        assert!(
-            res.headers().contains_key("x-request-id"),
-            "every response carries its request id"
-        );
-        assert!(res.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html"));
-        let html = res.text().await.unwrap();
-        for label in NAV {
-            assert!(
-                html.contains(&format!(">{label}</a>")),
-                "nav link {label} missing"
-            );
-        }
-        assert!(html.contains("Set your Stripe API key"));
-        assert!(html.contains("stripe listen --forward-to localhost:3000/stripe/webhook"));
-        assert!(html.contains("Run a backfill"));
-        // Nothing configured yet: no step is marked done.
-        assert!(!html.contains("step done"));
-        // The page loads the browser bundle that hydrates it.
-        assert!(
-            html.contains("/pkg/tally.js") && html.contains("/pkg/tally.wasm"),
-            "hydration scripts missing"
-        );
-        app.server.shutdown().await.unwrap();
+both_backends!(overview_renders_navigation_and_next_steps, |backend| async move {
+    let app = TestApp::spawn(backend).await;
+    let res = app.get("/").await;
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers().contains_key("x-request-id"),
+        "every response carries its request id"
+    );
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = res.text().await.unwrap();
+    for label in NAV {
+        assert!(html.contains(&format!(">{label}</a>")), "nav link {label} missing");
     }
-);
+    assert!(html.contains("Set your Stripe API key"));
+    assert!(html.contains("stripe listen --forward-to localhost:3000/stripe/webhook"));
+    assert!(html.contains("Run a backfill"));
+    // Nothing configured yet: no step is marked done.
+    assert!(!html.contains("step done"));
+    // The page loads the browser bundle that hydrates it.
+    assert!(
+        html.contains("/pkg/tally.js") && html.contains("/pkg/tally.wasm"),
+        "hydration scripts missing"
+    );
+    app.server.shutdown().await.unwrap();
+});
 
 both_backends!(configured_steps_are_marked_done, |backend| async move {
     let app = TestApp::spawn_with(
@@ -105,62 +96,52 @@ both_backends!(configured_steps_are_marked_done, |backend| async move {
     .await;
     let html = app.get("/").await.text().await.unwrap();
     assert!(html.contains("Connected in test mode."));
-    assert_eq!(
-        html.matches("step done").count(),
-        2,
-        "key and webhook steps are done"
-    );
+    assert_eq!(html.matches("step done").count(), 2, "key and webhook steps are done");
     assert!(!html.contains("secretpart") && !html.contains("topsecretvalue"));
     app.server.shutdown().await.unwrap();
 });
 
-both_backends!(
-    settings_show_effective_config_without_secrets,
-    |backend| async move {
-        let app = TestApp::spawn_with(
-            backend,
-            &[
-                ("STRIPE_SECRET_KEY", "sk_live_51Abcdefsecretpart"),
-                ("STRIPE_WEBHOOK_SECRET", "whsec_first,whsec_second"),
-                ("PUBLIC_BASE_URL", "https://billing.example.com"),
-            ],
-        )
-        .await;
-        let res = app.get("/settings").await;
-        assert_eq!(res.status(), 200);
-        let html = res.text().await.unwrap();
-        assert!(html.contains("Configured (live mode)"));
-        assert!(html.contains("2 signing secrets at https://billing.example.com/stripe/webhook"));
-        for secret in ["secretpart", "whsec_first", "whsec_second"] {
-            assert!(!html.contains(secret), "{secret} leaked into the page");
-        }
-        app.server.shutdown().await.unwrap();
+both_backends!(settings_show_effective_config_without_secrets, |backend| async move {
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            ("STRIPE_SECRET_KEY", "sk_live_51Abcdefsecretpart"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_first,whsec_second"),
+            ("PUBLIC_BASE_URL", "https://billing.example.com"),
+        ],
+    )
+    .await;
+    let res = app.get("/settings").await;
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Configured (live mode)"));
+    assert!(html.contains("2 signing secrets at https://billing.example.com/stripe/webhook"));
+    for secret in ["secretpart", "whsec_first", "whsec_second"] {
+        assert!(!html.contains(secret), "{secret} leaked into the page");
     }
-);
+    app.server.shutdown().await.unwrap();
+});
 
-both_backends!(
-    server_function_answers_over_http,
-    |backend: Backend| async move {
-        let app = TestApp::spawn(backend).await;
-        let res = app
-            .client
-            .post(app.url("/api/system_status"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body("")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200);
-        let body: Value = res.json().await.unwrap();
-        assert_eq!(body["stripe_mode"], Value::Null);
-        assert_eq!(body["webhook_secret_count"], 0);
-        let installed_at = body["installed_at"]
-            .as_i64()
-            .expect("install time recorded at first migration");
-        assert!(installed_at > 1_700_000_000);
-        app.server.shutdown().await.unwrap();
-    }
-);
+both_backends!(server_function_answers_over_http, |backend: Backend| async move {
+    let app = TestApp::spawn(backend).await;
+    let res = app
+        .client
+        .post(app.url("/api/system_status"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["stripe_mode"], Value::Null);
+    assert_eq!(body["webhook_secret_count"], 0);
+    let installed_at = body["installed_at"]
+        .as_i64()
+        .expect("install time recorded at first migration");
+    assert!(installed_at > 1_700_000_000);
+    app.server.shutdown().await.unwrap();
+});
 
 both_backends!(unknown_page_is_a_404_page, |backend| async move {
     let app = TestApp::spawn(backend).await;
@@ -168,10 +149,7 @@ both_backends!(unknown_page_is_a_404_page, |backend| async move {
     assert_eq!(res.status(), 404);
     let html = res.text().await.unwrap();
     assert!(html.contains("Page not found"));
-    assert!(
-        html.contains(">Overview</a>"),
-        "the 404 page keeps the navigation"
-    );
+    assert!(html.contains(">Overview</a>"), "the 404 page keeps the navigation");
     app.server.shutdown().await.unwrap();
 });
 
@@ -183,11 +161,7 @@ both_backends!(concurrent_writers_never_see_busy, |backend| async move {
     let other = Db::connect(&config.database_url).await.unwrap();
     let mut tasks = Vec::new();
     for i in 0..64 {
-        let db = if i % 2 == 0 {
-            app.db().clone()
-        } else {
-            other.clone()
-        };
+        let db = if i % 2 == 0 { app.db().clone() } else { other.clone() };
         tasks.push(tokio::spawn(async move {
             let mut tx = db.begin().await?;
             sqlx::query("INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3)")
@@ -218,15 +192,9 @@ both_backends!(migrations_are_idempotent, |backend| async move {
     let config = common::config_with(&db_under_test, &[]);
     let db = Db::connect(&config.database_url).await.unwrap();
     db.migrate().await.unwrap();
-    let first = settings::get(&db, settings::INSTALLED_AT)
-        .await
-        .unwrap()
-        .unwrap();
+    let first = settings::get(&db, settings::INSTALLED_AT).await.unwrap().unwrap();
     db.migrate().await.unwrap();
-    let again = settings::get(&db, settings::INSTALLED_AT)
-        .await
-        .unwrap()
-        .unwrap();
+    let again = settings::get(&db, settings::INSTALLED_AT).await.unwrap().unwrap();
     assert_eq!(first, again, "the install time is kept");
     assert!(db.readiness().await.is_ready());
     db.close().await;
@@ -238,8 +206,5 @@ both_backends!(graceful_shutdown_stops_listening, |backend| async move {
     let url = app.url("/healthz");
     let client = app.client.clone();
     app.server.shutdown().await.unwrap();
-    assert!(
-        client.get(url).send().await.is_err(),
-        "no longer accepting connections"
-    );
+    assert!(client.get(url).send().await.is_err(), "no longer accepting connections");
 });

@@ -44,9 +44,7 @@ fn the_files_cargo_leptos_needs_exist() {
     let meta = &cargo["package"]["metadata"]["leptos"];
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for key in ["style-file", "assets-dir", "end2end-dir"] {
-        let path = meta[key]
-            .as_str()
-            .unwrap_or_else(|| panic!("{key} missing"));
+        let path = meta[key].as_str().unwrap_or_else(|| panic!("{key} missing"));
         assert!(root.join(path).exists(), "{key} = {path} does not exist");
     }
     // The stylesheet link in the app must point where cargo-leptos writes the CSS.

@@ -28,10 +28,7 @@ impl InstallStatus {
     }
 
     pub fn webhook_url(&self) -> String {
-        format!(
-            "{}/stripe/webhook",
-            self.public_base_url.trim_end_matches('/')
-        )
+        format!("{}/stripe/webhook", self.public_base_url.trim_end_matches('/'))
     }
 }
 
@@ -40,17 +37,13 @@ pub async fn system_status() -> Result<InstallStatus, ServerFnError> {
     use crate::db::settings;
     use crate::state::AppState;
 
+    crate::auth::server::require_role(crate::auth::Role::Viewer)?;
     let state = AppState::from_context()?;
     let config = &state.config;
-    let installed_at = match settings::get(&state.db, settings::INSTALLED_AT).await {
-        Ok(value) => value.and_then(|v| v.parse().ok()),
-        Err(e) => {
-            tracing::error!(error = %e, "reading settings failed");
-            return Err(ServerFnError::new(
-                "The database did not answer; try again in a moment.",
-            ));
-        }
-    };
+    let installed_at = settings::get(&state.db, settings::INSTALLED_AT)
+        .await
+        .map_err(|e| super::internal("reading settings failed", e))?
+        .and_then(|v| v.parse().ok());
     Ok(InstallStatus {
         version: env!("CARGO_PKG_VERSION").to_string(),
         stripe_mode: config.stripe_mode().map(|m| m.as_str().to_string()),

@@ -3,11 +3,7 @@ use leptos_meta::Title;
 
 /// A list page before its data has arrived: what will appear here and how to make it appear.
 #[component]
-pub fn NoDataYet(
-    page: &'static str,
-    heading: &'static str,
-    explanation: &'static str,
-) -> impl IntoView {
+pub fn NoDataYet(page: &'static str, heading: &'static str, explanation: &'static str) -> impl IntoView {
     view! {
         <Title text=page/>
         <div class="page-header">

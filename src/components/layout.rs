@@ -1,9 +1,11 @@
-//! The frame around every page: brand, navigation, content, and the error page for failures.
+//! The frame around every page: brand, navigation, who is signed in, content, and the error page.
 
 use leptos::prelude::*;
 use leptos_router::components::A;
 
 use super::error_page::ErrorPage;
+use crate::api::auth::whoami;
+use crate::auth::CurrentAdmin;
 
 const NAV: [(&str, &str); 7] = [
     ("/", "Overview"),
@@ -17,41 +19,73 @@ const NAV: [(&str, &str); 7] = [
 
 #[component]
 pub fn Layout(children: Children) -> impl IntoView {
-    // The navigation collapses behind a button on narrow screens.
-    let (menu_open, set_menu_open) = signal(false);
+    let me = Resource::new_blocking(|| (), |_| whoami());
     view! {
         <div class="app">
-            <header class="topbar">
-                <a class="brand" href="/">
-                    <img src="/favicon.svg" alt="" width="24" height="24"/>
-                    <span>"Tally"</span>
-                </a>
-                <button
-                    class="menu-toggle"
-                    type="button"
-                    aria-controls="primary-nav"
-                    aria-expanded=move || menu_open.get().to_string()
-                    on:click=move |_| set_menu_open.update(|open| *open = !*open)
-                >
-                    <span class="visually-hidden">"Menu"</span>
-                    <span class="menu-icon" aria-hidden="true"></span>
-                </button>
-                <nav id="primary-nav" class="nav" class:open=move || menu_open.get() aria-label="Main">
-                    {NAV
-                        .iter()
-                        .map(|(href, label)| {
-                            view! {
-                                <A href=*href exact=true on:click=move |_| set_menu_open.set(false)>
-                                    {*label}
-                                </A>
-                            }
-                        })
-                        .collect_view()}
-                </nav>
-            </header>
+            <Suspense fallback=|| view! { <header class="topbar"></header> }>
+                {move || Suspend::new(async move {
+                    let admin = me.await.ok().flatten();
+                    view! { <TopBar admin/> }
+                })}
+            </Suspense>
             <main class="content">
                 <ErrorBoundary fallback=|errors| view! { <ErrorPage errors/> }>{children()}</ErrorBoundary>
             </main>
         </div>
+    }
+}
+
+#[component]
+fn TopBar(admin: Option<CurrentAdmin>) -> impl IntoView {
+    // The navigation collapses behind a button on narrow screens.
+    let (menu_open, set_menu_open) = signal(false);
+    let signed_in = admin.is_some();
+    view! {
+        <header class="topbar">
+            <a class="brand" href="/">
+                <img src="/favicon.svg" alt="" width="24" height="24"/>
+                <span>"Tally"</span>
+            </a>
+            {signed_in
+                .then(|| {
+                    view! {
+                        <button
+                            class="menu-toggle"
+                            type="button"
+                            aria-controls="primary-nav"
+                            aria-expanded=move || menu_open.get().to_string()
+                            on:click=move |_| set_menu_open.update(|open| *open = !*open)
+                        >
+                            <span class="visually-hidden">"Menu"</span>
+                            <span class="menu-icon" aria-hidden="true"></span>
+                        </button>
+                        <nav id="primary-nav" class="nav" class:open=move || menu_open.get() aria-label="Main">
+                            {NAV
+                                .iter()
+                                .map(|(href, label)| {
+                                    let exact = *href != "/settings";
+                                    view! {
+                                        <A href=*href exact=exact on:click=move |_| set_menu_open.set(false)>
+                                            {*label}
+                                        </A>
+                                    }
+                                })
+                                .collect_view()}
+                        </nav>
+                    }
+                })}
+            {admin
+                .map(|a| {
+                    view! {
+                        <div class="user">
+                            <span class="user-email" title=a.role.as_str()>{a.email}</span>
+                            <span class="badge">{a.role.as_str()}</span>
+                            <form method="post" action="/logout">
+                                <button type="submit" class="button secondary small">"Log out"</button>
+                            </form>
+                        </div>
+                    }
+                })}
+        </header>
     }
 }

@@ -3,4 +3,5 @@
 pub mod empty_state;
 pub mod error_page;
 pub mod layout;
+pub mod settings_tabs;
 pub mod time;

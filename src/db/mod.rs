@@ -5,7 +5,10 @@
 //! SQLite gets one writer connection so concurrent requests queue instead of failing with
 //! SQLITE_BUSY, and a pool of readers that WAL lets run beside it.
 
+pub mod admins;
+pub mod audit;
 pub mod settings;
+pub mod throttle;
 
 use std::time::Duration;
 
@@ -26,16 +29,21 @@ const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("cannot create the directory {path} for the SQLite database: {source}")]
-    CreateDir {
-        path: String,
-        source: std::io::Error,
-    },
+    CreateDir { path: String, source: std::io::Error },
     #[error("cannot connect to the database at {url}: {source}")]
     Connect { url: String, source: sqlx::Error },
     #[error("cannot apply database migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
     Query(#[from] sqlx::Error),
+}
+
+/// The current time as Unix seconds, the unit every table uses.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// Handles to the database. Cheap to clone.
@@ -79,14 +87,8 @@ impl Db {
                         source,
                     })?;
                 }
-                let write = sqlite_pool(1)
-                    .connect(url.expose())
-                    .await
-                    .map_err(connect_err)?;
-                let read = sqlite_pool(8)
-                    .connect(url.expose())
-                    .await
-                    .map_err(connect_err)?;
+                let write = sqlite_pool(1).connect(url.expose()).await.map_err(connect_err)?;
+                let read = sqlite_pool(8).connect(url.expose()).await.map_err(connect_err)?;
                 Ok(Self {
                     backend: Backend::Sqlite,
                     read,

@@ -1,23 +1,14 @@
 //! Instance-wide key/value settings (table `settings`).
 
-use super::{Db, DbError};
+use super::{now_unix, Db, DbError};
 
 pub const INSTALLED_AT: &str = "installed_at";
 
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 pub async fn get(db: &Db, key: &str) -> Result<Option<String>, DbError> {
-    Ok(
-        sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
-            .bind(key)
-            .fetch_optional(db.reader())
-            .await?,
-    )
+    Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+        .bind(key)
+        .fetch_optional(db.reader())
+        .await?)
 }
 
 pub async fn set(db: &Db, key: &str, value: &str) -> Result<(), DbError> {

@@ -1,6 +1,9 @@
 //! One module per route.
 
+pub mod admins;
+pub mod audit;
 pub mod customers;
+pub mod login;
 pub mod not_found;
 pub mod overview;
 pub mod payments;

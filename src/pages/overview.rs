@@ -24,17 +24,16 @@ pub fn OverviewPage() -> impl IntoView {
 fn GettingStarted(status: InstallStatus) -> impl IntoView {
     let key_detail = match &status.stripe_mode {
         Some(mode) => format!("Connected in {mode} mode."),
-        None => "Set STRIPE_SECRET_KEY (sk_test_… from the Stripe dashboard → Developers → API keys) and restart Tally.".into(),
+        None => {
+            "Set STRIPE_SECRET_KEY (sk_test_… from the Stripe dashboard → Developers → API keys) and restart Tally."
+                .into()
+        }
     };
     let webhook_detail = if status.webhooks_configured() {
         format!(
             "{} signing secret{} configured. Events are received at {}.",
             status.webhook_secret_count,
-            if status.webhook_secret_count == 1 {
-                ""
-            } else {
-                "s"
-            },
+            if status.webhook_secret_count == 1 { "" } else { "s" },
             status.webhook_url()
         )
     } else {

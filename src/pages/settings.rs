@@ -34,10 +34,7 @@ fn ConfigTable(status: InstallStatus) -> impl IntoView {
             status.webhook_url()
         ),
     };
-    let installed = status
-        .installed_at
-        .map(format_utc)
-        .unwrap_or_else(|| "unknown".into());
+    let installed = status.installed_at.map(format_utc).unwrap_or_else(|| "unknown".into());
     let rows = [
         ("Stripe API key", stripe),
         ("Webhook signing", webhooks),

@@ -64,19 +64,76 @@ pub fn config_with(db: &TestDb, extra: &[(&str, &str)]) -> Config {
     Config::from_lookup(|name| vars.get(name).cloned()).expect("test config is valid")
 }
 
+pub const OWNER_EMAIL: &str = "owner@example.com";
+pub const PASSWORD: &str = "correct horse battery staple";
+
 pub struct TestApp {
     pub base: String,
     pub server: RunningServer,
+    /// Logged in as the owner `OWNER_EMAIL`.
     pub client: reqwest::Client,
     pub db: TestDb,
 }
 
+/// A client that keeps cookies and does not follow redirects (so tests can see them).
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
 impl TestApp {
+    /// The app with an owner account, and `client` logged in as that owner.
     pub async fn spawn(backend: Backend) -> Self {
         Self::spawn_with(backend, &[]).await
     }
 
     pub async fn spawn_with(backend: Backend, extra: &[(&str, &str)]) -> Self {
+        let app = Self::spawn_anonymous(backend, extra).await;
+        app.create_admin(OWNER_EMAIL, tally::auth::Role::Owner).await;
+        let res = app.login(&app.client, OWNER_EMAIL, PASSWORD).await;
+        assert_eq!(res.headers()["location"], "/", "owner login failed");
+        app
+    }
+
+    /// Creates an admin whose password is `PASSWORD`; returns its id.
+    pub async fn create_admin(&self, email: &str, role: tally::auth::Role) -> i64 {
+        let hash = tally::auth::server::password::hash(PASSWORD.into()).await.unwrap();
+        tally::db::admins::create(self.db(), email, &hash, role).await.unwrap()
+    }
+
+    /// Posts the login form with `client`; returns the (redirect) response.
+    pub async fn login(&self, client: &reqwest::Client, email: &str, password: &str) -> reqwest::Response {
+        client
+            .post(self.url("/login"))
+            .form(&[("email", email), ("password", password), ("next", "/")])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A new browser logged in as `email` (password `PASSWORD`).
+    pub async fn logged_in(&self, email: &str) -> reqwest::Client {
+        let client = browser();
+        let res = self.login(&client, email, PASSWORD).await;
+        assert_eq!(res.headers()["location"], "/", "login as {email} failed");
+        client
+    }
+
+    /// Calls a server function as `client`, with a form-encoded body.
+    pub async fn call(&self, client: &reqwest::Client, endpoint: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        client
+            .post(self.url(&format!("/api/{endpoint}")))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The app with an empty admins table and a client that is not logged in.
+    pub async fn spawn_anonymous(backend: Backend, extra: &[(&str, &str)]) -> Self {
         let db = TestDb::new(backend).await;
         let config = config_with(&db, extra);
         let site = site::options(
@@ -90,14 +147,10 @@ impl TestApp {
         );
         let server = server::start(config, site).await.expect("app starts");
         let base = format!("http://{}", server.addr);
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
         Self {
             base,
             server,
-            client,
+            client: browser(),
             db,
         }
     }
@@ -111,11 +164,7 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request")
+        self.client.get(self.url(path)).send().await.expect("request")
     }
 }
 

@@ -1,0 +1,153 @@
+//! Settings → Admins (owners only): create admins, change roles, disable, reset passwords.
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Role;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminView {
+    pub id: i64,
+    pub email: String,
+    pub role: Role,
+    pub disabled: bool,
+    pub created_at: i64,
+    pub last_login_at: Option<i64>,
+    pub is_you: bool,
+}
+
+#[cfg(feature = "ssr")]
+mod server {
+    use leptos::prelude::ServerFnError;
+
+    use crate::auth::server::{require_role, RequestInfo};
+    use crate::auth::{CurrentAdmin, Role};
+    use crate::db::admins::AdminChangeError;
+    use crate::db::audit;
+    use crate::state::AppState;
+
+    pub fn owner() -> Result<(CurrentAdmin, AppState), ServerFnError> {
+        let me = require_role(Role::Owner)?;
+        Ok((me, AppState::from_context()?))
+    }
+
+    /// Records an admin change in the audit log; failures to record are logged, not shown.
+    pub async fn audit_change(
+        state: &AppState,
+        me: &CurrentAdmin,
+        action: &'static str,
+        target: i64,
+        outcome: &'static str,
+        detail: Option<String>,
+    ) {
+        let info = RequestInfo::current();
+        let entry = audit::NewEntry {
+            admin_id: Some(me.id),
+            admin_email: Some(me.email.clone()),
+            action,
+            target: Some(format!("admin:{target}")),
+            outcome,
+            client_addr: info.client_addr,
+            request_id: info.request_id,
+            detail,
+        };
+        if let Err(e) = audit::record(&state.db, entry).await {
+            tracing::error!(error = %e, action, "could not record an audit entry");
+        }
+    }
+
+    pub fn change_error(e: AdminChangeError) -> ServerFnError {
+        match e {
+            AdminChangeError::Db(db) => crate::api::internal("admin change failed", db),
+            other => ServerFnError::new(other.to_string()),
+        }
+    }
+}
+
+#[server(endpoint = "admins/list")]
+pub async fn list_admins() -> Result<Vec<AdminView>, ServerFnError> {
+    let (me, state) = server::owner()?;
+    let rows = crate::db::admins::list(&state.db)
+        .await
+        .map_err(|e| super::internal("listing admins failed", e))?;
+    Ok(rows
+        .into_iter()
+        .map(|a| AdminView {
+            is_you: a.id == me.id,
+            id: a.id,
+            email: a.email,
+            role: a.role,
+            disabled: a.disabled,
+            created_at: a.created_at,
+            last_login_at: a.last_login_at,
+        })
+        .collect())
+}
+
+#[server(endpoint = "admins/create")]
+pub async fn create_admin(email: String, password: String, role: String) -> Result<String, ServerFnError> {
+    let (me, state) = server::owner()?;
+    let email = crate::auth::normalize_email(&email).map_err(ServerFnError::new)?;
+    let role = Role::parse(&role).ok_or_else(|| ServerFnError::new("Choose a role: owner, admin or viewer."))?;
+    crate::auth::check_new_password(&password).map_err(ServerFnError::new)?;
+    let hash = crate::auth::server::password::hash(password)
+        .await
+        .map_err(|e| super::internal("password hashing failed", e))?;
+    match crate::db::admins::create(&state.db, &email, &hash, role).await {
+        Ok(id) => {
+            server::audit_change(&state, &me, "admin.create", id, "success", Some(format!("role {role}"))).await;
+            Ok(format!("{email} can now log in as {role}."))
+        }
+        Err(e) => Err(server::change_error(e)),
+    }
+}
+
+#[server(endpoint = "admins/role")]
+pub async fn change_role(id: i64, role: String) -> Result<String, ServerFnError> {
+    let (me, state) = server::owner()?;
+    let role = Role::parse(&role).ok_or_else(|| ServerFnError::new("Choose a role: owner, admin or viewer."))?;
+    match crate::db::admins::update_access(&state.db, id, Some(role), None).await {
+        Ok(row) => {
+            server::audit_change(&state, &me, "admin.role", id, "success", Some(format!("role {role}"))).await;
+            Ok(format!("{} is now {role}.", row.email))
+        }
+        Err(e) => {
+            server::audit_change(&state, &me, "admin.role", id, "refused", Some(e.to_string())).await;
+            Err(server::change_error(e))
+        }
+    }
+}
+
+#[server(endpoint = "admins/disabled")]
+pub async fn set_disabled(id: i64, disabled: bool) -> Result<String, ServerFnError> {
+    let (me, state) = server::owner()?;
+    let action = if disabled { "admin.disable" } else { "admin.enable" };
+    match crate::db::admins::update_access(&state.db, id, None, Some(disabled)).await {
+        Ok(row) => {
+            server::audit_change(&state, &me, action, id, "success", None).await;
+            Ok(if disabled {
+                format!("{} can no longer log in; their sessions have ended.", row.email)
+            } else {
+                format!("{} can log in again.", row.email)
+            })
+        }
+        Err(e) => {
+            server::audit_change(&state, &me, action, id, "refused", Some(e.to_string())).await;
+            Err(server::change_error(e))
+        }
+    }
+}
+
+#[server(endpoint = "admins/password")]
+pub async fn reset_password(id: i64, password: String) -> Result<String, ServerFnError> {
+    let (me, state) = server::owner()?;
+    crate::auth::check_new_password(&password).map_err(ServerFnError::new)?;
+    let hash = crate::auth::server::password::hash(password)
+        .await
+        .map_err(|e| super::internal("password hashing failed", e))?;
+    crate::db::admins::set_password_hash(&state.db, id, &hash)
+        .await
+        .map_err(server::change_error)?;
+    server::audit_change(&state, &me, "admin.password_reset", id, "success", None).await;
+    Ok("Password changed. Give it to them through a channel you trust.".into())
+}

@@ -1,0 +1,77 @@
+//! The audit log page (admins and owners).
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+pub const PAGE_SIZE: i64 = 100;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub entries: Vec<AuditRow>,
+    pub actions: Vec<String>,
+    /// Pass as `before` to get the next (older) page.
+    pub next_before: Option<i64>,
+}
+
+/// One audit entry as pages show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at: i64,
+    pub admin_email: Option<String>,
+    pub action: String,
+    pub target: Option<String>,
+    pub outcome: String,
+    pub client_addr: Option<String>,
+    pub request_id: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// `from` and `until` are dates (`YYYY-MM-DD`, UTC); `until` includes that whole day.
+#[server(endpoint = "audit/list")]
+pub async fn list_audit(
+    admin: Option<String>,
+    action: Option<String>,
+    from: Option<String>,
+    until: Option<String>,
+    before: Option<i64>,
+) -> Result<AuditPage, ServerFnError> {
+    use crate::auth::{server::require_role, Role};
+    use crate::db::audit;
+    use crate::state::AppState;
+
+    require_role(Role::Admin)?;
+    let state = AppState::from_context()?;
+    let day = |value: Option<String>, label: &str| -> Result<Option<i64>, ServerFnError> {
+        match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| Some(t.and_utc().timestamp()))
+                .ok_or_else(|| ServerFnError::new(format!("The {label} date must look like 2026-01-31."))),
+        }
+    };
+    let non_empty = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let filter = audit::Filter {
+        admin_email: non_empty(admin).map(|s| s.to_lowercase()),
+        action: non_empty(action),
+        from: day(from, "from")?,
+        until: day(until, "until")?.map(|t| t + 86_400),
+        before_id: before,
+    };
+    let entries = audit::list(&state.db, &filter, PAGE_SIZE)
+        .await
+        .map_err(|e| super::internal("reading the audit log failed", e))?;
+    let actions = audit::actions(&state.db)
+        .await
+        .map_err(|e| super::internal("reading the audit log failed", e))?;
+    let next_before = (entries.len() as i64 == PAGE_SIZE)
+        .then(|| entries.last().map(|e| e.id))
+        .flatten();
+    Ok(AuditPage {
+        entries,
+        actions,
+        next_before,
+    })
+}

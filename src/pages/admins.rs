@@ -1,0 +1,163 @@
+//! Settings → Admins (owners): who can log in, with which role.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use crate::api::admins::{list_admins, AdminView, ChangeRole, CreateAdmin, ResetPassword, SetDisabled};
+use crate::auth::Role;
+use crate::components::settings_tabs::SettingsTabs;
+use crate::components::time::format_utc;
+
+#[component]
+pub fn AdminsPage() -> impl IntoView {
+    let create = ServerAction::<CreateAdmin>::new();
+    let role = ServerAction::<ChangeRole>::new();
+    let disable = ServerAction::<SetDisabled>::new();
+    let reset = ServerAction::<ResetPassword>::new();
+    let admins = Resource::new(
+        move || {
+            (
+                create.version().get(),
+                role.version().get(),
+                disable.version().get(),
+                reset.version().get(),
+            )
+        },
+        |_| list_admins(),
+    );
+    // The latest outcome of any action, shown above the table.
+    let outcome = move || {
+        [
+            create.value().get(),
+            role.value().get(),
+            disable.value().get(),
+            reset.value().get(),
+        ]
+        .into_iter()
+        .flatten()
+        .last()
+    };
+    view! {
+        <Title text="Admins"/>
+        <div class="page-header">
+            <h1>"Settings"</h1>
+        </div>
+        <SettingsTabs/>
+        {move || {
+            outcome()
+                .map(|r| match r {
+                    Ok(msg) => view! { <p class="notice" role="status">{msg}</p> }.into_any(),
+                    Err(e) => view! { <p class="form-error" role="alert">{clean(&e.to_string())}</p> }.into_any(),
+                })
+        }}
+        <section class="card">
+            <h2>"Admins"</h2>
+            <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    admins
+                        .await
+                        .map(|list| {
+                            view! {
+                                <div class="table-wrap">
+                                    <table class="table">
+                                        <thead>
+                                            <tr>
+                                                <th>"Email"</th>
+                                                <th>"Role"</th>
+                                                <th>"Status"</th>
+                                                <th>"Last login"</th>
+                                                <th>"Password"</th>
+                                            </tr>
+                                        </thead>
+                                        <tbody>
+                                            {list
+                                                .into_iter()
+                                                .map(|a| view! { <AdminRow admin=a role disable reset/> })
+                                                .collect_view()}
+                                        </tbody>
+                                    </table>
+                                </div>
+                            }
+                        })
+                })}
+            </Suspense>
+        </section>
+        <section class="card">
+            <h2>"Add an admin"</h2>
+            <ActionForm action=create attr:class="inline-form">
+                <label>"Email" <input type="email" name="email" required/></label>
+                <label>
+                    "Password"
+                    <input type="password" name="password" minlength="12" required autocomplete="new-password"/>
+                </label>
+                <label>"Role" <RoleSelect name="role" selected=Role::Viewer/></label>
+                <button type="submit" class="button">"Add admin"</button>
+            </ActionForm>
+            <p class="muted small">"Passwords need at least 12 characters. Viewers read everything; admins can also refund, open billing portals, change subscriptions and sync; owners also manage admins and settings."</p>
+        </section>
+    }
+}
+
+fn clean(raw: &str) -> String {
+    raw.rsplit_once(": ").map(|(_, m)| m).unwrap_or(raw).to_string()
+}
+
+#[component]
+fn RoleSelect(name: &'static str, selected: Role) -> impl IntoView {
+    view! {
+        <select name=name>
+            {Role::ALL
+                .into_iter()
+                .map(|r| view! { <option value=r.as_str() selected=r == selected>{r.as_str()}</option> })
+                .collect_view()}
+        </select>
+    }
+}
+
+#[component]
+fn AdminRow(
+    admin: AdminView,
+    role: ServerAction<ChangeRole>,
+    disable: ServerAction<SetDisabled>,
+    reset: ServerAction<ResetPassword>,
+) -> impl IntoView {
+    let id = admin.id;
+    let status = if admin.disabled { "Disabled" } else { "Active" };
+    let toggle_to = !admin.disabled;
+    let toggle_label = if admin.disabled { "Enable" } else { "Disable" };
+    view! {
+        <tr class:muted=admin.disabled>
+            <td>{admin.email.clone()} {admin.is_you.then(|| view! { <span class="badge">"you"</span> })}</td>
+            <td>
+                <ActionForm action=role attr:class="row-form">
+                    <input type="hidden" name="id" value=id.to_string()/>
+                    <RoleSelect name="role" selected=admin.role/>
+                    <button type="submit" class="button secondary small">"Change"</button>
+                </ActionForm>
+            </td>
+            <td>
+                {status}
+                <ActionForm action=disable attr:class="row-form">
+                    <input type="hidden" name="id" value=id.to_string()/>
+                    <input type="hidden" name="disabled" value=toggle_to.to_string()/>
+                    <button type="submit" class="button secondary small">{toggle_label}</button>
+                </ActionForm>
+            </td>
+            <td>{admin.last_login_at.map(format_utc).unwrap_or_else(|| "never".into())}</td>
+            <td>
+                <ActionForm action=reset attr:class="row-form">
+                    <input type="hidden" name="id" value=id.to_string()/>
+                    <input
+                        type="password"
+                        name="password"
+                        minlength="12"
+                        required
+                        placeholder="New password"
+                        autocomplete="new-password"
+                    />
+                    <button type="submit" class="button secondary small">"Reset"</button>
+                </ActionForm>
+            </td>
+        </tr>
+    }
+}

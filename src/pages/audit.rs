@@ -1,0 +1,143 @@
+//! Settings → Audit log: who did what, filtered by admin, action and date. Filters live in the
+//! URL (a GET form), so a filtered view can be shared and works with JavaScript off.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
+
+use crate::api::audit::{list_audit, AuditPage, AuditRow};
+use crate::components::settings_tabs::SettingsTabs;
+use crate::components::time::format_utc;
+
+#[component]
+pub fn AuditPageView() -> impl IntoView {
+    let query = use_query_map();
+    let param = move |key: &str| query.with(|q| q.get(key)).filter(|v| !v.is_empty());
+    let page = Resource::new(
+        move || {
+            (
+                param("admin"),
+                param("action"),
+                param("from"),
+                param("until"),
+                param("before"),
+            )
+        },
+        |(admin, action, from, until, before)| {
+            list_audit(admin, action, from, until, before.and_then(|b| b.parse().ok()))
+        },
+    );
+    view! {
+        <Title text="Audit log"/>
+        <div class="page-header">
+            <h1>"Settings"</h1>
+        </div>
+        <SettingsTabs/>
+        <section class="card">
+            <h2>"Audit log"</h2>
+            <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    page.await.map(|p| view! { <AuditView page=p current=query.get_untracked()/> })
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
+#[component]
+fn AuditView(page: AuditPage, current: leptos_router::params::ParamsMap) -> impl IntoView {
+    let value = |key: &str| current.get(key).unwrap_or_default();
+    let chosen_action = value("action");
+    let next_link = page.next_before.map(|before| {
+        let mut q = url_query(&current);
+        q.retain(|(k, _)| k != "before");
+        q.push(("before".into(), before.to_string()));
+        let href = format!(
+            "/settings/audit?{}",
+            q.iter()
+                .map(|(k, v)| format!("{k}={}", encode(v)))
+                .collect::<Vec<_>>()
+                .join("&")
+        );
+        view! { <a class="button secondary" href=href>"Older entries"</a> }
+    });
+    let empty = page.entries.is_empty();
+    view! {
+        <form method="get" action="/settings/audit" class="filters">
+            <label>"Admin" <input type="email" name="admin" value=value("admin") placeholder="email"/></label>
+            <label>
+                "Action"
+                <select name="action">
+                    <option value="">"All"</option>
+                    {page
+                        .actions
+                        .into_iter()
+                        .map(|a| {
+                            let selected = a == chosen_action;
+                            view! { <option value=a.clone() selected=selected>{a.clone()}</option> }
+                        })
+                        .collect_view()}
+                </select>
+            </label>
+            <label>"From" <input type="date" name="from" value=value("from")/></label>
+            <label>"Until" <input type="date" name="until" value=value("until")/></label>
+            <button type="submit" class="button secondary">"Filter"</button>
+        </form>
+        {if empty {
+            view! { <p class="muted">"No entries match these filters."</p> }.into_any()
+        } else {
+            view! {
+                <div class="table-wrap">
+                    <table class="table">
+                        <thead>
+                            <tr>
+                                <th>"When (UTC)"</th>
+                                <th>"Admin"</th>
+                                <th>"Action"</th>
+                                <th>"Target"</th>
+                                <th>"Outcome"</th>
+                                <th>"Address"</th>
+                                <th>"Request"</th>
+                            </tr>
+                        </thead>
+                        <tbody>{page.entries.into_iter().map(entry_row).collect_view()}</tbody>
+                    </table>
+                </div>
+            }
+                .into_any()
+        }}
+        {next_link}
+    }
+}
+
+fn entry_row(e: AuditRow) -> impl IntoView {
+    let outcome_class = format!("outcome outcome-{}", e.outcome);
+    view! {
+        <tr>
+            <td class="nowrap">{format_utc(e.at)}</td>
+            <td>{e.admin_email.unwrap_or_else(|| "—".into())}</td>
+            <td><code>{e.action}</code></td>
+            <td>{e.target.unwrap_or_default()} {e.detail.map(|d| view! { <span class="muted small">" " {d}</span> })}</td>
+            <td><span class=outcome_class>{e.outcome}</span></td>
+            <td>{e.client_addr.unwrap_or_default()}</td>
+            <td class="muted small mono">{e.request_id.unwrap_or_default()}</td>
+        </tr>
+    }
+}
+
+fn url_query(map: &leptos_router::params::ParamsMap) -> Vec<(String, String)> {
+    ["admin", "action", "from", "until", "before"]
+        .into_iter()
+        .filter_map(|k| map.get(k).map(|v| (k.to_string(), v)))
+        .collect()
+}
+
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
