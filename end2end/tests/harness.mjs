@@ -1,6 +1,6 @@
 // Starts the real `tally serve` binary on a free loopback port with a fresh SQLite database, and
 // launches Debian's Chromium through playwright-core. Used by every browser test.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -22,6 +22,17 @@ function freePort() {
   });
 }
 
+export const OWNER = { email: 'owner@example.com', password: 'correct horse battery staple' };
+
+/** Logs in through the login form and waits for the overview. */
+export async function logIn(page, base, { email, password } = OWNER) {
+  await page.goto(base + '/login');
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.waitForURL(base + '/');
+}
+
 export async function startTally(extraEnv = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'tally-e2e-'));
   const port = await freePort();
@@ -35,6 +46,14 @@ export async function startTally(extraEnv = {}) {
     RUST_LOG: 'warn',
     ...extraEnv,
   };
+  // An owner to log in with, created the way an operator would.
+  const created = spawnSync(bin, ['create-admin', '--email', OWNER.email, '--role', 'owner'], {
+    cwd: dir,
+    env,
+    input: OWNER.password + '\n',
+    encoding: 'utf8',
+  });
+  if (created.status !== 0) throw new Error(`create-admin failed: ${created.stderr}`);
   const child = spawn(bin, ['serve'], { cwd: dir, env, stdio: ['ignore', 'inherit', 'inherit'] });
   const base = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 30_000;

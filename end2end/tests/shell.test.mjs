@@ -2,7 +2,7 @@
 // client-side interaction works.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startTally, launchBrowser } from './harness.mjs';
+import { startTally, launchBrowser, logIn } from './harness.mjs';
 
 let tally;
 let browser;
@@ -21,8 +21,9 @@ test('overview renders and hydrates: the menu button works only once the wasm bu
   const page = await browser.newPage({ viewport: { width: 390, height: 800 } });
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
   const wasm = page.waitForResponse((r) => r.url().endsWith('/pkg/tally.wasm') && r.ok());
-  await page.goto(tally.base + '/');
+  await logIn(page, tally.base);
   await wasm;
   assert.equal(await page.title(), 'Overview · Tally');
   await page.getByText('Connect Stripe to see your numbers').waitFor();
@@ -50,6 +51,7 @@ test('overview renders and hydrates: the menu button works only once the wasm bu
 
 test('unknown address shows the 404 page with navigation', async () => {
   const page = await browser.newPage();
+  await logIn(page, tally.base);
   const res = await page.goto(tally.base + '/no/such/page');
   assert.equal(res.status(), 404);
   await page.getByRole('heading', { name: 'Page not found' }).waitFor();
