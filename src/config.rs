@@ -225,6 +225,28 @@ pub struct Config {
     pub listen_addr: SocketAddr,
     pub log_format: LogFormat,
     pub auth: AuthSettings,
+    pub webhooks: WebhookSettings,
+}
+
+/// Webhook ingestion settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookSettings {
+    /// How old a signature's timestamp may be (`STRIPE_WEBHOOK_TOLERANCE`, default 300s).
+    pub tolerance: Duration,
+    /// Attempts before an event is marked failed (`WEBHOOK_MAX_ATTEMPTS`, default 8).
+    pub max_attempts: i64,
+    /// The overview warns when no event arrived for this long (`WEBHOOK_SILENCE_WARNING`, default 24h).
+    pub silence_warning: Duration,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            tolerance: Duration::from_secs(300),
+            max_attempts: 8,
+            silence_warning: Duration::from_secs(86_400),
+        }
+    }
 }
 
 /// Session lifetimes and login throttling.
@@ -384,6 +406,19 @@ impl Config {
             },
             lockout: duration("LOGIN_LOCKOUT", defaults.lockout)?,
         };
+        let hooks = WebhookSettings::default();
+        let webhooks = WebhookSettings {
+            tolerance: duration("STRIPE_WEBHOOK_TOLERANCE", hooks.tolerance)?,
+            max_attempts: match get("WEBHOOK_MAX_ATTEMPTS") {
+                Some(v) => v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=100).contains(n))
+                    .ok_or_else(|| err("WEBHOOK_MAX_ATTEMPTS", "must be a number from 1 to 100".into()))?,
+                None => hooks.max_attempts,
+            },
+            silence_warning: duration("WEBHOOK_SILENCE_WARNING", hooks.silence_warning)?,
+        };
 
         Ok(Self {
             database_url,
@@ -394,6 +429,7 @@ impl Config {
             listen_addr,
             log_format,
             auth,
+            webhooks,
         })
     }
 

@@ -23,6 +23,8 @@ pub mod site;
 pub mod state;
 #[cfg(feature = "ssr")]
 pub mod telemetry;
+#[cfg(feature = "ssr")]
+pub mod webhooks;
 
 /// Browser entry point: attaches the reactive system to the server-rendered HTML.
 #[cfg(feature = "hydrate")]

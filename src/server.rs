@@ -68,6 +68,12 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/login", post(handlers::login))
         .route("/logout", post(handlers::logout))
+        .route(
+            "/stripe/webhook",
+            post(crate::webhooks::handler::receive).layer(axum::extract::DefaultBodyLimit::max(
+                crate::webhooks::handler::MAX_BODY_BYTES,
+            )),
+        )
         // Server functions answer POST only: none of them changes state on a GET.
         .route("/api/{*fn_name}", post(server_fn_handler))
         .leptos_routes_with_context(&state, routes, context.clone(), page_shell)
@@ -185,14 +191,22 @@ pub async fn start(config: Config, leptos_options: LeptosOptions) -> Result<Runn
     })?;
     let mut leptos_options = leptos_options;
     leptos_options.site_addr = addr;
+    let events = Arc::new(tokio::sync::Notify::new());
+    let worker = crate::webhooks::worker::Worker {
+        db: db.clone(),
+        wake: events.clone(),
+        max_attempts: config.webhooks.max_attempts,
+    };
     let state = AppState {
         leptos_options,
         config: Arc::new(config),
         db: db.clone(),
+        events,
     };
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let (tx, rx) = oneshot::channel::<()>();
     let cleanup = tokio::spawn(delete_expired_sessions(DbSessionStore::new(db.clone())));
+    let worker = tokio::spawn(worker.run());
     let task = tokio::spawn(async move {
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -200,6 +214,7 @@ pub async fn start(config: Config, leptos_options: LeptosOptions) -> Result<Runn
             })
             .await;
         cleanup.abort();
+        worker.abort();
         result
     });
     Ok(RunningServer {

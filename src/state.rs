@@ -13,6 +13,8 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub config: Arc<Config>,
     pub db: Db,
+    /// Woken when an event is stored, so the worker applies it at once.
+    pub events: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {

@@ -1,0 +1,68 @@
+//! `POST /stripe/webhook`: verify the signature over the raw bytes, store the event, and only then
+//! answer 2xx. Malformed requests get a 4xx with a short reason; a database fault gets 503 so
+//! Stripe retries.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::inbox::{self, IncomingEvent, Source};
+use super::signature;
+use crate::db::now_unix;
+use crate::state::AppState;
+
+/// Stripe's events are far smaller; anything bigger is refused with 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+fn refuse(status: StatusCode, reason: &'static str) -> Response {
+    (status, Json(json!({ "error": reason }))).into_response()
+}
+
+pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let config = &state.config;
+    if config.webhook_secrets.is_empty() {
+        tracing::error!("a webhook arrived but STRIPE_WEBHOOK_SECRET is not set; answering 503 so Stripe retries");
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "webhook signing secret not configured");
+    }
+    let header = headers.get("stripe-signature").map(|v| v.as_bytes());
+    let tolerance = config.webhooks.tolerance.as_secs() as i64;
+    if let Err(e) = signature::verify(header, &body, &config.webhook_secrets, tolerance, now_unix()) {
+        tracing::warn!(reason = %e, bytes = body.len(), "webhook refused: bad signature");
+        return refuse(StatusCode::BAD_REQUEST, "invalid signature");
+    }
+    let Ok(text) = std::str::from_utf8(&body) else {
+        tracing::warn!(bytes = body.len(), "webhook refused: body is not UTF-8");
+        return refuse(StatusCode::BAD_REQUEST, "body is not UTF-8");
+    };
+    let event = match IncomingEvent::parse(text) {
+        Ok(event) => event,
+        Err(reason) => {
+            tracing::warn!(reason, "webhook refused: not a Stripe event");
+            return refuse(StatusCode::BAD_REQUEST, reason);
+        }
+    };
+    let expected_livemode = config.stripe_mode().map(|m| m.is_live());
+    match inbox::store(&state.db, &event, Source::Webhook, expected_livemode).await {
+        Ok(inserted) => {
+            if inserted {
+                state.events.notify_one();
+            }
+            tracing::info!(event_id = %event.id, event_type = %event.event_type, duplicate = !inserted, "webhook event stored");
+            (
+                StatusCode::OK,
+                Json(json!({ "received": true, "duplicate": !inserted })),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            tracing::error!(event_id = %event.id, error = %e, "could not store a webhook event; answering 503 so Stripe retries");
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "could not store the event; retry later",
+            )
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! The durable inbox (table `stripe_events`): every verified event is stored, deduplicated on its
+//! id, before Stripe gets its 2xx.
+
+use serde_json::Value;
+use sqlx::Row;
+
+use super::projection;
+use crate::db::{now_unix, Db, DbError};
+
+/// The envelope fields of a Stripe event; the payload is kept verbatim.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IncomingEvent {
+    pub id: String,
+    pub event_type: String,
+    pub api_version: Option<String>,
+    pub created: i64,
+    pub livemode: bool,
+    pub account: Option<String>,
+    pub object_id: Option<String>,
+    pub payload: String,
+}
+
+impl IncomingEvent {
+    /// Reads the envelope of a raw event body; the reason is short and safe to return to Stripe.
+    pub fn parse(body: &str) -> Result<Self, &'static str> {
+        let value: Value = serde_json::from_str(body).map_err(|_| "body is not valid JSON")?;
+        let id = value.get("id").and_then(Value::as_str).ok_or("event has no id")?;
+        if value
+            .get("object")
+            .and_then(Value::as_str)
+            .is_some_and(|o| o != "event")
+        {
+            return Err("body is not a Stripe event");
+        }
+        let event_type = value.get("type").and_then(Value::as_str).ok_or("event has no type")?;
+        let created = value
+            .get("created")
+            .and_then(Value::as_i64)
+            .ok_or("event has no created time")?;
+        let object = projection::read::at(&value, &["data", "object"]);
+        Ok(Self {
+            id: id.to_string(),
+            event_type: event_type.to_string(),
+            api_version: value.get("api_version").and_then(Value::as_str).map(str::to_string),
+            created,
+            livemode: value.get("livemode").and_then(Value::as_bool).unwrap_or(false),
+            account: value.get("account").and_then(Value::as_str).map(str::to_string),
+            object_id: object.and_then(|o| projection::read::text(o, "id")),
+            payload: body.to_string(),
+        })
+    }
+}
+
+/// Where an event came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Webhook,
+    Backfill,
+    Demo,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Webhook => "webhook",
+            Source::Backfill => "backfill",
+            Source::Demo => "demo",
+        }
+    }
+}
+
+/// Stores the event. Returns false when it was already there (a duplicate delivery).
+/// `expected_livemode`: the configured key's mode; an event of the other mode is stored, flagged
+/// and marked ignored so it never reaches the figures.
+pub async fn store(
+    db: &Db,
+    event: &IncomingEvent,
+    source: Source,
+    expected_livemode: Option<bool>,
+) -> Result<bool, DbError> {
+    let now = now_unix();
+    let mismatch = expected_livemode.is_some_and(|live| live != event.livemode);
+    let (status, note) = if mismatch {
+        ("ignored", Some("livemode differs from the configured Stripe key"))
+    } else if !projection::is_handled(&event.event_type) {
+        ("ignored", Some("event type not handled"))
+    } else {
+        ("pending", None)
+    };
+    let done = sqlx::query(
+        "INSERT INTO stripe_events (id, type, api_version, created, livemode, account, object_id, payload, received_at, \
+         source, status, attempts, next_attempt_at, last_error, mode_mismatch, processed_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $9, $12, $13, $14) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&event.id)
+    .bind(&event.event_type)
+    .bind(event.api_version.as_deref())
+    .bind(event.created)
+    .bind(i64::from(event.livemode))
+    .bind(event.account.as_deref())
+    .bind(event.object_id.as_deref())
+    .bind(&event.payload)
+    .bind(now)
+    .bind(source.as_str())
+    .bind(status)
+    .bind(note)
+    .bind(i64::from(mismatch))
+    .bind((status == "ignored").then_some(now))
+    .execute(db.writer())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// One row of the Webhooks page.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EventSummary {
+    pub id: String,
+    pub event_type: String,
+    pub created: i64,
+    pub received_at: i64,
+    pub status: String,
+    pub attempts: i64,
+    pub object_id: Option<String>,
+    pub livemode: bool,
+    pub mode_mismatch: bool,
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EventFilter {
+    pub event_type: Option<String>,
+    pub status: Option<String>,
+    pub object_id: Option<String>,
+    pub from: Option<i64>,
+    pub until: Option<i64>,
+    pub before_received: Option<(i64, String)>,
+}
+
+fn summary(row: &sqlx::any::AnyRow) -> Result<EventSummary, sqlx::Error> {
+    Ok(EventSummary {
+        id: row.try_get("id")?,
+        event_type: row.try_get("type")?,
+        created: row.try_get("created")?,
+        received_at: row.try_get("received_at")?,
+        status: row.try_get("status")?,
+        attempts: row.try_get("attempts")?,
+        object_id: row.try_get("object_id")?,
+        livemode: row.try_get::<i64, _>("livemode")? != 0,
+        mode_mismatch: row.try_get::<i64, _>("mode_mismatch")? != 0,
+        last_error: row.try_get("last_error")?,
+    })
+}
+
+const SUMMARY_COLUMNS: &str =
+    "id, type, created, received_at, status, attempts, object_id, livemode, mode_mismatch, last_error";
+
+/// Newest first.
+pub async fn list(db: &Db, filter: &EventFilter, limit: i64) -> Result<Vec<EventSummary>, DbError> {
+    let (before_at, before_id) = filter.before_received.clone().unzip();
+    let rows = sqlx::query(&format!(
+        "SELECT {SUMMARY_COLUMNS} FROM stripe_events \
+         WHERE ($1 IS NULL OR type = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR object_id = $3) \
+           AND ($4 IS NULL OR received_at >= $4) AND ($5 IS NULL OR received_at < $5) \
+           AND ($6 IS NULL OR received_at < $6 OR (received_at = $6 AND id < $7)) \
+         ORDER BY received_at DESC, id DESC LIMIT $8"
+    ))
+    .bind(filter.event_type.as_deref())
+    .bind(filter.status.as_deref())
+    .bind(filter.object_id.as_deref())
+    .bind(filter.from)
+    .bind(filter.until)
+    .bind(before_at)
+    .bind(before_id)
+    .bind(limit)
+    .fetch_all(db.reader())
+    .await?;
+    Ok(rows.iter().map(summary).collect::<Result<_, _>>()?)
+}
+
+/// One event with its payload.
+pub async fn get(db: &Db, id: &str) -> Result<Option<(EventSummary, String)>, DbError> {
+    let row = sqlx::query(&format!(
+        "SELECT {SUMMARY_COLUMNS}, payload FROM stripe_events WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(db.reader())
+    .await?;
+    match row {
+        Some(row) => Ok(Some((summary(&row)?, row.try_get("payload")?))),
+        None => Ok(None),
+    }
+}
+
+/// Puts an event back in the queue (retry after failure, or replay of an applied one). Returns
+/// false when there is no such event or it is already queued.
+pub async fn requeue(db: &Db, id: &str) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "UPDATE stripe_events SET status = 'pending', attempts = 0, next_attempt_at = $1, last_error = NULL \
+         WHERE id = $2 AND status IN ('applied', 'failed', 'ignored') AND mode_mismatch = 0",
+    )
+    .bind(now_unix())
+    .bind(id)
+    .execute(db.writer())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// What the overview needs to warn about webhooks.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InboxHealth {
+    pub failed: i64,
+    pub pending: i64,
+    pub total: i64,
+    pub last_received_at: Option<i64>,
+}
+
+pub async fn health(db: &Db) -> Result<InboxHealth, DbError> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS total, \
+                COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) AS failed, \
+                COALESCE(SUM(CASE WHEN status IN ('pending', 'processing') THEN 1 ELSE 0 END), 0) AS pending, \
+                MAX(received_at) AS last_received_at \
+         FROM stripe_events WHERE source = 'webhook'",
+    )
+    .fetch_one(db.reader())
+    .await?;
+    Ok(InboxHealth {
+        total: row.try_get("total")?,
+        failed: row.try_get("failed")?,
+        pending: row.try_get("pending")?,
+        last_received_at: row.try_get("last_received_at")?,
+    })
+}

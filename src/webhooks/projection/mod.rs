@@ -1,0 +1,334 @@
+//! Projection: Stripe objects into tables. One module per resource; the same code serves webhooks,
+//! backfill and demo data.
+//!
+//! Parsing is lenient: objects are read as JSON values, unknown fields are ignored, unknown enum
+//! values are kept as text, every field may be null or missing, and fields Stripe moved between API
+//! versions are read from both places. Each row keeps the raw object and the version (event
+//! created, event id) that wrote it; an upsert only replaces a row with an older version, and a
+//! deleted row stays deleted. Projections have no foreign keys, so a subscription that arrives
+//! before its customer still lands.
+
+pub mod charges;
+pub mod checkout_sessions;
+pub mod customers;
+pub mod disputes;
+pub mod invoices;
+pub mod payment_intents;
+pub mod payment_methods;
+pub mod prices;
+pub mod products;
+pub mod refunds;
+pub mod subscriptions;
+
+use serde_json::Value;
+use sqlx::AnyConnection;
+
+/// A typed column value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Col {
+    Text(Option<String>),
+    Int(Option<i64>),
+}
+
+/// Which write wins: newer `at` (the event's `created`), then the larger event id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Version {
+    pub at: i64,
+    pub event_id: String,
+}
+
+/// Reading helpers that never fail: a missing or mistyped field is `None`.
+pub mod read {
+    use serde_json::Value;
+
+    /// A string field; for an expandable field also the `id` of the expanded object.
+    pub fn id(v: &Value, key: &str) -> Option<String> {
+        match v.get(key)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Object(o) => o.get("id").and_then(Value::as_str).map(str::to_string),
+            _ => None,
+        }
+    }
+
+    pub fn text(v: &Value, key: &str) -> Option<String> {
+        match v.get(key)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+
+    pub fn int(v: &Value, key: &str) -> Option<i64> {
+        let field = v.get(key)?;
+        field.as_i64().or_else(|| field.as_str().and_then(|s| s.parse().ok()))
+    }
+
+    pub fn flag(v: &Value, key: &str) -> Option<i64> {
+        v.get(key)?.as_bool().map(i64::from)
+    }
+
+    /// Follows a path of object keys.
+    pub fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
+        path.iter().try_fold(v, |cur, key| cur.get(key))
+    }
+
+    /// The `data` array of a list object (`{"object":"list","data":[…]}`), or a bare array.
+    pub fn list<'a>(v: Option<&'a Value>) -> &'a [Value] {
+        match v {
+            Some(Value::Array(a)) => a,
+            Some(Value::Object(o)) => o
+                .get("data")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]),
+            _ => &[],
+        }
+    }
+}
+
+pub use read::{flag, id, int, text};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("the object has no id")]
+    NoId,
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// The Stripe resources Tally projects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resource {
+    Customer,
+    PaymentMethod,
+    Product,
+    Price,
+    Subscription,
+    Invoice,
+    PaymentIntent,
+    Charge,
+    Refund,
+    Dispute,
+    CheckoutSession,
+}
+
+impl Resource {
+    /// The resource a Stripe object belongs to, from its `object` field.
+    pub fn of_object(object: &Value) -> Option<Self> {
+        Some(match object.get("object")?.as_str()? {
+            "customer" => Resource::Customer,
+            "payment_method" => Resource::PaymentMethod,
+            "product" => Resource::Product,
+            "price" => Resource::Price,
+            "subscription" => Resource::Subscription,
+            "invoice" => Resource::Invoice,
+            "payment_intent" => Resource::PaymentIntent,
+            "charge" => Resource::Charge,
+            "refund" => Resource::Refund,
+            "dispute" => Resource::Dispute,
+            "checkout.session" => Resource::CheckoutSession,
+            _ => return None,
+        })
+    }
+
+    pub fn table(self) -> &'static str {
+        match self {
+            Resource::Customer => "customers",
+            Resource::PaymentMethod => "payment_methods",
+            Resource::Product => "products",
+            Resource::Price => "prices",
+            Resource::Subscription => "subscriptions",
+            Resource::Invoice => "invoices",
+            Resource::PaymentIntent => "payment_intents",
+            Resource::Charge => "charges",
+            Resource::Refund => "refunds",
+            Resource::Dispute => "disputes",
+            Resource::CheckoutSession => "checkout_sessions",
+        }
+    }
+
+    fn columns(self, object: &Value) -> Vec<(&'static str, Col)> {
+        match self {
+            Resource::Customer => customers::columns(object),
+            Resource::PaymentMethod => payment_methods::columns(object),
+            Resource::Product => products::columns(object),
+            Resource::Price => prices::columns(object),
+            Resource::Subscription => subscriptions::columns(object),
+            Resource::Invoice => invoices::columns(object),
+            Resource::PaymentIntent => payment_intents::columns(object),
+            Resource::Charge => charges::columns(object),
+            Resource::Refund => refunds::columns(object),
+            Resource::Dispute => disputes::columns(object),
+            Resource::CheckoutSession => checkout_sessions::columns(object),
+        }
+    }
+}
+
+/// Event types Tally applies; any other type is stored, acknowledged and marked ignored.
+pub const HANDLED_EVENT_TYPES: &[&str] = &[
+    "customer.created",
+    "customer.updated",
+    "customer.deleted",
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "customer.subscription.paused",
+    "customer.subscription.resumed",
+    "customer.subscription.trial_will_end",
+    "invoice.created",
+    "invoice.finalized",
+    "invoice.paid",
+    "invoice.payment_succeeded",
+    "invoice.payment_failed",
+    "invoice.updated",
+    "invoice.voided",
+    "invoice.marked_uncollectible",
+    "charge.succeeded",
+    "charge.failed",
+    "charge.captured",
+    "charge.updated",
+    "charge.refunded",
+    "charge.dispute.created",
+    "charge.dispute.updated",
+    "charge.dispute.closed",
+    "refund.created",
+    "refund.updated",
+    "refund.failed",
+    "payment_intent.created",
+    "payment_intent.succeeded",
+    "payment_intent.payment_failed",
+    "payment_intent.canceled",
+    "payment_intent.processing",
+    "payment_intent.requires_action",
+    "payment_method.attached",
+    "payment_method.detached",
+    "payment_method.updated",
+    "checkout.session.completed",
+    "checkout.session.expired",
+    "checkout.session.async_payment_succeeded",
+    "checkout.session.async_payment_failed",
+    "product.created",
+    "product.updated",
+    "product.deleted",
+    "price.created",
+    "price.updated",
+    "price.deleted",
+];
+
+/// Event types whose object is gone for good in Stripe.
+const DELETION_EVENT_TYPES: &[&str] = &["customer.deleted", "product.deleted", "price.deleted"];
+
+pub fn is_handled(event_type: &str) -> bool {
+    HANDLED_EVENT_TYPES.contains(&event_type)
+}
+
+/// What applying an event did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The row was written (or was already at this version).
+    Written,
+    /// A newer version (or a deletion) was already there; nothing changed.
+    Stale,
+    /// Not something Tally projects.
+    Ignored(&'static str),
+}
+
+/// Applies one event's object inside the caller's transaction.
+pub async fn apply_event(
+    conn: &mut AnyConnection,
+    event_type: &str,
+    object: &Value,
+    version: &Version,
+) -> Result<Applied, ProjectionError> {
+    if !is_handled(event_type) {
+        return Ok(Applied::Ignored("event type not handled"));
+    }
+    let Some(resource) = Resource::of_object(object) else {
+        return Ok(Applied::Ignored("object type not handled"));
+    };
+    let delete =
+        DELETION_EVENT_TYPES.contains(&event_type) || object.get("deleted").and_then(Value::as_bool) == Some(true);
+    apply_object(conn, resource, object, version, delete).await
+}
+
+/// Writes one object (and what it embeds: subscription items, a charge's refunds).
+pub async fn apply_object(
+    conn: &mut AnyConnection,
+    resource: Resource,
+    object: &Value,
+    version: &Version,
+    delete: bool,
+) -> Result<Applied, ProjectionError> {
+    let written = upsert(conn, resource, object, version, delete).await?;
+    if written && !delete {
+        match resource {
+            Resource::Subscription => subscriptions::replace_items(conn, object).await?,
+            Resource::Charge => {
+                for refund in read::list(object.get("refunds")) {
+                    upsert(conn, Resource::Refund, refund, version, false).await?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(if written { Applied::Written } else { Applied::Stale })
+}
+
+/// Inserts or, if this version is newer, replaces the row. Returns whether it wrote.
+async fn upsert(
+    conn: &mut AnyConnection,
+    resource: Resource,
+    object: &Value,
+    version: &Version,
+    delete: bool,
+) -> Result<bool, ProjectionError> {
+    let object_id = read::text(object, "id").ok_or(ProjectionError::NoId)?;
+    let table = resource.table();
+    let typed = resource.columns(object);
+    let mut names = vec![
+        "id",
+        "raw",
+        "livemode",
+        "created",
+        "deleted",
+        "version_at",
+        "version_event",
+    ];
+    names.extend(typed.iter().map(|(n, _)| *n));
+    let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
+    // A deletion only marks the row; a stub payload must not blank the columns it had.
+    let updated: Vec<&str> = if delete {
+        vec!["deleted", "version_at", "version_event"]
+    } else {
+        names[1..].to_vec()
+    };
+    let set = updated
+        .iter()
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "INSERT INTO {table} ({cols}) VALUES ({vals}) ON CONFLICT (id) DO UPDATE SET {set} \
+         WHERE {table}.deleted = 0 AND (excluded.deleted = 1 OR {table}.version_at < excluded.version_at \
+         OR ({table}.version_at = excluded.version_at AND {table}.version_event <= excluded.version_event))",
+        cols = names.join(", "),
+        vals = placeholders.join(", "),
+    );
+    let mut query = sqlx::query(&sql)
+        .bind(object_id)
+        .bind(object.to_string())
+        .bind(read::flag(object, "livemode").unwrap_or(0))
+        .bind(read::int(object, "created"))
+        .bind(i64::from(delete))
+        .bind(version.at)
+        .bind(version.event_id.clone());
+    for (_, value) in typed {
+        query = match value {
+            Col::Text(v) => query.bind(v),
+            Col::Int(v) => query.bind(v),
+        };
+    }
+    let done = query.execute(&mut *conn).await?;
+    Ok(done.rows_affected() > 0)
+}

@@ -1,0 +1,192 @@
+//! Applies stored events, each in its own transaction: woken when an event arrives, polling as a
+//! safety net, retrying with exponential backoff, and marking an event failed (keeping the
+//! error) after `max_attempts`. Claims are safe with several instances on one Postgres (row locks
+//! with SKIP LOCKED) and on SQLite (one writer connection serialises them).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sqlx::{Acquire, Row};
+use tokio::sync::Notify;
+
+use super::projection::{self, Applied, Version};
+use crate::config::Backend;
+use crate::db::{now_unix, Db, DbError};
+
+/// Events claimed at once.
+const BATCH: i64 = 64;
+/// A claim that is not finished within this time (a crashed instance) is taken over.
+const CLAIM_SECS: i64 = 300;
+/// Polling interval when nothing wakes the worker.
+const POLL: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct Worker {
+    pub db: Db,
+    pub wake: Arc<Notify>,
+    pub max_attempts: i64,
+}
+
+/// The delay before attempt `attempts + 1`: 2, 4, 8 … seconds, at most an hour.
+pub fn backoff_secs(attempts: i64) -> i64 {
+    let exp = attempts.clamp(1, 12) as u32;
+    (1i64 << exp).min(3600)
+}
+
+struct Claimed {
+    id: String,
+    payload: String,
+    attempts: i64,
+}
+
+impl Worker {
+    /// Runs until the task is aborted.
+    pub async fn run(self) {
+        loop {
+            match self.run_once().await {
+                Ok(0) => {
+                    let _ = tokio::time::timeout(POLL, self.wake.notified()).await;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "webhook worker could not reach the database");
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+        }
+    }
+
+    /// Claims and applies one batch of due events; returns how many it processed.
+    pub async fn run_once(&self) -> Result<usize, DbError> {
+        let claimed = self.claim().await?;
+        let count = claimed.len();
+        for event in claimed {
+            self.process(event).await?;
+        }
+        Ok(count)
+    }
+
+    async fn claim(&self) -> Result<Vec<Claimed>, DbError> {
+        let now = now_unix();
+        let lock = match self.db.backend() {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE stripe_events SET status = 'processing', locked_until = $1, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM stripe_events \
+                          WHERE (status = 'pending' AND next_attempt_at <= $2) \
+                             OR (status = 'processing' AND locked_until < $2) \
+                          ORDER BY created, id LIMIT $3 {lock}) \
+             RETURNING id, payload, attempts, created"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(now + CLAIM_SECS)
+            .bind(now)
+            .bind(BATCH)
+            .fetch_all(self.db.writer())
+            .await?;
+        let mut claimed: Vec<(i64, Claimed)> = rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("created")?,
+                    Claimed {
+                        id: r.try_get("id")?,
+                        payload: r.try_get("payload")?,
+                        attempts: r.try_get("attempts")?,
+                    },
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+        // Oldest first, so a batch applies in Stripe's order where it can.
+        claimed.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
+        Ok(claimed.into_iter().map(|(_, c)| c).collect())
+    }
+
+    async fn process(&self, event: Claimed) -> Result<(), DbError> {
+        let started = Instant::now();
+        let result = self.apply(&event).await;
+        let duration_ms = started.elapsed().as_millis() as i64;
+        let now = now_unix();
+        match result {
+            Ok((event_type, outcome)) => {
+                tracing::info!(event_id = %event.id, event_type, outcome, duration_ms, "webhook event processed");
+            }
+            Err(error) => {
+                let failed = event.attempts >= self.max_attempts;
+                let status = if failed { "failed" } else { "pending" };
+                tracing::warn!(event_id = %event.id, attempts = event.attempts, status, error = %error, duration_ms, "webhook event not applied");
+                sqlx::query(
+                    "UPDATE stripe_events SET status = $1, next_attempt_at = $2, last_error = $3, locked_until = 0, \
+                     duration_ms = $4, processed_at = $5 WHERE id = $6",
+                )
+                .bind(status)
+                .bind(now + backoff_secs(event.attempts))
+                .bind(error)
+                .bind(duration_ms)
+                .bind(now)
+                .bind(&event.id)
+                .execute(self.db.writer())
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Projects the event and marks it done, in one transaction. Errors come back as text for
+    /// `last_error` (they name ids, never payload contents).
+    async fn apply(&self, event: &Claimed) -> Result<(String, &'static str), String> {
+        let value: Value =
+            serde_json::from_str(&event.payload).map_err(|e| format!("stored payload unreadable: {e}"))?;
+        let event_type = value
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let created = value.get("created").and_then(Value::as_i64).unwrap_or(0);
+        let object = projection::read::at(&value, &["data", "object"])
+            .cloned()
+            .unwrap_or(Value::Null);
+        let version = Version {
+            at: created,
+            event_id: event.id.clone(),
+        };
+        let mut conn = self.db.writer().acquire().await.map_err(|e| e.to_string())?;
+        let mut tx = conn.begin().await.map_err(|e| e.to_string())?;
+        let applied = projection::apply_event(&mut tx, &event_type, &object, &version)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (status, outcome, note) = match applied {
+            Applied::Written => ("applied", "applied", None),
+            Applied::Stale => ("applied", "stale", Some("a newer version was already applied")),
+            Applied::Ignored(why) => ("ignored", "ignored", Some(why)),
+        };
+        sqlx::query(
+            "UPDATE stripe_events SET status = $1, processed_at = $2, last_error = $3, locked_until = 0 WHERE id = $4",
+        )
+        .bind(status)
+        .bind(now_unix())
+        .bind(note)
+        .bind(&event.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| e.to_string())?;
+        tx.commit().await.map_err(|e| e.to_string())?;
+        Ok((event_type, outcome))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff_secs;
+
+    #[test]
+    fn backoff_doubles_up_to_an_hour() {
+        assert_eq!(backoff_secs(1), 2);
+        assert_eq!(backoff_secs(2), 4);
+        assert_eq!(backoff_secs(5), 32);
+        assert_eq!(backoff_secs(30), 3600);
+    }
+}
