@@ -25,30 +25,31 @@ CREATE INDEX stripe_events_object ON stripe_events (object_id);
 
 -- Projections: one table per Stripe resource. Each keeps the raw object JSON, the typed columns
 -- pages and metrics need, and the version (event created, event id) that last wrote it, so an
--- older event never overwrites newer state. deleted = 1 is final.
+-- older event never overwrites newer state. deleted = 1 is final: deleted_at is the deletion
+-- event's time; data from events up to that time may still fill the row, later ones are refused.
 CREATE TABLE customers (
     id TEXT PRIMARY KEY, raw TEXT NOT NULL, livemode BIGINT NOT NULL, created BIGINT,
-    deleted BIGINT NOT NULL DEFAULT 0, version_at BIGINT NOT NULL, version_event TEXT NOT NULL,
+    deleted BIGINT NOT NULL DEFAULT 0, deleted_at BIGINT, version_at BIGINT NOT NULL, version_event TEXT NOT NULL,
     email TEXT, name TEXT, currency TEXT, delinquent BIGINT
 );
 CREATE INDEX customers_email ON customers (email);
 
 CREATE TABLE payment_methods (
     id TEXT PRIMARY KEY, raw TEXT NOT NULL, livemode BIGINT NOT NULL, created BIGINT,
-    deleted BIGINT NOT NULL DEFAULT 0, version_at BIGINT NOT NULL, version_event TEXT NOT NULL,
+    deleted BIGINT NOT NULL DEFAULT 0, deleted_at BIGINT, version_at BIGINT NOT NULL, version_event TEXT NOT NULL,
     customer_id TEXT, type TEXT, card_brand TEXT, card_last4 TEXT, card_exp_month BIGINT, card_exp_year BIGINT
 );
 CREATE INDEX payment_methods_customer ON payment_methods (customer_id);
 
 CREATE TABLE products (
     id TEXT PRIMARY KEY, raw TEXT NOT NULL, livemode BIGINT NOT NULL, created BIGINT,
-    deleted BIGINT NOT NULL DEFAULT 0, version_at BIGINT NOT NULL, version_event TEXT NOT NULL,
+    deleted BIGINT NOT NULL DEFAULT 0, deleted_at BIGINT, version_at BIGINT NOT NULL, version_event TEXT NOT NULL,
     name TEXT, active BIGINT
 );
 
 CREATE TABLE prices (
     id TEXT PRIMARY KEY, raw TEXT NOT NULL, livemode BIGINT NOT NULL, created BIGINT,
-    deleted BIGINT NOT NULL DEFAULT 0, version_at BIGINT NOT NULL, version_event TEXT NOT NULL,
+    deleted BIGINT NOT NULL DEFAULT 0, deleted_at BIGINT, version_at BIGINT NOT NULL, version_event TEXT NOT NULL,
     product_id TEXT, active BIGINT, currency TEXT, unit_amount BIGINT, type TEXT,
     recurring_interval TEXT, recurring_interval_count BIGINT, usage_type TEXT, nickname TEXT
 );
@@ -56,7 +57,7 @@ CREATE INDEX prices_product ON prices (product_id);
 
 CREATE TABLE subscriptions (
     id TEXT PRIMARY KEY, raw TEXT NOT NULL, livemode BIGINT NOT NULL, created BIGINT,
-    deleted BIGINT NOT NULL DEFAULT 0, version_at BIGINT NOT NULL, version_event TEXT NOT NULL,
+    deleted BIGINT NOT NULL DEFAULT 0, deleted_at BIGINT, version_at BIGINT NOT NULL, version_event TEXT NOT NULL,
     customer_id TEXT, status TEXT, currency TEXT, cancel_at_period_end BIGINT, cancel_at BIGINT,
     canceled_at BIGINT, ended_at BIGINT, trial_start BIGINT, trial_end BIGINT,
     current_period_start BIGINT, current_period_end BIGINT, start_date BIGINT
@@ -74,7 +75,7 @@ CREATE INDEX subscription_items_subscription ON subscription_items (subscription
 
 CREATE TABLE invoices (
     id TEXT PRIMARY KEY, raw TEXT NOT NULL, livemode BIGINT NOT NULL, created BIGINT,
-    deleted BIGINT NOT NULL DEFAULT 0, version_at BIGINT NOT NULL, version_event TEXT NOT NULL,
+    deleted BIGINT NOT NULL DEFAULT 0, deleted_at BIGINT, version_at BIGINT NOT NULL, version_event TEXT NOT NULL,
     customer_id TEXT, subscription_id TEXT, status TEXT, currency TEXT, amount_due BIGINT, amount_paid BIGINT,
     amount_remaining BIGINT, total BIGINT, subtotal BIGINT, tax BIGINT, charge_id TEXT, payment_intent_id TEXT,
     billing_reason TEXT, period_start BIGINT, period_end BIGINT, paid_at BIGINT, attempt_count BIGINT
@@ -84,7 +85,7 @@ CREATE INDEX invoices_subscription ON invoices (subscription_id);
 
 CREATE TABLE payment_intents (
     id TEXT PRIMARY KEY, raw TEXT NOT NULL, livemode BIGINT NOT NULL, created BIGINT,
-    deleted BIGINT NOT NULL DEFAULT 0, version_at BIGINT NOT NULL, version_event TEXT NOT NULL,
+    deleted BIGINT NOT NULL DEFAULT 0, deleted_at BIGINT, version_at BIGINT NOT NULL, version_event TEXT NOT NULL,
     customer_id TEXT, status TEXT, amount BIGINT, amount_received BIGINT, currency TEXT, latest_charge_id TEXT,
     invoice_id TEXT, canceled_at BIGINT, last_error TEXT
 );
@@ -92,7 +93,7 @@ CREATE INDEX payment_intents_customer ON payment_intents (customer_id);
 
 CREATE TABLE charges (
     id TEXT PRIMARY KEY, raw TEXT NOT NULL, livemode BIGINT NOT NULL, created BIGINT,
-    deleted BIGINT NOT NULL DEFAULT 0, version_at BIGINT NOT NULL, version_event TEXT NOT NULL,
+    deleted BIGINT NOT NULL DEFAULT 0, deleted_at BIGINT, version_at BIGINT NOT NULL, version_event TEXT NOT NULL,
     customer_id TEXT, payment_intent_id TEXT, invoice_id TEXT, status TEXT, amount BIGINT, amount_captured BIGINT,
     amount_refunded BIGINT, currency TEXT, paid BIGINT, captured BIGINT, refunded BIGINT, disputed BIGINT,
     failure_code TEXT, failure_message TEXT, payment_method_id TEXT, card_brand TEXT, card_last4 TEXT
@@ -102,7 +103,7 @@ CREATE INDEX charges_created ON charges (created);
 
 CREATE TABLE refunds (
     id TEXT PRIMARY KEY, raw TEXT NOT NULL, livemode BIGINT NOT NULL, created BIGINT,
-    deleted BIGINT NOT NULL DEFAULT 0, version_at BIGINT NOT NULL, version_event TEXT NOT NULL,
+    deleted BIGINT NOT NULL DEFAULT 0, deleted_at BIGINT, version_at BIGINT NOT NULL, version_event TEXT NOT NULL,
     charge_id TEXT, payment_intent_id TEXT, status TEXT, amount BIGINT, currency TEXT, reason TEXT,
     failure_reason TEXT
 );
@@ -110,7 +111,7 @@ CREATE INDEX refunds_charge ON refunds (charge_id);
 
 CREATE TABLE disputes (
     id TEXT PRIMARY KEY, raw TEXT NOT NULL, livemode BIGINT NOT NULL, created BIGINT,
-    deleted BIGINT NOT NULL DEFAULT 0, version_at BIGINT NOT NULL, version_event TEXT NOT NULL,
+    deleted BIGINT NOT NULL DEFAULT 0, deleted_at BIGINT, version_at BIGINT NOT NULL, version_event TEXT NOT NULL,
     charge_id TEXT, payment_intent_id TEXT, status TEXT, amount BIGINT, currency TEXT, reason TEXT,
     evidence_due_by BIGINT
 );
@@ -118,7 +119,7 @@ CREATE INDEX disputes_charge ON disputes (charge_id);
 
 CREATE TABLE checkout_sessions (
     id TEXT PRIMARY KEY, raw TEXT NOT NULL, livemode BIGINT NOT NULL, created BIGINT,
-    deleted BIGINT NOT NULL DEFAULT 0, version_at BIGINT NOT NULL, version_event TEXT NOT NULL,
+    deleted BIGINT NOT NULL DEFAULT 0, deleted_at BIGINT, version_at BIGINT NOT NULL, version_event TEXT NOT NULL,
     customer_id TEXT, customer_email TEXT, status TEXT, payment_status TEXT, mode TEXT, subscription_id TEXT,
     payment_intent_id TEXT, invoice_id TEXT, amount_total BIGINT, currency TEXT, expires_at BIGINT
 );

@@ -74,7 +74,7 @@ pub mod read {
     }
 
     /// The `data` array of a list object (`{"object":"list","data":[…]}`), or a bare array.
-    pub fn list<'a>(v: Option<&'a Value>) -> &'a [Value] {
+    pub fn list(v: Option<&Value>) -> &[Value] {
         match v {
             Some(Value::Array(a)) => a,
             Some(Value::Object(o)) => o
@@ -276,6 +276,12 @@ pub async fn apply_object(
 }
 
 /// Inserts or, if this version is newer, replaces the row. Returns whether it wrote.
+///
+/// Data from an event replaces the row's data when its version is newer than the data there, and
+/// the row is not deleted or the event is no later than the deletion. A deletion marks the row
+/// (keeping the earliest deletion time) and never touches its data; if the row does not exist yet,
+/// the deletion payload is stored as data of the lowest version, so the object's earlier events,
+/// arriving late, still fill it in. The result is the same whatever order events arrive in.
 async fn upsert(
     conn: &mut AnyConnection,
     resource: Resource,
@@ -292,37 +298,52 @@ async fn upsert(
         "livemode",
         "created",
         "deleted",
+        "deleted_at",
         "version_at",
         "version_event",
     ];
     names.extend(typed.iter().map(|(n, _)| *n));
     let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
-    // A deletion only marks the row; a stub payload must not blank the columns it had.
-    let updated: Vec<&str> = if delete {
-        vec!["deleted", "version_at", "version_event"]
+    let (set, condition) = if delete {
+        (
+            "deleted = 1, deleted_at = excluded.deleted_at".to_string(),
+            format!("{table}.deleted = 0 OR excluded.deleted_at < {table}.deleted_at"),
+        )
     } else {
-        names[1..].to_vec()
+        let data_columns: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|c| !matches!(*c, "id" | "deleted" | "deleted_at"))
+            .collect();
+        (
+            data_columns.iter().map(|c| format!("{c} = excluded.{c}")).collect::<Vec<_>>().join(", "),
+            format!(
+                "({table}.deleted = 0 OR excluded.version_at <= {table}.deleted_at) \
+                 AND ({table}.version_at < excluded.version_at \
+                      OR ({table}.version_at = excluded.version_at AND {table}.version_event <= excluded.version_event))"
+            ),
+        )
     };
-    let set = updated
-        .iter()
-        .map(|c| format!("{c} = excluded.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
     let sql = format!(
-        "INSERT INTO {table} ({cols}) VALUES ({vals}) ON CONFLICT (id) DO UPDATE SET {set} \
-         WHERE {table}.deleted = 0 AND (excluded.deleted = 1 OR {table}.version_at < excluded.version_at \
-         OR ({table}.version_at = excluded.version_at AND {table}.version_event <= excluded.version_event))",
+        "INSERT INTO {table} ({cols}) VALUES ({vals}) ON CONFLICT (id) DO UPDATE SET {set} WHERE {condition}",
         cols = names.join(", "),
         vals = placeholders.join(", "),
     );
+    // A deletion that creates the row stores its payload as the oldest possible data.
+    let (data_at, data_event) = if delete {
+        (i64::MIN, String::new())
+    } else {
+        (version.at, version.event_id.clone())
+    };
     let mut query = sqlx::query(&sql)
         .bind(object_id)
         .bind(object.to_string())
         .bind(read::flag(object, "livemode").unwrap_or(0))
         .bind(read::int(object, "created"))
         .bind(i64::from(delete))
-        .bind(version.at)
-        .bind(version.event_id.clone());
+        .bind(delete.then_some(version.at))
+        .bind(data_at)
+        .bind(data_event);
     for (_, value) in typed {
         query = match value {
             Col::Text(v) => query.bind(v),
