@@ -3,13 +3,21 @@
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, Link, Meta, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes};
-use leptos_router::{SsrMode, StaticSegment};
+use leptos_router::{ParamSegment, SsrMode, StaticSegment};
 
 use crate::components::layout::Layout;
 use crate::pages::{
-    admins::AdminsPage, audit::AuditPageView, customers::CustomersPage, login::LoginPage, not_found::NotFound,
-    overview::OverviewPage, payments::PaymentsPage, revenue::RevenuePage, settings::SettingsPage,
-    subscriptions::SubscriptionsPage, webhooks::WebhooksPage,
+    admins::AdminsPage,
+    audit::AuditPageView,
+    customers::CustomersPage,
+    login::LoginPage,
+    not_found::NotFound,
+    overview::OverviewPage,
+    payments::PaymentsPage,
+    revenue::RevenuePage,
+    settings::SettingsPage,
+    subscriptions::SubscriptionsPage,
+    webhooks::{WebhookEventPage, WebhooksPage},
 };
 
 /// The HTML document around the app, rendered on the server only.
@@ -69,6 +77,11 @@ pub fn App() -> impl IntoView {
                         ssr=SsrMode::Async
                     />
                     <Route path=StaticSegment("login") view=LoginPage ssr=SsrMode::Async/>
+                    <Route
+                        path=(StaticSegment("webhooks"), ParamSegment("id"))
+                        view=WebhookEventPage
+                        ssr=SsrMode::Async
+                    />
                 </Routes>
             </Layout>
         </Router>

@@ -803,3 +803,72 @@ both_backends!(fields_stripe_moved_are_read_from_both_places, |backend| async mo
     assert_eq!(inv.get::<i64, _>("paid_at"), 777);
     app.server.shutdown().await.unwrap();
 });
+
+both_backends!(webhooks_page_lists_filters_shows_and_requeues, |backend| async move {
+    let app = TestApp::spawn_with(
+        backend,
+        &[("STRIPE_WEBHOOK_SECRET", SECRET), ("WEBHOOK_MAX_ATTEMPTS", "1")],
+    )
+    .await;
+    post_signed(
+        &app,
+        &event(
+            "evt_page",
+            "customer.created",
+            now(),
+            customer("cus_page", "page@example.com"),
+        ),
+    )
+    .await;
+    let broken = event(
+        "evt_fails",
+        "invoice.paid",
+        now(),
+        json!({"object": "invoice", "status": "paid"}),
+    );
+    post_signed(&app, &broken).await;
+    wait_for_status(&app, "evt_page", "applied").await;
+    wait_for_status(&app, "evt_fails", "failed").await;
+
+    let html = app.get("/webhooks").await.text().await.unwrap();
+    assert!(html.contains("customer.created") && html.contains("invoice.paid"));
+    let failed_only = app.get("/webhooks?status=failed").await.text().await.unwrap();
+    assert!(failed_only.contains("evt_fails") && !failed_only.contains("/webhooks/evt_page"));
+    let detail = app.get("/webhooks/evt_page").await.text().await.unwrap();
+    assert!(
+        detail.contains("page@example.com") && detail.contains("Replay"),
+        "pretty payload and a replay button"
+    );
+    assert!(app
+        .get("/webhooks/evt_nope")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .contains("No event with this id"));
+    // The overview warns about the failed event.
+    let overview = app.get("/").await.text().await.unwrap();
+    assert!(overview.contains("1 webhook event could not be applied"));
+
+    // Viewers may look but not requeue; admins requeue, and it is audited.
+    app.create_admin("viewer@example.com", tally::auth::Role::Viewer).await;
+    let viewer = app.logged_in("viewer@example.com").await;
+    assert_eq!(
+        app.call(&viewer, "webhooks/requeue", &[("id", "evt_page")])
+            .await
+            .status(),
+        403
+    );
+    let res = app.call(&app.client, "webhooks/requeue", &[("id", "evt_page")]).await;
+    assert_eq!(res.status(), 200);
+    wait_for_status(&app, "evt_page", "applied").await;
+    let res = app.call(&app.client, "webhooks/requeue", &[("id", "evt_fails")]).await;
+    assert_eq!(res.status(), 200);
+    let actions: Vec<String> =
+        sqlx::query_scalar("SELECT action FROM audit_log WHERE action LIKE 'webhook.%' ORDER BY id")
+            .fetch_all(app.db().reader())
+            .await
+            .unwrap();
+    assert_eq!(actions, ["webhook.replay", "webhook.retry"]);
+    app.server.shutdown().await.unwrap();
+});

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import net from 'node:net';
+import { createHmac } from 'node:crypto';
 import { chromium } from 'playwright-core';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -19,6 +20,20 @@ function freePort() {
       const { port } = srv.address();
       srv.close(() => ok(port));
     });
+  });
+}
+
+export const WEBHOOK_SECRET = 'whsec_end2end_secret';
+
+/** Delivers an event the way Stripe does: signed over the raw body. */
+export async function sendWebhook(base, event) {
+  const body = JSON.stringify(event);
+  const t = Math.floor(Date.now() / 1000);
+  const v1 = createHmac('sha256', WEBHOOK_SECRET).update(`${t}.${body}`).digest('hex');
+  return fetch(`${base}/stripe/webhook`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'stripe-signature': `t=${t},v1=${v1}` },
+    body,
   });
 }
 
@@ -44,6 +59,7 @@ export async function startTally(extraEnv = {}) {
     LEPTOS_SITE_ROOT: process.env.LEPTOS_SITE_ROOT ?? join(root, 'target', 'site'),
     TALLY_SITE_CONFIG: join(root, 'Leptos.toml'),
     RUST_LOG: 'warn',
+    STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
     ...extraEnv,
   };
   // An owner to log in with, created the way an operator would.

@@ -42,22 +42,12 @@ pub async fn list_audit(
 
     require_role(Role::Admin)?;
     let state = AppState::from_context()?;
-    let day = |value: Option<String>, label: &str| -> Result<Option<i64>, ServerFnError> {
-        match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-            None => Ok(None),
-            Some(v) => chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
-                .ok()
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-                .map(|t| Some(t.and_utc().timestamp()))
-                .ok_or_else(|| ServerFnError::new(format!("The {label} date must look like 2026-01-31."))),
-        }
-    };
     let non_empty = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     let filter = audit::Filter {
         admin_email: non_empty(admin).map(|s| s.to_lowercase()),
         action: non_empty(action),
-        from: day(from, "from")?,
-        until: day(until, "until")?.map(|t| t + 86_400),
+        from: super::parse_day(from, "from")?,
+        until: super::parse_day(until, "until")?.map(|t| t + 86_400),
         before_id: before,
     };
     let entries = audit::list(&state.db, &filter, PAGE_SIZE)

@@ -5,10 +5,24 @@ pub mod admins;
 pub mod audit;
 pub mod auth;
 pub mod system;
+pub mod webhooks;
 
 /// A message for an error that must not reach the page (details go to the log).
 #[cfg(feature = "ssr")]
 pub(crate) fn internal(context: &str, error: impl std::fmt::Display) -> leptos::prelude::ServerFnError {
     tracing::error!(error = %error, "{context}");
     leptos::prelude::ServerFnError::new("The database did not answer; try again in a moment.")
+}
+
+/// A `YYYY-MM-DD` form field (UTC) as Unix seconds at the start of that day.
+#[cfg(feature = "ssr")]
+pub(crate) fn parse_day(value: Option<String>, label: &str) -> Result<Option<i64>, leptos::prelude::ServerFnError> {
+    match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| Some(t.and_utc().timestamp()))
+            .ok_or_else(|| leptos::prelude::ServerFnError::new(format!("The {label} date must look like 2026-01-31."))),
+    }
 }

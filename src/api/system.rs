@@ -16,6 +16,13 @@ pub struct InstallStatus {
     pub database_location: String,
     /// When this database was first set up (Unix seconds).
     pub installed_at: Option<i64>,
+    /// Webhook events received, and how many failed for good.
+    pub webhook_events: i64,
+    pub webhook_failed: i64,
+    /// When the last webhook arrived (Unix seconds).
+    pub last_webhook_at: Option<i64>,
+    /// Set when webhooks are configured but none arrived for longer than WEBHOOK_SILENCE_WARNING.
+    pub webhook_silent_for: Option<i64>,
 }
 
 impl InstallStatus {
@@ -44,6 +51,14 @@ pub async fn system_status() -> Result<InstallStatus, ServerFnError> {
         .await
         .map_err(|e| super::internal("reading settings failed", e))?
         .and_then(|v| v.parse().ok());
+    let inbox = crate::webhooks::inbox::health(&state.db)
+        .await
+        .map_err(|e| super::internal("reading webhook health failed", e))?;
+    let now = crate::db::now_unix();
+    let quiet_since = inbox.last_received_at.or(installed_at).unwrap_or(now);
+    let webhook_silent_for = (!config.webhook_secrets.is_empty()
+        && now - quiet_since > config.webhooks.silence_warning.as_secs() as i64)
+        .then_some(now - quiet_since);
     Ok(InstallStatus {
         version: env!("CARGO_PKG_VERSION").to_string(),
         stripe_mode: config.stripe_mode().map(|m| m.as_str().to_string()),
@@ -53,5 +68,9 @@ pub async fn system_status() -> Result<InstallStatus, ServerFnError> {
         database_backend: config.database_url.backend().as_str().to_string(),
         database_location: config.database_url.redacted(),
         installed_at,
+        webhook_events: inbox.total,
+        webhook_failed: inbox.failed,
+        last_webhook_at: inbox.last_received_at,
+        webhook_silent_for,
     })
 }

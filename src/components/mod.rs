@@ -3,5 +3,6 @@
 pub mod empty_state;
 pub mod error_page;
 pub mod layout;
+pub mod query;
 pub mod settings_tabs;
 pub mod time;

@@ -6,6 +6,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::audit::{list_audit, AuditPage, AuditRow};
+use crate::components::query::carry;
 use crate::components::settings_tabs::SettingsTabs;
 use crate::components::time::format_utc;
 
@@ -49,17 +50,12 @@ fn AuditView(page: AuditPage, current: leptos_router::params::ParamsMap) -> impl
     let value = |key: &str| current.get(key).unwrap_or_default();
     let chosen_action = value("action");
     let next_link = page.next_before.map(|before| {
-        let mut q = url_query(&current);
-        q.retain(|(k, _)| k != "before");
-        q.push(("before".into(), before.to_string()));
-        let href = format!(
-            "/settings/audit?{}",
-            q.iter()
-                .map(|(k, v)| format!("{k}={}", encode(v)))
-                .collect::<Vec<_>>()
-                .join("&")
+        let query = carry(
+            &current,
+            &["admin", "action", "from", "until"],
+            ("before", &before.to_string()),
         );
-        view! { <a class="button secondary" href=href>"Older entries"</a> }
+        view! { <a class="button secondary" href=format!("/settings/audit?{query}")>"Older entries"</a> }
     });
     let empty = page.entries.is_empty();
     view! {
@@ -123,21 +119,4 @@ fn entry_row(e: AuditRow) -> impl IntoView {
             <td class="muted small mono">{e.request_id.unwrap_or_default()}</td>
         </tr>
     }
-}
-
-fn url_query(map: &leptos_router::params::ParamsMap) -> Vec<(String, String)> {
-    ["admin", "action", "from", "until", "before"]
-        .into_iter()
-        .filter_map(|k| map.get(k).map(|v| (k.to_string(), v)))
-        .collect()
-}
-
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

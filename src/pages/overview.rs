@@ -15,7 +15,9 @@ pub fn OverviewPage() -> impl IntoView {
             <h1>"Overview"</h1>
         </div>
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
-            {move || Suspend::new(async move { status.await.map(|s| view! { <GettingStarted status=s/> }) })}
+            {move || Suspend::new(async move {
+                status.await.map(|s| view! { <WebhookWarnings status=s.clone()/> <GettingStarted status=s/> })
+            })}
         </Suspense>
     }
 }
@@ -82,4 +84,31 @@ fn Step(
             </div>
         </li>
     }
+}
+
+/// Failing events and a silent webhook endpoint are the two ways data quietly goes stale.
+#[component]
+fn WebhookWarnings(status: InstallStatus) -> impl IntoView {
+    let failed = (status.webhook_failed > 0).then(|| {
+        let n = status.webhook_failed;
+        view! {
+            <p class="warning" role="alert">
+                {format!("{n} webhook event{} could not be applied. ", if n == 1 { "" } else { "s" })}
+                <a href="/webhooks?status=failed">"See the failed events"</a>
+            </p>
+        }
+    });
+    let silent = status.webhook_silent_for.map(|secs| {
+        let hours = secs / 3600;
+        view! {
+            <p class="warning" role="alert">
+                {format!(
+                    "No webhook has arrived for {}. Check that Stripe (or stripe listen) still sends events to {}.",
+                    if hours >= 48 { format!("{} days", hours / 24) } else { format!("{hours} hours") },
+                    status.webhook_url()
+                )}
+            </p>
+        }
+    });
+    view! { {failed} {silent} }
 }

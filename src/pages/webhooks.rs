@@ -1,9 +1,199 @@
-use leptos::prelude::*;
+//! Webhooks: every event Stripe sent, its processing state, and a detail view with retry/replay.
+//! Filters live in the URL (a GET form), so a view can be shared and works with JavaScript off.
 
-use crate::components::empty_state::NoDataYet;
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::{use_params_map, use_query_map};
+
+use crate::api::webhooks::{get_event, list_events, EventList, EventRow, RequeueEvent};
+use crate::components::query::carry;
+use crate::components::time::format_utc;
+
+const STATUSES: [&str; 5] = ["pending", "processing", "applied", "ignored", "failed"];
 
 #[component]
 pub fn WebhooksPage() -> impl IntoView {
-    let explanation = "Every event Stripe sends is stored here with its processing status, so nothing is lost and failures can be retried.";
-    view! { <NoDataYet page="Webhooks" heading="No events received yet" explanation/> }
+    let query = use_query_map();
+    let param = move |key: &str| query.with(|q| q.get(key)).filter(|v| !v.is_empty());
+    let page = Resource::new(
+        move || {
+            (
+                param("type"),
+                param("status"),
+                param("from"),
+                param("until"),
+                param("before"),
+            )
+        },
+        |(event_type, status, from, until, before)| list_events(event_type, status, from, until, before),
+    );
+    view! {
+        <Title text="Webhooks"/>
+        <div class="page-header">
+            <h1>"Webhooks"</h1>
+        </div>
+        <section class="card">
+            <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    page.await.map(|list| view! { <EventTable list current=query.get_untracked()/> })
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
+#[component]
+fn EventTable(list: EventList, current: leptos_router::params::ParamsMap) -> impl IntoView {
+    let value = |key: &str| current.get(key).unwrap_or_default();
+    let chosen = value("status");
+    let next = list.next_before.map(|before| {
+        let query = carry(&current, &["type", "status", "from", "until"], ("before", &before));
+        view! { <a class="button secondary" href=format!("/webhooks?{query}")>"Older events"</a> }
+    });
+    let empty = list.events.is_empty();
+    view! {
+        <form method="get" action="/webhooks" class="filters">
+            <label>"Type" <input type="text" name="type" value=value("type") placeholder="invoice.paid"/></label>
+            <label>
+                "Status"
+                <select name="status">
+                    <option value="">"All"</option>
+                    {STATUSES
+                        .into_iter()
+                        .map(|s| view! { <option value=s selected=s == chosen>{s}</option> })
+                        .collect_view()}
+                </select>
+            </label>
+            <label>"From" <input type="date" name="from" value=value("from")/></label>
+            <label>"Until" <input type="date" name="until" value=value("until")/></label>
+            <button type="submit" class="button secondary">"Filter"</button>
+        </form>
+        {if empty {
+            view! {
+                <p class="muted">
+                    "No events match. Events appear here as Stripe delivers them to /stripe/webhook."
+                </p>
+            }
+                .into_any()
+        } else {
+            view! {
+                <div class="table-wrap">
+                    <table class="table events">
+                        <thead>
+                            <tr>
+                                <th>"Received (UTC)"</th>
+                                <th>"Type"</th>
+                                <th>"Object"</th>
+                                <th>"Status"</th>
+                                <th>"Attempts"</th>
+                            </tr>
+                        </thead>
+                        <tbody>{list.events.into_iter().map(event_row).collect_view()}</tbody>
+                    </table>
+                </div>
+            }
+                .into_any()
+        }}
+        {next}
+    }
+}
+
+fn status_badge(e: &EventRow) -> impl IntoView {
+    let label = if e.mode_mismatch {
+        "other mode".to_string()
+    } else {
+        e.status.clone()
+    };
+    view! { <span class=format!("status status-{}", e.status)>{label}</span> }
+}
+
+fn event_row(e: EventRow) -> impl IntoView {
+    let href = format!("/webhooks/{}", e.id);
+    let badge = status_badge(&e);
+    view! {
+        <tr>
+            <td class="nowrap">{format_utc(e.received_at)}</td>
+            <td>
+                <a href=href><code>{e.event_type}</code></a>
+            </td>
+            <td class="mono small">{e.object_id.unwrap_or_default()}</td>
+            <td>{badge} {e.last_error.map(|err| view! { <div class="muted small">{err}</div> })}</td>
+            <td>{e.attempts}</td>
+        </tr>
+    }
+}
+
+#[component]
+pub fn WebhookEventPage() -> impl IntoView {
+    let params = use_params_map();
+    let requeue = ServerAction::<RequeueEvent>::new();
+    let event = Resource::new(
+        move || {
+            (
+                params.with(|p| p.get("id")).unwrap_or_default(),
+                requeue.version().get(),
+            )
+        },
+        |(id, _)| get_event(id),
+    );
+    view! {
+        <Title text="Webhook event"/>
+        <div class="page-header">
+            <h1>"Webhook event"</h1>
+            <a href="/webhooks">"← All events"</a>
+        </div>
+        {move || {
+            requeue
+                .value()
+                .get()
+                .map(|r| match r {
+                    Ok(msg) => view! { <p class="notice" role="status">{msg}</p> }.into_any(),
+                    Err(e) => {
+                        let text = e.to_string();
+                        let msg = text.rsplit_once(": ").map(|(_, m)| m.to_string()).unwrap_or(text);
+                        view! { <p class="form-error" role="alert">{msg}</p> }.into_any()
+                    }
+                })
+        }}
+        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                event
+                    .await
+                    .map(|found| match found {
+                        None => view! { <section class="card"><p>"No event with this id was received."</p></section> }.into_any(),
+                        Some(detail) => {
+                            let e = detail.event;
+                            let can_requeue = matches!(e.status.as_str(), "applied" | "failed" | "ignored") && !e.mode_mismatch;
+                            let label = if e.status == "failed" { "Retry" } else { "Replay" };
+                            let badge = status_badge(&e);
+                            view! {
+                                <section class="card">
+                                    <dl class="config-list">
+                                        <dt>"Id"</dt><dd class="mono">{e.id.clone()}</dd>
+                                        <dt>"Type"</dt><dd><code>{e.event_type.clone()}</code></dd>
+                                        <dt>"Status"</dt><dd>{badge}</dd>
+                                        <dt>"Created by Stripe"</dt><dd>{format_utc(e.created)}</dd>
+                                        <dt>"Received"</dt><dd>{format_utc(e.received_at)}</dd>
+                                        <dt>"Attempts"</dt><dd>{e.attempts}</dd>
+                                        <dt>"Mode"</dt><dd>{if e.livemode { "live" } else { "test" }}</dd>
+                                        <dt>"Error"</dt><dd>{e.last_error.clone().unwrap_or_else(|| "—".into())}</dd>
+                                    </dl>
+                                    {can_requeue.then(|| view! {
+                                        <ActionForm action=requeue attr:class="inline-form">
+                                            <input type="hidden" name="id" value=e.id.clone()/>
+                                            <button type="submit" class="button">{label}</button>
+                                        </ActionForm>
+                                    })}
+                                </section>
+                                <section class="card">
+                                    <h2>"Payload"</h2>
+                                    <pre class="json"><code>{detail.payload}</code></pre>
+                                </section>
+                            }
+                                .into_any()
+                        }
+                    })
+            })}
+        </Suspense>
+    }
 }

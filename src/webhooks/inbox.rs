@@ -112,19 +112,7 @@ pub async fn store(
 }
 
 /// One row of the Webhooks page.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct EventSummary {
-    pub id: String,
-    pub event_type: String,
-    pub created: i64,
-    pub received_at: i64,
-    pub status: String,
-    pub attempts: i64,
-    pub object_id: Option<String>,
-    pub livemode: bool,
-    pub mode_mismatch: bool,
-    pub last_error: Option<String>,
-}
+pub use crate::api::webhooks::EventRow as EventSummary;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EventFilter {

@@ -1,0 +1,48 @@
+// A signed event arrives and shows up on the Webhooks page with its payload.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startTally, launchBrowser, logIn, sendWebhook } from './harness.mjs';
+
+let tally;
+let browser;
+
+before(async () => {
+  tally = await startTally();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await tally?.stop();
+});
+
+test('an event Stripe sends appears on the Webhooks page, applied', async () => {
+  const event = {
+    id: 'evt_e2e_1',
+    object: 'event',
+    type: 'customer.created',
+    created: Math.floor(Date.now() / 1000),
+    livemode: false,
+    data: { object: { id: 'cus_e2e_1', object: 'customer', email: 'grace@example.com', name: 'Grace' } },
+  };
+  const res = await sendWebhook(tally.base, event);
+  assert.equal(res.status, 200);
+  assert.deepEqual(await res.json(), { received: true, duplicate: false });
+
+  const page = await browser.newPage();
+  await logIn(page, tally.base);
+  await page.getByRole('link', { name: 'Webhooks' }).first().click();
+  const row = page.locator('table.events tr', { hasText: 'customer.created' });
+  await row.waitFor();
+  // The worker applies it within moments; reload until it says so.
+  const deadline = Date.now() + 10_000;
+  while (!(await row.textContent()).includes('applied')) {
+    assert.ok(Date.now() < deadline, 'the event was never applied');
+    await page.waitForTimeout(250);
+    await page.reload();
+  }
+  await row.getByRole('link', { name: 'customer.created' }).click();
+  await page.getByRole('heading', { name: 'Webhook event' }).waitFor();
+  assert.ok(await page.getByText('grace@example.com').isVisible());
+  await page.close();
+});

@@ -1,0 +1,141 @@
+//! The Webhooks page: received events, their processing state, and retry/replay.
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+pub const PAGE_SIZE: i64 = 100;
+
+/// One received event as the Webhooks page shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRow {
+    pub id: String,
+    pub event_type: String,
+    pub created: i64,
+    pub received_at: i64,
+    pub status: String,
+    pub attempts: i64,
+    pub object_id: Option<String>,
+    pub livemode: bool,
+    pub mode_mismatch: bool,
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventList {
+    pub events: Vec<EventRow>,
+    /// `before` for the next (older) page: "received_at:id".
+    pub next_before: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventDetail {
+    pub event: EventRow,
+    /// The payload, pretty-printed.
+    pub payload: String,
+}
+
+/// `from` and `until` are dates (`YYYY-MM-DD`, UTC); `until` includes that whole day.
+#[server(endpoint = "webhooks/list")]
+pub async fn list_events(
+    event_type: Option<String>,
+    status: Option<String>,
+    from: Option<String>,
+    until: Option<String>,
+    before: Option<String>,
+) -> Result<EventList, ServerFnError> {
+    use crate::auth::{server::require_role, Role};
+    use crate::state::AppState;
+    use crate::webhooks::inbox;
+
+    require_role(Role::Viewer)?;
+    let state = AppState::from_context()?;
+    let non_empty = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let before_received = non_empty(before).and_then(|b| {
+        let (at, id) = b.split_once(':')?;
+        Some((at.parse().ok()?, id.to_string()))
+    });
+    let filter = inbox::EventFilter {
+        event_type: non_empty(event_type),
+        status: non_empty(status),
+        object_id: None,
+        from: super::parse_day(from, "from")?,
+        until: super::parse_day(until, "until")?.map(|t| t + 86_400),
+        before_received,
+    };
+    let events = inbox::list(&state.db, &filter, PAGE_SIZE)
+        .await
+        .map_err(|e| super::internal("listing webhook events failed", e))?;
+    let next_before = (events.len() as i64 == PAGE_SIZE)
+        .then(|| events.last().map(|e| format!("{}:{}", e.received_at, e.id)))
+        .flatten();
+    Ok(EventList { events, next_before })
+}
+
+#[server(endpoint = "webhooks/get")]
+pub async fn get_event(id: String) -> Result<Option<EventDetail>, ServerFnError> {
+    use crate::auth::{server::require_role, Role};
+    use crate::state::AppState;
+
+    require_role(Role::Viewer)?;
+    let state = AppState::from_context()?;
+    let found = crate::webhooks::inbox::get(&state.db, &id)
+        .await
+        .map_err(|e| super::internal("reading a webhook event failed", e))?;
+    Ok(found.map(|(summary, payload)| {
+        let pretty = serde_json::from_str::<serde_json::Value>(&payload)
+            .ok()
+            .and_then(|v| serde_json::to_string_pretty(&v).ok())
+            .unwrap_or(payload);
+        EventDetail {
+            event: summary,
+            payload: pretty,
+        }
+    }))
+}
+
+/// Queues the event again: a retry for a failed one, a replay for an applied one (projection is
+/// idempotent and newer-wins, so a replay never rolls data back). Admins and owners; audited.
+#[server(endpoint = "webhooks/requeue")]
+pub async fn requeue_event(id: String) -> Result<String, ServerFnError> {
+    use crate::auth::server::{require_role, RequestInfo};
+    use crate::auth::Role;
+    use crate::db::audit;
+    use crate::state::AppState;
+
+    let me = require_role(Role::Admin)?;
+    let state = AppState::from_context()?;
+    let before = crate::webhooks::inbox::get(&state.db, &id)
+        .await
+        .map_err(|e| super::internal("reading a webhook event failed", e))?
+        .map(|(s, _)| s.status);
+    let queued = crate::webhooks::inbox::requeue(&state.db, &id)
+        .await
+        .map_err(|e| super::internal("requeueing a webhook event failed", e))?;
+    let action = if before.as_deref() == Some("failed") {
+        "webhook.retry"
+    } else {
+        "webhook.replay"
+    };
+    let info = RequestInfo::current();
+    let entry = audit::NewEntry {
+        admin_id: Some(me.id),
+        admin_email: Some(me.email),
+        action,
+        target: Some(id.clone()),
+        outcome: if queued { "success" } else { "refused" },
+        client_addr: info.client_addr,
+        request_id: info.request_id,
+        detail: before.clone().map(|s| format!("was {s}")),
+    };
+    if let Err(e) = audit::record(&state.db, entry).await {
+        tracing::error!(error = %e, "could not record an audit entry");
+    }
+    if !queued {
+        return Err(ServerFnError::new(match before {
+            None => "No such event.".to_string(),
+            Some(s) => format!("This event is {s} and cannot be queued again."),
+        }));
+    }
+    state.events.notify_one();
+    Ok(format!("{id} is queued and will be applied in a moment."))
+}
