@@ -9,7 +9,7 @@ use crate::components::layout::Layout;
 use crate::pages::{
     admins::AdminsPage,
     audit::AuditPageView,
-    customers::CustomersPage,
+    customers::{CustomerPage, CustomersPage},
     login::LoginPage,
     not_found::NotFound,
     overview::OverviewPage,
@@ -77,6 +77,11 @@ pub fn App() -> impl IntoView {
                         ssr=SsrMode::Async
                     />
                     <Route path=StaticSegment("login") view=LoginPage ssr=SsrMode::Async/>
+                    <Route
+                        path=(StaticSegment("customers"), ParamSegment("id"))
+                        view=CustomerPage
+                        ssr=SsrMode::Async
+                    />
                     <Route
                         path=(StaticSegment("webhooks"), ParamSegment("id"))
                         view=WebhookEventPage

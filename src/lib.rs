@@ -7,6 +7,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod components;
+pub mod domain;
 pub mod pages;
 
 #[cfg(feature = "ssr")]

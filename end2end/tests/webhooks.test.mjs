@@ -43,6 +43,13 @@ test('an event Stripe sends appears on the Webhooks page, applied', async () => 
   }
   await row.getByRole('link', { name: 'customer.created' }).click();
   await page.getByRole('heading', { name: 'Webhook event' }).waitFor();
-  assert.ok(await page.getByText('grace@example.com').isVisible());
+  assert.ok(await page.getByText('grace@example.com').first().isVisible());
+
+  // And on the customer it touched, with the event in its timeline.
+  await page.getByRole('link', { name: 'Customers' }).first().click();
+  await page.getByRole('link', { name: 'Grace' }).click();
+  await page.getByRole('heading', { name: 'Grace' }).waitFor();
+  assert.ok(await page.getByText('cus_e2e_1').isVisible());
+  assert.ok(await page.locator('.timeline').getByText('customer.created').isVisible());
   await page.close();
 });

@@ -4,6 +4,7 @@
 pub mod admins;
 pub mod audit;
 pub mod auth;
+pub mod customers;
 pub mod system;
 pub mod webhooks;
 

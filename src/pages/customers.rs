@@ -1,9 +1,254 @@
-use leptos::prelude::*;
+//! Customers: search and browse, and one customer's billing history with its event timeline.
 
-use crate::components::empty_state::NoDataYet;
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::{use_params_map, use_query_map};
+
+use crate::api::customers::{get_customer, list_customers, CustomerDetail, CustomerList, MoneyRow};
+use crate::components::query::carry;
+use crate::components::time::format_utc;
+use crate::domain::money;
 
 #[component]
 pub fn CustomersPage() -> impl IntoView {
-    let explanation = "Customers appear here as Stripe sends customer events or a backfill imports them: email, name, subscriptions, payments and lifetime value.";
-    view! { <NoDataYet page="Customers" heading="No customers yet" explanation/> }
+    let query = use_query_map();
+    let param = move |key: &str| query.with(|q| q.get(key)).filter(|v| !v.is_empty());
+    let list = Resource::new(
+        move || (param("q"), param("before")),
+        |(q, before)| list_customers(q, before),
+    );
+    view! {
+        <Title text="Customers"/>
+        <div class="page-header">
+            <h1>"Customers"</h1>
+        </div>
+        <section class="card">
+            <form method="get" action="/customers" class="filters">
+                <label>
+                    "Search"
+                    <input type="search" name="q" value=move || param("q").unwrap_or_default() placeholder="email, name or cus_…"/>
+                </label>
+                <button type="submit" class="button secondary">"Search"</button>
+            </form>
+            <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    list.await.map(|l| view! { <CustomerTable list=l current=query.get_untracked()/> })
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
+#[component]
+fn CustomerTable(list: CustomerList, current: leptos_router::params::ParamsMap) -> impl IntoView {
+    if list.customers.is_empty() {
+        let searching = current.get("q").is_some_and(|q| !q.is_empty());
+        return if searching {
+            view! { <p class="muted">"No customer matches this search."</p> }.into_any()
+        } else {
+            view! {
+                <p class="muted">
+                    "No customers yet. They appear as Stripe sends customer events or a backfill imports them. "
+                    <a href="/">"How to connect Stripe"</a>
+                </p>
+            }
+            .into_any()
+        };
+    }
+    let next = list.next_before.map(|before| {
+        let q = carry(&current, &["q"], ("before", &before));
+        view! { <a class="button secondary" href=format!("/customers?{q}")>"More customers"</a> }
+    });
+    view! {
+        <div class="table-wrap">
+            <table class="table customers">
+                <thead>
+                    <tr>
+                        <th>"Customer"</th>
+                        <th>"Email"</th>
+                        <th>"Active subscriptions"</th>
+                        <th>"Since (UTC)"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {list
+                        .customers
+                        .into_iter()
+                        .map(|c| {
+                            view! {
+                                <tr class:muted=c.deleted>
+                                    <td>
+                                        <a href=format!("/customers/{}", c.id)>{c.name.clone().unwrap_or_else(|| c.id.clone())}</a>
+                                        {c.deleted.then(|| view! { <span class="status">"deleted"</span> })}
+                                    </td>
+                                    <td>{c.email.unwrap_or_default()}</td>
+                                    <td>{c.active_subscriptions}</td>
+                                    <td class="nowrap">{c.created.map(format_utc).unwrap_or_default()}</td>
+                                </tr>
+                            }
+                        })
+                        .collect_view()}
+                </tbody>
+            </table>
+        </div>
+        {next}
+    }
+    .into_any()
+}
+
+#[component]
+pub fn CustomerPage() -> impl IntoView {
+    let params = use_params_map();
+    let customer = Resource::new(move || params.with(|p| p.get("id")).unwrap_or_default(), get_customer);
+    view! {
+        <Title text="Customer"/>
+        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                customer
+                    .await
+                    .map(|found| match found {
+                        None => view! {
+                            <div class="page-header"><h1>"Customer"</h1></div>
+                            <section class="card"><p>"No customer with this id is known to Tally yet."</p></section>
+                        }
+                            .into_any(),
+                        Some(detail) => view! { <CustomerView detail/> }.into_any(),
+                    })
+            })}
+        </Suspense>
+    }
+}
+
+fn amount(row: &MoneyRow) -> String {
+    match (row.amount, row.currency.as_deref()) {
+        (Some(a), Some(c)) => money::format(a, c),
+        _ => String::new(),
+    }
+}
+
+fn money_table(title: &'static str, rows: Vec<MoneyRow>, note_label: &'static str) -> impl IntoView {
+    view! {
+        <section class="card">
+            <h2>{title}</h2>
+            {if rows.is_empty() {
+                view! { <p class="muted">"None."</p> }.into_any()
+            } else {
+                view! {
+                    <div class="table-wrap">
+                        <table class="table">
+                            <thead>
+                                <tr>
+                                    <th>"Id"</th>
+                                    <th>"Date (UTC)"</th>
+                                    <th>"Status"</th>
+                                    <th class="num">"Amount"</th>
+                                    <th>{note_label}</th>
+                                </tr>
+                            </thead>
+                            <tbody>
+                                {rows
+                                    .into_iter()
+                                    .map(|r| {
+                                        let amt = amount(&r);
+                                        view! {
+                                            <tr>
+                                                <td class="mono small">{r.id}</td>
+                                                <td class="nowrap">{r.created.map(format_utc).unwrap_or_default()}</td>
+                                                <td>{r.status.unwrap_or_default()}</td>
+                                                <td class="num">{amt}</td>
+                                                <td class="muted small">{r.note.unwrap_or_default()}</td>
+                                            </tr>
+                                        }
+                                    })
+                                    .collect_view()}
+                            </tbody>
+                        </table>
+                    </div>
+                }
+                    .into_any()
+            }}
+        </section>
+    }
+}
+
+#[component]
+fn CustomerView(detail: CustomerDetail) -> impl IntoView {
+    let c = detail.customer;
+    let heading = c.name.clone().or(c.email.clone()).unwrap_or_else(|| c.id.clone());
+    view! {
+        <div class="page-header">
+            <h1>{heading}</h1>
+            <a href="/customers">"← All customers"</a>
+        </div>
+        <section class="card">
+            <dl class="config-list">
+                <dt>"Id"</dt><dd class="mono">{c.id.clone()}</dd>
+                <dt>"Email"</dt><dd>{c.email.clone().unwrap_or_else(|| "—".into())}</dd>
+                <dt>"Customer since"</dt><dd>{c.created.map(format_utc).unwrap_or_default()}</dd>
+                <dt>"Status"</dt><dd>{if c.deleted { "deleted in Stripe" } else { "active" }}</dd>
+            </dl>
+        </section>
+        <section class="card">
+            <h2>"Subscriptions"</h2>
+            {if detail.subscriptions.is_empty() {
+                view! { <p class="muted">"None."</p> }.into_any()
+            } else {
+                view! {
+                    <div class="table-wrap">
+                        <table class="table">
+                            <thead><tr><th>"Id"</th><th>"Status"</th><th>"Items"</th><th>"Current period ends"</th></tr></thead>
+                            <tbody>
+                                {detail
+                                    .subscriptions
+                                    .into_iter()
+                                    .map(|s| view! {
+                                        <tr>
+                                            <td class="mono small">{s.id}</td>
+                                            <td>
+                                                {s.status.unwrap_or_default()}
+                                                {s.cancel_at_period_end.then(|| view! { <span class="muted small">" (cancels at period end)"</span> })}
+                                            </td>
+                                            <td>{s.items}</td>
+                                            <td class="nowrap">{s.current_period_end.map(format_utc).unwrap_or_default()}</td>
+                                        </tr>
+                                    })
+                                    .collect_view()}
+                            </tbody>
+                        </table>
+                    </div>
+                }
+                    .into_any()
+            }}
+        </section>
+        {money_table("Invoices", detail.invoices, "Reason")}
+        {money_table("Payments", detail.charges, "Failure")}
+        {money_table("Refunds", detail.refunds, "Reason")}
+        {money_table("Disputes", detail.disputes, "Reason")}
+        {money_table("Payment methods", detail.payment_methods, "Card")}
+        <section class="card">
+            <h2>"Timeline"</h2>
+            {if detail.events.is_empty() {
+                view! { <p class="muted">"No events yet."</p> }.into_any()
+            } else {
+                view! {
+                    <ol class="timeline">
+                        {detail
+                            .events
+                            .into_iter()
+                            .map(|e| view! {
+                                <li>
+                                    <span class="nowrap muted small">{format_utc(e.created)}</span>
+                                    " "
+                                    <a href=format!("/webhooks/{}", e.id)><code>{e.event_type}</code></a>
+                                    " "
+                                    <span class=format!("status status-{}", e.status)>{e.status.clone()}</span>
+                                </li>
+                            })
+                            .collect_view()}
+                    </ol>
+                }
+                    .into_any()
+            }}
+        </section>
+    }
 }

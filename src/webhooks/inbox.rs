@@ -165,6 +165,23 @@ pub async fn list(db: &Db, filter: &EventFilter, limit: i64) -> Result<Vec<Event
     Ok(rows.iter().map(summary).collect::<Result<_, _>>()?)
 }
 
+/// Events about a customer or its subscriptions, invoices, charges, payment intents and payment
+/// methods, newest first.
+pub async fn for_customer(db: &Db, customer_id: &str, limit: i64) -> Result<Vec<EventSummary>, DbError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {SUMMARY_COLUMNS} FROM stripe_events WHERE object_id = $1 OR object_id IN ( \
+           SELECT id FROM subscriptions WHERE customer_id = $1 UNION SELECT id FROM invoices WHERE customer_id = $1 \
+           UNION SELECT id FROM charges WHERE customer_id = $1 UNION SELECT id FROM payment_intents WHERE customer_id = $1 \
+           UNION SELECT id FROM payment_methods WHERE customer_id = $1) \
+         ORDER BY created DESC, id DESC LIMIT $2"
+    ))
+    .bind(customer_id)
+    .bind(limit)
+    .fetch_all(db.reader())
+    .await?;
+    Ok(rows.iter().map(summary).collect::<Result<_, _>>()?)
+}
+
 /// One event with its payload.
 pub async fn get(db: &Db, id: &str) -> Result<Option<(EventSummary, String)>, DbError> {
     let row = sqlx::query(&format!(

@@ -1,0 +1,89 @@
+//! Customers: the list (search, newest first, keyset pages) and one customer's billing history.
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+pub const PAGE_SIZE: i64 = 50;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerRow {
+    pub id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub created: Option<i64>,
+    pub deleted: bool,
+    pub active_subscriptions: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerList {
+    pub customers: Vec<CustomerRow>,
+    /// `before` for the next page: "created:id".
+    pub next_before: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionRow {
+    pub id: String,
+    pub status: Option<String>,
+    pub currency: Option<String>,
+    pub cancel_at_period_end: bool,
+    pub current_period_end: Option<i64>,
+    pub items: String,
+}
+
+/// A money-bearing row (invoice, charge, refund, dispute) with its status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoneyRow {
+    pub id: String,
+    pub created: Option<i64>,
+    pub status: Option<String>,
+    pub amount: Option<i64>,
+    pub currency: Option<String>,
+    pub note: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerDetail {
+    pub customer: CustomerRow,
+    pub subscriptions: Vec<SubscriptionRow>,
+    pub invoices: Vec<MoneyRow>,
+    pub charges: Vec<MoneyRow>,
+    pub refunds: Vec<MoneyRow>,
+    pub disputes: Vec<MoneyRow>,
+    pub payment_methods: Vec<MoneyRow>,
+    pub events: Vec<crate::api::webhooks::EventRow>,
+}
+
+#[server(endpoint = "customers/list")]
+pub async fn list_customers(q: Option<String>, before: Option<String>) -> Result<CustomerList, ServerFnError> {
+    use crate::auth::{server::require_role, Role};
+    use crate::state::AppState;
+
+    require_role(Role::Viewer)?;
+    let state = AppState::from_context()?;
+    let q = q.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let before = before.and_then(|b| {
+        let (created, id) = b.split_once(':')?;
+        Some((created.parse().ok()?, id.to_string()))
+    });
+    let customers = crate::db::customers::list(&state.db, q.as_deref(), before, PAGE_SIZE)
+        .await
+        .map_err(|e| super::internal("listing customers failed", e))?;
+    let next_before = (customers.len() as i64 == PAGE_SIZE)
+        .then(|| customers.last().map(|c| format!("{}:{}", c.created.unwrap_or(0), c.id)))
+        .flatten();
+    Ok(CustomerList { customers, next_before })
+}
+
+#[server(endpoint = "customers/get")]
+pub async fn get_customer(id: String) -> Result<Option<CustomerDetail>, ServerFnError> {
+    use crate::auth::{server::require_role, Role};
+    use crate::state::AppState;
+
+    require_role(Role::Viewer)?;
+    let state = AppState::from_context()?;
+    crate::db::customers::detail(&state.db, &id)
+        .await
+        .map_err(|e| super::internal("reading a customer failed", e))
+}

@@ -1,0 +1,171 @@
+//! Customer queries: the list and one customer's billing history, each in a fixed number of queries.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{Db, DbError};
+use crate::api::customers::{CustomerDetail, CustomerRow, MoneyRow, SubscriptionRow};
+use crate::webhooks::inbox;
+
+const LIVE_SUBSCRIPTION: &str = "('active', 'trialing', 'past_due')";
+
+fn customer_row(r: &AnyRow) -> Result<CustomerRow, sqlx::Error> {
+    Ok(CustomerRow {
+        id: r.try_get("id")?,
+        email: r.try_get("email")?,
+        name: r.try_get("name")?,
+        created: r.try_get("created")?,
+        deleted: r.try_get::<i64, _>("deleted")? != 0,
+        active_subscriptions: r.try_get("active_subscriptions")?,
+    })
+}
+
+fn customer_select() -> String {
+    format!(
+        "SELECT c.id, c.email, c.name, c.created, c.deleted, \
+         (SELECT COUNT(*) FROM subscriptions s WHERE s.customer_id = c.id AND s.status IN {LIVE_SUBSCRIPTION}) \
+           AS active_subscriptions FROM customers c"
+    )
+}
+
+/// Newest first; `q` matches an email or name (case-insensitive, substring) or an exact id.
+pub async fn list(
+    db: &Db,
+    q: Option<&str>,
+    before: Option<(i64, String)>,
+    limit: i64,
+) -> Result<Vec<CustomerRow>, DbError> {
+    // LIKE wildcards in the search text are matched literally.
+    let pattern = q.map(|q| {
+        let escaped: String = q
+            .to_lowercase()
+            .chars()
+            .flat_map(|c| {
+                if matches!(c, '\\' | '%' | '_') {
+                    vec!['\\', c]
+                } else {
+                    vec![c]
+                }
+            })
+            .collect();
+        format!("%{escaped}%")
+    });
+    let (before_created, before_id) = before.unzip();
+    let rows = sqlx::query(&format!(
+        "{} WHERE ($1 IS NULL OR c.email LIKE $1 ESCAPE '\\' OR LOWER(c.name) LIKE $1 ESCAPE '\\' OR c.id = $2) \
+           AND ($3 IS NULL OR COALESCE(c.created, 0) < $3 OR (COALESCE(c.created, 0) = $3 AND c.id < $4)) \
+         ORDER BY COALESCE(c.created, 0) DESC, c.id DESC LIMIT $5",
+        customer_select()
+    ))
+    .bind(pattern)
+    .bind(q)
+    .bind(before_created)
+    .bind(before_id)
+    .bind(limit)
+    .fetch_all(db.reader())
+    .await?;
+    Ok(rows.iter().map(customer_row).collect::<Result<_, _>>()?)
+}
+
+fn money_rows(rows: &[AnyRow], note: &str) -> Result<Vec<MoneyRow>, sqlx::Error> {
+    rows.iter()
+        .map(|r| {
+            Ok(MoneyRow {
+                id: r.try_get("id")?,
+                created: r.try_get("created")?,
+                status: r.try_get("status")?,
+                amount: r.try_get("amount")?,
+                currency: r.try_get("currency")?,
+                note: if note.is_empty() { None } else { r.try_get(note)? },
+            })
+        })
+        .collect()
+}
+
+pub async fn detail(db: &Db, id: &str) -> Result<Option<CustomerDetail>, DbError> {
+    let Some(customer) = sqlx::query(&format!("{} WHERE c.id = $1", customer_select()))
+        .bind(id)
+        .fetch_optional(db.reader())
+        .await?
+    else {
+        return Ok(None);
+    };
+    let customer = customer_row(&customer)?;
+    let pool = db.reader();
+    let subs = sqlx::query(
+        "SELECT s.id, s.status, s.currency, s.cancel_at_period_end, s.current_period_end, \
+         (SELECT COUNT(*) FROM subscription_items i WHERE i.subscription_id = s.id) AS item_count, \
+         CAST((SELECT SUM(COALESCE(i.quantity, 1)) FROM subscription_items i WHERE i.subscription_id = s.id) AS BIGINT) AS seats \
+         FROM subscriptions s WHERE s.customer_id = $1 ORDER BY COALESCE(s.created, 0) DESC",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    let subscriptions = subs
+        .iter()
+        .map(|r| {
+            let items: i64 = r.try_get("item_count")?;
+            let seats: Option<i64> = r.try_get("seats")?;
+            Ok(SubscriptionRow {
+                id: r.try_get("id")?,
+                status: r.try_get("status")?,
+                currency: r.try_get("currency")?,
+                cancel_at_period_end: r.try_get::<Option<i64>, _>("cancel_at_period_end")?.unwrap_or(0) != 0,
+                current_period_end: r.try_get("current_period_end")?,
+                items: format!(
+                    "{items} item{}, quantity {}",
+                    if items == 1 { "" } else { "s" },
+                    seats.unwrap_or(0)
+                ),
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let invoices = sqlx::query(
+        "SELECT id, created, status, total AS amount, currency, billing_reason FROM invoices \
+         WHERE customer_id = $1 ORDER BY COALESCE(created, 0) DESC LIMIT 100",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    let charges = sqlx::query(
+        "SELECT id, created, status, amount, currency, failure_message FROM charges \
+         WHERE customer_id = $1 ORDER BY COALESCE(created, 0) DESC LIMIT 100",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    let refunds = sqlx::query(
+        "SELECT r.id, r.created, r.status, r.amount, r.currency, r.reason FROM refunds r \
+         JOIN charges c ON c.id = r.charge_id WHERE c.customer_id = $1 ORDER BY COALESCE(r.created, 0) DESC LIMIT 100",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    let disputes = sqlx::query(
+        "SELECT d.id, d.created, d.status, d.amount, d.currency, d.reason FROM disputes d \
+         JOIN charges c ON c.id = d.charge_id WHERE c.customer_id = $1 ORDER BY COALESCE(d.created, 0) DESC LIMIT 100",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    let methods = sqlx::query(
+        "SELECT id, created, type AS status, CAST(NULL AS BIGINT) AS amount, CAST(NULL AS TEXT) AS currency, \
+         COALESCE(card_brand, '') || ' ' || COALESCE(card_last4, '') AS card FROM payment_methods \
+         WHERE customer_id = $1 ORDER BY COALESCE(created, 0) DESC",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    // The timeline: events about the customer or any of its objects.
+    let events = inbox::for_customer(db, id, 100).await?;
+    Ok(Some(CustomerDetail {
+        customer,
+        subscriptions,
+        invoices: money_rows(&invoices, "billing_reason")?,
+        charges: money_rows(&charges, "failure_message")?,
+        refunds: money_rows(&refunds, "reason")?,
+        disputes: money_rows(&disputes, "reason")?,
+        payment_methods: money_rows(&methods, "card")?,
+        events,
+    }))
+}

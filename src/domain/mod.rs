@@ -1,0 +1,3 @@
+//! Pure types and logic shared by the server and the browser.
+
+pub mod money;

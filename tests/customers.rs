@@ -1,0 +1,94 @@
+//! Customer pages read what webhooks projected, on both databases.
+
+mod common;
+
+use common::TestApp;
+use serde_json::{json, Value};
+use tally::webhooks::signature;
+
+const SECRET: &str = "whsec_customer_pages";
+
+async fn deliver(app: &TestApp, id: &str, event_type: &str, created: i64, object: Value) {
+    let body = json!({"id": id, "object": "event", "type": event_type, "created": created, "livemode": false,
+                      "data": {"object": object}})
+    .to_string();
+    let res = app
+        .client
+        .post(app.url("/stripe/webhook"))
+        .header(
+            "stripe-signature",
+            signature::sign(body.as_bytes(), SECRET, tally::db::now_unix()),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+async fn wait_applied(app: &TestApp, n: i64) {
+    for _ in 0..200 {
+        let done: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stripe_events WHERE status = 'applied'")
+            .fetch_one(app.db().reader())
+            .await
+            .unwrap();
+        if done >= n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("events were not applied");
+}
+
+both_backends!(customer_list_search_and_detail, |backend| async move {
+    let app = TestApp::spawn_with(backend, &[("STRIPE_WEBHOOK_SECRET", SECRET)]).await;
+    deliver(&app, "evt_c1", "customer.created", 100, json!({"id": "cus_a", "object": "customer", "email": "Ada@Example.com", "name": "Ada Lovelace", "created": 1_700_000_000})).await;
+    deliver(&app, "evt_c2", "customer.created", 101, json!({"id": "cus_j", "object": "customer", "email": "kenji@example.jp", "name": "Kenji", "created": 1_700_000_100})).await;
+    deliver(&app, "evt_s1", "customer.subscription.created", 102, json!({"id": "sub_a", "object": "subscription", "customer": "cus_a", "status": "active",
+        "items": {"object": "list", "data": [{"id": "si_a", "quantity": 3, "price": {"id": "price_a", "unit_amount": 2000, "currency": "usd", "recurring": {"interval": "month"}}}]}})).await;
+    deliver(&app, "evt_i1", "invoice.paid", 103, json!({"id": "in_a", "object": "invoice", "customer": "cus_a", "status": "paid", "total": 6000, "currency": "usd", "created": 1_700_000_200})).await;
+    deliver(&app, "evt_ch", "charge.refunded", 104, json!({"id": "ch_a", "object": "charge", "customer": "cus_a", "status": "succeeded", "amount": 6000, "amount_refunded": 500, "currency": "usd",
+        "refunds": {"object": "list", "data": [{"id": "re_a", "object": "refund", "charge": "ch_a", "status": "succeeded", "amount": 500, "currency": "usd"}]}})).await;
+    deliver(&app, "evt_jp", "charge.succeeded", 105, json!({"id": "ch_j", "object": "charge", "customer": "cus_j", "status": "succeeded", "amount": 1500, "currency": "jpy"})).await;
+    wait_applied(&app, 6).await;
+
+    let list = app.get("/customers").await.text().await.unwrap();
+    assert!(list.contains("Ada Lovelace") && list.contains("Kenji"));
+    let found = app.get("/customers?q=ADA%40example").await.text().await.unwrap();
+    assert!(
+        found.contains("Ada Lovelace") && !found.contains("Kenji"),
+        "search is case-insensitive on email"
+    );
+    let by_id = app.get("/customers?q=cus_j").await.text().await.unwrap();
+    assert!(by_id.contains("Kenji") && !by_id.contains("Ada Lovelace"));
+    assert!(app
+        .get("/customers?q=nobody")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .contains("No customer matches"));
+
+    let detail = app.get("/customers/cus_a").await.text().await.unwrap();
+    for expected in [
+        "sub_a",
+        "1 item, quantity 3",
+        "$60.00",
+        "$5.00",
+        "re_a",
+        "charge.refunded",
+        "invoice.paid",
+    ] {
+        assert!(detail.contains(expected), "{expected} missing from the customer page");
+    }
+    let jp = app.get("/customers/cus_j").await.text().await.unwrap();
+    assert!(jp.contains("¥1,500"), "zero-decimal currency");
+    assert!(app
+        .get("/customers/cus_none")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .contains("No customer with this id"));
+    app.server.shutdown().await.unwrap();
+});
