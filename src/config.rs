@@ -237,6 +237,8 @@ pub struct WebhookSettings {
     pub max_attempts: i64,
     /// The overview warns when no event arrived for this long (`WEBHOOK_SILENCE_WARNING`, default 24h).
     pub silence_warning: Duration,
+    /// Fetch each event's object from Stripe instead of trusting the payload (`WEBHOOK_REFETCH`).
+    pub refetch: bool,
 }
 
 impl Default for WebhookSettings {
@@ -245,6 +247,7 @@ impl Default for WebhookSettings {
             tolerance: Duration::from_secs(300),
             max_attempts: 8,
             silence_warning: Duration::from_secs(86_400),
+            refetch: false,
         }
     }
 }
@@ -418,6 +421,23 @@ impl Config {
                 None => hooks.max_attempts,
             },
             silence_warning: duration("WEBHOOK_SILENCE_WARNING", hooks.silence_warning)?,
+            refetch: match get("WEBHOOK_REFETCH")
+                .as_deref()
+                .map(str::to_ascii_lowercase)
+                .as_deref()
+            {
+                None | Some("false") | Some("0") | Some("no") => false,
+                Some("true") | Some("1") | Some("yes") => {
+                    if stripe_key.is_none() {
+                        return Err(err(
+                            "WEBHOOK_REFETCH",
+                            "needs STRIPE_SECRET_KEY to fetch objects from Stripe".into(),
+                        ));
+                    }
+                    true
+                }
+                Some(_) => return Err(err("WEBHOOK_REFETCH", "must be true or false".into())),
+            },
         };
 
         Ok(Self {
@@ -558,6 +578,21 @@ mod tests {
         );
         assert!(!c.is_https());
         assert!(config(&[("PUBLIC_BASE_URL", "https://x.example")]).unwrap().is_https());
+    }
+
+    #[test]
+    fn refetch_needs_a_key() {
+        assert_eq!(
+            config(&[("WEBHOOK_REFETCH", "true")]).unwrap_err().variable,
+            "WEBHOOK_REFETCH"
+        );
+        let c = config(&[("WEBHOOK_REFETCH", "true"), ("STRIPE_SECRET_KEY", "sk_test_abc")]).unwrap();
+        assert!(c.webhooks.refetch);
+        assert!(!config(&[]).unwrap().webhooks.refetch);
+        assert_eq!(
+            config(&[("WEBHOOK_REFETCH", "maybe")]).unwrap_err().variable,
+            "WEBHOOK_REFETCH"
+        );
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub mod site;
 #[cfg(feature = "ssr")]
 pub mod state;
 #[cfg(feature = "ssr")]
+pub mod stripe;
+#[cfg(feature = "ssr")]
 pub mod telemetry;
 #[cfg(feature = "ssr")]
 pub mod webhooks;

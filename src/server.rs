@@ -39,6 +39,8 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub enum StartError {
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error("cannot set up the Stripe client: {0}")]
+    Stripe(#[from] crate::stripe::StripeApiError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
@@ -192,16 +194,19 @@ pub async fn start(config: Config, leptos_options: LeptosOptions) -> Result<Runn
     let mut leptos_options = leptos_options;
     leptos_options.site_addr = addr;
     let events = Arc::new(tokio::sync::Notify::new());
+    let stripe = crate::stripe::from_config(&config)?;
     let worker = crate::webhooks::worker::Worker {
         db: db.clone(),
         wake: events.clone(),
         max_attempts: config.webhooks.max_attempts,
+        refetch: config.webhooks.refetch.then(|| stripe.clone()),
     };
     let state = AppState {
         leptos_options,
         config: Arc::new(config),
         db: db.clone(),
         events,
+        stripe,
     };
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let (tx, rx) = oneshot::channel::<()>();

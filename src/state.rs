@@ -15,6 +15,8 @@ pub struct AppState {
     pub db: Db,
     /// Woken when an event is stored, so the worker applies it at once.
     pub events: Arc<tokio::sync::Notify>,
+    /// Stripe's API (or a stand-in in tests).
+    pub stripe: Arc<dyn crate::stripe::StripeApi>,
 }
 
 impl AppState {

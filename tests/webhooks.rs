@@ -872,3 +872,120 @@ both_backends!(webhooks_page_lists_filters_shows_and_requeues, |backend| async m
     assert_eq!(actions, ["webhook.replay", "webhook.retry"]);
     app.server.shutdown().await.unwrap();
 });
+
+/// A stand-in for Stripe's API on loopback: customers by id, counting requests and checking the key.
+async fn stripe_stand_in() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::extract::Path;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::get;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    let app = axum::Router::new().route(
+        "/v1/customers/{id}",
+        get(move |Path(id): Path<String>, headers: HeaderMap| {
+            let log = log.clone();
+            async move {
+                let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                log.lock().unwrap().push(format!("{id} {auth}"));
+                match id.as_str() {
+                    "cus_gone" => (
+                        StatusCode::NOT_FOUND,
+                        axum::Json(json!({"error": {"type": "invalid_request_error", "code": "resource_missing", "message": "No such customer"}})),
+                    ),
+                    "cus_err" => (
+                        StatusCode::BAD_REQUEST,
+                        axum::Json(json!({"error": {"type": "invalid_request_error", "message": "Something is off"}})),
+                    ),
+                    _ => (
+                        StatusCode::OK,
+                        axum::Json(json!({"id": id, "object": "customer", "email": "fresh@example.com", "name": "Fresh", "livemode": false})),
+                    ),
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), seen)
+}
+
+both_backends!(refetch_mode_applies_what_stripe_has_now, |backend| async move {
+    let (base, seen) = stripe_stand_in().await;
+    let app = spawn(
+        backend,
+        &[
+            ("STRIPE_SECRET_KEY", "sk_test_51standin"),
+            ("STRIPE_API_BASE", &base),
+            ("WEBHOOK_REFETCH", "true"),
+            ("WEBHOOK_MAX_ATTEMPTS", "1"),
+        ],
+    )
+    .await;
+    post_signed(
+        &app,
+        &event(
+            "evt_rf",
+            "customer.updated",
+            now(),
+            customer("cus_rf", "stale@example.com"),
+        ),
+    )
+    .await;
+    wait_for_status(&app, "evt_rf", "applied").await;
+    let email: String = sqlx::query_scalar("SELECT email FROM customers WHERE id = 'cus_rf'")
+        .fetch_one(app.db().reader())
+        .await
+        .unwrap();
+    assert_eq!(
+        email, "fresh@example.com",
+        "the object Stripe returned wins over the payload"
+    );
+    // Gone at Stripe: the deletion payload is applied as sent.
+    post_signed(
+        &app,
+        &event(
+            "evt_gone",
+            "customer.deleted",
+            now(),
+            json!({"id": "cus_gone", "object": "customer", "deleted": true}),
+        ),
+    )
+    .await;
+    wait_for_status(&app, "evt_gone", "applied").await;
+    assert_eq!(
+        count(&app, "SELECT deleted FROM customers WHERE id = 'cus_gone'").await,
+        1
+    );
+    // Stripe refuses: not applied from the untrusted payload; the error is kept.
+    post_signed(
+        &app,
+        &event(
+            "evt_err",
+            "customer.updated",
+            now(),
+            customer("cus_err", "x@example.com"),
+        ),
+    )
+    .await;
+    wait_for_status(&app, "evt_err", "failed").await;
+    let error: String = sqlx::query_scalar("SELECT last_error FROM stripe_events WHERE id = 'evt_err'")
+        .fetch_one(app.db().reader())
+        .await
+        .unwrap();
+    assert!(
+        error.contains("refetching cus_err from Stripe failed") && error.contains("Something is off"),
+        "{error}"
+    );
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM customers WHERE id = 'cus_err'").await,
+        0
+    );
+    let requests = seen.lock().unwrap().clone();
+    assert!(
+        requests.iter().all(|r| r.ends_with("Bearer sk_test_51standin")),
+        "{requests:?}"
+    );
+    assert_eq!(requests.len(), 3);
+    app.server.shutdown().await.unwrap();
+});

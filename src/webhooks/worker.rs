@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use super::projection::{self, Applied, Version};
 use crate::config::Backend;
 use crate::db::{now_unix, Db, DbError};
+use crate::stripe::{StripeApi, StripeApiError};
 
 /// Events claimed at once.
 const BATCH: i64 = 64;
@@ -26,6 +27,8 @@ pub struct Worker {
     pub db: Db,
     pub wake: Arc<Notify>,
     pub max_attempts: i64,
+    /// When set, each object is fetched from Stripe instead of trusting the payload.
+    pub refetch: Option<Arc<dyn StripeApi>>,
 }
 
 /// The delay before attempt `attempts + 1`: 2, 4, 8 … seconds, at most an hour.
@@ -146,9 +149,12 @@ impl Worker {
             .unwrap_or_default()
             .to_string();
         let created = value.get("created").and_then(Value::as_i64).unwrap_or(0);
-        let object = projection::read::at(&value, &["data", "object"])
+        let mut object = projection::read::at(&value, &["data", "object"])
             .cloned()
             .unwrap_or(Value::Null);
+        if let Some(stripe) = &self.refetch {
+            object = refetched(stripe.as_ref(), &event_type, object).await?;
+        }
         let version = Version {
             at: created,
             event_id: event.id.clone(),
@@ -175,6 +181,26 @@ impl Worker {
         .map_err(|e| e.to_string())?;
         tx.commit().await.map_err(|e| e.to_string())?;
         Ok((event_type, outcome))
+    }
+}
+
+/// The object as Stripe has it now. A deleted object (404) keeps the payload; any other failure is
+/// an error, so the event is retried with backoff rather than applied from a payload we chose not
+/// to trust.
+async fn refetched(stripe: &dyn StripeApi, event_type: &str, object: Value) -> Result<Value, String> {
+    if !projection::is_handled(event_type) {
+        return Ok(object);
+    }
+    let (Some(resource), Some(id)) = (
+        projection::Resource::of_object(&object),
+        projection::read::text(&object, "id"),
+    ) else {
+        return Ok(object);
+    };
+    match stripe.retrieve(resource, &id).await {
+        Ok(fresh) => Ok(fresh),
+        Err(StripeApiError::NotFound) => Ok(object),
+        Err(e) => Err(format!("refetching {id} from Stripe failed: {e}")),
     }
 }
 

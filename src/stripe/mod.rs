@@ -1,0 +1,130 @@
+//! The Stripe boundary: the only module that talks to Stripe's API. Held in app state as
+//! `Arc<dyn StripeApi>`, so tests swap the base URL for a stand-in on loopback (or the whole
+//! implementation). The async-stripe client is used for transport and authentication.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use stripe_client_core::{RequestBuilder, StripeMethod};
+
+use crate::config::Config;
+use crate::webhooks::projection::Resource;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StripeApiError {
+    #[error("Stripe is not configured: set STRIPE_SECRET_KEY")]
+    NotConfigured,
+    #[error("Stripe has no such object")]
+    NotFound,
+    #[error("Stripe refused the request ({status}): {message}")]
+    Api { status: u16, message: String },
+    #[error("could not reach Stripe: {0}")]
+    Connection(String),
+    #[error("unexpected answer from Stripe: {0}")]
+    Unexpected(String),
+}
+
+/// What Tally asks of Stripe. Issues that follow add Checkout, portal, refunds, lists…
+#[async_trait]
+pub trait StripeApi: Send + Sync + fmt::Debug {
+    /// The current state of one object, as Stripe's JSON.
+    async fn retrieve(&self, resource: Resource, id: &str) -> Result<Value, StripeApiError>;
+}
+
+/// The API path of a resource's objects.
+fn path(resource: Resource) -> &'static str {
+    match resource {
+        Resource::Customer => "/customers",
+        Resource::PaymentMethod => "/payment_methods",
+        Resource::Product => "/products",
+        Resource::Price => "/prices",
+        Resource::Subscription => "/subscriptions",
+        Resource::Invoice => "/invoices",
+        Resource::PaymentIntent => "/payment_intents",
+        Resource::Charge => "/charges",
+        Resource::Refund => "/refunds",
+        Resource::Dispute => "/disputes",
+        Resource::CheckoutSession => "/checkout/sessions",
+    }
+}
+
+/// Stripe ids are letters, digits and underscores; anything else never reaches a URL.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 255 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// The real client (async-stripe over rustls).
+pub struct AsyncStripe {
+    client: stripe::Client,
+}
+
+impl fmt::Debug for AsyncStripe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AsyncStripe { .. }")
+    }
+}
+
+impl AsyncStripe {
+    /// `None` when no key is configured: every Stripe action then says so.
+    pub fn from_config(config: &Config) -> Result<Option<Self>, StripeApiError> {
+        let Some(key) = &config.stripe_key else {
+            return Ok(None);
+        };
+        let client = stripe::ClientBuilder::new(key.key.expose())
+            .url(config.stripe_api_base.as_str())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| StripeApiError::Unexpected(e.to_string()))?;
+        Ok(Some(Self { client }))
+    }
+}
+
+#[async_trait]
+impl StripeApi for AsyncStripe {
+    async fn retrieve(&self, resource: Resource, id: &str) -> Result<Value, StripeApiError> {
+        if !valid_id(id) {
+            return Err(StripeApiError::NotFound);
+        }
+        // async-stripe decodes with miniserde; its JSON value is turned back into text for serde_json,
+        // so every field Stripe sent (known to async-stripe or not) reaches the projection.
+        let request = RequestBuilder::new(StripeMethod::Get, format!("{}/{id}", path(resource)))
+            .customize::<miniserde::json::Value>();
+        match request.send(&self.client).await {
+            Ok(value) => serde_json::from_str(&miniserde::json::to_string(&value))
+                .map_err(|e| StripeApiError::Unexpected(e.to_string())),
+            Err(stripe::StripeError::Stripe(error, 404)) => {
+                tracing::debug!(code = ?error.code, "object not found at Stripe");
+                Err(StripeApiError::NotFound)
+            }
+            Err(stripe::StripeError::Stripe(error, status)) => Err(StripeApiError::Api {
+                status,
+                message: error.message.clone().unwrap_or_default(),
+            }),
+            Err(stripe::StripeError::Timeout) => Err(StripeApiError::Connection("timed out".into())),
+            Err(stripe::StripeError::ClientError(e)) => Err(StripeApiError::Connection(e)),
+            Err(e) => Err(StripeApiError::Unexpected(e.to_string())),
+        }
+    }
+}
+
+/// The client for this configuration: async-stripe with the key, or one that says Stripe is not
+/// configured.
+pub fn from_config(config: &Config) -> Result<std::sync::Arc<dyn StripeApi>, StripeApiError> {
+    Ok(match AsyncStripe::from_config(config)? {
+        Some(client) => std::sync::Arc::new(client),
+        None => std::sync::Arc::new(NotConfigured),
+    })
+}
+
+/// Used when no key is configured.
+#[derive(Debug)]
+pub struct NotConfigured;
+
+#[async_trait]
+impl StripeApi for NotConfigured {
+    async fn retrieve(&self, _: Resource, _: &str) -> Result<Value, StripeApiError> {
+        Err(StripeApiError::NotConfigured)
+    }
+}
