@@ -989,3 +989,64 @@ both_backends!(refetch_mode_applies_what_stripe_has_now, |backend| async move {
     assert_eq!(requests.len(), 3);
     app.server.shutdown().await.unwrap();
 });
+
+both_backends!(
+    two_workers_on_one_database_apply_each_event_once,
+    |backend| async move {
+        use tally::webhooks::inbox::{self, IncomingEvent, Source};
+        use tally::webhooks::worker::Worker;
+        let db_under_test = common::TestDb::new(backend).await;
+        let config = common::config_with(&db_under_test, &[]);
+        // Two handles stand in for two Tally instances sharing the database.
+        let first = tally::db::Db::connect(&config.database_url).await.unwrap();
+        first.migrate().await.unwrap();
+        let second = tally::db::Db::connect(&config.database_url).await.unwrap();
+        for i in 0..150 {
+            let body = event(
+                &format!("evt_{i:04}"),
+                "customer.updated",
+                1_000 + i,
+                customer(&format!("cus_{}", i % 20), &format!("v{i}@example.com")),
+            );
+            let incoming = IncomingEvent::parse(&body.to_string()).unwrap();
+            assert!(inbox::store(&first, &incoming, Source::Webhook, None).await.unwrap());
+        }
+        let worker = |db: tally::db::Db| Worker {
+            db,
+            wake: Default::default(),
+            max_attempts: 5,
+            refetch: None,
+        };
+        let (a, b) = (worker(first.clone()), worker(second.clone()));
+        let drain = |w: Worker| async move {
+            let mut total = 0;
+            loop {
+                let n = w.run_once().await.unwrap();
+                if n == 0 {
+                    return total;
+                }
+                total += n;
+            }
+        };
+        let (done_a, done_b) = tokio::join!(tokio::spawn(drain(a)), tokio::spawn(drain(b)));
+        assert_eq!(
+            done_a.unwrap() + done_b.unwrap(),
+            150,
+            "every event processed exactly once between the two"
+        );
+        let not_once: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM stripe_events WHERE status <> 'applied' OR attempts <> 1")
+                .fetch_one(first.reader())
+                .await
+                .unwrap();
+        assert_eq!(not_once, 0);
+        // The newest update of each customer won.
+        let email: String = sqlx::query_scalar("SELECT email FROM customers WHERE id = 'cus_0'")
+            .fetch_one(first.reader())
+            .await
+            .unwrap();
+        assert_eq!(email, "v140@example.com");
+        first.close().await;
+        second.close().await;
+    }
+);
