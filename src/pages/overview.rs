@@ -55,10 +55,8 @@ fn GettingStarted(status: InstallStatus) -> impl IntoView {
                 <Step
                     done=false
                     title="Run a backfill"
-                    detail="Import customers, subscriptions, invoices and payments that existed before Tally was connected.".to_string()
-                >
-                    <pre class="command"><code>"tally sync"</code></pre>
-                </Step>
+                    detail="Importing the customers, subscriptions and payments that existed before Tally was connected is not available yet (the tally sync command is being built). Until then Tally shows everything Stripe sends from now on.".to_string()
+                />
             </ol>
         </section>
     }
