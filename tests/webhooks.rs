@@ -880,14 +880,29 @@ async fn stripe_stand_in() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Strin
     use axum::routing::get;
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let log = seen.clone();
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let app = axum::Router::new().route(
         "/v1/customers/{id}",
         get(move |Path(id): Path<String>, headers: HeaderMap| {
             let log = log.clone();
+            let calls = calls.clone();
             async move {
                 let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
                 log.lock().unwrap().push(format!("{id} {auth}"));
-                match id.as_str() {
+                let flaky_call = if id == "cus_flaky" { calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) } else { 1 };
+                let mut headers = HeaderMap::new();
+                if id == "cus_never" {
+                    headers.insert("stripe-should-retry", "false".parse().unwrap());
+                }
+                let (status, body) = match id.as_str() {
+                    "cus_flaky" if flaky_call == 0 => (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        axum::Json(json!({"error": {"type": "api_error", "message": "Try again"}})),
+                    ),
+                    "cus_never" => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        axum::Json(json!({"error": {"type": "api_error", "message": "Do not retry this"}})),
+                    ),
                     "cus_gone" => (
                         StatusCode::NOT_FOUND,
                         axum::Json(json!({"error": {"type": "invalid_request_error", "code": "resource_missing", "message": "No such customer"}})),
@@ -900,7 +915,8 @@ async fn stripe_stand_in() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Strin
                         StatusCode::OK,
                         axum::Json(json!({"id": id, "object": "customer", "email": "fresh@example.com", "name": "Fresh", "livemode": false})),
                     ),
-                }
+                };
+                (status, headers, body)
             }
         }),
     );

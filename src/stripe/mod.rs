@@ -72,9 +72,13 @@ impl AsyncStripe {
         let Some(key) = &config.stripe_key else {
             return Ok(None);
         };
+        // Transient failures (409, 424, 429, 5xx, connection errors) are retried, up to three
+        // attempts with async-stripe's exponential backoff, unless Stripe answers
+        // `Stripe-Should-Retry: false`.
         let client = stripe::ClientBuilder::new(key.key.expose())
             .url(config.stripe_api_base.as_str())
             .timeout(Duration::from_secs(30))
+            .request_strategy(stripe::RequestStrategy::ExponentialBackoff(3))
             .build()
             .map_err(|e| StripeApiError::Unexpected(e.to_string()))?;
         Ok(Some(Self { client }))
