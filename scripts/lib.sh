@@ -1,5 +1,9 @@
 # Shared helpers for the scripts in this folder. Source it; do not run it.
 
+# Tools such as runuser live in sbin, which a minimal PATH may lack.
+case ":$PATH:" in *":/usr/sbin:"*) ;; *) PATH="$PATH:/usr/sbin:/sbin" ;; esac
+export PATH
+
 # Runs a command as root: directly when we are root, else through sudo.
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
