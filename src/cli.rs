@@ -31,6 +31,19 @@ enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Import existing Stripe data (a backfill). Resumes an unfinished run unless --restart.
+    Sync {
+        /// Only objects created on or after this day (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only these types, comma-separated: products, prices, customers, subscriptions, invoices,
+        /// payment_intents, charges, refunds, disputes, checkout_sessions.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Start over instead of resuming an unfinished run.
+        #[arg(long)]
+        restart: bool,
+    },
     /// Create an admin. The password is read from standard input (or asked for on a terminal),
     /// never from the command line, where other users could see it.
     CreateAdmin {
@@ -71,6 +84,7 @@ fn run(cli: Cli) -> Result<(), String> {
             Command::Serve { demo } => serve(config, &cli.site_config, demo).await,
             Command::Migrate => migrate(config).await,
             Command::CreateAdmin { email, role } => create_admin(config, &email, &role).await,
+            Command::Sync { since, only, restart } => sync(config, since, only, restart).await,
         }
     })
 }
@@ -188,5 +202,55 @@ async fn create_demo_owner(config: &Config) -> Result<(), String> {
         println!();
     }
     db.close().await;
+    Ok(())
+}
+
+async fn sync(config: Config, since: Option<String>, only: Vec<String>, restart: bool) -> Result<(), String> {
+    use crate::sync::{parse_resource, SyncOptions};
+    let since = match since {
+        None => None,
+        Some(day) => Some(
+            chrono::NaiveDate::parse_from_str(day.trim(), "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc().timestamp())
+                .ok_or("--since must be a date such as 2024-01-31")?,
+        ),
+    };
+    let only = only
+        .iter()
+        .map(|name| parse_resource(name).ok_or_else(|| format!("--only: unknown type {name:?}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if config.stripe_key.is_none() {
+        return Err("Stripe is not configured: set STRIPE_SECRET_KEY to run a backfill".into());
+    }
+    let stripe = crate::stripe::from_config(&config).map_err(|e| e.to_string())?;
+    let db = connect_migrated(&config).await?;
+    let options = SyncOptions { since, only, restart };
+    let result = crate::sync::run(&db, stripe.as_ref(), &options, |p| {
+        println!(
+            "{:<18} {:>8} fetched {:>8} applied {:>6}/s{}",
+            p.resource.table(),
+            p.fetched,
+            p.applied,
+            p.rate,
+            if p.done { "  done" } else { "" }
+        );
+    })
+    .await;
+    let outcome = if result.is_ok() { "success" } else { "failure" };
+    let entry = crate::db::audit::NewEntry {
+        action: "sync",
+        outcome,
+        detail: Some("from the command line".into()),
+        ..Default::default()
+    };
+    if let Err(e) = crate::db::audit::record(&db, entry).await {
+        tracing::warn!(error = %e, "could not record the sync in the audit log");
+    }
+    db.close().await;
+    let summary = result.map_err(|e| format!("sync stopped: {e} (run tally sync again to resume)"))?;
+    let total: i64 = summary.iter().map(|p| p.fetched).sum();
+    println!("sync complete: {total} objects fetched");
     Ok(())
 }

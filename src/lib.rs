@@ -25,6 +25,8 @@ pub mod state;
 #[cfg(feature = "ssr")]
 pub mod stripe;
 #[cfg(feature = "ssr")]
+pub mod sync;
+#[cfg(feature = "ssr")]
 pub mod telemetry;
 #[cfg(feature = "ssr")]
 pub mod webhooks;

@@ -74,7 +74,7 @@ both_backends!(overview_renders_navigation_and_next_steps, |backend| async move 
     }
     assert!(html.contains("Set your Stripe API key"));
     assert!(html.contains("stripe listen --forward-to localhost:3000/stripe/webhook"));
-    assert!(html.contains("Run a backfill"));
+    assert!(html.contains("Run a backfill") && html.contains("tally sync"));
     // Nothing configured yet: no step is marked done.
     assert!(!html.contains("step done"));
     // The page loads the browser bundle that hydrates it.

@@ -273,3 +273,11 @@ async fn passwords_and_hashes_never_reach_the_logs() {
         assert!(!logs.contains(secret), "{secret} reached the logs");
     }
 }
+
+#[test]
+fn sync_without_a_key_says_stripe_is_not_configured() {
+    let out = run(&[], &["sync"]);
+    assert_one_line_failure(&out, &["Stripe is not configured", "STRIPE_SECRET_KEY"]);
+    let out = run(&[("STRIPE_SECRET_KEY", "sk_test_abc")], &["sync", "--only", "widgets"]);
+    assert_one_line_failure(&out, &["--only", "widgets"]);
+}

@@ -55,8 +55,10 @@ fn GettingStarted(status: InstallStatus) -> impl IntoView {
                 <Step
                     done=false
                     title="Run a backfill"
-                    detail="Importing the customers, subscriptions and payments that existed before Tally was connected is not available yet (the tally sync command is being built). Until then Tally shows everything Stripe sends from now on.".to_string()
-                />
+                    detail="Import the customers, subscriptions, invoices and payments that existed before Tally was connected. It resumes where it stopped if interrupted.".to_string()
+                >
+                    <pre class="command"><code>"tally sync"</code></pre>
+                </Step>
             </ol>
         </section>
     }

@@ -26,11 +26,43 @@ pub enum StripeApiError {
     Unexpected(String),
 }
 
-/// What Tally asks of Stripe. Issues that follow add Checkout, portal, refunds, lists…
+/// One page of a list endpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListPage {
+    pub data: Vec<Value>,
+    pub has_more: bool,
+}
+
+/// What Tally asks of Stripe. Issues that follow add Checkout, portal, refunds…
 #[async_trait]
 pub trait StripeApi: Send + Sync + fmt::Debug {
     /// The current state of one object, as Stripe's JSON.
     async fn retrieve(&self, resource: Resource, id: &str) -> Result<Value, StripeApiError>;
+
+    /// One page (up to 100 objects, newest first) of a resource, after `starting_after`, created
+    /// at or after `created_gte`. Subscriptions of every status are listed.
+    async fn list(
+        &self,
+        resource: Resource,
+        starting_after: Option<&str>,
+        created_gte: Option<i64>,
+    ) -> Result<ListPage, StripeApiError>;
+}
+
+/// The query string of a list request.
+fn list_query(resource: Resource, starting_after: Option<&str>, created_gte: Option<i64>) -> String {
+    let mut query = String::from("limit=100");
+    if let Some(after) = starting_after.filter(|a| valid_id(a)) {
+        query.push_str("&starting_after=");
+        query.push_str(after);
+    }
+    if let Some(since) = created_gte {
+        query.push_str(&format!("&created%5Bgte%5D={since}"));
+    }
+    if resource == Resource::Subscription {
+        query.push_str("&status=all");
+    }
+    query
 }
 
 /// The API path of a resource's objects.
@@ -85,17 +117,13 @@ impl AsyncStripe {
     }
 }
 
-#[async_trait]
-impl StripeApi for AsyncStripe {
-    async fn retrieve(&self, resource: Resource, id: &str) -> Result<Value, StripeApiError> {
-        if !valid_id(id) {
-            return Err(StripeApiError::NotFound);
-        }
-        // async-stripe decodes with miniserde; its JSON value is turned back into text for serde_json,
-        // so every field Stripe sent (known to async-stripe or not) reaches the projection.
-        let request = RequestBuilder::new(StripeMethod::Get, format!("{}/{id}", path(resource)))
-            .customize::<miniserde::json::Value>();
-        match request.send(&self.client).await {
+impl AsyncStripe {
+    /// A GET returning JSON. async-stripe decodes with miniserde; its JSON value is turned back into
+    /// text for serde_json, so every field Stripe sent (known to async-stripe or not) is kept.
+    async fn get(&self, path: String, query: Option<String>) -> Result<Value, StripeApiError> {
+        let mut builder = RequestBuilder::new(StripeMethod::Get, path);
+        builder.query = query;
+        match builder.customize::<miniserde::json::Value>().send(&self.client).await {
             Ok(value) => serde_json::from_str(&miniserde::json::to_string(&value))
                 .map_err(|e| StripeApiError::Unexpected(e.to_string())),
             Err(stripe::StripeError::Stripe(error, 404)) => {
@@ -110,6 +138,38 @@ impl StripeApi for AsyncStripe {
             Err(stripe::StripeError::ClientError(e)) => Err(StripeApiError::Connection(e)),
             Err(e) => Err(StripeApiError::Unexpected(e.to_string())),
         }
+    }
+}
+
+#[async_trait]
+impl StripeApi for AsyncStripe {
+    async fn retrieve(&self, resource: Resource, id: &str) -> Result<Value, StripeApiError> {
+        if !valid_id(id) {
+            return Err(StripeApiError::NotFound);
+        }
+        self.get(format!("{}/{id}", path(resource)), None).await
+    }
+
+    async fn list(
+        &self,
+        resource: Resource,
+        starting_after: Option<&str>,
+        created_gte: Option<i64>,
+    ) -> Result<ListPage, StripeApiError> {
+        let page = self
+            .get(
+                path(resource).to_string(),
+                Some(list_query(resource, starting_after, created_gte)),
+            )
+            .await?;
+        let data = match page.get("data") {
+            Some(Value::Array(items)) => items.clone(),
+            _ => return Err(StripeApiError::Unexpected("a list without data".into())),
+        };
+        Ok(ListPage {
+            data,
+            has_more: page.get("has_more").and_then(Value::as_bool).unwrap_or(false),
+        })
     }
 }
 
@@ -130,5 +190,25 @@ pub struct NotConfigured;
 impl StripeApi for NotConfigured {
     async fn retrieve(&self, _: Resource, _: &str) -> Result<Value, StripeApiError> {
         Err(StripeApiError::NotConfigured)
+    }
+
+    async fn list(&self, _: Resource, _: Option<&str>, _: Option<i64>) -> Result<ListPage, StripeApiError> {
+        Err(StripeApiError::NotConfigured)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_queries() {
+        assert_eq!(list_query(Resource::Customer, None, None), "limit=100");
+        assert_eq!(
+            list_query(Resource::Subscription, Some("sub_9"), Some(1700)),
+            "limit=100&starting_after=sub_9&created%5Bgte%5D=1700&status=all"
+        );
+        // A cursor that is not a Stripe id never reaches the URL.
+        assert_eq!(list_query(Resource::Customer, Some("x&y=1"), None), "limit=100");
     }
 }

@@ -1,0 +1,225 @@
+//! Backfill against a Stripe stand-in on loopback: pagination, resume after a failure, newer wins.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, Query};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use serde_json::{json, Value};
+use tally::sync::{self, SyncOptions};
+
+const CUSTOMERS: usize = 250;
+
+struct StandIn {
+    base: String,
+    requests: Arc<Mutex<Vec<String>>>,
+    fail_second_page: Arc<AtomicBool>,
+}
+
+fn customer(i: usize) -> Value {
+    json!({"id": format!("cus_{i:03}"), "object": "customer", "email": format!("c{i}@example.com"), "created": 1_700_000_000 + i as i64})
+}
+
+async fn stand_in() -> StandIn {
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let fail = Arc::new(AtomicBool::new(false));
+    let (log, fail_flag) = (requests.clone(), fail.clone());
+    let app = axum::Router::new().route(
+        "/v1/{resource}",
+        get(
+            move |Path(resource): Path<String>, Query(q): Query<HashMap<String, String>>| {
+                let (log, fail_flag) = (log.clone(), fail_flag.clone());
+                async move {
+                    let mut keys: Vec<_> = q.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    keys.sort();
+                    log.lock().unwrap().push(format!("{resource}?{}", keys.join("&")));
+                    let mut headers = HeaderMap::new();
+                    if resource != "customers" {
+                        return (
+                            StatusCode::OK,
+                            headers,
+                            axum::Json(json!({"object": "list", "data": [], "has_more": false})),
+                        );
+                    }
+                    // Newest first, as Stripe lists: cus_249 … cus_000.
+                    let all: Vec<usize> = (0..CUSTOMERS).rev().collect();
+                    let start = match q.get("starting_after") {
+                        Some(after) => all
+                            .iter()
+                            .position(|i| format!("cus_{i:03}") == *after)
+                            .map(|p| p + 1)
+                            .unwrap_or(all.len()),
+                        None => 0,
+                    };
+                    if start > 0 && fail_flag.load(Ordering::SeqCst) {
+                        headers.insert("stripe-should-retry", "false".parse().unwrap());
+                        return (
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            headers,
+                            axum::Json(json!({"error": {"type": "api_error", "message": "stand-in outage"}})),
+                        );
+                    }
+                    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(10);
+                    let page: Vec<Value> = all.iter().skip(start).take(limit).map(|i| customer(*i)).collect();
+                    let has_more = start + page.len() < all.len();
+                    (
+                        StatusCode::OK,
+                        headers,
+                        axum::Json(json!({"object": "list", "data": page, "has_more": has_more})),
+                    )
+                }
+            },
+        ),
+    );
+    let log = requests.clone();
+    let app = app.route(
+        "/v1/checkout/sessions",
+        get(move || {
+            let log = log.clone();
+            async move {
+                log.lock().unwrap().push("checkout_sessions?".to_string());
+                axum::Json(json!({"object": "list", "data": [], "has_more": false}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    StandIn {
+        base: format!("http://{addr}"),
+        requests,
+        fail_second_page: fail,
+    }
+}
+
+async fn setup(
+    backend: common::Backend,
+    base: &str,
+) -> (tally::db::Db, Arc<dyn tally::stripe::StripeApi>, common::TestDb) {
+    let test_db = common::TestDb::new(backend).await;
+    let config = common::config_with(
+        &test_db,
+        &[("STRIPE_SECRET_KEY", "sk_test_51sync"), ("STRIPE_API_BASE", base)],
+    );
+    let db = tally::db::Db::connect(&config.database_url).await.unwrap();
+    db.migrate().await.unwrap();
+    (db, tally::stripe::from_config(&config).unwrap(), test_db)
+}
+
+async fn count(db: &tally::db::Db, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(db.reader()).await.unwrap()
+}
+
+both_backends!(pages_through_lists_and_resumes_after_a_failure, |backend| async move {
+    let s = stand_in().await;
+    let (db, stripe, _keep) = setup(backend, &s.base).await;
+    s.fail_second_page.store(true, Ordering::SeqCst);
+    let err = sync::run(&db, stripe.as_ref(), &SyncOptions::default(), |_| {})
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("stand-in outage"), "{err}");
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM customers").await,
+        100,
+        "the first page was kept"
+    );
+
+    // Killed (here: failed) midway, then run again: it continues after the last applied object.
+    s.fail_second_page.store(false, Ordering::SeqCst);
+    s.requests.lock().unwrap().clear();
+    let mut reports = Vec::new();
+    let summary = sync::run(&db, stripe.as_ref(), &SyncOptions::default(), |p| {
+        reports.push(p.clone())
+    })
+    .await
+    .unwrap();
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM customers").await, CUSTOMERS as i64);
+    let customers = summary.iter().find(|p| p.resource.table() == "customers").unwrap();
+    assert_eq!(customers.fetched, CUSTOMERS as i64, "no object fetched twice");
+    let requests = s.requests.lock().unwrap().clone();
+    let customer_pages: Vec<&String> = requests.iter().filter(|r| r.starts_with("customers?")).collect();
+    assert_eq!(customer_pages.len(), 2, "{customer_pages:?}");
+    assert!(
+        customer_pages[0].contains("starting_after=cus_150"),
+        "resumed after the last applied id: {customer_pages:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("subscriptions?") && r.contains("status=all")),
+        "{requests:?}"
+    );
+    assert!(reports.iter().any(|p| p.resource.table() == "customers" && p.done));
+
+    // A finished run starts afresh next time, and applying the same data again changes nothing.
+    let again = sync::run(
+        &db,
+        stripe.as_ref(),
+        &SyncOptions {
+            only: vec![tally::webhooks::projection::Resource::Customer],
+            ..Default::default()
+        },
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(again[0].fetched, CUSTOMERS as i64);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM customers").await, CUSTOMERS as i64);
+    db.close().await;
+});
+
+both_backends!(a_newer_webhook_wins_whichever_arrives_first, |backend| async move {
+    use tally::webhooks::projection::{self, Version};
+    let s = stand_in().await;
+    let (db, stripe, _keep) = setup(backend, &s.base).await;
+    let now = tally::db::now_unix();
+    let apply = |id: &str, email: &str, at: i64, event: &str| {
+        let db = db.clone();
+        let object = json!({"id": id, "object": "customer", "email": email});
+        let event = event.to_string();
+        async move {
+            let mut tx = db.begin().await.unwrap();
+            projection::apply_event(&mut tx, "customer.updated", &object, &Version { at, event_id: event })
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+    };
+    // Webhook about a change after the backfill's fetch arrives first…
+    apply("cus_001", "webhook@example.com", now + 3600, "evt_newer").await;
+    // …and one about an older state.
+    apply("cus_002", "old-webhook@example.com", now - 3600, "evt_older").await;
+    sync::run(&db, stripe.as_ref(), &SyncOptions::default(), |_| {})
+        .await
+        .unwrap();
+    let email = |id: &'static str| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT email FROM customers WHERE id = $1")
+                .bind(id)
+                .fetch_one(db.reader())
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        email("cus_001").await,
+        "webhook@example.com",
+        "the backfill did not overwrite fresher webhook data"
+    );
+    assert_eq!(
+        email("cus_002").await,
+        "c2@example.com",
+        "the backfill replaced older webhook data"
+    );
+    // After the backfill: an old event loses, a newer one wins.
+    apply("cus_003", "stale@example.com", now - 60, "evt_stale").await;
+    apply("cus_004", "later@example.com", now + 60, "evt_later").await;
+    assert_eq!(email("cus_003").await, "c3@example.com");
+    assert_eq!(email("cus_004").await, "later@example.com");
+    db.close().await;
+});
