@@ -47,7 +47,7 @@ pub enum StartError {
 
 /// The router with every route and layer, ready to serve.
 pub fn router(state: AppState) -> Router {
-    let routes = generate_route_list(App);
+    let routes = route_list();
     let context = {
         let state = state.clone();
         move || provide_context(state.clone())
@@ -112,6 +112,15 @@ pub fn router(state: AppState) -> Router {
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
         )
         .with_state(state)
+}
+
+/// The app's routes, generated once per process. Generating them renders the app with resource
+/// loading switched off process-wide (leptos_server's global `SuppressResourceLoad`), so a page
+/// rendering at that moment on another server in the same process would wait forever (leptos
+/// issue #4773). Generating once, before any server can serve, avoids that window.
+fn route_list() -> Vec<leptos_axum::AxumRouteListing> {
+    static ROUTES: std::sync::OnceLock<Vec<leptos_axum::AxumRouteListing>> = std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(App)).clone()
 }
 
 async fn server_fn_handler(State(state): State<AppState>, request: Request<Body>) -> impl IntoResponse {

@@ -7,6 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import net from 'node:net';
 import { createHmac } from 'node:crypto';
+import { before, after } from 'node:test';
 import { chromium } from 'playwright-core';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -103,4 +104,21 @@ export async function launchBrowser() {
     executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
   });
+}
+
+/**
+ * Starts Tally and a browser before the file's tests and stops both after them. Returns an object
+ * whose `tally` and `browser` are set once the `before` hook has run.
+ */
+export function withTallyAndBrowser(extraEnv = {}) {
+  const ctx = { tally: undefined, browser: undefined };
+  before(async () => {
+    ctx.tally = await startTally(extraEnv);
+    ctx.browser = await launchBrowser();
+  });
+  after(async () => {
+    await ctx.browser?.close();
+    await ctx.tally?.stop();
+  });
+  return ctx;
 }

@@ -1,29 +1,18 @@
 // The app shell in a real browser: the page renders, the WebAssembly bundle hydrates it, and a
 // client-side interaction works.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startTally, launchBrowser, logIn } from './harness.mjs';
+import { withTallyAndBrowser, logIn } from './harness.mjs';
 
-let tally;
-let browser;
-
-before(async () => {
-  tally = await startTally();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await tally?.stop();
-});
+const ctx = withTallyAndBrowser();
 
 test('overview renders and hydrates: the menu button works only once the wasm bundle runs', async () => {
-  const page = await browser.newPage({ viewport: { width: 390, height: 800 } });
+  const page = await ctx.browser.newPage({ viewport: { width: 390, height: 800 } });
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
   page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
   const wasm = page.waitForResponse((r) => r.url().endsWith('/pkg/tally.wasm') && r.ok());
-  await logIn(page, tally.base);
+  await logIn(page, ctx.tally.base);
   await wasm;
   assert.equal(await page.title(), 'Overview · Tally');
   await page.getByText('Connect Stripe to see your numbers').waitFor();
@@ -50,9 +39,9 @@ test('overview renders and hydrates: the menu button works only once the wasm bu
 });
 
 test('unknown address shows the 404 page with navigation', async () => {
-  const page = await browser.newPage();
-  await logIn(page, tally.base);
-  const res = await page.goto(tally.base + '/no/such/page');
+  const page = await ctx.browser.newPage();
+  await logIn(page, ctx.tally.base);
+  const res = await page.goto(ctx.tally.base + '/no/such/page');
   assert.equal(res.status(), 404);
   await page.getByRole('heading', { name: 'Page not found' }).waitFor();
   assert.equal(await page.locator('#primary-nav a').count(), 7);

@@ -1,20 +1,9 @@
 // A signed event arrives and shows up on the Webhooks page with its payload.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startTally, launchBrowser, logIn, sendWebhook } from './harness.mjs';
+import { withTallyAndBrowser, logIn, sendWebhook } from './harness.mjs';
 
-let tally;
-let browser;
-
-before(async () => {
-  tally = await startTally();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await tally?.stop();
-});
+const ctx = withTallyAndBrowser();
 
 test('an event Stripe sends appears on the Webhooks page, applied', async () => {
   const event = {
@@ -25,12 +14,12 @@ test('an event Stripe sends appears on the Webhooks page, applied', async () => 
     livemode: false,
     data: { object: { id: 'cus_e2e_1', object: 'customer', email: 'grace@example.com', name: 'Grace' } },
   };
-  const res = await sendWebhook(tally.base, event);
+  const res = await sendWebhook(ctx.tally.base, event);
   assert.equal(res.status, 200);
   assert.deepEqual(await res.json(), { received: true, duplicate: false });
 
-  const page = await browser.newPage();
-  await logIn(page, tally.base);
+  const page = await ctx.browser.newPage();
+  await logIn(page, ctx.tally.base);
   await page.getByRole('link', { name: 'Webhooks' }).first().click();
   const row = page.locator('table.events tr', { hasText: 'customer.created' });
   await row.waitFor();

@@ -134,6 +134,9 @@ impl TestApp {
 
     /// The app with an empty admins table and a client that is not logged in.
     pub async fn spawn_anonymous(backend: Backend, extra: &[(&str, &str)]) -> Self {
+        if std::env::var("TALLY_TEST_LOG").is_ok() {
+            let _ = tally::telemetry::init(tally::config::LogFormat::Text);
+        }
         let db = TestDb::new(backend).await;
         let config = config_with(&db, extra);
         let site = site::options(
