@@ -291,8 +291,24 @@ both_backends!(roles_are_checked_on_the_server, |backend| async move {
         // Everyone signed in may read.
         assert_eq!(app.call(&client, "system_status", &[]).await.status(), 200);
     }
-    // The audit log is for admins and owners, not viewers.
+    // The audit log is for admins and owners, not viewers; the tabs say so too.
     let viewer = app.logged_in("viewer@example.com").await;
+    let viewer_settings = viewer
+        .get(app.url("/settings"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !viewer_settings.contains(r#"href="/settings/admins""#)
+            && !viewer_settings.contains(r#"href="/settings/audit""#)
+    );
+    let owner_settings = app.get("/settings").await.text().await.unwrap();
+    assert!(
+        owner_settings.contains(r#"href="/settings/admins""#) && owner_settings.contains(r#"href="/settings/audit""#)
+    );
     assert_eq!(app.call(&viewer, "audit/list", &[]).await.status(), 403);
     let admin = app.logged_in("admin@example.com").await;
     assert_eq!(app.call(&admin, "audit/list", &[]).await.status(), 200);

@@ -20,6 +20,8 @@ const NAV: [(&str, &str); 7] = [
 #[component]
 pub fn Layout(children: Children) -> impl IntoView {
     let me = Resource::new_blocking(|| (), |_| whoami());
+    // Pages that adapt to the admin's role (Settings tabs) read the same resource.
+    provide_context(me);
     view! {
         <div class="app">
             <Suspense fallback=|| view! { <header class="topbar"></header> }>

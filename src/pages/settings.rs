@@ -4,6 +4,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::api::system::{system_status, InstallStatus};
+use crate::components::settings_tabs::SettingsTabs;
 use crate::components::time::format_utc;
 
 #[component]
@@ -14,6 +15,7 @@ pub fn SettingsPage() -> impl IntoView {
         <div class="page-header">
             <h1>"Settings"</h1>
         </div>
+        <SettingsTabs/>
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move { status.await.map(|s| view! { <ConfigTable status=s/> }) })}
         </Suspense>
