@@ -683,7 +683,7 @@ both_backends!(
 
 /// Real-shape objects from Stripe's own fixtures, one per handled event type.
 fn fixtures() -> Value {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/stripe-fixtures/fixtures3.json");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fixtures3.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str::<Value>(&text).unwrap()["resources"].clone()
 }
