@@ -221,6 +221,9 @@ pub struct Config {
     /// One or more signing secrets; several during a rotation.
     pub webhook_secrets: Vec<Secret>,
     pub stripe_api_base: Url,
+    /// Requests per second Tally allows itself against Stripe's API (`STRIPE_MAX_REQUESTS_PER_SECOND`;
+    /// default 20 in test mode and 80 in live mode, a little under Stripe's 25 and 100).
+    pub stripe_rate_limit: u32,
     pub public_base_url: Url,
     pub listen_addr: SocketAddr,
     pub log_format: LogFormat,
@@ -366,6 +369,16 @@ impl Config {
 
         let stripe_api_base =
             parse_http_url(get("STRIPE_API_BASE"), DEFAULT_STRIPE_API_BASE).map_err(|m| err("STRIPE_API_BASE", m))?;
+        let stripe_rate_limit = match get("STRIPE_MAX_REQUESTS_PER_SECOND") {
+            Some(v) => v.parse().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| {
+                err(
+                    "STRIPE_MAX_REQUESTS_PER_SECOND",
+                    "must be a number of requests from 1 to 1000".into(),
+                )
+            })?,
+            None if stripe_key.as_ref().is_some_and(|k| k.mode.is_live()) => 80,
+            None => 20,
+        };
 
         let listen_addr: SocketAddr = get("LISTEN_ADDR")
             .unwrap_or_else(|| DEFAULT_LISTEN_ADDR.to_string())
@@ -445,6 +458,7 @@ impl Config {
             stripe_key,
             webhook_secrets,
             stripe_api_base,
+            stripe_rate_limit,
             public_base_url,
             listen_addr,
             log_format,
@@ -578,6 +592,27 @@ mod tests {
         );
         assert!(!c.is_https());
         assert!(config(&[("PUBLIC_BASE_URL", "https://x.example")]).unwrap().is_https());
+    }
+
+    #[test]
+    fn stripe_rate_limit_follows_the_mode() {
+        assert_eq!(config(&[]).unwrap().stripe_rate_limit, 20);
+        assert_eq!(
+            config(&[("STRIPE_SECRET_KEY", "sk_live_abc")])
+                .unwrap()
+                .stripe_rate_limit,
+            80
+        );
+        assert_eq!(
+            config(&[("STRIPE_MAX_REQUESTS_PER_SECOND", "5")])
+                .unwrap()
+                .stripe_rate_limit,
+            5
+        );
+        assert_eq!(
+            config(&[("STRIPE_MAX_REQUESTS_PER_SECOND", "0")]).unwrap_err().variable,
+            "STRIPE_MAX_REQUESTS_PER_SECOND"
+        );
     }
 
     #[test]

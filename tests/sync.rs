@@ -17,7 +17,16 @@ const CUSTOMERS: usize = 250;
 struct StandIn {
     base: String,
     requests: Arc<Mutex<Vec<String>>>,
+    /// The second (Unix time) in which each request arrived.
+    seconds: Arc<Mutex<Vec<u64>>>,
     fail_second_page: Arc<AtomicBool>,
+}
+
+fn unix_second() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 fn customer(i: usize) -> Value {
@@ -26,14 +35,16 @@ fn customer(i: usize) -> Value {
 
 async fn stand_in() -> StandIn {
     let requests = Arc::new(Mutex::new(Vec::new()));
+    let seconds = Arc::new(Mutex::new(Vec::new()));
     let fail = Arc::new(AtomicBool::new(false));
-    let (log, fail_flag) = (requests.clone(), fail.clone());
+    let (log, fail_flag, clock) = (requests.clone(), fail.clone(), seconds.clone());
     let app = axum::Router::new().route(
         "/v1/{resource}",
         get(
             move |Path(resource): Path<String>, Query(q): Query<HashMap<String, String>>| {
-                let (log, fail_flag) = (log.clone(), fail_flag.clone());
+                let (log, fail_flag, clock) = (log.clone(), fail_flag.clone(), clock.clone());
                 async move {
+                    clock.lock().unwrap().push(unix_second());
                     let mut keys: Vec<_> = q.iter().map(|(k, v)| format!("{k}={v}")).collect();
                     keys.sort();
                     log.lock().unwrap().push(format!("{resource}?{}", keys.join("&")));
@@ -75,12 +86,13 @@ async fn stand_in() -> StandIn {
             },
         ),
     );
-    let log = requests.clone();
+    let (log, clock) = (requests.clone(), seconds.clone());
     let app = app.route(
         "/v1/checkout/sessions",
         get(move || {
-            let log = log.clone();
+            let (log, clock) = (log.clone(), clock.clone());
             async move {
+                clock.lock().unwrap().push(unix_second());
                 log.lock().unwrap().push("checkout_sessions?".to_string());
                 axum::Json(json!({"object": "list", "data": [], "has_more": false}))
             }
@@ -92,6 +104,7 @@ async fn stand_in() -> StandIn {
     StandIn {
         base: format!("http://{addr}"),
         requests,
+        seconds,
         fail_second_page: fail,
     }
 }
@@ -100,11 +113,18 @@ async fn setup(
     backend: common::Backend,
     base: &str,
 ) -> (tally::db::Db, Arc<dyn tally::stripe::StripeApi>, common::TestDb) {
+    setup_with(backend, base, &[]).await
+}
+
+async fn setup_with(
+    backend: common::Backend,
+    base: &str,
+    extra: &[(&str, &str)],
+) -> (tally::db::Db, Arc<dyn tally::stripe::StripeApi>, common::TestDb) {
     let test_db = common::TestDb::new(backend).await;
-    let config = common::config_with(
-        &test_db,
-        &[("STRIPE_SECRET_KEY", "sk_test_51sync"), ("STRIPE_API_BASE", base)],
-    );
+    let mut vars = vec![("STRIPE_SECRET_KEY", "sk_test_51sync"), ("STRIPE_API_BASE", base)];
+    vars.extend_from_slice(extra);
+    let config = common::config_with(&test_db, &vars);
     let db = tally::db::Db::connect(&config.database_url).await.unwrap();
     db.migrate().await.unwrap();
     (db, tally::stripe::from_config(&config).unwrap(), test_db)
@@ -223,3 +243,30 @@ both_backends!(a_newer_webhook_wins_whichever_arrives_first, |backend| async mov
     assert_eq!(email("cus_004").await, "later@example.com");
     db.close().await;
 });
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_side_rate_limit_is_respected() {
+    let s = stand_in().await;
+    let (db, stripe, _keep) = setup_with(
+        common::Backend::Sqlite,
+        &s.base,
+        &[("STRIPE_MAX_REQUESTS_PER_SECOND", "4")],
+    )
+    .await;
+    sync::run(&db, stripe.as_ref(), &SyncOptions::default(), |_| {})
+        .await
+        .unwrap();
+    let seconds = s.seconds.lock().unwrap().clone();
+    assert_eq!(seconds.len(), 12, "3 customer pages and 9 other lists");
+    let mut per_second: HashMap<u64, usize> = HashMap::new();
+    for second in seconds {
+        *per_second.entry(second).or_default() += 1;
+    }
+    let busiest = per_second.values().max().copied().unwrap_or(0);
+    assert!(
+        busiest <= 4,
+        "the stand-in saw {busiest} requests in one second: {per_second:?}"
+    );
+    assert!(per_second.len() >= 3, "12 requests at 4/s need at least three seconds");
+    db.close().await;
+}

@@ -87,9 +87,47 @@ fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 255 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// Keeps Tally under Stripe's request rate: at most `max` requests start in any one-second window.
+#[derive(Debug)]
+pub struct RateLimiter {
+    max: usize,
+    started: tokio::sync::Mutex<std::collections::VecDeque<tokio::time::Instant>>,
+}
+
+impl RateLimiter {
+    /// A little more than a second, so that clocks on either side never see `max + 1` in one second.
+    const WINDOW: Duration = Duration::from_millis(1_010);
+
+    pub fn per_second(max: u32) -> Self {
+        Self {
+            max: max.max(1) as usize,
+            started: tokio::sync::Mutex::new(Default::default()),
+        }
+    }
+
+    /// Waits until one more request may start, and records it.
+    pub async fn acquire(&self) {
+        let mut started = self.started.lock().await;
+        loop {
+            let now = tokio::time::Instant::now();
+            while started.front().is_some_and(|t| now.duration_since(*t) >= Self::WINDOW) {
+                started.pop_front();
+            }
+            if started.len() < self.max {
+                started.push_back(now);
+                return;
+            }
+            if let Some(oldest) = started.front() {
+                tokio::time::sleep_until(*oldest + Self::WINDOW).await;
+            }
+        }
+    }
+}
+
 /// The real client (async-stripe over rustls).
 pub struct AsyncStripe {
     client: stripe::Client,
+    limiter: RateLimiter,
 }
 
 impl fmt::Debug for AsyncStripe {
@@ -113,7 +151,10 @@ impl AsyncStripe {
             .request_strategy(stripe::RequestStrategy::ExponentialBackoff(3))
             .build()
             .map_err(|e| StripeApiError::Unexpected(e.to_string()))?;
-        Ok(Some(Self { client }))
+        Ok(Some(Self {
+            client,
+            limiter: RateLimiter::per_second(config.stripe_rate_limit),
+        }))
     }
 }
 
@@ -121,6 +162,7 @@ impl AsyncStripe {
     /// A GET returning JSON. async-stripe decodes with miniserde; its JSON value is turned back into
     /// text for serde_json, so every field Stripe sent (known to async-stripe or not) is kept.
     async fn get(&self, path: String, query: Option<String>) -> Result<Value, StripeApiError> {
+        self.limiter.acquire().await;
         let mut builder = RequestBuilder::new(StripeMethod::Get, path);
         builder.query = query;
         match builder.customize::<miniserde::json::Value>().send(&self.client).await {
@@ -200,6 +242,21 @@ impl StripeApi for NotConfigured {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_limiter_spreads_requests_over_seconds() {
+        let limiter = RateLimiter::per_second(3);
+        let start = tokio::time::Instant::now();
+        let mut starts = Vec::new();
+        for _ in 0..7 {
+            limiter.acquire().await;
+            starts.push(start.elapsed());
+        }
+        // Three at once, then three more only once the first second has passed, and so on.
+        assert!(starts[..3].iter().all(|t| *t < Duration::from_millis(500)));
+        assert!(starts[3..6].iter().all(|t| *t >= RateLimiter::WINDOW));
+        assert!(starts[6] >= RateLimiter::WINDOW * 2);
+    }
 
     #[test]
     fn list_queries() {
