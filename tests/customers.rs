@@ -49,8 +49,17 @@ both_backends!(customer_list_search_and_detail, |backend| async move {
     deliver(&app, "evt_i1", "invoice.paid", 103, json!({"id": "in_a", "object": "invoice", "customer": "cus_a", "status": "paid", "total": 6000, "currency": "usd", "created": 1_700_000_200})).await;
     deliver(&app, "evt_ch", "charge.refunded", 104, json!({"id": "ch_a", "object": "charge", "customer": "cus_a", "status": "succeeded", "amount": 6000, "amount_refunded": 500, "currency": "usd",
         "refunds": {"object": "list", "data": [{"id": "re_a", "object": "refund", "charge": "ch_a", "status": "succeeded", "amount": 500, "currency": "usd"}]}})).await;
+    deliver(
+        &app,
+        "evt_pm",
+        "payment_method.attached",
+        106,
+        json!({"id": "pm_a", "object": "payment_method", "customer": "cus_a", "type": "card",
+        "card": {"brand": "visa", "last4": "4242", "exp_month": 4, "exp_year": 2031}}),
+    )
+    .await;
     deliver(&app, "evt_jp", "charge.succeeded", 105, json!({"id": "ch_j", "object": "charge", "customer": "cus_j", "status": "succeeded", "amount": 1500, "currency": "jpy"})).await;
-    wait_applied(&app, 6).await;
+    wait_applied(&app, 7).await;
 
     let list = app.get("/customers").await.text().await.unwrap();
     assert!(list.contains("Ada Lovelace") && list.contains("Kenji"));

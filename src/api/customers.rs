@@ -44,6 +44,16 @@ pub struct MoneyRow {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentMethodRow {
+    pub id: String,
+    pub kind: Option<String>,
+    pub card_brand: Option<String>,
+    pub card_last4: Option<String>,
+    pub exp_month: Option<i64>,
+    pub exp_year: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerDetail {
     pub customer: CustomerRow,
     pub subscriptions: Vec<SubscriptionRow>,
@@ -51,7 +61,7 @@ pub struct CustomerDetail {
     pub charges: Vec<MoneyRow>,
     pub refunds: Vec<MoneyRow>,
     pub disputes: Vec<MoneyRow>,
-    pub payment_methods: Vec<MoneyRow>,
+    pub payment_methods: Vec<PaymentMethodRow>,
     pub events: Vec<crate::api::webhooks::EventRow>,
 }
 

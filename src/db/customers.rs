@@ -4,7 +4,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{Db, DbError};
-use crate::api::customers::{CustomerDetail, CustomerRow, MoneyRow, SubscriptionRow};
+use crate::api::customers::{CustomerDetail, CustomerRow, MoneyRow, PaymentMethodRow, SubscriptionRow};
 use crate::webhooks::inbox;
 
 const LIVE_SUBSCRIPTION: &str = "('active', 'trialing', 'past_due')";
@@ -149,13 +149,24 @@ pub async fn detail(db: &Db, id: &str) -> Result<Option<CustomerDetail>, DbError
     .fetch_all(pool)
     .await?;
     let methods = sqlx::query(
-        "SELECT id, created, type AS status, CAST(NULL AS BIGINT) AS amount, CAST(NULL AS TEXT) AS currency, \
-         COALESCE(card_brand, '') || ' ' || COALESCE(card_last4, '') AS card FROM payment_methods \
+        "SELECT id, type, card_brand, card_last4, card_exp_month, card_exp_year FROM payment_methods \
          WHERE customer_id = $1 ORDER BY COALESCE(created, 0) DESC",
     )
     .bind(id)
     .fetch_all(pool)
-    .await?;
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(PaymentMethodRow {
+            id: r.try_get("id")?,
+            kind: r.try_get("type")?,
+            card_brand: r.try_get("card_brand")?,
+            card_last4: r.try_get("card_last4")?,
+            exp_month: r.try_get("card_exp_month")?,
+            exp_year: r.try_get("card_exp_year")?,
+        })
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
     // The timeline: events about the customer or any of its objects.
     let events = inbox::for_customer(db, id, 100).await?;
     Ok(Some(CustomerDetail {
@@ -165,7 +176,7 @@ pub async fn detail(db: &Db, id: &str) -> Result<Option<CustomerDetail>, DbError
         charges: money_rows(&charges, "failure_message")?,
         refunds: money_rows(&refunds, "reason")?,
         disputes: money_rows(&disputes, "reason")?,
-        payment_methods: money_rows(&methods, "card")?,
+        payment_methods: methods,
         events,
     }))
 }

@@ -224,7 +224,45 @@ fn CustomerView(detail: CustomerDetail) -> impl IntoView {
         {money_table("Payments", detail.charges, "Failure")}
         {money_table("Refunds", detail.refunds, "Reason")}
         {money_table("Disputes", detail.disputes, "Reason")}
-        {money_table("Payment methods", detail.payment_methods, "Card")}
+        <section class="card">
+            <h2>"Payment methods"</h2>
+            {if detail.payment_methods.is_empty() {
+                view! { <p class="muted">"None."</p> }.into_any()
+            } else {
+                view! {
+                    <div class="table-wrap">
+                        <table class="table">
+                            <thead><tr><th>"Id"</th><th>"Type"</th><th>"Card"</th><th>"Expires"</th></tr></thead>
+                            <tbody>
+                                {detail
+                                    .payment_methods
+                                    .into_iter()
+                                    .map(|pm| {
+                                        let card = match (pm.card_brand, pm.card_last4) {
+                                            (Some(brand), Some(last4)) => format!("{brand} •••• {last4}"),
+                                            _ => String::new(),
+                                        };
+                                        let expires = match (pm.exp_month, pm.exp_year) {
+                                            (Some(m), Some(y)) => format!("{m:02}/{y}"),
+                                            _ => String::new(),
+                                        };
+                                        view! {
+                                            <tr>
+                                                <td class="mono small">{pm.id}</td>
+                                                <td>{pm.kind.unwrap_or_default()}</td>
+                                                <td>{card}</td>
+                                                <td>{expires}</td>
+                                            </tr>
+                                        }
+                                    })
+                                    .collect_view()}
+                            </tbody>
+                        </table>
+                    </div>
+                }
+                    .into_any()
+            }}
+        </section>
         <section class="card">
             <h2>"Timeline"</h2>
             {if detail.events.is_empty() {
