@@ -154,7 +154,7 @@ both_backends!(unknown_page_is_a_404_page, |backend| async move {
 });
 
 both_backends!(concurrent_writers_never_see_busy, |backend| async move {
-    use tally::db::{settings, Db};
+    use tally::db::Db;
     let app = TestApp::spawn(backend).await;
     // A second handle on the same database stands in for a second process writing at once.
     let config = common::config_with(&app.db, &[]);
@@ -171,7 +171,16 @@ both_backends!(concurrent_writers_never_see_busy, |backend| async move {
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
-            settings::set(&db, "shared", &i.to_string()).await
+            // Every task also upserts the same row: the contended case.
+            sqlx::query(
+                "INSERT INTO settings (key, value, updated_at) VALUES ('shared', $1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            )
+            .bind(i.to_string())
+            .bind(i as i64)
+            .execute(db.writer())
+            .await?;
+            Ok::<(), tally::db::DbError>(())
         }));
     }
     for task in tasks {

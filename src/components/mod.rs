@@ -5,4 +5,5 @@ pub mod error_page;
 pub mod layout;
 pub mod query;
 pub mod settings_tabs;
+pub mod table;
 pub mod time;

@@ -8,6 +8,7 @@ use leptos_router::hooks::use_query_map;
 use crate::api::audit::{list_audit, AuditPage, AuditRow};
 use crate::components::query::carry;
 use crate::components::settings_tabs::SettingsTabs;
+use crate::components::table::DataTable;
 use crate::components::time::format_utc;
 
 #[component]
@@ -83,22 +84,9 @@ fn AuditView(page: AuditPage, current: leptos_router::params::ParamsMap) -> impl
             view! { <p class="muted">"No entries match these filters."</p> }.into_any()
         } else {
             view! {
-                <div class="table-wrap">
-                    <table class="table">
-                        <thead>
-                            <tr>
-                                <th>"When (UTC)"</th>
-                                <th>"Admin"</th>
-                                <th>"Action"</th>
-                                <th>"Target"</th>
-                                <th>"Outcome"</th>
-                                <th>"Address"</th>
-                                <th>"Request"</th>
-                            </tr>
-                        </thead>
-                        <tbody>{page.entries.into_iter().map(entry_row).collect_view()}</tbody>
-                    </table>
-                </div>
+                <DataTable headers=&["When (UTC)", "Admin", "Action", "Target", "Outcome", "Address", "Request"]>
+                    {page.entries.into_iter().map(entry_row).collect_view()}
+                </DataTable>
             }
                 .into_any()
         }}

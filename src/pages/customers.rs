@@ -6,6 +6,7 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 
 use crate::api::customers::{get_customer, list_customers, CustomerDetail, CustomerList, MoneyRow};
 use crate::components::query::carry;
+use crate::components::table::{DataTable, TableCard};
 use crate::components::time::format_utc;
 use crate::domain::money;
 
@@ -60,17 +61,7 @@ fn CustomerTable(list: CustomerList, current: leptos_router::params::ParamsMap) 
         view! { <a class="button secondary" href=format!("/customers?{q}")>"More customers"</a> }
     });
     view! {
-        <div class="table-wrap">
-            <table class="table customers">
-                <thead>
-                    <tr>
-                        <th>"Customer"</th>
-                        <th>"Email"</th>
-                        <th>"Active subscriptions"</th>
-                        <th>"Since (UTC)"</th>
-                    </tr>
-                </thead>
-                <tbody>
+        <DataTable headers=&["Customer", "Email", "Active subscriptions", "Since (UTC)"] class="customers">
                     {list
                         .customers
                         .into_iter()
@@ -88,9 +79,7 @@ fn CustomerTable(list: CustomerList, current: leptos_router::params::ParamsMap) 
                             }
                         })
                         .collect_view()}
-                </tbody>
-            </table>
-        </div>
+        </DataTable>
         {next}
     }
     .into_any()
@@ -126,48 +115,26 @@ fn amount(row: &MoneyRow) -> String {
     }
 }
 
-fn money_table(title: &'static str, rows: Vec<MoneyRow>, note_label: &'static str) -> impl IntoView {
+fn money_table(title: &'static str, rows: Vec<MoneyRow>, headers: &'static [&'static str]) -> impl IntoView {
+    let empty = rows.is_empty();
     view! {
-        <section class="card">
-            <h2>{title}</h2>
-            {if rows.is_empty() {
-                view! { <p class="muted">"None."</p> }.into_any()
-            } else {
-                view! {
-                    <div class="table-wrap">
-                        <table class="table">
-                            <thead>
-                                <tr>
-                                    <th>"Id"</th>
-                                    <th>"Date (UTC)"</th>
-                                    <th>"Status"</th>
-                                    <th class="num">"Amount"</th>
-                                    <th>{note_label}</th>
-                                </tr>
-                            </thead>
-                            <tbody>
-                                {rows
-                                    .into_iter()
-                                    .map(|r| {
-                                        let amt = amount(&r);
-                                        view! {
-                                            <tr>
-                                                <td class="mono small">{r.id}</td>
-                                                <td class="nowrap">{r.created.map(format_utc).unwrap_or_default()}</td>
-                                                <td>{r.status.unwrap_or_default()}</td>
-                                                <td class="num">{amt}</td>
-                                                <td class="muted small">{r.note.unwrap_or_default()}</td>
-                                            </tr>
-                                        }
-                                    })
-                                    .collect_view()}
-                            </tbody>
-                        </table>
-                    </div>
-                }
-                    .into_any()
-            }}
-        </section>
+        <TableCard title headers numeric=&[3] empty>
+            {rows
+                .into_iter()
+                .map(|r| {
+                    let amt = amount(&r);
+                    view! {
+                        <tr>
+                            <td class="mono small">{r.id}</td>
+                            <td class="nowrap">{r.created.map(format_utc).unwrap_or_default()}</td>
+                            <td>{r.status.unwrap_or_default()}</td>
+                            <td class="num">{amt}</td>
+                            <td class="muted small">{r.note.unwrap_or_default()}</td>
+                        </tr>
+                    }
+                })
+                .collect_view()}
+        </TableCard>
     }
 }
 
@@ -188,81 +155,61 @@ fn CustomerView(detail: CustomerDetail) -> impl IntoView {
                 <dt>"Status"</dt><dd>{if c.deleted { "deleted in Stripe" } else { "active" }}</dd>
             </dl>
         </section>
-        <section class="card">
-            <h2>"Subscriptions"</h2>
-            {if detail.subscriptions.is_empty() {
-                view! { <p class="muted">"None."</p> }.into_any()
-            } else {
-                view! {
-                    <div class="table-wrap">
-                        <table class="table">
-                            <thead><tr><th>"Id"</th><th>"Status"</th><th>"Items"</th><th>"Current period ends"</th></tr></thead>
-                            <tbody>
-                                {detail
-                                    .subscriptions
-                                    .into_iter()
-                                    .map(|s| view! {
-                                        <tr>
-                                            <td class="mono small">{s.id}</td>
-                                            <td>
-                                                {s.status.unwrap_or_default()}
-                                                {s.cancel_at_period_end.then(|| view! { <span class="muted small">" (cancels at period end)"</span> })}
-                                            </td>
-                                            <td>{s.items}</td>
-                                            <td class="nowrap">{s.current_period_end.map(format_utc).unwrap_or_default()}</td>
-                                        </tr>
-                                    })
-                                    .collect_view()}
-                            </tbody>
-                        </table>
-                    </div>
-                }
-                    .into_any()
-            }}
-        </section>
-        {money_table("Invoices", detail.invoices, "Reason")}
-        {money_table("Payments", detail.charges, "Failure")}
-        {money_table("Refunds", detail.refunds, "Reason")}
-        {money_table("Disputes", detail.disputes, "Reason")}
-        <section class="card">
-            <h2>"Payment methods"</h2>
-            {if detail.payment_methods.is_empty() {
-                view! { <p class="muted">"None."</p> }.into_any()
-            } else {
-                view! {
-                    <div class="table-wrap">
-                        <table class="table">
-                            <thead><tr><th>"Id"</th><th>"Type"</th><th>"Card"</th><th>"Expires"</th></tr></thead>
-                            <tbody>
-                                {detail
-                                    .payment_methods
-                                    .into_iter()
-                                    .map(|pm| {
-                                        let card = match (pm.card_brand, pm.card_last4) {
-                                            (Some(brand), Some(last4)) => format!("{brand} •••• {last4}"),
-                                            _ => String::new(),
-                                        };
-                                        let expires = match (pm.exp_month, pm.exp_year) {
-                                            (Some(m), Some(y)) => format!("{m:02}/{y}"),
-                                            _ => String::new(),
-                                        };
-                                        view! {
-                                            <tr>
-                                                <td class="mono small">{pm.id}</td>
-                                                <td>{pm.kind.unwrap_or_default()}</td>
-                                                <td>{card}</td>
-                                                <td>{expires}</td>
-                                            </tr>
-                                        }
-                                    })
-                                    .collect_view()}
-                            </tbody>
-                        </table>
-                    </div>
-                }
-                    .into_any()
-            }}
-        </section>
+        <TableCard
+            title="Subscriptions"
+            headers=&["Id", "Status", "Items", "Current period ends"]
+            empty=detail.subscriptions.is_empty()
+        >
+            {detail
+                .subscriptions
+                .into_iter()
+                .map(|s| {
+                    view! {
+                        <tr>
+                            <td class="mono small">{s.id}</td>
+                            <td>
+                                {s.status.unwrap_or_default()}
+                                {s.cancel_at_period_end.then(|| view! { <span class="muted small">" (cancels at period end)"</span> })}
+                            </td>
+                            <td>{s.items}</td>
+                            <td class="nowrap">{s.current_period_end.map(format_utc).unwrap_or_default()}</td>
+                        </tr>
+                    }
+                })
+                .collect_view()}
+        </TableCard>
+        {money_table("Invoices", detail.invoices, &["Id", "Date (UTC)", "Status", "Amount", "Reason"])}
+        {money_table("Payments", detail.charges, &["Id", "Date (UTC)", "Status", "Amount", "Failure"])}
+        {money_table("Refunds", detail.refunds, &["Id", "Date (UTC)", "Status", "Amount", "Reason"])}
+        {money_table("Disputes", detail.disputes, &["Id", "Date (UTC)", "Status", "Amount", "Reason"])}
+        <TableCard
+            title="Payment methods"
+            headers=&["Id", "Type", "Card", "Expires"]
+            empty=detail.payment_methods.is_empty()
+        >
+            {detail
+                .payment_methods
+                .into_iter()
+                .map(|pm| {
+                    let card = match (pm.card_brand, pm.card_last4) {
+                        (Some(brand), Some(last4)) => format!("{brand} •••• {last4}"),
+                        _ => String::new(),
+                    };
+                    let expires = match (pm.exp_month, pm.exp_year) {
+                        (Some(m), Some(y)) => format!("{m:02}/{y}"),
+                        _ => String::new(),
+                    };
+                    view! {
+                        <tr>
+                            <td class="mono small">{pm.id}</td>
+                            <td>{pm.kind.unwrap_or_default()}</td>
+                            <td>{card}</td>
+                            <td>{expires}</td>
+                        </tr>
+                    }
+                })
+                .collect_view()}
+        </TableCard>
         <section class="card">
             <h2>"Timeline"</h2>
             {if detail.events.is_empty() {

@@ -7,6 +7,7 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 
 use crate::api::webhooks::{get_event, list_events, EventList, EventRow, RequeueEvent};
 use crate::components::query::carry;
+use crate::components::table::DataTable;
 use crate::components::time::format_utc;
 
 const STATUSES: [&str; 5] = ["pending", "processing", "applied", "ignored", "failed"];
@@ -77,20 +78,9 @@ fn EventTable(list: EventList, current: leptos_router::params::ParamsMap) -> imp
                 .into_any()
         } else {
             view! {
-                <div class="table-wrap">
-                    <table class="table events">
-                        <thead>
-                            <tr>
-                                <th>"Received (UTC)"</th>
-                                <th>"Type"</th>
-                                <th>"Object"</th>
-                                <th>"Status"</th>
-                                <th>"Attempts"</th>
-                            </tr>
-                        </thead>
-                        <tbody>{list.events.into_iter().map(event_row).collect_view()}</tbody>
-                    </table>
-                </div>
+                <DataTable headers=&["Received (UTC)", "Type", "Object", "Status", "Attempts"] class="events">
+                    {list.events.into_iter().map(event_row).collect_view()}
+                </DataTable>
             }
                 .into_any()
         }}

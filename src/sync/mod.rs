@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use sqlx::{Acquire, Row};
+use sqlx::Row;
 
 use crate::db::{now_unix, Db, DbError};
 use crate::stripe::{StripeApi, StripeApiError};
@@ -157,8 +157,7 @@ pub async fn run(
                 at: fetched_at,
                 event_id: BACKFILL_VERSION_ID.to_string(),
             };
-            let mut conn = db.writer().acquire().await?;
-            let mut tx = conn.begin().await?;
+            let mut tx = db.begin().await?;
             let mut applied = 0;
             for object in &page.data {
                 let deleted = object.get("deleted").and_then(serde_json::Value::as_bool) == Some(true);

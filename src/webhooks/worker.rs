@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sqlx::{Acquire, Row};
+use sqlx::Row;
 use tokio::sync::Notify;
 
 use super::projection::{self, Applied, Version};
@@ -159,8 +159,7 @@ impl Worker {
             at: created,
             event_id: event.id.clone(),
         };
-        let mut conn = self.db.writer().acquire().await.map_err(|e| e.to_string())?;
-        let mut tx = conn.begin().await.map_err(|e| e.to_string())?;
+        let mut tx = self.db.begin().await.map_err(|e| e.to_string())?;
         let applied = projection::apply_event(&mut tx, &event_type, &object, &version)
             .await
             .map_err(|e| e.to_string())?;
