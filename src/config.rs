@@ -224,6 +224,9 @@ pub struct Config {
     /// Requests per second Tally allows itself against Stripe's API (`STRIPE_MAX_REQUESTS_PER_SECOND`;
     /// default 20 in test mode and 80 in live mode, a little under Stripe's 25 and 100).
     pub stripe_rate_limit: u32,
+    /// Retries of transient Stripe failures (`STRIPE_MAX_ATTEMPTS`, default 4;
+    /// `STRIPE_RETRY_BASE_MS`, default 500, doubling with jitter up to 8 s).
+    pub stripe_retry: crate::stripe::RetryPolicy,
     pub public_base_url: Url,
     pub listen_addr: SocketAddr,
     pub log_format: LogFormat,
@@ -379,6 +382,23 @@ impl Config {
             None if stripe_key.as_ref().is_some_and(|k| k.mode.is_live()) => 80,
             None => 20,
         };
+        let mut stripe_retry = crate::stripe::RetryPolicy::default();
+        if let Some(v) = get("STRIPE_MAX_ATTEMPTS") {
+            stripe_retry.max_attempts = v.parse().ok().filter(|n| (1..=10).contains(n)).ok_or_else(|| {
+                err(
+                    "STRIPE_MAX_ATTEMPTS",
+                    "must be a number of attempts from 1 to 10".into(),
+                )
+            })?;
+        }
+        if let Some(v) = get("STRIPE_RETRY_BASE_MS") {
+            let ms: u64 = v
+                .parse()
+                .ok()
+                .filter(|n| (1..=60_000).contains(n))
+                .ok_or_else(|| err("STRIPE_RETRY_BASE_MS", "must be milliseconds from 1 to 60000".into()))?;
+            stripe_retry.base_delay = Duration::from_millis(ms);
+        }
 
         let listen_addr: SocketAddr = get("LISTEN_ADDR")
             .unwrap_or_else(|| DEFAULT_LISTEN_ADDR.to_string())
@@ -459,6 +479,7 @@ impl Config {
             webhook_secrets,
             stripe_api_base,
             stripe_rate_limit,
+            stripe_retry,
             public_base_url,
             listen_addr,
             log_format,

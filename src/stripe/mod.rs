@@ -1,30 +1,21 @@
 //! The Stripe boundary: the only module that talks to Stripe's API. Held in app state as
 //! `Arc<dyn StripeApi>`, so tests swap the base URL for a stand-in on loopback (or the whole
-//! implementation). The async-stripe client is used for transport and authentication.
+//! implementation). async-stripe shapes requests; `transport` sends them (retries, request ids).
+
+pub mod error;
+pub mod transport;
 
 use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use stripe_client_core::{RequestBuilder, StripeMethod};
+pub use stripe_client_core::{RequestBuilder, StripeMethod};
 
 use crate::config::Config;
 use crate::webhooks::projection::Resource;
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StripeApiError {
-    #[error("Stripe is not configured: set STRIPE_SECRET_KEY")]
-    NotConfigured,
-    #[error("Stripe has no such object")]
-    NotFound,
-    #[error("Stripe refused the request ({status}): {message}")]
-    Api { status: u16, message: String },
-    #[error("could not reach Stripe: {0}")]
-    Connection(String),
-    #[error("unexpected answer from Stripe: {0}")]
-    Unexpected(String),
-}
+pub use error::{ErrorKind, StripeApiError};
+pub use transport::{RetryPolicy, StripeResponse, Timeouts, Transport, API_VERSION};
 
 /// One page of a list endpoint.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,11 +24,39 @@ pub struct ListPage {
     pub has_more: bool,
 }
 
-/// What Tally asks of Stripe. Issues that follow add Checkout, portal, refunds…
+impl ListPage {
+    fn from_body(body: Value) -> Result<Self, StripeApiError> {
+        let has_more = body.get("has_more").and_then(Value::as_bool).unwrap_or(false);
+        match body {
+            Value::Object(mut map) => match map.remove("data") {
+                Some(Value::Array(data)) => Ok(Self { data, has_more }),
+                _ => Err(StripeApiError::unexpected("a list without data")),
+            },
+            _ => Err(StripeApiError::unexpected("a list that is not an object")),
+        }
+    }
+}
+
+/// What Tally asks of Stripe. One method does the sending, so a test can stand in for all of it;
+/// the others are built on it.
 #[async_trait]
 pub trait StripeApi: Send + Sync + fmt::Debug {
+    /// Sends one request (shaped by async-stripe's request builders or by hand). POSTs carry the
+    /// idempotency key (a random one when `None`), the same on every retry.
+    async fn send(
+        &self,
+        request: RequestBuilder,
+        idempotency_key: Option<&str>,
+    ) -> Result<StripeResponse, StripeApiError>;
+
     /// The current state of one object, as Stripe's JSON.
-    async fn retrieve(&self, resource: Resource, id: &str) -> Result<Value, StripeApiError>;
+    async fn retrieve(&self, resource: Resource, id: &str) -> Result<Value, StripeApiError> {
+        if !valid_id(id) {
+            return Err(StripeApiError::not_found());
+        }
+        let request = RequestBuilder::new(StripeMethod::Get, format!("{}/{id}", path(resource)));
+        Ok(self.send(request, None).await?.body)
+    }
 
     /// One page (up to 100 objects, newest first) of a resource, after `starting_after`, created
     /// at or after `created_gte`. Subscriptions of every status are listed.
@@ -46,27 +65,61 @@ pub trait StripeApi: Send + Sync + fmt::Debug {
         resource: Resource,
         starting_after: Option<&str>,
         created_gte: Option<i64>,
-    ) -> Result<ListPage, StripeApiError>;
+    ) -> Result<ListPage, StripeApiError> {
+        let mut filters = Vec::new();
+        if let Some(since) = created_gte {
+            filters.push(("created[gte]".to_string(), since.to_string()));
+        }
+        if resource == Resource::Subscription {
+            filters.push(("status".to_string(), "all".to_string()));
+        }
+        self.list_path(path(resource), &filters, starting_after).await
+    }
+
+    /// One page of any list endpoint (`/subscription_items`, `/events`, …) with filters.
+    async fn list_path(
+        &self,
+        path: &str,
+        filters: &[(String, String)],
+        starting_after: Option<&str>,
+    ) -> Result<ListPage, StripeApiError> {
+        let mut request = RequestBuilder::new(StripeMethod::Get, path);
+        request.query = Some(list_query(filters, starting_after));
+        ListPage::from_body(self.send(request, None).await?.body)
+    }
 }
 
-/// The query string of a list request.
-fn list_query(resource: Resource, starting_after: Option<&str>, created_gte: Option<i64>) -> String {
+/// The query string of a list request: 100 a page, the filters, and the cursor when it is an id.
+fn list_query(filters: &[(String, String)], starting_after: Option<&str>) -> String {
     let mut query = String::from("limit=100");
+    for (key, value) in filters {
+        query.push('&');
+        query.push_str(&form_encode(key));
+        query.push('=');
+        query.push_str(&form_encode(value));
+    }
     if let Some(after) = starting_after.filter(|a| valid_id(a)) {
         query.push_str("&starting_after=");
         query.push_str(after);
     }
-    if let Some(since) = created_gte {
-        query.push_str(&format!("&created%5Bgte%5D={since}"));
-    }
-    if resource == Resource::Subscription {
-        query.push_str("&status=all");
-    }
     query
 }
 
+/// Percent-encodes everything but unreserved characters.
+pub fn form_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The API path of a resource's objects.
-fn path(resource: Resource) -> &'static str {
+pub fn path(resource: Resource) -> &'static str {
     match resource {
         Resource::Customer => "/customers",
         Resource::PaymentMethod => "/payment_methods",
@@ -83,7 +136,7 @@ fn path(resource: Resource) -> &'static str {
 }
 
 /// Stripe ids are letters, digits and underscores; anything else never reaches a URL.
-fn valid_id(id: &str) -> bool {
+pub fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 255 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
@@ -124,102 +177,28 @@ impl RateLimiter {
     }
 }
 
-/// The real client (async-stripe over rustls).
-pub struct AsyncStripe {
-    client: stripe::Client,
-    limiter: RateLimiter,
-}
-
-impl fmt::Debug for AsyncStripe {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AsyncStripe { .. }")
-    }
-}
-
-impl AsyncStripe {
-    /// `None` when no key is configured: every Stripe action then says so.
-    pub fn from_config(config: &Config) -> Result<Option<Self>, StripeApiError> {
-        let Some(key) = &config.stripe_key else {
-            return Ok(None);
-        };
-        // Transient failures (409, 424, 429, 5xx, connection errors) are retried, up to three
-        // attempts with async-stripe's exponential backoff, unless Stripe answers
-        // `Stripe-Should-Retry: false`.
-        let client = stripe::ClientBuilder::new(key.key.expose())
-            .url(config.stripe_api_base.as_str())
-            .timeout(Duration::from_secs(30))
-            .request_strategy(stripe::RequestStrategy::ExponentialBackoff(3))
-            .build()
-            .map_err(|e| StripeApiError::Unexpected(e.to_string()))?;
-        Ok(Some(Self {
-            client,
-            limiter: RateLimiter::per_second(config.stripe_rate_limit),
-        }))
-    }
-}
-
-impl AsyncStripe {
-    /// A GET returning JSON. async-stripe decodes with miniserde; its JSON value is turned back into
-    /// text for serde_json, so every field Stripe sent (known to async-stripe or not) is kept.
-    async fn get(&self, path: String, query: Option<String>) -> Result<Value, StripeApiError> {
-        self.limiter.acquire().await;
-        let mut builder = RequestBuilder::new(StripeMethod::Get, path);
-        builder.query = query;
-        match builder.customize::<miniserde::json::Value>().send(&self.client).await {
-            Ok(value) => serde_json::from_str(&miniserde::json::to_string(&value))
-                .map_err(|e| StripeApiError::Unexpected(e.to_string())),
-            Err(stripe::StripeError::Stripe(error, 404)) => {
-                tracing::debug!(code = ?error.code, "object not found at Stripe");
-                Err(StripeApiError::NotFound)
-            }
-            Err(stripe::StripeError::Stripe(error, status)) => Err(StripeApiError::Api {
-                status,
-                message: error.message.clone().unwrap_or_default(),
-            }),
-            Err(stripe::StripeError::Timeout) => Err(StripeApiError::Connection("timed out".into())),
-            Err(stripe::StripeError::ClientError(e)) => Err(StripeApiError::Connection(e)),
-            Err(e) => Err(StripeApiError::Unexpected(e.to_string())),
-        }
-    }
-}
-
 #[async_trait]
-impl StripeApi for AsyncStripe {
-    async fn retrieve(&self, resource: Resource, id: &str) -> Result<Value, StripeApiError> {
-        if !valid_id(id) {
-            return Err(StripeApiError::NotFound);
-        }
-        self.get(format!("{}/{id}", path(resource)), None).await
-    }
-
-    async fn list(
+impl StripeApi for Transport {
+    async fn send(
         &self,
-        resource: Resource,
-        starting_after: Option<&str>,
-        created_gte: Option<i64>,
-    ) -> Result<ListPage, StripeApiError> {
-        let page = self
-            .get(
-                path(resource).to_string(),
-                Some(list_query(resource, starting_after, created_gte)),
-            )
-            .await?;
-        let data = match page.get("data") {
-            Some(Value::Array(items)) => items.clone(),
-            _ => return Err(StripeApiError::Unexpected("a list without data".into())),
-        };
-        Ok(ListPage {
-            data,
-            has_more: page.get("has_more").and_then(Value::as_bool).unwrap_or(false),
-        })
+        request: RequestBuilder,
+        idempotency_key: Option<&str>,
+    ) -> Result<StripeResponse, StripeApiError> {
+        Transport::send(self, request, idempotency_key).await
     }
 }
 
-/// The client for this configuration: async-stripe with the key, or one that says Stripe is not
+/// The client for this configuration: the transport with the key, or one that says Stripe is not
 /// configured.
 pub fn from_config(config: &Config) -> Result<std::sync::Arc<dyn StripeApi>, StripeApiError> {
-    Ok(match AsyncStripe::from_config(config)? {
-        Some(client) => std::sync::Arc::new(client),
+    Ok(match &config.stripe_key {
+        Some(key) => std::sync::Arc::new(Transport::new(
+            key.key.expose(),
+            config.stripe_api_base.as_str(),
+            config.stripe_rate_limit,
+            config.stripe_retry.clone(),
+            Timeouts::default(),
+        )?),
         None => std::sync::Arc::new(NotConfigured),
     })
 }
@@ -230,12 +209,8 @@ pub struct NotConfigured;
 
 #[async_trait]
 impl StripeApi for NotConfigured {
-    async fn retrieve(&self, _: Resource, _: &str) -> Result<Value, StripeApiError> {
-        Err(StripeApiError::NotConfigured)
-    }
-
-    async fn list(&self, _: Resource, _: Option<&str>, _: Option<i64>) -> Result<ListPage, StripeApiError> {
-        Err(StripeApiError::NotConfigured)
+    async fn send(&self, _: RequestBuilder, _: Option<&str>) -> Result<StripeResponse, StripeApiError> {
+        Err(StripeApiError::not_configured())
     }
 }
 
@@ -260,12 +235,16 @@ mod tests {
 
     #[test]
     fn list_queries() {
-        assert_eq!(list_query(Resource::Customer, None, None), "limit=100");
+        assert_eq!(list_query(&[], None), "limit=100");
+        let filters = [
+            ("created[gte]".to_string(), "1700".to_string()),
+            ("status".to_string(), "all".to_string()),
+        ];
         assert_eq!(
-            list_query(Resource::Subscription, Some("sub_9"), Some(1700)),
-            "limit=100&starting_after=sub_9&created%5Bgte%5D=1700&status=all"
+            list_query(&filters, Some("sub_9")),
+            "limit=100&created%5Bgte%5D=1700&status=all&starting_after=sub_9"
         );
         // A cursor that is not a Stripe id never reaches the URL.
-        assert_eq!(list_query(Resource::Customer, Some("x&y=1"), None), "limit=100");
+        assert_eq!(list_query(&[], Some("x&y=1")), "limit=100");
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use super::projection::{self, Applied, Version};
 use crate::config::Backend;
 use crate::db::{now_unix, Db, DbError};
-use crate::stripe::{StripeApi, StripeApiError};
+use crate::stripe::{ErrorKind, StripeApi};
 
 /// Events claimed at once.
 const BATCH: i64 = 64;
@@ -198,7 +198,7 @@ async fn refetched(stripe: &dyn StripeApi, event_type: &str, object: Value) -> R
     };
     match stripe.retrieve(resource, &id).await {
         Ok(fresh) => Ok(fresh),
-        Err(StripeApiError::NotFound) => Ok(object),
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(object),
         Err(e) => Err(format!("refetching {id} from Stripe failed: {e}")),
     }
 }

@@ -1,0 +1,307 @@
+//! Tally's HTTP transport for Stripe. async-stripe shapes the requests (its typed request builders
+//! produce the path, query and form body); this sends them, because Tally needs what async-stripe's
+//! client does not expose: Stripe's `Request-Id` for the audit log, `Stripe-Should-Retry` and
+//! `Retry-After`, jittered backoff, and one idempotency key chosen by the caller and kept across
+//! every retry.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use hyper::{Method, Request};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use stripe_client_core::{RequestBuilder, StripeMethod};
+
+use super::error::{ErrorKind, StripeApiError};
+use super::RateLimiter;
+
+/// The API version every request pins (async-stripe's types are generated for it).
+pub const API_VERSION: &str = "2026-09-30.endive";
+
+/// How often and how patiently transient failures are retried.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// The first backoff; each retry doubles it, up to `max_delay`. The wait is drawn at random
+    /// between half and all of it (jitter), so many clients do not retry in step.
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(8),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `retry` (1 for the first retry), given a random `unit` in [0, 1).
+    pub fn delay(&self, retry: u32, unit: f64) -> Duration {
+        let full = self
+            .base_delay
+            .saturating_mul(2u32.saturating_pow(retry.saturating_sub(1)))
+            .min(self.max_delay);
+        full.mul_f64(0.5 + unit.clamp(0.0, 1.0) / 2.0)
+    }
+}
+
+/// A random number in [0, 1), from the operating system's generator (through uuid's v4).
+fn random_unit() -> f64 {
+    (uuid::Uuid::new_v4().as_u128() >> 75) as f64 / (1u64 << 53) as f64
+}
+
+/// A successful answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StripeResponse {
+    pub body: Value,
+    pub request_id: Option<String>,
+    /// The idempotency key sent (POSTs only).
+    pub idempotency_key: Option<String>,
+}
+
+/// Connection and request timeouts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// One attempt, from sending to the whole body read.
+    pub request: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            request: Duration::from_secs(30),
+        }
+    }
+}
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+pub struct Transport {
+    client: HttpsClient,
+    /// `https://api.stripe.com/` or a stand-in; always ends with `/`.
+    base: String,
+    authorization: HeaderValue,
+    limiter: RateLimiter,
+    retry: RetryPolicy,
+    timeouts: Timeouts,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("base", &self.base)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one attempt came to.
+enum Attempt {
+    Done(StripeResponse),
+    Retry {
+        error: StripeApiError,
+        wait: Option<Duration>,
+    },
+    Fail(StripeApiError),
+}
+
+impl Transport {
+    pub fn new(
+        secret_key: &str,
+        base: &str,
+        rate_limit: u32,
+        retry: RetryPolicy,
+        timeouts: Timeouts,
+    ) -> Result<Self, StripeApiError> {
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {secret_key}"))
+            .map_err(|_| StripeApiError::unexpected("the Stripe key is not a valid header value"))?;
+        authorization.set_sensitive(true);
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(timeouts.connect));
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        let mut base = base.to_string();
+        if !base.ends_with('/') {
+            base.push('/');
+        }
+        Ok(Self {
+            client,
+            base,
+            authorization,
+            limiter: RateLimiter::per_second(rate_limit),
+            retry,
+            timeouts,
+        })
+    }
+
+    /// Sends a request shaped by async-stripe (or by hand), retrying transient failures. POSTs
+    /// carry `idempotency_key` (a random one when `None`), the same on every attempt.
+    pub async fn send(
+        &self,
+        request: RequestBuilder,
+        idempotency_key: Option<&str>,
+    ) -> Result<StripeResponse, StripeApiError> {
+        let method = match request.method {
+            StripeMethod::Get => Method::GET,
+            StripeMethod::Post => Method::POST,
+            StripeMethod::Delete => Method::DELETE,
+        };
+        let key = match (&method, idempotency_key) {
+            (&Method::POST, Some(key)) => Some(key.to_string()),
+            (&Method::POST, None) => Some(uuid::Uuid::new_v4().to_string()),
+            _ => None,
+        };
+        if key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 255) {
+            return Err(StripeApiError::unexpected(
+                "an idempotency key must have 1 to 255 characters",
+            ));
+        }
+        let mut uri = format!("{}v1{}", self.base, request.path);
+        if let Some(query) = request.query.as_deref().filter(|q| !q.is_empty()) {
+            uri.push('?');
+            uri.push_str(query);
+        }
+        let body = Bytes::from(request.body.unwrap_or_default());
+        let mut attempt = 1;
+        loop {
+            self.limiter.acquire().await;
+            let outcome = self.attempt(&method, &uri, &body, key.as_deref()).await;
+            let (error, wait) = match outcome {
+                Attempt::Done(mut response) => {
+                    response.idempotency_key = key;
+                    return Ok(response);
+                }
+                Attempt::Fail(error) => return Err(error),
+                Attempt::Retry { error, wait } => (error, wait),
+            };
+            if attempt >= self.retry.max_attempts {
+                tracing::warn!(method = %method, path = %request.path, attempts = attempt, kind = error.kind.as_str(), request_id = ?error.request_id, "Stripe request failed");
+                return Err(error);
+            }
+            let backoff = self.retry.delay(attempt, random_unit());
+            let wait = wait.map_or(backoff, |w| w.max(backoff)).min(self.retry.max_delay * 4);
+            tracing::info!(method = %method, path = %request.path, attempt, kind = error.kind.as_str(), wait_ms = wait.as_millis() as u64, "retrying a Stripe request");
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    async fn attempt(&self, method: &Method, uri: &str, body: &Bytes, key: Option<&str>) -> Attempt {
+        let mut builder = Request::builder()
+            .method(method.clone())
+            .uri(uri)
+            .header(AUTHORIZATION, self.authorization.clone())
+            .header(USER_AGENT, concat!("Tally/", env!("CARGO_PKG_VERSION")))
+            .header(HeaderName::from_static("stripe-version"), API_VERSION);
+        if let Some(key) = key {
+            builder = builder.header(HeaderName::from_static("idempotency-key"), key);
+        }
+        if !body.is_empty() {
+            builder = builder.header(CONTENT_TYPE, "application/x-www-form-urlencoded");
+        }
+        let request = match builder.body(Full::new(body.clone())) {
+            Ok(r) => r,
+            Err(e) => return Attempt::Fail(StripeApiError::unexpected(format!("could not build the request: {e}"))),
+        };
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(|e| e.to_string())?;
+            let (parts, incoming) = response.into_parts();
+            let bytes = incoming.collect().await.map_err(|e| e.to_string())?.to_bytes();
+            Ok::<_, String>((parts, bytes))
+        };
+        let (parts, bytes) = match tokio::time::timeout(self.timeouts.request, exchange).await {
+            Ok(Ok(done)) => done,
+            // Connection errors and timeouts: a POST is safe to retry thanks to its idempotency key.
+            Ok(Err(e)) => {
+                return Attempt::Retry {
+                    error: StripeApiError::connection(e),
+                    wait: None,
+                }
+            }
+            Err(_) => {
+                return Attempt::Retry {
+                    error: StripeApiError::connection("timed out"),
+                    wait: None,
+                }
+            }
+        };
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let request_id = header("request-id");
+        let status = parts.status.as_u16();
+        if parts.status.is_success() {
+            return match serde_json::from_slice::<Value>(&bytes) {
+                Ok(body) => Attempt::Done(StripeResponse {
+                    body,
+                    request_id,
+                    idempotency_key: None,
+                }),
+                Err(e) => Attempt::Fail(StripeApiError {
+                    request_id,
+                    ..StripeApiError::unexpected(format!("the answer is not JSON: {e}"))
+                }),
+            };
+        }
+        let error = StripeApiError::from_response(status, &bytes, request_id);
+        let should_retry = match header("stripe-should-retry").as_deref() {
+            Some("true") => true,
+            Some("false") => false,
+            _ => matches!(status, 409 | 424 | 429 | 500..=504) && error.kind != ErrorKind::Idempotency,
+        };
+        if should_retry {
+            let wait = header("retry-after")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            Attempt::Retry { error, wait }
+        } else {
+            Attempt::Fail(error)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_a_cap() {
+        let policy = RetryPolicy::default();
+        assert_eq!(policy.delay(1, 0.0), Duration::from_millis(250));
+        assert_eq!(policy.delay(1, 1.0), Duration::from_millis(500));
+        assert_eq!(policy.delay(2, 1.0), Duration::from_secs(1));
+        assert_eq!(policy.delay(3, 0.5), Duration::from_millis(1500));
+        assert_eq!(policy.delay(30, 1.0), Duration::from_secs(8));
+    }
+
+    #[test]
+    fn random_units_are_in_range_and_vary() {
+        let draws: Vec<f64> = (0..100).map(|_| random_unit()).collect();
+        assert!(draws.iter().all(|u| (0.0..1.0).contains(u)));
+        assert!(draws.windows(2).any(|w| w[0] != w[1]));
+    }
+}

@@ -1,0 +1,310 @@
+//! The Stripe boundary against a scripted stand-in on loopback: retries with backoff, the same
+//! idempotency key on every retry, `Stripe-Should-Retry`, typed errors and request ids.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use serde_json::{json, Value};
+use tally::stripe::{ErrorKind, RequestBuilder, RetryPolicy, StripeApi, StripeMethod, Timeouts, Transport};
+
+#[derive(Clone, Debug)]
+struct Seen {
+    method: String,
+    uri: String,
+    idempotency_key: Option<String>,
+    stripe_version: Option<String>,
+    authorization: Option<String>,
+    body: String,
+}
+
+/// Answers each request with the next scripted (status, extra headers, body); 200 `{}` when the
+/// script is used up. Every answer carries a `Request-Id`.
+struct StandIn {
+    base: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+async fn stand_in(script: Vec<(u16, Vec<(&'static str, &'static str)>, Value)>) -> StandIn {
+    let script = Arc::new(Mutex::new(VecDeque::from(script)));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: String| {
+        let (script, log) = (script.clone(), log.clone());
+        async move {
+            let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+            let n = {
+                let mut log = log.lock().unwrap();
+                log.push(Seen {
+                    method: method.to_string(),
+                    uri: uri.to_string(),
+                    idempotency_key: header("idempotency-key"),
+                    stripe_version: header("stripe-version"),
+                    authorization: header("authorization"),
+                    body,
+                });
+                log.len()
+            };
+            let (status, extra, body) =
+                script
+                    .lock()
+                    .unwrap()
+                    .pop_front()
+                    .unwrap_or((200, vec![], json!({"id": "obj_1", "object": "thing"})));
+            let mut headers = HeaderMap::new();
+            headers.insert("request-id", format!("req_{n}").parse().unwrap());
+            for (k, v) in extra {
+                headers.insert(k, v.parse().unwrap());
+            }
+            (StatusCode::from_u16(status).unwrap(), headers, axum::Json(body))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    StandIn {
+        base: format!("http://{addr}"),
+        seen,
+    }
+}
+
+fn fast_retries(max_attempts: u32) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts,
+        base_delay: Duration::from_millis(40),
+        max_delay: Duration::from_millis(400),
+    }
+}
+
+fn client(base: &str, retry: RetryPolicy) -> Transport {
+    Transport::new("sk_test_51client", base, 100, retry, Timeouts::default()).unwrap()
+}
+
+fn post(path: &str, form: &str) -> RequestBuilder {
+    let mut request = RequestBuilder::new(StripeMethod::Post, path);
+    request.body = Some(form.to_string());
+    request
+}
+
+fn api_error(message: &str) -> Value {
+    json!({"error": {"type": "api_error", "message": message}})
+}
+
+#[tokio::test]
+async fn a_429_is_retried_with_backoff_then_succeeds() {
+    let s = stand_in(vec![
+        (
+            429,
+            vec![],
+            json!({"error": {"type": "invalid_request_error", "code": "rate_limit"}}),
+        ),
+        (
+            429,
+            vec![],
+            json!({"error": {"type": "invalid_request_error", "code": "rate_limit"}}),
+        ),
+    ])
+    .await;
+    let started = Instant::now();
+    let response = client(&s.base, fast_retries(4))
+        .send(RequestBuilder::new(StripeMethod::Get, "/customers/cus_1"), None)
+        .await
+        .unwrap();
+    let seen = s.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3, "two refusals, then the answer");
+    assert_eq!(response.request_id.as_deref(), Some("req_3"));
+    // Backoff: at least half of 40 ms, then half of 80 ms.
+    assert!(
+        started.elapsed() >= Duration::from_millis(60),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(seen.iter().all(|r| r.uri == "/v1/customers/cus_1" && r.method == "GET"));
+    assert!(
+        seen.iter().all(|r| r.idempotency_key.is_none()),
+        "GETs carry no idempotency key"
+    );
+    assert_eq!(seen[0].stripe_version.as_deref(), Some(tally::stripe::API_VERSION));
+    assert_eq!(seen[0].authorization.as_deref(), Some("Bearer sk_test_51client"));
+}
+
+#[tokio::test]
+async fn a_500_then_success_keeps_the_idempotency_key() {
+    let s = stand_in(vec![
+        (500, vec![], api_error("try again")),
+        (502, vec![], api_error("again")),
+    ])
+    .await;
+    let response = client(&s.base, fast_retries(4))
+        .send(post("/refunds", "charge=ch_1&amount=500"), Some("refund-form-42"))
+        .await
+        .unwrap();
+    let seen = s.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3);
+    for request in &seen {
+        assert_eq!(request.idempotency_key.as_deref(), Some("refund-form-42"));
+        assert_eq!(request.body, "charge=ch_1&amount=500");
+    }
+    assert_eq!(response.idempotency_key.as_deref(), Some("refund-form-42"));
+    assert_eq!(response.body["id"], "obj_1");
+}
+
+#[tokio::test]
+async fn a_post_without_a_key_gets_one_random_key_for_all_its_retries() {
+    let s = stand_in(vec![(503, vec![], api_error("busy"))]).await;
+    let transport = client(&s.base, fast_retries(3));
+    transport.send(post("/customers", "email=a%40b.c"), None).await.unwrap();
+    transport.send(post("/customers", "email=a%40b.c"), None).await.unwrap();
+    let keys: Vec<String> = s
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.idempotency_key.clone().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 3);
+    assert_eq!(keys[0], keys[1], "a retry reuses the key");
+    assert_ne!(keys[1], keys[2], "a new request gets a new key");
+}
+
+#[tokio::test]
+async fn stripe_should_retry_false_stops_at_once() {
+    let s = stand_in(vec![(
+        500,
+        vec![("stripe-should-retry", "false")],
+        api_error("do not retry"),
+    )])
+    .await;
+    let error = client(&s.base, fast_retries(4))
+        .send(post("/refunds", "charge=ch_1"), Some("k1"))
+        .await
+        .unwrap_err();
+    assert_eq!(s.seen.lock().unwrap().len(), 1);
+    assert_eq!(error.kind, ErrorKind::Api);
+    assert_eq!(error.request_id.as_deref(), Some("req_1"));
+}
+
+#[tokio::test]
+async fn stripe_should_retry_true_retries_even_a_409() {
+    let s = stand_in(vec![(
+        409,
+        vec![("stripe-should-retry", "true")],
+        json!({"error": {"type": "invalid_request_error", "code": "lock_timeout"}}),
+    )])
+    .await;
+    client(&s.base, fast_retries(4))
+        .send(post("/subscriptions/sub_1", "cancel_at_period_end=true"), Some("k2"))
+        .await
+        .unwrap();
+    assert_eq!(s.seen.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn client_errors_are_typed_and_not_retried() {
+    let s = stand_in(vec![
+        (
+            400,
+            vec![],
+            json!({"error": {"type": "invalid_request_error", "param": "amount", "message": "Refund amount ($20.00) is greater than charge amount ($10.00)"}}),
+        ),
+        (
+            402,
+            vec![],
+            json!({"error": {"type": "card_error", "code": "card_declined", "decline_code": "insufficient_funds", "message": "Your card has insufficient funds."}}),
+        ),
+        (401, vec![], json!({"error": {"type": "invalid_request_error", "message": "Invalid API Key provided: sk_test_****ient"}})),
+        (404, vec![], json!({"error": {"type": "invalid_request_error", "code": "resource_missing"}})),
+    ])
+    .await;
+    let transport = client(&s.base, fast_retries(4));
+    let invalid = transport.send(post("/refunds", "amount=2000"), None).await.unwrap_err();
+    assert_eq!(invalid.kind, ErrorKind::InvalidRequest);
+    assert_eq!(invalid.param.as_deref(), Some("amount"));
+    assert!(invalid.to_string().contains("greater than charge amount"), "{invalid}");
+    let card = transport
+        .send(post("/payment_intents", "amount=100"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(card.kind, ErrorKind::Card);
+    assert_eq!(card.admin_message(), "The card was declined (insufficient funds).");
+    let auth = transport
+        .send(RequestBuilder::new(StripeMethod::Get, "/balance"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(auth.kind, ErrorKind::Authentication);
+    assert!(!auth.to_string().contains("sk_test"), "{auth}");
+    let missing = transport
+        .retrieve(tally::webhooks::projection::Resource::Customer, "cus_x")
+        .await
+        .unwrap_err();
+    assert_eq!(missing.kind, ErrorKind::NotFound);
+    assert_eq!(missing.request_id.as_deref(), Some("req_4"));
+    assert_eq!(s.seen.lock().unwrap().len(), 4, "none of them was retried");
+}
+
+#[tokio::test]
+async fn retries_give_up_after_the_last_attempt() {
+    let s = stand_in(vec![
+        (503, vec![], api_error("down")),
+        (503, vec![], api_error("down")),
+        (503, vec![], api_error("down")),
+    ])
+    .await;
+    let error = client(&s.base, fast_retries(3))
+        .send(RequestBuilder::new(StripeMethod::Get, "/charges/ch_1"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(s.seen.lock().unwrap().len(), 3);
+    assert_eq!(error.kind, ErrorKind::Api);
+    assert!(error.is_transient());
+}
+
+#[tokio::test]
+async fn connection_errors_are_retried_and_then_reported() {
+    // A port nobody listens on.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let started = Instant::now();
+    let error = client(&base, fast_retries(3))
+        .send(RequestBuilder::new(StripeMethod::Get, "/customers"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Connection);
+    assert!(
+        started.elapsed() >= Duration::from_millis(60),
+        "it backed off between attempts"
+    );
+    assert_eq!(
+        error.admin_message(),
+        "Could not reach Stripe; check the network and try again."
+    );
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let s = stand_in(vec![(
+        429,
+        vec![("retry-after", "1")],
+        json!({"error": {"type": "invalid_request_error"}}),
+    )])
+    .await;
+    let started = Instant::now();
+    client(
+        &s.base,
+        RetryPolicy {
+            max_attempts: 2,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_secs(2),
+        },
+    )
+    .send(RequestBuilder::new(StripeMethod::Get, "/customers"), None)
+    .await
+    .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
+}
