@@ -1,4 +1,4 @@
-//! The command line: `tally [serve]`, `tally migrate`.
+//! The command line: `tally [serve]`, `migrate`, `create-admin`, `sync`, `reconcile`, `drift`.
 //!
 //! Every failure at start becomes one line on stderr naming what is wrong, and exit code 1.
 
@@ -44,6 +44,18 @@ enum Command {
         #[arg(long)]
         restart: bool,
     },
+    /// List Stripe's events of the last days and apply any that Tally missed.
+    Reconcile {
+        /// How many days back (1-30; default RECONCILE_DAYS, 3).
+        #[arg(long)]
+        days: Option<u32>,
+    },
+    /// Compare local data with Stripe's, per type; exits with 2 when they differ (for cron).
+    Drift {
+        /// Only these types, comma-separated (as for sync).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+    },
     /// Create an admin. The password is read from standard input (or asked for on a terminal),
     /// never from the command line, where other users could see it.
     CreateAdmin {
@@ -64,7 +76,7 @@ pub fn main() -> ExitCode {
         }
     };
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(message) => {
             eprintln!("tally: {message}");
             ExitCode::from(1)
@@ -72,7 +84,8 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<(), String> {
+/// Exit code 0, or 2 for `tally drift` when it found drift; errors exit 1.
+fn run(cli: Cli) -> Result<u8, String> {
     let config = Config::from_env().map_err(|e| e.to_string())?;
     crate::telemetry::init(config.log_format)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -81,10 +94,12 @@ fn run(cli: Cli) -> Result<(), String> {
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async move {
         match cli.command.unwrap_or(Command::Serve { demo: false }) {
-            Command::Serve { demo } => serve(config, &cli.site_config, demo).await,
-            Command::Migrate => migrate(config).await,
-            Command::CreateAdmin { email, role } => create_admin(config, &email, &role).await,
-            Command::Sync { since, only, restart } => sync(config, since, only, restart).await,
+            Command::Serve { demo } => serve(config, &cli.site_config, demo).await.map(|_| 0),
+            Command::Migrate => migrate(config).await.map(|_| 0),
+            Command::CreateAdmin { email, role } => create_admin(config, &email, &role).await.map(|_| 0),
+            Command::Sync { since, only, restart } => sync(config, since, only, restart).await.map(|_| 0),
+            Command::Reconcile { days } => reconcile(config, days).await.map(|_| 0),
+            Command::Drift { only } => drift(config, only).await,
         }
     })
 }
@@ -205,8 +220,68 @@ async fn create_demo_owner(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
+fn parse_types(only: &[String]) -> Result<Vec<crate::webhooks::projection::Resource>, String> {
+    only.iter()
+        .map(|name| crate::sync::parse_resource(name).ok_or_else(|| format!("--only: unknown type {name:?}")))
+        .collect()
+}
+
+/// The database and the Stripe client for a job run from the command line.
+async fn job_context(config: Config, what: &str) -> Result<crate::sync::background::JobContext, String> {
+    if config.stripe_key.is_none() {
+        return Err(format!("Stripe is not configured: set STRIPE_SECRET_KEY to run {what}"));
+    }
+    let stripe = crate::stripe::from_config(&config).map_err(|e| e.to_string())?;
+    let db = connect_migrated(&config).await?;
+    Ok(crate::sync::background::JobContext {
+        db,
+        stripe,
+        config: std::sync::Arc::new(config),
+        events: Default::default(),
+    })
+}
+
+async fn audit_cli(db: &Db, action: &'static str, ok: bool) {
+    let entry = crate::db::audit::NewEntry {
+        action,
+        outcome: if ok { "success" } else { "failure" },
+        detail: Some("from the command line".into()),
+        ..Default::default()
+    };
+    if let Err(e) = crate::db::audit::record(db, entry).await {
+        tracing::warn!(error = %e, "could not record the run in the audit log");
+    }
+}
+
+/// One progress line per type: a bar when an earlier run tells how many objects to expect.
+fn progress_line(p: &crate::sync::Progress, expected: i64) -> String {
+    const WIDTH: usize = 24;
+    let bar = if p.done {
+        "#".repeat(WIDTH)
+    } else if expected > 0 {
+        let filled = ((p.fetched.min(expected) * WIDTH as i64) / expected) as usize;
+        format!("{}{}", "#".repeat(filled), ".".repeat(WIDTH - filled))
+    } else {
+        format!("{:.<WIDTH$}", "?")
+    };
+    let eta = match (p.done, expected > p.fetched && p.rate > 0) {
+        (true, _) => "done".to_string(),
+        (false, true) => format!("ETA {}s", (expected - p.fetched) / p.rate),
+        (false, false) => "ETA ?".to_string(),
+    };
+    format!(
+        "{:<18} [{bar}] {:>8} fetched {:>8} applied {:>6}/s  {eta}",
+        p.resource.table(),
+        p.fetched,
+        p.applied,
+        p.rate
+    )
+}
+
 async fn sync(config: Config, since: Option<String>, only: Vec<String>, restart: bool) -> Result<(), String> {
-    use crate::sync::{parse_resource, SyncOptions};
+    use std::io::{IsTerminal, Write};
+
+    use crate::sync::SyncOptions;
     let since = match since {
         None => None,
         Some(day) => Some(
@@ -217,40 +292,128 @@ async fn sync(config: Config, since: Option<String>, only: Vec<String>, restart:
                 .ok_or("--since must be a date such as 2024-01-31")?,
         ),
     };
-    let only = only
-        .iter()
-        .map(|name| parse_resource(name).ok_or_else(|| format!("--only: unknown type {name:?}")))
-        .collect::<Result<Vec<_>, _>>()?;
-    if config.stripe_key.is_none() {
-        return Err("Stripe is not configured: set STRIPE_SECRET_KEY to run a backfill".into());
+    let only = parse_types(&only)?;
+    let ctx = job_context(config, "a backfill").await?;
+    // What Tally already holds is the best guess at what Stripe will list.
+    let mut expected = std::collections::HashMap::new();
+    for resource in crate::sync::ORDER {
+        let known: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {}", resource.table()))
+            .fetch_one(ctx.db.reader())
+            .await
+            .unwrap_or(0);
+        expected.insert(resource, known);
     }
-    let stripe = crate::stripe::from_config(&config).map_err(|e| e.to_string())?;
-    let db = connect_migrated(&config).await?;
+    let terminal = std::io::stderr().is_terminal();
     let options = SyncOptions { since, only, restart };
-    let result = crate::sync::run(&db, stripe.as_ref(), &options, |p| {
-        println!(
-            "{:<18} {:>8} fetched {:>8} applied {:>6}/s{}",
-            p.resource.table(),
-            p.fetched,
-            p.applied,
-            p.rate,
-            if p.done { "  done" } else { "" }
-        );
+    let job = crate::sync::background::Job::Sync(options);
+    let result = crate::sync::background::run_with(&ctx, job, crate::sync::jobs::Trigger::Cli, |p| {
+        let line = progress_line(p, expected.get(&p.resource).copied().unwrap_or(0));
+        if terminal {
+            // Redraw the type's line in place; a finished type keeps its line.
+            eprint!("\r{line}{}", if p.done { "\n" } else { "" });
+            let _ = std::io::stderr().flush();
+        } else {
+            eprintln!("{line}");
+        }
     })
     .await;
-    let outcome = if result.is_ok() { "success" } else { "failure" };
-    let entry = crate::db::audit::NewEntry {
-        action: "sync",
-        outcome,
-        detail: Some("from the command line".into()),
-        ..Default::default()
-    };
-    if let Err(e) = crate::db::audit::record(&db, entry).await {
-        tracing::warn!(error = %e, "could not record the sync in the audit log");
-    }
-    db.close().await;
-    let summary = result.map_err(|e| format!("sync stopped: {e} (run tally sync again to resume)"))?;
-    let total: i64 = summary.iter().map(|p| p.fetched).sum();
+    audit_cli(&ctx.db, "sync", result.is_ok()).await;
+    ctx.db.close().await;
+    let outcome = result.map_err(|e| format!("sync stopped: {e} (run tally sync again to resume)"))?;
+    let total: i64 = outcome.summary["types"]
+        .as_array()
+        .map(|types| types.iter().filter_map(|t| t["fetched"].as_i64()).sum())
+        .unwrap_or(0);
     println!("sync complete: {total} objects fetched");
     Ok(())
+}
+
+async fn reconcile(config: Config, days: Option<u32>) -> Result<(), String> {
+    let days = days.unwrap_or(config.reconcile.days);
+    if !(1..=crate::sync::reconcile::MAX_DAYS).contains(&days) {
+        return Err("--days must be from 1 to 30 (Stripe keeps events for 30 days)".into());
+    }
+    let ctx = job_context(config, "a reconciliation").await?;
+    let job = crate::sync::background::Job::Reconcile { days };
+    let result = crate::sync::background::run(&ctx, job, crate::sync::jobs::Trigger::Cli).await;
+    audit_cli(&ctx.db, "reconcile", result.is_ok()).await;
+    let outcome = result.map_err(|e| format!("reconciliation stopped: {e}"));
+    let applied = if outcome.is_ok() {
+        // Apply what was found now, rather than waiting for a server's worker.
+        apply_pending(&ctx).await
+    } else {
+        Ok(0)
+    };
+    ctx.db.close().await;
+    let outcome = outcome?;
+    println!(
+        "reconciliation over {} days: {} events listed, {} missing (stored; {} applied now)",
+        days,
+        outcome.summary["listed"].as_i64().unwrap_or(0),
+        outcome.summary["missing"].as_i64().unwrap_or(0),
+        applied?
+    );
+    Ok(())
+}
+
+/// Runs the webhook worker until the inbox has nothing due.
+async fn apply_pending(ctx: &crate::sync::background::JobContext) -> Result<usize, String> {
+    let worker = crate::webhooks::worker::Worker {
+        db: ctx.db.clone(),
+        wake: ctx.events.clone(),
+        max_attempts: ctx.config.webhooks.max_attempts,
+        refetch: ctx.config.webhooks.refetch.then(|| ctx.stripe.clone()),
+    };
+    let mut total = 0;
+    loop {
+        let n = worker.run_once().await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n;
+    }
+}
+
+async fn drift(config: Config, only: Vec<String>) -> Result<u8, String> {
+    let only = parse_types(&only)?;
+    let ctx = job_context(config, "a drift check").await?;
+    let job = crate::sync::background::Job::Drift { only };
+    let result = crate::sync::background::run(&ctx, job, crate::sync::jobs::Trigger::Cli).await;
+    audit_cli(&ctx.db, "drift", result.is_ok()).await;
+    ctx.db.close().await;
+    let outcome = result.map_err(|e| format!("drift check stopped: {e}"))?;
+    let report: crate::sync::drift::DriftReport =
+        serde_json::from_value(outcome.summary).map_err(|e| format!("unreadable drift report: {e}"))?;
+    println!(
+        "{:<18} {:>9} {:>9} {:>8} {:>9} {:>8}",
+        "type", "stripe", "tally", "missing", "not-there", "changed"
+    );
+    for t in &report.types {
+        println!(
+            "{:<18} {:>9} {:>9} {:>8} {:>9} {:>8}",
+            t.resource, t.at_stripe, t.here, t.missing_here, t.not_at_stripe, t.changed
+        );
+    }
+    for d in &report.differences {
+        use crate::sync::drift::DiffKind;
+        match d.kind {
+            DiffKind::MissingHere => println!("missing here   {} {}", d.resource, d.id),
+            DiffKind::NotAtStripe => println!("not at Stripe  {} {}", d.resource, d.id),
+            DiffKind::Changed => println!(
+                "changed        {} {} {}: tally {} / stripe {}",
+                d.resource,
+                d.id,
+                d.field.as_deref().unwrap_or("?"),
+                d.here.as_deref().unwrap_or("null"),
+                d.stripe.as_deref().unwrap_or("null")
+            ),
+        }
+    }
+    if report.has_drift() {
+        println!("drift: {} differences", report.total_differences);
+        Ok(2)
+    } else {
+        println!("no drift");
+        Ok(0)
+    }
 }

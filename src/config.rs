@@ -232,6 +232,25 @@ pub struct Config {
     pub log_format: LogFormat,
     pub auth: AuthSettings,
     pub webhooks: WebhookSettings,
+    pub reconcile: ReconcileSettings,
+}
+
+/// Scheduled reconciliation against Stripe's event list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReconcileSettings {
+    /// How often (`RECONCILE_INTERVAL`, default 1h; `off` disables the schedule).
+    pub interval: Option<Duration>,
+    /// How many days of events each run lists (`RECONCILE_DAYS`, 1–30, default 3).
+    pub days: u32,
+}
+
+impl Default for ReconcileSettings {
+    fn default() -> Self {
+        Self {
+            interval: Some(Duration::from_secs(3600)),
+            days: 3,
+        }
+    }
 }
 
 /// Webhook ingestion settings.
@@ -473,6 +492,23 @@ impl Config {
             },
         };
 
+        let reconcile_defaults = ReconcileSettings::default();
+        let reconcile = ReconcileSettings {
+            interval: match get("RECONCILE_INTERVAL").as_deref().map(str::trim) {
+                Some("off") | Some("0") => None,
+                Some(_) => Some(duration("RECONCILE_INTERVAL", Duration::ZERO)?),
+                None => reconcile_defaults.interval,
+            },
+            days: match get("RECONCILE_DAYS") {
+                Some(v) => v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=30).contains(n))
+                    .ok_or_else(|| err("RECONCILE_DAYS", "must be a number of days from 1 to 30".into()))?,
+                None => reconcile_defaults.days,
+            },
+        };
+
         Ok(Self {
             database_url,
             stripe_key,
@@ -485,6 +521,7 @@ impl Config {
             log_format,
             auth,
             webhooks,
+            reconcile,
         })
     }
 

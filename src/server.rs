@@ -217,10 +217,24 @@ pub async fn start(config: Config, leptos_options: LeptosOptions) -> Result<Runn
         events,
         stripe,
     };
+    let (state_db, state_stripe, state_config, state_events) = (
+        state.db.clone(),
+        state.stripe.clone(),
+        state.config.clone(),
+        state.events.clone(),
+    );
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let (tx, rx) = oneshot::channel::<()>();
     let cleanup = tokio::spawn(delete_expired_sessions(DbSessionStore::new(db.clone())));
     let worker = tokio::spawn(worker.run());
+    let reconcile = tokio::spawn(crate::sync::background::reconcile_on_schedule(
+        crate::sync::background::JobContext {
+            db: state_db.clone(),
+            stripe: state_stripe,
+            config: state_config,
+            events: state_events,
+        },
+    ));
     let task = tokio::spawn(async move {
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -229,6 +243,7 @@ pub async fn start(config: Config, leptos_options: LeptosOptions) -> Result<Runn
             .await;
         cleanup.abort();
         worker.abort();
+        reconcile.abort();
         result
     });
     Ok(RunningServer {

@@ -26,7 +26,9 @@ struct StandIn {
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
-async fn stand_in(script: Vec<(u16, Vec<(&'static str, &'static str)>, Value)>) -> StandIn {
+type Script = Vec<(u16, Vec<(&'static str, &'static str)>, Value)>;
+
+async fn stand_in(script: Script) -> StandIn {
     let script = Arc::new(Mutex::new(VecDeque::from(script)));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();

@@ -273,3 +273,256 @@ async fn the_client_side_rate_limit_is_respected() {
     assert!(per_second.len() >= 3, "12 requests at 4/s need at least three seconds");
     db.close().await;
 }
+
+/// A subscription with 250 items embeds only the first; the rest come from /v1/subscription_items.
+async fn nested_stand_in() -> (String, Arc<Mutex<Vec<String>>>) {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let seen = log.clone();
+    let item = |i: usize| {
+        json!({"id": format!("si_{i:03}"), "object": "subscription_item", "quantity": 1,
+        "price": {"id": "price_1", "object": "price", "currency": "usd", "unit_amount": 100 + i as i64,
+                  "recurring": {"interval": "month", "interval_count": 1, "usage_type": "licensed"}}})
+    };
+    let app = axum::Router::new()
+        .route(
+            "/v1/subscriptions",
+            get(move || async move {
+                axum::Json(json!({"object": "list", "has_more": false, "data": [{
+                    "id": "sub_big", "object": "subscription", "customer": "cus_1", "status": "active",
+                    "currency": "usd", "created": 1_700_000_000,
+                    "items": {"object": "list", "has_more": true, "data": [item(0)]}
+                }]}))
+            }),
+        )
+        .route(
+            "/v1/subscription_items",
+            get(move |Query(q): Query<HashMap<String, String>>| {
+                let log = log.clone();
+                async move {
+                    let mut keys: Vec<_> = q.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    keys.sort();
+                    log.lock().unwrap().push(keys.join("&"));
+                    let start = q
+                        .get("starting_after")
+                        .and_then(|a| a.strip_prefix("si_"))
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .map_or(0, |n| n + 1);
+                    let data: Vec<Value> = (start..250).take(100).map(item).collect();
+                    axum::Json(json!({"object": "list", "has_more": start + data.len() < 250, "data": data}))
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), seen)
+}
+
+both_backends!(nested_lists_are_fetched_past_their_first_page, |backend| async move {
+    let (base, seen) = nested_stand_in().await;
+    let (db, stripe, _keep) = setup(backend, &base).await;
+    let options = SyncOptions {
+        only: vec![tally::webhooks::projection::Resource::Subscription],
+        ..SyncOptions::default()
+    };
+    sync::run(&db, stripe.as_ref(), &options, |_| {}).await.unwrap();
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM subscription_items WHERE subscription_id = 'sub_big'"
+        )
+        .await,
+        250
+    );
+    assert_eq!(
+        count(&db, "SELECT CAST(SUM(unit_amount) AS BIGINT) FROM subscription_items").await,
+        (0..250).map(|i| 100 + i).sum::<i64>()
+    );
+    let requests = seen.lock().unwrap().clone();
+    assert_eq!(
+        requests,
+        [
+            "limit=100&subscription=sub_big",
+            "limit=100&starting_after=si_099&subscription=sub_big",
+            "limit=100&starting_after=si_199&subscription=sub_big"
+        ]
+    );
+});
+
+/// Stripe's event list: `evt_000` … `evt_149` (customer.created), newest first, 100 a page.
+async fn events_stand_in() -> (String, Arc<Mutex<Vec<String>>>) {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let seen = log.clone();
+    let app = axum::Router::new().route(
+        "/v1/events",
+        get(move |Query(q): Query<HashMap<String, String>>| {
+            let log = log.clone();
+            async move {
+                let mut keys: Vec<_> = q.keys().cloned().collect();
+                keys.sort();
+                log.lock().unwrap().push(keys.join("&"));
+                let all: Vec<usize> = (0..150).rev().collect();
+                let start = q
+                    .get("starting_after")
+                    .and_then(|a| all.iter().position(|i| format!("evt_{i:03}") == *a))
+                    .map_or(0, |p| p + 1);
+                let data: Vec<Value> = all[start..]
+                    .iter()
+                    .take(100)
+                    .map(|i| {
+                        json!({"id": format!("evt_{i:03}"), "object": "event", "type": "customer.created",
+                               "created": 1_700_000_000 + *i as i64, "livemode": false, "api_version": "2026-09-30.endive",
+                               "data": {"object": customer(*i)}})
+                    })
+                    .collect();
+                axum::Json(json!({"object": "list", "has_more": start + data.len() < all.len(), "data": data}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), seen)
+}
+
+both_backends!(
+    reconciliation_ingests_exactly_the_missing_events,
+    |backend| async move {
+        use tally::webhooks::inbox::{self, IncomingEvent, Source};
+        let (base, seen) = events_stand_in().await;
+        let (db, stripe, _keep) = setup(backend, &base).await;
+        // The inbox already has every even-numbered event; 75 are missing.
+        for i in (0..150).step_by(2) {
+            let event = json!({"id": format!("evt_{i:03}"), "object": "event", "type": "customer.created",
+                           "created": 1_700_000_000 + i as i64, "livemode": false, "data": {"object": customer(i)}});
+            let parsed = IncomingEvent::parse(&event.to_string()).unwrap();
+            assert!(inbox::store(&db, &parsed, Source::Webhook, Some(false)).await.unwrap());
+        }
+        let report = sync::reconcile::run(&db, stripe.as_ref(), 7, Some(false), |_| {})
+            .await
+            .unwrap();
+        assert_eq!(report.listed, 150);
+        assert_eq!(report.missing, 75);
+        assert!(report
+            .missing_ids
+            .iter()
+            .all(|id| id[4..].parse::<usize>().unwrap() % 2 == 1));
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM stripe_events").await, 150);
+        assert_eq!(
+            count(
+                &db,
+                "SELECT COUNT(*) FROM stripe_events WHERE source = 'reconcile' AND status = 'pending'"
+            )
+            .await,
+            75
+        );
+        assert_eq!(
+            *seen.lock().unwrap(),
+            ["created[gte]&limit", "created[gte]&limit&starting_after"]
+        );
+        // A second run finds nothing missing.
+        let again = sync::reconcile::run(&db, stripe.as_ref(), 7, Some(false), |_| {})
+            .await
+            .unwrap();
+        assert_eq!((again.listed, again.missing), (150, 0));
+        // The worker applies them like webhooks.
+        let worker = tally::webhooks::worker::Worker {
+            db: db.clone(),
+            wake: Default::default(),
+            max_attempts: 3,
+            refetch: None,
+        };
+        while worker.run_once().await.unwrap() > 0 {}
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM customers").await, 150);
+    }
+);
+
+/// Stripe has three customers and two charges.
+async fn drift_stand_in() -> String {
+    let app = axum::Router::new().route(
+        "/v1/{resource}",
+        get(|Path(resource): Path<String>| async move {
+            let data = match resource.as_str() {
+                "customers" => (0..3).map(customer).collect(),
+                "charges" => vec![
+                    json!({"id": "ch_1", "object": "charge", "amount": 5000, "amount_refunded": 0, "currency": "usd",
+                           "status": "succeeded", "customer": "cus_000", "created": 1_700_000_100}),
+                    json!({"id": "ch_2", "object": "charge", "amount": 700, "amount_refunded": 700, "currency": "jpy",
+                           "status": "succeeded", "customer": "cus_001", "created": 1_700_000_200}),
+                ],
+                _ => vec![],
+            };
+            axum::Json(json!({"object": "list", "has_more": false, "data": data}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+both_backends!(
+    drift_is_reported_for_changed_rows_and_not_for_identical_data,
+    |backend| async move {
+        use tally::sync::drift::{self, DiffKind};
+        use tally::webhooks::projection::Resource;
+        let base = drift_stand_in().await;
+        let (db, stripe, _keep) = setup(backend, &base).await;
+        let only = [Resource::Customer, Resource::Charge];
+        sync::run(
+            &db,
+            stripe.as_ref(),
+            &SyncOptions {
+                only: only.to_vec(),
+                ..Default::default()
+            },
+            |_| {},
+        )
+        .await
+        .unwrap();
+        let clean = drift::run(&db, stripe.as_ref(), &only, |_| {}).await.unwrap();
+        assert!(!clean.has_drift(), "{:?}", clean.differences);
+        assert_eq!(clean.types.len(), 2);
+        assert_eq!((clean.types[0].at_stripe, clean.types[0].here), (3, 3));
+
+        // A refund Tally missed, a customer Stripe deleted, a customer Tally lacks.
+        sqlx::query("UPDATE charges SET amount_refunded = 1200 WHERE id = 'ch_1'")
+            .execute(db.writer())
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM customers WHERE id = 'cus_002'")
+            .execute(db.writer())
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO customers (id, raw, livemode, created, version_at, version_event, email) \
+         VALUES ('cus_gone', '{}', 0, 1700000000, 1, 'evt_x', 'gone@example.com')",
+        )
+        .execute(db.writer())
+        .await
+        .unwrap();
+        let report = drift::run(&db, stripe.as_ref(), &only, |_| {}).await.unwrap();
+        assert!(report.has_drift());
+        assert_eq!(report.total_differences, 3, "{:?}", report.differences);
+        let changed = report.differences.iter().find(|d| d.kind == DiffKind::Changed).unwrap();
+        assert_eq!(
+            (
+                changed.id.as_str(),
+                changed.field.as_deref(),
+                changed.here.as_deref(),
+                changed.stripe.as_deref()
+            ),
+            ("ch_1", Some("amount_refunded"), Some("1200"), Some("0"))
+        );
+        assert!(report
+            .differences
+            .iter()
+            .any(|d| d.kind == DiffKind::MissingHere && d.id == "cus_002"));
+        assert!(report
+            .differences
+            .iter()
+            .any(|d| d.kind == DiffKind::NotAtStripe && d.id == "cus_gone"));
+        let charges = report.types.iter().find(|t| t.resource == "charges").unwrap();
+        assert_eq!((charges.at_stripe, charges.here, charges.changed), (2, 2, 1));
+    }
+);

@@ -58,15 +58,15 @@ pub struct StripeApiError {
     /// The HTTP status, when Stripe answered.
     pub status: Option<u16>,
     /// Stripe's error code (`resource_missing`, `card_declined`, …).
-    pub code: Option<String>,
+    pub code: Option<Box<str>>,
     /// For declined cards: why (`insufficient_funds`, …).
-    pub decline_code: Option<String>,
+    pub decline_code: Option<Box<str>>,
     /// The parameter Stripe objected to.
-    pub param: Option<String>,
+    pub param: Option<Box<str>>,
     /// Stripe's message (never shown for authentication errors).
-    pub message: Option<String>,
+    pub message: Option<Box<str>>,
     /// Stripe's `Request-Id`, for the audit log and for Stripe support.
-    pub request_id: Option<String>,
+    pub request_id: Option<Box<str>>,
 }
 
 impl StripeApiError {
@@ -92,14 +92,14 @@ impl StripeApiError {
 
     pub fn connection(detail: impl Into<String>) -> Self {
         Self {
-            message: Some(detail.into()),
+            message: Some(detail.into().into_boxed_str()),
             ..Self::new(ErrorKind::Connection)
         }
     }
 
     pub fn unexpected(detail: impl Into<String>) -> Self {
         Self {
-            message: Some(detail.into()),
+            message: Some(detail.into().into_boxed_str()),
             ..Self::new(ErrorKind::Unexpected)
         }
     }
@@ -110,7 +110,7 @@ impl StripeApiError {
             .ok()
             .and_then(|v| v.get("error").cloned())
             .unwrap_or(Value::Null);
-        let text = |key: &str| error.get(key).and_then(Value::as_str).map(str::to_string);
+        let text = |key: &str| error.get(key).and_then(Value::as_str).map(Box::from);
         let kind = match (status, text("type").as_deref()) {
             (401, _) => ErrorKind::Authentication,
             (403, _) => ErrorKind::Permission,
@@ -133,7 +133,7 @@ impl StripeApiError {
             } else {
                 text("message")
             },
-            request_id,
+            request_id: request_id.map(String::into_boxed_str),
         }
     }
 

@@ -89,6 +89,54 @@ pub trait StripeApi: Send + Sync + fmt::Debug {
     }
 }
 
+/// Stripe embeds only the first page of some lists (a subscription's items, a charge's refunds).
+/// When the embedded list says there is more, this fetches the whole list and puts it in place, so
+/// projection sees every entry. Returns how many requests it made.
+pub async fn complete_nested_lists(
+    api: &dyn StripeApi,
+    resource: Resource,
+    object: &mut Value,
+) -> Result<usize, StripeApiError> {
+    let (field, path, filter) = match resource {
+        Resource::Subscription => ("items", "/subscription_items", "subscription"),
+        Resource::Charge => ("refunds", "/refunds", "charge"),
+        _ => return Ok(0),
+    };
+    let more = object
+        .get(field)
+        .and_then(|list| list.get("has_more"))
+        .and_then(Value::as_bool)
+        == Some(true);
+    let Some(id) = object.get("id").and_then(Value::as_str).filter(|id| valid_id(id)) else {
+        return Ok(0);
+    };
+    if !more {
+        return Ok(0);
+    }
+    let filters = [(filter.to_string(), id.to_string())];
+    let mut all = Vec::new();
+    let mut requests = 0;
+    loop {
+        let after = all
+            .last()
+            .and_then(|o: &Value| o.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let page = api.list_path(path, &filters, after.as_deref()).await?;
+        requests += 1;
+        let done = !page.has_more || page.data.is_empty();
+        all.extend(page.data);
+        if done {
+            break;
+        }
+    }
+    if let Some(list) = object.get_mut(field).and_then(Value::as_object_mut) {
+        list.insert("data".into(), Value::Array(all));
+        list.insert("has_more".into(), Value::Bool(false));
+    }
+    Ok(requests)
+}
+
 /// The query string of a list request: 100 a page, the filters, and the cursor when it is an id.
 fn list_query(filters: &[(String, String)], starting_after: Option<&str>) -> String {
     let mut query = String::from("limit=100");

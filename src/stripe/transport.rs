@@ -195,7 +195,7 @@ impl Transport {
                 Attempt::Retry { error, wait } => (error, wait),
             };
             if attempt >= self.retry.max_attempts {
-                tracing::warn!(method = %method, path = %request.path, attempts = attempt, kind = error.kind.as_str(), request_id = ?error.request_id, "Stripe request failed");
+                tracing::warn!(method = %method, path = %request.path, attempts = attempt, kind = error.kind.as_str(), request_id = error.request_id.as_deref(), "Stripe request failed");
                 return Err(error);
             }
             let backoff = self.retry.delay(attempt, random_unit());
@@ -262,7 +262,7 @@ impl Transport {
                     idempotency_key: None,
                 }),
                 Err(e) => Attempt::Fail(StripeApiError {
-                    request_id,
+                    request_id: request_id.map(String::into_boxed_str),
                     ..StripeApiError::unexpected(format!("the answer is not JSON: {e}"))
                 }),
             };

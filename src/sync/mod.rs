@@ -3,6 +3,11 @@
 //! version, so it replaces older webhook data and loses to webhooks about later changes, whichever
 //! arrives first. Progress is committed with each page, so a killed sync resumes where it stopped.
 
+pub mod background;
+pub mod drift;
+pub mod jobs;
+pub mod reconcile;
+
 use std::time::Instant;
 
 use sqlx::Row;
@@ -151,7 +156,10 @@ pub async fn run(
         let started = Instant::now();
         let fetched_before = state.fetched;
         while !state.done {
-            let page = stripe.list(resource, state.cursor.as_deref(), since).await?;
+            let mut page = stripe.list(resource, state.cursor.as_deref(), since).await?;
+            for object in &mut page.data {
+                crate::stripe::complete_nested_lists(stripe, resource, object).await?;
+            }
             let fetched_at = now_unix();
             let version = Version {
                 at: fetched_at,
@@ -203,4 +211,61 @@ pub async fn run(
         }
     }
     Ok(summary)
+}
+
+/// Backfill progress of one type, for the Settings → Stripe sync page.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TypeProgress {
+    pub resource: String,
+    pub fetched: i64,
+    pub applied: i64,
+    pub done: bool,
+    /// Objects fetched per second since the run started.
+    pub rate: i64,
+    /// Rows of this type Tally already has; with a rate, an estimate of the time left.
+    pub known_rows: i64,
+    pub eta_secs: Option<i64>,
+    pub started_at: i64,
+    pub updated_at: i64,
+}
+
+/// The backfill's state per type (empty when no sync ever ran).
+pub async fn status(db: &Db) -> Result<Vec<TypeProgress>, SyncError> {
+    let rows = sqlx::query("SELECT resource, done, fetched, applied, started_at, updated_at FROM sync_state")
+        .fetch_all(db.reader())
+        .await?;
+    let mut out = Vec::new();
+    for resource in ORDER {
+        let Some(row) = rows
+            .iter()
+            .find(|r| r.try_get::<String, _>("resource").ok().as_deref() == Some(resource.table()))
+        else {
+            continue;
+        };
+        let fetched: i64 = row.try_get("fetched")?;
+        let done = row.try_get::<i64, _>("done")? != 0;
+        let started_at: i64 = row.try_get("started_at")?;
+        let updated_at: i64 = row.try_get("updated_at")?;
+        let known_rows: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {}", resource.table()))
+            .fetch_one(db.reader())
+            .await?;
+        let rate = if updated_at > started_at {
+            fetched / (updated_at - started_at)
+        } else {
+            fetched
+        };
+        let eta_secs = (!done && rate > 0 && known_rows > fetched).then(|| (known_rows - fetched) / rate);
+        out.push(TypeProgress {
+            resource: resource.table().to_string(),
+            fetched,
+            applied: row.try_get("applied")?,
+            done,
+            rate,
+            known_rows,
+            eta_secs,
+            started_at,
+            updated_at,
+        });
+    }
+    Ok(out)
 }

@@ -57,6 +57,8 @@ pub enum Source {
     Webhook,
     Backfill,
     Demo,
+    /// Found missing by reconciliation (`/v1/events`).
+    Reconcile,
 }
 
 impl Source {
@@ -65,6 +67,7 @@ impl Source {
             Source::Webhook => "webhook",
             Source::Backfill => "backfill",
             Source::Demo => "demo",
+            Source::Reconcile => "reconcile",
         }
     }
 }

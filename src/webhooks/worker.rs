@@ -197,7 +197,12 @@ async fn refetched(stripe: &dyn StripeApi, event_type: &str, object: Value) -> R
         return Ok(object);
     };
     match stripe.retrieve(resource, &id).await {
-        Ok(fresh) => Ok(fresh),
+        Ok(mut fresh) => {
+            crate::stripe::complete_nested_lists(stripe, resource, &mut fresh)
+                .await
+                .map_err(|e| format!("fetching the rest of {id}'s lists from Stripe failed: {e}"))?;
+            Ok(fresh)
+        }
         Err(e) if e.kind == ErrorKind::NotFound => Ok(object),
         Err(e) => Err(format!("refetching {id} from Stripe failed: {e}")),
     }

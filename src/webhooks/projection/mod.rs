@@ -98,7 +98,7 @@ pub enum ProjectionError {
 }
 
 /// The Stripe resources Tally projects.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Resource {
     Customer,
     PaymentMethod,
@@ -148,7 +148,7 @@ impl Resource {
         }
     }
 
-    fn columns(self, object: &Value) -> Vec<(&'static str, Col)> {
+    pub fn columns(self, object: &Value) -> Vec<(&'static str, Col)> {
         match self {
             Resource::Customer => customers::columns(object),
             Resource::PaymentMethod => payment_methods::columns(object),

@@ -1,0 +1,189 @@
+//! Runs backfill, reconciliation and drift checks as recorded jobs: from the CLI (in the
+//! foreground), from Settings (spawned in the server) and on the reconciliation schedule.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::jobs::{self, JobKind, Trigger};
+use super::{drift, reconcile, SyncError, SyncOptions};
+use crate::config::Config;
+use crate::db::Db;
+use crate::stripe::StripeApi;
+use crate::webhooks::projection::Resource;
+
+/// What a job needs.
+#[derive(Clone)]
+pub struct JobContext {
+    pub db: Db,
+    pub stripe: Arc<dyn StripeApi>,
+    pub config: Arc<Config>,
+    /// Woken when reconciliation stores events, so the worker applies them at once.
+    pub events: Arc<Notify>,
+}
+
+/// A job request.
+#[derive(Clone, Debug)]
+pub enum Job {
+    Sync(SyncOptions),
+    Reconcile { days: u32 },
+    Drift { only: Vec<Resource> },
+}
+
+impl Job {
+    pub fn kind(&self) -> JobKind {
+        match self {
+            Job::Sync(_) => JobKind::Sync,
+            Job::Reconcile { .. } => JobKind::Reconcile,
+            Job::Drift { .. } => JobKind::Drift,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("a {0} run is already in progress")]
+    AlreadyRunning(&'static str),
+    #[error(transparent)]
+    Failed(#[from] SyncError),
+}
+
+impl From<crate::db::DbError> for JobError {
+    fn from(e: crate::db::DbError) -> Self {
+        JobError::Failed(SyncError::Db(e))
+    }
+}
+
+/// What a finished job found, as JSON for the `jobs` table, and whether the drift check found drift.
+pub struct Outcome {
+    pub summary: serde_json::Value,
+    pub drift: bool,
+}
+
+/// Records the job, runs it to the end (beating its heartbeat), and records the outcome.
+pub async fn run(ctx: &JobContext, job: Job, trigger: Trigger) -> Result<Outcome, JobError> {
+    run_with(ctx, job, trigger, |_| {}).await
+}
+
+/// As `run`, calling `on_sync_page` after every backfill page (the CLI draws its progress bars).
+pub async fn run_with(
+    ctx: &JobContext,
+    job: Job,
+    trigger: Trigger,
+    on_sync_page: impl FnMut(&super::Progress),
+) -> Result<Outcome, JobError> {
+    let kind = job.kind();
+    let Some(id) = jobs::start(&ctx.db, kind, &trigger).await? else {
+        return Err(JobError::AlreadyRunning(kind.as_str()));
+    };
+    let heartbeat = {
+        let (db, id) = (ctx.db.clone(), id.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                if let Err(e) = jobs::beat(&db, &id, None).await {
+                    tracing::warn!(error = %e, "could not record a job heartbeat");
+                }
+            }
+        })
+    };
+    let result = execute(ctx, job, on_sync_page).await;
+    heartbeat.abort();
+    match &result {
+        Ok(outcome) => {
+            let text = outcome.summary.to_string();
+            jobs::finish(&ctx.db, &id, Ok(&text)).await?;
+            tracing::info!(job = kind.as_str(), summary = %text, "job finished");
+        }
+        Err(e) => {
+            let text = e.to_string();
+            jobs::finish(&ctx.db, &id, Err(&text)).await?;
+            tracing::warn!(job = kind.as_str(), error = %text, "job failed");
+        }
+    }
+    result.map_err(JobError::Failed)
+}
+
+async fn execute(ctx: &JobContext, job: Job, on_sync_page: impl FnMut(&super::Progress)) -> Result<Outcome, SyncError> {
+    let stripe = ctx.stripe.as_ref();
+    match job {
+        Job::Sync(options) => {
+            let summary = super::run(&ctx.db, stripe, &options, on_sync_page).await?;
+            let types: Vec<_> = summary
+                .iter()
+                .map(
+                    |p| serde_json::json!({"resource": p.resource.table(), "fetched": p.fetched, "applied": p.applied}),
+                )
+                .collect();
+            Ok(Outcome {
+                summary: serde_json::json!({ "types": types }),
+                drift: false,
+            })
+        }
+        Job::Reconcile { days } => {
+            let expected_livemode = ctx.config.stripe_mode().map(|m| m.is_live());
+            let report = reconcile::run(&ctx.db, stripe, days, expected_livemode, |r| {
+                if r.missing > 0 {
+                    ctx.events.notify_one();
+                }
+            })
+            .await?;
+            Ok(Outcome {
+                summary: serde_json::to_value(&report).unwrap_or_default(),
+                drift: false,
+            })
+        }
+        Job::Drift { only } => {
+            let report = drift::run(&ctx.db, stripe, &only, |_| {}).await?;
+            Ok(Outcome {
+                drift: report.has_drift(),
+                summary: serde_json::to_value(&report).unwrap_or_default(),
+            })
+        }
+    }
+}
+
+/// Starts a job in the background (for Settings); errors only if one of its kind is running.
+/// The job's id is not returned: the page shows the latest run of each kind.
+pub async fn spawn(ctx: JobContext, job: Job, admin_email: String) -> Result<(), JobError> {
+    // Claim first, so the admin hears at once when a run is already in progress.
+    let kind = job.kind();
+    let running: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = $1 AND status = 'running' AND heartbeat_at >= $2")
+            .bind(kind.as_str())
+            .bind(crate::db::now_unix() - jobs::STALE_AFTER_SECS)
+            .fetch_one(ctx.db.reader())
+            .await
+            .map_err(|e| JobError::Failed(SyncError::from(e)))?;
+    if running > 0 {
+        return Err(JobError::AlreadyRunning(kind.as_str()));
+    }
+    tokio::spawn(async move {
+        if let Err(e) = run(&ctx, job, Trigger::Admin(admin_email)).await {
+            tracing::warn!(error = %e, "background job did not complete");
+        }
+    });
+    Ok(())
+}
+
+/// Reconciles on the configured schedule, forever (the server aborts it at shutdown).
+pub async fn reconcile_on_schedule(ctx: JobContext) {
+    let Some(every) = ctx.config.reconcile.interval else {
+        return;
+    };
+    if ctx.config.stripe_key.is_none() {
+        tracing::info!("scheduled reconciliation is off: STRIPE_SECRET_KEY is not set");
+        return;
+    }
+    loop {
+        tokio::time::sleep(every).await;
+        let job = Job::Reconcile {
+            days: ctx.config.reconcile.days,
+        };
+        match run(&ctx, job, Trigger::Schedule).await {
+            Ok(_) | Err(JobError::AlreadyRunning(_)) => {}
+            Err(e) => tracing::warn!(error = %e, "scheduled reconciliation failed; it runs again next time"),
+        }
+    }
+}

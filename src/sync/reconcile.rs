@@ -1,0 +1,94 @@
+//! Reconciliation: lists Stripe's events of the last days (Stripe keeps 30) and passes every one
+//! the inbox lacks through the normal inbox, so the worker applies it like a webhook. Catches what
+//! was missed while Tally was down longer than Stripe retries, or behind a broken endpoint.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::db::{now_unix, Db};
+use crate::stripe::StripeApi;
+use crate::webhooks::inbox::{self, IncomingEvent, Source};
+
+use super::SyncError;
+
+/// Stripe's event retention.
+pub const MAX_DAYS: u32 = 30;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconcileReport {
+    pub days: u32,
+    /// Events Stripe listed.
+    pub listed: i64,
+    /// Of those, how many the inbox lacked (now stored and queued).
+    pub missing: i64,
+    /// Ids of the missing events (the first 100).
+    pub missing_ids: Vec<String>,
+}
+
+/// Lists events created in the last `days` (1–30) and stores the missing ones. `expected_livemode`
+/// is the configured key's mode, as for webhooks.
+pub async fn run(
+    db: &Db,
+    stripe: &dyn StripeApi,
+    days: u32,
+    expected_livemode: Option<bool>,
+    mut progress: impl FnMut(&ReconcileReport),
+) -> Result<ReconcileReport, SyncError> {
+    let days = days.clamp(1, MAX_DAYS);
+    let since = now_unix() - i64::from(days) * 86_400;
+    let filters = [("created[gte]".to_string(), since.to_string())];
+    let mut report = ReconcileReport {
+        days,
+        ..Default::default()
+    };
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = stripe.list_path("/events", &filters, cursor.as_deref()).await?;
+        report.listed += page.data.len() as i64;
+        let ids: Vec<&str> = page.data.iter().filter_map(|e| e.get("id")?.as_str()).collect();
+        let known = known_ids(db, &ids).await?;
+        for event in &page.data {
+            let Some(id) = event.get("id").and_then(|v| v.as_str()) else {
+                continue;
+            };
+            if known.contains(id) {
+                continue;
+            }
+            let parsed = IncomingEvent::parse(&event.to_string()).map_err(|why| SyncError::Apply {
+                id: id.to_string(),
+                message: why.to_string(),
+            })?;
+            if inbox::store(db, &parsed, Source::Reconcile, expected_livemode).await? {
+                report.missing += 1;
+                if report.missing_ids.len() < 100 {
+                    report.missing_ids.push(id.to_string());
+                }
+                tracing::info!(event_id = id, event_type = %parsed.event_type, "reconciliation stored a missed event");
+            }
+        }
+        progress(&report);
+        cursor = ids.last().map(|s| s.to_string()).or(cursor);
+        if !page.has_more || page.data.is_empty() {
+            break;
+        }
+    }
+    Ok(report)
+}
+
+/// Which of these event ids the inbox already has.
+async fn known_ids(db: &Db, ids: &[&str]) -> Result<std::collections::HashSet<String>, SyncError> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+    let sql = format!("SELECT id FROM stripe_events WHERE id IN ({})", placeholders.join(", "));
+    let mut query = sqlx::query(&sql);
+    for id in ids {
+        query = query.bind(*id);
+    }
+    let rows = query.fetch_all(db.reader()).await?;
+    rows.iter()
+        .map(|r| r.try_get::<String, _>("id"))
+        .collect::<Result<_, _>>()
+        .map_err(SyncError::from)
+}
