@@ -16,6 +16,7 @@ use crate::pages::{
     payments::PaymentsPage,
     revenue::RevenuePage,
     settings::SettingsPage,
+    stripe_sync::StripeSyncPage,
     subscriptions::SubscriptionsPage,
     webhooks::{WebhookEventPage, WebhooksPage},
 };
@@ -69,6 +70,11 @@ pub fn App() -> impl IntoView {
                     <Route
                         path=(StaticSegment("settings"), StaticSegment("admins"))
                         view=AdminsPage
+                        ssr=SsrMode::Async
+                    />
+                    <Route
+                        path=(StaticSegment("settings"), StaticSegment("sync"))
+                        view=StripeSyncPage
                         ssr=SsrMode::Async
                     />
                     <Route

@@ -281,3 +281,69 @@ fn sync_without_a_key_says_stripe_is_not_configured() {
     let out = run(&[("STRIPE_SECRET_KEY", "sk_test_abc")], &["sync", "--only", "widgets"]);
     assert_one_line_failure(&out, &["--only", "widgets"]);
 }
+
+/// `tally sync`, then `tally drift`: exit 0 while the data match, 2 once a row differs (for cron).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_exits_with_2_when_local_data_differ_from_stripe() {
+    use axum::extract::Path as UrlPath;
+    let app = axum::Router::new().route(
+        "/v1/{resource}",
+        axum::routing::get(|UrlPath(resource): UrlPath<String>| async move {
+            let data = if resource == "customers" {
+                serde_json::json!([
+                    {"id": "cus_a", "object": "customer", "email": "a@example.com", "created": 1_700_000_000},
+                    {"id": "cus_b", "object": "customer", "email": "b@example.com", "created": 1_700_000_001}
+                ])
+            } else {
+                serde_json::json!([])
+            };
+            axum::Json(serde_json::json!({"object": "list", "has_more": false, "data": data}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("t.db").display());
+    let vars = [
+        ("DATABASE_URL", db.as_str()),
+        ("STRIPE_SECRET_KEY", "sk_test_51cli"),
+        ("STRIPE_API_BASE", base.as_str()),
+    ];
+    let exec = |args: &'static [&'static str]| {
+        let cmd = tally(dir.path(), &vars, args);
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let mut cmd = cmd;
+                cmd.output().unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let out = exec(&["sync", "--only", "customers"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("customers"),
+        "progress is shown"
+    );
+    let out = exec(&["drift", "--only", "customers"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no drift"));
+
+    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+    sqlx::query("UPDATE customers SET email = 'typo@example.com' WHERE id = 'cus_b'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let out = exec(&["drift", "--only", "customers"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("changed        customers cus_b email: tally typo@example.com / stripe b@example.com"),
+        "{stdout}"
+    );
+    let out = exec(&["reconcile", "--days", "31"]).await;
+    assert_one_line_failure(&out, &["--days", "30"]);
+}

@@ -5,6 +5,7 @@ pub mod admins;
 pub mod audit;
 pub mod auth;
 pub mod customers;
+pub mod stripe_sync;
 pub mod system;
 pub mod webhooks;
 

@@ -34,6 +34,5 @@ pub fn ErrorPage(errors: ArcRwSignal<Errors>) -> impl IntoView {
 
 /// Server function errors arrive as "error running server function: …"; keep only the message.
 fn clean_message(raw: &str) -> String {
-    let message = raw.rsplit_once(": ").map(|(_, m)| m).unwrap_or(raw);
-    message.to_string()
+    super::notice::error_text(raw)
 }

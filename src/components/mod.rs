@@ -3,6 +3,7 @@
 pub mod empty_state;
 pub mod error_page;
 pub mod layout;
+pub mod notice;
 pub mod query;
 pub mod settings_tabs;
 pub mod table;

@@ -1,3 +1,4 @@
 //! Pure types and logic shared by the server and the browser.
 
 pub mod money;
+pub mod sync_report;

@@ -99,7 +99,7 @@ pub fn AdminsPage() -> impl IntoView {
 }
 
 fn clean(raw: &str) -> String {
-    raw.rsplit_once(": ").map(|(_, m)| m).unwrap_or(raw).to_string()
+    crate::components::notice::error_text(raw)
 }
 
 #[component]

@@ -9,5 +9,6 @@ pub mod overview;
 pub mod payments;
 pub mod revenue;
 pub mod settings;
+pub mod stripe_sync;
 pub mod subscriptions;
 pub mod webhooks;

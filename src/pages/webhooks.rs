@@ -3,6 +3,8 @@
 
 use leptos::prelude::*;
 use leptos_meta::Title;
+
+use crate::components::notice::action_message;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use crate::api::webhooks::{get_event, list_events, EventList, EventRow, RequeueEvent};
@@ -132,19 +134,7 @@ pub fn WebhookEventPage() -> impl IntoView {
             <h1>"Webhook event"</h1>
             <a href="/webhooks">"← All events"</a>
         </div>
-        {move || {
-            requeue
-                .value()
-                .get()
-                .map(|r| match r {
-                    Ok(msg) => view! { <p class="notice" role="status">{msg}</p> }.into_any(),
-                    Err(e) => {
-                        let text = e.to_string();
-                        let msg = text.rsplit_once(": ").map(|(_, m)| m.to_string()).unwrap_or(text);
-                        view! { <p class="form-error" role="alert">{msg}</p> }.into_any()
-                    }
-                })
-        }}
+        {action_message(requeue)}
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 event

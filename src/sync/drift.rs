@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::db::{now_unix, Db};
@@ -13,6 +12,7 @@ use crate::stripe::StripeApi;
 use crate::webhooks::projection::{Col, Resource};
 
 use super::{SyncError, ORDER};
+pub use crate::domain::sync_report::{DiffKind, Difference, DriftReport, TypeSummary};
 
 /// The columns compared, where a type has them: what the figures and pages depend on.
 const COMPARED: [&str; 14] = [
@@ -34,51 +34,6 @@ const COMPARED: [&str; 14] = [
 
 /// At most this many differences are listed (all are counted).
 pub const MAX_LISTED: usize = 500;
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DiffKind {
-    /// At Stripe, not here.
-    MissingHere,
-    /// Here, but Stripe does not list it (deleted there, or from the other mode).
-    NotAtStripe,
-    /// Both have it; a field differs.
-    Changed,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Difference {
-    pub resource: String,
-    pub id: String,
-    pub kind: DiffKind,
-    /// For `Changed`: the field, and both values.
-    pub field: Option<String>,
-    pub here: Option<String>,
-    pub stripe: Option<String>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TypeSummary {
-    pub resource: String,
-    pub at_stripe: i64,
-    pub here: i64,
-    pub missing_here: i64,
-    pub not_at_stripe: i64,
-    pub changed: i64,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DriftReport {
-    pub checked_at: i64,
-    pub types: Vec<TypeSummary>,
-    pub differences: Vec<Difference>,
-    pub total_differences: i64,
-}
-
-impl DriftReport {
-    pub fn has_drift(&self) -> bool {
-        self.total_differences > 0
-    }
-}
 
 fn col_text(col: &Col) -> Option<String> {
     match col {

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::db::{now_unix, Db, DbError};
+pub use crate::domain::sync_report::JobRun;
 
 /// A running job whose heartbeat is older than this is taken as dead.
 pub const STALE_AFTER_SECS: i64 = 120;
@@ -32,19 +33,6 @@ pub enum Trigger {
     Cli,
     Admin(String),
     Schedule,
-}
-
-/// One run, as the Settings → Stripe sync page shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobRun {
-    pub id: String,
-    pub status: String,
-    pub trigger: String,
-    pub requested_by: Option<String>,
-    pub started_at: i64,
-    pub finished_at: Option<i64>,
-    pub summary: Option<String>,
-    pub error: Option<String>,
 }
 
 /// Starts a run unless one of the same kind is already running (then `Ok(None)`).

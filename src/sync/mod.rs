@@ -13,6 +13,7 @@ use std::time::Instant;
 use sqlx::Row;
 
 use crate::db::{now_unix, Db, DbError};
+pub use crate::domain::sync_report::TypeProgress;
 use crate::stripe::{StripeApi, StripeApiError};
 use crate::webhooks::projection::{self, Resource, Version};
 
@@ -211,22 +212,6 @@ pub async fn run(
         }
     }
     Ok(summary)
-}
-
-/// Backfill progress of one type, for the Settings → Stripe sync page.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct TypeProgress {
-    pub resource: String,
-    pub fetched: i64,
-    pub applied: i64,
-    pub done: bool,
-    /// Objects fetched per second since the run started.
-    pub rate: i64,
-    /// Rows of this type Tally already has; with a rate, an estimate of the time left.
-    pub known_rows: i64,
-    pub eta_secs: Option<i64>,
-    pub started_at: i64,
-    pub updated_at: i64,
 }
 
 /// The backfill's state per type (empty when no sync ever ran).

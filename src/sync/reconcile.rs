@@ -2,7 +2,6 @@
 //! the inbox lacks through the normal inbox, so the worker applies it like a webhook. Catches what
 //! was missed while Tally was down longer than Stripe retries, or behind a broken endpoint.
 
-use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::db::{now_unix, Db};
@@ -10,20 +9,10 @@ use crate::stripe::StripeApi;
 use crate::webhooks::inbox::{self, IncomingEvent, Source};
 
 use super::SyncError;
+pub use crate::domain::sync_report::ReconcileReport;
 
 /// Stripe's event retention.
 pub const MAX_DAYS: u32 = 30;
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReconcileReport {
-    pub days: u32,
-    /// Events Stripe listed.
-    pub listed: i64,
-    /// Of those, how many the inbox lacked (now stored and queued).
-    pub missing: i64,
-    /// Ids of the missing events (the first 100).
-    pub missing_ids: Vec<String>,
-}
 
 /// Lists events created in the last `days` (1–30) and stores the missing ones. `expected_livemode`
 /// is the configured key's mode, as for webhooks.

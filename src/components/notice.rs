@@ -1,0 +1,41 @@
+//! What an action said: a status line on success, an alert with the server's message on failure.
+
+use leptos::prelude::*;
+
+/// A server function's error as the admin should read it: the message alone, without the
+/// "error running server function" prefix (messages themselves may contain colons).
+pub fn error_text(raw: &str) -> String {
+    for prefix in ["error running server function: ", "error running server function:"] {
+        if let Some(rest) = raw.strip_prefix(prefix) {
+            return rest.trim().to_string();
+        }
+    }
+    raw.rsplit_once(": ").map(|(_, m)| m).unwrap_or(raw).to_string()
+}
+
+/// The outcome of the last submit of `action`, whose server function answers with a message.
+pub fn action_message<T>(action: ServerAction<T>) -> impl IntoView
+where
+    T: leptos::server_fn::ServerFn<Output = String, Error = ServerFnError> + Clone + Send + Sync + 'static,
+{
+    move || {
+        action.value().get().map(|r| match r {
+            Ok(msg) => view! { <p class="notice" role="status">{msg}</p> }.into_any(),
+            Err(e) => view! { <p class="form-error" role="alert">{error_text(&e.to_string())}</p> }.into_any(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    #[test]
+    fn keeps_colons_inside_the_message() {
+        assert_eq!(
+            error_text("error running server function: Stripe is not configured: set STRIPE_SECRET_KEY."),
+            "Stripe is not configured: set STRIPE_SECRET_KEY."
+        );
+        assert_eq!(error_text("x: Wrong password."), "Wrong password.");
+    }
+}

@@ -1,0 +1,89 @@
+//! What the backfill, reconciliation and drift jobs report, shared by the server and the
+//! Settings → Stripe sync page.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DiffKind {
+    /// At Stripe, not here.
+    MissingHere,
+    /// Here, but Stripe does not list it (deleted there, or from the other mode).
+    NotAtStripe,
+    /// Both have it; a field differs.
+    Changed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Difference {
+    pub resource: String,
+    pub id: String,
+    pub kind: DiffKind,
+    /// For `Changed`: the field, and both values.
+    pub field: Option<String>,
+    pub here: Option<String>,
+    pub stripe: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypeSummary {
+    pub resource: String,
+    pub at_stripe: i64,
+    pub here: i64,
+    pub missing_here: i64,
+    pub not_at_stripe: i64,
+    pub changed: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftReport {
+    pub checked_at: i64,
+    pub types: Vec<TypeSummary>,
+    pub differences: Vec<Difference>,
+    pub total_differences: i64,
+}
+
+impl DriftReport {
+    pub fn has_drift(&self) -> bool {
+        self.total_differences > 0
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconcileReport {
+    pub days: u32,
+    /// Events Stripe listed.
+    pub listed: i64,
+    /// Of those, how many the inbox lacked (now stored and queued).
+    pub missing: i64,
+    /// Ids of the missing events (the first 100).
+    pub missing_ids: Vec<String>,
+}
+
+/// One run, as the Settings → Stripe sync page shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRun {
+    pub id: String,
+    pub status: String,
+    pub trigger: String,
+    pub requested_by: Option<String>,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub summary: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Backfill progress of one type, for the Settings → Stripe sync page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypeProgress {
+    pub resource: String,
+    pub fetched: i64,
+    pub applied: i64,
+    pub done: bool,
+    /// Objects fetched per second since the run started.
+    pub rate: i64,
+    /// Rows of this type Tally already has; with a rate, an estimate of the time left.
+    pub known_rows: i64,
+    pub eta_secs: Option<i64>,
+    pub started_at: i64,
+    pub updated_at: i64,
+}

@@ -1,0 +1,200 @@
+//! Settings → Stripe sync: admins start a backfill, reconciliation and a drift check from the page;
+//! progress and results are read back; viewers may look but not start; everything is audited.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query};
+use axum::routing::get;
+use common::{TestApp, PASSWORD};
+use serde_json::{json, Value};
+use tally::auth::Role;
+
+/// Stripe with 120 customers (two pages, each answered after `delay_ms`) and two events.
+async fn stand_in(delay_ms: u64) -> String {
+    let app = axum::Router::new().route(
+        "/v1/{resource}",
+        get(
+            move |Path(resource): Path<String>, Query(q): Query<std::collections::HashMap<String, String>>| async move {
+                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                let (data, has_more): (Vec<Value>, bool) = match resource.as_str() {
+                    "customers" => {
+                        let start = q.get("starting_after").map_or(0, |_| 100);
+                        let data = (start..120.min(start + 100))
+                            .map(|i| json!({"id": format!("cus_{i:03}"), "object": "customer", "email": format!("c{i}@example.com"), "created": 1_700_000_000 + i}))
+                            .collect();
+                        (data, start == 0)
+                    }
+                    "events" => (
+                        vec![json!({"id": "evt_missed", "object": "event", "type": "customer.created", "created": 1_700_000_500,
+                                    "livemode": false, "data": {"object": {"id": "cus_new", "object": "customer", "email": "new@example.com"}}})],
+                        false,
+                    ),
+                    _ => (vec![], false),
+                };
+                axum::Json(json!({"object": "list", "data": data, "has_more": has_more}))
+            },
+        ),
+    );
+    let app = app.route(
+        "/v1/checkout/sessions",
+        get(|| async { axum::Json(json!({"object": "list", "data": [], "has_more": false})) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+async fn overview(app: &TestApp) -> Value {
+    let res = app.call(&app.client, "stripe-sync/overview", &[]).await;
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+/// Polls until the latest run of `key` (last_sync / last_drift) is no longer running.
+async fn wait_done(app: &TestApp, key: &str) -> Value {
+    for _ in 0..200 {
+        let o = overview(app).await;
+        if o[key]["status"].as_str().is_some_and(|s| s != "running") {
+            return o;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{key} did not finish");
+}
+
+both_backends!(
+    admins_sync_reconcile_and_check_drift_from_settings,
+    |backend| async move {
+        let base = stand_in(0).await;
+        let app = TestApp::spawn_with(
+            backend,
+            &[("STRIPE_SECRET_KEY", "sk_test_51page"), ("STRIPE_API_BASE", &base)],
+        )
+        .await;
+        let page = app.get("/settings/sync").await;
+        assert_eq!(page.status(), 200);
+        let html = page.text().await.unwrap();
+        assert!(
+            html.contains("Sync from Stripe") && html.contains("every 1h, over the last 3 days"),
+            "{html}"
+        );
+
+        let res = app
+            .call(&app.client, "stripe-sync/start", &[("types", "customers")])
+            .await;
+        assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+        let o = wait_done(&app, "last_sync").await;
+        assert_eq!(o["last_sync"]["status"], "done", "{o}");
+        assert_eq!(o["last_sync"]["requested_by"], common::OWNER_EMAIL);
+        let customers = o["types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["resource"] == "customers")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (
+                customers["fetched"].as_i64(),
+                customers["applied"].as_i64(),
+                customers["done"].as_bool()
+            ),
+            (Some(120), Some(120), Some(true))
+        );
+        let html = app.get("/settings/sync").await.text().await.unwrap();
+        assert!(
+            html.contains("sync-progress") && html.contains(">120<"),
+            "the progress table is rendered"
+        );
+
+        // Reconciliation stores the event the inbox lacked, and the worker applies it.
+        let res = app.call(&app.client, "stripe-sync/reconcile", &[("days", "5")]).await;
+        assert_eq!(res.status(), 200);
+        let mut found = false;
+        for _ in 0..200 {
+            let o = overview(&app).await;
+            let (run, report) = (&o["reconciliations"][0][0], &o["reconciliations"][0][1]);
+            if run["status"] == "done" {
+                assert_eq!(
+                    (
+                        report["days"].as_i64(),
+                        report["listed"].as_i64(),
+                        report["missing"].as_i64()
+                    ),
+                    (Some(5), Some(1), Some(1))
+                );
+                found = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(found, "reconciliation finished");
+        for _ in 0..100 {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM customers WHERE id = 'cus_new'")
+                .fetch_one(app.db().reader())
+                .await
+                .unwrap();
+            if n == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Drift: cus_new exists here only (Stripe's customer list lacks it).
+        let res = app.call(&app.client, "stripe-sync/drift", &[]).await;
+        assert_eq!(res.status(), 200);
+        let o = wait_done(&app, "last_drift").await;
+        assert_eq!(o["drift"]["total_differences"], 1, "{o}");
+        assert_eq!(o["drift"]["differences"][0]["id"], "cus_new");
+        assert_eq!(o["drift"]["differences"][0]["kind"], "NotAtStripe");
+        let html = app.get("/settings/sync").await.text().await.unwrap();
+        assert!(
+            html.contains("1 differences found") && html.contains("href=\"/customers/cus_new\""),
+            "{html}"
+        );
+
+        let actions: Vec<String> =
+            sqlx::query_scalar("SELECT action FROM audit_log WHERE action LIKE 'stripe.%' ORDER BY id")
+                .fetch_all(app.db().reader())
+                .await
+                .unwrap();
+        assert_eq!(actions, ["stripe.sync", "stripe.reconcile", "stripe.drift"]);
+        app.server.shutdown().await.unwrap();
+    }
+);
+
+both_backends!(
+    viewers_see_progress_but_cannot_start_and_runs_do_not_overlap,
+    |backend| async move {
+        let base = stand_in(400).await;
+        let app = TestApp::spawn_with(
+            backend,
+            &[("STRIPE_SECRET_KEY", "sk_test_51page"), ("STRIPE_API_BASE", &base)],
+        )
+        .await;
+        app.create_admin("viewer@example.com", Role::Viewer).await;
+        let viewer = app.logged_in("viewer@example.com").await;
+        let _ = PASSWORD;
+        assert_eq!(app.call(&viewer, "stripe-sync/start", &[]).await.status(), 403);
+        assert_eq!(app.call(&viewer, "stripe-sync/overview", &[]).await.status(), 200);
+
+        let first = app
+            .call(&app.client, "stripe-sync/start", &[("types", "customers")])
+            .await;
+        assert_eq!(first.status(), 200);
+        let second = app
+            .call(&app.client, "stripe-sync/start", &[("types", "customers")])
+            .await;
+        assert_eq!(second.status(), 500);
+        assert!(second.text().await.unwrap().contains("already in progress"));
+        let bad = app.call(&app.client, "stripe-sync/reconcile", &[("days", "45")]).await;
+        assert!(bad.text().await.unwrap().contains("from 1 to 30"));
+        let o = overview(&app).await;
+        assert_eq!(o["last_sync"]["status"], "running");
+        let o = wait_done(&app, "last_sync").await;
+        assert_eq!(o["last_sync"]["status"], "done");
+        app.server.shutdown().await.unwrap();
+    }
+);
