@@ -8,12 +8,15 @@ use leptos_router::{ParamSegment, SsrMode, StaticSegment};
 use crate::components::layout::Layout;
 use crate::pages::{
     admins::AdminsPage,
+    api_keys::ApiKeysPage,
     audit::AuditPageView,
     customers::{CustomerPage, CustomersPage},
     login::LoginPage,
     not_found::NotFound,
     overview::OverviewPage,
+    payment::PaymentPage,
     payments::PaymentsPage,
+    pricing::{CheckoutCancelPage, CheckoutSuccessPage, PricingPage},
     revenue::RevenuePage,
     settings::SettingsPage,
     stripe_sync::StripeSyncPage,
@@ -46,7 +49,10 @@ pub fn App() -> impl IntoView {
     // Scripts run only from this origin or with this response's nonce (set on the server).
     #[cfg(feature = "ssr")]
     if let (Some(nonce), Some(response)) = (use_nonce(), use_context::<leptos_axum::ResponseOptions>()) {
-        let csp = crate::auth::server::middleware::page_csp(&nonce.to_string());
+        let targets = use_context::<crate::state::AppState>()
+            .map(|state| crate::auth::server::middleware::form_targets(&state.config))
+            .unwrap_or_default();
+        let csp = crate::auth::server::middleware::page_csp(&nonce.to_string(), &targets);
         if let Ok(value) = axum::http::HeaderValue::from_str(&csp) {
             response.insert_header(axum::http::header::CONTENT_SECURITY_POLICY, value);
         }
@@ -83,6 +89,27 @@ pub fn App() -> impl IntoView {
                         ssr=SsrMode::Async
                     />
                     <Route path=StaticSegment("login") view=LoginPage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("pricing") view=PricingPage ssr=SsrMode::Async/>
+                    <Route
+                        path=(StaticSegment("checkout"), StaticSegment("success"))
+                        view=CheckoutSuccessPage
+                        ssr=SsrMode::Async
+                    />
+                    <Route
+                        path=(StaticSegment("checkout"), StaticSegment("cancel"))
+                        view=CheckoutCancelPage
+                        ssr=SsrMode::Async
+                    />
+                    <Route
+                        path=(StaticSegment("payments"), ParamSegment("id"))
+                        view=PaymentPage
+                        ssr=SsrMode::Async
+                    />
+                    <Route
+                        path=(StaticSegment("settings"), StaticSegment("api-keys"))
+                        view=ApiKeysPage
+                        ssr=SsrMode::Async
+                    />
                     <Route
                         path=(StaticSegment("customers"), ParamSegment("id"))
                         view=CustomerPage

@@ -220,6 +220,9 @@ pub struct Config {
     pub stripe_key: Option<StripeKey>,
     /// One or more signing secrets; several during a rotation.
     pub webhook_secrets: Vec<Secret>,
+    /// Signs customers' billing-portal links (`LINK_SECRET`, at least 32 characters). When unset,
+    /// a random one is generated once and kept in the database.
+    pub link_secret: Option<Secret>,
     pub stripe_api_base: Url,
     /// Requests per second Tally allows itself against Stripe's API (`STRIPE_MAX_REQUESTS_PER_SECOND`;
     /// default 20 in test mode and 80 in live mode, a little under Stripe's 25 and 100).
@@ -233,6 +236,8 @@ pub struct Config {
     pub auth: AuthSettings,
     pub webhooks: WebhookSettings,
     pub reconcile: ReconcileSettings,
+    /// Requests per second each payments-API key may make (`API_RATE_LIMIT`, default 10).
+    pub api_rate_limit: u32,
 }
 
 /// Scheduled reconciliation against Stripe's event list.
@@ -492,6 +497,11 @@ impl Config {
             },
         };
 
+        let link_secret = match get("LINK_SECRET") {
+            Some(v) if v.trim().len() >= 32 => Some(Secret::new(v.trim())),
+            Some(_) => return Err(err("LINK_SECRET", "must be at least 32 characters".into())),
+            None => None,
+        };
         let reconcile_defaults = ReconcileSettings::default();
         let reconcile = ReconcileSettings {
             interval: match get("RECONCILE_INTERVAL").as_deref().map(str::trim) {
@@ -509,10 +519,20 @@ impl Config {
             },
         };
 
+        let api_rate_limit = match get("API_RATE_LIMIT") {
+            Some(v) => v
+                .parse()
+                .ok()
+                .filter(|n| (1..=10_000).contains(n))
+                .ok_or_else(|| err("API_RATE_LIMIT", "must be a number of requests per second from 1 to 10000".into()))?,
+            None => 10,
+        };
+
         Ok(Self {
             database_url,
             stripe_key,
             webhook_secrets,
+            link_secret,
             stripe_api_base,
             stripe_rate_limit,
             stripe_retry,
@@ -522,6 +542,7 @@ impl Config {
             auth,
             webhooks,
             reconcile,
+            api_rate_limit,
         })
     }
 

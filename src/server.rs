@@ -76,6 +76,8 @@ pub fn router(state: AppState) -> Router {
                 crate::webhooks::handler::MAX_BODY_BYTES,
             )),
         )
+        .nest("/api/v1", crate::billing::api_v1::router())
+        .route("/billing/portal", get(crate::billing::portal_link::open))
         // Server functions answer POST only: none of them changes state on a GET.
         .route("/api/{*fn_name}", post(server_fn_handler))
         .leptos_routes_with_context(&state, routes, context.clone(), page_shell)
@@ -210,12 +212,24 @@ pub async fn start(config: Config, leptos_options: LeptosOptions) -> Result<Runn
         max_attempts: config.webhooks.max_attempts,
         refetch: config.webhooks.refetch.then(|| stripe.clone()),
     };
+    let link_secret = match &config.link_secret {
+        Some(secret) => secret.clone(),
+        None => crate::config::Secret::new(
+            crate::db::settings::get_or_create(&db, "link_secret", || {
+                format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+            })
+            .await?,
+        ),
+    };
+    let api_limiter = Arc::new(crate::billing::api_v1::KeyLimiter::new(config.api_rate_limit));
     let state = AppState {
         leptos_options,
         config: Arc::new(config),
         db: db.clone(),
         events,
         stripe,
+        link_secret: Arc::new(link_secret),
+        api_limiter,
     };
     let (state_db, state_stripe, state_config, state_events) = (
         state.db.clone(),

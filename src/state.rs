@@ -17,6 +17,10 @@ pub struct AppState {
     pub events: Arc<tokio::sync::Notify>,
     /// Stripe's API (or a stand-in in tests).
     pub stripe: Arc<dyn crate::stripe::StripeApi>,
+    /// The key that signs customers' billing-portal links.
+    pub link_secret: Arc<crate::config::Secret>,
+    /// Per-API-key request budgets for /api/v1.
+    pub api_limiter: Arc<crate::billing::api_v1::KeyLimiter>,
 }
 
 impl AppState {

@@ -63,6 +63,8 @@ pub struct CustomerDetail {
     pub disputes: Vec<MoneyRow>,
     pub payment_methods: Vec<PaymentMethodRow>,
     pub events: Vec<crate::api::webhooks::EventRow>,
+    /// Fixed per page view: the idempotency key of the page's Stripe actions derives from it.
+    pub form_token: String,
 }
 
 #[server(endpoint = "customers/list")]

@@ -2,8 +2,10 @@
 //! check input, call a service, map errors to messages an admin can act on.
 
 pub mod admins;
+pub mod api_keys;
 pub mod audit;
 pub mod auth;
+pub mod billing;
 pub mod customers;
 pub mod stripe_sync;
 pub mod system;

@@ -23,6 +23,7 @@ pub fn SettingsTabs() -> impl IntoView {
                         <A href="/settings" exact=true>"Configuration"</A>
                         <A href="/settings/sync">"Stripe sync"</A>
                         {allowed(Role::Owner).then(|| view! { <A href="/settings/admins">"Admins"</A> })}
+                        {allowed(Role::Owner).then(|| view! { <A href="/settings/api-keys">"API keys"</A> })}
                         {allowed(Role::Admin).then(|| view! { <A href="/settings/audit">"Audit log"</A> })}
                     </nav>
                 }

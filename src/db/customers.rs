@@ -178,5 +178,6 @@ pub async fn detail(db: &Db, id: &str) -> Result<Option<CustomerDetail>, DbError
         disputes: money_rows(&disputes, "reason")?,
         payment_methods: methods,
         events,
+        form_token: uuid::Uuid::new_v4().simple().to_string(),
     }))
 }

@@ -22,3 +22,21 @@ pub async fn record_install_time(db: &Db) -> Result<(), DbError> {
         .await?;
     Ok(())
 }
+
+/// The value under `key`, created with `make` (and kept) when there is none. Safe when several
+/// instances start at once: the first write wins and everyone reads it back.
+pub async fn get_or_create(db: &Db, key: &str, make: impl FnOnce() -> String) -> Result<String, DbError> {
+    if let Some(value) = get(db, key).await? {
+        return Ok(value);
+    }
+    sqlx::query("INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING")
+        .bind(key)
+        .bind(make())
+        .bind(now_unix())
+        .execute(db.writer())
+        .await?;
+    Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+        .bind(key)
+        .fetch_one(db.writer())
+        .await?)
+}

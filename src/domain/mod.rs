@@ -2,3 +2,4 @@
 
 pub mod money;
 pub mod sync_report;
+pub mod api_key;

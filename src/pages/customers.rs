@@ -4,7 +4,9 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
+use crate::api::billing::{ChangeSubscription, OpenCustomerPortal};
 use crate::api::customers::{get_customer, list_customers, CustomerDetail, CustomerList, MoneyRow};
+use crate::components::notice::action_message;
 use crate::components::query::carry;
 use crate::components::table::{DataTable, TableCard};
 use crate::components::time::format_utc;
@@ -115,7 +117,13 @@ fn amount(row: &MoneyRow) -> String {
     }
 }
 
-fn money_table(title: &'static str, rows: Vec<MoneyRow>, headers: &'static [&'static str]) -> impl IntoView {
+/// `link`: a path prefix that makes each id a link to its page.
+fn money_table(
+    title: &'static str,
+    rows: Vec<MoneyRow>,
+    headers: &'static [&'static str],
+    link: Option<&'static str>,
+) -> impl IntoView {
     let empty = rows.is_empty();
     view! {
         <TableCard title headers numeric=&[3] empty>
@@ -125,7 +133,12 @@ fn money_table(title: &'static str, rows: Vec<MoneyRow>, headers: &'static [&'st
                     let amt = amount(&r);
                     view! {
                         <tr>
-                            <td class="mono small">{r.id}</td>
+                            <td class="mono small">
+                                {match link {
+                                    Some(prefix) => view! { <a href=format!("{prefix}{}", r.id)>{r.id.clone()}</a> }.into_any(),
+                                    None => view! { {r.id.clone()} }.into_any(),
+                                }}
+                            </td>
                             <td class="nowrap">{r.created.map(format_utc).unwrap_or_default()}</td>
                             <td>{r.status.unwrap_or_default()}</td>
                             <td class="num">{amt}</td>
@@ -142,11 +155,23 @@ fn money_table(title: &'static str, rows: Vec<MoneyRow>, headers: &'static [&'st
 fn CustomerView(detail: CustomerDetail) -> impl IntoView {
     let c = detail.customer;
     let heading = c.name.clone().or(c.email.clone()).unwrap_or_else(|| c.id.clone());
+    let portal = ServerAction::<OpenCustomerPortal>::new();
+    let change = ServerAction::<ChangeSubscription>::new();
+    let token = detail.form_token.clone();
+    let portal_customer = c.id.clone();
     view! {
         <div class="page-header">
             <h1>{heading}</h1>
             <a href="/customers">"← All customers"</a>
         </div>
+        {action_message(portal)}
+        {action_message(change)}
+        {(!c.deleted).then(|| view! {
+            <ActionForm action=portal attr:class="inline-form page-actions">
+                <input type="hidden" name="customer_id" value=portal_customer/>
+                <button type="submit" class="button">"Open billing portal"</button>
+            </ActionForm>
+        })}
         <section class="card">
             <dl class="config-list">
                 <dt>"Id"</dt><dd class="mono">{c.id.clone()}</dd>
@@ -157,31 +182,53 @@ fn CustomerView(detail: CustomerDetail) -> impl IntoView {
         </section>
         <TableCard
             title="Subscriptions"
-            headers=&["Id", "Status", "Items", "Current period ends"]
+            headers=&["Id", "Status", "Items", "Current period ends", ""]
             empty=detail.subscriptions.is_empty()
         >
             {detail
                 .subscriptions
                 .into_iter()
                 .map(|s| {
+                    let live = matches!(s.status.as_deref(), Some("active" | "trialing" | "past_due" | "unpaid" | "incomplete"));
+                    let actions: Vec<(&'static str, &'static str)> = match (live, s.cancel_at_period_end) {
+                        (false, _) => vec![],
+                        (true, true) => vec![("resume", "Resume"), ("cancel_now", "Cancel now")],
+                        (true, false) => vec![("cancel_at_period_end", "Cancel at period end"), ("cancel_now", "Cancel now")],
+                    };
+                    let sub_id = s.id.clone();
+                    let row_id = s.id.clone();
+                    let token = token.clone();
+                    let buttons = actions.into_iter().map(|(action, label)| {
+                        let (sub_id, token) = (sub_id.clone(), token.clone());
+                        let class = if action == "cancel_now" { "button danger small" } else { "button small" };
+                        view! {
+                            <ActionForm action=change attr:class="inline-form">
+                                <input type="hidden" name="subscription_id" value=sub_id/>
+                                <input type="hidden" name="action" value=action/>
+                                <input type="hidden" name="token" value=token/>
+                                <button type="submit" class=class>{label}</button>
+                            </ActionForm>
+                        }
+                    }).collect_view();
                     view! {
-                        <tr>
+                        <tr data-subscription=row_id>
                             <td class="mono small">{s.id}</td>
-                            <td>
+                            <td class="subscription-status">
                                 {s.status.unwrap_or_default()}
                                 {s.cancel_at_period_end.then(|| view! { <span class="muted small">" (cancels at period end)"</span> })}
                             </td>
                             <td>{s.items}</td>
                             <td class="nowrap">{s.current_period_end.map(format_utc).unwrap_or_default()}</td>
+                            <td class="nowrap">{buttons}</td>
                         </tr>
                     }
                 })
                 .collect_view()}
         </TableCard>
-        {money_table("Invoices", detail.invoices, &["Id", "Date (UTC)", "Status", "Amount", "Reason"])}
-        {money_table("Payments", detail.charges, &["Id", "Date (UTC)", "Status", "Amount", "Failure"])}
-        {money_table("Refunds", detail.refunds, &["Id", "Date (UTC)", "Status", "Amount", "Reason"])}
-        {money_table("Disputes", detail.disputes, &["Id", "Date (UTC)", "Status", "Amount", "Reason"])}
+        {money_table("Invoices", detail.invoices, &["Id", "Date (UTC)", "Status", "Amount", "Reason"], None)}
+        {money_table("Payments", detail.charges, &["Id", "Date (UTC)", "Status", "Amount", "Failure"], Some("/payments/"))}
+        {money_table("Refunds", detail.refunds, &["Id", "Date (UTC)", "Status", "Amount", "Reason"], None)}
+        {money_table("Disputes", detail.disputes, &["Id", "Date (UTC)", "Status", "Amount", "Reason"], None)}
         <TableCard
             title="Payment methods"
             headers=&["Id", "Type", "Card", "Expires"]

@@ -1,12 +1,15 @@
 //! One module per route.
 
 pub mod admins;
+pub mod api_keys;
 pub mod audit;
 pub mod customers;
 pub mod login;
 pub mod not_found;
 pub mod overview;
+pub mod payment;
 pub mod payments;
+pub mod pricing;
 pub mod revenue;
 pub mod settings;
 pub mod stripe_sync;

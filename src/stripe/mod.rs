@@ -3,6 +3,7 @@
 //! implementation). async-stripe shapes requests; `transport` sends them (retries, request ids).
 
 pub mod error;
+pub mod ops;
 pub mod transport;
 
 use std::fmt;
@@ -42,12 +43,19 @@ impl ListPage {
 #[async_trait]
 pub trait StripeApi: Send + Sync + fmt::Debug {
     /// Sends one request (shaped by async-stripe's request builders or by hand). POSTs carry the
-    /// idempotency key (a random one when `None`), the same on every retry.
-    async fn send(
+    /// idempotency key (a random one when `None`), the same on every retry. `stripe_version`
+    /// overrides the pinned API version (only ephemeral keys need that).
+    async fn send_versioned(
         &self,
         request: RequestBuilder,
         idempotency_key: Option<&str>,
+        stripe_version: Option<&str>,
     ) -> Result<StripeResponse, StripeApiError>;
+
+    /// As `send_versioned`, with Tally's pinned API version.
+    async fn send(&self, request: RequestBuilder, idempotency_key: Option<&str>) -> Result<StripeResponse, StripeApiError> {
+        self.send_versioned(request, idempotency_key, None).await
+    }
 
     /// The current state of one object, as Stripe's JSON.
     async fn retrieve(&self, resource: Resource, id: &str) -> Result<Value, StripeApiError> {
@@ -227,12 +235,13 @@ impl RateLimiter {
 
 #[async_trait]
 impl StripeApi for Transport {
-    async fn send(
+    async fn send_versioned(
         &self,
         request: RequestBuilder,
         idempotency_key: Option<&str>,
+        stripe_version: Option<&str>,
     ) -> Result<StripeResponse, StripeApiError> {
-        Transport::send(self, request, idempotency_key).await
+        Transport::send_versioned(self, request, idempotency_key, stripe_version).await
     }
 }
 
@@ -257,7 +266,12 @@ pub struct NotConfigured;
 
 #[async_trait]
 impl StripeApi for NotConfigured {
-    async fn send(&self, _: RequestBuilder, _: Option<&str>) -> Result<StripeResponse, StripeApiError> {
+    async fn send_versioned(
+        &self,
+        _: RequestBuilder,
+        _: Option<&str>,
+        _: Option<&str>,
+    ) -> Result<StripeResponse, StripeApiError> {
         Err(StripeApiError::not_configured())
     }
 }

@@ -161,6 +161,23 @@ impl Transport {
         request: RequestBuilder,
         idempotency_key: Option<&str>,
     ) -> Result<StripeResponse, StripeApiError> {
+        self.send_versioned(request, idempotency_key, None).await
+    }
+
+    /// As `send`, with another API version than the pinned one (ephemeral keys for mobile SDKs).
+    pub async fn send_versioned(
+        &self,
+        request: RequestBuilder,
+        idempotency_key: Option<&str>,
+        stripe_version: Option<&str>,
+    ) -> Result<StripeResponse, StripeApiError> {
+        let version = match stripe_version {
+            None => HeaderValue::from_static(API_VERSION),
+            Some(v) => HeaderValue::from_str(v)
+                .ok()
+                .filter(|_| !v.is_empty() && v.len() <= 64)
+                .ok_or_else(|| StripeApiError::unexpected("the Stripe API version is not valid"))?,
+        };
         let method = match request.method {
             StripeMethod::Get => Method::GET,
             StripeMethod::Post => Method::POST,
@@ -185,7 +202,7 @@ impl Transport {
         let mut attempt = 1;
         loop {
             self.limiter.acquire().await;
-            let outcome = self.attempt(&method, &uri, &body, key.as_deref()).await;
+            let outcome = self.attempt(&method, &uri, &body, key.as_deref(), &version).await;
             let (error, wait) = match outcome {
                 Attempt::Done(mut response) => {
                     response.idempotency_key = key;
@@ -206,13 +223,13 @@ impl Transport {
         }
     }
 
-    async fn attempt(&self, method: &Method, uri: &str, body: &Bytes, key: Option<&str>) -> Attempt {
+    async fn attempt(&self, method: &Method, uri: &str, body: &Bytes, key: Option<&str>, version: &HeaderValue) -> Attempt {
         let mut builder = Request::builder()
             .method(method.clone())
             .uri(uri)
             .header(AUTHORIZATION, self.authorization.clone())
             .header(USER_AGENT, concat!("Tally/", env!("CARGO_PKG_VERSION")))
-            .header(HeaderName::from_static("stripe-version"), API_VERSION);
+            .header(HeaderName::from_static("stripe-version"), version.clone());
         if let Some(key) = key {
             builder = builder.header(HeaderName::from_static("idempotency-key"), key);
         }

@@ -23,7 +23,7 @@ fn is_public(path: &str) -> bool {
         "/stripe/webhook",
         "/pricing",
     ];
-    const PREFIXES: [&str; 3] = ["/pkg/", "/checkout/", "/api/v1/"];
+    const PREFIXES: [&str; 5] = ["/pkg/", "/checkout/", "/api/v1/", "/api/public/", "/billing/portal"];
     EXACT.contains(&path) || PREFIXES.iter().any(|p| path.starts_with(p))
 }
 
@@ -51,12 +51,26 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
     response
 }
 
-/// The CSP for a rendered page: scripts only from this origin or with this response's nonce.
-pub fn page_csp(nonce: &str) -> String {
+/// Where a form on a page may lead besides this origin: Stripe's hosted Checkout and billing
+/// portal (a plan choice redirects there), and the configured API base's origin when it is not
+/// Stripe's (the test stand-in serves the hosted pages too).
+pub fn form_targets(config: &crate::config::Config) -> String {
+    let mut targets = String::from("https://checkout.stripe.com https://billing.stripe.com");
+    let base = &config.stripe_api_base;
+    if base.host_str() != Some("api.stripe.com") {
+        targets.push(' ');
+        targets.push_str(base.origin().ascii_serialization().as_str());
+    }
+    targets
+}
+
+/// The CSP for a rendered page: scripts only from this origin or with this response's nonce;
+/// forms to this origin and `form_targets`.
+pub fn page_csp(nonce: &str, form_targets: &str) -> String {
     format!(
         "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; style-src 'self'; \
          img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; \
-         form-action 'self'; object-src 'none'"
+         form-action 'self' {form_targets}; object-src 'none'"
     )
 }
 

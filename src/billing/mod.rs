@@ -1,0 +1,41 @@
+//! What Tally does at Stripe on behalf of admins, customers and the operator's backend:
+//! Checkout, the billing portal, refunds, subscription changes and the payments API.
+
+pub mod api_keys;
+pub mod api_v1;
+pub mod portal_link;
+pub mod refunds;
+
+use serde_json::Value;
+
+use crate::db::{now_unix, Db};
+use crate::webhooks::projection::{self, Resource, Version};
+
+/// Writes an object Stripe returned from an API call through the webhook projection. Its version
+/// is the time the request was sent: Stripe's answer is at least that fresh, and a webhook about a
+/// later change (created at or after that second) still wins.
+pub async fn project(db: &Db, resource: Resource, object: &Value, sent_at: i64) -> Result<(), String> {
+    let version = Version {
+        at: sent_at,
+        event_id: crate::sync::BACKFILL_VERSION_ID.to_string(),
+    };
+    let mut tx = db.begin().await.map_err(|e| e.to_string())?;
+    projection::apply_object(&mut tx, resource, object, &version, false)
+        .await
+        .map_err(|e| e.to_string())?;
+    tx.commit().await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// As `project`, logging instead of failing: the action at Stripe succeeded, and its webhook will
+/// bring the same data anyway.
+pub async fn project_or_log(db: &Db, resource: Resource, object: &Value, sent_at: i64) {
+    if let Err(e) = project(db, resource, object, sent_at).await {
+        tracing::warn!(error = %e, resource = resource.table(), "could not store what Stripe returned; the webhook will");
+    }
+}
+
+/// The current time, taken before a call to Stripe (see `project`).
+pub fn sent_at() -> i64 {
+    now_unix()
+}

@@ -1,0 +1,294 @@
+//! Refunds admins make from a payment's page. The form carries an idempotency key fixed when it
+//! was rendered: a double submit finds the first request's row and never calls Stripe twice, and
+//! Stripe sees the same key if Tally's own request is retried.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+use sqlx::Row;
+
+use crate::db::{now_unix, Db, DbError};
+use crate::domain::money;
+use crate::stripe::ops::{self, RefundReason};
+use crate::stripe::{StripeApi, StripeApiError};
+use crate::webhooks::projection::Resource;
+
+/// What an admin submitted.
+#[derive(Clone, Debug, Default)]
+pub struct RefundForm {
+    pub charge_id: String,
+    /// As typed (`12.50`); empty for all that remains refundable.
+    pub amount: Option<String>,
+    pub reason: Option<String>,
+    pub note: Option<String>,
+    pub idempotency_key: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefundDone {
+    pub refund_id: String,
+    pub status: String,
+    pub amount: i64,
+    pub currency: String,
+    /// Stripe's request id and the key sent, for the audit log.
+    pub request_id: Option<String>,
+    pub stripe_idempotency_key: String,
+    /// False when this was a repeat of an earlier submit (nothing was sent to Stripe).
+    pub sent_now: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefundError {
+    #[error("No such payment.")]
+    NotFound,
+    /// Something the admin can fix in the form.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{}", .0.admin_message())]
+    Stripe(StripeApiError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<sqlx::Error> for RefundError {
+    fn from(e: sqlx::Error) -> Self {
+        RefundError::Db(DbError::Query(e))
+    }
+}
+
+/// How much of a charge can still be refunded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refundable {
+    pub captured: i64,
+    pub refunded: i64,
+    /// Refunds asked for and not yet known as refunds.
+    pub in_flight: i64,
+    pub remaining: i64,
+    pub currency: String,
+    pub status: String,
+}
+
+pub async fn refundable(db: &Db, charge_id: &str) -> Result<Option<Refundable>, RefundError> {
+    let Some(row) = sqlx::query(
+        "SELECT amount, amount_captured, amount_refunded, currency, status, captured FROM charges WHERE id = $1",
+    )
+    .bind(charge_id)
+    .fetch_optional(db.reader())
+    .await?
+    else {
+        return Ok(None);
+    };
+    let amount: Option<i64> = row.try_get("amount")?;
+    let captured_flag: Option<i64> = row.try_get("captured")?;
+    let captured = row
+        .try_get::<Option<i64>, _>("amount_captured")?
+        .filter(|c| *c > 0)
+        .or(if captured_flag == Some(0) { Some(0) } else { amount })
+        .unwrap_or(0);
+    let charge_refunded: i64 = row.try_get::<Option<i64>, _>("amount_refunded")?.unwrap_or(0);
+    // Refunds Tally knows of that still count (pending ones included, as Stripe counts them).
+    let listed: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refunds \
+         WHERE charge_id = $1 AND deleted = 0 AND COALESCE(status, '') NOT IN ('failed', 'canceled')",
+    )
+    .bind(charge_id)
+    .fetch_one(db.reader())
+    .await?;
+    let in_flight: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(r.amount), 0) AS BIGINT) FROM refund_requests r \
+         WHERE r.charge_id = $1 AND (r.status = 'sending' OR (r.status = 'sent' AND NOT EXISTS \
+           (SELECT 1 FROM refunds f WHERE f.id = r.refund_id)))",
+    )
+    .bind(charge_id)
+    .fetch_one(db.reader())
+    .await?;
+    let refunded = charge_refunded.max(listed);
+    Ok(Some(Refundable {
+        captured,
+        refunded,
+        in_flight,
+        remaining: (captured - refunded - in_flight).max(0),
+        currency: row.try_get::<Option<String>, _>("currency")?.unwrap_or_else(|| "usd".into()),
+        status: row.try_get::<Option<String>, _>("status")?.unwrap_or_default(),
+    }))
+}
+
+fn valid_key(key: &str) -> bool {
+    (8..=100).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// An earlier submit of the same form.
+async fn earlier(db: &Db, key: &str) -> Result<Option<(String, Option<String>, i64, String, Option<String>)>, RefundError> {
+    let row = sqlx::query(
+        "SELECT status, refund_id, amount, currency, request_id FROM refund_requests WHERE idempotency_key = $1",
+    )
+    .bind(key)
+    .fetch_optional(db.writer())
+    .await?;
+    Ok(match row {
+        Some(r) => Some((
+            r.try_get("status")?,
+            r.try_get("refund_id")?,
+            r.try_get("amount")?,
+            r.try_get("currency")?,
+            r.try_get("request_id")?,
+        )),
+        None => None,
+    })
+}
+
+fn repeat(key: &str, found: (String, Option<String>, i64, String, Option<String>)) -> Result<RefundDone, RefundError> {
+    let (status, refund_id, amount, currency, request_id) = found;
+    match (status.as_str(), refund_id) {
+        ("sent", Some(refund_id)) => Ok(RefundDone {
+            refund_id,
+            status: "pending".into(),
+            amount,
+            currency,
+            request_id,
+            stripe_idempotency_key: stripe_key(key, amount),
+            sent_now: false,
+        }),
+        _ => Err(RefundError::Invalid(
+            "This refund was already submitted and is being sent to Stripe; reload the page in a moment.".into(),
+        )),
+    }
+}
+
+/// The key Stripe sees: the form's key and the amount, so a corrected amount after a refusal is a
+/// new request while a double submit is the same one.
+fn stripe_key(form_key: &str, amount: i64) -> String {
+    format!("tally-refund-{form_key}-{amount}")
+}
+
+/// Checks the form, records the request, asks Stripe, records the refund (pending until its
+/// webhooks say otherwise).
+pub async fn refund(
+    db: &Db,
+    stripe: &dyn StripeApi,
+    admin_email: &str,
+    admin_id: i64,
+    form: &RefundForm,
+) -> Result<RefundDone, RefundError> {
+    if !valid_key(&form.idempotency_key) {
+        return Err(RefundError::Invalid("The form has expired; reload the page and try again.".into()));
+    }
+    if let Some(found) = earlier(db, &form.idempotency_key).await? {
+        if found.0 != "refused" {
+            return repeat(&form.idempotency_key, found);
+        }
+        // Refused before: the admin may correct the form and submit it again.
+        sqlx::query("DELETE FROM refund_requests WHERE idempotency_key = $1 AND status = 'refused'")
+            .bind(&form.idempotency_key)
+            .execute(db.writer())
+            .await?;
+    }
+    let Some(charge) = refundable(db, &form.charge_id).await? else {
+        return Err(RefundError::NotFound);
+    };
+    if charge.status != "succeeded" {
+        return Err(RefundError::Invalid(format!(
+            "Only succeeded payments can be refunded; this one is {}.",
+            if charge.status.is_empty() { "unknown" } else { &charge.status }
+        )));
+    }
+    let amount = match form.amount.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+        None => charge.remaining,
+        Some(text) => money::parse_input(text, &charge.currency).map_err(RefundError::Invalid)?,
+    };
+    if charge.remaining == 0 {
+        return Err(RefundError::Invalid("Nothing is left to refund on this payment.".into()));
+    }
+    if amount <= 0 {
+        return Err(RefundError::Invalid("The amount must be more than zero.".into()));
+    }
+    if amount > charge.remaining {
+        return Err(RefundError::Invalid(format!(
+            "At most {} can be refunded ({} paid, {} already refunded{}).",
+            money::format(charge.remaining, &charge.currency),
+            money::format(charge.captured, &charge.currency),
+            money::format(charge.refunded, &charge.currency),
+            if charge.in_flight > 0 {
+                format!(", {} being refunded", money::format(charge.in_flight, &charge.currency))
+            } else {
+                String::new()
+            }
+        )));
+    }
+    let reason = match form.reason.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
+        None => None,
+        Some(r) => Some(RefundReason::parse(r).ok_or_else(|| {
+            RefundError::Invalid("Choose a reason: duplicate, fraudulent or requested by the customer.".into())
+        })?),
+    };
+    let note = form.note.as_deref().map(str::trim).filter(|n| !n.is_empty());
+    if note.is_some_and(|n| n.chars().count() > 500) {
+        return Err(RefundError::Invalid("The note is limited to 500 characters.".into()));
+    }
+    let inserted = sqlx::query(
+        "INSERT INTO refund_requests (idempotency_key, charge_id, amount, currency, reason, note, admin_id, admin_email, \
+         status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'sending', $9) ON CONFLICT (idempotency_key) DO NOTHING",
+    )
+    .bind(&form.idempotency_key)
+    .bind(&form.charge_id)
+    .bind(amount)
+    .bind(&charge.currency)
+    .bind(form.reason.as_deref().filter(|r| !r.is_empty()))
+    .bind(note)
+    .bind(admin_id)
+    .bind(admin_email)
+    .bind(now_unix())
+    .execute(db.writer())
+    .await?;
+    if inserted.rows_affected() == 0 {
+        // The same form, submitted twice at once: the other submit is sending it.
+        let found = earlier(db, &form.idempotency_key).await?.ok_or(RefundError::NotFound)?;
+        return repeat(&form.idempotency_key, found);
+    }
+    let key = stripe_key(&form.idempotency_key, amount);
+    let metadata = HashMap::from([
+        ("tally_admin".to_string(), admin_email.to_string()),
+        ("tally_refund_key".to_string(), form.idempotency_key.clone()),
+    ]);
+    let sent_at = super::sent_at();
+    match ops::create_refund(stripe, &form.charge_id, amount, reason, metadata, &key).await {
+        Ok(response) => {
+            let refund_id = response.body.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+            let status = response
+                .body
+                .get("status")
+                .and_then(Value::as_str)
+                .unwrap_or("pending")
+                .to_string();
+            sqlx::query(
+                "UPDATE refund_requests SET status = 'sent', refund_id = $1, request_id = $2 WHERE idempotency_key = $3",
+            )
+            .bind(&refund_id)
+            .bind(response.request_id.as_deref())
+            .bind(&form.idempotency_key)
+            .execute(db.writer())
+            .await?;
+            super::project_or_log(db, Resource::Refund, &response.body, sent_at).await;
+            Ok(RefundDone {
+                refund_id,
+                status,
+                amount,
+                currency: charge.currency,
+                request_id: response.request_id,
+                stripe_idempotency_key: key,
+                sent_now: true,
+            })
+        }
+        Err(e) => {
+            sqlx::query(
+                "UPDATE refund_requests SET status = 'refused', error = $1, request_id = $2 WHERE idempotency_key = $3",
+            )
+            .bind(e.admin_message())
+            .bind(e.request_id.as_deref())
+            .bind(&form.idempotency_key)
+            .execute(db.writer())
+            .await?;
+            Err(RefundError::Stripe(e))
+        }
+    }
+}
