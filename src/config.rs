@@ -520,11 +520,12 @@ impl Config {
         };
 
         let api_rate_limit = match get("API_RATE_LIMIT") {
-            Some(v) => v
-                .parse()
-                .ok()
-                .filter(|n| (1..=10_000).contains(n))
-                .ok_or_else(|| err("API_RATE_LIMIT", "must be a number of requests per second from 1 to 10000".into()))?,
+            Some(v) => v.parse().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(|| {
+                err(
+                    "API_RATE_LIMIT",
+                    "must be a number of requests per second from 1 to 10000".into(),
+                )
+            })?,
             None => 10,
         };
 

@@ -46,7 +46,9 @@ pub async fn create_api_key(name: String) -> Result<String, ServerFnError> {
     let state = crate::state::AppState::from_context()?;
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 80 {
-        return Err(ServerFnError::new("Give the key a name of 1 to 80 characters (e.g. \"iOS app\")."));
+        return Err(ServerFnError::new(
+            "Give the key a name of 1 to 80 characters (e.g. \"iOS app\").",
+        ));
     }
     let (row, key) = crate::billing::api_keys::create(&state.db, name, &me.email)
         .await

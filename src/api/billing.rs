@@ -56,7 +56,11 @@ pub async fn pricing_plans() -> Result<PricingData, ServerFnError> {
         let price = PlanPrice {
             id: r.try_get("price_id").unwrap_or_default(),
             unit_amount: r.try_get::<Option<i64>, _>("unit_amount").ok().flatten().unwrap_or(0),
-            currency: r.try_get::<Option<String>, _>("currency").ok().flatten().unwrap_or_default(),
+            currency: r
+                .try_get::<Option<String>, _>("currency")
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
             interval: r.try_get("recurring_interval").ok().flatten(),
             interval_count: r
                 .try_get::<Option<i64>, _>("recurring_interval_count")
@@ -74,7 +78,11 @@ pub async fn pricing_plans() -> Result<PricingData, ServerFnError> {
                     .and_then(|v| v.get("description").and_then(|d| d.as_str()).map(str::to_string));
                 products.push(ProductPlans {
                     product_id,
-                    name: r.try_get::<Option<String>, _>("name").ok().flatten().unwrap_or_default(),
+                    name: r
+                        .try_get::<Option<String>, _>("name")
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default(),
                     description,
                     prices: vec![price],
                 });
@@ -97,7 +105,9 @@ pub async fn start_checkout(price_id: String, token: String) -> Result<String, S
     let state = crate::state::AppState::from_context()?;
     let price_id = price_id.trim().to_string();
     if !crate::stripe::valid_id(&price_id) || token.len() != 32 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ServerFnError::new("This plan is not available; reload the pricing page."));
+        return Err(ServerFnError::new(
+            "This plan is not available; reload the pricing page.",
+        ));
     }
     let recurring: Option<Option<String>> =
         sqlx::query_scalar("SELECT type FROM prices WHERE id = $1 AND active = 1 AND deleted = 0")
@@ -106,7 +116,9 @@ pub async fn start_checkout(price_id: String, token: String) -> Result<String, S
             .await
             .map_err(|e| super::internal("reading a price failed", e))?;
     let Some(kind) = recurring else {
-        return Err(ServerFnError::new("This plan is not available any more; reload the pricing page."));
+        return Err(ServerFnError::new(
+            "This plan is not available any more; reload the pricing page.",
+        ));
     };
     let base = state.config.public_base_url.as_str().trim_end_matches('/').to_string();
     let success_url = format!("{base}/checkout/success?session_id={{CHECKOUT_SESSION_ID}}");
@@ -198,9 +210,8 @@ pub async fn checkout_result(session_id: String) -> Result<Option<CheckoutOutcom
         _ => "unpaid",
     };
     let line = read::list(session.get("line_items")).first();
-    let plan = line.and_then(|l| {
-        read::text(l, "description").or_else(|| l.get("price").and_then(|p| read::text(p, "nickname")))
-    });
+    let plan = line
+        .and_then(|l| read::text(l, "description").or_else(|| l.get("price").and_then(|p| read::text(p, "nickname"))));
     let amount = match (read::int(&session, "amount_total"), read::text(&session, "currency")) {
         (Some(a), Some(c)) => Some(money::format(a, &c)),
         _ => None,
@@ -351,16 +362,30 @@ pub async fn change_subscription(
         return Err(ServerFnError::new("No such subscription."));
     }
     if token.len() < 8 || token.len() > 64 || !token.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(ServerFnError::new("The form has expired; reload the page and try again."));
+        return Err(ServerFnError::new(
+            "The form has expired; reload the page and try again.",
+        ));
     }
     let key = format!("tally-sub-{subscription_id}-{}-{token}", change.as_str());
     let sent_at = crate::billing::sent_at();
     let result = ops::change_subscription(state.stripe.as_ref(), &subscription_id, change, &key).await;
     let detail = match &result {
-        Ok(r) => format!("{} · key {key} · request {}", change.as_str(), r.request_id.as_deref().unwrap_or("?")),
+        Ok(r) => format!(
+            "{} · key {key} · request {}",
+            change.as_str(),
+            r.request_id.as_deref().unwrap_or("?")
+        ),
         Err(e) => format!("{}: {e}", change.as_str()),
     };
-    audit(&state, &me, "subscription.change", &subscription_id, result.is_ok(), detail).await;
+    audit(
+        &state,
+        &me,
+        "subscription.change",
+        &subscription_id,
+        result.is_ok(),
+        detail,
+    )
+    .await;
     let response = result.map_err(|e| ServerFnError::new(e.admin_message()))?;
     crate::billing::project_or_log(
         &state.db,

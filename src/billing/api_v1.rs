@@ -30,7 +30,14 @@ pub fn router() -> Router<AppState> {
         .route("/customers", post(create_customer))
         .route("/payment-intents", post(create_payment_intent))
         .route("/subscriptions", post(create_subscription))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", "No such endpoint.", None) })
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "No such endpoint.",
+                None,
+            )
+        })
 }
 
 /// At most `per_second` requests per key in any one-second window.
@@ -135,7 +142,9 @@ impl IntoResponse for ApiError {
         let body = json!({"error": {"type": self.kind, "message": self.message, "param": self.param}});
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::TOO_MANY_REQUESTS {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }
@@ -168,7 +177,10 @@ async fn authorize(state: &AppState, headers: &HeaderMap) -> Result<ApiKeyRow, A
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limit_error",
-            format!("Too many requests for this key (at most {} a second).", state.config.api_rate_limit),
+            format!(
+                "Too many requests for this key (at most {} a second).",
+                state.config.api_rate_limit
+            ),
             None,
         ));
     }
@@ -197,7 +209,12 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
             .map(str::trim)
             .filter(|k| !k.is_empty() && k.len() <= 200)
             .map(|k| Some(k.to_string()))
-            .ok_or_else(|| ApiError::invalid("Idempotency-Key must have 1 to 200 printable characters.", "Idempotency-Key")),
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "Idempotency-Key must have 1 to 200 printable characters.",
+                    "Idempotency-Key",
+                )
+            }),
     }
 }
 
@@ -213,7 +230,10 @@ fn stripe_id<'a>(body: &'a Map<String, Value>, name: &str, prefix: &str) -> Resu
     match text(body, name)? {
         None => Ok(None),
         Some(id) if valid_id(id) && id.starts_with(prefix) => Ok(Some(id)),
-        Some(_) => Err(ApiError::invalid(format!("{name} must be a Stripe id starting with {prefix}."), name)),
+        Some(_) => Err(ApiError::invalid(
+            format!("{name} must be a Stripe id starting with {prefix}."),
+            name,
+        )),
     }
 }
 
@@ -241,10 +261,18 @@ pub fn metadata(value: Option<&Value>) -> Result<HashMap<String, String>, ApiErr
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
             Value::Bool(b) => b.to_string(),
-            _ => return Err(ApiError::invalid(format!("metadata[{k}] must be a string."), "metadata")),
+            _ => {
+                return Err(ApiError::invalid(
+                    format!("metadata[{k}] must be a string."),
+                    "metadata",
+                ))
+            }
         };
         if v.chars().count() > 500 {
-            return Err(ApiError::invalid(format!("metadata[{k}] is longer than 500 characters."), "metadata"));
+            return Err(ApiError::invalid(
+                format!("metadata[{k}] is longer than 500 characters."),
+                "metadata",
+            ));
         }
         out.insert(k.clone(), v);
     }
@@ -318,7 +346,12 @@ async fn create_payment_intent(
         Some(Value::Number(n)) => n.as_i64(),
         _ => None,
     }
-    .ok_or_else(|| ApiError::invalid("amount is required: an integer in the currency's smallest unit.", "amount"))?;
+    .ok_or_else(|| {
+        ApiError::invalid(
+            "amount is required: an integer in the currency's smallest unit.",
+            "amount",
+        )
+    })?;
     let minimum = money::stripe_minimum(&currency);
     if !(minimum..=MAX_AMOUNT).contains(&amount) {
         return Err(ApiError::invalid(
@@ -339,7 +372,10 @@ async fn create_payment_intent(
             && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
     };
     if let Some(v) = stripe_version.filter(|v| !version_ok(v)) {
-        return Err(ApiError::invalid(format!("stripe_version {v:?} is not an API version such as 2024-06-20."), "stripe_version"));
+        return Err(ApiError::invalid(
+            format!("stripe_version {v:?} is not an API version such as 2024-06-20."),
+            "stripe_version",
+        ));
     }
     if customer.is_some() && stripe_version.is_none() {
         return Err(ApiError::invalid(
@@ -389,8 +425,10 @@ async fn create_subscription(
     let key = authorize(&state, &headers).await?;
     let idempotency = idempotency_key(&headers)?;
     let body = body_object(&body)?;
-    let customer = stripe_id(&body, "customer_id", "cus_")?.ok_or_else(|| ApiError::invalid("customer_id is required.", "customer_id"))?;
-    let price = stripe_id(&body, "price_id", "price_")?.ok_or_else(|| ApiError::invalid("price_id is required.", "price_id"))?;
+    let customer = stripe_id(&body, "customer_id", "cus_")?
+        .ok_or_else(|| ApiError::invalid("customer_id is required.", "customer_id"))?;
+    let price = stripe_id(&body, "price_id", "price_")?
+        .ok_or_else(|| ApiError::invalid("price_id is required.", "price_id"))?;
     // A price Tally knows must be active and recurring; unknown ones are left to Stripe.
     let known: Option<(Option<i64>, Option<String>)> = sqlx::query_as("SELECT active, type FROM prices WHERE id = $1")
         .bind(price)
@@ -405,7 +443,10 @@ async fn create_subscription(
             return Err(ApiError::invalid("This price is archived.", "price_id"));
         }
         if kind.as_deref() == Some("one_time") {
-            return Err(ApiError::invalid("This price is one-time; subscriptions need a recurring price.", "price_id"));
+            return Err(ApiError::invalid(
+                "This price is one-time; subscriptions need a recurring price.",
+                "price_id",
+            ));
         }
     }
     let sent_at = super::sent_at();

@@ -73,7 +73,13 @@ pub async fn open(
     };
     let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
     let customer = get("customer");
-    match verify(state.link_secret.expose(), customer, get("expires"), get("signature"), crate::db::now_unix()) {
+    match verify(
+        state.link_secret.expose(),
+        customer,
+        get("expires"),
+        get("signature"),
+        crate::db::now_unix(),
+    ) {
         Ok(()) => {}
         Err(LinkError::Expired) => {
             return page(
@@ -84,18 +90,30 @@ pub async fn open(
         }
         Err(e) => {
             tracing::warn!(reason = ?e, "refused a billing portal link");
-            return page(StatusCode::FORBIDDEN, "This link is not valid", "Check that you copied the whole link.");
+            return page(
+                StatusCode::FORBIDDEN,
+                "This link is not valid",
+                "Check that you copied the whole link.",
+            );
         }
     }
     let base = state.config.public_base_url.as_str().trim_end_matches('/').to_string();
     match crate::stripe::ops::create_portal_session(state.stripe.as_ref(), customer, &format!("{base}/pricing")).await {
         Ok(session) => match session.body.get("url").and_then(|u| u.as_str()) {
             Some(url) if url.starts_with("https://") || url.starts_with("http://") => Redirect::to(url).into_response(),
-            _ => page(StatusCode::BAD_GATEWAY, "Billing is not available", "Please try again in a minute."),
+            _ => page(
+                StatusCode::BAD_GATEWAY,
+                "Billing is not available",
+                "Please try again in a minute.",
+            ),
         },
         Err(e) => {
             tracing::warn!(kind = e.kind.as_str(), request_id = ?e.request_id, "creating a portal session failed");
-            page(StatusCode::BAD_GATEWAY, "Billing is not available", "Please try again in a minute.")
+            page(
+                StatusCode::BAD_GATEWAY,
+                "Billing is not available",
+                "Please try again in a minute.",
+            )
         }
     }
 }
@@ -111,8 +129,15 @@ mod tests {
         assert_eq!(verify(&secret, "cus_1", "1000", &sig, 999), Ok(()));
         assert_eq!(verify(&secret, "cus_1", "1000", &sig, 1_001), Err(LinkError::Expired));
         assert_eq!(verify(&secret, "cus_2", "1000", &sig, 999), Err(LinkError::Forged));
-        assert_eq!(verify(&secret, "cus_1", "2000", &sig, 999), Err(LinkError::Forged), "a later expiry is refused");
-        assert_eq!(verify("other-secret-other-secret-other-secret", "cus_1", "1000", &sig, 999), Err(LinkError::Forged));
+        assert_eq!(
+            verify(&secret, "cus_1", "2000", &sig, 999),
+            Err(LinkError::Forged),
+            "a later expiry is refused"
+        );
+        assert_eq!(
+            verify("other-secret-other-secret-other-secret", "cus_1", "1000", &sig, 999),
+            Err(LinkError::Forged)
+        );
         assert_eq!(verify(&secret, "cus_1", "1000", "zz", 999), Err(LinkError::Forged));
         assert_eq!(verify(&secret, "x&y", "1000", &sig, 999), Err(LinkError::Malformed));
         assert!(path(&secret, "cus_1", 0).starts_with("/billing/portal?customer=cus_1&expires=3600&signature="));

@@ -108,7 +108,9 @@ pub async fn refundable(db: &Db, charge_id: &str) -> Result<Option<Refundable>, 
         refunded,
         in_flight,
         remaining: (captured - refunded - in_flight).max(0),
-        currency: row.try_get::<Option<String>, _>("currency")?.unwrap_or_else(|| "usd".into()),
+        currency: row
+            .try_get::<Option<String>, _>("currency")?
+            .unwrap_or_else(|| "usd".into()),
         status: row.try_get::<Option<String>, _>("status")?.unwrap_or_default(),
     }))
 }
@@ -118,7 +120,10 @@ fn valid_key(key: &str) -> bool {
 }
 
 /// An earlier submit of the same form.
-async fn earlier(db: &Db, key: &str) -> Result<Option<(String, Option<String>, i64, String, Option<String>)>, RefundError> {
+async fn earlier(
+    db: &Db,
+    key: &str,
+) -> Result<Option<(String, Option<String>, i64, String, Option<String>)>, RefundError> {
     let row = sqlx::query(
         "SELECT status, refund_id, amount, currency, request_id FROM refund_requests WHERE idempotency_key = $1",
     )
@@ -171,7 +176,9 @@ pub async fn refund(
     form: &RefundForm,
 ) -> Result<RefundDone, RefundError> {
     if !valid_key(&form.idempotency_key) {
-        return Err(RefundError::Invalid("The form has expired; reload the page and try again.".into()));
+        return Err(RefundError::Invalid(
+            "The form has expired; reload the page and try again.".into(),
+        ));
     }
     if let Some(found) = earlier(db, &form.idempotency_key).await? {
         if found.0 != "refused" {
@@ -189,7 +196,11 @@ pub async fn refund(
     if charge.status != "succeeded" {
         return Err(RefundError::Invalid(format!(
             "Only succeeded payments can be refunded; this one is {}.",
-            if charge.status.is_empty() { "unknown" } else { &charge.status }
+            if charge.status.is_empty() {
+                "unknown"
+            } else {
+                &charge.status
+            }
         )));
     }
     let amount = match form.amount.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
@@ -197,7 +208,9 @@ pub async fn refund(
         Some(text) => money::parse_input(text, &charge.currency).map_err(RefundError::Invalid)?,
     };
     if charge.remaining == 0 {
-        return Err(RefundError::Invalid("Nothing is left to refund on this payment.".into()));
+        return Err(RefundError::Invalid(
+            "Nothing is left to refund on this payment.".into(),
+        ));
     }
     if amount <= 0 {
         return Err(RefundError::Invalid("The amount must be more than zero.".into()));
@@ -253,7 +266,12 @@ pub async fn refund(
     let sent_at = super::sent_at();
     match ops::create_refund(stripe, &form.charge_id, amount, reason, metadata, &key).await {
         Ok(response) => {
-            let refund_id = response.body.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+            let refund_id = response
+                .body
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             let status = response
                 .body
                 .get("status")

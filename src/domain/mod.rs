@@ -1,5 +1,5 @@
 //! Pure types and logic shared by the server and the browser.
 
+pub mod api_key;
 pub mod money;
 pub mod sync_report;
-pub mod api_key;

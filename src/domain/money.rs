@@ -87,20 +87,36 @@ pub fn parse_input(text: &str, currency: &str) -> Result<i64, String> {
     let (whole, fraction) = cleaned.split_once('.').unwrap_or((&cleaned, ""));
     let digits_only = |s: &str| s.chars().all(|c| c.is_ascii_digit());
     if !digits_only(whole) || !digits_only(fraction) || (whole.is_empty() && fraction.is_empty()) {
-        return Err(format!("{text:?} is not an amount; write it like {}.", to_input(1250 * 10i64.pow(places) / 100, currency)));
+        return Err(format!(
+            "{text:?} is not an amount; write it like {}.",
+            to_input(1250 * 10i64.pow(places) / 100, currency)
+        ));
     }
     if fraction.len() > places as usize {
         return Err(match places {
-            0 => format!("{} has no decimals; enter a whole number.", currency.to_ascii_uppercase()),
+            0 => format!(
+                "{} has no decimals; enter a whole number.",
+                currency.to_ascii_uppercase()
+            ),
             n => format!("{} has {n} decimals at most.", currency.to_ascii_uppercase()),
         });
     }
-    let whole: i64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| "That amount is too large.".to_string())? };
-    let mut minor = whole.checked_mul(10i64.pow(places)).ok_or("That amount is too large.")?;
+    let whole: i64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| "That amount is too large.".to_string())?
+    };
+    let mut minor = whole
+        .checked_mul(10i64.pow(places))
+        .ok_or("That amount is too large.")?;
     if !fraction.is_empty() {
         let padded = format!("{fraction:0<width$}", width = places as usize);
         minor = minor
-            .checked_add(padded.parse::<i64>().map_err(|_| "That amount is too large.".to_string())?)
+            .checked_add(
+                padded
+                    .parse::<i64>()
+                    .map_err(|_| "That amount is too large.".to_string())?,
+            )
             .ok_or("That amount is too large.")?;
     }
     Ok(minor)

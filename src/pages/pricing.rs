@@ -127,9 +127,18 @@ fn Outcome(o: CheckoutOutcome) -> impl IntoView {
             "Your payment is processing",
             "Your bank is confirming the payment; this can take a few days. We will email you when it completes.",
         ),
-        "open" => ("Your checkout is not finished", "No payment was taken. You can go back and complete it."),
-        "expired" => ("This checkout has expired", "No payment was taken. Choose a plan again to start over."),
-        _ => ("Your payment did not go through", "No payment was taken. Please try again or use another card."),
+        "open" => (
+            "Your checkout is not finished",
+            "No payment was taken. You can go back and complete it.",
+        ),
+        "expired" => (
+            "This checkout has expired",
+            "No payment was taken. Choose a plan again to start over.",
+        ),
+        _ => (
+            "Your payment did not go through",
+            "No payment was taken. Please try again or use another card.",
+        ),
     };
     let rows = [
         ("Plan", o.plan.clone()),

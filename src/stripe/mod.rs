@@ -53,7 +53,11 @@ pub trait StripeApi: Send + Sync + fmt::Debug {
     ) -> Result<StripeResponse, StripeApiError>;
 
     /// As `send_versioned`, with Tally's pinned API version.
-    async fn send(&self, request: RequestBuilder, idempotency_key: Option<&str>) -> Result<StripeResponse, StripeApiError> {
+    async fn send(
+        &self,
+        request: RequestBuilder,
+        idempotency_key: Option<&str>,
+    ) -> Result<StripeResponse, StripeApiError> {
         self.send_versioned(request, idempotency_key, None).await
     }
 

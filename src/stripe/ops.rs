@@ -78,7 +78,9 @@ pub async fn create_portal_session(
     return_url: &str,
 ) -> Result<StripeResponse, StripeApiError> {
     use stripe_billing::billing_portal_session::CreateBillingPortalSession;
-    let request = CreateBillingPortalSession::new().customer(customer).return_url(return_url);
+    let request = CreateBillingPortalSession::new()
+        .customer(customer)
+        .return_url(return_url);
     api.send(build(&request), None).await
 }
 
@@ -156,7 +158,9 @@ pub async fn change_subscription(
 ) -> Result<StripeResponse, StripeApiError> {
     use stripe_billing::subscription::{CancelSubscription, UpdateSubscription};
     let request = match change {
-        SubscriptionChange::CancelAtPeriodEnd => build(&UpdateSubscription::new(subscription).cancel_at_period_end(true)),
+        SubscriptionChange::CancelAtPeriodEnd => {
+            build(&UpdateSubscription::new(subscription).cancel_at_period_end(true))
+        }
         SubscriptionChange::Resume => build(&UpdateSubscription::new(subscription).cancel_at_period_end(false)),
         SubscriptionChange::CancelNow => build(&CancelSubscription::new(subscription)),
     };
@@ -224,7 +228,8 @@ pub async fn create_subscription(
     let mut item = CreateSubscriptionItems::new();
     item.price = Some(price.to_string());
     let mut settings = CreateSubscriptionPaymentSettings::new();
-    settings.save_default_payment_method = Some(CreateSubscriptionPaymentSettingsSaveDefaultPaymentMethod::OnSubscription);
+    settings.save_default_payment_method =
+        Some(CreateSubscriptionPaymentSettingsSaveDefaultPaymentMethod::OnSubscription);
     let request = CreateSubscription::new()
         .customer(customer)
         .items(vec![item])

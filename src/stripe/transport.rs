@@ -223,7 +223,14 @@ impl Transport {
         }
     }
 
-    async fn attempt(&self, method: &Method, uri: &str, body: &Bytes, key: Option<&str>, version: &HeaderValue) -> Attempt {
+    async fn attempt(
+        &self,
+        method: &Method,
+        uri: &str,
+        body: &Bytes,
+        key: Option<&str>,
+        version: &HeaderValue,
+    ) -> Attempt {
         let mut builder = Request::builder()
             .method(method.clone())
             .uri(uri)

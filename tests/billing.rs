@@ -1,0 +1,964 @@
+//! Billing flows against a Stripe stand-in on loopback: the exact parameters and idempotency keys
+//! Tally sends for Checkout, the portal, refunds and subscription changes; what customers and
+//! admins see; and that a double-submitted refund reaches Stripe once.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use common::{Backend, TestApp};
+use serde_json::{json, Value};
+use tally::webhooks::projection::Resource;
+
+#[derive(Clone, Debug)]
+struct Seen {
+    method: String,
+    path: String,
+    form: HashMap<String, String>,
+    idempotency_key: Option<String>,
+    stripe_version: Option<String>,
+}
+
+type Log = Arc<Mutex<Vec<Seen>>>;
+
+fn decode(body: &str) -> HashMap<String, String> {
+    url::form_urlencoded::parse(body.as_bytes()).into_owned().collect()
+}
+
+/// Answers like Stripe for the calls Tally makes; replays the first answer for a repeated
+/// idempotency key, as Stripe does.
+async fn stand_in() -> (String, Log) {
+    let log: Log = Arc::new(Mutex::new(Vec::new()));
+    let replies: Arc<Mutex<HashMap<String, (StatusCode, Value)>>> = Default::default();
+    let base = Arc::new(Mutex::new(String::new()));
+    let (seen, base_for_handler) = (log.clone(), base.clone());
+    let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: String| {
+        let (seen, replies, base) = (seen.clone(), replies.clone(), base_for_handler.clone());
+        async move {
+            let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+            let form = decode(&body);
+            let path = uri.path().to_string();
+            let key = header("idempotency-key");
+            seen.lock().unwrap().push(Seen {
+                method: method.to_string(),
+                path: path.clone(),
+                form: form.clone(),
+                idempotency_key: key.clone(),
+                stripe_version: header("stripe-version"),
+            });
+            if let Some(key) = &key {
+                if let Some((status, reply)) = replies.lock().unwrap().get(key).cloned() {
+                    return (status, [("request-id", "req_replayed")], axum::Json(reply));
+                }
+            }
+            let base = base.lock().unwrap().clone();
+            let n = seen.lock().unwrap().len();
+            let created = tally::db::now_unix();
+            let (status, reply) = match (method.as_str(), path.as_str()) {
+                ("POST", "/v1/checkout/sessions") => (StatusCode::OK, json!({
+                    "id": format!("cs_test_{n}"), "object": "checkout.session", "status": "open", "payment_status": "unpaid",
+                    "mode": form.get("mode"), "url": format!("{base}/pay/cs_test_{n}"), "created": created, "livemode": false,
+                    "amount_total": 2000, "currency": "usd"
+                })),
+                ("GET", "/v1/checkout/sessions/cs_test_paid") => (StatusCode::OK, json!({
+                    "id": "cs_test_paid", "object": "checkout.session", "status": "complete", "payment_status": "paid",
+                    "mode": "subscription", "amount_total": 2000, "currency": "usd", "customer": "cus_new", "livemode": false,
+                    "customer_details": {"email": "buyer@example.com"}, "created": created,
+                    "line_items": {"object": "list", "has_more": false, "data": [{"id": "li_1", "object": "item", "description": "Pro", "amount_total": 2000, "currency": "usd", "price": {"id": "price_pro_month"}}]},
+                    "subscription": {"id": "sub_new", "object": "subscription", "status": "active", "customer": "cus_new", "currency": "usd", "created": created,
+                        "items": {"object": "list", "has_more": false, "data": [{"id": "si_new", "object": "subscription_item", "quantity": 1,
+                            "price": {"id": "price_pro_month", "object": "price", "currency": "usd", "unit_amount": 2000, "recurring": {"interval": "month", "interval_count": 1, "usage_type": "licensed"}}}]}}
+                })),
+                ("GET", "/v1/checkout/sessions/cs_test_async") => (StatusCode::OK, json!({
+                    "id": "cs_test_async", "object": "checkout.session", "status": "complete", "payment_status": "unpaid",
+                    "mode": "payment", "amount_total": 150000, "currency": "jpy", "customer": null, "livemode": false, "created": created,
+                    "customer_details": {"email": "bank@example.com"}
+                })),
+                ("GET", p) if p.starts_with("/v1/checkout/sessions/") => (StatusCode::NOT_FOUND, json!({
+                    "error": {"type": "invalid_request_error", "code": "resource_missing", "message": "No such checkout.session: secret detail"}
+                })),
+                ("POST", "/v1/billing_portal/sessions") => (StatusCode::OK, json!({
+                    "id": "bps_1", "object": "billing_portal.session", "url": format!("{base}/portal/{}", form.get("customer").cloned().unwrap_or_default())
+                })),
+                ("POST", "/v1/refunds") if form.get("amount").map(String::as_str) == Some("1234") => (StatusCode::BAD_REQUEST, json!({
+                    "error": {"type": "invalid_request_error", "param": "amount", "message": "Refund amount is greater than unrefunded amount on charge."}
+                })),
+                ("POST", "/v1/refunds") => (StatusCode::OK, json!({
+                    "id": format!("re_{n}"), "object": "refund", "status": "pending", "charge": form.get("charge"),
+                    "amount": form.get("amount").and_then(|a| a.parse::<i64>().ok()), "currency": "usd", "created": created,
+                    "reason": form.get("reason")
+                })),
+                ("POST", p) if p.starts_with("/v1/subscriptions/") => (StatusCode::OK, json!({
+                    "id": &p["/v1/subscriptions/".len()..], "object": "subscription", "status": "active", "customer": "cus_sub",
+                    "currency": "usd", "created": 1_700_000_000,
+                    "cancel_at_period_end": form.get("cancel_at_period_end").map(|v| v == "true"),
+                    "items": {"object": "list", "has_more": false, "data": []}
+                })),
+                ("DELETE", p) if p.starts_with("/v1/subscriptions/") => (StatusCode::OK, json!({
+                    "id": &p["/v1/subscriptions/".len()..], "object": "subscription", "status": "canceled", "customer": "cus_sub",
+                    "currency": "usd", "created": 1_700_000_000, "canceled_at": created, "ended_at": created,
+                    "items": {"object": "list", "has_more": false, "data": []}
+                })),
+                ("POST", "/v1/customers") => (StatusCode::OK, json!({
+                    "id": format!("cus_api{n}"), "object": "customer", "email": form.get("email"), "name": form.get("name"), "created": created, "livemode": false
+                })),
+                ("POST", "/v1/payment_intents") => (StatusCode::OK, json!({
+                    "id": format!("pi_{n}"), "object": "payment_intent", "amount": form.get("amount").and_then(|a| a.parse::<i64>().ok()),
+                    "currency": form.get("currency"), "customer": form.get("customer"), "status": "requires_payment_method",
+                    "client_secret": format!("pi_{n}_secret_abc"), "created": created, "livemode": false
+                })),
+                ("POST", "/v1/ephemeral_keys") => (StatusCode::OK, json!({"id": "ephkey_1", "object": "ephemeral_key", "secret": "ek_test_secret"})),
+                ("POST", "/v1/subscriptions") => (StatusCode::OK, json!({
+                    "id": format!("sub_api{n}"), "object": "subscription", "status": "incomplete", "customer": form.get("customer"),
+                    "currency": "usd", "created": created, "items": {"object": "list", "has_more": false, "data": []},
+                    "latest_invoice": {"id": "in_1", "object": "invoice", "confirmation_secret": {"client_secret": "pi_x_secret_sub", "type": "payment_intent"}}
+                })),
+                _ => (StatusCode::NOT_FOUND, json!({"error": {"type": "invalid_request_error", "message": "unknown stand-in route"}})),
+            };
+            if let Some(key) = key {
+                replies.lock().unwrap().insert(key, (status, reply.clone()));
+            }
+            (status, [("request-id", "req_standin")], axum::Json(reply))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    *base.lock().unwrap() = url.clone();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, log)
+}
+
+const WEBHOOK_SECRET: &str = "whsec_billingtests";
+
+async fn spawn(backend: Backend, base: &str, extra: &[(&str, &str)]) -> TestApp {
+    let mut vars = vec![
+        ("STRIPE_SECRET_KEY", "sk_test_51billing"),
+        ("STRIPE_API_BASE", base),
+        ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ("PUBLIC_BASE_URL", "http://tally.test"),
+        ("STRIPE_RETRY_BASE_MS", "5"),
+    ];
+    vars.extend_from_slice(extra);
+    TestApp::spawn_with(backend, &vars).await
+}
+
+async fn seed(app: &TestApp, resource: Resource, object: Value) {
+    tally::billing::project(app.db(), resource, &object, 1_700_000_000)
+        .await
+        .unwrap();
+}
+
+async fn seed_catalogue(app: &TestApp) {
+    seed(app, Resource::Product, json!({"id": "prod_pro", "object": "product", "name": "Pro", "active": true, "description": "For growing teams"})).await;
+    seed(
+        app,
+        Resource::Product,
+        json!({"id": "prod_old", "object": "product", "name": "Legacy", "active": false}),
+    )
+    .await;
+    for (id, product, amount, currency, interval) in [
+        ("price_pro_month", "prod_pro", 2000, "usd", Some("month")),
+        ("price_pro_year", "prod_pro", 20000, "usd", Some("year")),
+        ("price_pro_jpy", "prod_pro", 3000, "jpy", Some("month")),
+        ("price_setup", "prod_pro", 9900, "usd", None),
+        ("price_old", "prod_old", 500, "usd", Some("month")),
+    ] {
+        let recurring = interval.map(|i| json!({"interval": i, "interval_count": 1, "usage_type": "licensed"}));
+        seed(app, Resource::Price, json!({"id": id, "object": "price", "product": product, "active": true, "currency": currency,
+            "unit_amount": amount, "type": if recurring.is_some() { "recurring" } else { "one_time" }, "recurring": recurring})).await;
+    }
+}
+
+/// A form submitted by a browser with JavaScript off (it accepts HTML, so redirects are real).
+async fn form_post(
+    app: &TestApp,
+    client: &reqwest::Client,
+    endpoint: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    client
+        .post(app.url(&format!("/api/{endpoint}")))
+        .header("accept", "text/html,application/xhtml+xml")
+        .header("referer", app.url("/"))
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn calls(log: &Log, method: &str, path: &str) -> Vec<Seen> {
+    log.lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.method == method && s.path == path)
+        .cloned()
+        .collect()
+}
+
+both_backends!(
+    pricing_lists_active_plans_and_checkout_sends_the_exact_session,
+    |backend| async move {
+        let (base, log) = stand_in().await;
+        let app = spawn(backend, &base, &[]).await;
+        seed_catalogue(&app).await;
+        let visitor = common::browser();
+        let html = visitor
+            .get(app.url("/pricing"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(html.contains("Pro") && html.contains("For growing teams"), "{html}");
+        assert!(
+            html.contains("$20.00") && html.contains("¥3,000") && html.contains("$99.00"),
+            "monthly prices and one-time"
+        );
+        assert!(!html.contains("$200.00"), "yearly prices wait for the switch");
+        assert!(!html.contains("Legacy"), "inactive products are hidden");
+        assert!(html.contains("href=\"/pricing?interval=year\""));
+        let yearly = visitor
+            .get(app.url("/pricing?interval=year"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(yearly.contains("$200.00") && !yearly.contains("$20.00"));
+
+        // Choosing a plan with JavaScript off: a form post, answered with a redirect to Checkout.
+        let token = "0123456789abcdef0123456789abcdef";
+        let res = form_post(
+            &app,
+            &visitor,
+            "public/checkout",
+            &[("price_id", "price_pro_month"), ("token", token)],
+        )
+        .await;
+        assert_eq!(res.status(), 302, "{:?}", res.text().await);
+        let location = res.headers()["location"].to_str().unwrap().to_string();
+        assert!(location.starts_with(&format!("{base}/pay/cs_test_")), "{location}");
+        let sent = calls(&log, "POST", "/v1/checkout/sessions");
+        assert_eq!(sent.len(), 1);
+        let f = &sent[0].form;
+        assert_eq!(f["mode"], "subscription");
+        assert_eq!(f["line_items[0][price]"], "price_pro_month");
+        assert_eq!(f["line_items[0][quantity]"], "1");
+        assert_eq!(
+            f["success_url"],
+            "http://tally.test/checkout/success?session_id={CHECKOUT_SESSION_ID}"
+        );
+        assert_eq!(f["cancel_url"], "http://tally.test/checkout/cancel");
+        assert_eq!(f["client_reference_id"], token);
+        assert_eq!(f["metadata[tally_price]"], "price_pro_month");
+        assert_eq!(f["metadata[tally_source]"], "pricing");
+        assert_eq!(
+            sent[0].idempotency_key.as_deref(),
+            Some(format!("tally-checkout-{token}-price_pro_month").as_str())
+        );
+        assert_eq!(sent[0].stripe_version.as_deref(), Some(tally::stripe::API_VERSION));
+        // A double click sends the same key; a one-time price uses payment mode.
+        form_post(
+            &app,
+            &visitor,
+            "public/checkout",
+            &[("price_id", "price_pro_month"), ("token", token)],
+        )
+        .await;
+        form_post(
+            &app,
+            &visitor,
+            "public/checkout",
+            &[("price_id", "price_setup"), ("token", token)],
+        )
+        .await;
+        let sent = calls(&log, "POST", "/v1/checkout/sessions");
+        assert_eq!(sent[1].idempotency_key, sent[0].idempotency_key);
+        assert_eq!(sent[2].form["mode"], "payment");
+        // An archived or unknown price never reaches Stripe.
+        let res = form_post(
+            &app,
+            &visitor,
+            "public/checkout",
+            &[("price_id", "price_old_gone"), ("token", token)],
+        )
+        .await;
+        assert!(res.status().is_client_error() || res.status().is_server_error() || res.status().is_redirection());
+        assert_eq!(calls(&log, "POST", "/v1/checkout/sessions").len(), 3);
+        // The CSP lets the pricing form lead to Stripe's hosted pages.
+        let page = visitor.get(app.url("/pricing")).send().await.unwrap();
+        let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
+        assert!(
+            csp.contains("form-action 'self' https://checkout.stripe.com https://billing.stripe.com"),
+            "{csp}"
+        );
+        app.server.shutdown().await.unwrap();
+    }
+);
+
+both_backends!(
+    the_success_page_tells_the_truth_and_links_to_a_signed_portal,
+    |backend| async move {
+        let (base, log) = stand_in().await;
+        let app = spawn(backend, &base, &[]).await;
+        let visitor = common::browser();
+        let html = visitor
+            .get(app.url("/checkout/success?session_id=cs_test_paid"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(html.contains("Thank you, you are all set"), "{html}");
+        assert!(
+            html.contains("$20.00")
+                && html.contains("buyer@example.com")
+                && html.contains(">Pro<")
+                && html.contains(">active<")
+        );
+        // What it retrieved went through the projection, before any webhook.
+        let status: String = sqlx::query_scalar("SELECT status FROM subscriptions WHERE id = 'sub_new'")
+            .fetch_one(app.db().reader())
+            .await
+            .unwrap();
+        assert_eq!(status, "active");
+        let session: (String, String) =
+            sqlx::query_as("SELECT status, payment_status FROM checkout_sessions WHERE id = 'cs_test_paid'")
+                .fetch_one(app.db().reader())
+                .await
+                .unwrap();
+        assert_eq!(session, ("complete".to_string(), "paid".to_string()));
+        let retrieve = calls(&log, "GET", "/v1/checkout/sessions/cs_test_paid");
+        assert_eq!(retrieve.len(), 1);
+
+        // Paid by bank transfer, not yet settled; zero-decimal currency.
+        let html = visitor
+            .get(app.url("/checkout/success?session_id=cs_test_async"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            html.contains("Your payment is processing") && html.contains("¥150,000"),
+            "{html}"
+        );
+        // Unknown and malformed ids: a friendly page, never Stripe's text.
+        for id in ["cs_test_unknown", "not-an-id", "cs_../../x"] {
+            let html = visitor
+                .get(app.url(&format!("/checkout/success?session_id={id}")))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert!(html.contains("We could not find this checkout"), "{id}: {html}");
+            assert!(!html.contains("secret detail"));
+        }
+        assert_eq!(
+            log.lock()
+                .unwrap()
+                .iter()
+                .filter(|s| s.path.starts_with("/v1/checkout/sessions/"))
+                .count(),
+            3,
+            "malformed ids never reach Stripe"
+        );
+        let cancel = visitor
+            .get(app.url("/checkout/cancel"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(cancel.contains("No payment was taken") && cancel.contains("href=\"/pricing\""));
+
+        // The signed portal link from the success page works without an account…
+        let html = visitor
+            .get(app.url("/checkout/success?session_id=cs_test_paid"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let start = html.find("/billing/portal?").unwrap();
+        let link = html[start..html[start..].find('"').unwrap() + start].replace("&amp;", "&");
+        let res = visitor.get(app.url(&link)).send().await.unwrap();
+        assert_eq!(res.status(), 303, "{link}");
+        assert_eq!(res.headers()["location"], format!("{base}/portal/cus_new").as_str());
+        let portal = calls(&log, "POST", "/v1/billing_portal/sessions");
+        assert_eq!(portal[0].form["customer"], "cus_new");
+        assert_eq!(portal[0].form["return_url"], "http://tally.test/pricing");
+        // …and a forged, altered or expired one gets 403.
+        let forged = link.replace("cus_new", "cus_other");
+        assert_eq!(visitor.get(app.url(&forged)).send().await.unwrap().status(), 403);
+        let tampered = format!("{}0", &link[..link.len() - 1]);
+        assert_eq!(visitor.get(app.url(&tampered)).send().await.unwrap().status(), 403);
+        let secret: String = sqlx::query_scalar("SELECT value FROM settings WHERE key = 'link_secret'")
+            .fetch_one(app.db().reader())
+            .await
+            .unwrap();
+        let past = tally::db::now_unix() - 10;
+        let expired = format!(
+            "/billing/portal?customer=cus_new&expires={past}&signature={}",
+            tally::billing::portal_link::sign(&secret, "cus_new", past)
+        );
+        let res = visitor.get(app.url(&expired)).send().await.unwrap();
+        assert_eq!(res.status(), 403);
+        assert!(res.text().await.unwrap().contains("expired"));
+        assert_eq!(calls(&log, "POST", "/v1/billing_portal/sessions").len(), 1);
+        app.server.shutdown().await.unwrap();
+    }
+);
+
+async fn seed_charge(app: &TestApp) {
+    seed(
+        app,
+        Resource::Customer,
+        json!({"id": "cus_pay", "object": "customer", "email": "payer@example.com", "created": 1_700_000_000}),
+    )
+    .await;
+    seed(app, Resource::Charge, json!({"id": "ch_1", "object": "charge", "amount": 5000, "amount_captured": 5000, "amount_refunded": 0,
+        "currency": "usd", "status": "succeeded", "paid": true, "captured": true, "customer": "cus_pay", "created": 1_700_000_100,
+        "refunds": {"object": "list", "data": [], "has_more": false}})).await;
+}
+
+both_backends!(
+    refunds_are_checked_sent_once_audited_and_follow_their_webhooks,
+    |backend| async move {
+        let (base, log) = stand_in().await;
+        let app = spawn(backend, &base, &[]).await;
+        seed_charge(&app).await;
+        let page = app.get("/payments/ch_1").await.text().await.unwrap();
+        assert!(
+            page.contains("$50.00") && page.contains("value=\"50.00\""),
+            "the form offers all that is refundable"
+        );
+        let form = [
+            ("charge_id", "ch_1"),
+            ("amount", "20.00"),
+            ("reason", "requested_by_customer"),
+            ("note", "goodwill after outage"),
+            ("idempotency_key", "form0001key"),
+        ];
+        let first = form_post(&app, &app.client, "billing/refund", &form).await;
+        assert_eq!(first.status(), 302, "a plain form post returns to the page");
+        let again = form_post(&app, &app.client, "billing/refund", &form).await;
+        assert_eq!(again.status(), 302);
+        let sent = calls(&log, "POST", "/v1/refunds");
+        assert_eq!(sent.len(), 1, "a double submit calls Stripe once");
+        assert_eq!(sent[0].form["charge"], "ch_1");
+        assert_eq!(sent[0].form["amount"], "2000");
+        assert_eq!(sent[0].form["reason"], "requested_by_customer");
+        assert_eq!(sent[0].form["metadata[tally_admin]"], common::OWNER_EMAIL);
+        assert!(
+            !sent[0].form.values().any(|v| v.contains("goodwill")),
+            "the internal note stays internal"
+        );
+        assert_eq!(
+            sent[0].idempotency_key.as_deref(),
+            Some("tally-refund-form0001key-2000")
+        );
+        let refund_id: String = sqlx::query_scalar("SELECT id FROM refunds WHERE charge_id = 'ch_1'")
+            .fetch_one(app.db().reader())
+            .await
+            .unwrap();
+        let audit: (String, String) =
+            sqlx::query_as("SELECT target, detail FROM audit_log WHERE action = 'payment.refund'")
+                .fetch_one(app.db().reader())
+                .await
+                .unwrap();
+        assert_eq!(audit.0, "ch_1");
+        assert!(
+            audit.1.contains(&refund_id)
+                && audit.1.contains("tally-refund-form0001key-2000")
+                && audit.1.contains("req_standin")
+                && audit.1.contains("$20.00"),
+            "{}",
+            audit.1
+        );
+        let page = app.get("/payments/ch_1").await.text().await.unwrap();
+        assert!(
+            page.contains(&refund_id) && page.contains(">pending<") && page.contains("goodwill after outage"),
+            "{page}"
+        );
+        assert!(
+            page.contains("value=\"30.00\""),
+            "the pending refund is no longer refundable"
+        );
+
+        // More than remains: a clear message, nothing sent.
+        let too_much = [
+            ("charge_id", "ch_1"),
+            ("amount", "30.01"),
+            ("reason", ""),
+            ("note", ""),
+            ("idempotency_key", "form0002key"),
+        ];
+        let res = app
+            .client
+            .post(app.url("/api/billing/refund"))
+            .header("accept", "application/json")
+            .form(&too_much)
+            .send()
+            .await
+            .unwrap();
+        let text = res.text().await.unwrap();
+        assert!(text.contains("At most $30.00 can be refunded"), "{text}");
+        let bad = [
+            ("charge_id", "ch_1"),
+            ("amount", "1.234"),
+            ("reason", ""),
+            ("note", ""),
+            ("idempotency_key", "form0003key"),
+        ];
+        let text = app
+            .client
+            .post(app.url("/api/billing/refund"))
+            .header("accept", "application/json")
+            .form(&bad)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(text.contains("USD has 2 decimals at most"), "{text}");
+        // Stripe refuses: its reason reaches the admin, and the same form may be corrected and resent.
+        let refused = [
+            ("charge_id", "ch_1"),
+            ("amount", "12.34"),
+            ("reason", ""),
+            ("note", ""),
+            ("idempotency_key", "form0004key"),
+        ];
+        let text = app
+            .client
+            .post(app.url("/api/billing/refund"))
+            .header("accept", "application/json")
+            .form(&refused)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(text.contains("greater than unrefunded amount"), "{text}");
+        let corrected = [
+            ("charge_id", "ch_1"),
+            ("amount", "10"),
+            ("reason", ""),
+            ("note", ""),
+            ("idempotency_key", "form0004key"),
+        ];
+        form_post(&app, &app.client, "billing/refund", &corrected).await;
+        let sent = calls(&log, "POST", "/v1/refunds");
+        assert_eq!(sent.len(), 3);
+        assert_eq!(
+            sent[2].idempotency_key.as_deref(),
+            Some("tally-refund-form0004key-1000")
+        );
+        assert_eq!(
+            calls(&log, "POST", "/v1/refunds")
+                .iter()
+                .filter(|s| s.form.get("amount").map(String::as_str) == Some("3001"))
+                .count(),
+            0
+        );
+
+        // A viewer may not refund.
+        app.create_admin("viewer@example.com", tally::auth::Role::Viewer).await;
+        let viewer = app.logged_in("viewer@example.com").await;
+        let res = app
+            .call(
+                &viewer,
+                "billing/refund",
+                &[
+                    ("charge_id", "ch_1"),
+                    ("amount", "1"),
+                    ("idempotency_key", "form0005key"),
+                ],
+            )
+            .await;
+        assert_eq!(res.status(), 403);
+
+        // The refund settles when its webhook arrives.
+        let event = json!({"id": "evt_refund_ok", "object": "event", "type": "refund.updated", "created": tally::db::now_unix() + 1,
+        "livemode": false, "data": {"object": {"id": refund_id, "object": "refund", "status": "succeeded", "charge": "ch_1",
+        "amount": 2000, "currency": "usd", "created": 1_700_000_200}}});
+        let raw = event.to_string();
+        let header = tally::webhooks::signature::sign(raw.as_bytes(), WEBHOOK_SECRET, tally::db::now_unix());
+        let res = common::browser()
+            .post(app.url("/stripe/webhook"))
+            .header("stripe-signature", header)
+            .body(raw)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let mut settled = false;
+        for _ in 0..100 {
+            let status: String = sqlx::query_scalar("SELECT status FROM refunds WHERE id = $1")
+                .bind(&refund_id)
+                .fetch_one(app.db().reader())
+                .await
+                .unwrap();
+            if status == "succeeded" {
+                settled = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        }
+        assert!(settled, "the refund webhook was applied");
+        app.server.shutdown().await.unwrap();
+    }
+);
+
+both_backends!(admins_open_portals_and_change_subscriptions, |backend| async move {
+    let (base, log) = stand_in().await;
+    let app = spawn(backend, &base, &[]).await;
+    seed(
+        &app,
+        Resource::Customer,
+        json!({"id": "cus_sub", "object": "customer", "email": "sub@example.com", "created": 1_700_000_000}),
+    )
+    .await;
+    seed(&app, Resource::Subscription, json!({"id": "sub_1", "object": "subscription", "status": "active", "customer": "cus_sub",
+        "currency": "usd", "created": 1_700_000_000, "cancel_at_period_end": false, "items": {"object": "list", "data": [], "has_more": false}})).await;
+    let page = app.get("/customers/cus_sub").await.text().await.unwrap();
+    assert!(
+        page.contains("Open billing portal") && page.contains("Cancel at period end") && page.contains("Cancel now")
+    );
+    let res = form_post(&app, &app.client, "billing/portal", &[("customer_id", "cus_sub")]).await;
+    assert_eq!(res.status(), 302);
+    assert_eq!(res.headers()["location"], format!("{base}/portal/cus_sub").as_str());
+    let portal = calls(&log, "POST", "/v1/billing_portal/sessions");
+    assert_eq!(portal[0].form["return_url"], "http://tally.test/customers/cus_sub");
+
+    let token = "tok12345abc";
+    app.call(
+        &app.client,
+        "billing/subscription",
+        &[
+            ("subscription_id", "sub_1"),
+            ("action", "cancel_at_period_end"),
+            ("token", token),
+        ],
+    )
+    .await;
+    let flag: i64 = sqlx::query_scalar("SELECT cancel_at_period_end FROM subscriptions WHERE id = 'sub_1'")
+        .fetch_one(app.db().reader())
+        .await
+        .unwrap();
+    assert_eq!(flag, 1, "what Stripe returned is applied at once");
+    app.call(
+        &app.client,
+        "billing/subscription",
+        &[("subscription_id", "sub_1"), ("action", "resume"), ("token", token)],
+    )
+    .await;
+    app.call(
+        &app.client,
+        "billing/subscription",
+        &[("subscription_id", "sub_1"), ("action", "cancel_now"), ("token", token)],
+    )
+    .await;
+    let updates = calls(&log, "POST", "/v1/subscriptions/sub_1");
+    assert_eq!(updates.len(), 2);
+    assert_eq!(updates[0].form["cancel_at_period_end"], "true");
+    assert_eq!(
+        updates[0].idempotency_key.as_deref(),
+        Some("tally-sub-sub_1-cancel_at_period_end-tok12345abc")
+    );
+    assert_eq!(updates[1].form["cancel_at_period_end"], "false");
+    let cancel = calls(&log, "DELETE", "/v1/subscriptions/sub_1");
+    assert_eq!(cancel.len(), 1);
+    // Stripe ignores idempotency keys on DELETE (cancelling twice is harmless), so none is sent.
+    assert_eq!(cancel[0].idempotency_key, None);
+    let status: String = sqlx::query_scalar("SELECT status FROM subscriptions WHERE id = 'sub_1'")
+        .fetch_one(app.db().reader())
+        .await
+        .unwrap();
+    assert_eq!(status, "canceled");
+    let actions: Vec<String> = sqlx::query_scalar(
+        "SELECT action FROM audit_log WHERE action IN ('billing.portal', 'subscription.change') ORDER BY id",
+    )
+    .fetch_all(app.db().reader())
+    .await
+    .unwrap();
+    assert_eq!(
+        actions,
+        [
+            "billing.portal",
+            "subscription.change",
+            "subscription.change",
+            "subscription.change"
+        ]
+    );
+    app.create_admin("viewer@example.com", tally::auth::Role::Viewer).await;
+    let viewer = app.logged_in("viewer@example.com").await;
+    assert_eq!(
+        app.call(
+            &viewer,
+            "billing/subscription",
+            &[("subscription_id", "sub_1"), ("action", "resume"), ("token", token)]
+        )
+        .await
+        .status(),
+        403
+    );
+    assert_eq!(
+        app.call(&viewer, "billing/portal", &[("customer_id", "cus_sub")])
+            .await
+            .status(),
+        403
+    );
+    app.server.shutdown().await.unwrap();
+});
+
+async fn api(app: &TestApp, key: &str, path: &str, body: Value, idempotency: Option<&str>) -> (u16, Value) {
+    let mut req = common::browser().post(app.url(path)).bearer_auth(key).json(&body);
+    if let Some(k) = idempotency {
+        req = req.header("idempotency-key", k);
+    }
+    let res = req.send().await.unwrap();
+    (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+}
+
+both_backends!(
+    the_payments_api_validates_passes_keys_through_and_rate_limits,
+    |backend| async move {
+        let (base, log) = stand_in().await;
+        let app = spawn(backend, &base, &[("API_RATE_LIMIT", "50")]).await;
+        seed_catalogue(&app).await;
+        let res = form_post(&app, &app.client, "api-keys/create", &[("name", "iOS app")]).await;
+        assert_eq!(res.status(), 302);
+        let res = app
+            .client
+            .post(app.url("/api/api-keys/create"))
+            .header("accept", "application/json")
+            .form(&[("name", "backend")])
+            .send()
+            .await
+            .unwrap();
+        let key: String = res.json().await.unwrap();
+        assert!(key.starts_with("tly_") && key.len() > 30);
+        let stored: Vec<String> = sqlx::query_scalar("SELECT key_hash FROM api_keys")
+            .fetch_all(app.db().reader())
+            .await
+            .unwrap();
+        assert!(stored.iter().all(|h| !h.contains(&key[4..])), "only a hash is stored");
+
+        // Without a key, or with a wrong one: 401 in Stripe's error shape.
+        let (status, body) = api(
+            &app,
+            "tly_wrong",
+            "/api/v1/customers",
+            json!({"email": "a@example.com"}),
+            None,
+        )
+        .await;
+        assert_eq!(status, 401);
+        assert_eq!(body["error"]["type"], "authentication_error");
+
+        let (status, body) = api(
+            &app,
+            &key,
+            "/api/v1/customers",
+            json!({"email": "new@example.com", "name": "New"}),
+            Some("cust-1"),
+        )
+        .await;
+        assert_eq!((status, body["created"].clone()), (201, json!(true)), "{body}");
+        let id = body["customer_id"].as_str().unwrap().to_string();
+        let (status, body) = api(
+            &app,
+            &key,
+            "/api/v1/customers",
+            json!({"email": "NEW@example.com"}),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, body["customer_id"].as_str()),
+            (200, Some(id.as_str())),
+            "a known email returns its customer"
+        );
+        let created = calls(&log, "POST", "/v1/customers");
+        assert_eq!(created.len(), 1);
+        assert_eq!(
+            created[0].idempotency_key.as_deref(),
+            Some("cust-1"),
+            "Idempotency-Key is passed through"
+        );
+        assert_eq!(
+            (created[0].form["email"].as_str(), created[0].form["name"].as_str()),
+            ("new@example.com", "New")
+        );
+        let (status, body) = api(&app, &key, "/api/v1/customers", json!({"email": "nope"}), None).await;
+        assert_eq!((status, body["error"]["param"].as_str()), (400, Some("email")));
+
+        // PaymentIntents: validated before Stripe is called.
+        for (payload, param) in [
+            (json!({"amount": 10, "currency": "usd"}), "amount"),
+            (json!({"amount": 100_000_000, "currency": "usd"}), "amount"),
+            (json!({"amount": "100", "currency": "usd"}), "amount"),
+            (json!({"amount": 1000, "currency": "xyz"}), "currency"),
+            (
+                json!({"amount": 1000, "currency": "usd", "metadata": {"a[b]": "x"}}),
+                "metadata",
+            ),
+            (
+                json!({"amount": 1000, "currency": "usd", "customer": id}),
+                "stripe_version",
+            ),
+            (
+                json!({"amount": 1000, "currency": "usd", "customer": "x&y"}),
+                "customer",
+            ),
+        ] {
+            let (status, body) = api(&app, &key, "/api/v1/payment-intents", payload.clone(), None).await;
+            assert_eq!(
+                (status, body["error"]["param"].as_str()),
+                (400, Some(param)),
+                "{payload}: {body}"
+            );
+            assert_eq!(body["error"]["type"], "invalid_request_error");
+        }
+        assert!(calls(&log, "POST", "/v1/payment_intents").is_empty());
+        let (status, body) = api(
+        &app,
+        &key,
+        "/api/v1/payment-intents",
+        json!({"amount": 1999, "currency": "USD", "customer": id, "metadata": {"order": "42"}, "stripe_version": "2024-06-20"}),
+        Some("pi-order-42"),
+    )
+    .await;
+        assert_eq!(status, 201, "{body}");
+        assert!(body["client_secret"].as_str().unwrap().contains("_secret_"));
+        assert_eq!(body["ephemeral_key"], "ek_test_secret");
+        assert_eq!(body["customer"], id.as_str());
+        let pi = calls(&log, "POST", "/v1/payment_intents");
+        assert_eq!(pi[0].form["amount"], "1999");
+        assert_eq!(pi[0].form["currency"], "usd");
+        assert_eq!(pi[0].form["customer"], id.as_str());
+        assert_eq!(pi[0].form["metadata[order]"], "42");
+        assert_eq!(pi[0].form["automatic_payment_methods[enabled]"], "true");
+        assert_eq!(pi[0].idempotency_key.as_deref(), Some("pi-order-42"));
+        let ek = calls(&log, "POST", "/v1/ephemeral_keys");
+        assert_eq!(ek[0].form["customer"], id.as_str());
+        assert_eq!(
+            ek[0].stripe_version.as_deref(),
+            Some("2024-06-20"),
+            "the ephemeral key uses the SDK's API version"
+        );
+        let (status, body) = api(
+            &app,
+            &key,
+            "/api/v1/payment-intents",
+            json!({"amount": 500, "currency": "jpy"}),
+            None,
+        )
+        .await;
+        assert_eq!((status, body["ephemeral_key"].clone()), (201, Value::Null));
+
+        // Subscriptions: default_incomplete, with the first invoice's client secret.
+        let (status, body) = api(
+            &app,
+            &key,
+            "/api/v1/subscriptions",
+            json!({"customer_id": id, "price_id": "price_pro_month"}),
+            None,
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["client_secret"], "pi_x_secret_sub");
+        let sub = calls(&log, "POST", "/v1/subscriptions");
+        assert_eq!(sub[0].form["customer"], id.as_str());
+        assert_eq!(sub[0].form["items[0][price]"], "price_pro_month");
+        assert_eq!(sub[0].form["payment_behavior"], "default_incomplete");
+        assert_eq!(sub[0].form["expand[0]"], "latest_invoice.confirmation_secret");
+        let (status, body) = api(
+            &app,
+            &key,
+            "/api/v1/subscriptions",
+            json!({"customer_id": id, "price_id": "price_setup"}),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"]["param"].as_str()),
+            (400, Some("price_id")),
+            "one-time prices are refused"
+        );
+
+        let doc: Value = common::browser()
+            .get(app.url("/api/v1/openapi.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(doc["paths"]["/api/v1/payment-intents"]["post"].is_object());
+
+        // Revoked keys stop working at once.
+        let key_id: String = sqlx::query_scalar("SELECT id FROM api_keys WHERE name = 'backend'")
+            .fetch_one(app.db().reader())
+            .await
+            .unwrap();
+        app.call(&app.client, "api-keys/revoke", &[("id", &key_id)]).await;
+        let (status, _) = api(
+            &app,
+            &key,
+            "/api/v1/customers",
+            json!({"email": "new@example.com"}),
+            None,
+        )
+        .await;
+        assert_eq!(status, 401);
+        app.server.shutdown().await.unwrap();
+    }
+);
+
+#[tokio::test]
+async fn the_payments_api_rate_limits_per_key() {
+    let (base, _log) = stand_in().await;
+    let app = spawn(Backend::Sqlite, &base, &[("API_RATE_LIMIT", "3")]).await;
+    let res = app
+        .client
+        .post(app.url("/api/api-keys/create"))
+        .header("accept", "application/json")
+        .form(&[("name", "k")])
+        .send()
+        .await
+        .unwrap();
+    let key: String = res.json().await.unwrap();
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(
+            api(
+                &app,
+                &key,
+                "/api/v1/customers",
+                json!({"email": "same@example.com"}),
+                None,
+            )
+            .await,
+        );
+    }
+    let limited = statuses.iter().filter(|(s, _)| *s == 429).count();
+    assert!(limited >= 2, "{statuses:?}");
+    let (_, body) = statuses.iter().find(|(s, _)| *s == 429).unwrap();
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+    app.server.shutdown().await.unwrap();
+}
