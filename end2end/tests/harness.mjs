@@ -49,9 +49,11 @@ export async function logIn(page, base, { email, password } = OWNER) {
   await page.waitForURL(base + '/');
 }
 
+/** `extraEnv`: variables, or a function of Tally's base URL that returns them. */
 export async function startTally(extraEnv = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'tally-e2e-'));
   const port = await freePort();
+  const extra = typeof extraEnv === 'function' ? extraEnv(`http://127.0.0.1:${port}`) : extraEnv;
   const bin = process.env.TALLY_BIN ?? join(root, 'target', 'debug', 'tally');
   const env = {
     PATH: process.env.PATH,
@@ -61,7 +63,7 @@ export async function startTally(extraEnv = {}) {
     TALLY_SITE_CONFIG: join(root, 'Leptos.toml'),
     RUST_LOG: 'warn',
     STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
-    ...extraEnv,
+    ...extra,
   };
   // An owner to log in with, created the way an operator would.
   const created = spawnSync(bin, ['create-admin', '--email', OWNER.email, '--role', 'owner'], {
