@@ -1,5 +1,6 @@
 //! Pure types and logic shared by the server and the browser.
 
 pub mod api_key;
+pub mod metrics;
 pub mod money;
 pub mod sync_report;

@@ -261,6 +261,10 @@ pub async fn apply_object(
     delete: bool,
 ) -> Result<Applied, ProjectionError> {
     let written = upsert(conn, resource, object, version, delete).await?;
+    if resource == Resource::Subscription {
+        // History for MRR movements: every version counts, even one older than the row.
+        subscriptions::record_mrr(conn, object, version).await?;
+    }
     if written && !delete {
         match resource {
             Resource::Subscription => subscriptions::replace_items(conn, object).await?,

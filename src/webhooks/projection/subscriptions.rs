@@ -30,7 +30,40 @@ pub fn columns(s: &Value) -> Vec<(&'static str, Col)> {
         ("current_period_start", Col::Int(period(s, "current_period_start"))),
         ("current_period_end", Col::Int(period(s, "current_period_end"))),
         ("start_date", Col::Int(int(s, "start_date"))),
+        (
+            "mrr",
+            Col::Int(Some(crate::metrics::mrr::of_subscription(s, crate::db::now_unix()))),
+        ),
     ]
+}
+
+/// Keeps this version's MRR for the movements (once per subscription and version).
+pub async fn record_mrr(conn: &mut AnyConnection, s: &Value, version: &super::Version) -> Result<(), ProjectionError> {
+    let Some(sub_id) = text(s, "id") else {
+        return Err(ProjectionError::NoId);
+    };
+    // A payload without items (a trimmed object) says nothing about MRR unless it ends the
+    // subscription.
+    let status = text(s, "status");
+    let ends = matches!(status.as_deref(), Some("canceled" | "incomplete_expired"));
+    if s.get("items").is_none() && !ends {
+        return Ok(());
+    }
+    let mrr = crate::metrics::mrr::of_subscription(s, version.at);
+    sqlx::query(
+        "INSERT INTO subscription_mrr (subscription_id, at, event_id, customer_id, currency, status, mrr) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (subscription_id, at, event_id) DO NOTHING",
+    )
+    .bind(&sub_id)
+    .bind(version.at)
+    .bind(&version.event_id)
+    .bind(id(s, "customer"))
+    .bind(text(s, "currency"))
+    .bind(status)
+    .bind(mrr)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// Replaces the subscription's items with those in this (newer) version of it.

@@ -1,0 +1,107 @@
+//! Revenue figures shared by the server and the pages. Money in minor units of `currency`; rates
+//! in basis points (1/100 of a percent).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MovementKind {
+    New,
+    Expansion,
+    Contraction,
+    Churn,
+    Reactivation,
+}
+
+impl MovementKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MovementKind::New => "new",
+            MovementKind::Expansion => "expansion",
+            MovementKind::Contraction => "contraction",
+            MovementKind::Churn => "churn",
+            MovementKind::Reactivation => "reactivation",
+        }
+    }
+}
+
+/// One change of a customer's MRR, caused by one event on one subscription.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Movement {
+    pub subscription_id: String,
+    pub customer_id: String,
+    pub at: i64,
+    pub event_id: String,
+    pub kind: MovementKind,
+    /// The change of MRR (negative for contraction and churn).
+    pub delta: i64,
+    /// The subscription's MRR after the change.
+    pub mrr_after: i64,
+}
+
+/// One month of a chart.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonthPoint {
+    /// `YYYY-MM`
+    pub month: String,
+    /// MRR at the end of the month (or now, for the current one).
+    pub mrr: i64,
+    pub new: i64,
+    pub expansion: i64,
+    pub reactivation: i64,
+    /// Negative.
+    pub contraction: i64,
+    /// Negative.
+    pub churn: i64,
+    pub gross: i64,
+    pub refunds: i64,
+    pub disputes_lost: i64,
+    pub net: i64,
+    pub payments: i64,
+    pub failed_payments: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kpis {
+    pub currency: String,
+    pub mrr: i64,
+    pub arr: i64,
+    pub active_subscriptions: i64,
+    pub active_customers: i64,
+    pub new_mrr_this_month: i64,
+    /// MRR lost to churn in the last 30 days (positive).
+    pub churned_mrr_30d: i64,
+    /// MRR lost to downgrades in the last 30 days (positive).
+    pub contraction_mrr_30d: i64,
+    pub expansion_mrr_30d: i64,
+    pub churned_customers_30d: i64,
+    pub customers_30d_ago: i64,
+    pub mrr_30d_ago: i64,
+    /// Churned customers ÷ paying customers 30 days ago.
+    pub customer_churn_bp: Option<i64>,
+    /// (Churned + contraction MRR) ÷ MRR 30 days ago.
+    pub revenue_churn_bp: Option<i64>,
+    /// MRR ÷ active customers.
+    pub arpu: i64,
+    /// ARPU ÷ monthly customer churn rate; `None` without churn.
+    pub ltv: Option<i64>,
+    pub gross_30d: i64,
+    pub refunds_30d: i64,
+    pub disputes_lost_30d: i64,
+    pub net_revenue_30d: i64,
+    pub failed_payments_30d: i64,
+    /// Open invoices whose payment failed.
+    pub open_failed_invoices: i64,
+    pub open_failed_amount: i64,
+    pub trials: i64,
+    pub trials_ended_30d: i64,
+    pub trials_converted_30d: i64,
+    pub trial_conversion_bp: Option<i64>,
+}
+
+/// `12.34%` from basis points.
+pub fn percent(bp: Option<i64>) -> String {
+    match bp {
+        Some(bp) => format!("{}.{:02}%", bp / 100, bp % 100),
+        None => "—".into(),
+    }
+}

@@ -1,0 +1,421 @@
+//! Revenue analytics: KPIs, MRR movements and monthly series, per currency (never summed across
+//! currencies). Definitions in docs/metrics.md.
+
+pub mod mrr;
+
+use std::collections::HashMap;
+
+use sqlx::Row;
+
+use crate::db::{Db, DbError};
+pub use crate::domain::metrics::{Kpis, MonthPoint, Movement, MovementKind};
+
+pub const DAY: i64 = 86_400;
+pub const WINDOW: i64 = 30 * DAY;
+
+/// The start (Unix seconds, UTC) of the month containing `t`, and of the month `offset` months
+/// later (negative: earlier).
+pub fn month_start(t: i64, offset: i32) -> i64 {
+    use chrono::{Datelike, TimeZone, Utc};
+    let d = Utc.timestamp_opt(t, 0).single().unwrap_or_default();
+    let total = d.year() * 12 + d.month0() as i32 + offset;
+    let (y, m) = (total.div_euclid(12), total.rem_euclid(12) as u32 + 1);
+    Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0)
+        .single()
+        .map(|x| x.timestamp())
+        .unwrap_or(0)
+}
+
+/// `YYYY-MM` of a time.
+pub fn month_label(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .map(|d| d.format("%Y-%m").to_string())
+        .unwrap_or_default()
+}
+
+/// Currencies with any subscription or charge, the one with the most active MRR first (the
+/// overview's default), then by activity.
+pub async fn currencies(db: &Db) -> Result<Vec<String>, DbError> {
+    let rows = sqlx::query(
+        "SELECT currency, CAST(SUM(mrr) AS BIGINT) AS total, COUNT(*) AS n FROM ( \
+           SELECT currency, COALESCE(mrr, 0) AS mrr FROM subscriptions WHERE currency IS NOT NULL \
+           UNION ALL SELECT currency, 0 AS mrr FROM charges WHERE currency IS NOT NULL) x \
+         GROUP BY currency ORDER BY total DESC, n DESC, currency",
+    )
+    .fetch_all(db.reader())
+    .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| r.try_get::<String, _>("currency").ok())
+        .collect())
+}
+
+/// Every MRR movement in `currency`, oldest first: each change of a customer's MRR, classified
+/// at the customer level (new, expansion, contraction, churn, reactivation).
+pub async fn movements(db: &Db, currency: &str) -> Result<Vec<Movement>, DbError> {
+    let rows = sqlx::query(
+        "SELECT subscription_id, at, event_id, customer_id, mrr FROM subscription_mrr \
+         WHERE currency = $1 ORDER BY at, event_id, subscription_id",
+    )
+    .bind(currency)
+    .fetch_all(db.reader())
+    .await?;
+    let mut per_sub: HashMap<String, i64> = HashMap::new();
+    let mut per_customer: HashMap<String, i64> = HashMap::new();
+    let mut ever: HashMap<String, bool> = HashMap::new();
+    let mut out = Vec::new();
+    for r in &rows {
+        let sub: String = r.try_get("subscription_id")?;
+        let at: i64 = r.try_get("at")?;
+        let event_id: String = r.try_get("event_id")?;
+        let customer: String = r
+            .try_get::<Option<String>, _>("customer_id")?
+            .unwrap_or_else(|| sub.clone());
+        let mrr: i64 = r.try_get("mrr")?;
+        let before_sub = per_sub.insert(sub.clone(), mrr).unwrap_or(0);
+        let delta = mrr - before_sub;
+        if delta == 0 {
+            continue;
+        }
+        let before = *per_customer.get(&customer).unwrap_or(&0);
+        let after = before + delta;
+        per_customer.insert(customer.clone(), after);
+        let kind = if before == 0 && after > 0 {
+            if ever.get(&customer).copied().unwrap_or(false) {
+                MovementKind::Reactivation
+            } else {
+                MovementKind::New
+            }
+        } else if before > 0 && after <= 0 {
+            MovementKind::Churn
+        } else if delta > 0 {
+            MovementKind::Expansion
+        } else {
+            MovementKind::Contraction
+        };
+        if after > 0 {
+            ever.insert(customer.clone(), true);
+        }
+        out.push(Movement {
+            subscription_id: sub,
+            customer_id: customer,
+            at,
+            event_id,
+            kind,
+            delta,
+            mrr_after: mrr,
+        });
+    }
+    Ok(out)
+}
+
+/// Month-end MRR and each month's movements for the last `months` months (the current one
+/// included), from the movements.
+pub fn monthly(movements: &[Movement], months: i32, now: i64) -> Vec<MonthPoint> {
+    let first = month_start(now, -(months - 1));
+    let mut points: Vec<MonthPoint> = (0..months)
+        .map(|i| MonthPoint {
+            month: month_label(month_start(first, i)),
+            ..Default::default()
+        })
+        .collect();
+    let mut mrr = 0i64;
+    let mut idx = 0usize;
+    for m in movements {
+        if m.at > now {
+            break;
+        }
+        if m.at >= first {
+            while idx + 1 < points.len() && m.at >= month_start(first, idx as i32 + 1) {
+                points[idx].mrr = mrr;
+                idx += 1;
+            }
+            let p = &mut points[idx];
+            match m.kind {
+                MovementKind::New => p.new += m.delta,
+                MovementKind::Expansion => p.expansion += m.delta,
+                MovementKind::Reactivation => p.reactivation += m.delta,
+                MovementKind::Contraction => p.contraction += m.delta,
+                MovementKind::Churn => p.churn += m.delta,
+            }
+        }
+        mrr += m.delta;
+    }
+    for p in points.iter_mut().skip(idx) {
+        p.mrr = mrr;
+    }
+    points
+}
+
+/// Revenue per month: gross (succeeded charges), refunds, lost disputes, net.
+pub async fn revenue_by_month(db: &Db, currency: &str, months: i32, now: i64) -> Result<Vec<MonthPoint>, DbError> {
+    let first = month_start(now, -(months - 1));
+    let mut points: Vec<MonthPoint> = (0..months)
+        .map(|i| MonthPoint {
+            month: month_label(month_start(first, i)),
+            ..Default::default()
+        })
+        .collect();
+    let month_index = |t: i64| -> Option<usize> {
+        if t < first || t > now {
+            return None;
+        }
+        (0..months as usize).rev().find(|i| t >= month_start(first, *i as i32))
+    };
+    let charges = sqlx::query(
+        "SELECT created, COALESCE(amount_captured, amount, 0) AS amount, status FROM charges \
+         WHERE currency = $1 AND created >= $2 AND created <= $3",
+    )
+    .bind(currency)
+    .bind(first)
+    .bind(now)
+    .fetch_all(db.reader())
+    .await?;
+    for r in &charges {
+        let Some(i) = month_index(r.try_get("created")?) else {
+            continue;
+        };
+        let status: Option<String> = r.try_get("status")?;
+        match status.as_deref() {
+            Some("succeeded") => points[i].gross += r.try_get::<i64, _>("amount")?,
+            Some("failed") => points[i].failed_payments += 1,
+            _ => {}
+        }
+        points[i].payments += 1;
+    }
+    let refunds = sqlx::query(
+        "SELECT created, amount FROM refunds WHERE currency = $1 AND created >= $2 AND created <= $3 \
+         AND COALESCE(status, 'succeeded') IN ('succeeded', 'pending')",
+    )
+    .bind(currency)
+    .bind(first)
+    .bind(now)
+    .fetch_all(db.reader())
+    .await?;
+    for r in &refunds {
+        if let Some(i) = month_index(r.try_get("created")?) {
+            points[i].refunds += r.try_get::<Option<i64>, _>("amount")?.unwrap_or(0);
+        }
+    }
+    let disputes = sqlx::query(
+        "SELECT created, amount FROM disputes WHERE currency = $1 AND status = 'lost' AND created >= $2 AND created <= $3",
+    )
+    .bind(currency)
+    .bind(first)
+    .bind(now)
+    .fetch_all(db.reader())
+    .await?;
+    for r in &disputes {
+        if let Some(i) = month_index(r.try_get("created")?) {
+            points[i].disputes_lost += r.try_get::<Option<i64>, _>("amount")?.unwrap_or(0);
+        }
+    }
+    for p in &mut points {
+        p.net = p.gross - p.refunds - p.disputes_lost;
+    }
+    Ok(points)
+}
+
+/// Active subscribers at the end of each month (subscriptions counted in MRR).
+pub fn subscribers_by_month(movements: &[Movement], months: i32, now: i64) -> Vec<(String, i64)> {
+    let first = month_start(now, -(months - 1));
+    let mut live: HashMap<&str, bool> = HashMap::new();
+    let mut out = Vec::new();
+    let mut iter = movements.iter().peekable();
+    for i in 0..months {
+        let end = if i == months - 1 {
+            now
+        } else {
+            month_start(first, i + 1) - 1
+        };
+        while let Some(m) = iter.peek() {
+            if m.at > end {
+                break;
+            }
+            live.insert(m.subscription_id.as_str(), m.mrr_after > 0);
+            iter.next();
+        }
+        out.push((
+            month_label(month_start(first, i)),
+            live.values().filter(|v| **v).count() as i64,
+        ));
+    }
+    out
+}
+
+/// The overview's figures for `currency` at `now`.
+pub async fn kpis(db: &Db, currency: &str, now: i64) -> Result<Kpis, DbError> {
+    let reader = db.reader();
+    let row = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(mrr), 0) AS BIGINT) AS mrr, \
+                CAST(COUNT(*) AS BIGINT) AS subs, CAST(COUNT(DISTINCT customer_id) AS BIGINT) AS customers \
+         FROM subscriptions WHERE currency = $1 AND deleted = 0 AND status IN ('active', 'past_due')",
+    )
+    .bind(currency)
+    .fetch_one(reader)
+    .await?;
+    let mrr: i64 = row.try_get("mrr")?;
+    let active_subscriptions: i64 = row.try_get("subs")?;
+    let active_customers: i64 = row.try_get("customers")?;
+    let trials: i64 = sqlx::query_scalar(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM subscriptions WHERE currency = $1 AND deleted = 0 AND status = 'trialing'",
+    )
+    .bind(currency)
+    .fetch_one(reader)
+    .await?;
+    // Trials that ended in the last 30 days, and how many of them now pay.
+    let trial_row = sqlx::query(
+        "SELECT CAST(COUNT(*) AS BIGINT) AS ended, \
+                CAST(COALESCE(SUM(CASE WHEN status IN ('active', 'past_due') THEN 1 ELSE 0 END), 0) AS BIGINT) AS converted \
+         FROM subscriptions WHERE currency = $1 AND deleted = 0 AND trial_end IS NOT NULL \
+           AND trial_end > $2 AND trial_end <= $3 AND status <> 'trialing'",
+    )
+    .bind(currency)
+    .bind(now - WINDOW)
+    .bind(now)
+    .fetch_one(reader)
+    .await?;
+    let trials_ended: i64 = trial_row.try_get("ended")?;
+    let trials_converted: i64 = trial_row.try_get("converted")?;
+
+    let moves = movements(db, currency).await?;
+    let this_month = month_start(now, 0);
+    let window_start = now - WINDOW;
+    let mut new_mrr_this_month = 0;
+    let (mut churned_mrr_30d, mut contraction_mrr_30d, mut expansion_mrr_30d) = (0, 0, 0);
+    let mut churned_customers_30d = 0;
+    let mut mrr_30d_ago = 0;
+    let mut customer_mrr: HashMap<&str, i64> = HashMap::new();
+    for m in &moves {
+        if m.at > now {
+            break;
+        }
+        if m.at <= window_start {
+            mrr_30d_ago += m.delta;
+            *customer_mrr.entry(m.customer_id.as_str()).or_insert(0) += m.delta;
+        }
+        if m.at >= this_month && m.kind == MovementKind::New {
+            new_mrr_this_month += m.delta;
+        }
+        if m.at > window_start {
+            match m.kind {
+                MovementKind::Churn => {
+                    churned_mrr_30d -= m.delta;
+                    churned_customers_30d += 1;
+                }
+                MovementKind::Contraction => contraction_mrr_30d -= m.delta,
+                MovementKind::Expansion => expansion_mrr_30d += m.delta,
+                _ => {}
+            }
+        }
+    }
+    let customers_30d_ago = customer_mrr.values().filter(|v| **v > 0).count() as i64;
+    let net = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(CASE WHEN status = 'succeeded' THEN COALESCE(amount_captured, amount, 0) ELSE 0 END), 0) AS BIGINT) AS gross, \
+                CAST(COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) AS BIGINT) AS failed \
+         FROM charges WHERE currency = $1 AND created > $2 AND created <= $3",
+    )
+    .bind(currency)
+    .bind(window_start)
+    .bind(now)
+    .fetch_one(reader)
+    .await?;
+    let gross_30d: i64 = net.try_get("gross")?;
+    let refunds_30d: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refunds WHERE currency = $1 AND created > $2 AND created <= $3 \
+         AND COALESCE(status, 'succeeded') IN ('succeeded', 'pending')",
+    )
+    .bind(currency)
+    .bind(window_start)
+    .bind(now)
+    .fetch_one(reader)
+    .await?;
+    let disputes_lost_30d: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM disputes WHERE currency = $1 AND status = 'lost' \
+         AND created > $2 AND created <= $3",
+    )
+    .bind(currency)
+    .bind(window_start)
+    .bind(now)
+    .fetch_one(reader)
+    .await?;
+    let failed = sqlx::query(
+        "SELECT CAST(COUNT(*) AS BIGINT) AS n, CAST(COALESCE(SUM(amount_remaining), 0) AS BIGINT) AS amount FROM invoices \
+         WHERE currency = $1 AND deleted = 0 AND status = 'open' AND COALESCE(attempt_count, 0) > 0",
+    )
+    .bind(currency)
+    .fetch_one(reader)
+    .await?;
+    let arpu = if active_customers > 0 {
+        (2 * mrr + active_customers) / (2 * active_customers)
+    } else {
+        0
+    };
+    // Rates in basis points (1/100 of a percent), rounded half up.
+    let rate = |num: i64, den: i64| (den > 0).then(|| (2 * num * 10_000 + den) / (2 * den));
+    let customer_churn_bp = rate(churned_customers_30d, customers_30d_ago);
+    let revenue_churn_bp = rate(churned_mrr_30d + contraction_mrr_30d, mrr_30d_ago);
+    // LTV = ARPU / monthly customer churn rate.
+    let ltv = customer_churn_bp
+        .filter(|bp| *bp > 0)
+        .map(|bp| (2 * arpu * 10_000 + bp) / (2 * bp));
+    Ok(Kpis {
+        currency: currency.to_string(),
+        mrr,
+        arr: mrr * 12,
+        active_subscriptions,
+        active_customers,
+        new_mrr_this_month,
+        churned_mrr_30d,
+        contraction_mrr_30d,
+        expansion_mrr_30d,
+        churned_customers_30d,
+        customers_30d_ago,
+        mrr_30d_ago,
+        customer_churn_bp,
+        revenue_churn_bp,
+        arpu,
+        ltv,
+        gross_30d,
+        refunds_30d,
+        disputes_lost_30d,
+        net_revenue_30d: gross_30d - refunds_30d - disputes_lost_30d,
+        failed_payments_30d: net.try_get("failed")?,
+        open_failed_invoices: failed.try_get("n")?,
+        open_failed_amount: failed.try_get("amount")?,
+        trials,
+        trials_ended_30d: trials_ended,
+        trials_converted_30d: trials_converted,
+        trial_conversion_bp: rate(trials_converted, trials_ended),
+    })
+}
+
+/// Sets `mrr` on subscription rows projected before MRR existed, and gives each a snapshot.
+pub async fn backfill_mrr(db: &Db) -> Result<usize, DbError> {
+    let rows = sqlx::query("SELECT id, raw, version_at, version_event FROM subscriptions WHERE mrr IS NULL")
+        .fetch_all(db.reader())
+        .await?;
+    let now = crate::db::now_unix();
+    for r in &rows {
+        let raw: String = r.try_get("raw")?;
+        let Ok(object) = serde_json::from_str::<serde_json::Value>(&raw) else {
+            continue;
+        };
+        let id: String = r.try_get("id")?;
+        let version = crate::webhooks::projection::Version {
+            at: r.try_get("version_at")?,
+            event_id: r.try_get("version_event")?,
+        };
+        let mut tx = db.begin().await?;
+        sqlx::query("UPDATE subscriptions SET mrr = $1 WHERE id = $2")
+            .bind(mrr::of_subscription(&object, now))
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        crate::webhooks::projection::subscriptions::record_mrr(&mut tx, &object, &version)
+            .await
+            .map_err(|e| DbError::Query(sqlx::Error::Protocol(e.to_string())))?;
+        tx.commit().await?;
+    }
+    Ok(rows.len())
+}
