@@ -25,9 +25,16 @@ struct Cli {
 enum Command {
     /// Serve the dashboard and the Stripe webhook (the default).
     Serve {
-        /// On an empty database, create a demo owner and print its credentials once.
+        /// On an empty database, fill in the demo business and create a demo owner whose
+        /// credentials are printed once.
         #[arg(long)]
         demo: bool,
+    },
+    /// Fill an empty database with a deterministic demo business (24 months of Stripe events).
+    SeedDemo {
+        /// How many customers.
+        #[arg(long, default_value_t = 2000)]
+        customers: usize,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -96,6 +103,7 @@ fn run(cli: Cli) -> Result<u8, String> {
         match cli.command.unwrap_or(Command::Serve { demo: false }) {
             Command::Serve { demo } => serve(config, &cli.site_config, demo).await.map(|_| 0),
             Command::Migrate => migrate(config).await.map(|_| 0),
+            Command::SeedDemo { customers } => seed_demo(&config, customers).await.map(|_| 0),
             Command::CreateAdmin { email, role } => create_admin(config, &email, &role).await.map(|_| 0),
             Command::Sync { since, only, restart } => sync(config, since, only, restart).await.map(|_| 0),
             Command::Reconcile { days } => reconcile(config, days).await.map(|_| 0),
@@ -107,6 +115,7 @@ fn run(cli: Cli) -> Result<u8, String> {
 async fn serve(config: Config, site_config: &std::path::Path, demo: bool) -> Result<(), String> {
     let site = crate::site::load(site_config, |name| std::env::var(name).ok())?;
     if demo {
+        seed_demo(&config, 2000).await?;
         create_demo_owner(&config).await?;
     }
     tracing::info!(config = ?config, site_root = %site.site_root, "starting Tally");
@@ -197,6 +206,26 @@ async fn create_admin(config: Config, email: &str, role: &str) -> Result<(), Str
 }
 
 /// On an empty database, an owner with a random password, printed once, so a first run can log in.
+async fn seed_demo(config: &Config, customers: usize) -> Result<(), String> {
+    if !(1..=200_000).contains(&customers) {
+        return Err("--customers must be from 1 to 200000".into());
+    }
+    let db = connect_migrated(config).await?;
+    let started = std::time::Instant::now();
+    let seeded = crate::demo::seed(&db, customers, crate::db::now_unix())
+        .await
+        .map_err(|e| format!("could not seed the demo data: {e}"))?;
+    db.close().await;
+    match seeded {
+        crate::demo::Seeded::AlreadyHasData => println!("demo data: skipped, the database already has customers"),
+        crate::demo::Seeded::Events(n) => println!(
+            "demo data: {customers} customers, {n} Stripe events applied in {:.1}s",
+            started.elapsed().as_secs_f64()
+        ),
+    }
+    Ok(())
+}
+
 async fn create_demo_owner(config: &Config) -> Result<(), String> {
     const DEMO_EMAIL: &str = "demo@tally.local";
     let db = connect_migrated(config).await?;

@@ -1,0 +1,494 @@
+//! Demo data: a deterministic, realistic SaaS business over 24 months — monthly and yearly plans
+//! in USD and JPY, trials, upgrades, downgrades, cancellations (now and at period end),
+//! reactivations, failed payments, refunds and disputes — produced as Stripe-shaped events, stored
+//! in the inbox and applied through the webhook projection, so the demo runs the real path.
+
+use serde_json::{json, Value};
+
+use crate::db::{Db, DbError};
+use crate::webhooks::inbox::IncomingEvent;
+use crate::webhooks::projection::{self, Version};
+
+const DAY: i64 = 86_400;
+
+/// A small, fast, deterministic generator (SplitMix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        self.unit() < p
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+struct Tier {
+    product: &'static str,
+    name: &'static str,
+    /// (USD monthly, USD yearly, JPY monthly, JPY yearly), minor units.
+    prices: [i64; 4],
+    per_seat: bool,
+}
+
+const TIERS: [Tier; 3] = [
+    Tier { product: "prod_demo_starter", name: "Starter", prices: [1900, 19000, 2000, 20000], per_seat: false },
+    Tier { product: "prod_demo_pro", name: "Pro", prices: [4900, 49000, 5000, 50000], per_seat: false },
+    Tier { product: "prod_demo_team", name: "Team", prices: [2900, 29000, 3000, 30000], per_seat: true },
+];
+
+const FIRST: [&str; 24] = [
+    "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Margaret", "Dennis", "Radia", "Linus",
+    "Hedy", "Tim", "Katherine", "John", "Sophie", "Yukihiro", "Hiro", "Aiko", "Ren", "Yuki", "Mei", "Kenji",
+];
+const LAST: [&str; 20] = [
+    "Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Hamilton", "Ritchie",
+    "Perlman", "Torvalds", "Lamarr", "Berners-Lee", "Johnson", "McCarthy", "Wilson", "Matsumoto", "Tanaka", "Sato",
+];
+
+fn price_id(tier: usize, yearly: bool, jpy: bool) -> String {
+    format!(
+        "price_demo_{}_{}_{}",
+        TIERS[tier].name.to_lowercase(),
+        if yearly { "year" } else { "month" },
+        if jpy { "jpy" } else { "usd" }
+    )
+}
+
+fn price_object(tier: usize, yearly: bool, jpy: bool, created: i64) -> Value {
+    let t = &TIERS[tier];
+    let amount = t.prices[usize::from(yearly) + 2 * usize::from(jpy)];
+    json!({
+        "id": price_id(tier, yearly, jpy), "object": "price", "active": true, "product": t.product,
+        "currency": if jpy { "jpy" } else { "usd" }, "unit_amount": amount, "type": "recurring", "livemode": false,
+        "nickname": format!("{} {}", t.name, if yearly { "yearly" } else { "monthly" }), "created": created,
+        "recurring": {"interval": if yearly { "year" } else { "month" }, "interval_count": 1, "usage_type": "licensed"}
+    })
+}
+
+/// One subscription's state, turned into Stripe's JSON on demand.
+#[derive(Clone)]
+struct Sub {
+    id: String,
+    customer: String,
+    tier: usize,
+    yearly: bool,
+    jpy: bool,
+    quantity: i64,
+    coupon: bool,
+    status: &'static str,
+    cancel_at_period_end: bool,
+    created: i64,
+    trial_end: Option<i64>,
+    period_start: i64,
+    period_end: i64,
+    ended_at: Option<i64>,
+}
+
+impl Sub {
+    fn amount(&self) -> i64 {
+        let unit = TIERS[self.tier].prices[usize::from(self.yearly) + 2 * usize::from(self.jpy)];
+        let gross = unit * self.quantity;
+        if self.coupon {
+            gross * 80 / 100
+        } else {
+            gross
+        }
+    }
+
+    fn json(&self) -> Value {
+        let discount = if self.coupon {
+            json!({"id": format!("di_{}", self.id), "object": "discount", "start": self.created, "end": null,
+                   "coupon": {"id": "LAUNCH20", "object": "coupon", "percent_off": 20.0, "duration": "forever"}})
+        } else {
+            Value::Null
+        };
+        json!({
+            "id": self.id, "object": "subscription", "customer": self.customer, "status": self.status,
+            "currency": if self.jpy { "jpy" } else { "usd" }, "created": self.created, "start_date": self.created,
+            "cancel_at_period_end": self.cancel_at_period_end, "livemode": false,
+            "cancel_at": if self.cancel_at_period_end { json!(self.period_end) } else { Value::Null },
+            "canceled_at": self.ended_at, "ended_at": self.ended_at,
+            "trial_start": self.trial_end.map(|_| self.created), "trial_end": self.trial_end,
+            "discount": discount,
+            "items": {"object": "list", "has_more": false, "data": [{
+                "id": format!("si_{}", &self.id[4..]), "object": "subscription_item", "quantity": self.quantity,
+                "current_period_start": self.period_start, "current_period_end": self.period_end,
+                "price": price_object(self.tier, self.yearly, self.jpy, 0)
+            }]}
+        })
+    }
+}
+
+/// Adds calendar months (keeping the day where it exists).
+fn add_months(t: i64, months: i32) -> i64 {
+    use chrono::{Months, TimeZone, Utc};
+    let d = Utc.timestamp_opt(t, 0).single().unwrap_or_default();
+    let shifted = if months >= 0 {
+        d.checked_add_months(Months::new(months.unsigned_abs()))
+    } else {
+        d.checked_sub_months(Months::new(months.unsigned_abs()))
+    };
+    shifted.unwrap_or(d).timestamp()
+}
+
+struct Generator {
+    rng: Rng,
+    now: i64,
+    events: Vec<(i64, &'static str, Value)>,
+    seq: u64,
+}
+
+impl Generator {
+    fn emit(&mut self, at: i64, event_type: &'static str, object: Value) {
+        if at <= self.now {
+            self.events.push((at, event_type, object));
+        }
+    }
+
+    fn id(&mut self, prefix: &str) -> String {
+        self.seq += 1;
+        format!("{prefix}_demo{:07}", self.seq)
+    }
+
+    /// One billing period's invoice and charge: paid, or failed and then recovered or not.
+    /// Returns false when the failure ended the subscription.
+    fn bill(&mut self, sub: &mut Sub) -> bool {
+        let at = sub.period_start + 600;
+        let amount = sub.amount();
+        let currency = if sub.jpy { "jpy" } else { "usd" };
+        let invoice_id = self.id("in");
+        let charge_id = self.id("ch");
+        let brand = ["visa", "mastercard", "amex"][self.rng.below(3) as usize];
+        let last4 = format!("{:04}", 1000 + self.rng.below(9000));
+        let charge = |status: &str, created: i64, failure: bool| {
+            json!({
+                "id": if failure { format!("{charge_id}f") } else { charge_id.clone() }, "object": "charge",
+                "amount": amount, "amount_captured": if failure { 0 } else { amount }, "amount_refunded": 0,
+                "currency": currency, "status": status, "paid": !failure, "captured": !failure, "refunded": false,
+                "customer": sub.customer, "invoice": invoice_id, "created": created, "livemode": false,
+                "failure_code": if failure { json!("card_declined") } else { Value::Null },
+                "failure_message": if failure { json!("Your card was declined.") } else { Value::Null },
+                "payment_method_details": {"type": "card", "card": {"brand": brand, "last4": last4}},
+                "refunds": {"object": "list", "has_more": false, "data": []}
+            })
+        };
+        let invoice = |status: &str, paid: i64, attempts: i64| {
+            json!({
+                "id": invoice_id, "object": "invoice", "customer": sub.customer, "subscription": sub.id, "status": status,
+                "currency": currency, "amount_due": amount, "amount_paid": paid, "amount_remaining": amount - paid,
+                "total": amount, "subtotal": amount, "attempt_count": attempts, "created": sub.period_start,
+                "billing_reason": "subscription_cycle", "period_start": sub.period_start, "period_end": sub.period_end,
+                "charge": charge_id, "livemode": false
+            })
+        };
+        if self.rng.chance(0.035) {
+            self.emit(at, "charge.failed", charge("failed", at, true));
+            self.emit(at + 1, "invoice.payment_failed", invoice("open", 0, 1));
+            sub.status = "past_due";
+            self.emit(at + 2, "customer.subscription.updated", sub.json());
+            if self.rng.chance(0.7) {
+                let later = at + (2 + self.rng.below(5) as i64) * DAY;
+                self.emit(later, "charge.succeeded", charge("succeeded", later, false));
+                self.emit(later + 1, "invoice.paid", invoice("paid", amount, 2));
+                sub.status = "active";
+                self.emit(later + 2, "customer.subscription.updated", sub.json());
+                self.after_payment(sub, &charge_id, amount, currency, later);
+                true
+            } else {
+                let end = at + 14 * DAY;
+                sub.status = "canceled";
+                sub.ended_at = Some(end);
+                self.emit(end, "customer.subscription.deleted", sub.json());
+                false
+            }
+        } else {
+            self.emit(at, "charge.succeeded", charge("succeeded", at, false));
+            self.emit(at + 1, "invoice.paid", invoice("paid", amount, 1));
+            self.after_payment(sub, &charge_id, amount, currency, at);
+            true
+        }
+    }
+
+    /// Sometimes a refund (full or partial), rarely a dispute.
+    fn after_payment(&mut self, sub: &Sub, charge_id: &str, amount: i64, currency: &str, paid_at: i64) {
+        if self.rng.chance(0.02) {
+            let at = paid_at + (1 + self.rng.below(10) as i64) * DAY;
+            let refunded = if self.rng.chance(0.5) { amount } else { amount / 2 };
+            let refund = json!({"id": self.id("re"), "object": "refund", "charge": charge_id, "amount": refunded,
+                "currency": currency, "status": "succeeded", "reason": "requested_by_customer", "created": at});
+            self.emit(at, "refund.created", refund.clone());
+            self.emit(at + 1, "charge.refunded", json!({
+                "id": charge_id, "object": "charge", "amount": amount, "amount_captured": amount, "amount_refunded": refunded,
+                "currency": currency, "status": "succeeded", "paid": true, "captured": true, "refunded": refunded == amount,
+                "customer": sub.customer, "created": paid_at, "livemode": false,
+                "refunds": {"object": "list", "has_more": false, "data": [refund]}
+            }));
+        } else if self.rng.chance(0.004) {
+            let at = paid_at + (5 + self.rng.below(20) as i64) * DAY;
+            let id = self.id("dp");
+            let reason = if self.rng.chance(0.6) { "fraudulent" } else { "product_not_received" };
+            let mut dispute = json!({"id": id, "object": "dispute", "charge": charge_id, "amount": amount, "currency": currency,
+                "status": "needs_response", "reason": reason, "created": at, "livemode": false,
+                "evidence_details": {"due_by": at + 7 * DAY, "has_evidence": false}});
+            self.emit(at, "charge.dispute.created", dispute.clone());
+            let closed = at + 30 * DAY;
+            dispute["status"] = json!(if self.rng.chance(0.5) { "lost" } else { "won" });
+            self.emit(closed, "charge.dispute.closed", dispute);
+        }
+    }
+
+    /// A subscription from `start` until it ends (or now). Returns when it ended, if it did.
+    fn subscription(&mut self, customer: &str, start: i64, jpy: bool, returning: bool) -> Option<i64> {
+        let tier = [0, 0, 0, 1, 1, 2][self.rng.below(6) as usize];
+        let yearly = self.rng.chance(0.22);
+        let quantity = if TIERS[tier].per_seat { 2 + self.rng.below(8) as i64 } else { 1 };
+        let trial = !returning && self.rng.chance(0.3);
+        let id = self.id("sub");
+        let mut sub = Sub {
+            id,
+            customer: customer.to_string(),
+            tier,
+            yearly,
+            jpy,
+            quantity,
+            coupon: self.rng.chance(0.1),
+            status: if trial { "trialing" } else { "active" },
+            cancel_at_period_end: false,
+            created: start,
+            trial_end: trial.then_some(start + 14 * DAY),
+            period_start: start,
+            period_end: if trial { start + 14 * DAY } else { add_months(start, if yearly { 12 } else { 1 }) },
+            ended_at: None,
+        };
+        self.emit(start, "customer.subscription.created", sub.json());
+        if let Some(trial_end) = sub.trial_end {
+            if !self.rng.chance(0.68) {
+                sub.status = "canceled";
+                sub.ended_at = Some(trial_end);
+                self.emit(trial_end, "customer.subscription.deleted", sub.json());
+                return Some(trial_end);
+            }
+            sub.status = "active";
+            sub.period_start = trial_end;
+            sub.period_end = add_months(trial_end, if yearly { 12 } else { 1 });
+            self.emit(trial_end, "customer.subscription.updated", sub.json());
+        }
+        loop {
+            if sub.period_start > self.now {
+                return None;
+            }
+            if !self.bill(&mut sub) {
+                return sub.ended_at;
+            }
+            // Month by month within the period: churn, upgrade, downgrade.
+            let months = if sub.yearly { 12 } else { 1 };
+            for m in 0..months {
+                let month_start = add_months(sub.period_start, m);
+                if month_start > self.now {
+                    return None;
+                }
+                let when = month_start + (1 + self.rng.below(26) as i64) * DAY;
+                let roll = self.rng.unit();
+                if roll < 0.024 {
+                    if self.rng.chance(0.5) {
+                        sub.cancel_at_period_end = true;
+                        self.emit(when, "customer.subscription.updated", sub.json());
+                        sub.status = "canceled";
+                        sub.ended_at = Some(sub.period_end);
+                        self.emit(sub.period_end, "customer.subscription.deleted", sub.json());
+                        return Some(sub.period_end);
+                    }
+                    sub.status = "canceled";
+                    sub.ended_at = Some(when);
+                    self.emit(when, "customer.subscription.deleted", sub.json());
+                    return Some(when);
+                } else if roll < 0.054 {
+                    if TIERS[sub.tier].per_seat {
+                        sub.quantity += 1 + self.rng.below(3) as i64;
+                    } else if sub.tier < 2 {
+                        sub.tier += 1;
+                        if sub.tier == 2 {
+                            sub.quantity = 2;
+                        }
+                    } else {
+                        continue;
+                    }
+                    self.emit(when, "customer.subscription.updated", sub.json());
+                } else if roll < 0.067 {
+                    if TIERS[sub.tier].per_seat && sub.quantity > 2 {
+                        sub.quantity -= 1;
+                    } else if sub.tier == 1 {
+                        sub.tier = 0;
+                    } else {
+                        continue;
+                    }
+                    self.emit(when, "customer.subscription.updated", sub.json());
+                }
+            }
+            sub.period_start = sub.period_end;
+            sub.period_end = add_months(sub.period_start, if sub.yearly { 12 } else { 1 });
+        }
+    }
+
+    fn customer(&mut self, n: usize, arrival: i64) {
+        let jpy = self.rng.chance(0.15);
+        let (first, last) = (
+            FIRST[self.rng.below(FIRST.len() as u64) as usize],
+            LAST[self.rng.below(LAST.len() as u64) as usize],
+        );
+        let id = format!("cus_demo{n:05}");
+        let email = format!("{}.{}{n}@example.com", first.to_lowercase(), last.to_lowercase().replace('-', ""));
+        self.emit(arrival, "customer.created", json!({
+            "id": id, "object": "customer", "email": email, "name": format!("{first} {last}"),
+            "currency": if jpy { "jpy" } else { "usd" }, "created": arrival, "livemode": false, "delinquent": false
+        }));
+        let mut start = arrival;
+        let mut returning = false;
+        // A churned customer sometimes comes back, up to twice.
+        for _ in 0..3 {
+            let Some(ended) = self.subscription(&id, start, jpy, returning) else { return };
+            if !self.rng.chance(0.2) {
+                return;
+            }
+            start = ended + (30 + self.rng.below(100) as i64) * DAY;
+            returning = true;
+        }
+    }
+}
+
+/// The events of a demo business of `customers` customers whose history ends at `now`.
+pub fn events(customers: usize, now: i64) -> Vec<IncomingEvent> {
+    let mut g = Generator {
+        rng: Rng(0x5EED_7A11_2026),
+        now,
+        events: Vec::new(),
+        seq: 0,
+    };
+    let start = add_months(now, -24);
+    let catalogue_at = start - 30 * DAY;
+    for (tier, t) in TIERS.iter().enumerate() {
+        g.emit(catalogue_at, "product.created", json!({
+            "id": t.product, "object": "product", "name": t.name, "active": true, "created": catalogue_at, "livemode": false,
+            "description": match tier { 0 => "For individuals getting started", 1 => "For professionals who need more", _ => "Per seat, for teams" }
+        }));
+        for yearly in [false, true] {
+            for jpy in [false, true] {
+                g.emit(catalogue_at + 1, "price.created", price_object(tier, yearly, jpy, catalogue_at));
+            }
+        }
+    }
+    // Arrivals grow over the two years (more customers later, as a growing business has).
+    let span = (now - start) as f64;
+    for n in 0..customers {
+        let u = (n as f64 + g.rng.unit()) / customers as f64;
+        let arrival = start + (span * u.sqrt()) as i64;
+        g.customer(n, arrival.min(now - 3600));
+    }
+    let mut raw = std::mem::take(&mut g.events);
+    raw.sort_by_key(|(at, _, _)| *at);
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, (at, event_type, object))| {
+            let id = format!("evt_demo{i:08}");
+            let payload = json!({"id": id, "object": "event", "type": event_type, "created": at, "livemode": false,
+                "api_version": crate::stripe::API_VERSION, "data": {"object": object}})
+            .to_string();
+            IncomingEvent {
+                id,
+                event_type: event_type.to_string(),
+                api_version: Some(crate::stripe::API_VERSION.to_string()),
+                created: at,
+                livemode: false,
+                account: None,
+                object_id: object.get("id").and_then(Value::as_str).map(str::to_string),
+                payload,
+            }
+        })
+        .collect()
+}
+
+/// What seeding did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Seeded {
+    /// The database already had customers; nothing was added.
+    AlreadyHasData,
+    Events(usize),
+}
+
+/// Fills an empty database with the demo business: each event is stored in the inbox (source
+/// `demo`) and applied through the webhook projection in the same transaction, in Stripe's order.
+pub async fn seed(db: &Db, customers: usize, now: i64) -> Result<Seeded, DbError> {
+    let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM customers").fetch_one(db.reader()).await?;
+    if existing > 0 {
+        return Ok(Seeded::AlreadyHasData);
+    }
+    let events = events(customers, now);
+    for chunk in events.chunks(1000) {
+        let mut tx = db.begin().await?;
+        for e in chunk {
+            sqlx::query(
+                "INSERT INTO stripe_events (id, type, api_version, created, livemode, object_id, payload, received_at, \
+                 source, status, attempts, next_attempt_at, processed_at) \
+                 VALUES ($1, $2, $3, $4, 0, $5, $6, $7, 'demo', 'applied', 1, $7, $7) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&e.id)
+            .bind(&e.event_type)
+            .bind(e.api_version.as_deref())
+            .bind(e.created)
+            .bind(e.object_id.as_deref())
+            .bind(&e.payload)
+            .bind(e.created)
+            .execute(&mut *tx)
+            .await?;
+            let value: Value = serde_json::from_str(&e.payload).unwrap_or(Value::Null);
+            let object = projection::read::at(&value, &["data", "object"]).cloned().unwrap_or(Value::Null);
+            let version = Version {
+                at: e.created,
+                event_id: e.id.clone(),
+            };
+            projection::apply_event(&mut tx, &e.event_type, &object, &version)
+                .await
+                .map_err(|err| DbError::Query(sqlx::Error::Protocol(format!("demo event {}: {err}", e.id))))?;
+        }
+        tx.commit().await?;
+    }
+    Ok(Seeded::Events(events.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_are_added_and_subtracted() {
+        let t = 1_767_225_600; // 2026-01-01
+        assert_eq!(add_months(t, 1), 1_769_904_000);
+        assert_eq!(add_months(t, -24), 1_704_067_200);
+    }
+
+    #[test]
+    fn the_demo_is_deterministic_and_ends_now() {
+        let now = 1_790_000_000;
+        let a = events(150, now);
+        let b = events(150, now);
+        assert_eq!(a.len(), b.len());
+        assert!(a.iter().zip(&b).all(|(x, y)| x.payload == y.payload));
+        assert!(a.iter().all(|e| e.created <= now));
+        assert!(a.windows(2).all(|w| w[0].created <= w[1].created && w[0].id < w[1].id));
+        let kinds = |t: &str| a.iter().filter(|e| e.event_type == t).count();
+        assert_eq!(kinds("customer.created"), 150);
+        assert!(kinds("customer.subscription.deleted") > 0 && kinds("charge.failed") > 0 && kinds("refund.created") > 0);
+        assert!(a.iter().filter(|e| e.event_type == "customer.created").any(|e| e.created < now - 600 * 86_400), "two years of history");
+    }
+}
