@@ -11,11 +11,12 @@ use crate::pages::{
     api_keys::ApiKeysPage,
     audit::AuditPageView,
     customers::{CustomerPage, CustomersPage},
+    definitions::DefinitionsPage,
     login::LoginPage,
     not_found::NotFound,
     overview::OverviewPage,
     payment::PaymentPage,
-    payments::PaymentsPage,
+    payments::{DisputesPage, InvoicesPage, PaymentsPage, RefundsPage},
     pricing::{CheckoutCancelPage, CheckoutSuccessPage, PricingPage},
     revenue::RevenuePage,
     settings::SettingsPage,
@@ -71,6 +72,10 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("subscriptions") view=SubscriptionsPage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("payments") view=PaymentsPage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("revenue") view=RevenuePage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("invoices") view=InvoicesPage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("refunds") view=RefundsPage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("disputes") view=DisputesPage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("definitions") view=DefinitionsPage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("webhooks") view=WebhooksPage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("settings") view=SettingsPage ssr=SsrMode::Async/>
                     <Route

@@ -78,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         )
         .nest("/api/v1", crate::billing::api_v1::router())
         .route("/billing/portal", get(crate::billing::portal_link::open))
+        .route("/export/{file}", get(crate::lists::export))
         // Server functions answer POST only: none of them changes state on a GET.
         .route("/api/{*fn_name}", post(server_fn_handler))
         .leptos_routes_with_context(&state, routes, context.clone(), page_shell)

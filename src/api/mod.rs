@@ -7,6 +7,8 @@ pub mod audit;
 pub mod auth;
 pub mod billing;
 pub mod customers;
+pub mod lists;
+pub mod metrics;
 pub mod stripe_sync;
 pub mod system;
 pub mod webhooks;

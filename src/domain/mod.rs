@@ -4,3 +4,4 @@ pub mod api_key;
 pub mod metrics;
 pub mod money;
 pub mod sync_report;
+pub mod lists;

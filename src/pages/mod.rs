@@ -4,6 +4,7 @@ pub mod admins;
 pub mod api_keys;
 pub mod audit;
 pub mod customers;
+pub mod definitions;
 pub mod login;
 pub mod not_found;
 pub mod overview;

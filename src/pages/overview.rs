@@ -4,11 +4,19 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
+use leptos_router::hooks::use_query_map;
+
+use crate::api::metrics::{get_overview, OverviewData};
 use crate::api::system::{system_status, InstallStatus};
+use crate::components::chart::{Chart, Kind, Series};
+use crate::domain::metrics::percent;
+use crate::domain::money;
 
 #[component]
 pub fn OverviewPage() -> impl IntoView {
+    let query = use_query_map();
     let status = Resource::new(|| (), |_| system_status());
+    let data = Resource::new(move || query.with(|q| q.get("currency")), get_overview);
     view! {
         <Title text="Overview"/>
         <div class="page-header">
@@ -16,10 +24,150 @@ pub fn OverviewPage() -> impl IntoView {
         </div>
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
-                status.await.map(|s| view! { <WebhookWarnings status=s.clone()/> <GettingStarted status=s/> })
+                let status = status.await?;
+                let months = query.with(|q| q.get("months")).filter(|m| m == "12").map_or(24, |_| 12);
+                let body = match data.await? {
+                    Some(d) => view! { <Dashboard d months/> }.into_any(),
+                    None => view! { <GettingStarted status=status.clone()/> }.into_any(),
+                };
+                Ok::<_, ServerFnError>(view! { <WebhookWarnings status/> {body} })
             })}
         </Suspense>
     }
+}
+
+fn money_fmt(v: i64, currency: &str) -> String {
+    money::format(v, currency)
+}
+
+fn count_fmt(v: i64, _: &str) -> String {
+    v.to_string()
+}
+
+fn bp_fmt(v: i64, _: &str) -> String {
+    percent(Some(v))
+}
+
+/// One figure: its value, what it means, where its definition and its rows are.
+#[component]
+fn Kpi(
+    label: &'static str,
+    value: String,
+    #[prop(optional, into)] note: String,
+    definition: &'static str,
+    rows: String,
+) -> AnyView {
+    view! {
+        <div class="kpi" data-kpi=definition>
+            <div class="kpi-label">
+                {label} " "
+                <a class="kpi-help" href=format!("/definitions#{definition}") title="How this is computed">"?"</a>
+            </div>
+            <a class="kpi-value" href=rows>{value}</a>
+            {(!note.is_empty()).then(|| view! { <div class="kpi-note muted small">{note}</div> })}
+        </div>
+    }
+    .into_any()
+}
+
+#[component]
+fn Dashboard(d: OverviewData, months: usize) -> AnyView {
+    let c = d.currency.clone();
+    let k = d.kpis.clone();
+    let m = |v: i64| money::format(v, &c);
+    let cq = format!("currency={c}");
+    let switch = (d.currencies.len() > 1).then(|| {
+        let links = d
+            .currencies
+            .iter()
+            .map(|cur| {
+                let current = *cur == c;
+                view! { <a href=format!("/?currency={cur}&months={months}") aria-current=current.then_some("page")>{cur.to_uppercase()}</a> }
+            })
+            .collect_view();
+        view! { <nav class="tabs" aria-label="Currency">{links}</nav> }
+    });
+    let mrr_points: Vec<_> = d.mrr_months.iter().skip(24 - months.min(24)).cloned().collect();
+    let labels: Vec<String> = mrr_points.iter().map(|p| p.month.clone()).collect();
+    let pick = |f: fn(&crate::domain::metrics::MonthPoint) -> i64| mrr_points.iter().map(f).collect::<Vec<_>>();
+    let rev_labels: Vec<String> = d.revenue_months.iter().map(|p| p.month.clone()).collect();
+    let rev = |f: fn(&crate::domain::metrics::MonthPoint) -> i64| d.revenue_months.iter().map(f).collect::<Vec<_>>();
+    let failed_rate: Vec<i64> = d
+        .revenue_months
+        .iter()
+        .map(|p| if p.payments > 0 { (2 * p.failed_payments * 10_000 + p.payments) / (2 * p.payments) } else { 0 })
+        .collect();
+    let sub_labels: Vec<String> = d.subscribers.iter().map(|(mo, _)| mo.clone()).collect();
+    let sub_values: Vec<i64> = d.subscribers.iter().map(|(_, n)| *n).collect();
+    let trial_note = format!("{} of {} trials ended in 30 days converted", k.trials_converted_30d, k.trials_ended_30d);
+    let kpis = view! {
+        <section class="kpis" aria-label="Key figures">
+            <Kpi label="MRR" value=m(k.mrr) definition="mrr" rows=format!("/subscriptions?status=active&{cq}")/>
+            <Kpi label="ARR" value=m(k.arr) note="MRR × 12" definition="arr" rows=format!("/subscriptions?status=active&{cq}")/>
+            <Kpi label="Active subscriptions" value=k.active_subscriptions.to_string() definition="active-subscriptions" rows=format!("/subscriptions?status=active&{cq}")/>
+            <Kpi label="Active customers" value=k.active_customers.to_string() definition="active-customers" rows=format!("/subscriptions?status=active&{cq}")/>
+            <Kpi label="New MRR this month" value=m(k.new_mrr_this_month) definition="new-mrr" rows=format!("/revenue?kind=new&month={}&{cq}", d.mrr_months.last().map(|p| p.month.clone()).unwrap_or_default())/>
+            <Kpi label="Churned MRR (30 days)" value=m(k.churned_mrr_30d) note=format!("{} customers", k.churned_customers_30d) definition="churned-mrr" rows=format!("/revenue?kind=churn&{cq}")/>
+            <Kpi label="Customer churn (30 days)" value=percent(k.customer_churn_bp) note=format!("{} of {} paying customers", k.churned_customers_30d, k.customers_30d_ago) definition="customer-churn" rows=format!("/revenue?kind=churn&{cq}")/>
+            <Kpi label="Revenue churn (30 days)" value=percent(k.revenue_churn_bp) note=format!("{} lost of {}", m(k.churned_mrr_30d + k.contraction_mrr_30d), m(k.mrr_30d_ago)) definition="revenue-churn" rows=format!("/revenue?kind=contraction&{cq}")/>
+            <Kpi label="ARPU" value=m(k.arpu) note="MRR per active customer" definition="arpu" rows=format!("/subscriptions?status=active&{cq}")/>
+            <Kpi label="LTV" value=k.ltv.map(m).unwrap_or_else(|| "—".into()) note="ARPU ÷ customer churn" definition="ltv" rows=format!("/subscriptions?status=active&{cq}")/>
+            <Kpi label="Net revenue (30 days)" value=m(k.net_revenue_30d) note=format!("{} gross − {} refunds − {} disputes lost", m(k.gross_30d), m(k.refunds_30d), m(k.disputes_lost_30d)) definition="net-revenue" rows=format!("/payments?status=succeeded&{cq}")/>
+            <Kpi label="Open failed payments" value=k.open_failed_invoices.to_string() note=m(k.open_failed_amount) definition="failed-payments" rows=format!("/invoices?status=failed&{cq}")/>
+            <Kpi label="Trials" value=k.trials.to_string() definition="trials" rows=format!("/subscriptions?status=trialing&{cq}")/>
+            <Kpi label="Trial conversion (30 days)" value=percent(k.trial_conversion_bp) note=trial_note definition="trial-conversion" rows=format!("/subscriptions?status=active&{cq}")/>
+        </section>
+    }
+    .into_any();
+    let mrr_card = view! {
+        <section class="card">
+            <div class="card-header">
+                <h2>"MRR"</h2>
+                <nav class="tabs small" aria-label="Period">
+                    <a href=format!("/?{cq}&months=12") aria-current=(months == 12).then_some("page")>"12 months"</a>
+                    <a href=format!("/?{cq}&months=24") aria-current=(months == 24).then_some("page")>"24 months"</a>
+                </nav>
+            </div>
+            <Chart title="MRR" months=labels.clone() kind=Kind::Line format=money_fmt unit=c.clone()
+                series=vec![Series { name: "MRR", class: "s-mrr", values: pick(|p| p.mrr) }]/>
+            <h3>"MRR movements"</h3>
+            <Chart title="MRR movements" months=labels kind=Kind::Stacked format=money_fmt unit=c.clone()
+                series=vec![
+                    Series { name: "New", class: "s-new", values: pick(|p| p.new) },
+                    Series { name: "Expansion", class: "s-expansion", values: pick(|p| p.expansion) },
+                    Series { name: "Reactivation", class: "s-reactivation", values: pick(|p| p.reactivation) },
+                    Series { name: "Contraction", class: "s-contraction", values: pick(|p| p.contraction) },
+                    Series { name: "Churn", class: "s-churn", values: pick(|p| p.churn) },
+                ]/>
+            <p><a href=format!("/revenue?{cq}")>"Every movement, with its subscription and event →"</a></p>
+        </section>
+    }
+    .into_any();
+    let others = view! {
+        <div class="chart-grid">
+            <section class="card">
+                <h2>"Revenue per month"</h2>
+                <Chart title="Revenue" months=rev_labels.clone() kind=Kind::Grouped format=money_fmt unit=c.clone()
+                    series=vec![
+                        Series { name: "Gross", class: "s-gross", values: rev(|p| p.gross) },
+                        Series { name: "Refunds", class: "s-refunds", values: rev(|p| -p.refunds) },
+                        Series { name: "Net", class: "s-net", values: rev(|p| p.net) },
+                    ]/>
+            </section>
+            <section class="card">
+                <h2>"Active subscribers"</h2>
+                <Chart title="Active subscribers" months=sub_labels kind=Kind::Grouped format=count_fmt
+                    series=vec![Series { name: "Subscribers", class: "s-mrr", values: sub_values }]/>
+            </section>
+            <section class="card">
+                <h2>"Failed-payment rate"</h2>
+                <Chart title="Failed-payment rate" months=rev_labels kind=Kind::Grouped format=bp_fmt
+                    series=vec![Series { name: "Failed payments", class: "s-churn", values: failed_rate }]/>
+            </section>
+        </div>
+    }
+    .into_any();
+    view! { {switch} {kpis} {mrr_card} {others} }.into_any()
 }
 
 #[component]

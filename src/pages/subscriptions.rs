@@ -1,9 +1,21 @@
-use leptos::prelude::*;
+//! Subscriptions by status, with their MRR.
 
-use crate::components::empty_state::NoDataYet;
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use crate::components::list_view::ListView;
 
 #[component]
 pub fn SubscriptionsPage() -> impl IntoView {
-    let explanation = "Every subscription Stripe reports shows up here by status (active, trialing, past due, canceled) with its plan and monthly value.";
-    view! { <NoDataYet page="Subscriptions" heading="No subscriptions yet" explanation/> }
+    view! {
+        <Title text="Subscriptions"/>
+        <div class="page-header"><h1>"Subscriptions"</h1></div>
+        <ListView list="subscriptions" tabs=&[
+            ("active", "Active"),
+            ("trialing", "Trialing"),
+            ("past_due", "Past due"),
+            ("canceled", "Canceled"),
+            ("incomplete", "Incomplete"),
+        ]/>
+    }
 }

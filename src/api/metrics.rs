@@ -1,0 +1,132 @@
+//! The overview's KPIs and charts, and the Revenue page's movements.
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::metrics::{Kpis, MonthPoint, Movement};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverviewData {
+    /// Currencies with data, the main one first.
+    pub currencies: Vec<String>,
+    pub currency: String,
+    pub kpis: Kpis,
+    /// The last 24 months: MRR at month end and the month's movements.
+    pub mrr_months: Vec<MonthPoint>,
+    /// The last 12 months: gross, refunds, net, payments, failed payments.
+    pub revenue_months: Vec<MonthPoint>,
+    /// The last 12 months: active subscribers at month end.
+    pub subscribers: Vec<(String, i64)>,
+    pub now: i64,
+}
+
+#[cfg(feature = "ssr")]
+async fn pick_currency(db: &crate::db::Db, requested: Option<String>) -> Result<(Vec<String>, Option<String>), ServerFnError> {
+    let currencies = crate::metrics::currencies(db)
+        .await
+        .map_err(|e| super::internal("listing currencies failed", e))?;
+    let wanted = requested.map(|c| c.trim().to_ascii_lowercase()).filter(|c| currencies.contains(c));
+    let currency = wanted.or_else(|| currencies.first().cloned());
+    Ok((currencies, currency))
+}
+
+/// `None` when there is no billing data yet (the overview then shows how to connect Stripe).
+#[server(endpoint = "metrics/overview")]
+pub async fn get_overview(currency: Option<String>) -> Result<Option<OverviewData>, ServerFnError> {
+    use crate::metrics;
+
+    crate::auth::server::require_role(crate::auth::Role::Viewer)?;
+    let state = crate::state::AppState::from_context()?;
+    let db = &state.db;
+    let (currencies, Some(currency)) = pick_currency(db, currency).await? else {
+        return Ok(None);
+    };
+    let now = crate::db::now_unix();
+    let failed = |e| super::internal("computing the overview failed", e);
+    let kpis = metrics::kpis(db, &currency, now).await.map_err(failed)?;
+    let moves = metrics::movements(db, &currency).await.map_err(failed)?;
+    Ok(Some(OverviewData {
+        mrr_months: metrics::monthly(&moves, 24, now),
+        revenue_months: metrics::revenue_by_month(db, &currency, 12, now).await.map_err(failed)?,
+        subscribers: metrics::subscribers_by_month(&moves, 12, now),
+        currencies,
+        currency,
+        kpis,
+        now,
+    }))
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovementList {
+    pub currencies: Vec<String>,
+    pub currency: String,
+    pub movements: Vec<MovementRow>,
+    pub total: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovementRow {
+    pub movement: Movement,
+    pub customer_label: String,
+}
+
+/// MRR movements, newest first, filtered by kind and month (`YYYY-MM`); at most 500.
+#[server(endpoint = "metrics/movements")]
+pub async fn list_movements(
+    currency: Option<String>,
+    kind: Option<String>,
+    month: Option<String>,
+) -> Result<MovementList, ServerFnError> {
+    use std::collections::HashMap;
+
+    use sqlx::Row;
+
+    crate::auth::server::require_role(crate::auth::Role::Viewer)?;
+    let state = crate::state::AppState::from_context()?;
+    let db = &state.db;
+    let (currencies, Some(currency)) = pick_currency(db, currency).await? else {
+        return Ok(MovementList::default());
+    };
+    let moves = crate::metrics::movements(db, &currency)
+        .await
+        .map_err(|e| super::internal("listing movements failed", e))?;
+    let kind = kind.filter(|k| !k.is_empty());
+    let month = month.filter(|m| !m.is_empty());
+    let mut selected: Vec<Movement> = moves
+        .into_iter()
+        .rev()
+        .filter(|m| kind.as_deref().is_none_or(|k| m.kind.as_str() == k))
+        .filter(|m| month.as_deref().is_none_or(|mo| crate::metrics::month_label(m.at) == mo))
+        .collect();
+    let total = selected.iter().map(|m| m.delta).sum();
+    selected.truncate(500);
+    // Customers' names in one query.
+    let ids: Vec<&str> = selected.iter().map(|m| m.customer_id.as_str()).collect();
+    let mut labels: HashMap<String, String> = HashMap::new();
+    for chunk in ids.chunks(200) {
+        if chunk.is_empty() {
+            continue;
+        }
+        let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!("SELECT id, COALESCE(name, email, id) AS label FROM customers WHERE id IN ({})", placeholders.join(", "));
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(db.reader()).await.map_err(|e| super::internal("listing movements failed", e))? {
+            labels.insert(r.try_get("id").unwrap_or_default(), r.try_get("label").unwrap_or_default());
+        }
+    }
+    Ok(MovementList {
+        currencies,
+        currency,
+        movements: selected
+            .into_iter()
+            .map(|m| MovementRow {
+                customer_label: labels.get(&m.customer_id).cloned().unwrap_or_else(|| m.customer_id.clone()),
+                movement: m,
+            })
+            .collect(),
+        total,
+    })
+}

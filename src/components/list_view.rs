@@ -1,0 +1,115 @@
+//! A list page: status tabs, a filter form (search, currency, dates, sort), the table, totals of
+//! the whole filtered list, keyset paging and a CSV download of the same filters. Everything lives
+//! in the URL, so a link shows the same list.
+
+use leptos::prelude::*;
+use leptos_router::hooks::{use_location, use_query_map};
+
+use super::query::{carry, encode};
+use crate::api::lists::list_page;
+
+const KEYS: [&str; 7] = ["status", "q", "currency", "from", "until", "sort", "dir"];
+
+#[component]
+pub fn ListView(
+    /// The list's name (`subscriptions`, `payments`, …).
+    list: &'static str,
+    /// (status value, label); the first is the default tab.
+    tabs: &'static [(&'static str, &'static str)],
+    #[prop(optional)] search_label: &'static str,
+) -> impl IntoView {
+    let query = use_query_map();
+    let location = use_location();
+    let default_status = tabs.first().map(|(v, _)| *v).unwrap_or("all");
+    let data = Resource::new(
+        move || {
+            let mut q = location.search.get();
+            if !query.with(|p| p.get("status").is_some()) {
+                q = format!("{}&status={default_status}", q.trim_start_matches('?'));
+            }
+            q
+        },
+        move |q| list_page(list.to_string(), q),
+    );
+    view! {
+        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                let result = data.await?;
+                let params = query.get_untracked();
+                let status = params.get("status").unwrap_or_else(|| default_status.to_string());
+                let tab_links = tabs.iter().map(|(value, label)| {
+                    let href = format!("/{list}?{}", carry(&params, &KEYS, ("status", value)));
+                    view! { <a href=href aria-current=(status == *value).then_some("page")>{*label}</a> }
+                }).collect_view();
+                let field = |k: &str| params.get(k).unwrap_or_default();
+                let sorts = result.sorts.iter().map(|s| {
+                    let selected = field("sort") == *s;
+                    view! { <option value=s.clone() selected=selected>{s.replace('_', " ")}</option> }
+                }).collect_view();
+                let csv_query = KEYS.iter().filter_map(|k| {
+                    let v = if *k == "status" { Some(status.clone()) } else { params.get(k) };
+                    v.filter(|v| !v.is_empty()).map(|v| format!("{k}={}", encode(&v)))
+                }).collect::<Vec<_>>().join("&");
+                let totals = result.totals.iter().map(|t| {
+                    let amount = t.amount.clone().map(|a| format!(" · {a}")).unwrap_or_default();
+                    view! { <span class="total" data-currency=t.currency.clone()>{format!("{} {}{amount}", t.count, t.currency.to_uppercase())}</span> }
+                }).collect_view();
+                let empty = result.rows.is_empty();
+                let headers = result.headers.iter().enumerate().map(|(i, h)| {
+                    let numeric = result.rows.first().is_some_and(|r| r.get(i).is_some_and(|c| c.numeric));
+                    view! { <th class:num=numeric>{h.clone()}</th> }
+                }).collect_view();
+                let rows = result.rows.into_iter().map(|row| {
+                    let cells = row.into_iter().map(|c| {
+                        let class = if c.numeric { "num" } else { "" };
+                        match c.href {
+                            Some(href) => view! { <td class=class><a href=href>{c.text}</a></td> }.into_any(),
+                            None => view! { <td class=class>{c.text}</td> }.into_any(),
+                        }
+                    }).collect_view();
+                    view! { <tr>{cells}</tr> }
+                }).collect_view();
+                let next = result.next.map(|after| {
+                    let href = format!("/{list}?{}", carry(&params, &KEYS, ("after", &after)));
+                    view! { <a class="button secondary" href=href>"Next page"</a> }
+                });
+                Ok::<_, ServerFnError>(view! {
+                    <nav class="tabs" aria-label="Status">
+                        {tab_links}
+                        <a href=format!("/{list}?{}", carry(&params, &KEYS, ("status", "all"))) aria-current=(status == "all").then_some("page")>"All"</a>
+                    </nav>
+                    <form method="get" class="filters" action=format!("/{list}")>
+                        <input type="hidden" name="status" value=status.clone()/>
+                        <label>{if search_label.is_empty() { "Search" } else { search_label }} " " <input type="search" name="q" value=field("q") placeholder="email, name or id"/></label>
+                        <label>"Currency " <input type="text" name="currency" value=field("currency") size="4" maxlength="3" placeholder="usd"/></label>
+                        <label>"From " <input type="date" name="from" value=field("from")/></label>
+                        <label>"Until " <input type="date" name="until" value=field("until")/></label>
+                        <label>"Sort " <select name="sort">{sorts}</select></label>
+                        <label>"Order " <select name="dir">
+                            <option value="desc" selected=field("dir") != "asc">"newest / largest first"</option>
+                            <option value="asc" selected=field("dir") == "asc">"oldest / smallest first"</option>
+                        </select></label>
+                        <button type="submit" class="button">"Apply"</button>
+                        <a class="button secondary" href=format!("/export/{list}.csv?{csv_query}") download data-test="csv">"Download CSV"</a>
+                    </form>
+                    <section class="card">
+                        <p class="totals muted">"Matching: " {totals}</p>
+                        {if empty {
+                            view! { <p class="muted">"Nothing matches these filters."</p> }.into_any()
+                        } else {
+                            view! {
+                                <div class="table-wrap">
+                                    <table class=format!("table list-{list}")>
+                                        <thead><tr>{headers}</tr></thead>
+                                        <tbody>{rows}</tbody>
+                                    </table>
+                                </div>
+                            }.into_any()
+                        }}
+                        {next}
+                    </section>
+                }.into_any())
+            })}
+        </Suspense>
+    }
+}

@@ -1,0 +1,32 @@
+//! A list page's rows as the pages show them (computed on the server by `crate::lists`).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cell {
+    /// As shown.
+    pub text: String,
+    /// For CSV: plain decimals, ISO times.
+    pub raw: String,
+    pub href: Option<String>,
+    pub numeric: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Total {
+    pub currency: String,
+    pub count: i64,
+    /// The sum of the list's amount column, formatted (per currency).
+    pub amount: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListResult {
+    pub headers: Vec<String>,
+    pub rows: Vec<Vec<Cell>>,
+    /// `after` for the next page.
+    pub next: Option<String>,
+    pub totals: Vec<Total>,
+    pub tabs: Vec<String>,
+    pub sorts: Vec<String>,
+}

@@ -1,0 +1,634 @@
+//! The lists (subscriptions, payments, invoices, refunds, disputes, customers): one description
+//! per list — its columns, status tabs, search and sort — and one query builder for the page
+//! (keyset pagination, totals per currency) and the CSV export (streamed, same filters). Every
+//! row comes from one query with joins; nothing is queried per row.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use sqlx::Row;
+
+use crate::db::Db;
+use crate::domain::lists::{Cell, ListResult, Total};
+use crate::domain::money;
+use crate::state::AppState;
+
+pub const PAGE_SIZE: i64 = 50;
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    /// A link to `prefix` + the cell's text.
+    Link(&'static str),
+    /// Customer label, linking to the customer (needs `customer_id` selected).
+    Customer,
+    /// Minor units in the row's currency.
+    Money,
+    Time,
+    Status,
+}
+
+struct Column {
+    header: &'static str,
+    sql: &'static str,
+    kind: Kind,
+}
+
+struct Spec {
+    name: &'static str,
+    from: &'static str,
+    id: &'static str,
+    created: &'static str,
+    currency: &'static str,
+    /// The amount summed in the totals (per currency), if any.
+    amount: Option<&'static str>,
+    /// (tab value, SQL condition).
+    tabs: &'static [(&'static str, &'static str)],
+    /// Columns `q` searches (a prefix of the id, or anywhere in email and name).
+    search: &'static [&'static str],
+    /// (sort value, SQL expression).
+    sorts: &'static [(&'static str, &'static str)],
+    columns: &'static [Column],
+}
+
+const fn col(header: &'static str, sql: &'static str, kind: Kind) -> Column {
+    Column { header, sql, kind }
+}
+
+const SPECS: [Spec; 6] = [
+    Spec {
+        name: "subscriptions",
+        from: "subscriptions s LEFT JOIN customers c ON c.id = s.customer_id",
+        id: "s.id",
+        created: "s.created",
+        currency: "s.currency",
+        amount: Some("s.mrr"),
+        tabs: &[
+            ("active", "s.status IN ('active', 'past_due')"),
+            ("trialing", "s.status = 'trialing'"),
+            ("past_due", "s.status = 'past_due'"),
+            ("canceled", "s.status = 'canceled'"),
+            ("incomplete", "s.status IN ('incomplete', 'incomplete_expired', 'unpaid', 'paused')"),
+        ],
+        search: &["s.id", "c.email", "c.name"],
+        sorts: &[("created", "COALESCE(s.created, 0)"), ("mrr", "COALESCE(s.mrr, 0)")],
+        columns: &[
+            col("Subscription", "s.id", Kind::Text),
+            col("Customer", "COALESCE(c.name, c.email, s.customer_id)", Kind::Customer),
+            col("Status", "s.status", Kind::Status),
+            col("MRR", "s.mrr", Kind::Money),
+            col("Started", "s.start_date", Kind::Time),
+            col("Period ends", "s.current_period_end", Kind::Time),
+            col("Cancels at period end", "CASE WHEN s.cancel_at_period_end = 1 THEN 'yes' ELSE '' END", Kind::Text),
+        ],
+    },
+    Spec {
+        name: "payments",
+        from: "charges ch LEFT JOIN customers c ON c.id = ch.customer_id",
+        id: "ch.id",
+        created: "ch.created",
+        currency: "ch.currency",
+        amount: Some("ch.amount"),
+        tabs: &[
+            ("succeeded", "ch.status = 'succeeded'"),
+            ("failed", "ch.status = 'failed'"),
+            ("refunded", "COALESCE(ch.amount_refunded, 0) > 0"),
+            ("disputed", "ch.disputed = 1"),
+        ],
+        search: &["ch.id", "c.email", "c.name"],
+        sorts: &[("created", "COALESCE(ch.created, 0)"), ("amount", "COALESCE(ch.amount, 0)")],
+        columns: &[
+            col("Date", "ch.created", Kind::Time),
+            col("Payment", "ch.id", Kind::Link("/payments/")),
+            col("Customer", "COALESCE(c.name, c.email, ch.customer_id)", Kind::Customer),
+            col("Status", "ch.status", Kind::Status),
+            col("Amount", "ch.amount", Kind::Money),
+            col("Refunded", "ch.amount_refunded", Kind::Money),
+            col("Failure", "ch.failure_message", Kind::Text),
+        ],
+    },
+    Spec {
+        name: "invoices",
+        from: "invoices i LEFT JOIN customers c ON c.id = i.customer_id",
+        id: "i.id",
+        created: "i.created",
+        currency: "i.currency",
+        amount: Some("i.amount_due"),
+        tabs: &[
+            ("paid", "i.status = 'paid'"),
+            ("open", "i.status = 'open'"),
+            ("failed", "i.status = 'open' AND COALESCE(i.attempt_count, 0) > 0"),
+            ("void", "i.status = 'void'"),
+            ("uncollectible", "i.status = 'uncollectible'"),
+        ],
+        search: &["i.id", "c.email", "c.name"],
+        sorts: &[("created", "COALESCE(i.created, 0)"), ("amount", "COALESCE(i.amount_due, 0)")],
+        columns: &[
+            col("Date", "i.created", Kind::Time),
+            col("Invoice", "i.id", Kind::Text),
+            col("Customer", "COALESCE(c.name, c.email, i.customer_id)", Kind::Customer),
+            col("Status", "i.status", Kind::Status),
+            col("Amount due", "i.amount_due", Kind::Money),
+            col("Paid", "i.amount_paid", Kind::Money),
+            col("Attempts", "i.attempt_count", Kind::Text),
+        ],
+    },
+    Spec {
+        name: "refunds",
+        from: "refunds r LEFT JOIN charges ch ON ch.id = r.charge_id LEFT JOIN customers c ON c.id = ch.customer_id",
+        id: "r.id",
+        created: "r.created",
+        currency: "r.currency",
+        amount: Some("r.amount"),
+        tabs: &[
+            ("succeeded", "r.status = 'succeeded'"),
+            ("pending", "r.status = 'pending'"),
+            ("failed", "r.status IN ('failed', 'canceled')"),
+        ],
+        search: &["r.id", "r.charge_id", "c.email", "c.name"],
+        sorts: &[("created", "COALESCE(r.created, 0)"), ("amount", "COALESCE(r.amount, 0)")],
+        columns: &[
+            col("Date", "r.created", Kind::Time),
+            col("Refund", "r.id", Kind::Text),
+            col("Payment", "r.charge_id", Kind::Link("/payments/")),
+            col("Customer", "COALESCE(c.name, c.email, ch.customer_id)", Kind::Customer),
+            col("Status", "r.status", Kind::Status),
+            col("Amount", "r.amount", Kind::Money),
+            col("Reason", "r.reason", Kind::Text),
+        ],
+    },
+    Spec {
+        name: "disputes",
+        from: "disputes d LEFT JOIN charges ch ON ch.id = d.charge_id LEFT JOIN customers c ON c.id = ch.customer_id",
+        id: "d.id",
+        created: "d.created",
+        currency: "d.currency",
+        amount: Some("d.amount"),
+        tabs: &[
+            ("open", "d.status IN ('needs_response', 'warning_needs_response', 'under_review', 'warning_under_review')"),
+            ("needs_response", "d.status IN ('needs_response', 'warning_needs_response')"),
+            ("won", "d.status = 'won'"),
+            ("lost", "d.status = 'lost'"),
+        ],
+        search: &["d.id", "d.charge_id", "c.email", "c.name"],
+        sorts: &[
+            ("created", "COALESCE(d.created, 0)"),
+            ("evidence_due", "COALESCE(d.evidence_due_by, 0)"),
+            ("amount", "COALESCE(d.amount, 0)"),
+        ],
+        columns: &[
+            col("Opened", "d.created", Kind::Time),
+            col("Dispute", "d.id", Kind::Text),
+            col("Payment", "d.charge_id", Kind::Link("/payments/")),
+            col("Customer", "COALESCE(c.name, c.email, ch.customer_id)", Kind::Customer),
+            col("Status", "d.status", Kind::Status),
+            col("Amount", "d.amount", Kind::Money),
+            col("Reason", "d.reason", Kind::Text),
+            col("Evidence due", "d.evidence_due_by", Kind::Time),
+        ],
+    },
+    Spec {
+        name: "customers",
+        from: "customers c",
+        id: "c.id",
+        created: "c.created",
+        currency: "c.currency",
+        amount: None,
+        tabs: &[("active", "c.deleted = 0"), ("deleted", "c.deleted = 1")],
+        search: &["c.id", "c.email", "c.name"],
+        sorts: &[("created", "COALESCE(c.created, 0)")],
+        columns: &[
+            col("Name", "COALESCE(c.name, c.email, c.id)", Kind::Customer),
+            col("Email", "c.email", Kind::Text),
+            col("Customer since", "c.created", Kind::Time),
+            col("Currency", "c.currency", Kind::Text),
+        ],
+    },
+];
+
+fn spec(name: &str) -> Option<&'static Spec> {
+    SPECS.iter().find(|s| s.name == name)
+}
+
+enum Param {
+    Text(String),
+    Int(i64),
+}
+
+/// The WHERE clause and its parameters for a query string's filters.
+struct Filter {
+    sql: String,
+    params: Vec<Param>,
+    sort: &'static str,
+    ascending: bool,
+}
+
+fn day(value: &str) -> Option<i64> {
+    chrono::NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp())
+}
+
+fn build(spec: &Spec, q: &HashMap<String, String>) -> Result<Filter, String> {
+    let mut conditions: Vec<String> = Vec::new();
+    let mut params: Vec<Param> = Vec::new();
+    let next = |p: Param, params: &mut Vec<Param>| {
+        params.push(p);
+        format!("${}", params.len())
+    };
+    let get = |k: &str| q.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    if let Some(tab) = get("status") {
+        if tab != "all" {
+            let (_, cond) = spec
+                .tabs
+                .iter()
+                .find(|(v, _)| *v == tab)
+                .ok_or_else(|| format!("Unknown status {tab:?}."))?;
+            conditions.push(format!("({cond})"));
+        }
+    }
+    if let Some(cur) = get("currency") {
+        let p = next(Param::Text(cur.to_ascii_lowercase()), &mut params);
+        conditions.push(format!("{} = {p}", spec.currency));
+    }
+    if let Some(text) = get("q") {
+        let like = next(Param::Text(format!("%{}%", text.to_lowercase())), &mut params);
+        let prefix = next(Param::Text(format!("{text}%")), &mut params);
+        let parts: Vec<String> = spec
+            .search
+            .iter()
+            .map(|c| {
+                if c.ends_with(".id") || c.ends_with("_id") {
+                    format!("{c} LIKE {prefix}")
+                } else {
+                    format!("LOWER({c}) LIKE {like}")
+                }
+            })
+            .collect();
+        conditions.push(format!("({})", parts.join(" OR ")));
+    }
+    if let Some(from) = get("from") {
+        let t = day(from).ok_or("The from date must look like 2026-01-31.")?;
+        let p = next(Param::Int(t), &mut params);
+        conditions.push(format!("{} >= {p}", spec.created));
+    }
+    if let Some(until) = get("until") {
+        let t = day(until).ok_or("The until date must look like 2026-01-31.")?;
+        let p = next(Param::Int(t + 86_400), &mut params);
+        conditions.push(format!("{} < {p}", spec.created));
+    }
+    let sort = match get("sort") {
+        None => spec.sorts[0].1,
+        Some(s) => spec
+            .sorts
+            .iter()
+            .find(|(v, _)| *v == s)
+            .map(|(_, sql)| *sql)
+            .ok_or_else(|| format!("Cannot sort by {s:?}."))?,
+    };
+    let ascending = get("dir") == Some("asc");
+    Ok(Filter {
+        sql: if conditions.is_empty() {
+            "1 = 1".into()
+        } else {
+            conditions.join(" AND ")
+        },
+        params,
+        sort,
+        ascending,
+    })
+}
+
+fn bind<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    params: &'q [Param],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for p in params {
+        query = match p {
+            Param::Text(t) => query.bind(t.as_str()),
+            Param::Int(i) => query.bind(*i),
+        };
+    }
+    query
+}
+
+fn select_list(spec: &Spec, sort: &str) -> String {
+    let mut cols: Vec<String> = spec
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match c.kind {
+            Kind::Money | Kind::Time => format!("CAST({} AS BIGINT) AS c{i}", c.sql),
+            _ => format!("CAST({} AS TEXT) AS c{i}", c.sql),
+        })
+        .collect();
+    cols.push(format!("CAST({} AS TEXT) AS row_id", spec.id));
+    cols.push(format!("CAST({} AS TEXT) AS row_currency", spec.currency));
+    cols.push(format!("CAST({sort} AS BIGINT) AS row_sort"));
+    if spec.columns.iter().any(|c| matches!(c.kind, Kind::Customer)) {
+        cols.push("CAST(c.id AS TEXT) AS row_customer".to_string());
+    }
+    cols.join(", ")
+}
+
+fn cell(kind: Kind, row: &sqlx::any::AnyRow, i: usize, currency: &str, customer: Option<&str>) -> Cell {
+    let name = format!("c{i}");
+    match kind {
+        Kind::Money => {
+            let v: Option<i64> = row.try_get(name.as_str()).ok().flatten();
+            Cell {
+                text: v.map(|v| money::format(v, currency)).unwrap_or_default(),
+                raw: v.map(|v| money::to_input(v, currency)).unwrap_or_default(),
+                href: None,
+                numeric: true,
+            }
+        }
+        Kind::Time => {
+            let v: Option<i64> = row.try_get(name.as_str()).ok().flatten();
+            let text = v
+                .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                .map(|d| d.format("%Y-%m-%d %H:%M").to_string())
+                .unwrap_or_default();
+            Cell {
+                raw: text.clone(),
+                text,
+                href: None,
+                numeric: false,
+            }
+        }
+        _ => {
+            let text: String = row.try_get::<Option<String>, _>(name.as_str()).ok().flatten().unwrap_or_default();
+            let href = match kind {
+                Kind::Link(prefix) if !text.is_empty() => Some(format!("{prefix}{text}")),
+                Kind::Customer => customer.filter(|c| !c.is_empty()).map(|c| format!("/customers/{c}")),
+                _ => None,
+            };
+            Cell {
+                raw: text.clone(),
+                text,
+                href,
+                numeric: false,
+            }
+        }
+    }
+}
+
+/// One page of a list, after the cursor in `q["after"]` ("sortvalue:id").
+pub async fn page(db: &Db, name: &str, q: &HashMap<String, String>) -> Result<ListResult, String> {
+    let spec = spec(name).ok_or("No such list.")?;
+    let mut filter = build(spec, q)?;
+    let (cmp, order) = if filter.ascending { (">", "ASC") } else { ("<", "DESC") };
+    let mut sql_where = filter.sql.clone();
+    if let Some((sort, id)) = q.get("after").and_then(|a| a.split_once(':')) {
+        let sort: i64 = sort.parse().map_err(|_| "The page link is broken; start again from the first page.")?;
+        filter.params.push(Param::Int(sort));
+        let ps = filter.params.len();
+        filter.params.push(Param::Text(id.to_string()));
+        let pi = filter.params.len();
+        sql_where = format!(
+            "{sql_where} AND ({s} {cmp} ${ps} OR ({s} = ${ps} AND {id_col} {cmp} ${pi}))",
+            s = filter.sort,
+            id_col = spec.id
+        );
+    }
+    let sql = format!(
+        "SELECT {} FROM {} WHERE {sql_where} ORDER BY {} {order}, {} {order} LIMIT {}",
+        select_list(spec, filter.sort),
+        spec.from,
+        filter.sort,
+        spec.id,
+        PAGE_SIZE + 1
+    );
+    let rows = bind(sqlx::query(&sql), &filter.params)
+        .fetch_all(db.reader())
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, list = name, "list query failed");
+            "The database did not answer; try again in a moment.".to_string()
+        })?;
+    let more = rows.len() as i64 > PAGE_SIZE;
+    let mut out = Vec::new();
+    let mut next = None;
+    for (n, row) in rows.iter().take(PAGE_SIZE as usize).enumerate() {
+        let currency: String = row.try_get::<Option<String>, _>("row_currency").ok().flatten().unwrap_or_default();
+        let customer: Option<String> = row.try_get::<Option<String>, _>("row_customer").ok().flatten();
+        out.push(
+            spec.columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| cell(c.kind, row, i, &currency, customer.as_deref()))
+                .collect(),
+        );
+        if more && n as i64 == PAGE_SIZE - 1 {
+            let sort: i64 = row.try_get::<Option<i64>, _>("row_sort").ok().flatten().unwrap_or(0);
+            let id: String = row.try_get::<Option<String>, _>("row_id").ok().flatten().unwrap_or_default();
+            next = Some(format!("{sort}:{id}"));
+        }
+    }
+    // Totals of the whole filtered list (not just this page), per currency.
+    let base = build(spec, q)?;
+    let amount = spec.amount.map_or("0".to_string(), |a| format!("COALESCE({a}, 0)"));
+    let totals_sql = format!(
+        "SELECT CAST({cur} AS TEXT) AS currency, CAST(COUNT(*) AS BIGINT) AS n, CAST(SUM({amount}) AS BIGINT) AS total \
+         FROM {} WHERE {} GROUP BY {cur} ORDER BY n DESC",
+        spec.from,
+        base.sql,
+        cur = spec.currency
+    );
+    let totals = bind(sqlx::query(&totals_sql), &base.params)
+        .fetch_all(db.reader())
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, list = name, "list totals failed");
+            "The database did not answer; try again in a moment.".to_string()
+        })?
+        .iter()
+        .map(|r| {
+            let currency: String = r.try_get::<Option<String>, _>("currency").ok().flatten().unwrap_or_default();
+            let total: i64 = r.try_get::<Option<i64>, _>("total").ok().flatten().unwrap_or(0);
+            Total {
+                count: r.try_get("n").unwrap_or(0),
+                amount: spec.amount.map(|_| money::format(total, &currency)),
+                currency,
+            }
+        })
+        .collect();
+    Ok(ListResult {
+        headers: spec.columns.iter().map(|c| c.header.to_string()).collect(),
+        rows: out,
+        next,
+        totals,
+        tabs: spec.tabs.iter().map(|(v, _)| v.to_string()).collect(),
+        sorts: spec.sorts.iter().map(|(v, _)| v.to_string()).collect(),
+    })
+}
+
+fn csv_field(text: &str) -> String {
+    // Quote everything; double inner quotes; neutralise spreadsheet formulas.
+    let safe = if text.starts_with(['=', '+', '-', '@']) && text.parse::<f64>().is_err() {
+        format!("'{text}")
+    } else {
+        text.to_string()
+    };
+    format!("\"{}\"", safe.replace('"', "\"\""))
+}
+
+/// `GET /export/{list}.csv?filters`: every row of the filtered list, streamed as CSV (amounts as
+/// plain decimals with a currency column).
+pub async fn export(
+    State(state): State<AppState>,
+    Path(file): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let q: HashMap<String, String> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect();
+    let Some(name) = file.strip_suffix(".csv") else {
+        return (StatusCode::NOT_FOUND, "No such export.").into_response();
+    };
+    if name == "movements" {
+        return export_movements(state, q).await;
+    }
+    let Some(spec) = spec(name) else {
+        return (StatusCode::NOT_FOUND, "No such export.").into_response();
+    };
+    let filter = match build(spec, &q) {
+        Ok(f) => f,
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    let (cmp_order, _) = if filter.ascending { ("ASC", ()) } else { ("DESC", ()) };
+    let sql = format!(
+        "SELECT {} FROM {} WHERE {} ORDER BY {} {cmp_order}, {} {cmp_order}",
+        select_list(spec, filter.sort),
+        spec.from,
+        filter.sql,
+        filter.sort,
+        spec.id
+    );
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    let db = state.db.clone();
+    tokio::spawn(async move {
+        let mut header: Vec<String> = spec.columns.iter().map(|c| csv_field(c.header)).collect();
+        header.push(csv_field("Currency"));
+        if tx.send(Bytes::from(header.join(",") + "\r\n")).await.is_err() {
+            return;
+        }
+        let mut rows = bind(sqlx::query(&sql), &filter.params).fetch(db.reader());
+        let mut buffer = String::new();
+        while let Some(row) = rows.next().await {
+            let row = match row {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, list = spec.name, "CSV export failed midway");
+                    return;
+                }
+            };
+            let currency: String = row.try_get::<Option<String>, _>("row_currency").ok().flatten().unwrap_or_default();
+            let mut fields: Vec<String> = spec
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| csv_field(&cell(c.kind, &row, i, &currency, None).raw))
+                .collect();
+            fields.push(csv_field(&currency));
+            buffer.push_str(&fields.join(","));
+            buffer.push_str("\r\n");
+            if buffer.len() > 32 * 1024 && tx.send(Bytes::from(std::mem::take(&mut buffer))).await.is_err() {
+                return;
+            }
+        }
+        if !buffer.is_empty() {
+            let _ = tx.send(Bytes::from(buffer)).await;
+        }
+    });
+    csv_response(name, rx)
+}
+
+fn csv_response(name: &str, rx: tokio::sync::mpsc::Receiver<Bytes>) -> Response {
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (Ok::<_, Infallible>(chunk), rx))
+    });
+    let date = crate::metrics::month_label(crate::db::now_unix());
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"tally-{name}-{date}.csv\"")),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+async fn export_movements(state: AppState, q: HashMap<String, String>) -> Response {
+    let Some(currency) = q.get("currency").filter(|c| !c.is_empty()).cloned() else {
+        return (StatusCode::BAD_REQUEST, "Choose a currency.").into_response();
+    };
+    let moves = match crate::metrics::movements(&state.db, &currency).await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, "movement export failed");
+            return (StatusCode::SERVICE_UNAVAILABLE, "The database did not answer; try again in a moment.").into_response();
+        }
+    };
+    let kind = q.get("kind").filter(|k| !k.is_empty()).cloned();
+    let month = q.get("month").filter(|m| !m.is_empty()).cloned();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    tokio::spawn(async move {
+        let mut out = String::from("\"When (UTC)\",\"Kind\",\"Customer\",\"Subscription\",\"MRR change\",\"Currency\",\"Event\"\r\n");
+        for m in moves.iter().rev() {
+            if kind.as_deref().is_some_and(|k| m.kind.as_str() != k)
+                || month.as_deref().is_some_and(|mo| crate::metrics::month_label(m.at) != mo)
+            {
+                continue;
+            }
+            let when = chrono::DateTime::from_timestamp(m.at, 0)
+                .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_default();
+            let fields = [
+                when,
+                m.kind.as_str().to_string(),
+                m.customer_id.clone(),
+                m.subscription_id.clone(),
+                money::to_input(m.delta, &currency),
+                currency.clone(),
+                m.event_id.clone(),
+            ];
+            out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+            out.push_str("\r\n");
+            if out.len() > 32 * 1024 && tx.send(Bytes::from(std::mem::take(&mut out))).await.is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(Bytes::from(out)).await;
+    });
+    csv_response("movements", rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_and_formulas_neutralised() {
+        assert_eq!(csv_field("a\"b"), "\"a\"\"b\"");
+        assert_eq!(csv_field("=HYPERLINK(1)"), "\"'=HYPERLINK(1)\"");
+        assert_eq!(csv_field("-12.50"), "\"-12.50\"");
+    }
+
+    #[test]
+    fn filters_refuse_unknown_tabs_and_sorts() {
+        let spec = spec("payments").unwrap();
+        let q = |k: &str, v: &str| HashMap::from([(k.to_string(), v.to_string())]);
+        assert!(build(spec, &q("status", "nope")).is_err());
+        assert!(build(spec, &q("sort", "id; DROP TABLE")).is_err());
+        assert!(build(spec, &q("from", "yesterday")).is_err());
+        let f = build(spec, &q("status", "failed")).unwrap();
+        assert_eq!(f.sql, "(ch.status = 'failed')");
+    }
+}
