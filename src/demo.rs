@@ -207,6 +207,8 @@ impl Generator {
                 true
             } else {
                 let end = at + 14 * DAY;
+                // Retries exhausted: the invoice is voided and the subscription canceled.
+                self.emit(end - 1, "invoice.voided", invoice("void", 0, 4));
                 sub.status = "canceled";
                 sub.ended_at = Some(end);
                 self.emit(end, "customer.subscription.deleted", sub.json());

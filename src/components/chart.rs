@@ -21,7 +21,6 @@ pub enum Kind {
     Line,
 }
 
-const W: f64 = 720.0;
 const H: f64 = 240.0;
 const LEFT: f64 = 70.0;
 const BOTTOM: f64 = 24.0;
@@ -67,7 +66,12 @@ pub fn Chart(
     /// Passed to `format` (the currency code).
     #[prop(optional, into)]
     unit: String,
+    /// The drawing's width in SVG units: smaller for charts in a grid, so text stays legible.
+    #[prop(default = 720.0)]
+    width: f64,
 ) -> AnyView {
+    #[allow(non_snake_case)]
+    let W = width;
     let n = months.len().max(1);
     // The value range.
     let (mut lo, mut hi) = (0f64, 0f64);
@@ -113,7 +117,7 @@ pub fn Chart(
     let labels = months
         .iter()
         .enumerate()
-        .filter(|(i, _)| i % every == 0 || *i == n - 1)
+        .filter(|(i, _)| i % every == 0)
         .map(|(i, m)| view! { <text class="x-label" x=x(i) + slot / 2.0 y=H - 6.0 text-anchor="middle">{short_month(m)}</text> })
         .collect_view();
 

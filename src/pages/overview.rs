@@ -147,7 +147,7 @@ fn Dashboard(d: OverviewData, months: usize) -> AnyView {
         <div class="chart-grid">
             <section class="card">
                 <h2>"Revenue per month"</h2>
-                <Chart title="Revenue" months=rev_labels.clone() kind=Kind::Grouped format=money_fmt unit=c.clone()
+                <Chart title="Revenue" width=420.0 months=rev_labels.clone() kind=Kind::Grouped format=money_fmt unit=c.clone()
                     series=vec![
                         Series { name: "Gross", class: "s-gross", values: rev(|p| p.gross) },
                         Series { name: "Refunds", class: "s-refunds", values: rev(|p| -p.refunds) },
@@ -156,12 +156,12 @@ fn Dashboard(d: OverviewData, months: usize) -> AnyView {
             </section>
             <section class="card">
                 <h2>"Active subscribers"</h2>
-                <Chart title="Active subscribers" months=sub_labels kind=Kind::Grouped format=count_fmt
+                <Chart title="Active subscribers" width=420.0 months=sub_labels kind=Kind::Grouped format=count_fmt
                     series=vec![Series { name: "Subscribers", class: "s-mrr", values: sub_values }]/>
             </section>
             <section class="card">
                 <h2>"Failed-payment rate"</h2>
-                <Chart title="Failed-payment rate" months=rev_labels kind=Kind::Grouped format=bp_fmt
+                <Chart title="Failed-payment rate" width=420.0 months=rev_labels kind=Kind::Grouped format=bp_fmt
                     series=vec![Series { name: "Failed payments", class: "s-churn", values: failed_rate }]/>
             </section>
         </div>

@@ -1,0 +1,154 @@
+//! The dashboard on demo data: the overview's figures agree with each other and with the rows,
+//! lists filter from the URL and page without gaps, CSV exports stream the same rows.
+
+mod common;
+
+use common::{Backend, TestApp};
+use serde_json::Value;
+use tally::demo;
+
+async fn seeded(backend: Backend, customers: usize) -> TestApp {
+    let app = TestApp::spawn(backend).await;
+    let seeded = demo::seed(app.db(), customers, tally::db::now_unix()).await.unwrap();
+    assert!(matches!(seeded, demo::Seeded::Events(n) if n > customers * 3), "{seeded:?}");
+    app
+}
+
+async fn scalar(app: &TestApp, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(app.db().reader()).await.unwrap()
+}
+
+async fn overview(app: &TestApp, currency: &str) -> Value {
+    let res = app.call(&app.client, "metrics/overview", &[("currency", currency)]).await;
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+both_backends!(demo_data_gives_a_consistent_overview, |backend| async move {
+    let app = seeded(backend, 200).await;
+    // Seeding again leaves a database with data alone.
+    assert_eq!(demo::seed(app.db(), 200, tally::db::now_unix()).await.unwrap(), demo::Seeded::AlreadyHasData);
+    assert_eq!(scalar(&app, "SELECT COUNT(*) FROM customers").await, 200);
+    for currency in ["usd", "jpy"] {
+        let o = overview(&app, currency).await;
+        assert_eq!(o["currency"], currency);
+        let k = &o["kpis"];
+        let mrr = k["mrr"].as_i64().unwrap();
+        // The KPI (current rows) equals the sum of all movements (history) and the last month-end.
+        let months = o["mrr_months"].as_array().unwrap();
+        assert_eq!(months.len(), 24);
+        assert_eq!(months.last().unwrap()["mrr"].as_i64().unwrap(), mrr, "{currency}");
+        let rows_mrr = sqlx::query_scalar::<_, i64>(
+            "SELECT CAST(COALESCE(SUM(mrr), 0) AS BIGINT) FROM subscriptions WHERE currency = $1 AND status IN ('active', 'past_due')",
+        )
+        .bind(currency)
+        .fetch_one(app.db().reader())
+        .await
+        .unwrap();
+        assert_eq!(rows_mrr, mrr);
+        assert!(mrr > 0, "the demo business earns in {currency}");
+        assert_eq!(k["arr"].as_i64().unwrap(), mrr * 12);
+        let net = k["gross_30d"].as_i64().unwrap() - k["refunds_30d"].as_i64().unwrap() - k["disputes_lost_30d"].as_i64().unwrap();
+        assert_eq!(k["net_revenue_30d"].as_i64().unwrap(), net);
+    }
+    let o = overview(&app, "usd").await;
+    assert_eq!(o["currencies"][0], "usd", "USD is the main currency of the demo");
+    // The variety the demo promises.
+    for (sql, what) in [
+        ("SELECT COUNT(*) FROM subscriptions WHERE status = 'canceled'", "cancellations"),
+        ("SELECT COUNT(*) FROM subscriptions WHERE trial_end IS NOT NULL", "trials"),
+        ("SELECT COUNT(*) FROM subscriptions WHERE currency = 'jpy'", "JPY"),
+        ("SELECT COUNT(*) FROM charges WHERE status = 'failed'", "failed payments"),
+        ("SELECT COUNT(*) FROM refunds", "refunds"),
+        ("SELECT COUNT(*) FROM prices WHERE recurring_interval = 'year'", "yearly plans"),
+        ("SELECT COUNT(*) FROM stripe_events WHERE source = 'demo' AND status = 'applied'", "events in the inbox"),
+    ] {
+        assert!(scalar(&app, sql).await > 0, "no {what} in the demo");
+    }
+    let kinds: Vec<String> = tally::metrics::movements(app.db(), "usd")
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.kind.as_str().to_string())
+        .collect();
+    for kind in ["new", "expansion", "contraction", "churn"] {
+        assert!(kinds.iter().any(|k| k == kind), "no {kind} movement");
+    }
+    // The page renders the figures and the charts, readable without JavaScript.
+    let html = app.get("/?currency=usd").await.text().await.unwrap();
+    let mrr = tally::domain::money::format(o["kpis"]["mrr"].as_i64().unwrap(), "usd");
+    assert!(html.contains(&mrr), "MRR {mrr} on the page");
+    for chart in ["MRR", "MRR movements", "Revenue", "Active subscribers", "Failed-payment rate"] {
+        assert!(html.contains(&format!("data-chart=\"{chart}\"")), "chart {chart}");
+    }
+    assert!(html.contains("<svg") && html.contains("<title>") && html.contains("Show as a table"));
+    assert!(html.contains("href=\"/definitions#mrr\""));
+    let html = app.get("/?currency=jpy").await.text().await.unwrap();
+    assert!(html.contains('¥') && !html.contains("¥0.00"));
+    let definitions = app.get("/definitions").await.text().await.unwrap();
+    assert!(definitions.contains("id=\"revenue-churn\"") && definitions.contains("Reactivation"));
+    app.server.shutdown().await.unwrap();
+});
+
+both_backends!(lists_filter_page_and_export, |backend| async move {
+    let app = seeded(backend, 150).await;
+    // Filters in the URL.
+    let failed = app.get("/payments?status=failed").await.text().await.unwrap();
+    let failed_count = scalar(&app, "SELECT COUNT(*) FROM charges WHERE status = 'failed'").await;
+    assert!(failed_count > 0);
+    assert!(failed.contains(&format!("{failed_count} USD")) || failed.contains(&format!("{failed_count} JPY")) || failed.contains("USD"), "totals shown");
+    assert!(!failed.contains(">succeeded<"), "only failed payments");
+    let jpy = app.get("/subscriptions?status=all&currency=jpy").await.text().await.unwrap();
+    assert!(jpy.contains(">¥") && !jpy.contains(">$"), "JPY only");
+
+    // Keyset paging: two pages, no overlap, newest first.
+    let page = |q: &str| {
+        let q = q.to_string();
+        let client = app.client.clone();
+        let url = app.url("/api/lists/page");
+        async move {
+            let res = client.post(url).form(&[("list", "payments"), ("query", q.as_str())]).send().await.unwrap();
+            res.json::<Value>().await.unwrap()
+        }
+    };
+    let first = page("status=all").await;
+    assert_eq!(first["rows"].as_array().unwrap().len(), 50);
+    let after = first["next"].as_str().unwrap().to_string();
+    let second = page(&format!("status=all&after={after}")).await;
+    let ids = |v: &Value| v["rows"].as_array().unwrap().iter().map(|r| r[1]["text"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let (a, b) = (ids(&first), ids(&second));
+    assert!(a.iter().all(|id| !b.contains(id)), "pages do not overlap");
+    let dates = |v: &Value| v["rows"].as_array().unwrap().iter().map(|r| r[0]["text"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let all_dates: Vec<String> = dates(&first).into_iter().chain(dates(&second)).collect();
+    assert!(all_dates.windows(2).all(|w| w[0] >= w[1]), "newest first across pages");
+    let bad = app.client.post(app.url("/api/lists/page")).form(&[("list", "payments"), ("query", "status=bogus")]).send().await.unwrap();
+    assert!(bad.text().await.unwrap().contains("Unknown status"));
+
+    // Search by email.
+    let email: String = sqlx::query_scalar("SELECT email FROM customers ORDER BY id LIMIT 1").fetch_one(app.db().reader()).await.unwrap();
+    let found = page(&format!("status=all&q={}", email.split('@').next().unwrap())).await;
+    assert!(!found["rows"].as_array().unwrap().is_empty());
+
+    // CSV: the same filter, every row, streamed.
+    let res = app.get("/export/payments.csv?status=failed").await;
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    assert!(res.headers()["content-disposition"].to_str().unwrap().contains("tally-payments-"));
+    let csv = res.text().await.unwrap();
+    let lines: Vec<&str> = csv.trim_end().split("\r\n").collect();
+    assert_eq!(lines[0], "\"Date\",\"Payment\",\"Customer\",\"Status\",\"Amount\",\"Refunded\",\"Failure\",\"Currency\"");
+    assert_eq!(lines.len() as i64 - 1, failed_count);
+    assert!(lines[1..].iter().all(|l| l.contains("\"failed\"")));
+    let all_csv = app.get("/export/subscriptions.csv?status=all").await.text().await.unwrap();
+    assert_eq!(all_csv.trim_end().split("\r\n").count() as i64 - 1, scalar(&app, "SELECT COUNT(*) FROM subscriptions").await, "more rows than a page");
+    let moves = app.get("/export/movements.csv?currency=usd&kind=churn").await.text().await.unwrap();
+    assert!(moves.lines().skip(1).all(|l| l.contains("\"churn\"")) && moves.lines().count() > 1);
+    // Exports need a login.
+    let anonymous = common::browser().get(app.url("/export/payments.csv")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 303);
+
+    // Movements page filters by kind.
+    let churn = app.get("/revenue?currency=usd&kind=churn").await.text().await.unwrap();
+    assert!(churn.contains("movement churn") && !churn.contains("movement new"));
+    app.server.shutdown().await.unwrap();
+});
