@@ -49,8 +49,11 @@ export async function logIn(page, base, { email, password } = OWNER) {
   await page.waitForURL(base + '/');
 }
 
-/** `extraEnv`: variables, or a function of Tally's base URL that returns them. */
-export async function startTally(extraEnv = {}) {
+/**
+ * `extraEnv`: variables, or a function of Tally's base URL that returns them.
+ * `options.seedDemo`: fill the database with the demo business of that many customers first.
+ */
+export async function startTally(extraEnv = {}, options = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'tally-e2e-'));
   const port = await freePort();
   const extra = typeof extraEnv === 'function' ? extraEnv(`http://127.0.0.1:${port}`) : extraEnv;
@@ -73,6 +76,10 @@ export async function startTally(extraEnv = {}) {
     encoding: 'utf8',
   });
   if (created.status !== 0) throw new Error(`create-admin failed: ${created.stderr}`);
+  if (options.seedDemo) {
+    const seeded = spawnSync(bin, ['seed-demo', '--customers', String(options.seedDemo)], { cwd: dir, env, encoding: 'utf8' });
+    if (seeded.status !== 0) throw new Error(`seed-demo failed: ${seeded.stderr}`);
+  }
   const child = spawn(bin, ['serve'], { cwd: dir, env, stdio: ['ignore', 'inherit', 'inherit'] });
   const base = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 30_000;
