@@ -42,18 +42,73 @@ struct Tier {
 }
 
 const TIERS: [Tier; 3] = [
-    Tier { product: "prod_demo_starter", name: "Starter", prices: [1900, 19000, 2000, 20000], per_seat: false },
-    Tier { product: "prod_demo_pro", name: "Pro", prices: [4900, 49000, 5000, 50000], per_seat: false },
-    Tier { product: "prod_demo_team", name: "Team", prices: [2900, 29000, 3000, 30000], per_seat: true },
+    Tier {
+        product: "prod_demo_starter",
+        name: "Starter",
+        prices: [1900, 19000, 2000, 20000],
+        per_seat: false,
+    },
+    Tier {
+        product: "prod_demo_pro",
+        name: "Pro",
+        prices: [4900, 49000, 5000, 50000],
+        per_seat: false,
+    },
+    Tier {
+        product: "prod_demo_team",
+        name: "Team",
+        prices: [2900, 29000, 3000, 30000],
+        per_seat: true,
+    },
 ];
 
 const FIRST: [&str; 24] = [
-    "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Margaret", "Dennis", "Radia", "Linus",
-    "Hedy", "Tim", "Katherine", "John", "Sophie", "Yukihiro", "Hiro", "Aiko", "Ren", "Yuki", "Mei", "Kenji",
+    "Ada",
+    "Grace",
+    "Alan",
+    "Edsger",
+    "Barbara",
+    "Donald",
+    "Frances",
+    "Ken",
+    "Margaret",
+    "Dennis",
+    "Radia",
+    "Linus",
+    "Hedy",
+    "Tim",
+    "Katherine",
+    "John",
+    "Sophie",
+    "Yukihiro",
+    "Hiro",
+    "Aiko",
+    "Ren",
+    "Yuki",
+    "Mei",
+    "Kenji",
 ];
 const LAST: [&str; 20] = [
-    "Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Hamilton", "Ritchie",
-    "Perlman", "Torvalds", "Lamarr", "Berners-Lee", "Johnson", "McCarthy", "Wilson", "Matsumoto", "Tanaka", "Sato",
+    "Lovelace",
+    "Hopper",
+    "Turing",
+    "Dijkstra",
+    "Liskov",
+    "Knuth",
+    "Allen",
+    "Thompson",
+    "Hamilton",
+    "Ritchie",
+    "Perlman",
+    "Torvalds",
+    "Lamarr",
+    "Berners-Lee",
+    "Johnson",
+    "McCarthy",
+    "Wilson",
+    "Matsumoto",
+    "Tanaka",
+    "Sato",
 ];
 
 fn price_id(tier: usize, yearly: bool, jpy: bool) -> String {
@@ -239,7 +294,11 @@ impl Generator {
         } else if self.rng.chance(0.004) {
             let at = paid_at + (5 + self.rng.below(20) as i64) * DAY;
             let id = self.id("dp");
-            let reason = if self.rng.chance(0.6) { "fraudulent" } else { "product_not_received" };
+            let reason = if self.rng.chance(0.6) {
+                "fraudulent"
+            } else {
+                "product_not_received"
+            };
             let mut dispute = json!({"id": id, "object": "dispute", "charge": charge_id, "amount": amount, "currency": currency,
                 "status": "needs_response", "reason": reason, "created": at, "livemode": false,
                 "evidence_details": {"due_by": at + 7 * DAY, "has_evidence": false}});
@@ -254,7 +313,11 @@ impl Generator {
     fn subscription(&mut self, customer: &str, start: i64, jpy: bool, returning: bool) -> Option<i64> {
         let tier = [0, 0, 0, 1, 1, 2][self.rng.below(6) as usize];
         let yearly = self.rng.chance(0.22);
-        let quantity = if TIERS[tier].per_seat { 2 + self.rng.below(8) as i64 } else { 1 };
+        let quantity = if TIERS[tier].per_seat {
+            2 + self.rng.below(8) as i64
+        } else {
+            1
+        };
         let trial = !returning && self.rng.chance(0.3);
         let id = self.id("sub");
         let mut sub = Sub {
@@ -270,7 +333,11 @@ impl Generator {
             created: start,
             trial_end: trial.then_some(start + 14 * DAY),
             period_start: start,
-            period_end: if trial { start + 14 * DAY } else { add_months(start, if yearly { 12 } else { 1 }) },
+            period_end: if trial {
+                start + 14 * DAY
+            } else {
+                add_months(start, if yearly { 12 } else { 1 })
+            },
             ended_at: None,
         };
         self.emit(start, "customer.subscription.created", sub.json());
@@ -350,16 +417,26 @@ impl Generator {
             LAST[self.rng.below(LAST.len() as u64) as usize],
         );
         let id = format!("cus_demo{n:05}");
-        let email = format!("{}.{}{n}@example.com", first.to_lowercase(), last.to_lowercase().replace('-', ""));
-        self.emit(arrival, "customer.created", json!({
-            "id": id, "object": "customer", "email": email, "name": format!("{first} {last}"),
-            "currency": if jpy { "jpy" } else { "usd" }, "created": arrival, "livemode": false, "delinquent": false
-        }));
+        let email = format!(
+            "{}.{}{n}@example.com",
+            first.to_lowercase(),
+            last.to_lowercase().replace('-', "")
+        );
+        self.emit(
+            arrival,
+            "customer.created",
+            json!({
+                "id": id, "object": "customer", "email": email, "name": format!("{first} {last}"),
+                "currency": if jpy { "jpy" } else { "usd" }, "created": arrival, "livemode": false, "delinquent": false
+            }),
+        );
         let mut start = arrival;
         let mut returning = false;
         // A churned customer sometimes comes back, up to twice.
         for _ in 0..3 {
-            let Some(ended) = self.subscription(&id, start, jpy, returning) else { return };
+            let Some(ended) = self.subscription(&id, start, jpy, returning) else {
+                return;
+            };
             if !self.rng.chance(0.2) {
                 return;
             }
@@ -386,7 +463,11 @@ pub fn events(customers: usize, now: i64) -> Vec<IncomingEvent> {
         }));
         for yearly in [false, true] {
             for jpy in [false, true] {
-                g.emit(catalogue_at + 1, "price.created", price_object(tier, yearly, jpy, catalogue_at));
+                g.emit(
+                    catalogue_at + 1,
+                    "price.created",
+                    price_object(tier, yearly, jpy, catalogue_at),
+                );
             }
         }
     }
@@ -431,7 +512,9 @@ pub enum Seeded {
 /// Fills an empty database with the demo business: each event is stored in the inbox (source
 /// `demo`) and applied through the webhook projection in the same transaction, in Stripe's order.
 pub async fn seed(db: &Db, customers: usize, now: i64) -> Result<Seeded, DbError> {
-    let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM customers").fetch_one(db.reader()).await?;
+    let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM customers")
+        .fetch_one(db.reader())
+        .await?;
     if existing > 0 {
         return Ok(Seeded::AlreadyHasData);
     }
@@ -454,7 +537,9 @@ pub async fn seed(db: &Db, customers: usize, now: i64) -> Result<Seeded, DbError
             .execute(&mut *tx)
             .await?;
             let value: Value = serde_json::from_str(&e.payload).unwrap_or(Value::Null);
-            let object = projection::read::at(&value, &["data", "object"]).cloned().unwrap_or(Value::Null);
+            let object = projection::read::at(&value, &["data", "object"])
+                .cloned()
+                .unwrap_or(Value::Null);
             let version = Version {
                 at: e.created,
                 event_id: e.id.clone(),
@@ -490,7 +575,14 @@ mod tests {
         assert!(a.windows(2).all(|w| w[0].created <= w[1].created && w[0].id < w[1].id));
         let kinds = |t: &str| a.iter().filter(|e| e.event_type == t).count();
         assert_eq!(kinds("customer.created"), 150);
-        assert!(kinds("customer.subscription.deleted") > 0 && kinds("charge.failed") > 0 && kinds("refund.created") > 0);
-        assert!(a.iter().filter(|e| e.event_type == "customer.created").any(|e| e.created < now - 600 * 86_400), "two years of history");
+        assert!(
+            kinds("customer.subscription.deleted") > 0 && kinds("charge.failed") > 0 && kinds("refund.created") > 0
+        );
+        assert!(
+            a.iter()
+                .filter(|e| e.event_type == "customer.created")
+                .any(|e| e.created < now - 600 * 86_400),
+            "two years of history"
+        );
     }
 }

@@ -73,7 +73,10 @@ const SPECS: [Spec; 6] = [
             ("trialing", "s.status = 'trialing'"),
             ("past_due", "s.status = 'past_due'"),
             ("canceled", "s.status = 'canceled'"),
-            ("incomplete", "s.status IN ('incomplete', 'incomplete_expired', 'unpaid', 'paused')"),
+            (
+                "incomplete",
+                "s.status IN ('incomplete', 'incomplete_expired', 'unpaid', 'paused')",
+            ),
         ],
         search: &["s.id", "c.email", "c.name"],
         sorts: &[("created", "COALESCE(s.created, 0)"), ("mrr", "COALESCE(s.mrr, 0)")],
@@ -84,7 +87,11 @@ const SPECS: [Spec; 6] = [
             col("MRR", "s.mrr", Kind::Money),
             col("Started", "s.start_date", Kind::Time),
             col("Period ends", "s.current_period_end", Kind::Time),
-            col("Cancels at period end", "CASE WHEN s.cancel_at_period_end = 1 THEN 'yes' ELSE '' END", Kind::Text),
+            col(
+                "Cancels at period end",
+                "CASE WHEN s.cancel_at_period_end = 1 THEN 'yes' ELSE '' END",
+                Kind::Text,
+            ),
         ],
     },
     Spec {
@@ -101,7 +108,10 @@ const SPECS: [Spec; 6] = [
             ("disputed", "ch.disputed = 1"),
         ],
         search: &["ch.id", "c.email", "c.name"],
-        sorts: &[("created", "COALESCE(ch.created, 0)"), ("amount", "COALESCE(ch.amount, 0)")],
+        sorts: &[
+            ("created", "COALESCE(ch.created, 0)"),
+            ("amount", "COALESCE(ch.amount, 0)"),
+        ],
         columns: &[
             col("Date", "ch.created", Kind::Time),
             col("Payment", "ch.id", Kind::Link("/payments/")),
@@ -127,7 +137,10 @@ const SPECS: [Spec; 6] = [
             ("uncollectible", "i.status = 'uncollectible'"),
         ],
         search: &["i.id", "c.email", "c.name"],
-        sorts: &[("created", "COALESCE(i.created, 0)"), ("amount", "COALESCE(i.amount_due, 0)")],
+        sorts: &[
+            ("created", "COALESCE(i.created, 0)"),
+            ("amount", "COALESCE(i.amount_due, 0)"),
+        ],
         columns: &[
             col("Date", "i.created", Kind::Time),
             col("Invoice", "i.id", Kind::Text),
@@ -151,7 +164,10 @@ const SPECS: [Spec; 6] = [
             ("failed", "r.status IN ('failed', 'canceled')"),
         ],
         search: &["r.id", "r.charge_id", "c.email", "c.name"],
-        sorts: &[("created", "COALESCE(r.created, 0)"), ("amount", "COALESCE(r.amount, 0)")],
+        sorts: &[
+            ("created", "COALESCE(r.created, 0)"),
+            ("amount", "COALESCE(r.amount, 0)"),
+        ],
         columns: &[
             col("Date", "r.created", Kind::Time),
             col("Refund", "r.id", Kind::Text),
@@ -170,8 +186,14 @@ const SPECS: [Spec; 6] = [
         currency: "d.currency",
         amount: Some("d.amount"),
         tabs: &[
-            ("open", "d.status IN ('needs_response', 'warning_needs_response', 'under_review', 'warning_under_review')"),
-            ("needs_response", "d.status IN ('needs_response', 'warning_needs_response')"),
+            (
+                "open",
+                "d.status IN ('needs_response', 'warning_needs_response', 'under_review', 'warning_under_review')",
+            ),
+            (
+                "needs_response",
+                "d.status IN ('needs_response', 'warning_needs_response')",
+            ),
             ("won", "d.status = 'won'"),
             ("lost", "d.status = 'lost'"),
         ],
@@ -194,19 +216,31 @@ const SPECS: [Spec; 6] = [
     },
     Spec {
         name: "customers",
-        from: "customers c",
+        from: "customers c LEFT JOIN (SELECT customer_id, COUNT(*) AS n, SUM(mrr) AS mrr FROM subscriptions \
+               WHERE status IN ('active', 'past_due') AND deleted = 0 GROUP BY customer_id) a ON a.customer_id = c.id",
         id: "c.id",
         created: "c.created",
         currency: "c.currency",
-        amount: None,
-        tabs: &[("active", "c.deleted = 0"), ("deleted", "c.deleted = 1")],
+        amount: Some("a.mrr"),
+        tabs: &[
+            ("all", "1 = 1"),
+            ("paying", "COALESCE(a.n, 0) > 0"),
+            ("not_paying", "COALESCE(a.n, 0) = 0 AND c.deleted = 0"),
+            ("deleted", "c.deleted = 1"),
+        ],
         search: &["c.id", "c.email", "c.name"],
-        sorts: &[("created", "COALESCE(c.created, 0)")],
+        sorts: &[("created", "COALESCE(c.created, 0)"), ("mrr", "COALESCE(a.mrr, 0)")],
         columns: &[
-            col("Name", "COALESCE(c.name, c.email, c.id)", Kind::Customer),
+            col("Customer", "COALESCE(c.name, c.email, c.id)", Kind::Customer),
             col("Email", "c.email", Kind::Text),
-            col("Customer since", "c.created", Kind::Time),
-            col("Currency", "c.currency", Kind::Text),
+            col("Active subscriptions", "COALESCE(a.n, 0)", Kind::Text),
+            col("MRR", "a.mrr", Kind::Money),
+            col("Since", "c.created", Kind::Time),
+            col(
+                "Status",
+                "CASE WHEN c.deleted = 1 THEN 'deleted' ELSE '' END",
+                Kind::Status,
+            ),
         ],
     },
 ];
@@ -258,16 +292,27 @@ fn build(spec: &Spec, q: &HashMap<String, String>) -> Result<Filter, String> {
         conditions.push(format!("{} = {p}", spec.currency));
     }
     if let Some(text) = get("q") {
-        let like = next(Param::Text(format!("%{}%", text.to_lowercase())), &mut params);
-        let prefix = next(Param::Text(format!("{text}%")), &mut params);
+        // LIKE wildcards in the search text match literally.
+        let escaped: String = text
+            .chars()
+            .flat_map(|c| {
+                if matches!(c, '\\' | '%' | '_') {
+                    vec!['\\', c]
+                } else {
+                    vec![c]
+                }
+            })
+            .collect();
+        let like = next(Param::Text(format!("%{}%", escaped.to_lowercase())), &mut params);
+        let prefix = next(Param::Text(format!("{escaped}%")), &mut params);
         let parts: Vec<String> = spec
             .search
             .iter()
             .map(|c| {
                 if c.ends_with(".id") || c.ends_with("_id") {
-                    format!("{c} LIKE {prefix}")
+                    format!("{c} LIKE {prefix} ESCAPE '\\'")
                 } else {
-                    format!("LOWER({c}) LIKE {like}")
+                    format!("LOWER({c}) LIKE {like} ESCAPE '\\'")
                 }
             })
             .collect();
@@ -363,7 +408,11 @@ fn cell(kind: Kind, row: &sqlx::any::AnyRow, i: usize, currency: &str, customer:
             }
         }
         _ => {
-            let text: String = row.try_get::<Option<String>, _>(name.as_str()).ok().flatten().unwrap_or_default();
+            let text: String = row
+                .try_get::<Option<String>, _>(name.as_str())
+                .ok()
+                .flatten()
+                .unwrap_or_default();
             let href = match kind {
                 Kind::Link(prefix) if !text.is_empty() => Some(format!("{prefix}{text}")),
                 Kind::Customer => customer.filter(|c| !c.is_empty()).map(|c| format!("/customers/{c}")),
@@ -386,7 +435,9 @@ pub async fn page(db: &Db, name: &str, q: &HashMap<String, String>) -> Result<Li
     let (cmp, order) = if filter.ascending { (">", "ASC") } else { ("<", "DESC") };
     let mut sql_where = filter.sql.clone();
     if let Some((sort, id)) = q.get("after").and_then(|a| a.split_once(':')) {
-        let sort: i64 = sort.parse().map_err(|_| "The page link is broken; start again from the first page.")?;
+        let sort: i64 = sort
+            .parse()
+            .map_err(|_| "The page link is broken; start again from the first page.")?;
         filter.params.push(Param::Int(sort));
         let ps = filter.params.len();
         filter.params.push(Param::Text(id.to_string()));
@@ -416,7 +467,11 @@ pub async fn page(db: &Db, name: &str, q: &HashMap<String, String>) -> Result<Li
     let mut out = Vec::new();
     let mut next = None;
     for (n, row) in rows.iter().take(PAGE_SIZE as usize).enumerate() {
-        let currency: String = row.try_get::<Option<String>, _>("row_currency").ok().flatten().unwrap_or_default();
+        let currency: String = row
+            .try_get::<Option<String>, _>("row_currency")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         let customer: Option<String> = row.try_get::<Option<String>, _>("row_customer").ok().flatten();
         out.push(
             spec.columns
@@ -427,7 +482,11 @@ pub async fn page(db: &Db, name: &str, q: &HashMap<String, String>) -> Result<Li
         );
         if more && n as i64 == PAGE_SIZE - 1 {
             let sort: i64 = row.try_get::<Option<i64>, _>("row_sort").ok().flatten().unwrap_or(0);
-            let id: String = row.try_get::<Option<String>, _>("row_id").ok().flatten().unwrap_or_default();
+            let id: String = row
+                .try_get::<Option<String>, _>("row_id")
+                .ok()
+                .flatten()
+                .unwrap_or_default();
             next = Some(format!("{sort}:{id}"));
         }
     }
@@ -450,7 +509,11 @@ pub async fn page(db: &Db, name: &str, q: &HashMap<String, String>) -> Result<Li
         })?
         .iter()
         .map(|r| {
-            let currency: String = r.try_get::<Option<String>, _>("currency").ok().flatten().unwrap_or_default();
+            let currency: String = r
+                .try_get::<Option<String>, _>("currency")
+                .ok()
+                .flatten()
+                .unwrap_or_default();
             let total: i64 = r.try_get::<Option<i64>, _>("total").ok().flatten().unwrap_or(0);
             Total {
                 count: r.try_get("n").unwrap_or(0),
@@ -481,11 +544,7 @@ fn csv_field(text: &str) -> String {
 
 /// `GET /export/{list}.csv?filters`: every row of the filtered list, streamed as CSV (amounts as
 /// plain decimals with a currency column).
-pub async fn export(
-    State(state): State<AppState>,
-    Path(file): Path<String>,
-    RawQuery(query): RawQuery,
-) -> Response {
+pub async fn export(State(state): State<AppState>, Path(file): Path<String>, RawQuery(query): RawQuery) -> Response {
     let q: HashMap<String, String> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .into_owned()
         .collect();
@@ -529,7 +588,11 @@ pub async fn export(
                     return;
                 }
             };
-            let currency: String = row.try_get::<Option<String>, _>("row_currency").ok().flatten().unwrap_or_default();
+            let currency: String = row
+                .try_get::<Option<String>, _>("row_currency")
+                .ok()
+                .flatten()
+                .unwrap_or_default();
             let mut fields: Vec<String> = spec
                 .columns
                 .iter()
@@ -558,7 +621,10 @@ fn csv_response(name: &str, rx: tokio::sync::mpsc::Receiver<Bytes>) -> Response 
     (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"tally-{name}-{date}.csv\"")),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"tally-{name}-{date}.csv\""),
+            ),
         ],
         Body::from_stream(stream),
     )
@@ -573,17 +639,25 @@ async fn export_movements(state: AppState, q: HashMap<String, String>) -> Respon
         Ok(m) => m,
         Err(e) => {
             tracing::error!(error = %e, "movement export failed");
-            return (StatusCode::SERVICE_UNAVAILABLE, "The database did not answer; try again in a moment.").into_response();
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The database did not answer; try again in a moment.",
+            )
+                .into_response();
         }
     };
     let kind = q.get("kind").filter(|k| !k.is_empty()).cloned();
     let month = q.get("month").filter(|m| !m.is_empty()).cloned();
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     tokio::spawn(async move {
-        let mut out = String::from("\"When (UTC)\",\"Kind\",\"Customer\",\"Subscription\",\"MRR change\",\"Currency\",\"Event\"\r\n");
+        let mut out = String::from(
+            "\"When (UTC)\",\"Kind\",\"Customer\",\"Subscription\",\"MRR change\",\"Currency\",\"Event\"\r\n",
+        );
         for m in moves.iter().rev() {
             if kind.as_deref().is_some_and(|k| m.kind.as_str() != k)
-                || month.as_deref().is_some_and(|mo| crate::metrics::month_label(m.at) != mo)
+                || month
+                    .as_deref()
+                    .is_some_and(|mo| crate::metrics::month_label(m.at) != mo)
             {
                 continue;
             }

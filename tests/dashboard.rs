@@ -10,7 +10,10 @@ use tally::demo;
 async fn seeded(backend: Backend, customers: usize) -> TestApp {
     let app = TestApp::spawn(backend).await;
     let seeded = demo::seed(app.db(), customers, tally::db::now_unix()).await.unwrap();
-    assert!(matches!(seeded, demo::Seeded::Events(n) if n > customers * 3), "{seeded:?}");
+    assert!(
+        matches!(seeded, demo::Seeded::Events(n) if n > customers * 3),
+        "{seeded:?}"
+    );
     app
 }
 
@@ -19,7 +22,9 @@ async fn scalar(app: &TestApp, sql: &str) -> i64 {
 }
 
 async fn overview(app: &TestApp, currency: &str) -> Value {
-    let res = app.call(&app.client, "metrics/overview", &[("currency", currency)]).await;
+    let res = app
+        .call(&app.client, "metrics/overview", &[("currency", currency)])
+        .await;
     assert_eq!(res.status(), 200);
     res.json().await.unwrap()
 }
@@ -27,7 +32,10 @@ async fn overview(app: &TestApp, currency: &str) -> Value {
 both_backends!(demo_data_gives_a_consistent_overview, |backend| async move {
     let app = seeded(backend, 200).await;
     // Seeding again leaves a database with data alone.
-    assert_eq!(demo::seed(app.db(), 200, tally::db::now_unix()).await.unwrap(), demo::Seeded::AlreadyHasData);
+    assert_eq!(
+        demo::seed(app.db(), 200, tally::db::now_unix()).await.unwrap(),
+        demo::Seeded::AlreadyHasData
+    );
     assert_eq!(scalar(&app, "SELECT COUNT(*) FROM customers").await, 200);
     for currency in ["usd", "jpy"] {
         let o = overview(&app, currency).await;
@@ -48,20 +56,37 @@ both_backends!(demo_data_gives_a_consistent_overview, |backend| async move {
         assert_eq!(rows_mrr, mrr);
         assert!(mrr > 0, "the demo business earns in {currency}");
         assert_eq!(k["arr"].as_i64().unwrap(), mrr * 12);
-        let net = k["gross_30d"].as_i64().unwrap() - k["refunds_30d"].as_i64().unwrap() - k["disputes_lost_30d"].as_i64().unwrap();
+        let net = k["gross_30d"].as_i64().unwrap()
+            - k["refunds_30d"].as_i64().unwrap()
+            - k["disputes_lost_30d"].as_i64().unwrap();
         assert_eq!(k["net_revenue_30d"].as_i64().unwrap(), net);
     }
     let o = overview(&app, "usd").await;
     assert_eq!(o["currencies"][0], "usd", "USD is the main currency of the demo");
     // The variety the demo promises.
     for (sql, what) in [
-        ("SELECT COUNT(*) FROM subscriptions WHERE status = 'canceled'", "cancellations"),
-        ("SELECT COUNT(*) FROM subscriptions WHERE trial_end IS NOT NULL", "trials"),
+        (
+            "SELECT COUNT(*) FROM subscriptions WHERE status = 'canceled'",
+            "cancellations",
+        ),
+        (
+            "SELECT COUNT(*) FROM subscriptions WHERE trial_end IS NOT NULL",
+            "trials",
+        ),
         ("SELECT COUNT(*) FROM subscriptions WHERE currency = 'jpy'", "JPY"),
-        ("SELECT COUNT(*) FROM charges WHERE status = 'failed'", "failed payments"),
+        (
+            "SELECT COUNT(*) FROM charges WHERE status = 'failed'",
+            "failed payments",
+        ),
         ("SELECT COUNT(*) FROM refunds", "refunds"),
-        ("SELECT COUNT(*) FROM prices WHERE recurring_interval = 'year'", "yearly plans"),
-        ("SELECT COUNT(*) FROM stripe_events WHERE source = 'demo' AND status = 'applied'", "events in the inbox"),
+        (
+            "SELECT COUNT(*) FROM prices WHERE recurring_interval = 'year'",
+            "yearly plans",
+        ),
+        (
+            "SELECT COUNT(*) FROM stripe_events WHERE source = 'demo' AND status = 'applied'",
+            "events in the inbox",
+        ),
     ] {
         assert!(scalar(&app, sql).await > 0, "no {what} in the demo");
     }
@@ -78,7 +103,13 @@ both_backends!(demo_data_gives_a_consistent_overview, |backend| async move {
     let html = app.get("/?currency=usd").await.text().await.unwrap();
     let mrr = tally::domain::money::format(o["kpis"]["mrr"].as_i64().unwrap(), "usd");
     assert!(html.contains(&mrr), "MRR {mrr} on the page");
-    for chart in ["MRR", "MRR movements", "Revenue", "Active subscribers", "Failed-payment rate"] {
+    for chart in [
+        "MRR",
+        "MRR movements",
+        "Revenue",
+        "Active subscribers",
+        "Failed-payment rate",
+    ] {
         assert!(html.contains(&format!("data-chart=\"{chart}\"")), "chart {chart}");
     }
     assert!(html.contains("<svg") && html.contains("<title>") && html.contains("Show as a table"));
@@ -96,9 +127,19 @@ both_backends!(lists_filter_page_and_export, |backend| async move {
     let failed = app.get("/payments?status=failed").await.text().await.unwrap();
     let failed_count = scalar(&app, "SELECT COUNT(*) FROM charges WHERE status = 'failed'").await;
     assert!(failed_count > 0);
-    assert!(failed.contains(&format!("{failed_count} USD")) || failed.contains(&format!("{failed_count} JPY")) || failed.contains("USD"), "totals shown");
+    assert!(
+        failed.contains(&format!("{failed_count} USD"))
+            || failed.contains(&format!("{failed_count} JPY"))
+            || failed.contains("USD"),
+        "totals shown"
+    );
     assert!(!failed.contains(">succeeded<"), "only failed payments");
-    let jpy = app.get("/subscriptions?status=all&currency=jpy").await.text().await.unwrap();
+    let jpy = app
+        .get("/subscriptions?status=all&currency=jpy")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(jpy.contains(">¥") && !jpy.contains(">$"), "JPY only");
 
     // Keyset paging: two pages, no overlap, newest first.
@@ -107,7 +148,12 @@ both_backends!(lists_filter_page_and_export, |backend| async move {
         let client = app.client.clone();
         let url = app.url("/api/lists/page");
         async move {
-            let res = client.post(url).form(&[("list", "payments"), ("query", q.as_str())]).send().await.unwrap();
+            let res = client
+                .post(url)
+                .form(&[("list", "payments"), ("query", q.as_str())])
+                .send()
+                .await
+                .unwrap();
             res.json::<Value>().await.unwrap()
         }
     };
@@ -115,17 +161,40 @@ both_backends!(lists_filter_page_and_export, |backend| async move {
     assert_eq!(first["rows"].as_array().unwrap().len(), 50);
     let after = first["next"].as_str().unwrap().to_string();
     let second = page(&format!("status=all&after={after}")).await;
-    let ids = |v: &Value| v["rows"].as_array().unwrap().iter().map(|r| r[1]["text"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let ids = |v: &Value| {
+        v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[1]["text"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
     let (a, b) = (ids(&first), ids(&second));
     assert!(a.iter().all(|id| !b.contains(id)), "pages do not overlap");
-    let dates = |v: &Value| v["rows"].as_array().unwrap().iter().map(|r| r[0]["text"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let dates = |v: &Value| {
+        v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[0]["text"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
     let all_dates: Vec<String> = dates(&first).into_iter().chain(dates(&second)).collect();
     assert!(all_dates.windows(2).all(|w| w[0] >= w[1]), "newest first across pages");
-    let bad = app.client.post(app.url("/api/lists/page")).form(&[("list", "payments"), ("query", "status=bogus")]).send().await.unwrap();
+    let bad = app
+        .client
+        .post(app.url("/api/lists/page"))
+        .form(&[("list", "payments"), ("query", "status=bogus")])
+        .send()
+        .await
+        .unwrap();
     assert!(bad.text().await.unwrap().contains("Unknown status"));
 
     // Search by email.
-    let email: String = sqlx::query_scalar("SELECT email FROM customers ORDER BY id LIMIT 1").fetch_one(app.db().reader()).await.unwrap();
+    let email: String = sqlx::query_scalar("SELECT email FROM customers ORDER BY id LIMIT 1")
+        .fetch_one(app.db().reader())
+        .await
+        .unwrap();
     let found = page(&format!("status=all&q={}", email.split('@').next().unwrap())).await;
     assert!(!found["rows"].as_array().unwrap().is_empty());
 
@@ -133,18 +202,42 @@ both_backends!(lists_filter_page_and_export, |backend| async move {
     let res = app.get("/export/payments.csv?status=failed").await;
     assert_eq!(res.status(), 200);
     assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
-    assert!(res.headers()["content-disposition"].to_str().unwrap().contains("tally-payments-"));
+    assert!(res.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("tally-payments-"));
     let csv = res.text().await.unwrap();
     let lines: Vec<&str> = csv.trim_end().split("\r\n").collect();
-    assert_eq!(lines[0], "\"Date\",\"Payment\",\"Customer\",\"Status\",\"Amount\",\"Refunded\",\"Failure\",\"Currency\"");
+    assert_eq!(
+        lines[0],
+        "\"Date\",\"Payment\",\"Customer\",\"Status\",\"Amount\",\"Refunded\",\"Failure\",\"Currency\""
+    );
     assert_eq!(lines.len() as i64 - 1, failed_count);
     assert!(lines[1..].iter().all(|l| l.contains("\"failed\"")));
-    let all_csv = app.get("/export/subscriptions.csv?status=all").await.text().await.unwrap();
-    assert_eq!(all_csv.trim_end().split("\r\n").count() as i64 - 1, scalar(&app, "SELECT COUNT(*) FROM subscriptions").await, "more rows than a page");
-    let moves = app.get("/export/movements.csv?currency=usd&kind=churn").await.text().await.unwrap();
+    let all_csv = app
+        .get("/export/subscriptions.csv?status=all")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        all_csv.trim_end().split("\r\n").count() as i64 - 1,
+        scalar(&app, "SELECT COUNT(*) FROM subscriptions").await,
+        "more rows than a page"
+    );
+    let moves = app
+        .get("/export/movements.csv?currency=usd&kind=churn")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(moves.lines().skip(1).all(|l| l.contains("\"churn\"")) && moves.lines().count() > 1);
     // Exports need a login.
-    let anonymous = common::browser().get(app.url("/export/payments.csv")).send().await.unwrap();
+    let anonymous = common::browser()
+        .get(app.url("/export/payments.csv"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(anonymous.status(), 303);
 
     // Movements page filters by kind.

@@ -15,13 +15,6 @@ pub struct CustomerRow {
     pub active_subscriptions: i64,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CustomerList {
-    pub customers: Vec<CustomerRow>,
-    /// `before` for the next page: "created:id".
-    pub next_before: Option<String>,
-}
-
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubscriptionRow {
     pub id: String,
@@ -65,27 +58,6 @@ pub struct CustomerDetail {
     pub events: Vec<crate::api::webhooks::EventRow>,
     /// Fixed per page view: the idempotency key of the page's Stripe actions derives from it.
     pub form_token: String,
-}
-
-#[server(endpoint = "customers/list")]
-pub async fn list_customers(q: Option<String>, before: Option<String>) -> Result<CustomerList, ServerFnError> {
-    use crate::auth::{server::require_role, Role};
-    use crate::state::AppState;
-
-    require_role(Role::Viewer)?;
-    let state = AppState::from_context()?;
-    let q = q.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-    let before = before.and_then(|b| {
-        let (created, id) = b.split_once(':')?;
-        Some((created.parse().ok()?, id.to_string()))
-    });
-    let customers = crate::db::customers::list(&state.db, q.as_deref(), before, PAGE_SIZE)
-        .await
-        .map_err(|e| super::internal("listing customers failed", e))?;
-    let next_before = (customers.len() as i64 == PAGE_SIZE)
-        .then(|| customers.last().map(|c| format!("{}:{}", c.created.unwrap_or(0), c.id)))
-        .flatten();
-    Ok(CustomerList { customers, next_before })
 }
 
 #[server(endpoint = "customers/get")]

@@ -10,6 +10,10 @@ pub async fn list_page(list: String, query: String) -> Result<ListResult, Server
     crate::auth::server::require_role(crate::auth::Role::Viewer)?;
     let state = crate::state::AppState::from_context()?;
     let q: std::collections::HashMap<String, String> =
-        url::form_urlencoded::parse(query.trim_start_matches('?').as_bytes()).into_owned().collect();
-    crate::lists::page(&state.db, &list, &q).await.map_err(ServerFnError::new)
+        url::form_urlencoded::parse(query.trim_start_matches('?').as_bytes())
+            .into_owned()
+            .collect();
+    crate::lists::page(&state.db, &list, &q)
+        .await
+        .map_err(ServerFnError::new)
 }

@@ -21,11 +21,16 @@ pub struct OverviewData {
 }
 
 #[cfg(feature = "ssr")]
-async fn pick_currency(db: &crate::db::Db, requested: Option<String>) -> Result<(Vec<String>, Option<String>), ServerFnError> {
+async fn pick_currency(
+    db: &crate::db::Db,
+    requested: Option<String>,
+) -> Result<(Vec<String>, Option<String>), ServerFnError> {
     let currencies = crate::metrics::currencies(db)
         .await
         .map_err(|e| super::internal("listing currencies failed", e))?;
-    let wanted = requested.map(|c| c.trim().to_ascii_lowercase()).filter(|c| currencies.contains(c));
+    let wanted = requested
+        .map(|c| c.trim().to_ascii_lowercase())
+        .filter(|c| currencies.contains(c));
     let currency = wanted.or_else(|| currencies.first().cloned());
     Ok((currencies, currency))
 }
@@ -47,7 +52,9 @@ pub async fn get_overview(currency: Option<String>) -> Result<Option<OverviewDat
     let moves = metrics::movements(db, &currency).await.map_err(failed)?;
     Ok(Some(OverviewData {
         mrr_months: metrics::monthly(&moves, 24, now),
-        revenue_months: metrics::revenue_by_month(db, &currency, 12, now).await.map_err(failed)?,
+        revenue_months: metrics::revenue_by_month(db, &currency, 12, now)
+            .await
+            .map_err(failed)?,
         subscribers: metrics::subscribers_by_month(&moves, 12, now),
         currencies,
         currency,
@@ -96,7 +103,11 @@ pub async fn list_movements(
         .into_iter()
         .rev()
         .filter(|m| kind.as_deref().is_none_or(|k| m.kind.as_str() == k))
-        .filter(|m| month.as_deref().is_none_or(|mo| crate::metrics::month_label(m.at) == mo))
+        .filter(|m| {
+            month
+                .as_deref()
+                .is_none_or(|mo| crate::metrics::month_label(m.at) == mo)
+        })
         .collect();
     let total = selected.iter().map(|m| m.delta).sum();
     selected.truncate(500);
@@ -108,13 +119,23 @@ pub async fn list_movements(
             continue;
         }
         let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        let sql = format!("SELECT id, COALESCE(name, email, id) AS label FROM customers WHERE id IN ({})", placeholders.join(", "));
+        let sql = format!(
+            "SELECT id, COALESCE(name, email, id) AS label FROM customers WHERE id IN ({})",
+            placeholders.join(", ")
+        );
         let mut q = sqlx::query(&sql);
         for id in chunk {
             q = q.bind(*id);
         }
-        for r in q.fetch_all(db.reader()).await.map_err(|e| super::internal("listing movements failed", e))? {
-            labels.insert(r.try_get("id").unwrap_or_default(), r.try_get("label").unwrap_or_default());
+        for r in q
+            .fetch_all(db.reader())
+            .await
+            .map_err(|e| super::internal("listing movements failed", e))?
+        {
+            labels.insert(
+                r.try_get("id").unwrap_or_default(),
+                r.try_get("label").unwrap_or_default(),
+            );
         }
     }
     Ok(MovementList {
@@ -123,7 +144,10 @@ pub async fn list_movements(
         movements: selected
             .into_iter()
             .map(|m| MovementRow {
-                customer_label: labels.get(&m.customer_id).cloned().unwrap_or_else(|| m.customer_id.clone()),
+                customer_label: labels
+                    .get(&m.customer_id)
+                    .cloned()
+                    .unwrap_or_else(|| m.customer_id.clone()),
                 movement: m,
             })
             .collect(),

@@ -28,7 +28,9 @@ const TOP: f64 = 10.0;
 
 /// `2026-03` → `Mar 26`.
 fn short_month(label: &str) -> String {
-    const NAMES: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const NAMES: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let (y, m) = label.split_once('-').unwrap_or(("", ""));
     let m: usize = m.parse().unwrap_or(1);
     format!("{} {}", NAMES[(m.max(1) - 1) % 12], y.get(2..).unwrap_or(""))
@@ -78,8 +80,14 @@ pub fn Chart(
     for i in 0..n {
         match kind {
             Kind::Stacked => {
-                let pos: i64 = series.iter().map(|s| s.values.get(i).copied().unwrap_or(0).max(0)).sum();
-                let neg: i64 = series.iter().map(|s| s.values.get(i).copied().unwrap_or(0).min(0)).sum();
+                let pos: i64 = series
+                    .iter()
+                    .map(|s| s.values.get(i).copied().unwrap_or(0).max(0))
+                    .sum();
+                let neg: i64 = series
+                    .iter()
+                    .map(|s| s.values.get(i).copied().unwrap_or(0).min(0))
+                    .sum();
                 hi = hi.max(pos as f64);
                 lo = lo.min(neg as f64);
             }
@@ -180,7 +188,13 @@ pub fn Chart(
             .iter()
             .map(|s| {
                 let points: String = (0..n)
-                    .map(|i| format!("{:.1},{:.1}", x(i) + slot / 2.0, y(s.values.get(i).copied().unwrap_or(0) as f64)))
+                    .map(|i| {
+                        format!(
+                            "{:.1},{:.1}",
+                            x(i) + slot / 2.0,
+                            y(s.values.get(i).copied().unwrap_or(0) as f64)
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join(" ");
                 let dots = (0..n)
@@ -203,7 +217,10 @@ pub fn Chart(
         .iter()
         .map(|s| view! { <span class="legend-item"><span class=format!("swatch {}", s.class)></span>{s.name}</span> })
         .collect_view();
-    let head = series.iter().map(|s| view! { <th class="num">{s.name}</th> }).collect_view();
+    let head = series
+        .iter()
+        .map(|s| view! { <th class="num">{s.name}</th> })
+        .collect_view();
     let rows = (0..months.len())
         .map(|i| {
             let cells = series
@@ -242,7 +259,8 @@ mod tests {
 
     #[test]
     fn steps_are_round() {
-        assert_eq!(nice_step(1000.0), 250.0 * 2.0 / 2.0);
+        assert_eq!(nice_step(1000.0), 500.0);
+        assert_eq!(nice_step(800.0), 200.0);
         assert_eq!(nice_step(7_000_000.0), 2_000_000.0);
         assert_eq!(nice_step(0.0), 1.0);
         assert_eq!(short_month("2026-03"), "Mar 26");

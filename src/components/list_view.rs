@@ -17,6 +17,9 @@ pub fn ListView(
     /// (status value, label); the first is the default tab.
     tabs: &'static [(&'static str, &'static str)],
     #[prop(optional)] search_label: &'static str,
+    /// Shown when nothing matches.
+    #[prop(default = "Nothing matches these filters.")]
+    empty_text: &'static str,
 ) -> impl IntoView {
     let query = use_query_map();
     let location = use_location();
@@ -76,7 +79,9 @@ pub fn ListView(
                 Ok::<_, ServerFnError>(view! {
                     <nav class="tabs" aria-label="Status">
                         {tab_links}
-                        <a href=format!("/{list}?{}", carry(&params, &KEYS, ("status", "all"))) aria-current=(status == "all").then_some("page")>"All"</a>
+                        {(!tabs.iter().any(|(v, _)| *v == "all")).then(|| view! {
+                            <a href=format!("/{list}?{}", carry(&params, &KEYS, ("status", "all"))) aria-current=(status == "all").then_some("page")>"All"</a>
+                        })}
                     </nav>
                     <form method="get" class="filters" action=format!("/{list}")>
                         <input type="hidden" name="status" value=status.clone()/>
@@ -95,7 +100,7 @@ pub fn ListView(
                     <section class="card">
                         <p class="totals muted">"Matching: " {totals}</p>
                         {if empty {
-                            view! { <p class="muted">"Nothing matches these filters."</p> }.into_any()
+                            view! { <p class="muted">{empty_text}</p> }.into_any()
                         } else {
                             view! {
                                 <div class="table-wrap">

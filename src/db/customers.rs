@@ -28,45 +28,6 @@ fn customer_select() -> String {
     )
 }
 
-/// Newest first; `q` matches an email or name (case-insensitive, substring) or an exact id.
-pub async fn list(
-    db: &Db,
-    q: Option<&str>,
-    before: Option<(i64, String)>,
-    limit: i64,
-) -> Result<Vec<CustomerRow>, DbError> {
-    // LIKE wildcards in the search text are matched literally.
-    let pattern = q.map(|q| {
-        let escaped: String = q
-            .to_lowercase()
-            .chars()
-            .flat_map(|c| {
-                if matches!(c, '\\' | '%' | '_') {
-                    vec!['\\', c]
-                } else {
-                    vec![c]
-                }
-            })
-            .collect();
-        format!("%{escaped}%")
-    });
-    let (before_created, before_id) = before.unzip();
-    let rows = sqlx::query(&format!(
-        "{} WHERE ($1 IS NULL OR c.email LIKE $1 ESCAPE '\\' OR LOWER(c.name) LIKE $1 ESCAPE '\\' OR c.id = $2) \
-           AND ($3 IS NULL OR COALESCE(c.created, 0) < $3 OR (COALESCE(c.created, 0) = $3 AND c.id < $4)) \
-         ORDER BY COALESCE(c.created, 0) DESC, c.id DESC LIMIT $5",
-        customer_select()
-    ))
-    .bind(pattern)
-    .bind(q)
-    .bind(before_created)
-    .bind(before_id)
-    .bind(limit)
-    .fetch_all(db.reader())
-    .await?;
-    Ok(rows.iter().map(customer_row).collect::<Result<_, _>>()?)
-}
-
 fn money_rows(rows: &[AnyRow], note: &str) -> Result<Vec<MoneyRow>, sqlx::Error> {
     rows.iter()
         .map(|r| {

@@ -2,89 +2,30 @@
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::{use_params_map, use_query_map};
+use leptos_router::hooks::use_params_map;
 
 use crate::api::billing::{ChangeSubscription, OpenCustomerPortal};
-use crate::api::customers::{get_customer, list_customers, CustomerDetail, CustomerList, MoneyRow};
+use crate::api::customers::{get_customer, CustomerDetail, MoneyRow};
+use crate::components::list_view::ListView;
 use crate::components::notice::action_message;
-use crate::components::query::carry;
-use crate::components::table::{DataTable, TableCard};
+use crate::components::table::TableCard;
 use crate::components::time::format_utc;
 use crate::domain::money;
 
+/// Customers: search by email, name or id; paying or not; sorted by date or MRR; CSV.
 #[component]
 pub fn CustomersPage() -> impl IntoView {
-    let query = use_query_map();
-    let param = move |key: &str| query.with(|q| q.get(key)).filter(|v| !v.is_empty());
-    let list = Resource::new(
-        move || (param("q"), param("before")),
-        |(q, before)| list_customers(q, before),
-    );
     view! {
         <Title text="Customers"/>
         <div class="page-header">
             <h1>"Customers"</h1>
         </div>
-        <section class="card">
-            <form method="get" action="/customers" class="filters">
-                <label>
-                    "Search"
-                    <input type="search" name="q" value=move || param("q").unwrap_or_default() placeholder="email, name or cus_…"/>
-                </label>
-                <button type="submit" class="button secondary">"Search"</button>
-            </form>
-            <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
-                {move || Suspend::new(async move {
-                    list.await.map(|l| view! { <CustomerTable list=l current=query.get_untracked()/> })
-                })}
-            </Suspense>
-        </section>
+        <ListView
+            list="customers"
+            tabs=&[("all", "All"), ("paying", "Paying"), ("not_paying", "Not paying"), ("deleted", "Deleted")]
+            empty_text="No customer matches these filters."
+        />
     }
-}
-
-#[component]
-fn CustomerTable(list: CustomerList, current: leptos_router::params::ParamsMap) -> impl IntoView {
-    if list.customers.is_empty() {
-        let searching = current.get("q").is_some_and(|q| !q.is_empty());
-        return if searching {
-            view! { <p class="muted">"No customer matches this search."</p> }.into_any()
-        } else {
-            view! {
-                <p class="muted">
-                    "No customers yet. They appear as Stripe sends customer events or a backfill imports them. "
-                    <a href="/">"How to connect Stripe"</a>
-                </p>
-            }
-            .into_any()
-        };
-    }
-    let next = list.next_before.map(|before| {
-        let q = carry(&current, &["q"], ("before", &before));
-        view! { <a class="button secondary" href=format!("/customers?{q}")>"More customers"</a> }
-    });
-    view! {
-        <DataTable headers=&["Customer", "Email", "Active subscriptions", "Since (UTC)"] class="customers">
-                    {list
-                        .customers
-                        .into_iter()
-                        .map(|c| {
-                            view! {
-                                <tr class:muted=c.deleted>
-                                    <td>
-                                        <a href=format!("/customers/{}", c.id)>{c.name.clone().unwrap_or_else(|| c.id.clone())}</a>
-                                        {c.deleted.then(|| view! { <span class="status">"deleted"</span> })}
-                                    </td>
-                                    <td>{c.email.unwrap_or_default()}</td>
-                                    <td>{c.active_subscriptions}</td>
-                                    <td class="nowrap">{c.created.map(format_utc).unwrap_or_default()}</td>
-                                </tr>
-                            }
-                        })
-                        .collect_view()}
-        </DataTable>
-        {next}
-    }
-    .into_any()
 }
 
 #[component]

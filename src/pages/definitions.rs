@@ -17,7 +17,11 @@ fn inline(text: &str) -> AnyView {
         let Some(end) = after.find(marker) else { break };
         parts.push(view! { {rest[..start].to_string()} }.into_any());
         let inner = after[..end].to_string();
-        parts.push(if bold { view! { <strong>{inner}</strong> }.into_any() } else { view! { <em>{inner}</em> }.into_any() });
+        parts.push(if bold {
+            view! { <strong>{inner}</strong> }.into_any()
+        } else {
+            view! { <em>{inner}</em> }.into_any()
+        });
         rest = &after[end + marker.len()..];
     }
     parts.push(view! { {rest.replace('`', "")} }.into_any());

@@ -95,11 +95,20 @@ fn Dashboard(d: OverviewData, months: usize) -> AnyView {
     let failed_rate: Vec<i64> = d
         .revenue_months
         .iter()
-        .map(|p| if p.payments > 0 { (2 * p.failed_payments * 10_000 + p.payments) / (2 * p.payments) } else { 0 })
+        .map(|p| {
+            if p.payments > 0 {
+                (2 * p.failed_payments * 10_000 + p.payments) / (2 * p.payments)
+            } else {
+                0
+            }
+        })
         .collect();
     let sub_labels: Vec<String> = d.subscribers.iter().map(|(mo, _)| mo.clone()).collect();
     let sub_values: Vec<i64> = d.subscribers.iter().map(|(_, n)| *n).collect();
-    let trial_note = format!("{} of {} trials ended in 30 days converted", k.trials_converted_30d, k.trials_ended_30d);
+    let trial_note = format!(
+        "{} of {} trials ended in 30 days converted",
+        k.trials_converted_30d, k.trials_ended_30d
+    );
     let kpis = view! {
         <section class="kpis" aria-label="Key figures">
             <Kpi label="MRR" value=m(k.mrr) definition="mrr" rows=format!("/subscriptions?status=active&{cq}")/>
