@@ -238,6 +238,8 @@ pub struct Config {
     pub reconcile: ReconcileSettings,
     /// Requests per second each payments-API key may make (`API_RATE_LIMIT`, default 10).
     pub api_rate_limit: u32,
+    /// When set, `/metrics` answers only `Authorization: Bearer <token>` (`METRICS_TOKEN`).
+    pub metrics_token: Option<Secret>,
 }
 
 /// Scheduled reconciliation against Stripe's event list.
@@ -529,6 +531,11 @@ impl Config {
             None => 10,
         };
 
+        let metrics_token = get("METRICS_TOKEN")
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .map(Secret::new);
+
         Ok(Self {
             database_url,
             stripe_key,
@@ -544,6 +551,7 @@ impl Config {
             webhooks,
             reconcile,
             api_rate_limit,
+            metrics_token,
         })
     }
 

@@ -79,12 +79,14 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", crate::billing::api_v1::router())
         .route("/billing/portal", get(crate::billing::portal_link::open))
         .route("/export/{file}", get(crate::lists::export))
+        .route("/metrics", get(crate::observability::export))
         // Server functions answer POST only: none of them changes state on a GET.
         .route("/api/{*fn_name}", post(server_fn_handler))
         .leptos_routes_with_context(&state, routes, context.clone(), page_shell)
         .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(
             context, shell,
         ))
+        .route_layer(from_fn(crate::observability::track_http))
         // Layers run outside-in from the bottom of this list: request id, logging, security
         // headers, cross-site refusal, session, login requirement, then the route.
         .layer(from_fn_with_state(state.clone(), middleware::require_login))
@@ -228,6 +230,11 @@ pub async fn start(config: Config, leptos_options: LeptosOptions) -> Result<Runn
         ),
     };
     let api_limiter = Arc::new(crate::billing::api_v1::KeyLimiter::new(config.api_rate_limit));
+    let inbox = Arc::new(crate::webhooks::inbox::GroupCommit::start(
+        db.clone(),
+        config.stripe_mode().map(|m| m.is_live()),
+        events.clone(),
+    ));
     let state = AppState {
         leptos_options,
         config: Arc::new(config),
@@ -236,6 +243,7 @@ pub async fn start(config: Config, leptos_options: LeptosOptions) -> Result<Runn
         stripe,
         link_secret: Arc::new(link_secret),
         api_limiter,
+        inbox,
     };
     let (state_db, state_stripe, state_config, state_events) = (
         state.db.clone(),

@@ -19,6 +19,8 @@ pub struct AppState {
     pub stripe: Arc<dyn crate::stripe::StripeApi>,
     /// The key that signs customers' billing-portal links.
     pub link_secret: Arc<crate::config::Secret>,
+    /// Stores webhook deliveries in shared transactions (group commit).
+    pub inbox: Arc<crate::webhooks::inbox::GroupCommit>,
     /// Per-API-key request budgets for /api/v1.
     pub api_limiter: Arc<crate::billing::api_v1::KeyLimiter>,
 }

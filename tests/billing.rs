@@ -401,7 +401,8 @@ both_backends!(
         // …and a forged, altered or expired one gets 403.
         let forged = link.replace("cus_new", "cus_other");
         assert_eq!(visitor.get(app.url(&forged)).send().await.unwrap().status(), 403);
-        let tampered = format!("{}0", &link[..link.len() - 1]);
+        let flipped = if link.ends_with('0') { '1' } else { '0' };
+        let tampered = format!("{}{flipped}", &link[..link.len() - 1]);
         assert_eq!(visitor.get(app.url(&tampered)).send().await.unwrap().status(), 403);
         let secret: String = sqlx::query_scalar("SELECT value FROM settings WHERE key = 'link_secret'")
             .fetch_one(app.db().reader())

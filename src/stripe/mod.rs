@@ -245,7 +245,15 @@ impl StripeApi for Transport {
         idempotency_key: Option<&str>,
         stripe_version: Option<&str>,
     ) -> Result<StripeResponse, StripeApiError> {
-        Transport::send_versioned(self, request, idempotency_key, stripe_version).await
+        let started = std::time::Instant::now();
+        let result = Transport::send_versioned(self, request, idempotency_key, stripe_version).await;
+        let m = crate::observability::metrics();
+        m.stripe_seconds.observe(started.elapsed());
+        m.stripe_calls.inc(match &result {
+            Ok(_) => "ok",
+            Err(e) => e.kind.as_str(),
+        });
+        result
     }
 }
 

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use super::inbox::{self, IncomingEvent, Source};
+use super::inbox::IncomingEvent;
 use super::signature;
 use crate::db::now_unix;
 use crate::state::AppState;
@@ -22,35 +22,47 @@ fn refuse(status: StatusCode, reason: &'static str) -> Response {
 }
 
 pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let started = std::time::Instant::now();
+    let response = handle(&state, &headers, &body).await;
+    crate::observability::metrics()
+        .webhook_ack_seconds
+        .observe(started.elapsed());
+    response
+}
+
+async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Response {
+    let m = crate::observability::metrics();
     let config = &state.config;
     if config.webhook_secrets.is_empty() {
         tracing::error!("a webhook arrived but STRIPE_WEBHOOK_SECRET is not set; answering 503 so Stripe retries");
+        m.webhooks_received.inc("unavailable");
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "webhook signing secret not configured");
     }
     let header = headers.get("stripe-signature").map(|v| v.as_bytes());
     let tolerance = config.webhooks.tolerance.as_secs() as i64;
-    if let Err(e) = signature::verify(header, &body, &config.webhook_secrets, tolerance, now_unix()) {
+    if let Err(e) = signature::verify(header, body, &config.webhook_secrets, tolerance, now_unix()) {
         tracing::warn!(reason = %e, bytes = body.len(), "webhook refused: bad signature");
+        m.webhooks_received.inc("refused");
         return refuse(StatusCode::BAD_REQUEST, "invalid signature");
     }
-    let Ok(text) = std::str::from_utf8(&body) else {
+    let Ok(text) = std::str::from_utf8(body) else {
         tracing::warn!(bytes = body.len(), "webhook refused: body is not UTF-8");
+        m.webhooks_received.inc("refused");
         return refuse(StatusCode::BAD_REQUEST, "body is not UTF-8");
     };
     let event = match IncomingEvent::parse(text) {
         Ok(event) => event,
         Err(reason) => {
             tracing::warn!(reason, "webhook refused: not a Stripe event");
+            m.webhooks_received.inc("refused");
             return refuse(StatusCode::BAD_REQUEST, reason);
         }
     };
-    let expected_livemode = config.stripe_mode().map(|m| m.is_live());
-    match inbox::store(&state.db, &event, Source::Webhook, expected_livemode).await {
+    let (id, event_type) = (event.id.clone(), event.event_type.clone());
+    match state.inbox.store(event).await {
         Ok(inserted) => {
-            if inserted {
-                state.events.notify_one();
-            }
-            tracing::info!(event_id = %event.id, event_type = %event.event_type, duplicate = !inserted, "webhook event stored");
+            m.webhooks_received.inc(if inserted { "stored" } else { "duplicate" });
+            tracing::debug!(event_id = %id, event_type = %event_type, duplicate = !inserted, "webhook event stored");
             (
                 StatusCode::OK,
                 Json(json!({ "received": true, "duplicate": !inserted })),
@@ -58,7 +70,8 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
                 .into_response()
         }
         Err(e) => {
-            tracing::error!(event_id = %event.id, error = %e, "could not store a webhook event; answering 503 so Stripe retries");
+            m.webhooks_received.inc("unavailable");
+            tracing::error!(event_id = %id, error = %e, "could not store a webhook event; answering 503 so Stripe retries");
             refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "could not store the event; retry later",

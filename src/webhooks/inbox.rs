@@ -81,37 +81,147 @@ pub async fn store(
     source: Source,
     expected_livemode: Option<bool>,
 ) -> Result<bool, DbError> {
+    let mut tx = db.begin().await?;
+    let inserted = store_many(&mut tx, &[event], source, expected_livemode).await?;
+    tx.commit().await?;
+    Ok(inserted[0])
+}
+
+/// Stores several events with one statement inside the caller's transaction; for each, whether
+/// it was new (a repeat within the batch counts as a duplicate).
+pub async fn store_many(
+    conn: &mut sqlx::AnyConnection,
+    events: &[&IncomingEvent],
+    source: Source,
+    expected_livemode: Option<bool>,
+) -> Result<Vec<bool>, DbError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    const COLUMNS: usize = 14;
     let now = now_unix();
-    let mismatch = expected_livemode.is_some_and(|live| live != event.livemode);
-    let (status, note) = if mismatch {
-        ("ignored", Some("livemode differs from the configured Stripe key"))
-    } else if !projection::is_handled(&event.event_type) {
-        ("ignored", Some("event type not handled"))
-    } else {
-        ("pending", None)
-    };
-    let done = sqlx::query(
+    let mut sql = String::from(
         "INSERT INTO stripe_events (id, type, api_version, created, livemode, account, object_id, payload, received_at, \
-         source, status, attempts, next_attempt_at, last_error, mode_mismatch, processed_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $9, $12, $13, $14) ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(&event.id)
-    .bind(&event.event_type)
-    .bind(event.api_version.as_deref())
-    .bind(event.created)
-    .bind(i64::from(event.livemode))
-    .bind(event.account.as_deref())
-    .bind(event.object_id.as_deref())
-    .bind(&event.payload)
-    .bind(now)
-    .bind(source.as_str())
-    .bind(status)
-    .bind(note)
-    .bind(i64::from(mismatch))
-    .bind((status == "ignored").then_some(now))
-    .execute(db.writer())
-    .await?;
-    Ok(done.rows_affected() == 1)
+         source, status, last_error, mode_mismatch, processed_at, attempts, next_attempt_at) VALUES ",
+    );
+    for i in 0..events.len() {
+        let b = i * COLUMNS;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 1..=COLUMNS {
+            sql.push_str(&format!("${}, ", b + c));
+        }
+        // attempts, next_attempt_at (= received_at)
+        sql.push_str(&format!("0, ${})", b + 9));
+    }
+    sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id");
+    let mut query = sqlx::query(&sql);
+    for event in events {
+        let mismatch = expected_livemode.is_some_and(|live| live != event.livemode);
+        let (status, note) = if mismatch {
+            ("ignored", Some("livemode differs from the configured Stripe key"))
+        } else if !projection::is_handled(&event.event_type) {
+            ("ignored", Some("event type not handled"))
+        } else {
+            ("pending", None)
+        };
+        query = query
+            .bind(event.id.as_str())
+            .bind(event.event_type.as_str())
+            .bind(event.api_version.as_deref())
+            .bind(event.created)
+            .bind(i64::from(event.livemode))
+            .bind(event.account.as_deref())
+            .bind(event.object_id.as_deref())
+            .bind(event.payload.as_str())
+            .bind(now)
+            .bind(source.as_str())
+            .bind(status)
+            .bind(note)
+            .bind(i64::from(mismatch));
+        query = query.bind((status == "ignored").then_some(now));
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
+    let mut new: std::collections::HashSet<String> =
+        rows.iter().filter_map(|r| r.try_get::<String, _>("id").ok()).collect();
+    Ok(events.iter().map(|e| new.remove(&e.id)).collect())
+}
+
+/// Group commit for webhook deliveries: concurrent deliveries are stored in one transaction, and
+/// each is acknowledged only after that transaction commits. Under load the next batch gathers
+/// while the current one commits, so throughput grows with concurrency at the same durability.
+#[derive(Debug)]
+pub struct GroupCommit {
+    tx: tokio::sync::mpsc::Sender<Pending>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    event: IncomingEvent,
+    reply: tokio::sync::oneshot::Sender<Result<bool, String>>,
+}
+
+/// Events stored in one transaction at most.
+const MAX_GROUP: usize = 256;
+
+impl GroupCommit {
+    /// Starts the writer; `wake` is notified when new events are stored.
+    pub fn start(db: Db, expected_livemode: Option<bool>, wake: std::sync::Arc<tokio::sync::Notify>) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Pending>(4 * MAX_GROUP);
+        tokio::spawn(async move {
+            let mut batch: Vec<Pending> = Vec::with_capacity(MAX_GROUP);
+            while let Some(first) = rx.recv().await {
+                batch.push(first);
+                while batch.len() < MAX_GROUP {
+                    match rx.try_recv() {
+                        Ok(p) => batch.push(p),
+                        Err(_) => break,
+                    }
+                }
+                let result = async {
+                    let mut conn = db.begin().await?;
+                    let events: Vec<&IncomingEvent> = batch.iter().map(|p| &p.event).collect();
+                    let inserted = store_many(&mut conn, &events, Source::Webhook, expected_livemode).await?;
+                    conn.commit().await?;
+                    Ok::<_, DbError>(inserted)
+                }
+                .await;
+                let m = crate::observability::metrics();
+                m.group_commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                m.group_commit_events
+                    .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                match result {
+                    Ok(inserted) => {
+                        if inserted.iter().any(|i| *i) {
+                            wake.notify_one();
+                        }
+                        for (p, new) in batch.drain(..).zip(inserted) {
+                            let _ = p.reply.send(Ok(new));
+                        }
+                    }
+                    Err(e) => {
+                        let text = e.to_string();
+                        for p in batch.drain(..) {
+                            let _ = p.reply.send(Err(text.clone()));
+                        }
+                    }
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    /// Stores the event with whatever else is arriving; true when it was new.
+    pub async fn store(&self, event: IncomingEvent) -> Result<bool, String> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Pending { event, reply })
+            .await
+            .map_err(|_| "the inbox writer has stopped".to_string())?;
+        answer.await.map_err(|_| "the inbox writer has stopped".to_string())?
+    }
 }
 
 /// One row of the Webhooks page.

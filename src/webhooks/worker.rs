@@ -41,6 +41,7 @@ struct Claimed {
     id: String,
     payload: String,
     attempts: i64,
+    received_at: i64,
 }
 
 impl Worker {
@@ -64,10 +65,45 @@ impl Worker {
     pub async fn run_once(&self) -> Result<usize, DbError> {
         let claimed = self.claim().await?;
         let count = claimed.len();
+        // The whole batch in one transaction; if any event fails, each on its own (so one bad
+        // event neither blocks nor rolls back the others). Refetching calls Stripe per event, so
+        // it never holds a transaction open across the network.
+        if count > 1 && self.refetch.is_none() && self.apply_batch(&claimed).await {
+            return Ok(count);
+        }
         for event in claimed {
             self.process(event).await?;
         }
         Ok(count)
+    }
+
+    /// Applies every claimed event in one transaction; false (nothing written) if any fails.
+    async fn apply_batch(&self, claimed: &[Claimed]) -> bool {
+        let started = Instant::now();
+        let Ok(mut tx) = self.db.begin().await else {
+            return false;
+        };
+        let mut outcomes = Vec::with_capacity(claimed.len());
+        for event in claimed {
+            match self.apply_in(&mut tx, event, None).await {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(_) => return false,
+            }
+        }
+        if tx.commit().await.is_err() {
+            return false;
+        }
+        let m = crate::observability::metrics();
+        let now = now_unix();
+        let each = started.elapsed() / claimed.len() as u32;
+        for (event, (event_type, outcome)) in claimed.iter().zip(outcomes) {
+            m.events_processed.inc(outcome);
+            m.event_apply_seconds.observe(each);
+            m.event_lag_seconds
+                .observe(Duration::from_secs((now - event.received_at).max(0) as u64));
+            tracing::debug!(event_id = %event.id, event_type, outcome, "webhook event processed");
+        }
+        true
     }
 
     async fn claim(&self) -> Result<Vec<Claimed>, DbError> {
@@ -82,7 +118,7 @@ impl Worker {
                           WHERE (status = 'pending' AND next_attempt_at <= $2) \
                              OR (status = 'processing' AND locked_until < $2) \
                           ORDER BY created, id LIMIT $3 {lock}) \
-             RETURNING id, payload, attempts, created"
+             RETURNING id, payload, attempts, created, received_at"
         );
         let rows = sqlx::query(&sql)
             .bind(now + CLAIM_SECS)
@@ -99,6 +135,7 @@ impl Worker {
                         id: r.try_get("id")?,
                         payload: r.try_get("payload")?,
                         attempts: r.try_get("attempts")?,
+                        received_at: r.try_get("received_at")?,
                     },
                 ))
             })
@@ -115,11 +152,19 @@ impl Worker {
         let now = now_unix();
         match result {
             Ok((event_type, outcome)) => {
+                let m = crate::observability::metrics();
+                m.events_processed.inc(outcome);
+                m.event_apply_seconds.observe(started.elapsed());
+                m.event_lag_seconds
+                    .observe(Duration::from_secs((now - event.received_at).max(0) as u64));
                 tracing::info!(event_id = %event.id, event_type, outcome, duration_ms, "webhook event processed");
             }
             Err(error) => {
                 let failed = event.attempts >= self.max_attempts;
                 let status = if failed { "failed" } else { "pending" };
+                crate::observability::metrics()
+                    .events_processed
+                    .inc(if failed { "failed" } else { "retry" });
                 tracing::warn!(event_id = %event.id, attempts = event.attempts, status, error = %error, duration_ms, "webhook event not applied");
                 sqlx::query(
                     "UPDATE stripe_events SET status = $1, next_attempt_at = $2, last_error = $3, locked_until = 0, \
@@ -143,24 +188,48 @@ impl Worker {
     async fn apply(&self, event: &Claimed) -> Result<(String, &'static str), String> {
         let value: Value =
             serde_json::from_str(&event.payload).map_err(|e| format!("stored payload unreadable: {e}"))?;
+        let refetched_object = match &self.refetch {
+            Some(stripe) => {
+                let event_type = value.get("type").and_then(Value::as_str).unwrap_or_default();
+                let object = projection::read::at(&value, &["data", "object"])
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                Some(refetched(stripe.as_ref(), event_type, object).await?)
+            }
+            None => None,
+        };
+        let mut tx = self.db.begin().await.map_err(|e| e.to_string())?;
+        let outcome = self.apply_in(&mut tx, event, refetched_object).await?;
+        tx.commit().await.map_err(|e| e.to_string())?;
+        Ok(outcome)
+    }
+
+    /// Projects one event inside the caller's transaction and marks it done there.
+    async fn apply_in(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        event: &Claimed,
+        object: Option<Value>,
+    ) -> Result<(String, &'static str), String> {
+        let value: Value =
+            serde_json::from_str(&event.payload).map_err(|e| format!("stored payload unreadable: {e}"))?;
         let event_type = value
             .get("type")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
         let created = value.get("created").and_then(Value::as_i64).unwrap_or(0);
-        let mut object = projection::read::at(&value, &["data", "object"])
-            .cloned()
-            .unwrap_or(Value::Null);
-        if let Some(stripe) = &self.refetch {
-            object = refetched(stripe.as_ref(), &event_type, object).await?;
-        }
+        let object = match object {
+            Some(o) => o,
+            None => projection::read::at(&value, &["data", "object"])
+                .cloned()
+                .unwrap_or(Value::Null),
+        };
         let version = Version {
             at: created,
             event_id: event.id.clone(),
         };
-        let mut tx = self.db.begin().await.map_err(|e| e.to_string())?;
-        let applied = projection::apply_event(&mut tx, &event_type, &object, &version)
+        let applied = projection::apply_event(tx, &event_type, &object, &version)
             .await
             .map_err(|e| e.to_string())?;
         let (status, outcome, note) = match applied {
@@ -178,7 +247,6 @@ impl Worker {
         .execute(&mut *tx)
         .await
         .map_err(|e| e.to_string())?;
-        tx.commit().await.map_err(|e| e.to_string())?;
         Ok((event_type, outcome))
     }
 }

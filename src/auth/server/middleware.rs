@@ -14,7 +14,7 @@ use crate::state::AppState;
 
 /// Paths anyone may reach; everything else needs a login.
 fn is_public(path: &str) -> bool {
-    const EXACT: [&str; 7] = [
+    const EXACT: [&str; 8] = [
         "/login",
         "/logout",
         "/healthz",
@@ -22,6 +22,7 @@ fn is_public(path: &str) -> bool {
         "/favicon.svg",
         "/stripe/webhook",
         "/pricing",
+        "/metrics",
     ];
     const PREFIXES: [&str; 5] = ["/pkg/", "/checkout/", "/api/v1/", "/api/public/", "/billing/portal"];
     EXACT.contains(&path) || PREFIXES.iter().any(|p| path.starts_with(p))

@@ -1,0 +1,265 @@
+//! Prometheus metrics (`GET /metrics`): webhook events received, applied and failed with their
+//! latencies, the inbox depth, Stripe API calls and errors by type, HTTP latency by route. Plain
+//! atomics and a text exporter; labels come from fixed sets (route templates, event outcomes,
+//! error kinds), so their number stays bounded.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::state::AppState;
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+#[derive(Default)]
+pub struct Histogram {
+    counts: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            cumulative += self.counts[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {sum}");
+        let _ = writeln!(out, "{name}_count{braces} {count}");
+    }
+}
+
+/// A counter per label value.
+#[derive(Default)]
+pub struct Counters(Mutex<BTreeMap<String, u64>>);
+
+impl Counters {
+    pub fn inc(&self, label: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *map.entry(label.to_string()).or_insert(0) += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, label: &str) {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for (value, n) in map.iter() {
+            let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    /// Webhook deliveries by outcome: stored, duplicate, refused, unavailable.
+    pub webhooks_received: Counters,
+    /// Time from a delivery's arrival to its acknowledgement.
+    pub webhook_ack_seconds: Histogram,
+    /// Events processed by the worker, by outcome: applied, stale, ignored, retry, failed.
+    pub events_processed: Counters,
+    /// Time to apply one event.
+    pub event_apply_seconds: Histogram,
+    /// Time from receipt to application.
+    pub event_lag_seconds: Histogram,
+    /// Stripe API calls by outcome (`ok` or an error kind).
+    pub stripe_calls: Counters,
+    pub stripe_seconds: Histogram,
+    /// HTTP requests by route template and status class.
+    pub http_requests: Counters,
+    http_seconds: Mutex<BTreeMap<String, &'static Histogram>>,
+    /// Events committed per group commit (sum and count give the average batch).
+    pub group_commit_events: AtomicU64,
+    pub group_commits: AtomicU64,
+}
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::default)
+}
+
+impl Metrics {
+    fn http_histogram(&self, route: &str) -> &'static Histogram {
+        let mut map = self.http_seconds.lock().unwrap_or_else(|p| p.into_inner());
+        // Leaked once per route template: a bounded set.
+        map.entry(route.to_string())
+            .or_insert_with(|| Box::leak(Box::new(Histogram::default())))
+    }
+}
+
+/// Records each request's latency by route template (never by raw path).
+pub async fn track_http(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = request.method().clone();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let m = metrics();
+    m.http_histogram(&route).observe(started.elapsed());
+    let class = format!("{}xx", response.status().as_u16() / 100);
+    m.http_requests.inc(&format!("{method} {route} {class}"));
+    response
+}
+
+/// `GET /metrics` in Prometheus' text format; with `METRICS_TOKEN` set, only for
+/// `Authorization: Bearer <token>`.
+pub async fn export(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.config.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
+            return (StatusCode::UNAUTHORIZED, "metrics need METRICS_TOKEN as a bearer token").into_response();
+        }
+    }
+    let m = metrics();
+    let mut out = String::with_capacity(8192);
+    let _ = writeln!(
+        out,
+        "# HELP tally_webhooks_received_total Webhook deliveries by outcome."
+    );
+    let _ = writeln!(out, "# TYPE tally_webhooks_received_total counter");
+    m.webhooks_received
+        .render(&mut out, "tally_webhooks_received_total", "outcome");
+    let _ = writeln!(
+        out,
+        "# HELP tally_webhook_ack_seconds Time from a delivery's arrival to its acknowledgement."
+    );
+    let _ = writeln!(out, "# TYPE tally_webhook_ack_seconds histogram");
+    m.webhook_ack_seconds.render(&mut out, "tally_webhook_ack_seconds", "");
+    let _ = writeln!(
+        out,
+        "# HELP tally_events_processed_total Events processed by the worker, by outcome."
+    );
+    let _ = writeln!(out, "# TYPE tally_events_processed_total counter");
+    m.events_processed
+        .render(&mut out, "tally_events_processed_total", "outcome");
+    let _ = writeln!(out, "# HELP tally_event_apply_seconds Time to apply one event.");
+    let _ = writeln!(out, "# TYPE tally_event_apply_seconds histogram");
+    m.event_apply_seconds.render(&mut out, "tally_event_apply_seconds", "");
+    let _ = writeln!(
+        out,
+        "# HELP tally_event_lag_seconds Time from an event's receipt to its application."
+    );
+    let _ = writeln!(out, "# TYPE tally_event_lag_seconds histogram");
+    m.event_lag_seconds.render(&mut out, "tally_event_lag_seconds", "");
+    let _ = writeln!(
+        out,
+        "# HELP tally_group_commits_total Inbox transactions; tally_group_commit_events_total events they stored."
+    );
+    let _ = writeln!(out, "# TYPE tally_group_commits_total counter");
+    let _ = writeln!(
+        out,
+        "tally_group_commits_total {}",
+        m.group_commits.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(out, "# TYPE tally_group_commit_events_total counter");
+    let _ = writeln!(
+        out,
+        "tally_group_commit_events_total {}",
+        m.group_commit_events.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP tally_stripe_requests_total Stripe API requests by outcome (ok or error type)."
+    );
+    let _ = writeln!(out, "# TYPE tally_stripe_requests_total counter");
+    m.stripe_calls
+        .render(&mut out, "tally_stripe_requests_total", "outcome");
+    let _ = writeln!(
+        out,
+        "# HELP tally_stripe_request_seconds Stripe API request latency, retries included."
+    );
+    let _ = writeln!(out, "# TYPE tally_stripe_request_seconds histogram");
+    m.stripe_seconds.render(&mut out, "tally_stripe_request_seconds", "");
+    let _ = writeln!(
+        out,
+        "# HELP tally_http_requests_total HTTP requests by method, route and status class."
+    );
+    let _ = writeln!(out, "# TYPE tally_http_requests_total counter");
+    m.http_requests.render(&mut out, "tally_http_requests_total", "request");
+    let _ = writeln!(out, "# HELP tally_http_request_seconds HTTP latency by route.");
+    let _ = writeln!(out, "# TYPE tally_http_request_seconds histogram");
+    {
+        let map = m.http_seconds.lock().unwrap_or_else(|p| p.into_inner());
+        for (route, h) in map.iter() {
+            h.render(&mut out, "tally_http_request_seconds", &format!("route=\"{route}\""));
+        }
+    }
+    // The inbox, counted now.
+    let depth = sqlx::query_as::<_, (String, i64)>(
+        "SELECT status, CAST(COUNT(*) AS BIGINT) FROM stripe_events WHERE status IN ('pending', 'processing', 'failed') GROUP BY status",
+    )
+    .fetch_all(state.db.reader())
+    .await;
+    let _ = writeln!(
+        out,
+        "# HELP tally_inbox_events Events in the inbox by status (pending, processing, failed)."
+    );
+    let _ = writeln!(out, "# TYPE tally_inbox_events gauge");
+    match depth {
+        Ok(rows) => {
+            for status in ["pending", "processing", "failed"] {
+                let n = rows.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
+                let _ = writeln!(out, "tally_inbox_events{{status=\"{status}\"}} {n}");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not count the inbox for /metrics"),
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative() {
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(300));
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_secs(10));
+        let mut out = String::new();
+        h.render(&mut out, "x", "");
+        assert!(out.contains("x_bucket{le=\"0.0005\"} 1\n"));
+        assert!(out.contains("x_bucket{le=\"0.005\"} 2\n"));
+        assert!(out.contains("x_bucket{le=\"+Inf\"} 3\n"));
+        assert!(out.contains("x_count 3\n"));
+    }
+}
