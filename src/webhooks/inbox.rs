@@ -117,8 +117,12 @@ pub async fn store_many(
         sql.push_str(&format!("0, ${})", b + 9));
     }
     sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id");
+    // Rows go in id order, so two instances inserting overlapping batches take their row locks in
+    // the same order and cannot deadlock.
+    let mut ordered: Vec<&&IncomingEvent> = events.iter().collect();
+    ordered.sort_by(|a, b| a.id.cmp(&b.id));
     let mut query = sqlx::query(&sql);
-    for event in events {
+    for event in ordered {
         let mismatch = expected_livemode.is_some_and(|live| live != event.livemode);
         let (status, note) = if mismatch {
             ("ignored", Some("livemode differs from the configured Stripe key"))

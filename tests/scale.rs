@@ -1,0 +1,196 @@
+//! Scale-out and observability: two instances on one Postgres apply every event exactly once
+//! (duplicates sent to both at once), migrations run once when they start together, concurrent
+//! deliveries are each acknowledged only once stored, and /metrics reports what happened.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Backend;
+use serde_json::json;
+use tally::server;
+use tally::site::{self, SiteFile};
+
+const SECRET: &str = "whsec_scaletests";
+
+fn site_options() -> leptos::config::LeptosOptions {
+    site::options(
+        SiteFile {
+            output_name: "tally".into(),
+            site_root: "target/site".into(),
+            site_pkg_dir: "pkg".into(),
+            env: None,
+        },
+        |_| None,
+    )
+}
+
+fn event(n: usize) -> String {
+    json!({"id": format!("evt_scale_{n:05}"), "object": "event", "type": "customer.created", "created": 1_700_000_000 + n as i64,
+           "livemode": false, "data": {"object": {"id": format!("cus_scale_{n:05}"), "object": "customer",
+           "email": format!("c{n}@example.com"), "created": 1_700_000_000 + n as i64}}})
+    .to_string()
+}
+
+async fn deliver(client: &reqwest::Client, base: &str, body: String) -> u16 {
+    let header = tally::webhooks::signature::sign(body.as_bytes(), SECRET, tally::db::now_unix());
+    client
+        .post(format!("{base}/stripe/webhook"))
+        .header("stripe-signature", header)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn scalar(db: &tally::db::Db, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(db.reader()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_one_postgres_apply_every_event_exactly_once() {
+    let test_db = common::TestDb::new(Backend::Postgres).await;
+    let config = common::config_with(
+        &test_db,
+        &[("STRIPE_WEBHOOK_SECRET", SECRET), ("RECONCILE_INTERVAL", "off")],
+    );
+    // Both start at once on an empty database: the migrations run once.
+    let (a, b) = tokio::join!(
+        server::start(config.clone(), site_options()),
+        server::start(config, site_options())
+    );
+    let (a, b) = (a.expect("instance a starts"), b.expect("instance b starts"));
+    let expected = sqlx::query_scalar::<_, i64>("SELECT COUNT(DISTINCT version) FROM _sqlx_migrations")
+        .fetch_one(a.db.reader())
+        .await
+        .unwrap();
+    assert_eq!(
+        scalar(&a.db, "SELECT COUNT(*) FROM _sqlx_migrations").await,
+        expected,
+        "each migration once"
+    );
+    assert!(expected >= 7);
+
+    let (base_a, base_b) = (format!("http://{}", a.addr), format!("http://{}", b.addr));
+    let client = reqwest::Client::new();
+    const EVENTS: usize = 400;
+    let mut sends = Vec::new();
+    for n in 0..EVENTS {
+        let (client, base_a, base_b) = (client.clone(), base_a.clone(), base_b.clone());
+        sends.push(tokio::spawn(async move {
+            if n % 4 == 0 {
+                // A duplicate delivered to both instances at the same moment.
+                let (x, y) = tokio::join!(deliver(&client, &base_a, event(n)), deliver(&client, &base_b, event(n)));
+                vec![x, y]
+            } else {
+                vec![deliver(&client, if n % 2 == 0 { &base_a } else { &base_b }, event(n)).await]
+            }
+        }));
+    }
+    for s in sends {
+        assert!(s.await.unwrap().iter().all(|status| *status == 200));
+    }
+    // Both workers drain the inbox.
+    let mut done = false;
+    for _ in 0..300 {
+        if scalar(&a.db, "SELECT COUNT(*) FROM stripe_events WHERE status <> 'applied'").await == 0 {
+            done = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(done, "no event is stuck");
+    assert_eq!(
+        scalar(&a.db, "SELECT COUNT(*) FROM stripe_events").await,
+        EVENTS as i64,
+        "duplicates stored once"
+    );
+    assert_eq!(
+        scalar(&a.db, "SELECT COUNT(*) FROM stripe_events WHERE attempts <> 1").await,
+        0,
+        "each event claimed and applied exactly once"
+    );
+    assert_eq!(scalar(&a.db, "SELECT COUNT(*) FROM customers").await, EVENTS as i64);
+    // Each delivery was counted by the instance that answered it.
+    let metrics = reqwest::get(format!("{base_a}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tally_webhooks_received_total{outcome=\"stored\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("tally_inbox_events{status=\"pending\"} 0"));
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
+both_backends!(
+    concurrent_deliveries_are_acknowledged_only_once_stored,
+    |backend| async move {
+        let app = common::TestApp::spawn_with(backend, &[("STRIPE_WEBHOOK_SECRET", SECRET)]).await;
+        let client = reqwest::Client::new();
+        let mut sends = Vec::new();
+        for n in 0..300 {
+            let (client, base) = (client.clone(), app.base.clone());
+            sends.push(tokio::spawn(
+                async move { (n, deliver(&client, &base, event(n)).await) },
+            ));
+        }
+        let mut acknowledged = Vec::new();
+        for s in sends {
+            let (n, status) = s.await.unwrap();
+            assert_eq!(status, 200);
+            acknowledged.push(format!("evt_scale_{n:05}"));
+        }
+        // Every acknowledged event is in the inbox (acknowledged after the shared commit).
+        for id in &acknowledged {
+            let found: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stripe_events WHERE id = $1")
+                .bind(id)
+                .fetch_one(app.db().reader())
+                .await
+                .unwrap();
+            assert_eq!(found, 1, "{id}");
+        }
+        let metrics = app.get("/metrics").await.text().await.unwrap();
+        let value = |name: &str| -> u64 {
+            metrics
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        let (commits, events) = (
+            value("tally_group_commits_total "),
+            value("tally_group_commit_events_total "),
+        );
+        assert!(
+            events >= 300 && commits >= 1 && commits <= events,
+            "{commits} commits for {events} events"
+        );
+        assert!(metrics.contains("tally_webhook_ack_seconds_count"));
+        assert!(metrics.contains("tally_http_request_seconds_bucket{route=\"/stripe/webhook\""));
+        app.server.shutdown().await.unwrap();
+    }
+);
+
+#[tokio::test]
+async fn metrics_can_require_a_token() {
+    let app = common::TestApp::spawn_with(Backend::Sqlite, &[("METRICS_TOKEN", "s3cret-metrics-token")]).await;
+    let anonymous = common::browser();
+    assert_eq!(anonymous.get(app.url("/metrics")).send().await.unwrap().status(), 401);
+    let res = anonymous
+        .get(app.url("/metrics"))
+        .bearer_auth("s3cret-metrics-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("# TYPE tally_inbox_events gauge"));
+    app.server.shutdown().await.unwrap();
+}
