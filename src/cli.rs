@@ -63,6 +63,9 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
+    /// Load generators for the benchmarks (see docs/benchmarks.md).
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Create an admin. The password is read from standard input (or asked for on a terminal),
     /// never from the command line, where other users could see it.
     CreateAdmin {
@@ -70,6 +73,39 @@ enum Command {
         email: String,
         #[arg(long, default_value = "owner", value_parser = ["owner", "admin", "viewer"])]
         role: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Post signed `customer.created` events to a running Tally and report acks/s and latency.
+    Ingest {
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        url: String,
+        /// The server's STRIPE_WEBHOOK_SECRET.
+        #[arg(long, env = "STRIPE_WEBHOOK_SECRET")]
+        secret: String,
+        #[arg(long, default_value_t = 50_000)]
+        events: usize,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Events per second offered (default: as fast as they are acknowledged).
+        #[arg(long)]
+        rate: Option<u64>,
+    },
+    /// Log in and report p50/p95 per page.
+    Pages {
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        url: String,
+        #[arg(long)]
+        email: String,
+        /// Read from BENCH_PASSWORD.
+        #[arg(long, env = "BENCH_PASSWORD", hide_env_values = true)]
+        password: String,
+        #[arg(long, default_value_t = 40)]
+        requests: usize,
+        #[arg(long, value_delimiter = ',', default_value = "/,/customers,/subscriptions,/payments,/invoices,/revenue")]
+        pages: Vec<String>,
     },
 }
 
@@ -108,6 +144,13 @@ fn run(cli: Cli) -> Result<u8, String> {
             Command::Sync { since, only, restart } => sync(config, since, only, restart).await.map(|_| 0),
             Command::Reconcile { days } => reconcile(config, days).await.map(|_| 0),
             Command::Drift { only } => drift(config, only).await,
+            Command::Bench(BenchCommand::Ingest { url, secret, events, concurrency, rate }) => {
+                let options = crate::bench::IngestOptions { url, secret, events, concurrency: concurrency.max(1), rate };
+                crate::bench::ingest(options).await.map(|_| 0)
+            }
+            Command::Bench(BenchCommand::Pages { url, email, password, requests, pages }) => {
+                crate::bench::pages(&url, &email, &password, requests.max(1), &pages).await.map(|_| 0)
+            }
         }
     })
 }

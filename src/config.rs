@@ -271,6 +271,9 @@ pub struct WebhookSettings {
     pub silence_warning: Duration,
     /// Fetch each event's object from Stripe instead of trusting the payload (`WEBHOOK_REFETCH`).
     pub refetch: bool,
+    /// Apply stored events in this process (`WEBHOOK_WORKER`, default on). Off: an ingest-only
+    /// instance (another instance applies), or a benchmark measuring a backlog.
+    pub worker: bool,
 }
 
 impl Default for WebhookSettings {
@@ -280,6 +283,7 @@ impl Default for WebhookSettings {
             max_attempts: 8,
             silence_warning: Duration::from_secs(86_400),
             refetch: false,
+            worker: true,
         }
     }
 }
@@ -496,6 +500,11 @@ impl Config {
                     true
                 }
                 Some(_) => return Err(err("WEBHOOK_REFETCH", "must be true or false".into())),
+            },
+            worker: match get("WEBHOOK_WORKER").as_deref().map(str::to_ascii_lowercase).as_deref() {
+                None | Some("on") | Some("true") | Some("1") => true,
+                Some("off") | Some("false") | Some("0") => false,
+                Some(_) => return Err(err("WEBHOOK_WORKER", "must be on or off".into())),
             },
         };
 

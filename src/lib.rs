@@ -11,6 +11,8 @@ pub mod domain;
 pub mod pages;
 
 #[cfg(feature = "ssr")]
+pub mod bench;
+#[cfg(feature = "ssr")]
 pub mod billing;
 #[cfg(feature = "ssr")]
 pub mod cli;

@@ -254,7 +254,14 @@ pub async fn start(config: Config, leptos_options: LeptosOptions) -> Result<Runn
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let (tx, rx) = oneshot::channel::<()>();
     let cleanup = tokio::spawn(delete_expired_sessions(DbSessionStore::new(db.clone())));
-    let worker = tokio::spawn(worker.run());
+    let run_worker = state_config.webhooks.worker;
+    let worker = tokio::spawn(async move {
+        if run_worker {
+            worker.run().await
+        } else {
+            tracing::info!("WEBHOOK_WORKER=off: events are stored here and applied by another instance");
+        }
+    });
     let reconcile = tokio::spawn(crate::sync::background::reconcile_on_schedule(
         crate::sync::background::JobContext {
             db: state_db.clone(),

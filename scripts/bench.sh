@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# The benchmark (docs/benchmarks.md): webhook ingest and backlog application on SQLite and
+# Postgres, and page latency on a large demo dataset, against a release build on this machine.
+#
+#   scripts/bench.sh [--events 100000] [--customers 20000] [--sqlite-only]
+#
+# Prints one JSON line per measurement and a summary; writes them to target/bench/results.jsonl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+
+EVENTS=100000
+CUSTOMERS=20000
+BACKENDS="sqlite postgres"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --events) EVENTS="$2"; shift 2 ;;
+    --customers) CUSTOMERS="$2"; shift 2 ;;
+    --sqlite-only) BACKENDS="sqlite"; shift ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+scripts/setup.sh
+apt_install curl
+cargo leptos build --release >/dev/null
+BIN="${CARGO_TARGET_DIR:-target}/release/tally"
+OUT="${CARGO_TARGET_DIR:-target}/bench"
+mkdir -p "$OUT"
+RESULTS="$OUT/results.jsonl"
+: > "$RESULTS"
+WORK=$(mktemp -d /var/tmp/tally-bench.XXXXXX)
+SECRET=whsec_benchmark_secret
+PORT=39$(( RANDOM % 90 + 10 ))
+BASE="http://127.0.0.1:$PORT"
+SERVER_PID=""
+cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+record() { echo "$1" | tee -a "$RESULTS"; }
+
+# start_server DATABASE_URL WORKER(on|off)
+start_server() {
+  env -i PATH="$PATH" HOME="$HOME" DATABASE_URL="$1" WEBHOOK_WORKER="$2" LISTEN_ADDR="127.0.0.1:$PORT" \
+    STRIPE_WEBHOOK_SECRET="$SECRET" RECONCILE_INTERVAL=off RUST_LOG=warn \
+    TALLY_SITE_CONFIG="$PWD/Leptos.toml" LEPTOS_SITE_ROOT="${CARGO_TARGET_DIR:-target}/site" \
+    "$BIN" serve >"$WORK/server.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 200); do
+    curl -fsS "$BASE/readyz" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "the server did not start; see $WORK/server.log" >&2
+  cat "$WORK/server.log" >&2
+  exit 1
+}
+
+stop_server() {
+  local peak
+  peak=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
+  kill -TERM "$SERVER_PID"
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+  echo "$peak"
+}
+
+pending() {
+  curl -fsS "$BASE/metrics" | awk '/^tally_inbox_events\{status="pending"\}/ {p=$2} /^tally_inbox_events\{status="processing"\}/ {q=$2} END {print p+q}'
+}
+
+for backend in $BACKENDS; do
+  stage "ingest ($backend)"
+  if [ "$backend" = sqlite ]; then
+    DB="sqlite://$WORK/ingest.db"
+  else
+    ADMIN=$(scripts/postgres.sh)
+    NAME="tally_bench_$$"
+    PSQL=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/psql
+    "$PSQL" "$ADMIN" -qc "DROP DATABASE IF EXISTS $NAME" -c "CREATE DATABASE $NAME"
+    DB="${ADMIN%/*}/$NAME"
+  fi
+  # Acknowledgements alone (the worker is off, so the inbox fills: the backlog for later).
+  start_server "$DB" off
+  "$BIN" bench ingest --url "$BASE" --secret "$SECRET" --events 2000 --concurrency 16 >/dev/null # warm-up
+  line=$("$BIN" bench ingest --url "$BASE" --secret "$SECRET" --events "$EVENTS" --concurrency 64)
+  record "{\"backend\":\"$backend\",\"test\":\"max_ingest\",\"result\":$line}"
+  line=$("$BIN" bench ingest --url "$BASE" --secret "$SECRET" --events 25000 --concurrency 64 --rate 5000)
+  record "{\"backend\":\"$backend\",\"test\":\"ingest_at_5000\",\"result\":$line}"
+  peak=$(stop_server)
+  record "{\"backend\":\"$backend\",\"test\":\"ingest_peak_rss_kib\",\"result\":$peak}"
+  stage_done
+
+  stage "apply backlog ($backend)"
+  start_server "$DB" on
+  backlog=$(pending)
+  started=$(date +%s.%N)
+  while [ "$(pending)" != 0 ]; do sleep 0.2; done
+  ended=$(date +%s.%N)
+  peak=$(stop_server)
+  secs=$(awk -v a="$started" -v b="$ended" 'BEGIN {printf "%.2f", b - a}')
+  rate=$(awk -v n="$backlog" -v s="$secs" 'BEGIN {printf "%d", n / s}')
+  record "{\"backend\":\"$backend\",\"test\":\"apply_backlog\",\"result\":{\"events\":$backlog,\"seconds\":$secs,\"events_per_second\":$rate,\"peak_rss_kib\":$peak}}"
+  stage_done
+  [ "$backend" = postgres ] && "$PSQL" "$ADMIN" -qc "DROP DATABASE IF EXISTS $NAME"
+done
+
+stage "pages ($CUSTOMERS customers, sqlite)"
+DB="sqlite://$WORK/pages.db"
+env -i PATH="$PATH" DATABASE_URL="$DB" TALLY_SITE_CONFIG="$PWD/Leptos.toml" "$BIN" seed-demo --customers "$CUSTOMERS"
+PASSWORD="bench password $$"
+echo "$PASSWORD" | env -i PATH="$PATH" DATABASE_URL="$DB" TALLY_SITE_CONFIG="$PWD/Leptos.toml" "$BIN" create-admin --email bench@example.com >/dev/null
+start_server "$DB" on
+for page_line in $(BENCH_PASSWORD="$PASSWORD" "$BIN" bench pages --url "$BASE" --email bench@example.com --requests 40 | tr -d ' '); do
+  record "{\"backend\":\"sqlite\",\"test\":\"page\",\"customers\":$CUSTOMERS,\"result\":$page_line}"
+done
+peak=$(stop_server)
+record "{\"backend\":\"sqlite\",\"test\":\"pages_peak_rss_kib\",\"result\":$peak}"
+stage_done
+
+echo
+echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+echo "Commit:  $(git rev-parse --short HEAD)"
+echo "Results: $RESULTS"
+echo "$STAGE_REPORT"

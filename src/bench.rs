@@ -1,0 +1,204 @@
+//! `tally bench`: load generators for docs/benchmarks.md. `ingest` posts realistic signed
+//! Stripe events over HTTP at a chosen concurrency (and optionally rate) and reports
+//! acknowledgements per second and latency percentiles; `pages` logs in and reports p50/p95 per
+//! page. Results are printed as JSON lines for scripts/bench.sh.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::json;
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+fn client(concurrency: usize) -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(concurrency)
+        .build(connector)
+}
+
+/// Milliseconds at the given percentile of sorted latencies.
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+/// A `customer.created` event shaped and sized like Stripe's.
+pub fn customer_event(run: &str, n: usize, now: i64) -> String {
+    json!({
+        "id": format!("evt_bench_{run}_{n:08}"), "object": "event", "api_version": crate::stripe::API_VERSION,
+        "created": now, "livemode": false, "pending_webhooks": 1, "type": "customer.created",
+        "request": {"id": format!("req_bench{n:08}"), "idempotency_key": null},
+        "data": {"object": {
+            "id": format!("cus_bench_{run}_{n:08}"), "object": "customer", "address": null, "balance": 0, "created": now,
+            "currency": null, "default_source": null, "delinquent": false, "description": null, "discount": null,
+            "email": format!("customer{n}@example.com"), "invoice_prefix": format!("B{n:07X}"),
+            "invoice_settings": {"custom_fields": null, "default_payment_method": null, "footer": null, "rendering_options": null},
+            "livemode": false, "metadata": {"plan": "pro", "source": "bench"}, "name": format!("Bench Customer {n}"),
+            "next_invoice_sequence": 1, "phone": null, "preferred_locales": ["en"], "shipping": null,
+            "tax_exempt": "none", "test_clock": null
+        }}
+    })
+    .to_string()
+}
+
+pub struct IngestOptions {
+    pub url: String,
+    pub secret: String,
+    pub events: usize,
+    pub concurrency: usize,
+    /// Events per second offered; `None`: as fast as acknowledged.
+    pub rate: Option<u64>,
+}
+
+/// Posts the events and prints one JSON line of results.
+pub async fn ingest(o: IngestOptions) -> Result<(), String> {
+    let client = client(o.concurrency);
+    let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let now = crate::db::now_unix();
+    let url: hyper::Uri = format!("{}/stripe/webhook", o.url.trim_end_matches('/'))
+        .parse()
+        .map_err(|e| format!("--url: {e}"))?;
+    // Bodies and signatures are made before the clock starts.
+    let bodies: Arc<Vec<(Bytes, String)>> = Arc::new(
+        (0..o.events)
+            .map(|n| {
+                let body = customer_event(&run, n, now);
+                let sig = crate::webhooks::signature::sign(body.as_bytes(), &o.secret, now);
+                (Bytes::from(body), sig)
+            })
+            .collect(),
+    );
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let interval = o.rate.map(|r| Duration::from_secs_f64(1.0 / r.max(1) as f64));
+    let mut tasks = Vec::new();
+    for _ in 0..o.concurrency {
+        let (client, bodies, next, url) = (client.clone(), bodies.clone(), next.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0usize;
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= bodies.len() {
+                    break;
+                }
+                if let Some(step) = interval {
+                    // Open-loop pacing: event n is offered at n × step.
+                    let due = started + step * n as u32;
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let (body, sig) = &bodies[n];
+                let request = Request::builder()
+                    .method(Method::POST)
+                    .uri(url.clone())
+                    .header("content-type", "application/json")
+                    .header("stripe-signature", sig.as_str())
+                    .body(Full::new(body.clone()));
+                let Ok(request) = request else {
+                    errors += 1;
+                    continue;
+                };
+                let t = Instant::now();
+                match client.request(request).await {
+                    Ok(response) => {
+                        let ok = response.status().is_success();
+                        let _ = response.into_body().collect().await;
+                        if ok {
+                            latencies.push(t.elapsed());
+                        } else {
+                            errors += 1;
+                        }
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(o.events);
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.map_err(|e| e.to_string())?;
+        latencies.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort();
+    println!(
+        "{}",
+        json!({
+            "bench": "ingest", "events": o.events, "concurrency": o.concurrency, "offered_rate": o.rate,
+            "acknowledged": latencies.len(), "errors": errors, "seconds": elapsed,
+            "acks_per_second": latencies.len() as f64 / elapsed,
+            "p50_ms": percentile(&latencies, 0.50), "p95_ms": percentile(&latencies, 0.95),
+            "p99_ms": percentile(&latencies, 0.99), "max_ms": percentile(&latencies, 1.0),
+        })
+    );
+    Ok(())
+}
+
+/// Logs in and measures each page `requests` times, one after another.
+pub async fn pages(url: &str, email: &str, password: &str, requests: usize, pages: &[String]) -> Result<(), String> {
+    let client = client(1);
+    let base = url.trim_end_matches('/');
+    let form = format!(
+        "email={}&password={}&next=%2F",
+        crate::stripe::form_encode(email),
+        crate::stripe::form_encode(password)
+    );
+    let login = Request::builder()
+        .method(Method::POST)
+        .uri(format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from(form)))
+        .map_err(|e| e.to_string())?;
+    let response = client.request(login).await.map_err(|e| format!("login: {e}"))?;
+    let cookie = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .collect::<Vec<_>>()
+        .join("; ");
+    if cookie.is_empty() || response.headers().get("location").and_then(|l| l.to_str().ok()) != Some("/") {
+        return Err("login failed: check --email and --password".into());
+    }
+    for page in pages {
+        let mut latencies = Vec::with_capacity(requests);
+        let mut bytes = 0;
+        for _ in 0..requests {
+            let request = Request::builder()
+                .uri(format!("{base}{page}"))
+                .header("cookie", cookie.as_str())
+                .body(Full::new(Bytes::new()))
+                .map_err(|e| e.to_string())?;
+            let t = Instant::now();
+            let response = client.request(request).await.map_err(|e| e.to_string())?;
+            if !response.status().is_success() {
+                return Err(format!("{page}: HTTP {}", response.status()));
+            }
+            bytes = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes().len();
+            latencies.push(t.elapsed());
+        }
+        latencies.sort();
+        println!(
+            "{}",
+            json!({"bench": "page", "page": page, "requests": requests, "bytes": bytes,
+                   "p50_ms": percentile(&latencies, 0.50), "p95_ms": percentile(&latencies, 0.95)})
+        );
+    }
+    Ok(())
+}
