@@ -190,7 +190,13 @@ pub async fn pages(url: &str, email: &str, password: &str, requests: usize, page
             if !response.status().is_success() {
                 return Err(format!("{page}: HTTP {}", response.status()));
             }
-            bytes = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes().len();
+            bytes = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes()
+                .len();
             latencies.push(t.elapsed());
         }
         latencies.sort();

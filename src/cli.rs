@@ -104,7 +104,11 @@ enum BenchCommand {
         password: String,
         #[arg(long, default_value_t = 40)]
         requests: usize,
-        #[arg(long, value_delimiter = ',', default_value = "/,/customers,/subscriptions,/payments,/invoices,/revenue")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "/,/customers,/subscriptions,/payments,/invoices,/revenue"
+        )]
         pages: Vec<String>,
     },
 }
@@ -144,13 +148,31 @@ fn run(cli: Cli) -> Result<u8, String> {
             Command::Sync { since, only, restart } => sync(config, since, only, restart).await.map(|_| 0),
             Command::Reconcile { days } => reconcile(config, days).await.map(|_| 0),
             Command::Drift { only } => drift(config, only).await,
-            Command::Bench(BenchCommand::Ingest { url, secret, events, concurrency, rate }) => {
-                let options = crate::bench::IngestOptions { url, secret, events, concurrency: concurrency.max(1), rate };
+            Command::Bench(BenchCommand::Ingest {
+                url,
+                secret,
+                events,
+                concurrency,
+                rate,
+            }) => {
+                let options = crate::bench::IngestOptions {
+                    url,
+                    secret,
+                    events,
+                    concurrency: concurrency.max(1),
+                    rate,
+                };
                 crate::bench::ingest(options).await.map(|_| 0)
             }
-            Command::Bench(BenchCommand::Pages { url, email, password, requests, pages }) => {
-                crate::bench::pages(&url, &email, &password, requests.max(1), &pages).await.map(|_| 0)
-            }
+            Command::Bench(BenchCommand::Pages {
+                url,
+                email,
+                password,
+                requests,
+                pages,
+            }) => crate::bench::pages(&url, &email, &password, requests.max(1), &pages)
+                .await
+                .map(|_| 0),
         }
     })
 }

@@ -48,8 +48,8 @@ pub async fn get_overview(currency: Option<String>) -> Result<Option<OverviewDat
     };
     let now = crate::db::now_unix();
     let failed = |e| super::internal("computing the overview failed", e);
-    let kpis = metrics::kpis(db, &currency, now).await.map_err(failed)?;
     let moves = metrics::movements(db, &currency).await.map_err(failed)?;
+    let kpis = metrics::kpis_with(db, &currency, now, &moves).await.map_err(failed)?;
     Ok(Some(OverviewData {
         mrr_months: metrics::monthly(&moves, 24, now),
         revenue_months: metrics::revenue_by_month(db, &currency, 12, now)

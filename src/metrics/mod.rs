@@ -245,6 +245,12 @@ pub fn subscribers_by_month(movements: &[Movement], months: i32, now: i64) -> Ve
 
 /// The overview's figures for `currency` at `now`.
 pub async fn kpis(db: &Db, currency: &str, now: i64) -> Result<Kpis, DbError> {
+    let moves = movements(db, currency).await?;
+    kpis_with(db, currency, now, &moves).await
+}
+
+/// As `kpis`, with the currency's movements already loaded.
+pub async fn kpis_with(db: &Db, currency: &str, now: i64, moves: &[Movement]) -> Result<Kpis, DbError> {
     let reader = db.reader();
     let row = sqlx::query(
         "SELECT CAST(COALESCE(SUM(mrr), 0) AS BIGINT) AS mrr, \
@@ -278,7 +284,6 @@ pub async fn kpis(db: &Db, currency: &str, now: i64) -> Result<Kpis, DbError> {
     let trials_ended: i64 = trial_row.try_get("ended")?;
     let trials_converted: i64 = trial_row.try_get("converted")?;
 
-    let moves = movements(db, currency).await?;
     let this_month = month_start(now, 0);
     let window_start = now - WINDOW;
     let mut new_mrr_this_month = 0;
@@ -286,7 +291,7 @@ pub async fn kpis(db: &Db, currency: &str, now: i64) -> Result<Kpis, DbError> {
     let mut churned_customers_30d = 0;
     let mut mrr_30d_ago = 0;
     let mut customer_mrr: HashMap<&str, i64> = HashMap::new();
-    for m in &moves {
+    for m in moves {
         if m.at > now {
             break;
         }

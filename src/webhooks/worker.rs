@@ -16,7 +16,7 @@ use crate::db::{now_unix, Db, DbError};
 use crate::stripe::{ErrorKind, StripeApi};
 
 /// Events claimed at once.
-const BATCH: i64 = 64;
+const BATCH: i64 = 256;
 /// A claim that is not finished within this time (a crashed instance) is taken over.
 const CLAIM_SECS: i64 = 300;
 /// Polling interval when nothing wakes the worker.
@@ -85,11 +85,33 @@ impl Worker {
         };
         let mut outcomes = Vec::with_capacity(claimed.len());
         for event in claimed {
-            match self.apply_in(&mut tx, event, None).await {
+            match self.project_in(&mut tx, event, None).await {
                 Ok(outcome) => outcomes.push(outcome),
                 Err(_) => return false,
             }
         }
+        // Statuses in one statement per (status, note) rather than one per event.
+        let now = now_unix();
+        let mut groups: std::collections::BTreeMap<(&str, Option<&str>), Vec<&str>> = Default::default();
+        for (event, (_, outcome, note)) in claimed.iter().zip(&outcomes) {
+            let status = if *outcome == "ignored" { "ignored" } else { "applied" };
+            groups.entry((status, *note)).or_default().push(event.id.as_str());
+        }
+        for ((status, note), ids) in groups {
+            let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 4)).collect();
+            let sql = format!(
+                "UPDATE stripe_events SET status = $1, processed_at = $2, last_error = $3, locked_until = 0 WHERE id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(status).bind(now).bind(note);
+            for id in ids {
+                q = q.bind(id);
+            }
+            if q.execute(&mut *tx).await.is_err() {
+                return false;
+            }
+        }
+        let outcomes: Vec<(String, &'static str)> = outcomes.into_iter().map(|(t, o, _)| (t, o)).collect();
         if tx.commit().await.is_err() {
             return false;
         }
@@ -211,6 +233,28 @@ impl Worker {
         event: &Claimed,
         object: Option<Value>,
     ) -> Result<(String, &'static str), String> {
+        let (event_type, outcome, note) = self.project_in(tx, event, object).await?;
+        let status = if outcome == "ignored" { "ignored" } else { "applied" };
+        sqlx::query(
+            "UPDATE stripe_events SET status = $1, processed_at = $2, last_error = $3, locked_until = 0 WHERE id = $4",
+        )
+        .bind(status)
+        .bind(now_unix())
+        .bind(note)
+        .bind(&event.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok((event_type, outcome))
+    }
+
+    /// Projects one event inside the caller's transaction: (event type, outcome, note).
+    async fn project_in(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        event: &Claimed,
+        object: Option<Value>,
+    ) -> Result<(String, &'static str, Option<&'static str>), String> {
         let value: Value =
             serde_json::from_str(&event.payload).map_err(|e| format!("stored payload unreadable: {e}"))?;
         let event_type = value
@@ -232,22 +276,11 @@ impl Worker {
         let applied = projection::apply_event(tx, &event_type, &object, &version)
             .await
             .map_err(|e| e.to_string())?;
-        let (status, outcome, note) = match applied {
-            Applied::Written => ("applied", "applied", None),
-            Applied::Stale => ("applied", "stale", Some("a newer version was already applied")),
-            Applied::Ignored(why) => ("ignored", "ignored", Some(why)),
-        };
-        sqlx::query(
-            "UPDATE stripe_events SET status = $1, processed_at = $2, last_error = $3, locked_until = 0 WHERE id = $4",
-        )
-        .bind(status)
-        .bind(now_unix())
-        .bind(note)
-        .bind(&event.id)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| e.to_string())?;
-        Ok((event_type, outcome))
+        Ok(match applied {
+            Applied::Written => (event_type, "applied", None),
+            Applied::Stale => (event_type, "stale", Some("a newer version was already applied")),
+            Applied::Ignored(why) => (event_type, "ignored", Some(why)),
+        })
     }
 }
 
