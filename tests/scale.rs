@@ -194,3 +194,86 @@ async fn metrics_can_require_a_token() {
     assert!(res.text().await.unwrap().contains("# TYPE tally_inbox_events gauge"));
     app.server.shutdown().await.unwrap();
 }
+
+both_backends!(
+    a_batch_with_several_versions_of_an_object_keeps_the_newest,
+    |backend| async move {
+        use tally::webhooks::inbox::{self, IncomingEvent, Source};
+        let test_db = common::TestDb::new(backend).await;
+        let config = common::config_with(&test_db, &[]);
+        let db = tally::db::Db::connect(&config.database_url).await.unwrap();
+        db.migrate().await.unwrap();
+        // Five customers, ten versions each, stored in a scrambled order; plus a product.
+        let mut events = Vec::new();
+        for c in 0..5 {
+            for v in 0..10 {
+                events.push(json!({"id": format!("evt_v{c}_{v:02}"), "object": "event", "type": "customer.updated",
+                "created": 1_700_000_000 + v, "livemode": false,
+                "data": {"object": {"id": format!("cus_v{c}"), "object": "customer", "email": format!("v{v}@example.com")}}}));
+            }
+        }
+        events.push(
+            json!({"id": "evt_prod", "object": "event", "type": "product.created", "created": 1_700_000_000,
+        "livemode": false, "data": {"object": {"id": "prod_v", "object": "product", "name": "P", "active": true}}}),
+        );
+        let n = events.len();
+        for i in 0..n {
+            let e = &events[(i * 37) % n];
+            let parsed = IncomingEvent::parse(&e.to_string()).unwrap();
+            inbox::store(&db, &parsed, Source::Webhook, None).await.unwrap();
+        }
+        let worker = tally::webhooks::worker::Worker {
+            db: db.clone(),
+            wake: Default::default(),
+            max_attempts: 3,
+            refetch: None,
+        };
+        assert_eq!(worker.run_once().await.unwrap(), n, "one batch");
+        for c in 0..5 {
+            let email: String = sqlx::query_scalar("SELECT email FROM customers WHERE id = $1")
+                .bind(format!("cus_v{c}"))
+                .fetch_one(db.reader())
+                .await
+                .unwrap();
+            assert_eq!(email, "v9@example.com");
+        }
+        assert_eq!(
+            scalar(&db, "SELECT COUNT(*) FROM stripe_events WHERE status = 'applied'").await,
+            n as i64
+        );
+        assert_eq!(
+            scalar(
+                &db,
+                "SELECT COUNT(*) FROM stripe_events WHERE last_error = 'a newer version was already applied'"
+            )
+            .await,
+            45
+        );
+        assert_eq!(scalar(&db, "SELECT COUNT(*) FROM products").await, 1);
+        // An older version arriving later is stale against the row.
+        let late = json!({"id": "evt_late", "object": "event", "type": "customer.updated", "created": 1_600_000_000, "livemode": false,
+        "data": {"object": {"id": "cus_v0", "object": "customer", "email": "old@example.com"}}});
+        let late2 = json!({"id": "evt_late2", "object": "event", "type": "customer.created", "created": 1_600_000_000, "livemode": false,
+        "data": {"object": {"id": "cus_new", "object": "customer", "email": "new@example.com"}}});
+        for e in [late, late2] {
+            inbox::store(
+                &db,
+                &IncomingEvent::parse(&e.to_string()).unwrap(),
+                Source::Webhook,
+                None,
+            )
+            .await
+            .unwrap();
+        }
+        worker.run_once().await.unwrap();
+        let email: String = sqlx::query_scalar("SELECT email FROM customers WHERE id = 'cus_v0'")
+            .fetch_one(db.reader())
+            .await
+            .unwrap();
+        assert_eq!(email, "v9@example.com");
+        assert_eq!(
+            scalar(&db, "SELECT COUNT(*) FROM customers WHERE id = 'cus_new'").await,
+            1
+        );
+    }
+);

@@ -83,13 +83,9 @@ impl Worker {
         let Ok(mut tx) = self.db.begin().await else {
             return false;
         };
-        let mut outcomes = Vec::with_capacity(claimed.len());
-        for event in claimed {
-            match self.project_in(&mut tx, event, None).await {
-                Ok(outcome) => outcomes.push(outcome),
-                Err(_) => return false,
-            }
-        }
+        let Some(outcomes) = self.project_batch(&mut tx, claimed).await else {
+            return false;
+        };
         // Statuses in one statement per (status, note) rather than one per event.
         let now = now_unix();
         let mut groups: std::collections::BTreeMap<(&str, Option<&str>), Vec<&str>> = Default::default();
@@ -224,6 +220,88 @@ impl Worker {
         let outcome = self.apply_in(&mut tx, event, refetched_object).await?;
         tx.commit().await.map_err(|e| e.to_string())?;
         Ok(outcome)
+    }
+
+    /// Projects a batch: plain objects of one resource with one multi-row statement (only the
+    /// newest version of each object in the batch goes in; older ones are stale), the rest one by
+    /// one. `None` if anything fails.
+    async fn project_batch(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        claimed: &[Claimed],
+    ) -> Option<Vec<(String, &'static str, Option<&'static str>)>> {
+        use std::collections::HashMap;
+        let mut outcomes: Vec<Option<(String, &'static str, Option<&'static str>)>> = vec![None; claimed.len()];
+        let mut parsed: Vec<(String, Version, Value)> = Vec::with_capacity(claimed.len());
+        for event in claimed {
+            let value: Value = serde_json::from_str(&event.payload).ok()?;
+            let event_type = value
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let created = value.get("created").and_then(Value::as_i64).unwrap_or(0);
+            let object = projection::read::at(&value, &["data", "object"])
+                .cloned()
+                .unwrap_or(Value::Null);
+            parsed.push((
+                event_type,
+                Version {
+                    at: created,
+                    event_id: event.id.clone(),
+                },
+                object,
+            ));
+        }
+        // (resource, object id) → index of its newest version in this batch.
+        let mut newest: HashMap<(projection::Resource, String), usize> = HashMap::new();
+        for (i, (event_type, version, object)) in parsed.iter().enumerate() {
+            let Some(resource) = projection::batchable(event_type, object) else {
+                continue;
+            };
+            let id = projection::read::text(object, "id").unwrap_or_default();
+            let entry = newest.entry((resource, id)).or_insert(i);
+            let current = &parsed[*entry].1;
+            if (version.at, &version.event_id) > (current.at, &current.event_id) {
+                *entry = i;
+            }
+        }
+        let mut by_resource: HashMap<projection::Resource, Vec<usize>> = HashMap::new();
+        for ((resource, _), i) in &newest {
+            by_resource.entry(*resource).or_default().push(*i);
+        }
+        for (resource, mut indexes) in by_resource {
+            indexes.sort_unstable();
+            for chunk in indexes.chunks(200) {
+                let items: Vec<(&Value, &Version)> = chunk.iter().map(|i| (&parsed[*i].2, &parsed[*i].1)).collect();
+                let written = projection::upsert_many(tx, resource, &items).await.ok()?;
+                for i in chunk {
+                    let id = projection::read::text(&parsed[*i].2, "id").unwrap_or_default();
+                    outcomes[*i] = Some(if written.contains(&id) {
+                        (parsed[*i].0.clone(), "applied", None)
+                    } else {
+                        (
+                            parsed[*i].0.clone(),
+                            "stale",
+                            Some("a newer version was already applied"),
+                        )
+                    });
+                }
+            }
+        }
+        for (i, event) in claimed.iter().enumerate() {
+            if outcomes[i].is_some() {
+                continue;
+            }
+            let (event_type, _, object) = &parsed[i];
+            if projection::batchable(event_type, object).is_some() {
+                // Superseded by a newer version of the same object in this batch.
+                outcomes[i] = Some((event_type.clone(), "stale", Some("a newer version was already applied")));
+                continue;
+            }
+            outcomes[i] = Some(self.project_in(tx, event, None).await.ok()?);
+        }
+        outcomes.into_iter().collect()
     }
 
     /// Projects one event inside the caller's transaction and marks it done there.

@@ -279,6 +279,95 @@ pub async fn apply_object(
     Ok(if written { Applied::Written } else { Applied::Stale })
 }
 
+/// Whether an event can go through `upsert_many`: a handled, non-deleting event about a resource
+/// whose projection is its own row only (no embedded lists, no MRR history).
+pub fn batchable(event_type: &str, object: &Value) -> Option<Resource> {
+    if !is_handled(event_type)
+        || DELETION_EVENT_TYPES.contains(&event_type)
+        || object.get("deleted").and_then(Value::as_bool) == Some(true)
+    {
+        return None;
+    }
+    let resource = Resource::of_object(object)?;
+    (!matches!(resource, Resource::Subscription | Resource::Charge))
+        .then_some(resource)
+        .filter(|_| read::text(object, "id").is_some())
+}
+
+/// Writes many objects of one resource (distinct ids, none deleting) with one statement, each
+/// only if its version is newer than the row's; returns the ids written. Same rule as `upsert`.
+pub async fn upsert_many(
+    conn: &mut AnyConnection,
+    resource: Resource,
+    objects: &[(&Value, &Version)],
+) -> Result<std::collections::HashSet<String>, ProjectionError> {
+    if objects.is_empty() {
+        return Ok(Default::default());
+    }
+    let table = resource.table();
+    let first = resource.columns(objects[0].0);
+    let mut names = vec![
+        "id",
+        "raw",
+        "livemode",
+        "created",
+        "deleted",
+        "deleted_at",
+        "version_at",
+        "version_event",
+    ];
+    names.extend(first.iter().map(|(n, _)| *n));
+    let width = names.len();
+    let rows: Vec<String> = (0..objects.len())
+        .map(|r| {
+            let cells: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect();
+    let data_columns: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|c| !matches!(*c, "id" | "deleted" | "deleted_at"))
+        .collect();
+    let sql = format!(
+        "INSERT INTO {table} ({cols}) VALUES {rows} ON CONFLICT (id) DO UPDATE SET {set} \
+         WHERE ({table}.deleted = 0 OR excluded.version_at <= {table}.deleted_at) \
+           AND ({table}.version_at < excluded.version_at \
+                OR ({table}.version_at = excluded.version_at AND {table}.version_event <= excluded.version_event)) \
+         RETURNING id",
+        cols = names.join(", "),
+        rows = rows.join(", "),
+        set = data_columns
+            .iter()
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    let mut query = sqlx::query(&sql);
+    for (object, version) in objects {
+        query = query
+            .bind(read::text(object, "id").ok_or(ProjectionError::NoId)?)
+            .bind(object.to_string())
+            .bind(read::flag(object, "livemode").unwrap_or(0))
+            .bind(read::int(object, "created"))
+            .bind(0i64)
+            .bind(None::<i64>)
+            .bind(version.at)
+            .bind(version.event_id.clone());
+        for (_, value) in resource.columns(object) {
+            query = match value {
+                Col::Text(v) => query.bind(v),
+                Col::Int(v) => query.bind(v),
+            };
+        }
+    }
+    let written = query.fetch_all(&mut *conn).await?;
+    Ok(written
+        .iter()
+        .filter_map(|r| sqlx::Row::try_get::<String, _>(r, "id").ok())
+        .collect())
+}
+
 /// Inserts or, if this version is newer, replaces the row. Returns whether it wrote.
 ///
 /// Data from an event replaces the row's data when its version is newer than the data there, and
