@@ -53,6 +53,8 @@ pub struct Db {
     backend: Backend,
     read: AnyPool,
     write: AnyPool,
+    /// Which database this is (its redacted URL), for per-database caches.
+    identity: std::sync::Arc<str>,
 }
 
 /// What `/readyz` reports.
@@ -94,6 +96,7 @@ impl Db {
                     backend: Backend::Sqlite,
                     read,
                     write,
+                    identity: url.redacted().into(),
                 })
             }
             Backend::Postgres => {
@@ -107,9 +110,15 @@ impl Db {
                     backend: Backend::Postgres,
                     read: pool.clone(),
                     write: pool,
+                    identity: url.redacted().into(),
                 })
             }
         }
+    }
+
+    /// The database's redacted URL: the same for every handle to one database.
+    pub fn identity(&self) -> &str {
+        &self.identity
     }
 
     pub fn backend(&self) -> Backend {

@@ -51,8 +51,41 @@ pub async fn currencies(db: &Db) -> Result<Vec<String>, DbError> {
 }
 
 /// Every MRR movement in `currency`, oldest first: each change of a customer's MRR, classified
-/// at the customer level (new, expansion, contraction, churn, reactivation).
+/// at the customer level (new, expansion, contraction, churn, reactivation). Cached per database
+/// and currency until the MRR history changes (a new snapshot changes its count or latest time).
 pub async fn movements(db: &Db, currency: &str) -> Result<Vec<Movement>, DbError> {
+    use std::sync::{Arc, Mutex, OnceLock};
+    type Cache = Mutex<HashMap<(String, String), ((i64, i64, i64), Arc<Vec<Movement>>)>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let stamp_row = sqlx::query(
+        "SELECT CAST(COUNT(*) AS BIGINT) AS n, CAST(COALESCE(MAX(at), 0) AS BIGINT) AS latest, \
+         CAST(COALESCE(SUM(mrr), 0) AS BIGINT) AS total FROM subscription_mrr WHERE currency = $1",
+    )
+    .bind(currency)
+    .fetch_one(db.reader())
+    .await?;
+    let stamp: (i64, i64, i64) = (
+        stamp_row.try_get("n")?,
+        stamp_row.try_get("latest")?,
+        stamp_row.try_get("total")?,
+    );
+    let key = (db.identity().to_string(), currency.to_string());
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some((s, moves)) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        if *s == stamp {
+            return Ok(moves.as_ref().clone());
+        }
+    }
+    let moves = Arc::new(compute_movements(db, currency).await?);
+    let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if map.len() > 64 {
+        map.clear();
+    }
+    map.insert(key, (stamp, moves.clone()));
+    Ok(moves.as_ref().clone())
+}
+
+async fn compute_movements(db: &Db, currency: &str) -> Result<Vec<Movement>, DbError> {
     let rows = sqlx::query(
         "SELECT subscription_id, at, event_id, customer_id, mrr FROM subscription_mrr \
          WHERE currency = $1 ORDER BY at, event_id, subscription_id",
@@ -147,70 +180,76 @@ pub fn monthly(movements: &[Movement], months: i32, now: i64) -> Vec<MonthPoint>
     points
 }
 
-/// Revenue per month: gross (succeeded charges), refunds, lost disputes, net.
+/// Revenue per month: gross (succeeded charges), refunds, lost disputes, net. One aggregate
+/// query per table (a column per month), whatever the number of rows.
 pub async fn revenue_by_month(db: &Db, currency: &str, months: i32, now: i64) -> Result<Vec<MonthPoint>, DbError> {
     let first = month_start(now, -(months - 1));
+    let bounds: Vec<i64> = (0..=months)
+        .map(|i| if i == months { now + 1 } else { month_start(first, i) })
+        .collect();
     let mut points: Vec<MonthPoint> = (0..months)
         .map(|i| MonthPoint {
             month: month_label(month_start(first, i)),
             ..Default::default()
         })
         .collect();
-    let month_index = |t: i64| -> Option<usize> {
-        if t < first || t > now {
-            return None;
-        }
-        (0..months as usize).rev().find(|i| t >= month_start(first, *i as i32))
+    // `$1` is the currency; month i spans [$(i + 2), $(i + 3)).
+    let bucket = |i: i32, condition: &str, value: &str| {
+        format!(
+            "CAST(COALESCE(SUM(CASE WHEN created >= ${} AND created < ${} AND {condition} THEN {value} ELSE 0 END), 0) AS BIGINT)",
+            i + 2,
+            i + 3
+        )
     };
-    let charges = sqlx::query(
-        "SELECT created, COALESCE(amount_captured, amount, 0) AS amount, status FROM charges \
-         WHERE currency = $1 AND created >= $2 AND created <= $3",
-    )
-    .bind(currency)
-    .bind(first)
-    .bind(now)
-    .fetch_all(db.reader())
-    .await?;
-    for r in &charges {
-        let Some(i) = month_index(r.try_get("created")?) else {
-            continue;
-        };
-        let status: Option<String> = r.try_get("status")?;
-        match status.as_deref() {
-            Some("succeeded") => points[i].gross += r.try_get::<i64, _>("amount")?,
-            Some("failed") => points[i].failed_payments += 1,
-            _ => {}
+    let aggregate = |table: &str, columns: Vec<String>, filter: &str| {
+        format!(
+            "SELECT {} FROM {table} WHERE currency = $1 AND created >= $2 AND created < ${} {filter}",
+            columns.join(", "),
+            months + 2
+        )
+    };
+    fn run<'q>(
+        sql: &'q str,
+        currency: &'q str,
+        bounds: &[i64],
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        let mut q = sqlx::query(sql).bind(currency);
+        for b in bounds {
+            q = q.bind(*b);
         }
-        points[i].payments += 1;
+        q
     }
-    let refunds = sqlx::query(
-        "SELECT created, amount FROM refunds WHERE currency = $1 AND created >= $2 AND created <= $3 \
-         AND COALESCE(status, 'succeeded') IN ('succeeded', 'pending')",
-    )
-    .bind(currency)
-    .bind(first)
-    .bind(now)
-    .fetch_all(db.reader())
-    .await?;
-    for r in &refunds {
-        if let Some(i) = month_index(r.try_get("created")?) {
-            points[i].refunds += r.try_get::<Option<i64>, _>("amount")?.unwrap_or(0);
-        }
+    let mut charge_cols = Vec::new();
+    for i in 0..months {
+        charge_cols.push(format!(
+            "{} AS g{i}",
+            bucket(i, "status = 'succeeded'", "COALESCE(amount_captured, amount, 0)")
+        ));
+        charge_cols.push(format!("{} AS f{i}", bucket(i, "status = 'failed'", "1")));
+        charge_cols.push(format!("{} AS n{i}", bucket(i, "1 = 1", "1")));
     }
-    let disputes = sqlx::query(
-        "SELECT created, amount FROM disputes WHERE currency = $1 AND status = 'lost' AND created >= $2 AND created <= $3",
-    )
-    .bind(currency)
-    .bind(first)
-    .bind(now)
-    .fetch_all(db.reader())
-    .await?;
-    for r in &disputes {
-        if let Some(i) = month_index(r.try_get("created")?) {
-            points[i].disputes_lost += r.try_get::<Option<i64>, _>("amount")?.unwrap_or(0);
-        }
-    }
-    for p in &mut points {
+    let charges_sql = aggregate("charges", charge_cols, "");
+    let row = run(&charges_sql, currency, &bounds).fetch_one(db.reader()).await?;
+    let refund_cols = (0..months)
+        .map(|i| format!("{} AS r{i}", bucket(i, "1 = 1", "COALESCE(amount, 0)")))
+        .collect();
+    let refunds_sql = aggregate(
+        "refunds",
+        refund_cols,
+        "AND COALESCE(status, 'succeeded') IN ('succeeded', 'pending')",
+    );
+    let refunds = run(&refunds_sql, currency, &bounds).fetch_one(db.reader()).await?;
+    let dispute_cols = (0..months)
+        .map(|i| format!("{} AS d{i}", bucket(i, "1 = 1", "COALESCE(amount, 0)")))
+        .collect();
+    let disputes_sql = aggregate("disputes", dispute_cols, "AND status = 'lost'");
+    let disputes = run(&disputes_sql, currency, &bounds).fetch_one(db.reader()).await?;
+    for (i, p) in points.iter_mut().enumerate() {
+        p.gross = row.try_get(format!("g{i}").as_str())?;
+        p.failed_payments = row.try_get(format!("f{i}").as_str())?;
+        p.payments = row.try_get(format!("n{i}").as_str())?;
+        p.refunds = refunds.try_get(format!("r{i}").as_str())?;
+        p.disputes_lost = disputes.try_get(format!("d{i}").as_str())?;
         p.net = p.gross - p.refunds - p.disputes_lost;
     }
     Ok(points)
