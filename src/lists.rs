@@ -79,7 +79,7 @@ const SPECS: [Spec; 6] = [
             ),
         ],
         search: &["s.id", "c.email", "c.name"],
-        sorts: &[("created", "COALESCE(s.created, 0)"), ("mrr", "COALESCE(s.mrr, 0)")],
+        sorts: &[("created", "s.created"), ("mrr", "COALESCE(s.mrr, 0)")],
         columns: &[
             col("Subscription", "s.id", Kind::Text),
             col("Customer", "COALESCE(c.name, c.email, s.customer_id)", Kind::Customer),
@@ -108,10 +108,7 @@ const SPECS: [Spec; 6] = [
             ("disputed", "ch.disputed = 1"),
         ],
         search: &["ch.id", "c.email", "c.name"],
-        sorts: &[
-            ("created", "COALESCE(ch.created, 0)"),
-            ("amount", "COALESCE(ch.amount, 0)"),
-        ],
+        sorts: &[("created", "ch.created"), ("amount", "COALESCE(ch.amount, 0)")],
         columns: &[
             col("Date", "ch.created", Kind::Time),
             col("Payment", "ch.id", Kind::Link("/payments/")),
@@ -137,10 +134,7 @@ const SPECS: [Spec; 6] = [
             ("uncollectible", "i.status = 'uncollectible'"),
         ],
         search: &["i.id", "c.email", "c.name"],
-        sorts: &[
-            ("created", "COALESCE(i.created, 0)"),
-            ("amount", "COALESCE(i.amount_due, 0)"),
-        ],
+        sorts: &[("created", "i.created"), ("amount", "COALESCE(i.amount_due, 0)")],
         columns: &[
             col("Date", "i.created", Kind::Time),
             col("Invoice", "i.id", Kind::Text),
@@ -164,10 +158,7 @@ const SPECS: [Spec; 6] = [
             ("failed", "r.status IN ('failed', 'canceled')"),
         ],
         search: &["r.id", "r.charge_id", "c.email", "c.name"],
-        sorts: &[
-            ("created", "COALESCE(r.created, 0)"),
-            ("amount", "COALESCE(r.amount, 0)"),
-        ],
+        sorts: &[("created", "r.created"), ("amount", "COALESCE(r.amount, 0)")],
         columns: &[
             col("Date", "r.created", Kind::Time),
             col("Refund", "r.id", Kind::Text),
@@ -199,7 +190,7 @@ const SPECS: [Spec; 6] = [
         ],
         search: &["d.id", "d.charge_id", "c.email", "c.name"],
         sorts: &[
-            ("created", "COALESCE(d.created, 0)"),
+            ("created", "d.created"),
             ("evidence_due", "COALESCE(d.evidence_due_by, 0)"),
             ("amount", "COALESCE(d.amount, 0)"),
         ],
@@ -229,7 +220,7 @@ const SPECS: [Spec; 6] = [
             ("deleted", "c.deleted = 1"),
         ],
         search: &["c.id", "c.email", "c.name"],
-        sorts: &[("created", "COALESCE(c.created, 0)"), ("mrr", "COALESCE(a.mrr, 0)")],
+        sorts: &[("created", "c.created"), ("mrr", "COALESCE(a.mrr, 0)")],
         columns: &[
             col("Customer", "COALESCE(c.name, c.email, c.id)", Kind::Customer),
             col("Email", "c.email", Kind::Text),
@@ -493,10 +484,16 @@ pub async fn page(db: &Db, name: &str, q: &HashMap<String, String>) -> Result<Li
     // Totals of the whole filtered list (not just this page), per currency.
     let base = build(spec, q)?;
     let amount = spec.amount.map_or("0".to_string(), |a| format!("COALESCE({a}, 0)"));
+    // Without a search, the filters only name the list's own table: total it without the joins.
+    let searching = q.get("q").is_some_and(|v| !v.trim().is_empty());
+    let from = if searching || spec.name == "customers" {
+        spec.from
+    } else {
+        spec.from.split(" LEFT JOIN ").next().unwrap_or(spec.from)
+    };
     let totals_sql = format!(
         "SELECT CAST({cur} AS TEXT) AS currency, CAST(COUNT(*) AS BIGINT) AS n, CAST(SUM({amount}) AS BIGINT) AS total \
-         FROM {} WHERE {} GROUP BY {cur} ORDER BY n DESC",
-        spec.from,
+         FROM {from} WHERE {} GROUP BY {cur} ORDER BY n DESC",
         base.sql,
         cur = spec.currency
     );

@@ -36,18 +36,31 @@ pub fn month_label(t: i64) -> String {
 /// Currencies with any subscription or charge, the one with the most active MRR first (the
 /// overview's default), then by activity.
 pub async fn currencies(db: &Db) -> Result<Vec<String>, DbError> {
+    // Subscriptions decide the order; currencies with payments only follow (found through the
+    // (currency, created) index one currency at a time, not by scanning every charge).
     let rows = sqlx::query(
-        "SELECT currency, CAST(SUM(mrr) AS BIGINT) AS total, COUNT(*) AS n FROM ( \
-           SELECT currency, COALESCE(mrr, 0) AS mrr FROM subscriptions WHERE currency IS NOT NULL \
-           UNION ALL SELECT currency, 0 AS mrr FROM charges WHERE currency IS NOT NULL) x \
-         GROUP BY currency ORDER BY total DESC, n DESC, currency",
+        "SELECT currency, CAST(SUM(COALESCE(mrr, 0)) AS BIGINT) AS total, CAST(COUNT(*) AS BIGINT) AS n FROM subscriptions \
+         WHERE currency IS NOT NULL GROUP BY currency ORDER BY total DESC, n DESC, currency",
     )
     .fetch_all(db.reader())
     .await?;
-    Ok(rows
+    let mut out: Vec<String> = rows
         .iter()
         .filter_map(|r| r.try_get::<String, _>("currency").ok())
-        .collect())
+        .collect();
+    let mut after = String::new();
+    loop {
+        let next: Option<String> = sqlx::query_scalar("SELECT MIN(currency) FROM charges WHERE currency > $1")
+            .bind(&after)
+            .fetch_one(db.reader())
+            .await?;
+        let Some(currency) = next else { break };
+        if !out.contains(&currency) {
+            out.push(currency.clone());
+        }
+        after = currency;
+    }
+    Ok(out)
 }
 
 /// Every MRR movement in `currency`, oldest first: each change of a customer's MRR, classified
