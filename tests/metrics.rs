@@ -67,7 +67,7 @@ async fn kinds(db: &Db, currency: &str) -> Vec<(MovementKind, i64)> {
     metrics::movements(db, currency)
         .await
         .unwrap()
-        .into_iter()
+        .iter()
         .map(|m| (m.kind, m.delta))
         .collect()
 }

@@ -100,7 +100,7 @@ pub async fn list_movements(
     let kind = kind.filter(|k| !k.is_empty());
     let month = month.filter(|m| !m.is_empty());
     let mut selected: Vec<Movement> = moves
-        .into_iter()
+        .iter()
         .rev()
         .filter(|m| kind.as_deref().is_none_or(|k| m.kind.as_str() == k))
         .filter(|m| {
@@ -108,6 +108,7 @@ pub async fn list_movements(
                 .as_deref()
                 .is_none_or(|mo| crate::metrics::month_label(m.at) == mo)
         })
+        .cloned()
         .collect();
     let total = selected.iter().map(|m| m.delta).sum();
     selected.truncate(500);

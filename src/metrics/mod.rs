@@ -66,7 +66,7 @@ pub async fn currencies(db: &Db) -> Result<Vec<String>, DbError> {
 /// Every MRR movement in `currency`, oldest first: each change of a customer's MRR, classified
 /// at the customer level (new, expansion, contraction, churn, reactivation). Cached per database
 /// and currency until the MRR history changes (a new snapshot changes its count or latest time).
-pub async fn movements(db: &Db, currency: &str) -> Result<Vec<Movement>, DbError> {
+pub async fn movements(db: &Db, currency: &str) -> Result<std::sync::Arc<Vec<Movement>>, DbError> {
     use std::sync::{Arc, Mutex, OnceLock};
     type Cache = Mutex<HashMap<(String, String), ((i64, i64, i64), Arc<Vec<Movement>>)>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();
@@ -86,7 +86,7 @@ pub async fn movements(db: &Db, currency: &str) -> Result<Vec<Movement>, DbError
     let cache = CACHE.get_or_init(Default::default);
     if let Some((s, moves)) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
         if *s == stamp {
-            return Ok(moves.as_ref().clone());
+            return Ok(moves.clone());
         }
     }
     let moves = Arc::new(compute_movements(db, currency).await?);
@@ -95,7 +95,7 @@ pub async fn movements(db: &Db, currency: &str) -> Result<Vec<Movement>, DbError
         map.clear();
     }
     map.insert(key, (stamp, moves.clone()));
-    Ok(moves.as_ref().clone())
+    Ok(moves)
 }
 
 async fn compute_movements(db: &Db, currency: &str) -> Result<Vec<Movement>, DbError> {
