@@ -17,24 +17,8 @@ pub async fn list_api_keys() -> Result<Vec<ApiKeyView>, ServerFnError> {
 
 #[cfg(feature = "ssr")]
 async fn audit(me: &crate::auth::CurrentAdmin, action: &'static str, target: &str, detail: String) {
-    use crate::auth::server::RequestInfo;
-    use crate::db::audit;
-    let Ok(state) = crate::state::AppState::from_context() else {
-        return;
-    };
-    let info = RequestInfo::current();
-    let entry = audit::NewEntry {
-        admin_id: Some(me.id),
-        admin_email: Some(me.email.clone()),
-        action,
-        target: Some(target.to_string()),
-        outcome: "success",
-        client_addr: info.client_addr,
-        request_id: info.request_id,
-        detail: Some(detail),
-    };
-    if let Err(e) = audit::record(&state.db, entry).await {
-        tracing::error!(error = %e, "could not record an audit entry");
+    if let Ok(state) = crate::state::AppState::from_context() {
+        super::audit_action(&state.db, me, action, Some(target), "success", Some(detail)).await;
     }
 }
 

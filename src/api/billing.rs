@@ -244,22 +244,8 @@ async fn audit(
     ok: bool,
     detail: String,
 ) {
-    use crate::auth::server::RequestInfo;
-    use crate::db::audit;
-    let info = RequestInfo::current();
-    let entry = audit::NewEntry {
-        admin_id: Some(me.id),
-        admin_email: Some(me.email.clone()),
-        action,
-        target: Some(target.to_string()),
-        outcome: if ok { "success" } else { "failure" },
-        client_addr: info.client_addr,
-        request_id: info.request_id,
-        detail: Some(detail),
-    };
-    if let Err(e) = audit::record(&state.db, entry).await {
-        tracing::error!(error = %e, "could not record an audit entry");
-    }
+    let outcome = if ok { "success" } else { "failure" };
+    super::audit_action(&state.db, me, action, Some(target), outcome, Some(detail)).await;
 }
 
 /// Opens the customer's billing portal (admins and owners); the portal returns to the customer's

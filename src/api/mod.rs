@@ -13,6 +13,33 @@ pub mod stripe_sync;
 pub mod system;
 pub mod webhooks;
 
+/// Records an admin's action in the audit log, with the request's client address and id. A
+/// failure to record is logged; the action's own result stands.
+#[cfg(feature = "ssr")]
+pub(crate) async fn audit_action(
+    db: &crate::db::Db,
+    me: &crate::auth::CurrentAdmin,
+    action: &'static str,
+    target: Option<&str>,
+    outcome: &'static str,
+    detail: Option<String>,
+) {
+    let info = crate::auth::server::RequestInfo::current();
+    let entry = crate::db::audit::NewEntry {
+        admin_id: Some(me.id),
+        admin_email: Some(me.email.clone()),
+        action,
+        target: target.map(str::to_string),
+        outcome,
+        client_addr: info.client_addr,
+        request_id: info.request_id,
+        detail,
+    };
+    if let Err(e) = crate::db::audit::record(db, entry).await {
+        tracing::error!(error = %e, "could not record an audit entry");
+    }
+}
+
 /// A message for an error that must not reach the page (details go to the log).
 #[cfg(feature = "ssr")]
 pub(crate) fn internal(context: &str, error: impl std::fmt::Display) -> leptos::prelude::ServerFnError {

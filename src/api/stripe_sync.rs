@@ -107,9 +107,8 @@ async fn start(
     action: &'static str,
     started: &str,
 ) -> Result<String, ServerFnError> {
-    use crate::auth::server::{require_role, RequestInfo};
+    use crate::auth::server::require_role;
     use crate::auth::Role;
-    use crate::db::audit;
     use crate::state::AppState;
     use crate::sync::background::{self, JobError};
 
@@ -122,20 +121,8 @@ async fn start(
     }
     let detail = format!("{job:?}");
     let result = background::spawn(job_context(&state), job, me.email.clone()).await;
-    let info = RequestInfo::current();
-    let entry = audit::NewEntry {
-        admin_id: Some(me.id),
-        admin_email: Some(me.email),
-        action,
-        target: None,
-        outcome: if result.is_ok() { "success" } else { "refused" },
-        client_addr: info.client_addr,
-        request_id: info.request_id,
-        detail: Some(detail),
-    };
-    if let Err(e) = audit::record(&state.db, entry).await {
-        tracing::error!(error = %e, "could not record an audit entry");
-    }
+    let outcome = if result.is_ok() { "success" } else { "refused" };
+    super::audit_action(&state.db, &me, action, None, outcome, Some(detail)).await;
     match result {
         Ok(()) => Ok(started.to_string()),
         Err(JobError::AlreadyRunning(_)) => Err(ServerFnError::new(

@@ -54,12 +54,7 @@ pub fn of_subscription(s: &Value, now: i64) -> i64 {
     let mut den: i128 = 1;
     let mut first_interval: Option<(i128, i128)> = None;
     for item in list(s.get("items")) {
-        let price = item
-            .get("price")
-            .filter(|p| p.is_object())
-            .or_else(|| item.get("plan"))
-            .unwrap_or(&Value::Null);
-        let recurring = price.get("recurring").unwrap_or(price);
+        let (price, recurring) = crate::webhooks::projection::subscriptions::item_price(item);
         if text(recurring, "usage_type").as_deref() == Some("metered") {
             continue;
         }

@@ -66,6 +66,16 @@ pub async fn record_mrr(conn: &mut AnyConnection, s: &Value, version: &super::Ve
     Ok(())
 }
 
+/// An item's price (or, in older API versions, plan) and its recurring terms.
+pub fn item_price(item: &Value) -> (&Value, &Value) {
+    let price = item
+        .get("price")
+        .filter(|p| p.is_object())
+        .or_else(|| item.get("plan"))
+        .unwrap_or(&Value::Null);
+    (price, price.get("recurring").unwrap_or(price))
+}
+
 /// Replaces the subscription's items with those in this (newer) version of it.
 pub async fn replace_items(conn: &mut AnyConnection, s: &Value) -> Result<(), ProjectionError> {
     let Some(sub_id) = text(s, "id") else {
@@ -81,12 +91,7 @@ pub async fn replace_items(conn: &mut AnyConnection, s: &Value) -> Result<(), Pr
         .await?;
     for item in items(s) {
         let Some(item_id) = text(item, "id") else { continue };
-        let price = item
-            .get("price")
-            .filter(|p| p.is_object())
-            .or_else(|| item.get("plan"))
-            .unwrap_or(&Value::Null);
-        let recurring = price.get("recurring").unwrap_or(price);
+        let (price, recurring) = item_price(item);
         sqlx::query(
             "INSERT INTO subscription_items (id, subscription_id, price_id, product_id, quantity, unit_amount, currency, \
              recurring_interval, recurring_interval_count, usage_type, current_period_start, current_period_end, raw) \
