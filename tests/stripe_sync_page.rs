@@ -168,7 +168,7 @@ both_backends!(
 both_backends!(
     viewers_see_progress_but_cannot_start_and_runs_do_not_overlap,
     |backend| async move {
-        let base = stand_in(400).await;
+        let base = stand_in(1000).await;
         let app = TestApp::spawn_with(
             backend,
             &[("STRIPE_SECRET_KEY", "sk_test_51page"), ("STRIPE_API_BASE", &base)],
