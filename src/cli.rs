@@ -178,6 +178,9 @@ fn run(cli: Cli) -> Result<u8, String> {
 }
 
 async fn serve(config: Config, site_config: &std::path::Path, demo: bool) -> Result<(), String> {
+    // Signal handlers first: a SIGTERM that arrives while starting (or right after "listening")
+    // stops Tally gracefully instead of killing it.
+    let shutdown = server::shutdown_signal();
     let site = crate::site::load(site_config, |name| std::env::var(name).ok())?;
     if demo {
         seed_demo(&config, 2000).await?;
@@ -190,7 +193,7 @@ async fn serve(config: Config, site_config: &std::path::Path, demo: bool) -> Res
     let running = server::start(config, site).await.map_err(|e| e.to_string())?;
     tracing::info!("listening on http://{}", running.addr);
     running
-        .run_until(server::shutdown_signal())
+        .run_until(shutdown)
         .await
         .map_err(|e| format!("server error: {e}"))?;
     tracing::info!("stopped");
