@@ -650,14 +650,7 @@ async fn export_movements(state: AppState, q: HashMap<String, String>) -> Respon
         let mut out = String::from(
             "\"When (UTC)\",\"Kind\",\"Customer\",\"Subscription\",\"MRR change\",\"Currency\",\"Event\"\r\n",
         );
-        for m in moves.iter().rev() {
-            if kind.as_deref().is_some_and(|k| m.kind.as_str() != k)
-                || month
-                    .as_deref()
-                    .is_some_and(|mo| crate::metrics::month_label(m.at) != mo)
-            {
-                continue;
-            }
+        for m in crate::metrics::filter_movements(&moves, kind.as_deref(), month.as_deref()) {
             let when = chrono::DateTime::from_timestamp(m.at, 0)
                 .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
                 .unwrap_or_default();

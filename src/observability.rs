@@ -146,40 +146,49 @@ pub async fn export(State(state): State<AppState>, headers: HeaderMap) -> Respon
     }
     let m = metrics();
     let mut out = String::with_capacity(8192);
-    let _ = writeln!(
-        out,
-        "# HELP tally_webhooks_received_total Webhook deliveries by outcome."
+    describe(
+        &mut out,
+        "tally_webhooks_received_total",
+        "counter",
+        "Webhook deliveries by outcome.",
     );
-    let _ = writeln!(out, "# TYPE tally_webhooks_received_total counter");
     m.webhooks_received
         .render(&mut out, "tally_webhooks_received_total", "outcome");
-    let _ = writeln!(
-        out,
-        "# HELP tally_webhook_ack_seconds Time from a delivery's arrival to its acknowledgement."
+    describe(
+        &mut out,
+        "tally_webhook_ack_seconds",
+        "histogram",
+        "Time from a delivery's arrival to its acknowledgement.",
     );
-    let _ = writeln!(out, "# TYPE tally_webhook_ack_seconds histogram");
     m.webhook_ack_seconds.render(&mut out, "tally_webhook_ack_seconds", "");
-    let _ = writeln!(
-        out,
-        "# HELP tally_events_processed_total Events processed by the worker, by outcome."
+    describe(
+        &mut out,
+        "tally_events_processed_total",
+        "counter",
+        "Events processed by the worker, by outcome.",
     );
-    let _ = writeln!(out, "# TYPE tally_events_processed_total counter");
     m.events_processed
         .render(&mut out, "tally_events_processed_total", "outcome");
-    let _ = writeln!(out, "# HELP tally_event_apply_seconds Time to apply one event.");
-    let _ = writeln!(out, "# TYPE tally_event_apply_seconds histogram");
+    describe(
+        &mut out,
+        "tally_event_apply_seconds",
+        "histogram",
+        "Time to apply one event.",
+    );
     m.event_apply_seconds.render(&mut out, "tally_event_apply_seconds", "");
-    let _ = writeln!(
-        out,
-        "# HELP tally_event_lag_seconds Time from an event's receipt to its application."
+    describe(
+        &mut out,
+        "tally_event_lag_seconds",
+        "histogram",
+        "Time from an event's receipt to its application.",
     );
-    let _ = writeln!(out, "# TYPE tally_event_lag_seconds histogram");
     m.event_lag_seconds.render(&mut out, "tally_event_lag_seconds", "");
-    let _ = writeln!(
-        out,
-        "# HELP tally_group_commits_total Inbox transactions; tally_group_commit_events_total events they stored."
+    describe(
+        &mut out,
+        "tally_group_commits_total",
+        "counter",
+        "Inbox transactions; tally_group_commit_events_total events they stored.",
     );
-    let _ = writeln!(out, "# TYPE tally_group_commits_total counter");
     let _ = writeln!(
         out,
         "tally_group_commits_total {}",
@@ -191,27 +200,34 @@ pub async fn export(State(state): State<AppState>, headers: HeaderMap) -> Respon
         "tally_group_commit_events_total {}",
         m.group_commit_events.load(Ordering::Relaxed)
     );
-    let _ = writeln!(
-        out,
-        "# HELP tally_stripe_requests_total Stripe API requests by outcome (ok or error type)."
+    describe(
+        &mut out,
+        "tally_stripe_requests_total",
+        "counter",
+        "Stripe API requests by outcome (ok or error type).",
     );
-    let _ = writeln!(out, "# TYPE tally_stripe_requests_total counter");
     m.stripe_calls
         .render(&mut out, "tally_stripe_requests_total", "outcome");
-    let _ = writeln!(
-        out,
-        "# HELP tally_stripe_request_seconds Stripe API request latency, retries included."
+    describe(
+        &mut out,
+        "tally_stripe_request_seconds",
+        "histogram",
+        "Stripe API request latency, retries included.",
     );
-    let _ = writeln!(out, "# TYPE tally_stripe_request_seconds histogram");
     m.stripe_seconds.render(&mut out, "tally_stripe_request_seconds", "");
-    let _ = writeln!(
-        out,
-        "# HELP tally_http_requests_total HTTP requests by method, route and status class."
+    describe(
+        &mut out,
+        "tally_http_requests_total",
+        "counter",
+        "HTTP requests by method, route and status class.",
     );
-    let _ = writeln!(out, "# TYPE tally_http_requests_total counter");
     m.http_requests.render(&mut out, "tally_http_requests_total", "request");
-    let _ = writeln!(out, "# HELP tally_http_request_seconds HTTP latency by route.");
-    let _ = writeln!(out, "# TYPE tally_http_request_seconds histogram");
+    describe(
+        &mut out,
+        "tally_http_request_seconds",
+        "histogram",
+        "HTTP latency by route.",
+    );
     {
         let map = m.http_seconds.lock().unwrap_or_else(|p| p.into_inner());
         for (route, h) in map.iter() {
@@ -224,11 +240,12 @@ pub async fn export(State(state): State<AppState>, headers: HeaderMap) -> Respon
     )
     .fetch_all(state.db.reader())
     .await;
-    let _ = writeln!(
-        out,
-        "# HELP tally_inbox_events Events in the inbox by status (pending, processing, failed)."
+    describe(
+        &mut out,
+        "tally_inbox_events",
+        "gauge",
+        "Events in the inbox by status (pending, processing, failed).",
     );
-    let _ = writeln!(out, "# TYPE tally_inbox_events gauge");
     match depth {
         Ok(rows) => {
             for status in ["pending", "processing", "failed"] {
@@ -239,6 +256,12 @@ pub async fn export(State(state): State<AppState>, headers: HeaderMap) -> Respon
         Err(e) => tracing::warn!(error = %e, "could not count the inbox for /metrics"),
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// The `# HELP` and `# TYPE` lines of a metric.
+fn describe(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

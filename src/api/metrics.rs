@@ -99,15 +99,7 @@ pub async fn list_movements(
         .map_err(|e| super::internal("listing movements failed", e))?;
     let kind = kind.filter(|k| !k.is_empty());
     let month = month.filter(|m| !m.is_empty());
-    let mut selected: Vec<Movement> = moves
-        .iter()
-        .rev()
-        .filter(|m| kind.as_deref().is_none_or(|k| m.kind.as_str() == k))
-        .filter(|m| {
-            month
-                .as_deref()
-                .is_none_or(|mo| crate::metrics::month_label(m.at) == mo)
-        })
+    let mut selected: Vec<Movement> = crate::metrics::filter_movements(&moves, kind.as_deref(), month.as_deref())
         .cloned()
         .collect();
     let total = selected.iter().map(|m| m.delta).sum();

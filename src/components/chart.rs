@@ -74,7 +74,10 @@ pub fn Chart(
 ) -> AnyView {
     #[allow(non_snake_case)]
     let W = width;
-    let n = months.len().max(1);
+    if months.is_empty() {
+        return view! { <p class="muted">"No data for this period yet."</p> }.into_any();
+    }
+    let n = months.len();
     // The value range.
     let (mut lo, mut hi) = (0f64, 0f64);
     for i in 0..n {

@@ -155,6 +155,19 @@ async fn compute_movements(db: &Db, currency: &str) -> Result<Vec<Movement>, DbE
     Ok(out)
 }
 
+/// The movements of one kind (`new`, `churn`, …) and/or one month (`YYYY-MM`), newest first.
+pub fn filter_movements<'a>(
+    moves: &'a [Movement],
+    kind: Option<&'a str>,
+    month: Option<&'a str>,
+) -> impl Iterator<Item = &'a Movement> + 'a {
+    moves
+        .iter()
+        .rev()
+        .filter(move |m| kind.is_none_or(|k| m.kind.as_str() == k))
+        .filter(move |m| month.is_none_or(|mo| month_label(m.at) == mo))
+}
+
 /// Month-end MRR and each month's movements for the last `months` months (the current one
 /// included), from the movements.
 pub fn monthly(movements: &[Movement], months: i32, now: i64) -> Vec<MonthPoint> {

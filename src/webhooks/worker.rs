@@ -94,16 +94,7 @@ impl Worker {
             groups.entry((status, *note)).or_default().push(event.id.as_str());
         }
         for ((status, note), ids) in groups {
-            let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 4)).collect();
-            let sql = format!(
-                "UPDATE stripe_events SET status = $1, processed_at = $2, last_error = $3, locked_until = 0 WHERE id IN ({})",
-                placeholders.join(", ")
-            );
-            let mut q = sqlx::query(&sql).bind(status).bind(now).bind(note);
-            for id in ids {
-                q = q.bind(id);
-            }
-            if q.execute(&mut *tx).await.is_err() {
+            if mark_done(&mut tx, &ids, status, note, now).await.is_err() {
                 return false;
             }
         }
@@ -313,16 +304,9 @@ impl Worker {
     ) -> Result<(String, &'static str), String> {
         let (event_type, outcome, note) = self.project_in(tx, event, object).await?;
         let status = if outcome == "ignored" { "ignored" } else { "applied" };
-        sqlx::query(
-            "UPDATE stripe_events SET status = $1, processed_at = $2, last_error = $3, locked_until = 0 WHERE id = $4",
-        )
-        .bind(status)
-        .bind(now_unix())
-        .bind(note)
-        .bind(&event.id)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| e.to_string())?;
+        mark_done(tx, &[event.id.as_str()], status, note, now_unix())
+            .await
+            .map_err(|e| e.to_string())?;
         Ok((event_type, outcome))
     }
 
@@ -360,6 +344,27 @@ impl Worker {
             Applied::Ignored(why) => (event_type, "ignored", Some(why)),
         })
     }
+}
+
+/// Marks events processed (applied or ignored, with an optional note) and releases their claim.
+async fn mark_done(
+    conn: &mut sqlx::AnyConnection,
+    ids: &[&str],
+    status: &str,
+    note: Option<&str>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 4)).collect();
+    let sql = format!(
+        "UPDATE stripe_events SET status = $1, processed_at = $2, last_error = $3, locked_until = 0 WHERE id IN ({})",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query(&sql).bind(status).bind(now).bind(note);
+    for id in ids {
+        query = query.bind(*id);
+    }
+    query.execute(&mut *conn).await?;
+    Ok(())
 }
 
 /// The object as Stripe has it now. A deleted object (404) keeps the payload; any other failure is

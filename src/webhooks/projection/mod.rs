@@ -382,6 +382,9 @@ async fn upsert(
     version: &Version,
     delete: bool,
 ) -> Result<bool, ProjectionError> {
+    if !delete {
+        return Ok(!upsert_many(conn, resource, &[(object, version)]).await?.is_empty());
+    }
     let object_id = read::text(object, "id").ok_or(ProjectionError::NoId)?;
     let table = resource.table();
     let typed = resource.columns(object);
@@ -397,46 +400,24 @@ async fn upsert(
     ];
     names.extend(typed.iter().map(|(n, _)| *n));
     let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
-    let (set, condition) = if delete {
-        (
-            "deleted = 1, deleted_at = excluded.deleted_at".to_string(),
-            format!("{table}.deleted = 0 OR excluded.deleted_at < {table}.deleted_at"),
-        )
-    } else {
-        let data_columns: Vec<&str> = names
-            .iter()
-            .copied()
-            .filter(|c| !matches!(*c, "id" | "deleted" | "deleted_at"))
-            .collect();
-        (
-            data_columns.iter().map(|c| format!("{c} = excluded.{c}")).collect::<Vec<_>>().join(", "),
-            format!(
-                "({table}.deleted = 0 OR excluded.version_at <= {table}.deleted_at) \
-                 AND ({table}.version_at < excluded.version_at \
-                      OR ({table}.version_at = excluded.version_at AND {table}.version_event <= excluded.version_event))"
-            ),
-        )
-    };
+    // A deletion marks the row (keeping the earliest deletion time) and leaves its data alone.
     let sql = format!(
-        "INSERT INTO {table} ({cols}) VALUES ({vals}) ON CONFLICT (id) DO UPDATE SET {set} WHERE {condition}",
+        "INSERT INTO {table} ({cols}) VALUES ({vals}) ON CONFLICT (id) DO UPDATE \
+         SET deleted = 1, deleted_at = excluded.deleted_at \
+         WHERE {table}.deleted = 0 OR excluded.deleted_at < {table}.deleted_at",
         cols = names.join(", "),
         vals = placeholders.join(", "),
     );
     // A deletion that creates the row stores its payload as the oldest possible data.
-    let (data_at, data_event) = if delete {
-        (i64::MIN, String::new())
-    } else {
-        (version.at, version.event_id.clone())
-    };
     let mut query = sqlx::query(&sql)
         .bind(object_id)
         .bind(object.to_string())
         .bind(read::flag(object, "livemode").unwrap_or(0))
         .bind(read::int(object, "created"))
-        .bind(i64::from(delete))
-        .bind(delete.then_some(version.at))
-        .bind(data_at)
-        .bind(data_event);
+        .bind(1i64)
+        .bind(Some(version.at))
+        .bind(i64::MIN)
+        .bind(String::new());
     for (_, value) in typed {
         query = match value {
             Col::Text(v) => query.bind(v),
