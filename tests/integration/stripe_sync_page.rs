@@ -1,7 +1,7 @@
 //! Settings → Stripe sync: admins start a backfill, reconciliation and a drift check from the page;
 //! progress and results are read back; viewers may look but not start; everything is audited.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

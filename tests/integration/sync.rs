@@ -1,6 +1,6 @@
 //! Backfill against a Stripe stand-in on loopback: pagination, resume after a failure, newer wins.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,7 +1,7 @@
 //! The webhook engine end to end: signatures, the durable inbox, the worker, order safety, and
 //! projection of real-shape Stripe objects; on SQLite and on Postgres.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Golden scenarios: small hand-built histories, applied as Stripe events through the webhook
 //! projection, and the figures worked out by hand in each test, to the cent.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

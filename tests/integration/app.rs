@@ -1,6 +1,6 @@
 //! The real app on a random port with a fresh database, on SQLite and on Postgres.
 
-mod common;
+use crate::common;
 
 use common::{Backend, TestApp};
 use serde_json::Value;

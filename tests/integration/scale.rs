@@ -2,7 +2,7 @@
 //! (duplicates sent to both at once), migrations run once when they start together, concurrent
 //! deliveries are each acknowledged only once stored, and /metrics reports what happened.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Customer pages read what webhooks projected, on both databases.
 
-mod common;
+use crate::common;
 
 use common::TestApp;
 use serde_json::{json, Value};

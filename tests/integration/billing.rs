@@ -2,7 +2,7 @@
 //! Tally sends for Checkout, the portal, refunds and subscription changes; what customers and
 //! admins see; and that a double-submitted refund reaches Stripe once.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! The dashboard on demo data: the overview's figures agree with each other and with the rows,
 //! lists filter from the URL and page without gaps, CSV exports stream the same rows.
 
-mod common;
+use crate::common;
 
 use common::{Backend, TestApp};
 use serde_json::Value;

@@ -1,6 +1,6 @@
 //! Admin accounts, sessions, roles, throttling, CSRF defence and the audit log, on both databases.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,0 +1,19 @@
+//! All integration tests in one binary: one link instead of one per file keeps the shared target
+//! dir small (CI machines have limited disk) and the build fast on 2 cores.
+
+#[macro_use]
+mod common;
+
+mod app;
+mod auth;
+mod billing;
+mod cli;
+mod customers;
+mod dashboard;
+mod leptos_config;
+mod metrics;
+mod scale;
+mod stripe_client;
+mod stripe_sync_page;
+mod sync;
+mod webhooks;
