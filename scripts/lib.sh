@@ -39,7 +39,7 @@ stage_done() {
   local secs=$(( $(date +%s) - STAGE_START ))
   # Free disk after each stage: a CI machine's disk is finite and a full one fails the build.
   local free
-  free=$(df -h --output=avail "${CARGO_TARGET_DIR:-.}" 2>/dev/null | tail -n 1 | tr -d ' ')
+  free=$(df -h --output=avail . 2>/dev/null | tail -n 1 | tr -d ' ') || free="?"
   STAGE_REPORT+=$(printf '%-28s %5ss   disk free %s' "$STAGE_NAME" "$secs" "${free:-?}")$'\n'
   echo "==> [$STAGE_NAME] done in ${secs}s"
 }
@@ -48,6 +48,6 @@ stage_summary() {
   echo "Stage timings:"
   printf '%s' "$STAGE_REPORT"
   if [ -n "${CARGO_TARGET_DIR:-}" ] && [ -d "$CARGO_TARGET_DIR" ]; then
-    echo "target dir: $(du -sh "$CARGO_TARGET_DIR" 2>/dev/null | cut -f1)"
+    echo "target dir: $(du -sh "$CARGO_TARGET_DIR" 2>/dev/null | cut -f1 || true)"
   fi
 }
