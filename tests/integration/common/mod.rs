@@ -179,11 +179,11 @@ macro_rules! both_backends {
             use super::*;
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                ($body)(crate::common::Backend::Sqlite).await
+                ($body)($crate::common::Backend::Sqlite).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                ($body)(crate::common::Backend::Postgres).await
+                ($body)($crate::common::Backend::Postgres).await
             }
         }
     };
