@@ -77,6 +77,17 @@ pub async fn run_with(
     let Some(id) = jobs::start(&ctx.db, kind, &trigger).await? else {
         return Err(JobError::AlreadyRunning(kind.as_str()));
     };
+    run_claimed(ctx, job, id, on_sync_page).await
+}
+
+/// Runs a job whose row `id` this process has already claimed with `jobs::start`.
+async fn run_claimed(
+    ctx: &JobContext,
+    job: Job,
+    id: String,
+    on_sync_page: impl FnMut(&super::Progress),
+) -> Result<Outcome, JobError> {
+    let kind = job.kind();
     let heartbeat = {
         let (db, id) = (ctx.db.clone(), id.clone());
         tokio::spawn(async move {
@@ -147,20 +158,14 @@ async fn execute(ctx: &JobContext, job: Job, on_sync_page: impl FnMut(&super::Pr
 /// Starts a job in the background (for Settings); errors only if one of its kind is running.
 /// The job's id is not returned: the page shows the latest run of each kind.
 pub async fn spawn(ctx: JobContext, job: Job, admin_email: String) -> Result<(), JobError> {
-    // Claim first, so the admin hears at once when a run is already in progress.
+    // Claim before answering, so a second click (or another instance) hears at once that a run
+    // is already in progress instead of racing the spawned task.
     let kind = job.kind();
-    let running: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = $1 AND status = 'running' AND heartbeat_at >= $2")
-            .bind(kind.as_str())
-            .bind(crate::db::now_unix() - jobs::STALE_AFTER_SECS)
-            .fetch_one(ctx.db.reader())
-            .await
-            .map_err(|e| JobError::Failed(SyncError::from(e)))?;
-    if running > 0 {
+    let Some(id) = jobs::start(&ctx.db, kind, &Trigger::Admin(admin_email)).await? else {
         return Err(JobError::AlreadyRunning(kind.as_str()));
-    }
+    };
     tokio::spawn(async move {
-        if let Err(e) = run(&ctx, job, Trigger::Admin(admin_email)).await {
+        if let Err(e) = run_claimed(&ctx, job, id, |_| {}).await {
             tracing::warn!(error = %e, "background job did not complete");
         }
     });

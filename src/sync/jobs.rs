@@ -62,7 +62,7 @@ pub async fn start(db: &Db, kind: JobKind, trigger: &Trigger) -> Result<Option<S
         Trigger::Admin(email) => ("admin", Some(email.as_str())),
         Trigger::Schedule => ("schedule", None),
     };
-    sqlx::query(
+    let inserted = sqlx::query(
         "INSERT INTO jobs (id, kind, status, trigger, requested_by, started_at, heartbeat_at) \
          VALUES ($1, $2, 'running', $3, $4, $5, $5)",
     )
@@ -72,9 +72,19 @@ pub async fn start(db: &Db, kind: JobKind, trigger: &Trigger) -> Result<Option<S
     .bind(by)
     .bind(now)
     .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(Some(id))
+    .await;
+    match inserted {
+        Ok(_) => {}
+        // Another instance claimed the same kind between our check and insert (index
+        // jobs_one_running): that run goes on, this one does not start.
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    match tx.commit().await {
+        Ok(()) => Ok(Some(id)),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Keeps a running job alive, and records its progress so far.

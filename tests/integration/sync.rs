@@ -526,3 +526,34 @@ both_backends!(
         assert_eq!((charges.at_stripe, charges.here, charges.changed), (2, 2, 1));
     }
 );
+
+both_backends!(only_one_of_many_simultaneous_job_starts_runs, |backend| async move {
+    use tally::sync::jobs::{self, JobKind, Trigger};
+    let (db, _stripe, _keep) = setup(backend, "http://127.0.0.1:9").await;
+    // Sixteen starts at once (as from several instances or a burst of clicks): exactly one claims.
+    let starts = (0..16).map(|_| {
+        let db = db.clone();
+        tokio::spawn(async move { jobs::start(&db, JobKind::Sync, &Trigger::Schedule).await })
+    });
+    let mut claimed = Vec::new();
+    for s in starts {
+        if let Some(id) = s.await.unwrap().unwrap() {
+            claimed.push(id);
+        }
+    }
+    assert_eq!(claimed.len(), 1, "{claimed:?}");
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM jobs WHERE status = 'running'").await,
+        1
+    );
+    // Another kind may run beside it; after the first finishes, the next start claims again.
+    assert!(jobs::start(&db, JobKind::Drift, &Trigger::Schedule)
+        .await
+        .unwrap()
+        .is_some());
+    jobs::finish(&db, &claimed[0], Ok("{}")).await.unwrap();
+    assert!(jobs::start(&db, JobKind::Sync, &Trigger::Schedule)
+        .await
+        .unwrap()
+        .is_some());
+});
