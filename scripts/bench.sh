@@ -2,7 +2,10 @@
 # The benchmark (docs/benchmarks.md): webhook ingest and backlog application on SQLite and
 # Postgres, and page latency on a large demo dataset, against a release build on this machine.
 #
-#   scripts/bench.sh [--events 100000] [--customers 20000] [--sqlite-only]
+#   scripts/bench.sh [--events 100000] [--customers 100000] [--sqlite-only] [--no-peer]
+#
+# The peer (@supabase/stripe-sync-engine 0.48.5 behind node:http, scripts/bench-peer.mjs) gets the
+# same events on Postgres; the summary prints Tally's ratio to it.
 #
 # Prints one JSON line per measurement and a summary; writes them to target/bench/results.jsonl.
 set -euo pipefail
@@ -13,11 +16,13 @@ export PATH="$HOME/.cargo/bin:$PATH"
 EVENTS=100000
 CUSTOMERS=20000
 BACKENDS="sqlite postgres"
+PEER=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --events) EVENTS="$2"; shift 2 ;;
     --customers) CUSTOMERS="$2"; shift 2 ;;
-    --sqlite-only) BACKENDS="sqlite"; shift ;;
+    --sqlite-only) BACKENDS="sqlite"; PEER=0; shift ;;
+    --no-peer) PEER=0; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -105,6 +110,41 @@ for backend in $BACKENDS; do
   [ "$backend" = postgres ] && "$PSQL" "$ADMIN" -qc "DROP DATABASE IF EXISTS $NAME"
 done
 
+if [ "$PEER" = 1 ]; then
+  stage "peer: stripe-sync-engine (postgres)"
+  # The peer is installed from npm into the target dir (never committed) and fed the same events.
+  PEER_DIR="${CARGO_TARGET_DIR:-target}/bench/peer"
+  if [ ! -f "$PEER_DIR/node_modules/@supabase/stripe-sync-engine/package.json" ]; then
+    mkdir -p "$PEER_DIR"
+    [ -f "$PEER_DIR/package.json" ] || echo '{"private":true}' > "$PEER_DIR/package.json"
+    npm install --prefix "$PEER_DIR" --no-audit --no-fund --loglevel=error @supabase/stripe-sync-engine@0.48.5 >/dev/null
+  fi
+  ADMIN=$(scripts/postgres.sh)
+  PSQL=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/psql
+  PEER_DB="tally_bench_peer_$$"
+  "$PSQL" "$ADMIN" -qc "DROP DATABASE IF EXISTS $PEER_DB" -c "CREATE DATABASE $PEER_DB"
+  PEER_PORT=$(( PORT + 1 ))
+  PEER_DIR="$PEER_DIR" DATABASE_URL="${ADMIN%/*}/$PEER_DB" STRIPE_WEBHOOK_SECRET="$SECRET" PORT="$PEER_PORT" \
+    node scripts/bench-peer.mjs >"$WORK/peer.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 200); do
+    curl -fsS "http://127.0.0.1:$PEER_PORT/healthz" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  PEER_URL="http://127.0.0.1:$PEER_PORT"
+  "$BIN" bench ingest --url "$PEER_URL" --secret "$SECRET" --events 2000 --concurrency 16 >/dev/null # warm-up
+  line=$("$BIN" bench ingest --url "$PEER_URL" --secret "$SECRET" --events "$EVENTS" --concurrency 64)
+  record "{\"backend\":\"peer\",\"test\":\"max_ingest\",\"result\":$line}"
+  line=$("$BIN" bench ingest --url "$PEER_URL" --secret "$SECRET" --events 25000 --concurrency 64 --rate 5000)
+  record "{\"backend\":\"peer\",\"test\":\"ingest_at_5000\",\"result\":$line}"
+  applied=$("$PSQL" "${ADMIN%/*}/$PEER_DB" -Atc "SELECT COUNT(*) FROM stripe.customers")
+  peak=$(stop_server)
+  record "{\"backend\":\"peer\",\"test\":\"ingest_peak_rss_kib\",\"result\":$peak}"
+  record "{\"backend\":\"peer\",\"test\":\"rows_applied\",\"result\":$applied}"
+  "$PSQL" "$ADMIN" -qc "DROP DATABASE IF EXISTS $PEER_DB"
+  stage_done
+fi
+
 stage "pages ($CUSTOMERS customers, sqlite)"
 DB="sqlite://$WORK/pages.db"
 env -i PATH="$PATH" DATABASE_URL="$DB" TALLY_SITE_CONFIG="$PWD/Leptos.toml" "$BIN" seed-demo --customers "$CUSTOMERS"
@@ -119,6 +159,7 @@ record "{\"backend\":\"sqlite\",\"test\":\"pages_peak_rss_kib\",\"result\":$peak
 stage_done
 
 echo
+node scripts/bench-summary.mjs "$RESULTS"
 echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 echo "Commit:  $(git rev-parse --short HEAD)"
 echo "Results: $RESULTS"
