@@ -206,76 +206,130 @@ pub fn monthly(movements: &[Movement], months: i32, now: i64) -> Vec<MonthPoint>
     points
 }
 
-/// Revenue per month: gross (succeeded charges), refunds, lost disputes, net. One aggregate
-/// query per table (a column per month), whatever the number of rows.
+/// Revenue per month: gross (succeeded charges), refunds, lost disputes, net. Closed months are
+/// cached per database and currency until the projection writes a charge, refund or dispute
+/// created before the current month (counter `revenue_closed`); the open month is summed per call.
 pub async fn revenue_by_month(db: &Db, currency: &str, months: i32, now: i64) -> Result<Vec<MonthPoint>, DbError> {
+    use std::sync::{Arc, Mutex, OnceLock};
+    type Key = (String, String, i64, i64);
+    type Cache = Mutex<HashMap<Key, (i64, Arc<Vec<MonthPoint>>)>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+
+    let months = months.max(1);
     let first = month_start(now, -(months - 1));
-    let bounds: Vec<i64> = (0..=months)
-        .map(|i| if i == months { now + 1 } else { month_start(first, i) })
-        .collect();
-    let mut points: Vec<MonthPoint> = (0..months)
-        .map(|i| MonthPoint {
-            month: month_label(month_start(first, i)),
+    let current = month_start(now, 0);
+    let closed_starts: Vec<i64> = (0..months - 1).map(|i| month_start(first, i)).collect();
+    // The counter is read before the sums, so a cached entry is never older than its counter.
+    let generation: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'revenue_closed'")
+        .fetch_optional(db.reader())
+        .await?
+        .unwrap_or(0);
+    let key = (db.identity().to_string(), currency.to_string(), first, current);
+    let cache = CACHE.get_or_init(Default::default);
+    // Only months closed in real time too are cached (a `now` in the future would count the
+    // calendar's open month as closed, and the projection would not signal changes to it).
+    let cacheable = current <= month_start(crate::db::now_unix(), 0);
+    let cached = cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+        .filter(|(g, _)| cacheable && *g == generation)
+        .map(|(_, points)| points.clone());
+    let closed = match cached {
+        Some(points) => points,
+        None => {
+            let points = Arc::new(sum_months(db, currency, &closed_starts, current).await?);
+            let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
+            if map.len() > 64 {
+                map.clear();
+            }
+            if cacheable {
+                map.insert(key, (generation, points.clone()));
+            }
+            points
+        }
+    };
+    let mut points: Vec<MonthPoint> = closed.as_ref().clone();
+    points.extend(sum_months(db, currency, &[current], now + 1).await?);
+    Ok(points)
+}
+
+/// Sums charges, refunds and lost disputes per month for months starting at `starts` (ascending,
+/// consecutive), the last one ending at `end`: one grouped query per table, whatever the rows.
+async fn sum_months(db: &Db, currency: &str, starts: &[i64], end: i64) -> Result<Vec<MonthPoint>, DbError> {
+    let mut points: Vec<MonthPoint> = starts
+        .iter()
+        .map(|s| MonthPoint {
+            month: month_label(*s),
             ..Default::default()
         })
         .collect();
-    // `$1` is the currency; month i spans [$(i + 2), $(i + 3)).
-    let bucket = |i: i32, condition: &str, value: &str| {
-        format!(
-            "CAST(COALESCE(SUM(CASE WHEN created >= ${} AND created < ${} AND {condition} THEN {value} ELSE 0 END), 0) AS BIGINT)",
-            i + 2,
-            i + 3
-        )
+    let Some(&from) = starts.first() else {
+        return Ok(points);
     };
-    let aggregate = |table: &str, columns: Vec<String>, filter: &str| {
-        format!(
-            "SELECT {} FROM {table} WHERE currency = $1 AND created >= $2 AND created < ${} {filter}",
-            columns.join(", "),
-            months + 2
-        )
-    };
-    fn run<'q>(
-        sql: &'q str,
-        currency: &'q str,
-        bounds: &[i64],
-    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-        let mut q = sqlx::query(sql).bind(currency);
-        for b in bounds {
-            q = q.bind(*b);
+    // `$1` currency, `$2`..`$3` the whole span; month i ends before `$(i + 4)`.
+    let bucket = {
+        let whens: Vec<String> = (0..starts.len() - 1)
+            .map(|i| format!("WHEN created < ${} THEN {i}", i + 4))
+            .collect();
+        if whens.is_empty() {
+            "CAST(0 AS BIGINT)".to_string()
+        } else {
+            format!("CAST(CASE {} ELSE {} END AS BIGINT)", whens.join(" "), starts.len() - 1)
         }
-        q
+    };
+    let grouped = |table: &str, sums: &str, filter: &str| {
+        format!(
+            "SELECT {bucket} AS m, {sums} FROM {table} WHERE currency = $1 AND created >= $2 AND created < $3 {filter} GROUP BY m"
+        )
+    };
+    async fn rows(
+        db: &Db,
+        sql: &str,
+        currency: &str,
+        from: i64,
+        end: i64,
+        starts: &[i64],
+    ) -> Result<Vec<sqlx::any::AnyRow>, DbError> {
+        let mut q = sqlx::query(sql).bind(currency.to_string()).bind(from).bind(end);
+        for s in &starts[1..] {
+            q = q.bind(*s);
+        }
+        Ok(q.fetch_all(db.reader()).await?)
     }
-    let mut charge_cols = Vec::new();
-    for i in 0..months {
-        charge_cols.push(format!(
-            "{} AS g{i}",
-            bucket(i, "status = 'succeeded'", "COALESCE(amount_captured, amount, 0)")
-        ));
-        charge_cols.push(format!("{} AS f{i}", bucket(i, "status = 'failed'", "1")));
-        charge_cols.push(format!("{} AS n{i}", bucket(i, "1 = 1", "1")));
+    let month = |r: &sqlx::any::AnyRow| -> Result<usize, DbError> {
+        let m: i64 = r.try_get("m")?;
+        Ok(usize::try_from(m).unwrap_or(0).min(starts.len() - 1))
+    };
+    let charges = grouped(
+        "charges",
+        "CAST(SUM(CASE WHEN status = 'succeeded' THEN COALESCE(amount_captured, amount, 0) ELSE 0 END) AS BIGINT) AS g, \
+         CAST(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS BIGINT) AS f, CAST(COUNT(*) AS BIGINT) AS n",
+        "",
+    );
+    for r in rows(db, &charges, currency, from, end, starts).await? {
+        let p = &mut points[month(&r)?];
+        p.gross = r.try_get("g")?;
+        p.failed_payments = r.try_get("f")?;
+        p.payments = r.try_get("n")?;
     }
-    let charges_sql = aggregate("charges", charge_cols, "");
-    let row = run(&charges_sql, currency, &bounds).fetch_one(db.reader()).await?;
-    let refund_cols = (0..months)
-        .map(|i| format!("{} AS r{i}", bucket(i, "1 = 1", "COALESCE(amount, 0)")))
-        .collect();
-    let refunds_sql = aggregate(
+    let refunds = grouped(
         "refunds",
-        refund_cols,
+        "CAST(SUM(COALESCE(amount, 0)) AS BIGINT) AS r",
         "AND COALESCE(status, 'succeeded') IN ('succeeded', 'pending')",
     );
-    let refunds = run(&refunds_sql, currency, &bounds).fetch_one(db.reader()).await?;
-    let dispute_cols = (0..months)
-        .map(|i| format!("{} AS d{i}", bucket(i, "1 = 1", "COALESCE(amount, 0)")))
-        .collect();
-    let disputes_sql = aggregate("disputes", dispute_cols, "AND status = 'lost'");
-    let disputes = run(&disputes_sql, currency, &bounds).fetch_one(db.reader()).await?;
-    for (i, p) in points.iter_mut().enumerate() {
-        p.gross = row.try_get(format!("g{i}").as_str())?;
-        p.failed_payments = row.try_get(format!("f{i}").as_str())?;
-        p.payments = row.try_get(format!("n{i}").as_str())?;
-        p.refunds = refunds.try_get(format!("r{i}").as_str())?;
-        p.disputes_lost = disputes.try_get(format!("d{i}").as_str())?;
+    for r in rows(db, &refunds, currency, from, end, starts).await? {
+        points[month(&r)?].refunds = r.try_get("r")?;
+    }
+    let disputes = grouped(
+        "disputes",
+        "CAST(SUM(COALESCE(amount, 0)) AS BIGINT) AS d",
+        "AND status = 'lost'",
+    );
+    for r in rows(db, &disputes, currency, from, end, starts).await? {
+        points[month(&r)?].disputes_lost = r.try_get("d")?;
+    }
+    for p in &mut points {
         p.net = p.gross - p.refunds - p.disputes_lost;
     }
     Ok(points)

@@ -844,3 +844,45 @@ both_backends!(
         assert_eq!(subscribers.iter().map(|(_, n)| *n).collect::<Vec<_>>(), [1, 2, 1]);
     }
 );
+
+fn charge(id: &str, amount: i64, created: i64) -> Value {
+    json!({"id": id, "object": "charge", "amount": amount, "amount_captured": amount,
+           "currency": "usd", "status": "succeeded", "paid": true, "captured": true, "created": created})
+}
+
+both_backends!(
+    revenue_of_closed_months_is_cached_until_a_closed_month_changes,
+    |backend| async move {
+        let (db, _t) = fresh_db(backend).await;
+        // Real time: the cache's notion of a closed month is the calendar's.
+        let now = tally::db::now_unix();
+        let this_month = metrics::month_start(now, 0);
+        let last_month = metrics::month_start(now, -1) + 86_400;
+        apply(&db, "charge.succeeded", charge("ch_last", 5000, last_month), last_month).await;
+        apply(&db, "charge.succeeded", charge("ch_this", 700, this_month), this_month).await;
+        let before = metrics::revenue_by_month(&db, "usd", 3, now).await.unwrap();
+        assert_eq!((before[1].gross, before[1].net, before[2].gross), (5000, 5000, 700));
+        // Served again from the cache: same figures.
+        assert_eq!(metrics::revenue_by_month(&db, "usd", 3, now).await.unwrap(), before);
+
+        // A refund dated last month (a closed month) shows at once.
+        apply(
+            &db,
+            "refund.created",
+            json!({"id": "re_last", "object": "refund", "charge": "ch_last", "amount": 1250, "currency": "usd",
+                   "status": "succeeded", "created": last_month + 60}),
+            now,
+        )
+        .await;
+        let after = metrics::revenue_by_month(&db, "usd", 3, now).await.unwrap();
+        assert_eq!((after[1].refunds, after[1].net), (1250, 3750));
+        // So does a later version of last month's charge (now failed), and a new charge this month.
+        let mut failed = charge("ch_last", 5000, last_month);
+        failed["status"] = json!("failed");
+        apply(&db, "charge.failed", failed, now).await;
+        apply(&db, "charge.succeeded", charge("ch_this2", 300, now - 1), now - 1).await;
+        let later = metrics::revenue_by_month(&db, "usd", 3, now).await.unwrap();
+        assert_eq!((later[1].gross, later[1].failed_payments, later[1].net), (0, 1, -1250));
+        assert_eq!((later[2].gross, later[2].payments), (1000, 2));
+    }
+);

@@ -362,10 +362,29 @@ pub async fn upsert_many(
         }
     }
     let written = query.fetch_all(&mut *conn).await?;
+    if objects.iter().any(|(o, _)| touches_closed_revenue(resource, o)) {
+        bump_revenue_closed(conn).await?;
+    }
     Ok(written
         .iter()
         .filter_map(|r| sqlx::Row::try_get::<String, _>(r, "id").ok())
         .collect())
+}
+
+/// Whether writing this object may change the revenue of a closed month (metrics caches those
+/// months until counter `revenue_closed` grows). An hour of margin covers a transaction that
+/// straddles the turn of a month.
+fn touches_closed_revenue(resource: Resource, object: &Value) -> bool {
+    matches!(resource, Resource::Charge | Resource::Refund | Resource::Dispute)
+        && read::int(object, "created")
+            .is_none_or(|created| created < crate::metrics::month_start(crate::db::now_unix() + 3600, 0))
+}
+
+async fn bump_revenue_closed(conn: &mut AnyConnection) -> Result<(), ProjectionError> {
+    sqlx::query("UPDATE counters SET value = value + 1 WHERE name = 'revenue_closed'")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 /// Inserts or, if this version is newer, replaces the row. Returns whether it wrote.
@@ -425,5 +444,8 @@ async fn upsert(
         };
     }
     let done = query.execute(&mut *conn).await?;
+    if touches_closed_revenue(resource, object) {
+        bump_revenue_closed(conn).await?;
+    }
     Ok(done.rows_affected() > 0)
 }
