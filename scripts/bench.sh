@@ -14,7 +14,7 @@ source scripts/lib.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 
 EVENTS=100000
-CUSTOMERS=20000
+CUSTOMERS=100000
 BACKENDS="sqlite postgres"
 PEER=1
 while [ $# -gt 0 ]; do

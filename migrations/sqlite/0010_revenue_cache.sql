@@ -12,3 +12,7 @@ CREATE INDEX charges_revenue ON charges (currency, created, status, amount_captu
 DROP INDEX charges_currency_created;
 -- The overview's active-subscription figures likewise.
 CREATE INDEX subscriptions_active ON subscriptions (currency, status, deleted, mrr, customer_id);
+-- Trials that ended in the last 30 days (overview).
+CREATE INDEX subscriptions_trial_end ON subscriptions (currency, trial_end);
+-- A customer's active subscriptions and MRR (customers list), read from the index alone.
+CREATE INDEX subscriptions_customer_active ON subscriptions (customer_id, status, deleted, mrr);
