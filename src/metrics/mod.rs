@@ -99,18 +99,19 @@ pub async fn movements(db: &Db, currency: &str) -> Result<std::sync::Arc<Vec<Mov
 }
 
 async fn compute_movements(db: &Db, currency: &str) -> Result<Vec<Movement>, DbError> {
-    let rows = sqlx::query(
+    use futures_util::TryStreamExt;
+    // Streamed: the history can be hundreds of thousands of rows, and only movements are kept.
+    let mut rows = sqlx::query(
         "SELECT subscription_id, at, event_id, customer_id, mrr FROM subscription_mrr \
          WHERE currency = $1 ORDER BY at, event_id, subscription_id",
     )
     .bind(currency)
-    .fetch_all(db.reader())
-    .await?;
+    .fetch(db.reader());
     let mut per_sub: HashMap<String, i64> = HashMap::new();
     let mut per_customer: HashMap<String, i64> = HashMap::new();
     let mut ever: HashMap<String, bool> = HashMap::new();
     let mut out = Vec::new();
-    for r in &rows {
+    while let Some(r) = rows.try_next().await? {
         let sub: String = r.try_get("subscription_id")?;
         let at: i64 = r.try_get("at")?;
         let event_id: String = r.try_get("event_id")?;

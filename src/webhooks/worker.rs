@@ -121,11 +121,19 @@ impl Worker {
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        // Claims abandoned by a crashed instance go back to the queue first (few rows, found
+        // through the (status, next_attempt_at) index).
+        sqlx::query("UPDATE stripe_events SET status = 'pending' WHERE status = 'processing' AND locked_until < $1")
+            .bind(now)
+            .execute(self.db.writer())
+            .await?;
+        // Pending events in Stripe's order, walked along index stripe_events_pending_order, so a
+        // claim reads about one batch of rows however long the queue is (sorting the whole queue
+        // for every batch made applying a backlog quadratic).
         let sql = format!(
             "UPDATE stripe_events SET status = 'processing', locked_until = $1, attempts = attempts + 1 \
              WHERE id IN (SELECT id FROM stripe_events \
-                          WHERE (status = 'pending' AND next_attempt_at <= $2) \
-                             OR (status = 'processing' AND locked_until < $2) \
+                          WHERE status = 'pending' AND next_attempt_at <= $2 \
                           ORDER BY created, id LIMIT $3 {lock}) \
              RETURNING id, payload, attempts, created, received_at"
         );
