@@ -277,3 +277,65 @@ both_backends!(
         );
     }
 );
+
+both_backends!(
+    claims_abandoned_by_a_crashed_instance_are_taken_over_in_order,
+    |backend| async move {
+        use tally::webhooks::inbox::{self, IncomingEvent, Source};
+        let test_db = common::TestDb::new(backend).await;
+        let config = common::config_with(&test_db, &[]);
+        let db = tally::db::Db::connect(&config.database_url).await.unwrap();
+        db.migrate().await.unwrap();
+        // Three versions of one customer; the oldest two were claimed by an instance that died
+        // (their claim expired), the newest is pending.
+        for v in 0..3 {
+            let e = json!({"id": format!("evt_c{v}"), "object": "event", "type": "customer.updated",
+                "created": 1_700_000_000 + v, "livemode": false,
+                "data": {"object": {"id": "cus_c", "object": "customer", "email": format!("v{v}@example.com")}}});
+            inbox::store(&db, &IncomingEvent::parse(&e.to_string()).unwrap(), Source::Webhook, None)
+                .await
+                .unwrap();
+        }
+        sqlx::query("UPDATE stripe_events SET status = 'processing', locked_until = 1, attempts = 1 WHERE id <> 'evt_c2'")
+            .execute(db.writer())
+            .await
+            .unwrap();
+        // A claim still held by a live instance is left alone.
+        let e = json!({"id": "evt_held", "object": "event", "type": "product.created", "created": 1_700_000_000,
+            "livemode": false, "data": {"object": {"id": "prod_h", "object": "product", "name": "P", "active": true}}});
+        inbox::store(&db, &IncomingEvent::parse(&e.to_string()).unwrap(), Source::Webhook, None)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE stripe_events SET status = 'processing', locked_until = $1 WHERE id = 'evt_held'")
+            .bind(tally::db::now_unix() + 600)
+            .execute(db.writer())
+            .await
+            .unwrap();
+        let worker = tally::webhooks::worker::Worker {
+            db: db.clone(),
+            wake: Default::default(),
+            max_attempts: 3,
+            refetch: None,
+        };
+        assert_eq!(worker.run_once().await.unwrap(), 3);
+        assert_eq!(worker.run_once().await.unwrap(), 0);
+        let email: String = sqlx::query_scalar("SELECT email FROM customers WHERE id = 'cus_c'")
+            .fetch_one(db.reader())
+            .await
+            .unwrap();
+        assert_eq!(email, "v2@example.com");
+        let statuses: Vec<(String, String)> = sqlx::query_as("SELECT id, status FROM stripe_events ORDER BY id")
+            .fetch_all(db.reader())
+            .await
+            .unwrap();
+        assert_eq!(
+            statuses,
+            [
+                ("evt_c0".to_string(), "applied".to_string()),
+                ("evt_c1".into(), "applied".into()),
+                ("evt_c2".into(), "applied".into()),
+                ("evt_held".into(), "processing".into()),
+            ]
+        );
+    }
+);
