@@ -1,7 +1,8 @@
-//! Applies stored events, each in its own transaction: woken when an event arrives, polling as a
-//! safety net, retrying with exponential backoff, and marking an event failed (keeping the
-//! error) after `max_attempts`. Claims are safe with several instances on one Postgres (row locks
-//! with SKIP LOCKED) and on SQLite (one writer connection serialises them).
+//! Applies stored events in batches, each batch claimed and applied in one transaction (events
+//! one by one when a batch fails): woken when an event arrives, polling as a safety net, retrying
+//! with exponential backoff, and marking an event failed (keeping the error) after `max_attempts`.
+//! Claims are safe with several instances on one Postgres (row locks with SKIP LOCKED) and on
+//! SQLite (one writer connection serialises them).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,29 +63,74 @@ impl Worker {
     }
 
     /// Claims and applies one batch of due events; returns how many it processed.
+    ///
+    /// The usual path takes the batch inside the transaction that applies it (row locks with
+    /// SKIP LOCKED on Postgres; SQLite has one writer): each event row is written once, when it
+    /// is marked done, and a crash simply rolls the claim back. If anything in the batch fails,
+    /// the batch is rolled back and its events are claimed and applied one by one, so one bad
+    /// event neither blocks nor rolls back the others. Refetching calls Stripe per event, so it
+    /// never holds a transaction open across the network and always goes one by one.
     pub async fn run_once(&self) -> Result<usize, DbError> {
+        self.requeue_abandoned().await?;
+        if self.refetch.is_none() {
+            if let Some(count) = self.claim_and_apply_batch().await? {
+                return Ok(count);
+            }
+        }
         let claimed = self.claim().await?;
         let count = claimed.len();
-        // The whole batch in one transaction; if any event fails, each on its own (so one bad
-        // event neither blocks nor rolls back the others). Refetching calls Stripe per event, so
-        // it never holds a transaction open across the network.
-        if count > 1 && self.refetch.is_none() && self.apply_batch(&claimed).await {
-            return Ok(count);
-        }
         for event in claimed {
             self.process(event).await?;
         }
         Ok(count)
     }
 
-    /// Applies every claimed event in one transaction; false (nothing written) if any fails.
-    async fn apply_batch(&self, claimed: &[Claimed]) -> bool {
+    /// Claims that a crashed instance left behind (one-by-one path only) go back to the queue;
+    /// few rows, found through the (status, next_attempt_at) index.
+    async fn requeue_abandoned(&self) -> Result<(), DbError> {
+        sqlx::query("UPDATE stripe_events SET status = 'pending' WHERE status = 'processing' AND locked_until < $1")
+            .bind(now_unix())
+            .execute(self.db.writer())
+            .await?;
+        Ok(())
+    }
+
+    /// One batch claimed, projected and marked done in a single transaction: `Some(count)`, or
+    /// `None` (nothing written) when an event in it could not be applied.
+    async fn claim_and_apply_batch(&self) -> Result<Option<usize>, DbError> {
         let started = Instant::now();
-        let Ok(mut tx) = self.db.begin().await else {
-            return false;
+        let mut tx = self.db.begin().await?;
+        let lock = match self.db.backend() {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
         };
-        let Some(outcomes) = self.project_batch(&mut tx, claimed).await else {
-            return false;
+        // Pending events in Stripe's order, walked along index stripe_events_pending_order, so a
+        // claim reads about one batch of rows however long the queue is.
+        let sql = format!(
+            "SELECT id, payload, attempts, received_at FROM stripe_events \
+             WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY created, id LIMIT $2 {lock}"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(now_unix())
+            .bind(BATCH)
+            .fetch_all(&mut *tx)
+            .await?;
+        let claimed: Vec<Claimed> = rows
+            .iter()
+            .map(|r| {
+                Ok(Claimed {
+                    id: r.try_get("id")?,
+                    payload: r.try_get("payload")?,
+                    attempts: r.try_get::<i64, _>("attempts")? + 1,
+                    received_at: r.try_get("received_at")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+        if claimed.is_empty() {
+            return Ok(Some(0));
+        }
+        let Some(outcomes) = self.project_batch(&mut tx, &claimed).await else {
+            return Ok(None);
         };
         // Statuses in one statement per (status, note) rather than one per event.
         let now = now_unix();
@@ -94,25 +140,24 @@ impl Worker {
             groups.entry((status, *note)).or_default().push(event.id.as_str());
         }
         for ((status, note), ids) in groups {
-            if mark_done(&mut tx, &ids, status, note, now).await.is_err() {
-                return false;
+            if mark_done(&mut tx, &ids, status, note, now, true).await.is_err() {
+                return Ok(None);
             }
         }
-        let outcomes: Vec<(String, &'static str)> = outcomes.into_iter().map(|(t, o, _)| (t, o)).collect();
         if tx.commit().await.is_err() {
-            return false;
+            return Ok(None);
         }
         let m = crate::observability::metrics();
         let now = now_unix();
         let each = started.elapsed() / claimed.len() as u32;
-        for (event, (event_type, outcome)) in claimed.iter().zip(outcomes) {
+        for (event, (event_type, outcome, _)) in claimed.iter().zip(outcomes) {
             m.events_processed.inc(outcome);
             m.event_apply_seconds.observe(each);
             m.event_lag_seconds
                 .observe(Duration::from_secs((now - event.received_at).max(0) as u64));
             tracing::debug!(event_id = %event.id, event_type, outcome, "webhook event processed");
         }
-        true
+        Ok(Some(claimed.len()))
     }
 
     async fn claim(&self) -> Result<Vec<Claimed>, DbError> {
@@ -121,15 +166,8 @@ impl Worker {
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        // Claims abandoned by a crashed instance go back to the queue first (few rows, found
-        // through the (status, next_attempt_at) index).
-        sqlx::query("UPDATE stripe_events SET status = 'pending' WHERE status = 'processing' AND locked_until < $1")
-            .bind(now)
-            .execute(self.db.writer())
-            .await?;
-        // Pending events in Stripe's order, walked along index stripe_events_pending_order, so a
-        // claim reads about one batch of rows however long the queue is (sorting the whole queue
-        // for every batch made applying a backlog quadratic).
+        // The one-by-one path: each event is marked 'processing' (with a lease) before it is
+        // applied in its own transaction.
         let sql = format!(
             "UPDATE stripe_events SET status = 'processing', locked_until = $1, attempts = attempts + 1 \
              WHERE id IN (SELECT id FROM stripe_events \
@@ -270,7 +308,11 @@ impl Worker {
             by_resource.entry(*resource).or_default().push(*i);
         }
         for (resource, mut indexes) in by_resource {
-            indexes.sort_unstable();
+            // Rows in id order: two instances writing overlapping objects lock them in the same
+            // order, so their batches wait for each other instead of deadlocking.
+            indexes.sort_unstable_by(|a, b| {
+                projection::read::text(&parsed[*a].2, "id").cmp(&projection::read::text(&parsed[*b].2, "id"))
+            });
             for chunk in indexes.chunks(200) {
                 let items: Vec<(&Value, &Version)> = chunk.iter().map(|i| (&parsed[*i].2, &parsed[*i].1)).collect();
                 let written = projection::upsert_many(tx, resource, &items).await.ok()?;
@@ -312,7 +354,7 @@ impl Worker {
     ) -> Result<(String, &'static str), String> {
         let (event_type, outcome, note) = self.project_in(tx, event, object).await?;
         let status = if outcome == "ignored" { "ignored" } else { "applied" };
-        mark_done(tx, &[event.id.as_str()], status, note, now_unix())
+        mark_done(tx, &[event.id.as_str()], status, note, now_unix(), false)
             .await
             .map_err(|e| e.to_string())?;
         Ok((event_type, outcome))
@@ -361,10 +403,13 @@ async fn mark_done(
     status: &str,
     note: Option<&str>,
     now: i64,
+    count_attempt: bool,
 ) -> Result<(), sqlx::Error> {
     let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 4)).collect();
+    // Claimed in the same transaction: the attempt is counted here (a claim with a lease counted it).
+    let attempt = if count_attempt { ", attempts = attempts + 1" } else { "" };
     let sql = format!(
-        "UPDATE stripe_events SET status = $1, processed_at = $2, last_error = $3, locked_until = 0 WHERE id IN ({})",
+        "UPDATE stripe_events SET status = $1, processed_at = $2, last_error = $3, locked_until = 0{attempt} WHERE id IN ({})",
         placeholders.join(", ")
     );
     let mut query = sqlx::query(&sql).bind(status).bind(now).bind(note);

@@ -292,20 +292,32 @@ both_backends!(
             let e = json!({"id": format!("evt_c{v}"), "object": "event", "type": "customer.updated",
                 "created": 1_700_000_000 + v, "livemode": false,
                 "data": {"object": {"id": "cus_c", "object": "customer", "email": format!("v{v}@example.com")}}});
-            inbox::store(&db, &IncomingEvent::parse(&e.to_string()).unwrap(), Source::Webhook, None)
-                .await
-                .unwrap();
-        }
-        sqlx::query("UPDATE stripe_events SET status = 'processing', locked_until = 1, attempts = 1 WHERE id <> 'evt_c2'")
-            .execute(db.writer())
+            inbox::store(
+                &db,
+                &IncomingEvent::parse(&e.to_string()).unwrap(),
+                Source::Webhook,
+                None,
+            )
             .await
             .unwrap();
+        }
+        sqlx::query(
+            "UPDATE stripe_events SET status = 'processing', locked_until = 1, attempts = 1 WHERE id <> 'evt_c2'",
+        )
+        .execute(db.writer())
+        .await
+        .unwrap();
         // A claim still held by a live instance is left alone.
         let e = json!({"id": "evt_held", "object": "event", "type": "product.created", "created": 1_700_000_000,
             "livemode": false, "data": {"object": {"id": "prod_h", "object": "product", "name": "P", "active": true}}});
-        inbox::store(&db, &IncomingEvent::parse(&e.to_string()).unwrap(), Source::Webhook, None)
-            .await
-            .unwrap();
+        inbox::store(
+            &db,
+            &IncomingEvent::parse(&e.to_string()).unwrap(),
+            Source::Webhook,
+            None,
+        )
+        .await
+        .unwrap();
         sqlx::query("UPDATE stripe_events SET status = 'processing', locked_until = $1 WHERE id = 'evt_held'")
             .bind(tally::db::now_unix() + 600)
             .execute(db.writer())
