@@ -90,7 +90,19 @@ impl Db {
                         source,
                     })?;
                 }
-                let write = sqlite_pool(1).connect(url.expose()).await.map_err(connect_err)?;
+                let write = sqlite_pool(1)
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            sqlite_settings(conn).await?;
+                            // The writer walks the inbox and the projection's indexes all day:
+                            // 8 MiB of page cache (readers keep SQLite's 2 MiB each).
+                            conn.execute("PRAGMA cache_size = -8192").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(url.expose())
+                    .await
+                    .map_err(connect_err)?;
                 let read = sqlite_pool(8).connect(url.expose()).await.map_err(connect_err)?;
                 Ok(Self {
                     backend: Backend::Sqlite,
@@ -187,16 +199,16 @@ fn sqlite_pool(max_connections: u32) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(30))
-        .after_connect(|conn, _meta| {
-            Box::pin(async move {
-                // WAL lets readers run beside the writer; NORMAL is durable in WAL mode except
-                // against power loss mid-checkpoint, which is SQLite's recommended trade-off.
-                conn.execute("PRAGMA journal_mode = WAL").await?;
-                conn.execute("PRAGMA synchronous = NORMAL").await?;
-                conn.execute("PRAGMA foreign_keys = ON").await?;
-                conn.execute(format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}").as_str())
-                    .await?;
-                Ok(())
-            })
-        })
+        .after_connect(|conn, _meta| Box::pin(async move { sqlite_settings(conn).await }))
+}
+
+async fn sqlite_settings(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    // WAL lets readers run beside the writer; NORMAL is durable in WAL mode except against power
+    // loss mid-checkpoint, which is SQLite's recommended trade-off.
+    conn.execute("PRAGMA journal_mode = WAL").await?;
+    conn.execute("PRAGMA synchronous = NORMAL").await?;
+    conn.execute("PRAGMA foreign_keys = ON").await?;
+    conn.execute(format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}").as_str())
+        .await?;
+    Ok(())
 }

@@ -313,7 +313,7 @@ impl Worker {
             indexes.sort_unstable_by(|a, b| {
                 projection::read::text(&parsed[*a].2, "id").cmp(&projection::read::text(&parsed[*b].2, "id"))
             });
-            for chunk in indexes.chunks(200) {
+            for chunk in indexes.chunks(super::inbox::rows_per_statement(tx)) {
                 let items: Vec<(&Value, &Version)> = chunk.iter().map(|i| (&parsed[*i].2, &parsed[*i].1)).collect();
                 let written = projection::upsert_many(tx, resource, &items).await.ok()?;
                 for i in chunk {
