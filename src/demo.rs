@@ -548,6 +548,7 @@ pub async fn seed(db: &Db, customers: usize, now: i64) -> Result<Seeded, DbError
                 .await
                 .map_err(|err| DbError::Query(sqlx::Error::Protocol(format!("demo event {}: {err}", e.id))))?;
         }
+        crate::db::cache::bump(&mut tx).await?;
         tx.commit().await?;
     }
     Ok(Seeded::Events(events.len()))

@@ -511,28 +511,47 @@ pub async fn page(db: &Db, name: &str, q: &HashMap<String, String>) -> Result<Li
         base.sql,
         cur = spec.currency
     );
-    let totals = bind(sqlx::query(&totals_sql), &base.params)
-        .fetch_all(db.reader())
+    // Totals scan every matching row: cached until the projection changes.
+    static TOTALS: crate::db::cache::Cached<Vec<Total>> = crate::db::cache::Cached::new();
+    let params_key: Vec<String> = base
+        .params
+        .iter()
+        .map(|p| match p {
+            Param::Text(t) => format!("t:{t}"),
+            Param::Int(i) => format!("i:{i}"),
+        })
+        .collect();
+    let key = format!("totals:{totals_sql}\u{1f}{}", params_key.join("\u{1f}"));
+    let totals = TOTALS
+        .get(db, &key, || async {
+            let rows = bind(sqlx::query(&totals_sql), &base.params)
+                .fetch_all(db.reader())
+                .await?;
+            Ok::<_, crate::db::DbError>(
+                rows.iter()
+                    .map(|r| {
+                        let currency: String = r
+                            .try_get::<Option<String>, _>("currency")
+                            .ok()
+                            .flatten()
+                            .unwrap_or_default();
+                        let total: i64 = r.try_get::<Option<i64>, _>("total").ok().flatten().unwrap_or(0);
+                        Total {
+                            count: r.try_get("n").unwrap_or(0),
+                            amount: spec.amount.map(|_| money::format(total, &currency)),
+                            currency,
+                        }
+                    })
+                    .collect(),
+            )
+        })
         .await
         .map_err(|e| {
             tracing::error!(error = %e, list = name, "list totals failed");
             "The database did not answer; try again in a moment.".to_string()
         })?
-        .iter()
-        .map(|r| {
-            let currency: String = r
-                .try_get::<Option<String>, _>("currency")
-                .ok()
-                .flatten()
-                .unwrap_or_default();
-            let total: i64 = r.try_get::<Option<i64>, _>("total").ok().flatten().unwrap_or(0);
-            Total {
-                count: r.try_get("n").unwrap_or(0),
-                amount: spec.amount.map(|_| money::format(total, &currency)),
-                currency,
-            }
-        })
-        .collect();
+        .as_ref()
+        .clone();
     Ok(ListResult {
         headers: spec.columns.iter().map(|c| c.header.to_string()).collect(),
         rows: out,

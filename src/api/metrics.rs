@@ -24,10 +24,8 @@ pub struct OverviewData {
 async fn pick_currency(
     db: &crate::db::Db,
     requested: Option<String>,
-) -> Result<(Vec<String>, Option<String>), ServerFnError> {
-    let currencies = crate::metrics::currencies(db)
-        .await
-        .map_err(|e| super::internal("listing currencies failed", e))?;
+) -> Result<(Vec<String>, Option<String>), crate::db::DbError> {
+    let currencies = crate::metrics::currencies(db).await?;
     let wanted = requested
         .map(|c| c.trim().to_ascii_lowercase())
         .filter(|c| currencies.contains(c));
@@ -36,31 +34,38 @@ async fn pick_currency(
 }
 
 /// `None` when there is no billing data yet (the overview then shows how to connect Stripe).
+/// Cached until the projection changes, and for at most a minute (the 30-day windows move).
 #[server(endpoint = "metrics/overview")]
 pub async fn get_overview(currency: Option<String>) -> Result<Option<OverviewData>, ServerFnError> {
+    use crate::db::cache::Cached;
     use crate::metrics;
+    static OVERVIEW: Cached<Option<OverviewData>> = Cached::new();
 
     crate::auth::server::require_role(crate::auth::Role::Viewer)?;
     let state = crate::state::AppState::from_context()?;
     let db = &state.db;
-    let (currencies, Some(currency)) = pick_currency(db, currency).await? else {
-        return Ok(None);
-    };
     let now = crate::db::now_unix();
-    let failed = |e| super::internal("computing the overview failed", e);
-    let moves = metrics::movements(db, &currency).await.map_err(failed)?;
-    let kpis = metrics::kpis_with(db, &currency, now, &moves).await.map_err(failed)?;
-    Ok(Some(OverviewData {
-        mrr_months: metrics::monthly(&moves, 24, now),
-        revenue_months: metrics::revenue_by_month(db, &currency, 12, now)
-            .await
-            .map_err(failed)?,
-        subscribers: metrics::subscribers_by_month(&moves, 12, now),
-        currencies,
-        currency,
-        kpis,
-        now,
-    }))
+    let key = format!("overview:{}:{}", currency.as_deref().unwrap_or(""), now / 60);
+    let data = OVERVIEW
+        .get(db, &key, || async move {
+            let (currencies, Some(currency)) = pick_currency(db, currency).await? else {
+                return Ok(None);
+            };
+            let moves = metrics::movements(db, &currency).await?;
+            let kpis = metrics::kpis_with(db, &currency, now, &moves).await?;
+            Ok::<_, crate::db::DbError>(Some(OverviewData {
+                mrr_months: metrics::monthly(&moves, 24, now),
+                revenue_months: metrics::revenue_by_month(db, &currency, 12, now).await?,
+                subscribers: metrics::subscribers_by_month(&moves, 12, now),
+                currencies,
+                currency,
+                kpis,
+                now,
+            }))
+        })
+        .await
+        .map_err(|e| super::internal("computing the overview failed", e))?;
+    Ok(data.as_ref().clone())
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,26 +89,45 @@ pub async fn list_movements(
     kind: Option<String>,
     month: Option<String>,
 ) -> Result<MovementList, ServerFnError> {
-    use std::collections::HashMap;
-
-    use sqlx::Row;
+    use crate::db::cache::Cached;
+    static MOVEMENTS: Cached<MovementList> = Cached::new();
 
     crate::auth::server::require_role(crate::auth::Role::Viewer)?;
     let state = crate::state::AppState::from_context()?;
     let db = &state.db;
+    let kind = kind.filter(|k| !k.is_empty());
+    let month = month.filter(|m| !m.is_empty());
+    let key = format!("movements:{currency:?}:{kind:?}:{month:?}");
+    let list = MOVEMENTS
+        .get(db, &key, || movement_list(db, currency, kind, month))
+        .await
+        .map_err(|e| super::internal("listing movements failed", e))?;
+    Ok(list.as_ref().clone())
+}
+
+#[cfg(feature = "ssr")]
+async fn movement_list(
+    db: &crate::db::Db,
+    currency: Option<String>,
+    kind: Option<String>,
+    month: Option<String>,
+) -> Result<MovementList, crate::db::DbError> {
+    use std::collections::HashMap;
+
+    use sqlx::Row;
+
     let (currencies, Some(currency)) = pick_currency(db, currency).await? else {
         return Ok(MovementList::default());
     };
-    let moves = crate::metrics::movements(db, &currency)
-        .await
-        .map_err(|e| super::internal("listing movements failed", e))?;
-    let kind = kind.filter(|k| !k.is_empty());
-    let month = month.filter(|m| !m.is_empty());
-    let mut selected: Vec<Movement> = crate::metrics::filter_movements(&moves, kind.as_deref(), month.as_deref())
+    let moves = crate::metrics::movements(db, &currency).await?;
+    let total = crate::metrics::filter_movements(&moves, kind.as_deref(), month.as_deref())
+        .map(|m| m.delta)
+        .sum();
+    // The newest 500 only: the whole history can be hundreds of thousands of movements.
+    let selected: Vec<Movement> = crate::metrics::filter_movements(&moves, kind.as_deref(), month.as_deref())
+        .take(500)
         .cloned()
         .collect();
-    let total = selected.iter().map(|m| m.delta).sum();
-    selected.truncate(500);
     // Customers' names in one query.
     let ids: Vec<&str> = selected.iter().map(|m| m.customer_id.as_str()).collect();
     let mut labels: HashMap<String, String> = HashMap::new();
@@ -120,11 +144,7 @@ pub async fn list_movements(
         for id in chunk {
             q = q.bind(*id);
         }
-        for r in q
-            .fetch_all(db.reader())
-            .await
-            .map_err(|e| super::internal("listing movements failed", e))?
-        {
+        for r in q.fetch_all(db.reader()).await? {
             labels.insert(
                 r.try_get("id").unwrap_or_default(),
                 r.try_get("label").unwrap_or_default(),

@@ -23,6 +23,7 @@ pub async fn project(db: &Db, resource: Resource, object: &Value, sent_at: i64) 
     projection::apply_object(&mut tx, resource, object, &version, false)
         .await
         .map_err(|e| e.to_string())?;
+    crate::db::cache::bump(&mut tx).await.map_err(|e| e.to_string())?;
     tx.commit().await.map_err(|e| e.to_string())?;
     Ok(())
 }

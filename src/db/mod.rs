@@ -7,6 +7,7 @@
 
 pub mod admins;
 pub mod audit;
+pub mod cache;
 pub mod customers;
 pub mod settings;
 pub mod throttle;

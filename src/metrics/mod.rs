@@ -540,6 +540,7 @@ pub async fn backfill_mrr(db: &Db) -> Result<usize, DbError> {
         crate::webhooks::projection::subscriptions::record_mrr(&mut tx, &object, &version)
             .await
             .map_err(|e| DbError::Query(sqlx::Error::Protocol(e.to_string())))?;
+        crate::db::cache::bump(&mut tx).await?;
         tx.commit().await?;
     }
     Ok(rows.len())

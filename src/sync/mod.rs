@@ -196,6 +196,7 @@ pub async fn run(
             .bind(resource.table())
             .execute(&mut *tx)
             .await?;
+            crate::db::cache::bump(&mut tx).await?;
             tx.commit().await?;
             let secs = started.elapsed().as_secs_f64().max(0.001);
             let progress = Progress {

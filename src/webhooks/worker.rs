@@ -144,7 +144,7 @@ impl Worker {
                 return Ok(None);
             }
         }
-        if tx.commit().await.is_err() {
+        if crate::db::cache::bump(&mut tx).await.is_err() || tx.commit().await.is_err() {
             return Ok(None);
         }
         let m = crate::observability::metrics();
@@ -255,6 +255,7 @@ impl Worker {
         };
         let mut tx = self.db.begin().await.map_err(|e| e.to_string())?;
         let outcome = self.apply_in(&mut tx, event, refetched_object).await?;
+        crate::db::cache::bump(&mut tx).await.map_err(|e| e.to_string())?;
         tx.commit().await.map_err(|e| e.to_string())?;
         Ok(outcome)
     }

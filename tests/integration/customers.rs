@@ -101,3 +101,70 @@ both_backends!(customer_list_search_and_detail, |backend| async move {
         .contains("No customer with this id"));
     app.server.shutdown().await.unwrap();
 });
+
+both_backends!(cached_figures_follow_new_webhooks_at_once, |backend| async move {
+    let app = TestApp::spawn_with(backend, &[("STRIPE_WEBHOOK_SECRET", SECRET)]).await;
+    let sub = |id: &str, customer: &str, amount: i64| {
+        json!({"id": id, "object": "subscription", "customer": customer, "status": "active", "currency": "usd",
+               "items": {"object": "list", "data": [{"id": format!("si_{id}"), "quantity": 1,
+                 "price": {"id": format!("price_{id}"), "unit_amount": amount, "currency": "usd", "recurring": {"interval": "month"}}}]}})
+    };
+    let overview = || async {
+        let res = app.call(&app.client, "metrics/overview", &[("currency", "usd")]).await;
+        res.json::<Value>().await.unwrap()
+    };
+    let paying = || async {
+        let res = app
+            .client
+            .post(app.url("/api/lists/page"))
+            .form(&[("list", "customers"), ("query", "status=paying")])
+            .send()
+            .await
+            .unwrap();
+        res.json::<Value>().await.unwrap()["totals"][0]["count"].as_i64()
+    };
+    deliver(
+        &app,
+        "evt_a1",
+        "customer.created",
+        100,
+        json!({"id": "cus_a", "object": "customer", "email": "a@example.com", "created": 1_700_000_000}),
+    )
+    .await;
+    deliver(
+        &app,
+        "evt_b1",
+        "customer.created",
+        101,
+        json!({"id": "cus_b", "object": "customer", "email": "b@example.com", "created": 1_700_000_100}),
+    )
+    .await;
+    deliver(
+        &app,
+        "evt_a2",
+        "customer.subscription.created",
+        102,
+        sub("sub_a", "cus_a", 2000),
+    )
+    .await;
+    wait_applied(&app, 3).await;
+    assert_eq!(overview().await["kpis"]["mrr"], 2000);
+    assert_eq!(paying().await, Some(1));
+    // Asked again at once: the same (cached) answers.
+    assert_eq!(overview().await["kpis"]["mrr"], 2000);
+    assert_eq!(paying().await, Some(1));
+    // A new subscription changes both within the same minute.
+    deliver(
+        &app,
+        "evt_b2",
+        "customer.subscription.created",
+        103,
+        sub("sub_b", "cus_b", 1500),
+    )
+    .await;
+    wait_applied(&app, 4).await;
+    assert_eq!(overview().await["kpis"]["mrr"], 3500);
+    assert_eq!(paying().await, Some(2));
+    let moves = app.call(&app.client, "metrics/movements", &[("currency", "usd")]).await;
+    assert_eq!(moves.json::<Value>().await.unwrap()["total"], 3500);
+});

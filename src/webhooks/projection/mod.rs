@@ -1,6 +1,9 @@
 //! Projection: Stripe objects into tables. One module per resource; the same code serves webhooks,
 //! backfill and demo data.
 //!
+//! Whoever commits a transaction that wrote through this module calls `db::cache::bump` right
+//! before the commit, so cached figures (overview, list totals) are recomputed.
+//!
 //! Parsing is lenient: objects are read as JSON values, unknown fields are ignored, unknown enum
 //! values are kept as text, every field may be null or missing, and fields Stripe moved between API
 //! versions are read from both places. Each row keeps the raw object and the version (event
