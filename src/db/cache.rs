@@ -42,9 +42,11 @@ pub async fn generation(db: &Db) -> Result<i64, DbError> {
     .await?)
 }
 
+type Entries<T> = Mutex<HashMap<String, (i64, Arc<T>)>>;
+
 /// A cache of values computed from the projection, per database and key.
 pub struct Cached<T> {
-    map: OnceLock<Mutex<HashMap<String, (i64, Arc<T>)>>>,
+    map: OnceLock<Entries<T>>,
 }
 
 impl<T> Cached<T> {
