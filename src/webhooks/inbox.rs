@@ -116,7 +116,7 @@ pub async fn store_many(
 /// several small statements in one transaction are much faster. Postgres prefers one round trip.
 pub fn rows_per_statement(conn: &sqlx::AnyConnection) -> usize {
     if conn.backend_name().eq_ignore_ascii_case("sqlite") {
-        32
+        16
     } else {
         256
     }
