@@ -107,28 +107,37 @@ async fn compute_movements(db: &Db, currency: &str) -> Result<Vec<Movement>, DbE
     )
     .bind(currency)
     .fetch(db.reader());
+    // Per subscription: its MRR so far. Per customer: MRR so far, and whether it ever paid.
     let mut per_sub: HashMap<String, i64> = HashMap::new();
-    let mut per_customer: HashMap<String, i64> = HashMap::new();
-    let mut ever: HashMap<String, bool> = HashMap::new();
+    let mut per_customer: HashMap<String, (i64, bool)> = HashMap::new();
     let mut out = Vec::new();
     while let Some(r) = rows.try_next().await? {
-        let sub: String = r.try_get("subscription_id")?;
-        let at: i64 = r.try_get("at")?;
-        let event_id: String = r.try_get("event_id")?;
-        let customer: String = r
-            .try_get::<Option<String>, _>("customer_id")?
-            .unwrap_or_else(|| sub.clone());
-        let mrr: i64 = r.try_get("mrr")?;
-        let before_sub = per_sub.insert(sub.clone(), mrr).unwrap_or(0);
+        // Columns by position, keys cloned only when first seen: this loop runs once per
+        // snapshot (hundreds of thousands on a large account).
+        let sub: String = r.try_get(0)?;
+        let mrr: i64 = r.try_get(4)?;
+        let before_sub = match per_sub.get_mut(&sub) {
+            Some(v) => std::mem::replace(v, mrr),
+            None => {
+                per_sub.insert(sub.clone(), mrr);
+                0
+            }
+        };
         let delta = mrr - before_sub;
         if delta == 0 {
             continue;
         }
-        let before = *per_customer.get(&customer).unwrap_or(&0);
+        let at: i64 = r.try_get(1)?;
+        let event_id: String = r.try_get(2)?;
+        let customer: String = r.try_get::<Option<String>, _>(3)?.unwrap_or_else(|| sub.clone());
+        let state = match per_customer.get_mut(&customer) {
+            Some(state) => state,
+            None => per_customer.entry(customer.clone()).or_insert((0, false)),
+        };
+        let before = state.0;
         let after = before + delta;
-        per_customer.insert(customer.clone(), after);
         let kind = if before == 0 && after > 0 {
-            if ever.get(&customer).copied().unwrap_or(false) {
+            if state.1 {
                 MovementKind::Reactivation
             } else {
                 MovementKind::New
@@ -140,9 +149,8 @@ async fn compute_movements(db: &Db, currency: &str) -> Result<Vec<Movement>, DbE
         } else {
             MovementKind::Contraction
         };
-        if after > 0 {
-            ever.insert(customer.clone(), true);
-        }
+        state.0 = after;
+        state.1 |= after > 0;
         out.push(Movement {
             subscription_id: sub,
             customer_id: customer,
@@ -153,6 +161,7 @@ async fn compute_movements(db: &Db, currency: &str) -> Result<Vec<Movement>, DbE
             mrr_after: mrr,
         });
     }
+    out.shrink_to_fit();
     Ok(out)
 }
 
