@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 scripts/setup.sh
 cargo leptos build --release
-exec target/release/tally serve --demo
+exec "${CARGO_TARGET_DIR:-target}/release/tally" serve --demo
