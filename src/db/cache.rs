@@ -42,9 +42,20 @@ pub async fn generation(db: &Db) -> Result<i64, DbError> {
     .await?)
 }
 
-type Entries<T> = Mutex<HashMap<String, (i64, Arc<T>)>>;
+/// What a cached value was computed from: the projection's generation, or a caller's own stamp.
+pub type Stamp = (i64, i64, i64);
 
-/// A cache of values computed from the projection, per database and key.
+struct Entry<T> {
+    stamp: Stamp,
+    /// Filled once; callers that arrive while it is being computed wait for that computation.
+    cell: Arc<tokio::sync::OnceCell<Arc<T>>>,
+}
+
+type Entries<T> = Mutex<HashMap<String, Entry<T>>>;
+
+/// A cache of values computed from the projection, per database and key. Concurrent requests for
+/// the same key and stamp share one computation (after a change, many viewers of a large account
+/// would otherwise all compute the same overview at once).
 pub struct Cached<T> {
     map: OnceLock<Entries<T>>,
 }
@@ -62,24 +73,50 @@ impl<T> Cached<T> {
         Fut: Future<Output = Result<T, E>>,
     {
         let generation = generation(db).await?;
+        self.get_stamped(db, key, (generation, 0, 0), compute).await
+    }
+
+    /// As `get`, for a value that depends on less than the whole projection: `stamp` (read before
+    /// computing) describes the data it is computed from.
+    pub async fn get_stamped<E, F, Fut>(&self, db: &Db, key: &str, stamp: Stamp, compute: F) -> Result<Arc<T>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
         let key = format!("{}\u{1f}{key}", db.identity());
-        let map = self.map.get_or_init(Default::default);
-        if let Some((stored, value)) = map.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-            if *stored == generation {
-                return Ok(value.clone());
+        let cell = {
+            let mut map = self
+                .map
+                .get_or_init(Default::default)
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            match map.get(&key) {
+                Some(entry) if entry.stamp == stamp => entry.cell.clone(),
+                _ => {
+                    // Entries of older stamps are useless: drop them when the map grows.
+                    if map.len() >= 256 {
+                        map.retain(|_, entry| entry.stamp == stamp);
+                        if map.len() >= 256 {
+                            map.clear();
+                        }
+                    }
+                    let cell = Arc::new(tokio::sync::OnceCell::new());
+                    map.insert(
+                        key,
+                        Entry {
+                            stamp,
+                            cell: cell.clone(),
+                        },
+                    );
+                    cell
+                }
             }
-        }
-        let value = Arc::new(compute().await?);
-        let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
-        // Entries of older generations are useless: drop them when the map grows.
-        if map.len() >= 256 {
-            map.retain(|_, (stored, _)| *stored == generation);
-            if map.len() >= 256 {
-                map.clear();
-            }
-        }
-        map.insert(key, (generation, value.clone()));
-        Ok(value)
+        };
+        // A failed computation leaves the cell empty: the next caller tries again.
+        let value = cell
+            .get_or_try_init(|| async move { compute().await.map(Arc::new) })
+            .await?;
+        Ok(value.clone())
     }
 }
 

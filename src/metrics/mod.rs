@@ -67,9 +67,7 @@ pub async fn currencies(db: &Db) -> Result<Vec<String>, DbError> {
 /// at the customer level (new, expansion, contraction, churn, reactivation). Cached per database
 /// and currency until the MRR history changes (a new snapshot changes its count or latest time).
 pub async fn movements(db: &Db, currency: &str) -> Result<std::sync::Arc<Vec<Movement>>, DbError> {
-    use std::sync::{Arc, Mutex, OnceLock};
-    type Cache = Mutex<HashMap<(String, String), ((i64, i64, i64), Arc<Vec<Movement>>)>>;
-    static CACHE: OnceLock<Cache> = OnceLock::new();
+    static MOVEMENTS: crate::db::cache::Cached<Vec<Movement>> = crate::db::cache::Cached::new();
     let stamp_row = sqlx::query(
         "SELECT CAST(COUNT(*) AS BIGINT) AS n, CAST(COALESCE(MAX(at), 0) AS BIGINT) AS latest, \
          CAST(COALESCE(SUM(mrr), 0) AS BIGINT) AS total FROM subscription_mrr WHERE currency = $1",
@@ -77,25 +75,16 @@ pub async fn movements(db: &Db, currency: &str) -> Result<std::sync::Arc<Vec<Mov
     .bind(currency)
     .fetch_one(db.reader())
     .await?;
-    let stamp: (i64, i64, i64) = (
+    let stamp = (
         stamp_row.try_get("n")?,
         stamp_row.try_get("latest")?,
         stamp_row.try_get("total")?,
     );
-    let key = (db.identity().to_string(), currency.to_string());
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some((s, moves)) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-        if *s == stamp {
-            return Ok(moves.clone());
-        }
-    }
-    let moves = Arc::new(compute_movements(db, currency).await?);
-    let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
-    if map.len() > 64 {
-        map.clear();
-    }
-    map.insert(key, (stamp, moves.clone()));
-    Ok(moves)
+    MOVEMENTS
+        .get_stamped(db, &format!("movements:{currency}"), stamp, || {
+            compute_movements(db, currency)
+        })
+        .await
 }
 
 async fn compute_movements(db: &Db, currency: &str) -> Result<Vec<Movement>, DbError> {

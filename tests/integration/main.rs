@@ -7,6 +7,7 @@ mod common;
 mod app;
 mod auth;
 mod billing;
+mod cache;
 mod cli;
 mod customers;
 mod dashboard;
