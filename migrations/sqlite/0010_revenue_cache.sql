@@ -1,11 +1,11 @@
--- Counters that let readers cache derived figures safely. `revenue_closed` grows whenever the
--- projection writes a charge, refund or dispute created before the current month, so the revenue
--- of closed months can be cached until it changes (and only the open month is summed per request).
+-- Counters that let readers cache derived figures safely (src/db/cache.rs): one row per counter
+-- and process, `<counter>:<process id>`, summed by readers. `projection` grows with every change of
+-- the projection; `revenue_closed` when it writes a charge, refund or dispute created before the
+-- current month, so the revenue of closed months can be cached until then.
 CREATE TABLE counters (
     name TEXT PRIMARY KEY,
     value BIGINT NOT NULL
 );
-INSERT INTO counters (name, value) VALUES ('revenue_closed', 0);
 
 -- Revenue per month reads only the index (no table rows): currency and time first, then what is summed.
 CREATE INDEX charges_revenue ON charges (currency, created, status, amount_captured, amount);

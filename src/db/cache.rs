@@ -5,7 +5,9 @@
 //! (`projection:<process id>`) just before it commits (`bump`); a reader sums those rows before it
 //! computes (`generation`), so a cached value is never older than the sum it is stored under. One
 //! row per process means instances on one Postgres never wait on each other's counter, and the
-//! bump comes last so it holds that row's lock only for the commit.
+//! bump comes last so it holds that row's lock only for the commit. Counter `revenue_closed`
+//! works the same way (one row per process), bumped by the projection itself when it writes
+//! revenue of a closed month.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -13,33 +15,54 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use super::{Db, DbError};
 
-const PREFIX: &str = "projection:";
+/// Grows with every committed change of the projection.
+pub const PROJECTION: &str = "projection";
+/// Grows when the projection writes a charge, refund or dispute created before the current
+/// month: the revenue of closed months is cached until it does.
+pub const REVENUE_CLOSED: &str = "revenue_closed";
 
-fn process_counter() -> &'static str {
-    static NAME: OnceLock<String> = OnceLock::new();
-    NAME.get_or_init(|| format!("{PREFIX}{}", uuid::Uuid::new_v4().simple()))
+/// This process's row of `counter`: `<counter>:<process id>`.
+fn process_row(counter: &str) -> String {
+    static PROCESS: OnceLock<String> = OnceLock::new();
+    let process = PROCESS.get_or_init(|| uuid::Uuid::new_v4().simple().to_string());
+    format!("{counter}:{process}")
 }
 
-/// Records, inside the caller's transaction, that it changed the projection. Call it last,
-/// right before committing.
-pub async fn bump(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+/// Adds one to this process's row of `counter`, inside the caller's transaction.
+pub async fn bump_counter(conn: &mut sqlx::AnyConnection, counter: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO counters (name, value) VALUES ($1, 1) \
          ON CONFLICT (name) DO UPDATE SET value = counters.value + 1",
     )
-    .bind(process_counter())
+    .bind(process_row(counter))
     .execute(conn)
     .await?;
     Ok(())
 }
 
+/// The sum of every process's row of `counter` (a range of the primary key).
+pub async fn counter(db: &Db, counter: &str) -> Result<i64, DbError> {
+    Ok(
+        sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(value), 0) AS BIGINT) FROM counters WHERE name > $1 AND name < $2",
+        )
+        // ':' < ';' in every collation: the rows `<counter>:…` and nothing else.
+        .bind(format!("{counter}:"))
+        .bind(format!("{counter};"))
+        .fetch_one(db.reader())
+        .await?,
+    )
+}
+
+/// Records, inside the caller's transaction, that it changed the projection. Call it last,
+/// right before committing.
+pub async fn bump(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    bump_counter(conn, PROJECTION).await
+}
+
 /// The projection's generation: grows with every committed change, from any process.
 pub async fn generation(db: &Db) -> Result<i64, DbError> {
-    Ok(sqlx::query_scalar(
-        "SELECT CAST(COALESCE(SUM(value), 0) AS BIGINT) FROM counters WHERE name LIKE 'projection:%'",
-    )
-    .fetch_one(db.reader())
-    .await?)
+    counter(db, PROJECTION).await
 }
 
 /// What a cached value was computed from: the projection's generation, or a caller's own stamp.

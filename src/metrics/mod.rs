@@ -209,46 +209,27 @@ pub fn monthly(movements: &[Movement], months: i32, now: i64) -> Vec<MonthPoint>
 /// cached per database and currency until the projection writes a charge, refund or dispute
 /// created before the current month (counter `revenue_closed`); the open month is summed per call.
 pub async fn revenue_by_month(db: &Db, currency: &str, months: i32, now: i64) -> Result<Vec<MonthPoint>, DbError> {
-    use std::sync::{Arc, Mutex, OnceLock};
-    type Key = (String, String, i64, i64);
-    type Cache = Mutex<HashMap<Key, (i64, Arc<Vec<MonthPoint>>)>>;
-    static CACHE: OnceLock<Cache> = OnceLock::new();
+    use crate::db::cache::{self, Cached};
+    static CLOSED: Cached<Vec<MonthPoint>> = Cached::new();
 
     let months = months.max(1);
     let first = month_start(now, -(months - 1));
     let current = month_start(now, 0);
     let closed_starts: Vec<i64> = (0..months - 1).map(|i| month_start(first, i)).collect();
-    // The counter is read before the sums, so a cached entry is never older than its counter.
-    let generation: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'revenue_closed'")
-        .fetch_optional(db.reader())
-        .await?
-        .unwrap_or(0);
-    let key = (db.identity().to_string(), currency.to_string(), first, current);
-    let cache = CACHE.get_or_init(Default::default);
     // Only months closed in real time too are cached (a `now` in the future would count the
     // calendar's open month as closed, and the projection would not signal changes to it).
-    let cacheable = current <= month_start(crate::db::now_unix(), 0);
-    let cached = cache
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&key)
-        .filter(|(g, _)| cacheable && *g == generation)
-        .map(|(_, points)| points.clone());
-    let closed = match cached {
-        Some(points) => points,
-        None => {
-            let points = Arc::new(sum_months(db, currency, &closed_starts, current).await?);
-            let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
-            if map.len() > 64 {
-                map.clear();
-            }
-            if cacheable {
-                map.insert(key, (generation, points.clone()));
-            }
-            points
-        }
+    let mut points: Vec<MonthPoint> = if current <= month_start(crate::db::now_unix(), 0) {
+        // The counter is read before the sums, so a cached entry is never older than its counter.
+        let stamp = (cache::counter(db, cache::REVENUE_CLOSED).await?, 0, 0);
+        let key = format!("revenue:{currency}:{first}:{current}");
+        CLOSED
+            .get_stamped(db, &key, stamp, || sum_months(db, currency, &closed_starts, current))
+            .await?
+            .as_ref()
+            .clone()
+    } else {
+        sum_months(db, currency, &closed_starts, current).await?
     };
-    let mut points: Vec<MonthPoint> = closed.as_ref().clone();
     points.extend(sum_months(db, currency, &[current], now + 1).await?);
     Ok(points)
 }

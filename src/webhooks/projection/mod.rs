@@ -383,10 +383,9 @@ fn touches_closed_revenue(resource: Resource, object: &Value) -> bool {
             .is_none_or(|created| created < crate::metrics::month_start(crate::db::now_unix() + 3600, 0))
 }
 
+/// One row per process (db::cache), so instances on one Postgres never wait on each other here.
 async fn bump_revenue_closed(conn: &mut AnyConnection) -> Result<(), ProjectionError> {
-    sqlx::query("UPDATE counters SET value = value + 1 WHERE name = 'revenue_closed'")
-        .execute(&mut *conn)
-        .await?;
+    crate::db::cache::bump_counter(conn, crate::db::cache::REVENUE_CLOSED).await?;
     Ok(())
 }
 
