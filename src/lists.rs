@@ -60,16 +60,21 @@ const fn col(header: &'static str, sql: &'static str, kind: Kind) -> Column {
     Column { header, sql, kind }
 }
 
-const CUSTOMER_ACTIVE: &str = "(SELECT COUNT(*) FROM subscriptions sa WHERE sa.customer_id = c.id \
-     AND sa.status IN ('active', 'past_due') AND sa.deleted = 0)";
-const CUSTOMER_MRR: &str = "(SELECT SUM(sa.mrr) FROM subscriptions sa WHERE sa.customer_id = c.id \
-     AND sa.status IN ('active', 'past_due') AND sa.deleted = 0)";
-const CUSTOMER_MRR_SORT: &str = "COALESCE((SELECT SUM(sa.mrr) FROM subscriptions sa WHERE sa.customer_id = c.id \
-     AND sa.status IN ('active', 'past_due') AND sa.deleted = 0), 0)";
-const CUSTOMER_PAYING: &str = "EXISTS (SELECT 1 FROM subscriptions sa WHERE sa.customer_id = c.id \
-     AND sa.status IN ('active', 'past_due') AND sa.deleted = 0)";
-const CUSTOMER_NOT_PAYING: &str = "NOT EXISTS (SELECT 1 FROM subscriptions sa WHERE sa.customer_id = c.id \
-     AND sa.status IN ('active', 'past_due') AND sa.deleted = 0) AND c.deleted = 0";
+/// A subquery over the customer's active subscriptions (index subscriptions_customer_active).
+macro_rules! active_subscriptions {
+    ($select:literal) => {
+        concat!(
+            "(SELECT ",
+            $select,
+            " FROM subscriptions sa WHERE sa.customer_id = c.id AND sa.status IN ('active', 'past_due') AND sa.deleted = 0)"
+        )
+    };
+}
+const CUSTOMER_ACTIVE: &str = active_subscriptions!("COUNT(*)");
+const CUSTOMER_MRR: &str = active_subscriptions!("SUM(sa.mrr)");
+const CUSTOMER_MRR_SORT: &str = concat!("COALESCE(", active_subscriptions!("SUM(sa.mrr)"), ", 0)");
+const CUSTOMER_PAYING: &str = concat!("EXISTS ", active_subscriptions!("1"));
+const CUSTOMER_NOT_PAYING: &str = concat!("NOT EXISTS ", active_subscriptions!("1"), " AND c.deleted = 0");
 
 const SPECS: [Spec; 6] = [
     Spec {
