@@ -667,10 +667,17 @@ fn csv_response(name: &str, rx: tokio::sync::mpsc::Receiver<Bytes>) -> Response 
 }
 
 async fn export_movements(state: AppState, q: HashMap<String, String>) -> Response {
+    use crate::metrics::movements;
     let Some(currency) = q.get("currency").filter(|c| !c.is_empty()).cloned() else {
         return (StatusCode::BAD_REQUEST, "Choose a currency.").into_response();
     };
-    let moves = match crate::metrics::movements(&state.db, &currency).await {
+    let filter = movements::Filter {
+        kind: q.get("kind").filter(|k| !k.is_empty()).cloned(),
+        month: q.get("month").filter(|m| !m.is_empty()).cloned(),
+    };
+    // The first page before answering, so a database fault is a 503 rather than a cut file.
+    const PAGE: i64 = 2_000;
+    let first = match movements::page_after(&state.db, &currency, &filter, None, PAGE).await {
         Ok(m) => m,
         Err(e) => {
             tracing::error!(error = %e, "movement export failed");
@@ -681,33 +688,46 @@ async fn export_movements(state: AppState, q: HashMap<String, String>) -> Respon
                 .into_response();
         }
     };
-    let kind = q.get("kind").filter(|k| !k.is_empty()).cloned();
-    let month = q.get("month").filter(|m| !m.is_empty()).cloned();
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     tokio::spawn(async move {
         let mut out = String::from(
             "\"When (UTC)\",\"Kind\",\"Customer\",\"Subscription\",\"MRR change\",\"Currency\",\"Event\"\r\n",
         );
-        for m in crate::metrics::filter_movements(&moves, kind.as_deref(), month.as_deref()) {
-            let when = chrono::DateTime::from_timestamp(m.at, 0)
-                .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
-                .unwrap_or_default();
-            let fields = [
-                when,
-                m.kind.as_str().to_string(),
-                m.customer_id.clone(),
-                m.subscription_id.clone(),
-                money::to_input(m.delta, &currency),
-                currency.clone(),
-                m.event_id.clone(),
-            ];
-            out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
-            out.push_str("\r\n");
-            if out.len() > 32 * 1024 && tx.send(Bytes::from(std::mem::take(&mut out))).await.is_err() {
+        let mut page = first;
+        loop {
+            let cursor = page
+                .last()
+                .map(|m| (m.at, m.event_id.clone(), m.subscription_id.clone()));
+            let full = page.len() as i64 == PAGE;
+            for m in page.drain(..) {
+                let when = chrono::DateTime::from_timestamp(m.at, 0)
+                    .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
+                    .unwrap_or_default();
+                let fields = [
+                    when,
+                    m.kind.as_str().to_string(),
+                    m.customer_id,
+                    m.subscription_id,
+                    money::to_input(m.delta, &currency),
+                    currency.clone(),
+                    m.event_id,
+                ];
+                out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+                out.push_str("\r\n");
+            }
+            if tx.send(Bytes::from(std::mem::take(&mut out))).await.is_err() {
                 return;
             }
+            let (true, Some(cursor)) = (full, cursor) else { return };
+            page = match movements::page_after(&state.db, &currency, &filter, Some(&cursor), PAGE).await {
+                Ok(p) => p,
+                Err(e) => {
+                    // The file ends early; the log says why (the status line is already sent).
+                    tracing::error!(error = %e, "movement export failed midway");
+                    return;
+                }
+            };
         }
-        let _ = tx.send(Bytes::from(out)).await;
     });
     csv_response("movements", rx)
 }

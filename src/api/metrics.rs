@@ -51,12 +51,13 @@ pub async fn get_overview(currency: Option<String>) -> Result<Option<OverviewDat
             let (currencies, Some(currency)) = pick_currency(db, currency).await? else {
                 return Ok(None);
             };
-            let moves = metrics::movements(db, &currency).await?;
-            let kpis = metrics::kpis_with(db, &currency, now, &moves).await?;
+            let kpis = metrics::kpis(db, &currency, now).await?;
+            let (mrr_months, mut subscribers) = metrics::monthly_series(db, &currency, 24, now).await?;
+            subscribers.drain(..subscribers.len().saturating_sub(12));
             Ok::<_, crate::db::DbError>(Some(OverviewData {
-                mrr_months: metrics::monthly(&moves, 24, now),
+                mrr_months,
                 revenue_months: metrics::revenue_by_month(db, &currency, 12, now).await?,
-                subscribers: metrics::subscribers_by_month(&moves, 12, now),
+                subscribers,
                 currencies,
                 currency,
                 kpis,
@@ -119,15 +120,9 @@ async fn movement_list(
     let (currencies, Some(currency)) = pick_currency(db, currency).await? else {
         return Ok(MovementList::default());
     };
-    let moves = crate::metrics::movements(db, &currency).await?;
-    let total = crate::metrics::filter_movements(&moves, kind.as_deref(), month.as_deref())
-        .map(|m| m.delta)
-        .sum();
     // The newest 500 only: the whole history can be hundreds of thousands of movements.
-    let selected: Vec<Movement> = crate::metrics::filter_movements(&moves, kind.as_deref(), month.as_deref())
-        .take(500)
-        .cloned()
-        .collect();
+    let filter = crate::metrics::movements::Filter { kind, month };
+    let (selected, total) = crate::metrics::movements::page(db, &currency, &filter, 500).await?;
     // Customers' names in one query.
     let ids: Vec<&str> = selected.iter().map(|m| m.customer_id.as_str()).collect();
     let mut labels: HashMap<String, String> = HashMap::new();

@@ -165,6 +165,8 @@ impl Db {
     pub async fn migrate(&self) -> Result<(), DbError> {
         self.migrator().run(&self.write).await?;
         settings::record_install_time(self).await?;
+        // Derived data a migration cannot compute in SQL: stored MRR movements (once).
+        crate::metrics::movements::ensure_built(self).await?;
         Ok(())
     }
 

@@ -22,6 +22,18 @@ impl MovementKind {
             MovementKind::Reactivation => "reactivation",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            MovementKind::New,
+            MovementKind::Expansion,
+            MovementKind::Contraction,
+            MovementKind::Churn,
+            MovementKind::Reactivation,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
 }
 
 /// One change of a customer's MRR, caused by one event on one subscription.

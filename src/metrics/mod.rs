@@ -1,9 +1,8 @@
 //! Revenue analytics: KPIs, MRR movements and monthly series, per currency (never summed across
 //! currencies). Definitions in docs/metrics.md.
 
+pub mod movements;
 pub mod mrr;
-
-use std::collections::HashMap;
 
 use sqlx::Row;
 
@@ -63,146 +62,135 @@ pub async fn currencies(db: &Db) -> Result<Vec<String>, DbError> {
     Ok(out)
 }
 
-/// Every MRR movement in `currency`, oldest first: each change of a customer's MRR, classified
-/// at the customer level (new, expansion, contraction, churn, reactivation). Cached per database
-/// and currency until the MRR history changes (a new snapshot changes its count or latest time).
-pub async fn movements(db: &Db, currency: &str) -> Result<std::sync::Arc<Vec<Movement>>, DbError> {
-    static MOVEMENTS: crate::db::cache::Cached<Vec<Movement>> = crate::db::cache::Cached::new();
-    let stamp_row = sqlx::query(
-        "SELECT CAST(COUNT(*) AS BIGINT) AS n, CAST(COALESCE(MAX(at), 0) AS BIGINT) AS latest, \
-         CAST(COALESCE(SUM(mrr), 0) AS BIGINT) AS total FROM subscription_mrr WHERE currency = $1",
-    )
-    .bind(currency)
-    .fetch_one(db.reader())
-    .await?;
-    let stamp = (
-        stamp_row.try_get("n")?,
-        stamp_row.try_get("latest")?,
-        stamp_row.try_get("total")?,
-    );
-    MOVEMENTS
-        .get_stamped(db, &format!("movements:{currency}"), stamp, || {
-            compute_movements(db, currency)
-        })
-        .await
+/// Every MRR movement in `currency`, oldest first (see `movements`).
+pub async fn movements(db: &Db, currency: &str) -> Result<Vec<Movement>, DbError> {
+    movements::all(db, currency).await
 }
 
-async fn compute_movements(db: &Db, currency: &str) -> Result<Vec<Movement>, DbError> {
-    use futures_util::TryStreamExt;
-    // Streamed: the history can be hundreds of thousands of rows, and only movements are kept.
-    let mut rows = sqlx::query(
-        "SELECT subscription_id, at, event_id, customer_id, mrr FROM subscription_mrr \
-         WHERE currency = $1 ORDER BY at, event_id, subscription_id",
-    )
-    .bind(currency)
-    .fetch(db.reader());
-    // Per subscription: its MRR so far. Per customer: MRR so far, and whether it ever paid.
-    let mut per_sub: HashMap<String, i64> = HashMap::new();
-    let mut per_customer: HashMap<String, (i64, bool)> = HashMap::new();
-    let mut out = Vec::new();
-    while let Some(r) = rows.try_next().await? {
-        // Columns by position, keys cloned only when first seen: this loop runs once per
-        // snapshot (hundreds of thousands on a large account).
-        let sub: String = r.try_get(0)?;
-        let mrr: i64 = r.try_get(4)?;
-        let before_sub = match per_sub.get_mut(&sub) {
-            Some(v) => std::mem::replace(v, mrr),
-            None => {
-                per_sub.insert(sub.clone(), mrr);
-                0
-            }
-        };
-        let delta = mrr - before_sub;
-        if delta == 0 {
+/// `CASE` bucketing `column` into `n` consecutive months: month 0 until the value of parameter
+/// `$first_param`, month i until `$(first_param + i)`, the last month after that.
+fn month_bucket(column: &str, n: usize, first_param: usize) -> String {
+    let whens: Vec<String> = (0..n.saturating_sub(1))
+        .map(|i| format!("WHEN {column} < ${} THEN {i}", first_param + i))
+        .collect();
+    if whens.is_empty() {
+        "CAST(0 AS BIGINT)".to_string()
+    } else {
+        format!("CAST(CASE {} ELSE {} END AS BIGINT)", whens.join(" "), n - 1)
+    }
+}
+
+/// Per month of the last `months` (the current one included, until `now`): the sums of
+/// `columns` over `mrr_movements` grouped by month and kind, and the same sums before the first
+/// month. One scan of the movements' covering index.
+async fn movement_sums(
+    db: &Db,
+    currency: &str,
+    months: i32,
+    now: i64,
+) -> Result<(Vec<i64>, Vec<MovementMonth>), DbError> {
+    let months = months.max(1) as usize;
+    let first = month_start(now, -(months as i32 - 1));
+    let starts: Vec<i64> = (0..months).map(|i| month_start(first, i as i32)).collect();
+    let bucket = month_bucket("at", months, 3);
+    let sql = format!(
+        "SELECT CASE WHEN at < $2 THEN -1 ELSE {bucket} END AS m, kind, \
+         CAST(SUM(delta) AS BIGINT) AS delta, CAST(SUM(subscribers) AS BIGINT) AS subscribers \
+         FROM mrr_movements WHERE currency = $1 AND at <= ${} GROUP BY m, kind",
+        months + 2
+    );
+    let mut q = sqlx::query(&sql).bind(currency.to_string()).bind(first);
+    for s in &starts[1..] {
+        q = q.bind(*s);
+    }
+    let rows = q.bind(now).fetch_all(db.reader()).await?;
+    let mut before = vec![0i64; 2];
+    let mut out = vec![MovementMonth::default(); months];
+    for r in &rows {
+        let m: i64 = r.try_get("m")?;
+        let kind: String = r.try_get("kind")?;
+        let delta: i64 = r.try_get("delta")?;
+        let subscribers: i64 = r.try_get("subscribers")?;
+        let Ok(i) = usize::try_from(m) else {
+            before[0] += delta;
+            before[1] += subscribers;
             continue;
+        };
+        let p = &mut out[i.min(months - 1)];
+        p.subscribers += subscribers;
+        match MovementKind::parse(&kind) {
+            Some(MovementKind::New) => p.new += delta,
+            Some(MovementKind::Expansion) => p.expansion += delta,
+            Some(MovementKind::Reactivation) => p.reactivation += delta,
+            Some(MovementKind::Contraction) => p.contraction += delta,
+            Some(MovementKind::Churn) => p.churn += delta,
+            None => {}
         }
-        let at: i64 = r.try_get(1)?;
-        let event_id: String = r.try_get(2)?;
-        let customer: String = r.try_get::<Option<String>, _>(3)?.unwrap_or_else(|| sub.clone());
-        let state = match per_customer.get_mut(&customer) {
-            Some(state) => state,
-            None => per_customer.entry(customer.clone()).or_insert((0, false)),
-        };
-        let before = state.0;
-        let after = before + delta;
-        let kind = if before == 0 && after > 0 {
-            if state.1 {
-                MovementKind::Reactivation
-            } else {
-                MovementKind::New
-            }
-        } else if before > 0 && after <= 0 {
-            MovementKind::Churn
-        } else if delta > 0 {
-            MovementKind::Expansion
-        } else {
-            MovementKind::Contraction
-        };
-        state.0 = after;
-        state.1 |= after > 0;
-        out.push(Movement {
-            subscription_id: sub,
-            customer_id: customer,
-            at,
-            event_id,
-            kind,
-            delta,
-            mrr_after: mrr,
+    }
+    Ok((before, out))
+}
+
+#[derive(Clone, Default)]
+struct MovementMonth {
+    new: i64,
+    expansion: i64,
+    reactivation: i64,
+    contraction: i64,
+    churn: i64,
+    subscribers: i64,
+}
+
+impl MovementMonth {
+    fn delta(&self) -> i64 {
+        self.new + self.expansion + self.reactivation + self.contraction + self.churn
+    }
+}
+
+/// Month-end MRR with each month's movements, and active subscribers (subscriptions counted in
+/// MRR) at each month end, for the last `months` months (the current one included, as of `now`).
+pub async fn monthly_series(
+    db: &Db,
+    currency: &str,
+    months: i32,
+    now: i64,
+) -> Result<(Vec<MonthPoint>, Vec<(String, i64)>), DbError> {
+    let first = month_start(now, -(months.max(1) - 1));
+    let (before, sums) = movement_sums(db, currency, months, now).await?;
+    let (mut mrr, mut live) = (before[0], before[1]);
+    let mut points = Vec::with_capacity(sums.len());
+    let mut subscribers = Vec::with_capacity(sums.len());
+    for (i, s) in sums.iter().enumerate() {
+        let month = month_label(month_start(first, i as i32));
+        mrr += s.delta();
+        live += s.subscribers;
+        subscribers.push((month.clone(), live));
+        points.push(MonthPoint {
+            month,
+            mrr,
+            new: s.new,
+            expansion: s.expansion,
+            reactivation: s.reactivation,
+            contraction: s.contraction,
+            churn: s.churn,
+            ..Default::default()
         });
     }
-    out.shrink_to_fit();
-    Ok(out)
+    Ok((points, subscribers))
 }
 
-/// The movements of one kind (`new`, `churn`, …) and/or one month (`YYYY-MM`), newest first.
-pub fn filter_movements<'a>(
-    moves: &'a [Movement],
-    kind: Option<&'a str>,
-    month: Option<&'a str>,
-) -> impl Iterator<Item = &'a Movement> + 'a {
-    moves
-        .iter()
-        .rev()
-        .filter(move |m| kind.is_none_or(|k| m.kind.as_str() == k))
-        .filter(move |m| month.is_none_or(|mo| month_label(m.at) == mo))
+/// Month-end MRR and each month's movements (see `monthly_series`).
+pub async fn monthly(db: &Db, currency: &str, months: i32, now: i64) -> Result<Vec<MonthPoint>, DbError> {
+    Ok(monthly_series(db, currency, months, now).await?.0)
 }
 
-/// Month-end MRR and each month's movements for the last `months` months (the current one
-/// included), from the movements.
-pub fn monthly(movements: &[Movement], months: i32, now: i64) -> Vec<MonthPoint> {
-    let first = month_start(now, -(months - 1));
-    let mut points: Vec<MonthPoint> = (0..months)
-        .map(|i| MonthPoint {
-            month: month_label(month_start(first, i)),
-            ..Default::default()
-        })
-        .collect();
-    let mut mrr = 0i64;
-    let mut idx = 0usize;
-    for m in movements {
-        if m.at > now {
-            break;
-        }
-        if m.at >= first {
-            while idx + 1 < points.len() && m.at >= month_start(first, idx as i32 + 1) {
-                points[idx].mrr = mrr;
-                idx += 1;
-            }
-            let p = &mut points[idx];
-            match m.kind {
-                MovementKind::New => p.new += m.delta,
-                MovementKind::Expansion => p.expansion += m.delta,
-                MovementKind::Reactivation => p.reactivation += m.delta,
-                MovementKind::Contraction => p.contraction += m.delta,
-                MovementKind::Churn => p.churn += m.delta,
-            }
-        }
-        mrr += m.delta;
-    }
-    for p in points.iter_mut().skip(idx) {
-        p.mrr = mrr;
-    }
-    points
+/// Active subscribers at each month end (see `monthly_series`).
+pub async fn subscribers_by_month(
+    db: &Db,
+    currency: &str,
+    months: i32,
+    now: i64,
+) -> Result<Vec<(String, i64)>, DbError> {
+    Ok(monthly_series(db, currency, months, now).await?.1)
 }
 
 /// Revenue per month: gross (succeeded charges), refunds, lost disputes, net. Closed months are
@@ -248,16 +236,7 @@ async fn sum_months(db: &Db, currency: &str, starts: &[i64], end: i64) -> Result
         return Ok(points);
     };
     // `$1` currency, `$2`..`$3` the whole span; month i ends before `$(i + 4)`.
-    let bucket = {
-        let whens: Vec<String> = (0..starts.len() - 1)
-            .map(|i| format!("WHEN created < ${} THEN {i}", i + 4))
-            .collect();
-        if whens.is_empty() {
-            "CAST(0 AS BIGINT)".to_string()
-        } else {
-            format!("CAST(CASE {} ELSE {} END AS BIGINT)", whens.join(" "), starts.len() - 1)
-        }
-    };
+    let bucket = month_bucket("created", starts.len(), 4);
     let grouped = |table: &str, sums: &str, filter: &str| {
         format!(
             "SELECT {bucket} AS m, {sums} FROM {table} WHERE currency = $1 AND created >= $2 AND created < $3 {filter} GROUP BY m"
@@ -315,41 +294,8 @@ async fn sum_months(db: &Db, currency: &str, starts: &[i64], end: i64) -> Result
     Ok(points)
 }
 
-/// Active subscribers at the end of each month (subscriptions counted in MRR).
-pub fn subscribers_by_month(movements: &[Movement], months: i32, now: i64) -> Vec<(String, i64)> {
-    let first = month_start(now, -(months - 1));
-    let mut live: HashMap<&str, bool> = HashMap::new();
-    let mut out = Vec::new();
-    let mut iter = movements.iter().peekable();
-    for i in 0..months {
-        let end = if i == months - 1 {
-            now
-        } else {
-            month_start(first, i + 1) - 1
-        };
-        while let Some(m) = iter.peek() {
-            if m.at > end {
-                break;
-            }
-            live.insert(m.subscription_id.as_str(), m.mrr_after > 0);
-            iter.next();
-        }
-        out.push((
-            month_label(month_start(first, i)),
-            live.values().filter(|v| **v).count() as i64,
-        ));
-    }
-    out
-}
-
 /// The overview's figures for `currency` at `now`.
 pub async fn kpis(db: &Db, currency: &str, now: i64) -> Result<Kpis, DbError> {
-    let moves = movements(db, currency).await?;
-    kpis_with(db, currency, now, &moves).await
-}
-
-/// As `kpis`, with the currency's movements already loaded.
-pub async fn kpis_with(db: &Db, currency: &str, now: i64, moves: &[Movement]) -> Result<Kpis, DbError> {
     let reader = db.reader();
     let row = sqlx::query(
         "SELECT CAST(COALESCE(SUM(mrr), 0) AS BIGINT) AS mrr, \
@@ -385,35 +331,31 @@ pub async fn kpis_with(db: &Db, currency: &str, now: i64, moves: &[Movement]) ->
 
     let this_month = month_start(now, 0);
     let window_start = now - WINDOW;
-    let mut new_mrr_this_month = 0;
-    let (mut churned_mrr_30d, mut contraction_mrr_30d, mut expansion_mrr_30d) = (0, 0, 0);
-    let mut churned_customers_30d = 0;
-    let mut mrr_30d_ago = 0;
-    let mut customer_mrr: HashMap<&str, i64> = HashMap::new();
-    for m in moves {
-        if m.at > now {
-            break;
-        }
-        if m.at <= window_start {
-            mrr_30d_ago += m.delta;
-            *customer_mrr.entry(m.customer_id.as_str()).or_insert(0) += m.delta;
-        }
-        if m.at >= this_month && m.kind == MovementKind::New {
-            new_mrr_this_month += m.delta;
-        }
-        if m.at > window_start {
-            match m.kind {
-                MovementKind::Churn => {
-                    churned_mrr_30d -= m.delta;
-                    churned_customers_30d += 1;
-                }
-                MovementKind::Contraction => contraction_mrr_30d -= m.delta,
-                MovementKind::Expansion => expansion_mrr_30d += m.delta,
-                _ => {}
-            }
-        }
-    }
-    let customers_30d_ago = customer_mrr.values().filter(|v| **v > 0).count() as i64;
+    // MRR and paying customers 30 days ago, and the window's movements: one pass over the
+    // movements' covering index.
+    let moves = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(CASE WHEN at <= $2 THEN delta ELSE 0 END), 0) AS BIGINT) AS mrr_before, \
+                CAST(COALESCE(SUM(CASE WHEN at <= $2 THEN customers ELSE 0 END), 0) AS BIGINT) AS customers_before, \
+                CAST(COALESCE(SUM(CASE WHEN at > $2 AND kind = 'churn' THEN -delta ELSE 0 END), 0) AS BIGINT) AS churned, \
+                CAST(COALESCE(SUM(CASE WHEN at > $2 AND kind = 'churn' THEN 1 ELSE 0 END), 0) AS BIGINT) AS churned_customers, \
+                CAST(COALESCE(SUM(CASE WHEN at > $2 AND kind = 'contraction' THEN -delta ELSE 0 END), 0) AS BIGINT) AS contraction, \
+                CAST(COALESCE(SUM(CASE WHEN at > $2 AND kind = 'expansion' THEN delta ELSE 0 END), 0) AS BIGINT) AS expansion, \
+                CAST(COALESCE(SUM(CASE WHEN at >= $3 AND kind = 'new' THEN delta ELSE 0 END), 0) AS BIGINT) AS new_this_month \
+         FROM mrr_movements WHERE currency = $1 AND at <= $4",
+    )
+    .bind(currency)
+    .bind(window_start)
+    .bind(this_month)
+    .bind(now)
+    .fetch_one(reader)
+    .await?;
+    let mrr_30d_ago: i64 = moves.try_get("mrr_before")?;
+    let customers_30d_ago: i64 = moves.try_get("customers_before")?;
+    let churned_mrr_30d: i64 = moves.try_get("churned")?;
+    let churned_customers_30d: i64 = moves.try_get("churned_customers")?;
+    let contraction_mrr_30d: i64 = moves.try_get("contraction")?;
+    let expansion_mrr_30d: i64 = moves.try_get("expansion")?;
+    let new_mrr_this_month: i64 = moves.try_get("new_this_month")?;
     let net = sqlx::query(
         "SELECT CAST(COALESCE(SUM(CASE WHEN status = 'succeeded' THEN COALESCE(amount_captured, amount, 0) ELSE 0 END), 0) AS BIGINT) AS gross, \
                 CAST(COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) AS BIGINT) AS failed \

@@ -50,19 +50,27 @@ pub async fn record_mrr(conn: &mut AnyConnection, s: &Value, version: &super::Ve
         return Ok(());
     }
     let mrr = crate::metrics::mrr::of_subscription(s, version.at);
-    sqlx::query(
+    let customer = id(s, "customer");
+    let currency = text(s, "currency");
+    let added = sqlx::query(
         "INSERT INTO subscription_mrr (subscription_id, at, event_id, customer_id, currency, status, mrr) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (subscription_id, at, event_id) DO NOTHING",
     )
     .bind(&sub_id)
     .bind(version.at)
     .bind(&version.event_id)
-    .bind(id(s, "customer"))
-    .bind(text(s, "currency"))
+    .bind(&customer)
+    .bind(&currency)
     .bind(status)
     .bind(mrr)
     .execute(&mut *conn)
-    .await?;
+    .await?
+    .rows_affected();
+    // A new point in the customer's history can change its movements from there on (events
+    // arrive in any order): they are rebuilt from its whole history, a few rows.
+    if let (1.., Some(currency)) = (added, currency.as_deref()) {
+        crate::metrics::movements::rebuild_customer(conn, currency, customer.as_deref(), &sub_id).await?;
+    }
     Ok(())
 }
 

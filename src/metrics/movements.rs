@@ -1,0 +1,368 @@
+//! MRR movements, stored. Each change of a customer's MRR is a row of `mrr_movements`, classified
+//! at the customer level (new, expansion, contraction, churn, reactivation). A customer's rows are
+//! rebuilt from its MRR history (`subscription_mrr`, in Stripe's order whatever the arrival order)
+//! inside the projection's transaction whenever a snapshot is added, so the overview and the
+//! Revenue page are sums and pages over an index: no replay of the whole history per request, and
+//! memory does not grow with it.
+
+use std::collections::HashMap;
+
+use futures_util::TryStreamExt;
+use sqlx::{AnyConnection, Row};
+
+use super::{month_start, Movement, MovementKind};
+use crate::db::{Db, DbError};
+
+/// A movement and what it changes besides MRR.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Derived {
+    pub movement: Movement,
+    /// +1 when the subscription starts counting in MRR, -1 when it stops, else 0.
+    pub subscribers: i64,
+    /// +1 when the customer starts paying (new, reactivation), -1 when it churns, else 0.
+    pub customers: i64,
+}
+
+/// One snapshot of a customer's MRR history: subscription, time, event, the subscription's MRR.
+pub type Snapshot = (String, i64, String, i64);
+
+/// One customer's movements from its history in Stripe's order (time, event id, subscription).
+pub fn derive(customer: &str, history: impl IntoIterator<Item = Snapshot>) -> Vec<Derived> {
+    let mut per_sub: HashMap<String, i64> = HashMap::new();
+    let (mut customer_mrr, mut ever_paid) = (0i64, false);
+    let mut out = Vec::new();
+    for (sub, at, event_id, mrr) in history {
+        let before_sub = per_sub.insert(sub.clone(), mrr).unwrap_or(0);
+        let delta = mrr - before_sub;
+        if delta == 0 {
+            continue;
+        }
+        let before = customer_mrr;
+        let after = before + delta;
+        let kind = if before == 0 && after > 0 {
+            if ever_paid {
+                MovementKind::Reactivation
+            } else {
+                MovementKind::New
+            }
+        } else if before > 0 && after <= 0 {
+            MovementKind::Churn
+        } else if delta > 0 {
+            MovementKind::Expansion
+        } else {
+            MovementKind::Contraction
+        };
+        customer_mrr = after;
+        ever_paid |= after > 0;
+        let subscribers = i64::from(mrr > 0) - i64::from(before_sub > 0);
+        let customers = match kind {
+            MovementKind::New | MovementKind::Reactivation => 1,
+            MovementKind::Churn => -1,
+            _ => 0,
+        };
+        out.push(Derived {
+            movement: Movement {
+                subscription_id: sub,
+                customer_id: customer.to_string(),
+                at,
+                event_id,
+                kind,
+                delta,
+                mrr_after: mrr,
+            },
+            subscribers,
+            customers,
+        });
+    }
+    out
+}
+
+/// Rebuilds the movements of one customer in one currency (`customer` `None`: a subscription
+/// without customer, which counts as its own customer) inside the caller's transaction.
+pub async fn rebuild_customer(
+    conn: &mut AnyConnection,
+    currency: &str,
+    customer: Option<&str>,
+    subscription_id: &str,
+) -> Result<(), sqlx::Error> {
+    let (sql, key) = match customer {
+        Some(c) => (
+            "SELECT subscription_id, at, event_id, mrr FROM subscription_mrr \
+             WHERE customer_id = $1 AND currency = $2 ORDER BY at, event_id, subscription_id",
+            c,
+        ),
+        None => (
+            "SELECT subscription_id, at, event_id, mrr FROM subscription_mrr \
+             WHERE subscription_id = $1 AND currency = $2 AND customer_id IS NULL ORDER BY at, event_id, subscription_id",
+            subscription_id,
+        ),
+    };
+    let rows = sqlx::query(sql).bind(key).bind(currency).fetch_all(&mut *conn).await?;
+    let mut history = Vec::with_capacity(rows.len());
+    for r in &rows {
+        history.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?));
+    }
+    sqlx::query("DELETE FROM mrr_movements WHERE currency = $1 AND customer_id = $2")
+        .bind(currency)
+        .bind(key)
+        .execute(&mut *conn)
+        .await?;
+    insert(conn, currency, &derive(key, history)).await
+}
+
+async fn insert(conn: &mut AnyConnection, currency: &str, rows: &[Derived]) -> Result<(), sqlx::Error> {
+    let per_statement = crate::webhooks::inbox::rows_per_statement(conn);
+    for chunk in rows.chunks(per_statement) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let p = i * 10;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5,
+                    p + 6,
+                    p + 7,
+                    p + 8,
+                    p + 9,
+                    p + 10
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO mrr_movements (currency, customer_id, subscription_id, at, event_id, kind, delta, mrr_after, \
+             subscribers, customers) VALUES {}",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for d in chunk {
+            let m = &d.movement;
+            q = q
+                .bind(currency)
+                .bind(&m.customer_id)
+                .bind(&m.subscription_id)
+                .bind(m.at)
+                .bind(&m.event_id)
+                .bind(m.kind.as_str())
+                .bind(m.delta)
+                .bind(m.mrr_after)
+                .bind(d.subscribers)
+                .bind(d.customers);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+const BUILT: &str = "mrr_movements_built";
+
+/// Fills `mrr_movements` from the whole MRR history once (databases from before the table, and
+/// after a change of how movements are derived: bump the marker's value). Several instances
+/// starting together on Postgres: one builds, the others wait for it and find the marker.
+pub async fn ensure_built(db: &Db) -> Result<(), DbError> {
+    const VERSION: &str = "1";
+    if crate::db::settings::get(db, BUILT).await?.as_deref() == Some(VERSION) {
+        return Ok(());
+    }
+    let mut tx = db.begin().await?;
+    if db.backend() == crate::config::Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock(7243318401)")
+            .execute(&mut *tx)
+            .await?;
+        let built: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+            .bind(BUILT)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if built.as_deref() == Some(VERSION) {
+            return Ok(());
+        }
+    }
+    sqlx::query("DELETE FROM mrr_movements").execute(&mut *tx).await?;
+    // Streamed from a reader, one customer at a time, written by the transaction: the history
+    // can be hundreds of thousands of rows. (SQLite: the transaction holds the only writer, so
+    // the history cannot change meanwhile; Postgres: the worker starts after this.)
+    let mut rows = sqlx::query(
+        "SELECT currency, COALESCE(customer_id, subscription_id) AS customer, subscription_id, at, event_id, mrr \
+         FROM subscription_mrr WHERE currency IS NOT NULL \
+         ORDER BY currency, COALESCE(customer_id, subscription_id), at, event_id, subscription_id",
+    )
+    .fetch(db.reader());
+    let mut group: Option<(String, String)> = None;
+    let mut history: Vec<Snapshot> = Vec::new();
+    let mut batch: Vec<Derived> = Vec::new();
+    let mut batch_currency = String::new();
+    let mut built = 0usize;
+    loop {
+        let row = rows.try_next().await?;
+        let key = match &row {
+            Some(r) => Some((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)),
+            None => None,
+        };
+        // A customer's history is complete when the next row is someone else's (or none).
+        if let Some((currency, customer)) = group.take_if(|g| Some(&*g) != key.as_ref()) {
+            if currency != batch_currency || batch.len() >= 4096 {
+                insert(&mut tx, &batch_currency, &batch).await?;
+                batch.clear();
+                batch_currency = currency;
+            }
+            batch.extend(derive(&customer, history.drain(..)));
+            built += 1;
+        }
+        let Some(r) = row else { break };
+        if group.is_none() {
+            group = key;
+        }
+        history.push((r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?));
+    }
+    drop(rows);
+    insert(&mut tx, &batch_currency, &batch).await?;
+    sqlx::query(
+        "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+    )
+    .bind(BUILT)
+    .bind(VERSION)
+    .bind(crate::db::now_unix())
+    .execute(&mut *tx)
+    .await?;
+    crate::db::cache::bump(&mut tx).await?;
+    tx.commit().await?;
+    if built > 0 {
+        tracing::info!(customers = built, "MRR movements built from the MRR history");
+    }
+    Ok(())
+}
+
+/// Which movements a list shows: a kind (`new`, `churn`, …) and/or a month (`YYYY-MM`).
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub kind: Option<String>,
+    pub month: Option<String>,
+}
+
+impl Filter {
+    /// `WHERE` conditions after `currency = $1`, and their values (kind, then the month's bounds).
+    /// `None` when the month is not a month: nothing matches.
+    fn clause(&self) -> Option<(String, Vec<QueryArg>)> {
+        let mut sql = String::new();
+        let mut args = Vec::new();
+        if let Some(kind) = &self.kind {
+            args.push(QueryArg::Text(kind.clone()));
+            sql.push_str(&format!(" AND kind = ${}", args.len() + 1));
+        }
+        if let Some(month) = &self.month {
+            let (start, end) = month_bounds(month)?;
+            args.push(QueryArg::Int(start));
+            sql.push_str(&format!(" AND at >= ${}", args.len() + 1));
+            args.push(QueryArg::Int(end));
+            sql.push_str(&format!(" AND at < ${}", args.len() + 1));
+        }
+        Some((sql, args))
+    }
+}
+
+#[derive(Clone, Debug)]
+enum QueryArg {
+    Text(String),
+    Int(i64),
+}
+
+fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    args: &[QueryArg],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for a in args {
+        q = match a {
+            QueryArg::Text(t) => q.bind(t.clone()),
+            QueryArg::Int(i) => q.bind(*i),
+        };
+    }
+    q
+}
+
+/// The first second of a `YYYY-MM` month and of the next one.
+pub fn month_bounds(month: &str) -> Option<(i64, i64)> {
+    let date = chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").ok()?;
+    let start = date.and_hms_opt(0, 0, 0)?.and_utc().timestamp();
+    Some((start, month_start(start, 1)))
+}
+
+fn movement(r: &sqlx::any::AnyRow) -> Result<Movement, sqlx::Error> {
+    let kind: String = r.try_get("kind")?;
+    Ok(Movement {
+        subscription_id: r.try_get("subscription_id")?,
+        customer_id: r.try_get("customer_id")?,
+        at: r.try_get("at")?,
+        event_id: r.try_get("event_id")?,
+        kind: MovementKind::parse(&kind).unwrap_or(MovementKind::Expansion),
+        delta: r.try_get("delta")?,
+        mrr_after: r.try_get("mrr_after")?,
+    })
+}
+
+const COLUMNS: &str = "customer_id, subscription_id, at, event_id, kind, delta, mrr_after";
+
+/// The newest `limit` movements in `currency` that match, and the sum of every matching one.
+pub async fn page(db: &Db, currency: &str, filter: &Filter, limit: i64) -> Result<(Vec<Movement>, i64), DbError> {
+    let Some((clause, args)) = filter.clause() else {
+        return Ok((Vec::new(), 0));
+    };
+    let list = page_after(db, currency, filter, None, limit).await?;
+    let sum_sql =
+        format!("SELECT CAST(COALESCE(SUM(delta), 0) AS BIGINT) FROM mrr_movements WHERE currency = $1{clause}");
+    let total: i64 = bind_all(sqlx::query(&sum_sql).bind(currency.to_string()), &args)
+        .fetch_one(db.reader())
+        .await?
+        .try_get(0)?;
+    Ok((list, total))
+}
+
+/// Where a newest-first walk over the movements stopped: the last row's time, event and
+/// subscription.
+pub type Cursor = (i64, String, String);
+
+/// The next `limit` matching movements in `currency`, newest first, after `cursor` (the CSV
+/// export walks the whole list this way, a page at a time).
+pub async fn page_after(
+    db: &Db,
+    currency: &str,
+    filter: &Filter,
+    cursor: Option<&Cursor>,
+    limit: i64,
+) -> Result<Vec<Movement>, DbError> {
+    let Some((mut clause, mut args)) = filter.clause() else {
+        return Ok(Vec::new());
+    };
+    if let Some((at, event_id, subscription_id)) = cursor {
+        let n = args.len() + 2;
+        clause.push_str(&format!(
+            " AND (at < ${n} OR (at = ${n} AND (event_id < ${} OR (event_id = ${} AND subscription_id < ${}))))",
+            n + 1,
+            n + 1,
+            n + 2
+        ));
+        args.push(QueryArg::Int(*at));
+        args.push(QueryArg::Text(event_id.clone()));
+        args.push(QueryArg::Text(subscription_id.clone()));
+    }
+    let sql = format!(
+        "SELECT {COLUMNS} FROM mrr_movements WHERE currency = $1{clause} \
+         ORDER BY at DESC, event_id DESC, subscription_id DESC LIMIT {limit}"
+    );
+    let rows = bind_all(sqlx::query(&sql).bind(currency.to_string()), &args)
+        .fetch_all(db.reader())
+        .await?;
+    Ok(rows.iter().map(movement).collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Every movement in `currency`, oldest first (in Stripe's order).
+pub async fn all(db: &Db, currency: &str) -> Result<Vec<Movement>, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM mrr_movements WHERE currency = $1 ORDER BY at, event_id, subscription_id");
+    let rows = sqlx::query(&sql)
+        .bind(currency.to_string())
+        .fetch_all(db.reader())
+        .await?;
+    Ok(rows.iter().map(movement).collect::<Result<Vec<_>, _>>()?)
+}
