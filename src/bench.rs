@@ -149,8 +149,86 @@ pub async fn ingest(o: IngestOptions) -> Result<(), String> {
     Ok(())
 }
 
-/// Logs in and measures each page `requests` times, one after another.
-pub async fn pages(url: &str, email: &str, password: &str, requests: usize, pages: &[String]) -> Result<(), String> {
+/// The `n`-th event of the live traffic during `pages`: new charges and subscriptions (created,
+/// then upgraded) of the first thousand demo customers, dated now.
+pub fn live_event(run: &str, n: usize, now: i64) -> String {
+    let customer = format!("cus_demo{:05}", (n * 7919) % 1000);
+    let sub = format!("sub_live_{run}_{:07}", n / 4);
+    let object = match n % 4 {
+        0 | 2 => json!({
+            "id": format!("ch_live_{run}_{n:08}"), "object": "charge", "amount": 4900, "amount_captured": 4900,
+            "amount_refunded": 0, "currency": "usd", "status": "succeeded", "paid": true, "captured": true,
+            "refunded": false, "customer": customer, "created": now, "livemode": false,
+            "payment_method_details": {"type": "card", "card": {"brand": "visa", "last4": "4242"}},
+            "refunds": {"object": "list", "has_more": false, "data": []}
+        }),
+        k => json!({
+            "id": sub, "object": "subscription", "customer": customer, "status": "active", "currency": "usd",
+            "created": now, "start_date": now, "cancel_at_period_end": false, "livemode": false,
+            "items": {"object": "list", "has_more": false, "data": [{
+                "id": format!("si_live_{run}_{:07}", n / 4), "object": "subscription_item", "quantity": if k == 1 { 1 } else { 2 },
+                "current_period_start": now, "current_period_end": now + 30 * 86_400,
+                "price": {"id": "price_demo_pro_month_usd", "object": "price", "active": true, "currency": "usd",
+                          "product": "prod_demo_pro", "unit_amount": 4900, "type": "recurring",
+                          "recurring": {"interval": "month", "interval_count": 1, "usage_type": "licensed"}}
+            }]}
+        }),
+    };
+    let event_type = match n % 4 {
+        0 | 2 => "charge.succeeded",
+        1 => "customer.subscription.created",
+        _ => "customer.subscription.updated",
+    };
+    json!({
+        "id": format!("evt_live_{run}_{n:08}"), "object": "event", "api_version": crate::stripe::API_VERSION,
+        "created": now, "livemode": false, "pending_webhooks": 1, "type": event_type,
+        "data": {"object": object}
+    })
+    .to_string()
+}
+
+/// Posts `live_event`s at `rate` per second until `stop`; returns how many were acknowledged.
+async fn live_traffic(url: String, secret: String, rate: u64, stop: Arc<tokio::sync::Notify>) -> Result<usize, String> {
+    let client = client(1);
+    let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let uri: hyper::Uri = format!("{}/stripe/webhook", url.trim_end_matches('/'))
+        .parse()
+        .map_err(|e| format!("--url: {e}"))?;
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    let mut acknowledged = 0;
+    for n in 0.. {
+        tokio::select! {
+            _ = stop.notified() => break,
+            _ = tick.tick() => {}
+        }
+        let now = crate::db::now_unix();
+        let body = live_event(&run, n, now);
+        let signature = crate::webhooks::signature::sign(body.as_bytes(), &secret, now);
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(uri.clone())
+            .header("content-type", "application/json")
+            .header("stripe-signature", signature)
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let response = client.request(request).await.map_err(|e| format!("webhook: {e}"))?;
+        if response.status().is_success() {
+            acknowledged += 1;
+        }
+    }
+    Ok(acknowledged)
+}
+
+/// Logs in and measures each page `requests` times, one after another; with `live`
+/// (events per second, signing secret), while signed events keep changing the data.
+pub async fn pages(
+    url: &str,
+    email: &str,
+    password: &str,
+    requests: usize,
+    pages: &[String],
+    live: Option<(u64, String)>,
+) -> Result<(), String> {
     let client = client(1);
     let base = url.trim_end_matches('/');
     let form = format!(
@@ -176,6 +254,10 @@ pub async fn pages(url: &str, email: &str, password: &str, requests: usize, page
     if cookie.is_empty() || response.headers().get("location").and_then(|l| l.to_str().ok()) != Some("/") {
         return Err("login failed: check --email and --password".into());
     }
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let rate = live.as_ref().map(|(rate, _)| *rate);
+    let traffic = live.map(|(rate, secret)| tokio::spawn(live_traffic(url.to_string(), secret, rate, stop.clone())));
+    let started = Instant::now();
     for page in pages {
         let mut latencies = Vec::with_capacity(requests);
         let mut bytes = 0;
@@ -205,7 +287,17 @@ pub async fn pages(url: &str, email: &str, password: &str, requests: usize, page
         println!(
             "{}",
             json!({"bench": "page", "page": page, "requests": requests, "bytes": bytes, "first_ms": first_ms,
-                   "p50_ms": percentile(&latencies, 0.50), "p95_ms": percentile(&latencies, 0.95)})
+                   "p50_ms": percentile(&latencies, 0.50), "p95_ms": percentile(&latencies, 0.95),
+                   "webhooks_per_sec": rate})
+        );
+    }
+    if let Some(traffic) = traffic {
+        stop.notify_one();
+        let acknowledged = traffic.await.map_err(|e| e.to_string())??;
+        println!(
+            "{}",
+            json!({"bench": "live_traffic", "webhooks_per_sec": rate, "acknowledged": acknowledged,
+                   "seconds": started.elapsed().as_secs_f64()})
         );
     }
     Ok(())

@@ -35,6 +35,12 @@ enum Command {
         /// How many customers.
         #[arg(long, default_value_t = 2000)]
         customers: usize,
+        /// About how many subscriptions in all (more than customers: some take the add-on).
+        #[arg(long)]
+        subscriptions: Option<usize>,
+        /// About how many charges in all (beyond the plans' own: one-off credit packs).
+        #[arg(long)]
+        charges: Option<usize>,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -110,6 +116,13 @@ enum BenchCommand {
             default_value = "/,/customers,/subscriptions,/payments,/invoices,/revenue"
         )]
         pages: Vec<String>,
+        /// Meanwhile, post this many signed events per second that change the data behind the
+        /// pages (new charges and subscriptions of demo customers), so caches keep going stale.
+        #[arg(long)]
+        webhooks_per_sec: Option<u64>,
+        /// The webhook signing secret (for --webhooks-per-sec). Read from STRIPE_WEBHOOK_SECRET.
+        #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: Option<String>,
     },
 }
 
@@ -143,7 +156,11 @@ fn run(cli: Cli) -> Result<u8, String> {
         match cli.command.unwrap_or(Command::Serve { demo: false }) {
             Command::Serve { demo } => serve(config, &cli.site_config, demo).await.map(|_| 0),
             Command::Migrate => migrate(config).await.map(|_| 0),
-            Command::SeedDemo { customers } => seed_demo(&config, customers).await.map(|_| 0),
+            Command::SeedDemo {
+                customers,
+                subscriptions,
+                charges,
+            } => seed_demo(&config, customers, subscriptions, charges).await.map(|_| 0),
             Command::CreateAdmin { email, role } => create_admin(config, &email, &role).await.map(|_| 0),
             Command::Sync { since, only, restart } => sync(config, since, only, restart).await.map(|_| 0),
             Command::Reconcile { days } => reconcile(config, days).await.map(|_| 0),
@@ -170,9 +187,18 @@ fn run(cli: Cli) -> Result<u8, String> {
                 password,
                 requests,
                 pages,
-            }) => crate::bench::pages(&url, &email, &password, requests.max(1), &pages)
-                .await
-                .map(|_| 0),
+                webhooks_per_sec,
+                secret,
+            }) => {
+                let live = match (webhooks_per_sec, secret) {
+                    (Some(rate), Some(secret)) => Some((rate.max(1), secret)),
+                    (Some(_), None) => return Err("--webhooks-per-sec needs --secret".to_string()),
+                    _ => None,
+                };
+                crate::bench::pages(&url, &email, &password, requests.max(1), &pages, live)
+                    .await
+                    .map(|_| 0)
+            }
         }
     })
 }
@@ -183,7 +209,7 @@ async fn serve(config: Config, site_config: &std::path::Path, demo: bool) -> Res
     let shutdown = server::shutdown_signal();
     let site = crate::site::load(site_config, |name| std::env::var(name).ok())?;
     if demo {
-        seed_demo(&config, 2000).await?;
+        seed_demo(&config, 2000, None, None).await?;
         create_demo_owner(&config).await?;
     }
     tracing::info!(config = ?config, site_root = %site.site_root, "starting Tally");
@@ -274,23 +300,59 @@ async fn create_admin(config: Config, email: &str, role: &str) -> Result<(), Str
 }
 
 /// On an empty database, an owner with a random password, printed once, so a first run can log in.
-async fn seed_demo(config: &Config, customers: usize) -> Result<(), String> {
+async fn seed_demo(
+    config: &Config,
+    customers: usize,
+    subscriptions: Option<usize>,
+    charges: Option<usize>,
+) -> Result<(), String> {
     if !(1..=200_000).contains(&customers) {
         return Err("--customers must be from 1 to 200000".into());
     }
+    if subscriptions.is_some_and(|s| s > customers * 3) || charges.is_some_and(|c| c > customers * 60) {
+        return Err("--subscriptions can be at most 3 per customer, --charges at most 60 per customer".into());
+    }
     let db = connect_migrated(config).await?;
     let started = std::time::Instant::now();
-    let seeded = crate::demo::seed(&db, customers, crate::db::now_unix())
-        .await
-        .map_err(|e| format!("could not seed the demo data: {e}"))?;
-    db.close().await;
+    let now = crate::db::now_unix();
+    let profile = crate::demo::Profile::sized(customers, subscriptions, charges, now);
+    if subscriptions.is_some() || charges.is_some() {
+        println!(
+            "demo data: {:.0}% of customers take the add-on, {:.2} credit packs a month",
+            profile.addons * 100.0,
+            profile.topups
+        );
+    }
+    let verbose = customers > 10_000;
+    let seeded = crate::demo::seed_with(&db, customers, profile, now, |done, events| {
+        if verbose {
+            println!(
+                "  {done} customers, {events} events applied ({:.0}s)",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    })
+    .await
+    .map_err(|e| format!("could not seed the demo data: {e}"))?;
+    let count = |table: &'static str| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(db.reader())
+                .await
+                .unwrap_or(0)
+        }
+    };
     match seeded {
         crate::demo::Seeded::AlreadyHasData => println!("demo data: skipped, the database already has customers"),
         crate::demo::Seeded::Events(n) => println!(
-            "demo data: {customers} customers, {n} Stripe events applied in {:.1}s",
+            "demo data: {customers} customers, {} subscriptions, {} charges, {n} Stripe events applied in {:.1}s",
+            count("subscriptions").await,
+            count("charges").await,
             started.elapsed().as_secs_f64()
         ),
     }
+    db.close().await;
     Ok(())
 }
 

@@ -6,8 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::db::{Db, DbError};
-use crate::webhooks::inbox::IncomingEvent;
-use crate::webhooks::projection::{self, Version};
+use crate::webhooks::inbox::{IncomingEvent, Source};
 
 const DAY: i64 = 86_400;
 
@@ -41,7 +40,8 @@ struct Tier {
     per_seat: bool,
 }
 
-const TIERS: [Tier; 3] = [
+/// Plans: three tiers, and an add-on some customers take beside their plan.
+const TIERS: [Tier; 4] = [
     Tier {
         product: "prod_demo_starter",
         name: "Starter",
@@ -60,7 +60,14 @@ const TIERS: [Tier; 3] = [
         prices: [2900, 29000, 3000, 30000],
         per_seat: true,
     },
+    Tier {
+        product: "prod_demo_support",
+        name: "Support",
+        prices: [1500, 15000, 1500, 15000],
+        per_seat: false,
+    },
 ];
+const ADDON: usize = 3;
 
 const FIRST: [&str; 24] = [
     "Ada",
@@ -197,23 +204,95 @@ fn add_months(t: i64, months: i32) -> i64 {
     shifted.unwrap_or(d).timestamp()
 }
 
+/// How big the business is beyond its customers: the chance that a customer also takes the
+/// add-on (a second subscription), and the mean number of one-off payments (credit packs) per
+/// month a customer's plan is active.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Profile {
+    pub addons: f64,
+    pub topups: f64,
+}
+
+/// What a generator made.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counts {
+    subscriptions: usize,
+    charges: usize,
+}
+
 struct Generator {
     rng: Rng,
+    /// Draws for top-ups only, so their rate does not change the rest of a customer's story.
+    topup_rng: Rng,
+    profile: Profile,
     now: i64,
     events: Vec<(i64, &'static str, Value)>,
+    /// The customer being generated and its object counter (ids are unique per customer).
+    customer_n: usize,
     seq: u64,
+    counts: Counts,
 }
 
 impl Generator {
+    fn new(profile: Profile, now: i64) -> Self {
+        Generator {
+            rng: Rng(0),
+            topup_rng: Rng(0),
+            profile,
+            now,
+            events: Vec::new(),
+            customer_n: 0,
+            seq: 0,
+            counts: Counts::default(),
+        }
+    }
+
     fn emit(&mut self, at: i64, event_type: &'static str, object: Value) {
         if at <= self.now {
+            if event_type == "charge.succeeded" || event_type == "charge.failed" {
+                self.counts.charges += 1;
+            } else if event_type == "customer.subscription.created" {
+                self.counts.subscriptions += 1;
+            }
             self.events.push((at, event_type, object));
         }
     }
 
     fn id(&mut self, prefix: &str) -> String {
         self.seq += 1;
-        format!("{prefix}_demo{:07}", self.seq)
+        format!("{prefix}_demo{:06}{:04}", self.customer_n, self.seq)
+    }
+
+    /// Some months, one-off payments for credit packs (not recurring: revenue, not MRR).
+    fn topups(&mut self, customer: &str, month_start: i64, jpy: bool) {
+        let mean = self.profile.topups;
+        if mean <= 0.0 {
+            return;
+        }
+        let n = mean.floor() as u64 + u64::from(self.topup_rng.chance(mean.fract()));
+        for _ in 0..n {
+            let at = month_start + self.topup_rng.below(28 * DAY as u64) as i64;
+            let packs = 1 + self.topup_rng.below(5) as i64;
+            let (amount, currency) = if jpy {
+                (1000 * packs, "jpy")
+            } else {
+                (1000 * packs, "usd")
+            };
+            let failed = self.topup_rng.chance(0.02);
+            let id = self.id("ch");
+            let brand = ["visa", "mastercard", "amex"][self.topup_rng.below(3) as usize];
+            let charge = json!({
+                "id": id, "object": "charge", "amount": amount, "amount_captured": if failed { 0 } else { amount },
+                "amount_refunded": 0, "currency": currency, "status": if failed { "failed" } else { "succeeded" },
+                "paid": !failed, "captured": !failed, "refunded": false, "customer": customer, "created": at,
+                "livemode": false, "description": format!("{packs} credit pack{}", if packs > 1 { "s" } else { "" }),
+                "failure_code": if failed { json!("card_declined") } else { Value::Null },
+                "failure_message": if failed { json!("Your card was declined.") } else { Value::Null },
+                "payment_method_details": {"type": "card", "card": {"brand": brand, "last4": format!("{:04}", 1000 + self.topup_rng.below(9000))}},
+                "refunds": {"object": "list", "has_more": false, "data": []}
+            });
+            self.emit(at, if failed { "charge.failed" } else { "charge.succeeded" }, charge);
+        }
     }
 
     /// One billing period's invoice and charge: paid, or failed and then recovered or not.
@@ -310,8 +389,9 @@ impl Generator {
     }
 
     /// A subscription from `start` until it ends (or now). Returns when it ended, if it did.
-    fn subscription(&mut self, customer: &str, start: i64, jpy: bool, returning: bool) -> Option<i64> {
-        let tier = [0, 0, 0, 1, 1, 2][self.rng.below(6) as usize];
+    fn subscription(&mut self, customer: &str, start: i64, jpy: bool, returning: bool, addon: bool) -> Option<i64> {
+        let plan_tier = [0, 0, 0, 1, 1, 2][self.rng.below(6) as usize];
+        let tier = if addon { ADDON } else { plan_tier };
         let yearly = self.rng.chance(0.22);
         let quantity = if TIERS[tier].per_seat {
             2 + self.rng.below(8) as i64
@@ -367,6 +447,9 @@ impl Generator {
                 if month_start > self.now {
                     return None;
                 }
+                if !addon {
+                    self.topups(customer, month_start, jpy);
+                }
                 let when = month_start + (1 + self.rng.below(26) as i64) * DAY;
                 let roll = self.rng.unit();
                 if roll < 0.024 {
@@ -410,7 +493,17 @@ impl Generator {
         }
     }
 
-    fn customer(&mut self, n: usize, arrival: i64) {
+    /// Customer `n` of `customers`, arriving between `start` and now.
+    fn customer(&mut self, n: usize, customers: usize, start: i64) {
+        // Each customer's story from its own seed: the same whatever else is generated.
+        let seed = 0x5EED_7A11_2026u64 ^ (n as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+        self.rng = Rng(seed);
+        self.topup_rng = Rng(!seed);
+        self.customer_n = n;
+        self.seq = 0;
+        // Arrivals grow over the two years (more customers later, as a growing business has).
+        let u = (n as f64 + self.rng.unit()) / customers.max(1) as f64;
+        let arrival = (start + ((self.now - start) as f64 * u.sqrt()) as i64).min(self.now - 3600);
         let jpy = self.rng.chance(0.15);
         let (first, last) = (
             FIRST[self.rng.below(FIRST.len() as u64) as usize],
@@ -430,11 +523,20 @@ impl Generator {
                 "currency": if jpy { "jpy" } else { "usd" }, "created": arrival, "livemode": false, "delinquent": false
             }),
         );
-        let mut start = arrival;
-        let mut returning = false;
-        // A churned customer sometimes comes back, up to twice.
+        self.lifecycle(&id, arrival, jpy, false);
+        // Drawn whatever the rate, so the rate changes nothing else.
+        let takes_addon = self.rng.chance(self.profile.addons);
+        let addon_start = arrival + self.rng.below(30 * DAY as u64) as i64;
+        if takes_addon {
+            self.lifecycle(&id, addon_start, jpy, true);
+        }
+    }
+
+    /// A plan (or the add-on) from `start`: a churned customer sometimes comes back, up to twice.
+    fn lifecycle(&mut self, customer: &str, mut start: i64, jpy: bool, addon: bool) {
+        let mut returning = addon;
         for _ in 0..3 {
-            let Some(ended) = self.subscription(&id, start, jpy, returning) else {
+            let Some(ended) = self.subscription(customer, start, jpy, returning, addon) else {
                 return;
             };
             if !self.rng.chance(0.2) {
@@ -446,20 +548,21 @@ impl Generator {
     }
 }
 
-/// The events of a demo business of `customers` customers whose history ends at `now`.
-pub fn events(customers: usize, now: i64) -> Vec<IncomingEvent> {
-    let mut g = Generator {
-        rng: Rng(0x5EED_7A11_2026),
-        now,
-        events: Vec::new(),
-        seq: 0,
-    };
-    let start = add_months(now, -24);
+/// Customers generated (and stored, and applied) at a time while seeding.
+const CHUNK: usize = 2000;
+
+/// Products and prices, a month before the history starts.
+fn catalogue(g: &mut Generator, start: i64) {
     let catalogue_at = start - 30 * DAY;
     for (tier, t) in TIERS.iter().enumerate() {
         g.emit(catalogue_at, "product.created", json!({
             "id": t.product, "object": "product", "name": t.name, "active": true, "created": catalogue_at, "livemode": false,
-            "description": match tier { 0 => "For individuals getting started", 1 => "For professionals who need more", _ => "Per seat, for teams" }
+            "description": match tier {
+                0 => "For individuals getting started",
+                1 => "For professionals who need more",
+                2 => "Per seat, for teams",
+                _ => "Priority support, beside any plan",
+            }
         }));
         for yearly in [false, true] {
             for jpy in [false, true] {
@@ -471,19 +574,16 @@ pub fn events(customers: usize, now: i64) -> Vec<IncomingEvent> {
             }
         }
     }
-    // Arrivals grow over the two years (more customers later, as a growing business has).
-    let span = (now - start) as f64;
-    for n in 0..customers {
-        let u = (n as f64 + g.rng.unit()) / customers as f64;
-        let arrival = start + (span * u.sqrt()) as i64;
-        g.customer(n, arrival.min(now - 3600));
-    }
+}
+
+/// The generated events, in time order, as the inbox stores them; ids continue from `next_id`.
+fn drain_events(g: &mut Generator, next_id: &mut usize) -> Vec<IncomingEvent> {
     let mut raw = std::mem::take(&mut g.events);
     raw.sort_by_key(|(at, _, _)| *at);
     raw.into_iter()
-        .enumerate()
-        .map(|(i, (at, event_type, object))| {
-            let id = format!("evt_demo{i:08}");
+        .map(|(at, event_type, object)| {
+            let id = format!("evt_demo{:09}", *next_id);
+            *next_id += 1;
             let payload = json!({"id": id, "object": "event", "type": event_type, "created": at, "livemode": false,
                 "api_version": crate::stripe::API_VERSION, "data": {"object": object}})
             .to_string();
@@ -501,6 +601,60 @@ pub fn events(customers: usize, now: i64) -> Vec<IncomingEvent> {
         .collect()
 }
 
+/// The events of a demo business of `customers` customers whose history ends at `now`, a chunk
+/// of customers at a time (each chunk in time order).
+pub fn events(customers: usize, profile: Profile, now: i64) -> Vec<IncomingEvent> {
+    let mut g = Generator::new(profile, now);
+    let start = add_months(now, -24);
+    catalogue(&mut g, start);
+    let mut next_id = 0;
+    let mut out = Vec::new();
+    for first in (0..customers).step_by(CHUNK) {
+        for n in first..(first + CHUNK).min(customers) {
+            g.customer(n, customers, start);
+        }
+        out.extend(drain_events(&mut g, &mut next_id));
+    }
+    out
+}
+
+impl Profile {
+    /// Rates for `customers` customers to come with about `subscriptions` subscriptions and
+    /// `charges` charges (payments, failed ones included), measured on a sample of the same
+    /// business (counts grow linearly with both rates): the add-on rate for the subscriptions,
+    /// then top-ups for the charges left.
+    pub fn sized(customers: usize, subscriptions: Option<usize>, charges: Option<usize>, now: i64) -> Profile {
+        let sample = customers.clamp(1, 2000);
+        let start = add_months(now, -24);
+        let measure = |profile: Profile| {
+            let mut g = Generator::new(profile, now);
+            for i in 0..sample {
+                g.customer(i * customers.max(1) / sample, customers, start);
+                g.events.clear();
+            }
+            g.counts
+        };
+        let base = measure(Profile::default());
+        let all = measure(Profile {
+            addons: 1.0,
+            topups: 0.0,
+        });
+        let per = |count: usize| count as f64 / sample as f64;
+        let per_customer = |target: usize| target as f64 / customers.max(1) as f64;
+        let addons = subscriptions.map_or(0.0, |target| {
+            let gain = (per(all.subscriptions) - per(base.subscriptions)).max(f64::EPSILON);
+            ((per_customer(target) - per(base.subscriptions)) / gain).clamp(0.0, 1.0)
+        });
+        let topups = charges.map_or(0.0, |target| {
+            let without = measure(Profile { addons, topups: 0.0 });
+            let with_one = measure(Profile { addons, topups: 1.0 });
+            let gain = (per(with_one.charges) - per(without.charges)).max(f64::EPSILON);
+            ((per_customer(target) - per(without.charges)) / gain).max(0.0)
+        });
+        Profile { addons, topups }
+    }
+}
+
 /// What seeding did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Seeded {
@@ -509,49 +663,63 @@ pub enum Seeded {
     Events(usize),
 }
 
-/// Fills an empty database with the demo business: each event is stored in the inbox (source
-/// `demo`) and applied through the webhook projection in the same transaction, in Stripe's order.
+/// Fills an empty database with the demo business (see `seed_with`).
 pub async fn seed(db: &Db, customers: usize, now: i64) -> Result<Seeded, DbError> {
+    seed_with(db, customers, Profile::default(), now, |_, _| {}).await
+}
+
+/// Fills an empty database with the demo business, the real way in: a chunk of customers at a
+/// time, their events are stored in the inbox (source `demo`) and the webhook worker applies
+/// them in batches. `progress(customers, events)` after each chunk.
+pub async fn seed_with(
+    db: &Db,
+    customers: usize,
+    profile: Profile,
+    now: i64,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Seeded, DbError> {
     let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM customers")
         .fetch_one(db.reader())
         .await?;
     if existing > 0 {
         return Ok(Seeded::AlreadyHasData);
     }
-    let events = events(customers, now);
-    for chunk in events.chunks(1000) {
-        let mut tx = db.begin().await?;
-        for e in chunk {
-            sqlx::query(
-                "INSERT INTO stripe_events (id, type, api_version, created, livemode, object_id, payload, received_at, \
-                 source, status, attempts, next_attempt_at, processed_at) \
-                 VALUES ($1, $2, $3, $4, 0, $5, $6, $7, 'demo', 'applied', 1, $7, $7) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(&e.id)
-            .bind(&e.event_type)
-            .bind(e.api_version.as_deref())
-            .bind(e.created)
-            .bind(e.object_id.as_deref())
-            .bind(&e.payload)
-            .bind(e.created)
-            .execute(&mut *tx)
-            .await?;
-            let value: Value = serde_json::from_str(&e.payload).unwrap_or(Value::Null);
-            let object = projection::read::at(&value, &["data", "object"])
-                .cloned()
-                .unwrap_or(Value::Null);
-            let version = Version {
-                at: e.created,
-                event_id: e.id.clone(),
-            };
-            projection::apply_event(&mut tx, &e.event_type, &object, &version)
-                .await
-                .map_err(|err| DbError::Query(sqlx::Error::Protocol(format!("demo event {}: {err}", e.id))))?;
+    let worker = crate::webhooks::worker::Worker {
+        db: db.clone(),
+        wake: std::sync::Arc::new(tokio::sync::Notify::new()),
+        max_attempts: 3,
+        refetch: None,
+    };
+    let mut g = Generator::new(profile, now);
+    let start = add_months(now, -24);
+    catalogue(&mut g, start);
+    let (mut next_id, mut stored) = (0, 0);
+    for first in (0..customers.max(1)).step_by(CHUNK) {
+        for n in first..(first + CHUNK).min(customers) {
+            g.customer(n, customers, start);
         }
-        crate::db::cache::bump(&mut tx).await?;
+        let events = drain_events(&mut g, &mut next_id);
+        let refs: Vec<&IncomingEvent> = events.iter().collect();
+        let mut tx = db.begin().await?;
+        crate::webhooks::inbox::store_many(&mut tx, &refs, Source::Demo, None).await?;
         tx.commit().await?;
+        stored += events.len();
+        drop(refs);
+        drop(events);
+        while worker.run_once().await? > 0 {}
+        progress((first + CHUNK).min(customers), stored);
     }
-    Ok(Seeded::Events(events.len()))
+    let unapplied: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM stripe_events WHERE source = 'demo' AND status NOT IN ('applied', 'ignored')",
+    )
+    .fetch_one(db.reader())
+    .await?;
+    if unapplied > 0 {
+        return Err(DbError::Query(sqlx::Error::Protocol(format!(
+            "{unapplied} demo events could not be applied; see the Events page"
+        ))));
+    }
+    Ok(Seeded::Events(stored))
 }
 
 #[cfg(test)]
@@ -568,8 +736,8 @@ mod tests {
     #[test]
     fn the_demo_is_deterministic_and_ends_now() {
         let now = 1_790_000_000;
-        let a = events(150, now);
-        let b = events(150, now);
+        let a = events(150, Profile::default(), now);
+        let b = events(150, Profile::default(), now);
         assert_eq!(a.len(), b.len());
         assert!(a.iter().zip(&b).all(|(x, y)| x.payload == y.payload));
         assert!(a.iter().all(|e| e.created <= now));
@@ -585,5 +753,25 @@ mod tests {
                 .any(|e| e.created < now - 600 * 86_400),
             "two years of history"
         );
+    }
+
+    #[test]
+    fn a_sized_demo_has_about_the_subscriptions_and_charges_asked_for() {
+        let now = 1_790_000_000;
+        let profile = Profile::sized(1000, Some(2000), Some(20_000), now);
+        assert!(profile.addons > 0.5 && profile.topups > 0.5, "{profile:?}");
+        let events = events(1000, profile, now);
+        let count = |types: &[&str]| events.iter().filter(|e| types.contains(&e.event_type.as_str())).count();
+        let subscriptions = count(&["customer.subscription.created"]);
+        let charges = count(&["charge.succeeded", "charge.failed"]);
+        assert!((1940..=2060).contains(&subscriptions), "{subscriptions} subscriptions");
+        assert!((19_400..=20_600).contains(&charges), "{charges} charges");
+        // Without targets, the plain demo: one plan per customer (and some come back).
+        let plain = super::events(1000, Profile::default(), now);
+        let plain_subscriptions = plain
+            .iter()
+            .filter(|e| e.event_type == "customer.subscription.created")
+            .count();
+        assert!((1000..1200).contains(&plain_subscriptions), "{plain_subscriptions}");
     }
 }

@@ -7,6 +7,7 @@ CREATE TABLE mrr_movements (
     customer_id     TEXT NOT NULL,     -- the customer (the subscription's id when it has none)
     subscription_id TEXT NOT NULL,
     at              BIGINT NOT NULL,
+    month           BIGINT NOT NULL,   -- the month of `at` (UTC) as year * 12 + month - 1
     event_id        TEXT NOT NULL,
     kind            TEXT NOT NULL,     -- new, expansion, contraction, churn, reactivation
     delta           BIGINT NOT NULL,   -- the change of MRR (negative for contraction and churn)
@@ -15,8 +16,9 @@ CREATE TABLE mrr_movements (
     customers       BIGINT NOT NULL,   -- +1 a customer starts paying, -1 churns, else 0
     PRIMARY KEY (currency, customer_id, at, event_id, subscription_id)
 );
--- Sums over time (charts, KPIs) from the index alone, and the newest-first list.
-CREATE INDEX mrr_movements_at ON mrr_movements (currency, at, kind, delta, subscribers, customers);
+-- Sums per month (charts) and over 30 days (KPIs) from an index alone, and the newest-first list.
+CREATE INDEX mrr_movements_month ON mrr_movements (currency, month, kind, delta, subscribers);
+CREATE INDEX mrr_movements_at ON mrr_movements (currency, at, kind, delta, customers);
 CREATE INDEX mrr_movements_kind ON mrr_movements (currency, kind, at);
 
 -- A customer's MRR history, for rebuilding its movements; the history in global order is no

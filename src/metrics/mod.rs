@@ -25,6 +25,14 @@ pub fn month_start(t: i64, offset: i32) -> i64 {
         .unwrap_or(0)
 }
 
+/// The month of a time (UTC) as one number: year × 12 + month − 1.
+pub fn month_number(t: i64) -> i64 {
+    use chrono::Datelike;
+    chrono::DateTime::from_timestamp(t, 0)
+        .map(|d| i64::from(d.year()) * 12 + i64::from(d.month0()))
+        .unwrap_or(0)
+}
+
 /// `YYYY-MM` of a time.
 pub fn month_label(t: i64) -> String {
     chrono::DateTime::from_timestamp(t, 0)
@@ -80,9 +88,10 @@ fn month_bucket(column: &str, n: usize, first_param: usize) -> String {
     }
 }
 
-/// Per month of the last `months` (the current one included, until `now`): the sums of
-/// `columns` over `mrr_movements` grouped by month and kind, and the same sums before the first
-/// month. One scan of the movements' covering index.
+/// Per month of the last `months` (the current one included, until `now`): the movements' sums
+/// by kind and the change of subscribers, and the sums of MRR and subscribers before the first
+/// month. Closed months are grouped by the stored month (an index read in order), the current
+/// one by time up to `now`.
 async fn movement_sums(
     db: &Db,
     currency: &str,
@@ -90,28 +99,37 @@ async fn movement_sums(
     now: i64,
 ) -> Result<(Vec<i64>, Vec<MovementMonth>), DbError> {
     let months = months.max(1) as usize;
-    let first = month_start(now, -(months as i32 - 1));
-    let starts: Vec<i64> = (0..months).map(|i| month_start(first, i as i32)).collect();
-    let bucket = month_bucket("at", months, 3);
-    let sql = format!(
-        "SELECT CASE WHEN at < $2 THEN -1 ELSE {bucket} END AS m, kind, \
-         CAST(SUM(delta) AS BIGINT) AS delta, CAST(SUM(subscribers) AS BIGINT) AS subscribers \
-         FROM mrr_movements WHERE currency = $1 AND at <= ${} GROUP BY m, kind",
-        months + 2
-    );
-    let mut q = sqlx::query(&sql).bind(currency.to_string()).bind(first);
-    for s in &starts[1..] {
-        q = q.bind(*s);
-    }
-    let rows = q.bind(now).fetch_all(db.reader()).await?;
+    let current = month_number(now);
+    let first = current - (months as i64 - 1);
+    let closed = sqlx::query(
+        "SELECT month, kind, CAST(SUM(delta) AS BIGINT) AS delta, CAST(SUM(subscribers) AS BIGINT) AS subscribers \
+         FROM mrr_movements WHERE currency = $1 AND month < $2 GROUP BY month, kind",
+    )
+    .bind(currency)
+    .bind(current)
+    .fetch_all(db.reader())
+    .await?;
+    let open = sqlx::query(
+        "SELECT kind, CAST(SUM(delta) AS BIGINT) AS delta, CAST(SUM(subscribers) AS BIGINT) AS subscribers \
+         FROM mrr_movements WHERE currency = $1 AND at >= $2 AND at <= $3 GROUP BY kind",
+    )
+    .bind(currency)
+    .bind(month_start(now, 0))
+    .bind(now)
+    .fetch_all(db.reader())
+    .await?;
     let mut before = vec![0i64; 2];
     let mut out = vec![MovementMonth::default(); months];
-    for r in &rows {
-        let m: i64 = r.try_get("m")?;
+    let rows = closed
+        .iter()
+        .map(|r| Ok((r.try_get::<i64, _>("month")?, r)))
+        .chain(open.iter().map(|r| Ok((current, r))));
+    for row in rows {
+        let (month, r) = row.map_err(DbError::Query)?;
         let kind: String = r.try_get("kind")?;
         let delta: i64 = r.try_get("delta")?;
         let subscribers: i64 = r.try_get("subscribers")?;
-        let Ok(i) = usize::try_from(m) else {
+        let Ok(i) = usize::try_from(month - first) else {
             before[0] += delta;
             before[1] += subscribers;
             continue;

@@ -115,9 +115,9 @@ async fn insert(conn: &mut AnyConnection, currency: &str, rows: &[Derived]) -> R
     for chunk in rows.chunks(per_statement) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| {
-                let p = i * 10;
+                let p = i * 11;
                 format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
                     p + 1,
                     p + 2,
                     p + 3,
@@ -127,13 +127,14 @@ async fn insert(conn: &mut AnyConnection, currency: &str, rows: &[Derived]) -> R
                     p + 7,
                     p + 8,
                     p + 9,
-                    p + 10
+                    p + 10,
+                    p + 11
                 )
             })
             .collect();
         let sql = format!(
-            "INSERT INTO mrr_movements (currency, customer_id, subscription_id, at, event_id, kind, delta, mrr_after, \
-             subscribers, customers) VALUES {}",
+            "INSERT INTO mrr_movements (currency, customer_id, subscription_id, at, month, event_id, kind, delta, \
+             mrr_after, subscribers, customers) VALUES {}",
             values.join(", ")
         );
         let mut q = sqlx::query(&sql);
@@ -144,6 +145,7 @@ async fn insert(conn: &mut AnyConnection, currency: &str, rows: &[Derived]) -> R
                 .bind(&m.customer_id)
                 .bind(&m.subscription_id)
                 .bind(m.at)
+                .bind(super::month_number(m.at))
                 .bind(&m.event_id)
                 .bind(m.kind.as_str())
                 .bind(m.delta)

@@ -292,7 +292,13 @@ pub fn batchable(event_type: &str, object: &Value) -> Option<Resource> {
         return None;
     }
     let resource = Resource::of_object(object)?;
-    (!matches!(resource, Resource::Subscription | Resource::Charge))
+    let own_row_only = match resource {
+        Resource::Subscription => false,
+        // A charge embeds its refunds; without any, it is its own row.
+        Resource::Charge => read::list(object.get("refunds")).is_empty(),
+        _ => true,
+    };
+    own_row_only
         .then_some(resource)
         .filter(|_| read::text(object, "id").is_some())
 }
