@@ -152,10 +152,13 @@ fi
 stage "pages ($CUSTOMERS customers, sqlite)"
 # Seeding 100k customers takes minutes: the seeded database is kept in the target dir and reused
 # for a day (the demo's history ends at the time it was made); the server migrates it on start.
-PAGES_DB="$OUT/pages-$CUSTOMERS.db"
+# The brief's shape: per customer, 2 subscriptions and 20 charges over 24 months (100,000
+# customers: 200,000 subscriptions, 2,000,000 charges).
+PAGES_DB="$OUT/pages-$CUSTOMERS-2x20.db"
 if [ -z "$(find "$PAGES_DB" -mmin -1440 2>/dev/null)" ]; then
-  rm -f "$PAGES_DB" "$PAGES_DB-wal" "$PAGES_DB-shm"
-  env -i PATH="$PATH" DATABASE_URL="sqlite://$PAGES_DB.tmp" TALLY_SITE_CONFIG="$PWD/Leptos.toml" "$BIN" seed-demo --customers "$CUSTOMERS"
+  rm -f "$PAGES_DB" "$PAGES_DB-wal" "$PAGES_DB-shm" "$PAGES_DB.tmp"*
+  env -i PATH="$PATH" DATABASE_URL="sqlite://$PAGES_DB.tmp" TALLY_SITE_CONFIG="$PWD/Leptos.toml" "$BIN" seed-demo \
+    --customers "$CUSTOMERS" --subscriptions $((CUSTOMERS * 2)) --charges $((CUSTOMERS * 20))
   for part in "" -wal -shm; do
     if [ -f "$PAGES_DB.tmp$part" ]; then mv "$PAGES_DB.tmp$part" "$PAGES_DB$part"; fi
   done

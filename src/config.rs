@@ -238,6 +238,9 @@ pub struct Config {
     pub reconcile: ReconcileSettings,
     /// Requests per second each payments-API key may make (`API_RATE_LIMIT`, default 10).
     pub api_rate_limit: u32,
+    /// How long a page waits for figures being recomputed after a change before it shows the
+    /// previous ones, at most 10 s old (`FIGURES_WAIT_MS`, default 25; see db::cache).
+    pub figures_wait: Duration,
     /// When set, `/metrics` answers only `Authorization: Bearer <token>` (`METRICS_TOKEN`).
     pub metrics_token: Option<Secret>,
 }
@@ -540,6 +543,21 @@ impl Config {
             None => 10,
         };
 
+        let figures_wait = match get("FIGURES_WAIT_MS") {
+            Some(v) => v
+                .parse()
+                .ok()
+                .filter(|n| *n <= 600_000)
+                .map(Duration::from_millis)
+                .ok_or_else(|| {
+                    err(
+                        "FIGURES_WAIT_MS",
+                        "must be a number of milliseconds up to 600000".into(),
+                    )
+                })?,
+            None => Duration::from_millis(25),
+        };
+
         let metrics_token = get("METRICS_TOKEN")
             .map(|t| t.trim().to_string())
             .filter(|t| !t.is_empty())
@@ -560,6 +578,7 @@ impl Config {
             webhooks,
             reconcile,
             api_rate_limit,
+            figures_wait,
             metrics_token,
         })
     }

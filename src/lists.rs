@@ -259,6 +259,7 @@ fn spec(name: &str) -> Option<&'static Spec> {
     SPECS.iter().find(|s| s.name == name)
 }
 
+#[derive(Clone)]
 enum Param {
     Text(String),
     Int(i64),
@@ -439,7 +440,12 @@ fn cell(kind: Kind, row: &sqlx::any::AnyRow, i: usize, currency: &str, customer:
 }
 
 /// One page of a list, after the cursor in `q["after"]` ("sortvalue:id").
-pub async fn page(db: &Db, name: &str, q: &HashMap<String, String>) -> Result<ListResult, String> {
+pub async fn page(
+    db: &Db,
+    name: &str,
+    q: &HashMap<String, String>,
+    wait: std::time::Duration,
+) -> Result<ListResult, String> {
     let spec = spec(name).ok_or("No such list.")?;
     let mut filter = build(spec, q)?;
     let (cmp, order) = if filter.ascending { (">", "ASC") } else { ("<", "DESC") };
@@ -527,10 +533,12 @@ pub async fn page(db: &Db, name: &str, q: &HashMap<String, String>) -> Result<Li
         })
         .collect();
     let key = format!("totals:{totals_sql}\u{1f}{}", params_key.join("\u{1f}"));
-    let totals = TOTALS
-        .get(db, &key, || async {
-            let rows = bind(sqlx::query(&totals_sql), &base.params)
-                .fetch_all(db.reader())
+    let params = base.params.clone();
+    let owned_db = db.clone();
+    let (totals, totals_as_of) = TOTALS
+        .get_bounded(db, &key, 0, wait, move || async move {
+            let rows = bind(sqlx::query(&totals_sql), &params)
+                .fetch_all(owned_db.reader())
                 .await?;
             Ok::<_, crate::db::DbError>(
                 rows.iter()
@@ -554,14 +562,14 @@ pub async fn page(db: &Db, name: &str, q: &HashMap<String, String>) -> Result<Li
         .map_err(|e| {
             tracing::error!(error = %e, list = name, "list totals failed");
             "The database did not answer; try again in a moment.".to_string()
-        })?
-        .as_ref()
-        .clone();
+        })?;
+    let totals = totals.as_ref().clone();
     Ok(ListResult {
         headers: spec.columns.iter().map(|c| c.header.to_string()).collect(),
         rows: out,
         next,
         totals,
+        totals_as_of,
         tabs: spec.tabs.iter().map(|(v, _)| v.to_string()).collect(),
         sorts: spec.sorts.iter().map(|(v, _)| v.to_string()).collect(),
     })

@@ -18,6 +18,8 @@ pub struct OverviewData {
     /// The last 12 months: active subscribers at month end.
     pub subscribers: Vec<(String, i64)>,
     pub now: i64,
+    /// Set when these are the previous figures (from this time) while new ones are computed.
+    pub as_of: Option<i64>,
 }
 
 #[cfg(feature = "ssr")]
@@ -43,30 +45,39 @@ pub async fn get_overview(currency: Option<String>) -> Result<Option<OverviewDat
 
     crate::auth::server::require_role(crate::auth::Role::Viewer)?;
     let state = crate::state::AppState::from_context()?;
-    let db = &state.db;
     let now = crate::db::now_unix();
-    let key = format!("overview:{}:{}", currency.as_deref().unwrap_or(""), now / 60);
-    let data = OVERVIEW
-        .get(db, &key, || async move {
-            let (currencies, Some(currency)) = pick_currency(db, currency).await? else {
-                return Ok(None);
-            };
-            let kpis = metrics::kpis(db, &currency, now).await?;
-            let (mrr_months, mut subscribers) = metrics::monthly_series(db, &currency, 24, now).await?;
-            subscribers.drain(..subscribers.len().saturating_sub(12));
-            Ok::<_, crate::db::DbError>(Some(OverviewData {
-                mrr_months,
-                revenue_months: metrics::revenue_by_month(db, &currency, 12, now).await?,
-                subscribers,
-                currencies,
-                currency,
-                kpis,
-                now,
-            }))
-        })
+    let key = format!("overview:{}", currency.as_deref().unwrap_or(""));
+    let db = state.db.clone();
+    // The minute is part of the stamp: the 30-day windows move.
+    let (data, as_of) = OVERVIEW
+        .get_bounded(
+            &state.db,
+            &key,
+            now / 60,
+            state.config.figures_wait,
+            move || async move {
+                let db = &db;
+                let (currencies, Some(currency)) = pick_currency(db, currency).await? else {
+                    return Ok(None);
+                };
+                let kpis = metrics::kpis(db, &currency, now).await?;
+                let (mrr_months, mut subscribers) = metrics::monthly_series(db, &currency, 24, now).await?;
+                subscribers.drain(..subscribers.len().saturating_sub(12));
+                Ok::<_, crate::db::DbError>(Some(OverviewData {
+                    mrr_months,
+                    revenue_months: metrics::revenue_by_month(db, &currency, 12, now).await?,
+                    subscribers,
+                    currencies,
+                    currency,
+                    kpis,
+                    now,
+                    as_of: None,
+                }))
+            },
+        )
         .await
         .map_err(|e| super::internal("computing the overview failed", e))?;
-    Ok(data.as_ref().clone())
+    Ok(data.as_ref().clone().map(|d| OverviewData { as_of, ..d }))
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +86,8 @@ pub struct MovementList {
     pub currency: String,
     pub movements: Vec<MovementRow>,
     pub total: i64,
+    /// Set when this is the previous list (from this time) while a new one is computed.
+    pub as_of: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,15 +108,20 @@ pub async fn list_movements(
 
     crate::auth::server::require_role(crate::auth::Role::Viewer)?;
     let state = crate::state::AppState::from_context()?;
-    let db = &state.db;
     let kind = kind.filter(|k| !k.is_empty());
     let month = month.filter(|m| !m.is_empty());
     let key = format!("movements:{currency:?}:{kind:?}:{month:?}");
-    let list = MOVEMENTS
-        .get(db, &key, || movement_list(db, currency, kind, month))
+    let db = state.db.clone();
+    let (list, as_of) = MOVEMENTS
+        .get_bounded(&state.db, &key, 0, state.config.figures_wait, move || async move {
+            movement_list(&db, currency, kind, month).await
+        })
         .await
         .map_err(|e| super::internal("listing movements failed", e))?;
-    Ok(list.as_ref().clone())
+    Ok(MovementList {
+        as_of,
+        ..list.as_ref().clone()
+    })
 }
 
 #[cfg(feature = "ssr")]
@@ -160,5 +178,6 @@ async fn movement_list(
             })
             .collect(),
         total,
+        as_of: None,
     })
 }

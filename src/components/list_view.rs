@@ -98,7 +98,7 @@ pub fn ListView(
                         <a class="button secondary" href=format!("/export/{list}.csv?{csv_query}") download data-test="csv">"Download CSV"</a>
                     </form>
                     <section class="card">
-                        <p class="totals muted">"Matching: " {totals}</p>
+                        <p class="totals muted">"Matching: " {totals} " " {crate::components::time::stale_note(result.totals_as_of)}</p>
                         {if empty {
                             view! { <p class="muted">{empty_text}</p> }.into_any()
                         } else {

@@ -8,6 +8,27 @@ pub fn format_utc(unix_seconds: i64) -> String {
     }
 }
 
+/// `16:50:07 UTC`.
+pub fn format_clock(unix_seconds: i64) -> String {
+    match chrono::DateTime::from_timestamp(unix_seconds, 0) {
+        Some(t) => t.format("%H:%M:%S UTC").to_string(),
+        None => format!("@{unix_seconds}"),
+    }
+}
+
+/// Says that figures are the previous ones (from `as_of`) while newer ones are computed.
+pub fn stale_note(as_of: Option<i64>) -> Option<leptos::prelude::AnyView> {
+    use leptos::prelude::*;
+    as_of.map(|at| {
+        view! {
+            <span class="stale muted" data-test="as-of" role="status">
+                {format!("As of {}: newer figures are being computed; reload in a moment.", format_clock(at))}
+            </span>
+        }
+        .into_any()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

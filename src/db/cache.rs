@@ -8,6 +8,13 @@
 //! bump comes last so it holds that row's lock only for the commit. Counter `revenue_closed`
 //! works the same way (one row per process), bumped by the projection itself when it writes
 //! revenue of a closed month.
+//!
+//! Latency-bounded figures (`get_bounded`): a request waits at most a set time (FIGURES_WAIT_MS)
+//! for figures being computed after a change; past that it gets the previous figures, if they
+//! are at most `MAX_STALE_SECS` old, marked with the time they are from, while the computation
+//! finishes in the background for the next request. Small accounts never notice (their figures
+//! compute within the wait); a large account under steady webhook traffic gets answers at once,
+//! a moment behind, instead of every request paying for a recomputation.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -75,17 +82,26 @@ struct Entry<T> {
 }
 
 type Entries<T> = Mutex<HashMap<String, Entry<T>>>;
+/// Per key: the newest value computed, and when its computation started (Unix seconds).
+type Latest<T> = Mutex<HashMap<String, (Arc<T>, i64)>>;
 
 /// A cache of values computed from the projection, per database and key. Concurrent requests for
 /// the same key and stamp share one computation (after a change, many viewers of a large account
 /// would otherwise all compute the same overview at once).
 pub struct Cached<T> {
     map: OnceLock<Entries<T>>,
+    last: OnceLock<Latest<T>>,
 }
+
+/// The oldest previous figures `get_bounded` serves while new ones are computed.
+pub const MAX_STALE_SECS: i64 = 10;
 
 impl<T> Cached<T> {
     pub const fn new() -> Self {
-        Self { map: OnceLock::new() }
+        Self {
+            map: OnceLock::new(),
+            last: OnceLock::new(),
+        }
     }
 
     /// The value for `key`, computed again only if the projection changed since it was stored.
@@ -140,6 +156,81 @@ impl<T> Cached<T> {
             .get_or_try_init(|| async move { compute().await.map(Arc::new) })
             .await?;
         Ok(value.clone())
+    }
+}
+
+impl<T: Send + Sync + 'static> Cached<T> {
+    /// As `get` (with `extra` in the stamp: a value that also depends on, say, the minute), but a
+    /// request waits at most `wait` for a computation: then it gets the previous value of the key
+    /// if that is at most `MAX_STALE_SECS` old, with `Some(time it is from)`, and the computation
+    /// goes on for later requests. `None`: the value is current.
+    pub async fn get_bounded<F, Fut>(
+        &'static self,
+        db: &Db,
+        key: &str,
+        extra: i64,
+        wait: std::time::Duration,
+        compute: F,
+    ) -> Result<(Arc<T>, Option<i64>), DbError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, DbError>> + Send + 'static,
+    {
+        let stamp = (generation(db).await?, extra, 0);
+        let full_key = format!("{}\u{1f}{key}", db.identity());
+        if let Some(value) = self.ready(&full_key, stamp) {
+            return Ok((value, None));
+        }
+        let started = super::now_unix();
+        let (db, key, remembered) = (db.clone(), key.to_string(), full_key.clone());
+        // Spawned, so the computation finishes even when this request stops waiting for it.
+        let mut task = tokio::spawn(async move {
+            let value = self.get_stamped(&db, &key, stamp, compute).await?;
+            self.remember(remembered, value.clone(), started);
+            Ok::<_, DbError>(value)
+        });
+        let joined = match tokio::time::timeout(wait, &mut task).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                let previous = self
+                    .last
+                    .get_or_init(Default::default)
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&full_key)
+                    .filter(|(_, at)| super::now_unix() - at <= MAX_STALE_SECS)
+                    .cloned();
+                if let Some((value, at)) = previous {
+                    return Ok((value, Some(at)));
+                }
+                task.await
+            }
+        };
+        let value = joined.map_err(|e| DbError::Query(sqlx::Error::Protocol(format!("computation failed: {e}"))))??;
+        Ok((value, None))
+    }
+
+    /// The value stored under `full_key` for `stamp`, if it is computed.
+    fn ready(&self, full_key: &str, stamp: Stamp) -> Option<Arc<T>> {
+        let map = self.map.get()?.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(full_key)
+            .filter(|entry| entry.stamp == stamp)
+            .and_then(|entry| entry.cell.get().cloned())
+    }
+
+    /// Keeps `value` as the newest of `full_key` unless a later computation got there first.
+    fn remember(&self, full_key: String, value: Arc<T>, started: i64) {
+        let mut last = self
+            .last
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if last.get(&full_key).is_none_or(|(_, at)| *at <= started) {
+            if last.len() >= 256 {
+                last.clear();
+            }
+            last.insert(full_key, (value, started));
+        }
     }
 }
 

@@ -27,6 +27,8 @@ pub struct ListResult {
     /// `after` for the next page.
     pub next: Option<String>,
     pub totals: Vec<Total>,
+    /// Set when the totals are the previous ones (from this time) while new ones are computed.
+    pub totals_as_of: Option<i64>,
     pub tabs: Vec<String>,
     pub sorts: Vec<String>,
 }

@@ -176,7 +176,8 @@ fn Dashboard(d: OverviewData, months: usize) -> AnyView {
         </div>
     }
     .into_any();
-    view! { {switch} {kpis} {mrr_card} {others} }.into_any()
+    let stale = crate::components::time::stale_note(d.as_of).map(|note| view! { <p>{note}</p> });
+    view! { {switch} {stale} {kpis} {mrr_card} {others} }.into_any()
 }
 
 #[component]

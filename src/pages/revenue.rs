@@ -78,7 +78,8 @@ pub fn RevenuePage() -> impl IntoView {
                     </form>
                     <section class="card">
                         <p class="muted">"Net change of these movements: " <strong data-test="movement-total">{total}</strong> " · "
-                            <a href="/definitions#movements">"How movements are classified"</a></p>
+                            <a href="/definitions#movements">"How movements are classified"</a>
+                            " " {crate::components::time::stale_note(list.as_of)}</p>
                         <DataTable headers=&["When (UTC)", "Kind", "Customer", "Subscription", "MRR change", "Event"] numeric=&[4] class="movements">
                             {rows}
                         </DataTable>

@@ -67,3 +67,67 @@ both_backends!(
         assert_eq!(*again, 7);
     }
 );
+
+both_backends!(
+    a_bounded_wait_gives_the_previous_figures_while_new_ones_are_computed,
+    |backend| async move {
+        static CACHE: Cached<i64> = Cached::new();
+        let (db, _t) = fresh_db(backend).await;
+        let runs = Arc::new(AtomicUsize::new(0));
+        // Each computation takes 300 ms; requests wait at most 20 ms.
+        let ask = |db: Db, runs: Arc<AtomicUsize>| async move {
+            let started = std::time::Instant::now();
+            let (value, as_of) = CACHE
+                .get_bounded(&db, "slow", 0, Duration::from_millis(20), move || async move {
+                    let n = runs.fetch_add(1, Ordering::SeqCst) as i64;
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Ok::<_, DbError>(100 + n)
+                })
+                .await
+                .unwrap();
+            (*value, as_of, started.elapsed())
+        };
+        let bump = |db: Db| async move {
+            let mut tx = db.begin().await.unwrap();
+            cache::bump(&mut tx).await.unwrap();
+            tx.commit().await.unwrap();
+        };
+        // Nothing earlier to show: the first request waits for the figures.
+        let (value, as_of, took) = ask(db.clone(), runs.clone()).await;
+        assert_eq!((value, as_of), (100, None));
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+
+        // After a change: the previous figures at once, marked with their time…
+        bump(db.clone()).await;
+        let before = tally::db::now_unix();
+        let (value, as_of, took) = ask(db.clone(), runs.clone()).await;
+        assert_eq!(value, 100);
+        let as_of = as_of.expect("marked as previous figures");
+        assert!(
+            as_of <= before && before - as_of <= cache::MAX_STALE_SECS,
+            "{as_of} {before}"
+        );
+        assert!(
+            took < Duration::from_millis(250),
+            "did not wait for the computation: {took:?}"
+        );
+        // …while the new ones are computed once, in the background, for the next request.
+        let (value, as_of, _) = ask(db.clone(), runs.clone()).await;
+        assert_eq!((value, as_of.is_some()), (100, true), "still computing");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (value, as_of, took) = ask(db.clone(), runs.clone()).await;
+        assert_eq!((value, as_of), (101, None));
+        assert!(took < Duration::from_millis(250), "{took:?}");
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "one computation per change");
+
+        // A generous wait gives current figures right after a change.
+        bump(db.clone()).await;
+        let (value, as_of) = CACHE
+            .get_bounded(&db, "slow", 0, Duration::from_secs(30), || async {
+                Ok::<_, DbError>(7)
+            })
+            .await
+            .unwrap();
+        assert_eq!((*value, as_of), (7, None));
+    }
+);

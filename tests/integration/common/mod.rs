@@ -58,6 +58,9 @@ pub fn config_with(db: &TestDb, extra: &[(&str, &str)]) -> Config {
     let mut vars: HashMap<String, String> = HashMap::new();
     vars.insert("DATABASE_URL".into(), db.url.clone());
     vars.insert("LISTEN_ADDR".into(), "127.0.0.1:0".into());
+    // Figures are always current in tests (a loaded machine must not make them stale); the
+    // bounded wait has its own test.
+    vars.insert("FIGURES_WAIT_MS".into(), "600000".into());
     for (k, v) in extra {
         vars.insert(k.to_string(), v.to_string());
     }
