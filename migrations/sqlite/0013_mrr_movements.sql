@@ -17,7 +17,7 @@ CREATE TABLE mrr_movements (
     PRIMARY KEY (currency, customer_id, at, event_id, subscription_id)
 );
 -- Sums per month (charts) and over 30 days (KPIs) from an index alone, and the newest-first list.
-CREATE INDEX mrr_movements_month ON mrr_movements (currency, month, kind, delta, subscribers);
+CREATE INDEX mrr_movements_month ON mrr_movements (currency, month, kind, delta, subscribers, customers);
 CREATE INDEX mrr_movements_at ON mrr_movements (currency, at, kind, delta, customers);
 CREATE INDEX mrr_movements_kind ON mrr_movements (currency, kind, at);
 

@@ -27,6 +27,9 @@ pub const PROJECTION: &str = "projection";
 /// Grows when the projection writes a charge, refund or dispute created before the current
 /// month: the revenue of closed months is cached until it does.
 pub const REVENUE_CLOSED: &str = "revenue_closed";
+/// Grows when the projection adds MRR history dated before the current month (movements of
+/// closed months can only change then): their sums are cached until it does.
+pub const MOVEMENTS_CLOSED: &str = "movements_closed";
 
 /// This process's row of `counter`: `<counter>:<process id>`.
 fn process_row(counter: &str) -> String {

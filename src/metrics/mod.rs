@@ -88,10 +88,63 @@ fn month_bucket(column: &str, n: usize, first_param: usize) -> String {
     }
 }
 
+/// The movements' sums per closed month (before `current`, a month number) and kind.
+#[derive(Clone, Debug)]
+struct ClosedMonth {
+    month: i64,
+    kind: Option<MovementKind>,
+    delta: i64,
+    subscribers: i64,
+    customers: i64,
+}
+
+/// Sums of closed months, grouped along the stored month (an index read in order); cached
+/// until the projection adds history dated in a closed month (counter `movements_closed`).
+async fn closed_movement_months(
+    db: &Db,
+    currency: &str,
+    current: i64,
+) -> Result<std::sync::Arc<Vec<ClosedMonth>>, DbError> {
+    use crate::db::cache::{self, Cached};
+    static CLOSED: Cached<Vec<ClosedMonth>> = Cached::new();
+    let sum = || async {
+        let rows = sqlx::query(
+            "SELECT month, kind, CAST(SUM(delta) AS BIGINT) AS delta, CAST(SUM(subscribers) AS BIGINT) AS subscribers, \
+             CAST(SUM(customers) AS BIGINT) AS customers FROM mrr_movements WHERE currency = $1 AND month < $2 \
+             GROUP BY month, kind",
+        )
+        .bind(currency)
+        .bind(current)
+        .fetch_all(db.reader())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let kind: String = r.try_get("kind")?;
+                Ok(ClosedMonth {
+                    month: r.try_get("month")?,
+                    kind: MovementKind::parse(&kind),
+                    delta: r.try_get("delta")?,
+                    subscribers: r.try_get("subscribers")?,
+                    customers: r.try_get("customers")?,
+                })
+            })
+            .collect::<Result<Vec<_>, DbError>>()
+    };
+    // Only months closed in real time are cached (the projection signals changes to those).
+    if current > month_number(crate::db::now_unix()) {
+        return Ok(std::sync::Arc::new(sum().await?));
+    }
+    // Read before the sums, so a cached entry is never older than its counter.
+    let stamp = (cache::counter(db, cache::MOVEMENTS_CLOSED).await?, current, 0);
+    CLOSED
+        .get_stamped(db, &format!("movements:{currency}"), stamp, sum)
+        .await
+}
+
 /// Per month of the last `months` (the current one included, until `now`): the movements' sums
 /// by kind and the change of subscribers, and the sums of MRR and subscribers before the first
-/// month. Closed months are grouped by the stored month (an index read in order), the current
-/// one by time up to `now`.
+/// month. Closed months come from `closed_movement_months`, the current one is summed by time
+/// up to `now`.
 async fn movement_sums(
     db: &Db,
     currency: &str,
@@ -101,14 +154,7 @@ async fn movement_sums(
     let months = months.max(1) as usize;
     let current = month_number(now);
     let first = current - (months as i64 - 1);
-    let closed = sqlx::query(
-        "SELECT month, kind, CAST(SUM(delta) AS BIGINT) AS delta, CAST(SUM(subscribers) AS BIGINT) AS subscribers \
-         FROM mrr_movements WHERE currency = $1 AND month < $2 GROUP BY month, kind",
-    )
-    .bind(currency)
-    .bind(current)
-    .fetch_all(db.reader())
-    .await?;
+    let closed = closed_movement_months(db, currency, current).await?;
     let open = sqlx::query(
         "SELECT kind, CAST(SUM(delta) AS BIGINT) AS delta, CAST(SUM(subscribers) AS BIGINT) AS subscribers \
          FROM mrr_movements WHERE currency = $1 AND at >= $2 AND at <= $3 GROUP BY kind",
@@ -118,17 +164,22 @@ async fn movement_sums(
     .bind(now)
     .fetch_all(db.reader())
     .await?;
+    let mut sums: Vec<(i64, Option<MovementKind>, i64, i64)> = closed
+        .iter()
+        .map(|c| (c.month, c.kind, c.delta, c.subscribers))
+        .collect();
+    for r in &open {
+        let kind: String = r.try_get("kind")?;
+        sums.push((
+            current,
+            MovementKind::parse(&kind),
+            r.try_get("delta")?,
+            r.try_get("subscribers")?,
+        ));
+    }
     let mut before = vec![0i64; 2];
     let mut out = vec![MovementMonth::default(); months];
-    let rows = closed
-        .iter()
-        .map(|r| Ok((r.try_get::<i64, _>("month")?, r)))
-        .chain(open.iter().map(|r| Ok((current, r))));
-    for row in rows {
-        let (month, r) = row.map_err(DbError::Query)?;
-        let kind: String = r.try_get("kind")?;
-        let delta: i64 = r.try_get("delta")?;
-        let subscribers: i64 = r.try_get("subscribers")?;
+    for (month, kind, delta, subscribers) in sums {
         let Ok(i) = usize::try_from(month - first) else {
             before[0] += delta;
             before[1] += subscribers;
@@ -136,7 +187,7 @@ async fn movement_sums(
         };
         let p = &mut out[i.min(months - 1)];
         p.subscribers += subscribers;
-        match MovementKind::parse(&kind) {
+        match kind {
             Some(MovementKind::New) => p.new += delta,
             Some(MovementKind::Expansion) => p.expansion += delta,
             Some(MovementKind::Reactivation) => p.reactivation += delta,
@@ -349,31 +400,52 @@ pub async fn kpis(db: &Db, currency: &str, now: i64) -> Result<Kpis, DbError> {
 
     let this_month = month_start(now, 0);
     let window_start = now - WINDOW;
-    // MRR and paying customers 30 days ago, and the window's movements: one pass over the
-    // movements' covering index.
+    // MRR and paying customers 30 days ago: the closed months before the window's first month
+    // (cached), then that month up to the window's start; and the window's movements. Only
+    // about two months of movements are read.
+    let window_month = month_number(window_start);
+    let closed = closed_movement_months(db, currency, month_number(now)).await?;
+    let (mut mrr_30d_ago, mut customers_30d_ago) = (0i64, 0i64);
+    for c in closed.iter().filter(|c| c.month < window_month) {
+        mrr_30d_ago += c.delta;
+        customers_30d_ago += c.customers;
+    }
+    let partial = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(delta), 0) AS BIGINT) AS delta, CAST(COALESCE(SUM(customers), 0) AS BIGINT) AS customers \
+         FROM mrr_movements WHERE currency = $1 AND at >= $2 AND at <= $3",
+    )
+    .bind(currency)
+    .bind(month_start(window_start, 0))
+    .bind(window_start)
+    .fetch_one(reader)
+    .await?;
+    mrr_30d_ago += partial.try_get::<i64, _>("delta")?;
+    customers_30d_ago += partial.try_get::<i64, _>("customers")?;
     let moves = sqlx::query(
-        "SELECT CAST(COALESCE(SUM(CASE WHEN at <= $2 THEN delta ELSE 0 END), 0) AS BIGINT) AS mrr_before, \
-                CAST(COALESCE(SUM(CASE WHEN at <= $2 THEN customers ELSE 0 END), 0) AS BIGINT) AS customers_before, \
-                CAST(COALESCE(SUM(CASE WHEN at > $2 AND kind = 'churn' THEN -delta ELSE 0 END), 0) AS BIGINT) AS churned, \
-                CAST(COALESCE(SUM(CASE WHEN at > $2 AND kind = 'churn' THEN 1 ELSE 0 END), 0) AS BIGINT) AS churned_customers, \
-                CAST(COALESCE(SUM(CASE WHEN at > $2 AND kind = 'contraction' THEN -delta ELSE 0 END), 0) AS BIGINT) AS contraction, \
-                CAST(COALESCE(SUM(CASE WHEN at > $2 AND kind = 'expansion' THEN delta ELSE 0 END), 0) AS BIGINT) AS expansion, \
-                CAST(COALESCE(SUM(CASE WHEN at >= $3 AND kind = 'new' THEN delta ELSE 0 END), 0) AS BIGINT) AS new_this_month \
-         FROM mrr_movements WHERE currency = $1 AND at <= $4",
+        "SELECT CAST(COALESCE(SUM(CASE WHEN kind = 'churn' THEN -delta ELSE 0 END), 0) AS BIGINT) AS churned, \
+                CAST(COALESCE(SUM(CASE WHEN kind = 'churn' THEN 1 ELSE 0 END), 0) AS BIGINT) AS churned_customers, \
+                CAST(COALESCE(SUM(CASE WHEN kind = 'contraction' THEN -delta ELSE 0 END), 0) AS BIGINT) AS contraction, \
+                CAST(COALESCE(SUM(CASE WHEN kind = 'expansion' THEN delta ELSE 0 END), 0) AS BIGINT) AS expansion \
+         FROM mrr_movements WHERE currency = $1 AND at > $2 AND at <= $3",
     )
     .bind(currency)
     .bind(window_start)
-    .bind(this_month)
     .bind(now)
     .fetch_one(reader)
     .await?;
-    let mrr_30d_ago: i64 = moves.try_get("mrr_before")?;
-    let customers_30d_ago: i64 = moves.try_get("customers_before")?;
     let churned_mrr_30d: i64 = moves.try_get("churned")?;
     let churned_customers_30d: i64 = moves.try_get("churned_customers")?;
     let contraction_mrr_30d: i64 = moves.try_get("contraction")?;
     let expansion_mrr_30d: i64 = moves.try_get("expansion")?;
-    let new_mrr_this_month: i64 = moves.try_get("new_this_month")?;
+    let new_mrr_this_month: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(delta), 0) AS BIGINT) FROM mrr_movements \
+         WHERE currency = $1 AND kind = 'new' AND at >= $2 AND at <= $3",
+    )
+    .bind(currency)
+    .bind(this_month)
+    .bind(now)
+    .fetch_one(reader)
+    .await?;
     let net = sqlx::query(
         "SELECT CAST(COALESCE(SUM(CASE WHEN status = 'succeeded' THEN COALESCE(amount_captured, amount, 0) ELSE 0 END), 0) AS BIGINT) AS gross, \
                 CAST(COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) AS BIGINT) AS failed \

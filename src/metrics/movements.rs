@@ -229,6 +229,7 @@ pub async fn ensure_built(db: &Db) -> Result<(), DbError> {
     .bind(crate::db::now_unix())
     .execute(&mut *tx)
     .await?;
+    crate::db::cache::bump_counter(&mut tx, crate::db::cache::MOVEMENTS_CLOSED).await?;
     crate::db::cache::bump(&mut tx).await?;
     tx.commit().await?;
     if built > 0 {

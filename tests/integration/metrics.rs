@@ -885,3 +885,44 @@ both_backends!(
         assert_eq!((later[2].gross, later[2].payments), (1000, 2));
     }
 );
+
+both_backends!(
+    movements_of_closed_months_are_cached_until_history_lands_in_one,
+    |backend| async move {
+        let (db, _t) = fresh_db(backend).await;
+        // Real time: the cache's notion of a closed month is the calendar's.
+        let now = tally::db::now_unix();
+        let last_month = metrics::month_start(now, -1) + 86_400;
+        let plan = |n: i64| [(price(1000, "usd", "month", 1), n)];
+        apply(
+            &db,
+            CREATED,
+            sub("sub_a", "cus_a", "active", "usd", &plan(1)),
+            last_month,
+        )
+        .await;
+        let before = metrics::monthly(&db, "usd", 2, now).await.unwrap();
+        assert_eq!((before[0].new, before[0].mrr, before[1].mrr), (1000, 1000, 1000));
+        // Served again from the cache: the same.
+        assert_eq!(metrics::monthly(&db, "usd", 2, now).await.unwrap(), before);
+
+        // An event dated last month that arrives now (out of order) changes last month at once…
+        apply(
+            &db,
+            CREATED,
+            sub("sub_b", "cus_b", "active", "usd", &plan(2)),
+            last_month + 60,
+        )
+        .await;
+        let after = metrics::monthly(&db, "usd", 2, now).await.unwrap();
+        assert_eq!((after[0].new, after[0].mrr, after[1].mrr), (3000, 3000, 3000));
+        let k = metrics::kpis(&db, "usd", now).await.unwrap();
+        assert_eq!(k.mrr, 3000);
+        // …and so does an upgrade this month, in this month only.
+        apply(&db, UPDATED, sub("sub_a", "cus_a", "active", "usd", &plan(3)), now - 5).await;
+        let later = metrics::monthly(&db, "usd", 2, now).await.unwrap();
+        assert_eq!((later[0].mrr, later[1].expansion, later[1].mrr), (3000, 2000, 5000));
+        let subscribers = metrics::subscribers_by_month(&db, "usd", 2, now).await.unwrap();
+        assert_eq!(subscribers.iter().map(|(_, n)| *n).collect::<Vec<_>>(), [2, 2]);
+    }
+);

@@ -70,6 +70,12 @@ pub async fn record_mrr(conn: &mut AnyConnection, s: &Value, version: &super::Ve
     // arrive in any order): they are rebuilt from its whole history, a few rows.
     if let (1.., Some(currency)) = (added, currency.as_deref()) {
         crate::metrics::movements::rebuild_customer(conn, currency, customer.as_deref(), &sub_id).await?;
+        // Movements before this point are unchanged (they are derived in time order): closed
+        // months change only when the new point is in one. An hour of margin covers a
+        // transaction that straddles the turn of a month.
+        if version.at < crate::metrics::month_start(crate::db::now_unix() + 3600, 0) {
+            crate::db::cache::bump_counter(conn, crate::db::cache::MOVEMENTS_CLOSED).await?;
+        }
     }
     Ok(())
 }
