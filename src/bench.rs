@@ -228,6 +228,7 @@ pub async fn pages(
     requests: usize,
     pages: &[String],
     live: Option<(u64, String)>,
+    interval: Duration,
 ) -> Result<(), String> {
     let client = client(1);
     let base = url.trim_end_matches('/');
@@ -261,7 +262,10 @@ pub async fn pages(
     for page in pages {
         let mut latencies = Vec::with_capacity(requests);
         let mut bytes = 0;
-        for _ in 0..requests {
+        for i in 0..requests {
+            if i > 0 && !interval.is_zero() {
+                tokio::time::sleep(interval).await;
+            }
             let request = Request::builder()
                 .uri(format!("{base}{page}"))
                 .header("cookie", cookie.as_str())

@@ -120,6 +120,9 @@ enum BenchCommand {
         /// pages (new charges and subscriptions of demo customers), so caches keep going stale.
         #[arg(long)]
         webhooks_per_sec: Option<u64>,
+        /// Pause between two requests (a person clicking rather than a loop).
+        #[arg(long, default_value_t = 0)]
+        interval_ms: u64,
         /// The webhook signing secret (for --webhooks-per-sec). Read from STRIPE_WEBHOOK_SECRET.
         #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
         secret: Option<String>,
@@ -188,6 +191,7 @@ fn run(cli: Cli) -> Result<u8, String> {
                 requests,
                 pages,
                 webhooks_per_sec,
+                interval_ms,
                 secret,
             }) => {
                 let live = match (webhooks_per_sec, secret) {
@@ -195,7 +199,8 @@ fn run(cli: Cli) -> Result<u8, String> {
                     (Some(_), None) => return Err("--webhooks-per-sec needs --secret".to_string()),
                     _ => None,
                 };
-                crate::bench::pages(&url, &email, &password, requests.max(1), &pages, live)
+                let interval = std::time::Duration::from_millis(interval_ms);
+                crate::bench::pages(&url, &email, &password, requests.max(1), &pages, live, interval)
                     .await
                     .map(|_| 0)
             }

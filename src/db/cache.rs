@@ -12,7 +12,8 @@
 //! Latency-bounded figures (`get_bounded`): a request waits at most a set time (FIGURES_WAIT_MS)
 //! for figures being computed after a change; past that it gets the previous figures, if they
 //! are at most `MAX_STALE_SECS` old, marked with the time they are from, while the computation
-//! finishes in the background for the next request. Small accounts never notice (their figures
+//! finishes in the background for the next request (it does not wait at all when the key's last
+//! computation took longer than the wait; one computation per key runs at a time). Small accounts never notice (their figures
 //! compute within the wait); a large account under steady webhook traffic gets answers at once,
 //! a moment behind, instead of every request paying for a recomputation.
 
@@ -85,8 +86,9 @@ struct Entry<T> {
 }
 
 type Entries<T> = Mutex<HashMap<String, Entry<T>>>;
-/// Per key: the newest value computed, and when its computation started (Unix seconds).
-type Latest<T> = Mutex<HashMap<String, (Arc<T>, i64)>>;
+/// Per key: the newest value computed, when its computation started (Unix seconds), and how
+/// long it took.
+type Latest<T> = Mutex<HashMap<String, (Arc<T>, i64, std::time::Duration)>>;
 
 /// A cache of values computed from the projection, per database and key. Concurrent requests for
 /// the same key and stamp share one computation (after a change, many viewers of a large account
@@ -94,6 +96,20 @@ type Latest<T> = Mutex<HashMap<String, (Arc<T>, i64)>>;
 pub struct Cached<T> {
     map: OnceLock<Entries<T>>,
     last: OnceLock<Latest<T>>,
+    /// Keys with a bounded computation under way (at most one each, whatever its stamp).
+    running: OnceLock<Mutex<std::collections::HashSet<String>>>,
+}
+
+/// Clears a key's "under way" mark when its computation ends, however it ends.
+struct Running<'a> {
+    set: &'a Mutex<std::collections::HashSet<String>>,
+    key: String,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.set.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.key);
+    }
 }
 
 /// The oldest previous figures `get_bounded` serves while new ones are computed.
@@ -104,6 +120,7 @@ impl<T> Cached<T> {
         Self {
             map: OnceLock::new(),
             last: OnceLock::new(),
+            running: OnceLock::new(),
         }
     }
 
@@ -184,26 +201,44 @@ impl<T: Send + Sync + 'static> Cached<T> {
         if let Some(value) = self.ready(&full_key, stamp) {
             return Ok((value, None));
         }
+        // One computation per key at a time: under steady changes, requests would otherwise
+        // start one per generation and pile them up.
+        let running = self.running.get_or_init(Default::default);
+        let claimed = running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(full_key.clone());
+        if !claimed {
+            if let Some(previous) = self.previous(&full_key) {
+                return Ok((previous.0, Some(previous.1)));
+            }
+            // Nothing recent to show: compute (shared with any request for the same stamp).
+            let value = self.get_stamped(db, key, stamp, compute).await?;
+            return Ok((value, None));
+        }
+        let guard = Running {
+            set: running,
+            key: full_key.clone(),
+        };
         let started = super::now_unix();
         let (db, key, remembered) = (db.clone(), key.to_string(), full_key.clone());
         // Spawned, so the computation finishes even when this request stops waiting for it.
         let mut task = tokio::spawn(async move {
+            let _guard = guard;
+            let clock = std::time::Instant::now();
             let value = self.get_stamped(&db, &key, stamp, compute).await?;
-            self.remember(remembered, value.clone(), started);
+            self.remember(remembered, value.clone(), started, clock.elapsed());
             Ok::<_, DbError>(value)
         });
+        // Waiting is worth it only if the last computation of this key fitted in the wait.
+        let wait = match self.last_took(&full_key) {
+            Some(took) if took > wait && self.previous(&full_key).is_some() => std::time::Duration::ZERO,
+            _ => wait,
+        };
         let joined = match tokio::time::timeout(wait, &mut task).await {
             Ok(joined) => joined,
             Err(_) => {
-                let previous = self
-                    .last
-                    .get_or_init(Default::default)
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&full_key)
-                    .filter(|(_, at)| super::now_unix() - at <= MAX_STALE_SECS)
-                    .cloned();
-                if let Some((value, at)) = previous {
+                if let Some((value, at)) = self.previous(&full_key) {
                     return Ok((value, Some(at)));
                 }
                 task.await
@@ -211,6 +246,27 @@ impl<T: Send + Sync + 'static> Cached<T> {
         };
         let value = joined.map_err(|e| DbError::Query(sqlx::Error::Protocol(format!("computation failed: {e}"))))??;
         Ok((value, None))
+    }
+
+    /// The newest value of `full_key` if it is at most `MAX_STALE_SECS` old, and its time.
+    fn previous(&self, full_key: &str) -> Option<(Arc<T>, i64)> {
+        self.last
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(full_key)
+            .filter(|(_, at, _)| super::now_unix() - at <= MAX_STALE_SECS)
+            .map(|(value, at, _)| (value.clone(), *at))
+    }
+
+    /// How long the newest computation of `full_key` took.
+    fn last_took(&self, full_key: &str) -> Option<std::time::Duration> {
+        self.last
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(full_key)
+            .map(|(_, _, took)| *took)
     }
 
     /// The value stored under `full_key` for `stamp`, if it is computed.
@@ -222,17 +278,17 @@ impl<T: Send + Sync + 'static> Cached<T> {
     }
 
     /// Keeps `value` as the newest of `full_key` unless a later computation got there first.
-    fn remember(&self, full_key: String, value: Arc<T>, started: i64) {
+    fn remember(&self, full_key: String, value: Arc<T>, started: i64, took: std::time::Duration) {
         let mut last = self
             .last
             .get_or_init(Default::default)
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if last.get(&full_key).is_none_or(|(_, at)| *at <= started) {
+        if last.get(&full_key).is_none_or(|(_, at, _)| *at <= started) {
             if last.len() >= 256 {
                 last.clear();
             }
-            last.insert(full_key, (value, started));
+            last.insert(full_key, (value, started, took));
         }
     }
 }

@@ -104,7 +104,20 @@ impl Db {
                     .connect(url.expose())
                     .await
                     .map_err(connect_err)?;
-                let read = sqlite_pool(8).connect(url.expose()).await.map_err(connect_err)?;
+                // Four readers (two cores do not run more queries at once anyway), 1 MiB of page
+                // cache each: their scans are served by the OS's file cache, and every reader's
+                // private cache would count in the server's memory.
+                let read = sqlite_pool(4)
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            sqlite_settings(conn).await?;
+                            conn.execute("PRAGMA cache_size = -1024").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(url.expose())
+                    .await
+                    .map_err(connect_err)?;
                 Ok(Self {
                     backend: Backend::Sqlite,
                     read,

@@ -393,7 +393,7 @@ both_backends!(password_reset_and_hash_upgrade, |backend| async move {
         .unwrap()
         .unwrap();
     assert!(
-        stored.password_hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        stored.password_hash.starts_with("$argon2id$v=19$m=7168,t=5,p=1$"),
         "{}",
         stored.password_hash
     );
