@@ -165,6 +165,9 @@ if [ -z "$(find "$PAGES_DB" -mmin -1440 2>/dev/null)" ]; then
 fi
 DB="sqlite://$PAGES_DB"
 env -i PATH="$PATH" DATABASE_URL="$DB" TALLY_SITE_CONFIG="$PWD/Leptos.toml" "$BIN" migrate >/dev/null
+apt_install sqlite3
+count() { sqlite3 "$PAGES_DB" "SELECT COUNT(*) FROM $1"; }
+record "{\"backend\":\"sqlite\",\"test\":\"dataset\",\"result\":{\"customers\":$(count customers),\"subscriptions\":$(count subscriptions),\"charges\":$(count charges),\"invoices\":$(count invoices),\"events\":$(count stripe_events),\"mrr_movements\":$(count mrr_movements),\"bytes\":$(stat -c %s "$PAGES_DB")}}"
 PASSWORD="bench password $$"
 echo "$PASSWORD" | env -i PATH="$PATH" DATABASE_URL="$DB" TALLY_SITE_CONFIG="$PWD/Leptos.toml" "$BIN" create-admin --email "bench$$@example.com" >/dev/null
 start_server "$DB" on
