@@ -23,6 +23,12 @@ for (const b of ['sqlite', 'postgres']) {
   add(`${b}: backlog applied, events/s`, fmt(apply?.events_per_second), '≥ 10,000', check(apply?.events_per_second, (v) => v >= 10000));
   add(`${b}: peak RSS while applying`, `${fmt(mib(apply?.peak_rss_kib), 1)} MiB`, '< 50 MiB', check(mib(apply?.peak_rss_kib), (v) => v < 50));
 }
+const two = find('postgres', 'two_instances');
+if (two) {
+  const once = two.stored === two.events && two.applied === two.events && two.processed === two.events && two.customers === two.events;
+  add('postgres, two instances: each event to both', `${fmt(two.ingest.acknowledged)} of ${fmt(two.events * 2)} deliveries acked; ${fmt(two.stored)} stored, ${fmt(two.processed)} applied`, 'each once', once ? 'met' : 'MISSED');
+  add('postgres, two instances: stuck / deadlocks / migrations', `${two.stuck} / ${two.deadlocks} / ${two.migrations} of ${two.expected_migrations}`, '0 / 0 / all once', two.stuck === 0 && two.deadlocks === 0 && two.migrations === two.expected_migrations ? 'met' : 'MISSED');
+}
 const peer = find('peer', 'max_ingest');
 if (peer) {
   const at5k = find('peer', 'ingest_at_5000');
@@ -81,6 +87,11 @@ if (process.argv.includes('--markdown')) {
   const peerAcks = acks('peer');
   if (peerAcks) {
     out.push(`Ratios to the peer: acknowledged ${fmt(acks('sqlite') / peerAcks, 1)}× (SQLite) and ${fmt(acks('postgres') / peerAcks, 1)}× (Postgres); applied ${fmt(apply('sqlite')?.events_per_second / peerAcks, 1)}× and ${fmt(apply('postgres')?.events_per_second / peerAcks, 1)}×.`);
+    out.push('');
+  }
+  const two = find('postgres', 'two_instances');
+  if (two) {
+    out.push(`Two instances on one Postgres (started together on a new database), each of ${fmt(two.events)} signed events posted to both at once: ${fmt(two.ingest.acknowledged)} of ${fmt(two.events * 2)} deliveries acknowledged (${fmt(two.ingest.acks_per_second)}/s, p99 ${fmt(two.ingest.p99_ms, 1)} ms), ${fmt(two.stored)} events stored, ${fmt(two.processed)} applied (the two workers' counts added up), ${fmt(two.customers)} customer rows, ${two.stuck} stuck, ${two.deadlocks} deadlocks in the logs, migrations applied once (${two.migrations} of ${two.expected_migrations}); all applied ${fmt(two.seconds_until_applied, 1)} s after the first delivery.`);
     out.push('');
   }
   const series = [

@@ -43,7 +43,12 @@ SECRET=whsec_benchmark_secret
 PORT=39$(( RANDOM % 90 + 10 ))
 BASE="http://127.0.0.1:$PORT"
 SERVER_PID=""
-cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true; rm -rf "$WORK"; }
+OTHER_PID=""
+cleanup() {
+  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
+  [ -n "$OTHER_PID" ] && kill "$OTHER_PID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
 
 record() { echo "$1" | tee -a "$RESULTS"; }
@@ -73,8 +78,13 @@ stop_server() {
   echo "$peak"
 }
 
-pending() {
-  curl -fsS "$BASE/metrics" | awk '/^tally_inbox_events\{status="pending"\}/ {p=$2} /^tally_inbox_events\{status="processing"\}/ {q=$2} END {print p+q}'
+pending() { pending_at "$BASE"; }
+pending_at() {
+  curl -fsS "$1/metrics" | awk '/^tally_inbox_events\{status="pending"\}/ {p=$2} /^tally_inbox_events\{status="processing"\}/ {q=$2} END {print p+q}'
+}
+# Events an instance's worker finished (applied, superseded or ignored), from its /metrics.
+processed_at() {
+  curl -fsS "$1/metrics" | awk '/^tally_events_processed_total\{outcome="(applied|stale|ignored)"\}/ {n+=$2} END {print n+0}'
 }
 
 if [ "$PAGES_ONLY" = 1 ]; then BACKENDS=""; PEER=0; fi
@@ -113,6 +123,54 @@ for backend in $BACKENDS; do
   stage_done
   [ "$backend" = postgres ] && "$PSQL" "$ADMIN" -qc "DROP DATABASE IF EXISTS $NAME"
 done
+
+if [[ " $BACKENDS " == *" postgres "* ]]; then
+  stage "two instances (postgres)"
+  # Two `tally serve` processes started together on one new database (their migrations race),
+  # every event posted to both at once; each must be stored once and applied exactly once.
+  ADMIN=$(scripts/postgres.sh)
+  PSQL=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/psql
+  TWO_DB="tally_bench_two_$$"
+  "$PSQL" "$ADMIN" -qc "DROP DATABASE IF EXISTS $TWO_DB" -c "CREATE DATABASE $TWO_DB"
+  DB="${ADMIN%/*}/$TWO_DB"
+  PORT_B=$(( PORT + 2 ))
+  BASE_B="http://127.0.0.1:$PORT_B"
+  launch() {
+    env -i PATH="$PATH" HOME="$HOME" DATABASE_URL="$DB" WEBHOOK_WORKER=on LISTEN_ADDR="127.0.0.1:$1" \
+      STRIPE_WEBHOOK_SECRET="$SECRET" RECONCILE_INTERVAL=off RUST_LOG=warn \
+      TALLY_SITE_CONFIG="$PWD/Leptos.toml" LEPTOS_SITE_ROOT="${CARGO_TARGET_DIR:-target}/site" \
+      "$BIN" serve >"$WORK/$2" 2>&1 &
+  }
+  launch "$PORT" two-a.log; SERVER_PID=$!
+  launch "$PORT_B" two-b.log; OTHER_PID=$!
+  for url in "$BASE" "$BASE_B"; do
+    for _ in $(seq 1 300); do curl -fsS "$url/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+  done
+  TWO_EVENTS=20000
+  started=$(date +%s.%N)
+  line=$("$BIN" bench ingest --url "$BASE,$BASE_B" --secret "$SECRET" --events "$TWO_EVENTS" --concurrency 32)
+  # Until both inboxes are empty (at most two minutes: anything left is stuck).
+  for _ in $(seq 1 600); do
+    [ "$(pending_at "$BASE")" = 0 ] && [ "$(pending_at "$BASE_B")" = 0 ] && break
+    sleep 0.2
+  done
+  ended=$(date +%s.%N)
+  processed=$(( $(processed_at "$BASE") + $(processed_at "$BASE_B") ))
+  q() { "$PSQL" "$DB" -Atc "$1"; }
+  stored=$(q "SELECT COUNT(*) FROM stripe_events")
+  applied=$(q "SELECT COUNT(*) FROM stripe_events WHERE status = 'applied'")
+  stuck=$(q "SELECT COUNT(*) FROM stripe_events WHERE status NOT IN ('applied', 'ignored')")
+  customers=$(q "SELECT COUNT(*) FROM customers")
+  migrations=$(q "SELECT COUNT(*) FROM _sqlx_migrations")
+  expected_migrations=$(ls migrations/postgres/*.sql | wc -l)
+  deadlocks=$(cat "$WORK/two-a.log" "$WORK/two-b.log" | grep -ci deadlock || true)
+  kill -TERM "$OTHER_PID"; wait "$OTHER_PID" 2>/dev/null || true; OTHER_PID=""
+  stop_server >/dev/null
+  secs=$(awk -v a="$started" -v b="$ended" 'BEGIN {printf "%.2f", b - a}')
+  record "{\"backend\":\"postgres\",\"test\":\"two_instances\",\"result\":{\"events\":$TWO_EVENTS,\"ingest\":$line,\"stored\":$stored,\"applied\":$applied,\"processed\":$processed,\"stuck\":$stuck,\"customers\":$customers,\"migrations\":$migrations,\"expected_migrations\":$expected_migrations,\"deadlocks\":$deadlocks,\"seconds_until_applied\":$secs}}"
+  "$PSQL" "$ADMIN" -qc "DROP DATABASE IF EXISTS $TWO_DB"
+  stage_done
+fi
 
 if [ "$PEER" = 1 ]; then
   stage "peer: stripe-sync-engine (postgres)"

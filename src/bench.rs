@@ -67,9 +67,15 @@ pub async fn ingest(o: IngestOptions) -> Result<(), String> {
     let client = client(o.concurrency);
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     let now = crate::db::now_unix();
-    let url: hyper::Uri = format!("{}/stripe/webhook", o.url.trim_end_matches('/'))
-        .parse()
+    // Several instances (comma-separated): every event goes to each of them at once, as a
+    // duplicate delivery would.
+    let urls: Vec<hyper::Uri> = o
+        .url
+        .split(',')
+        .map(|u| format!("{}/stripe/webhook", u.trim().trim_end_matches('/')).parse())
+        .collect::<Result<_, _>>()
         .map_err(|e| format!("--url: {e}"))?;
+    let urls = Arc::new(urls);
     // Bodies and signatures are made before the clock starts.
     let bodies: Arc<Vec<(Bytes, String)>> = Arc::new(
         (0..o.events)
@@ -85,7 +91,7 @@ pub async fn ingest(o: IngestOptions) -> Result<(), String> {
     let interval = o.rate.map(|r| Duration::from_secs_f64(1.0 / r.max(1) as f64));
     let mut tasks = Vec::new();
     for _ in 0..o.concurrency {
-        let (client, bodies, next, url) = (client.clone(), bodies.clone(), next.clone(), url.clone());
+        let (client, bodies, next, urls) = (client.clone(), bodies.clone(), next.clone(), urls.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0usize;
@@ -100,28 +106,28 @@ pub async fn ingest(o: IngestOptions) -> Result<(), String> {
                     tokio::time::sleep_until(due.into()).await;
                 }
                 let (body, sig) = &bodies[n];
-                let request = Request::builder()
-                    .method(Method::POST)
-                    .uri(url.clone())
-                    .header("content-type", "application/json")
-                    .header("stripe-signature", sig.as_str())
-                    .body(Full::new(body.clone()));
-                let Ok(request) = request else {
-                    errors += 1;
-                    continue;
-                };
-                let t = Instant::now();
-                match client.request(request).await {
-                    Ok(response) => {
+                let deliveries = urls.iter().map(|url| {
+                    let request = Request::builder()
+                        .method(Method::POST)
+                        .uri(url.clone())
+                        .header("content-type", "application/json")
+                        .header("stripe-signature", sig.as_str())
+                        .body(Full::new(body.clone()));
+                    let client = client.clone();
+                    async move {
+                        let request = request.ok()?;
+                        let t = Instant::now();
+                        let response = client.request(request).await.ok()?;
                         let ok = response.status().is_success();
                         let _ = response.into_body().collect().await;
-                        if ok {
-                            latencies.push(t.elapsed());
-                        } else {
-                            errors += 1;
-                        }
+                        ok.then(|| t.elapsed())
                     }
-                    Err(_) => errors += 1,
+                });
+                for outcome in futures_util::future::join_all(deliveries).await {
+                    match outcome {
+                        Some(latency) => latencies.push(latency),
+                        None => errors += 1,
+                    }
                 }
             }
             (latencies, errors)
@@ -139,7 +145,7 @@ pub async fn ingest(o: IngestOptions) -> Result<(), String> {
     println!(
         "{}",
         json!({
-            "bench": "ingest", "events": o.events, "concurrency": o.concurrency, "offered_rate": o.rate,
+            "bench": "ingest", "events": o.events, "instances": urls.len(), "concurrency": o.concurrency, "offered_rate": o.rate,
             "acknowledged": latencies.len(), "errors": errors, "seconds": elapsed,
             "acks_per_second": latencies.len() as f64 / elapsed,
             "p50_ms": percentile(&latencies, 0.50), "p95_ms": percentile(&latencies, 0.95),

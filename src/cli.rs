@@ -86,6 +86,7 @@ enum Command {
 enum BenchCommand {
     /// Post signed `customer.created` events to a running Tally and report acks/s and latency.
     Ingest {
+        /// Several, comma-separated: every event is posted to each at once (duplicate deliveries).
         #[arg(long, default_value = "http://127.0.0.1:3000")]
         url: String,
         /// The server's STRIPE_WEBHOOK_SECRET.
