@@ -54,7 +54,7 @@ pub fn router(state: AppState) -> Router {
     };
     let page_shell = {
         let options = state.leptos_options.clone();
-        move || shell(options.clone())
+        move || shell((*options).clone())
     };
     let sessions = SessionManagerLayer::new(DbSessionStore::new(state.db.clone()))
         .with_name(SESSION_COOKIE)
@@ -65,17 +65,21 @@ pub fn router(state: AppState) -> Router {
         .with_expiry(Expiry::OnInactivity(tower_sessions::cookie::time::Duration::seconds(
             state.config.auth.idle_timeout.as_secs() as i64,
         )));
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/login", post(handlers::login))
-        .route("/logout", post(handlers::logout))
+    // Stripe's deliveries carry no cookies and need no session, login or browser checks: their
+    // route joins after those layers (it is the busiest route, thousands of requests a second).
+    let webhook = Router::new()
         .route(
             "/stripe/webhook",
             post(crate::webhooks::handler::receive).layer(axum::extract::DefaultBodyLimit::max(
                 crate::webhooks::handler::MAX_BODY_BYTES,
             )),
         )
+        .route_layer(from_fn(crate::observability::track_http));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/login", post(handlers::login))
+        .route("/logout", post(handlers::logout))
         .nest("/api/v1", crate::billing::api_v1::router())
         .route("/billing/portal", get(crate::billing::portal_link::open))
         .route("/export/{file}", get(crate::lists::export))
@@ -93,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         .layer(sessions)
         .layer(from_fn_with_state(state.clone(), middleware::refuse_cross_site))
         .layer(from_fn(middleware::security_headers))
+        .merge(webhook)
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -236,7 +241,7 @@ pub async fn start(config: Config, leptos_options: LeptosOptions) -> Result<Runn
         events.clone(),
     ));
     let state = AppState {
-        leptos_options,
+        leptos_options: leptos_options.into(),
         config: Arc::new(config),
         db: db.clone(),
         events,

@@ -8,9 +8,11 @@ use leptos::config::LeptosOptions;
 use crate::config::Config;
 use crate::db::Db;
 
+/// Cloned for every request (each extractor and layer takes its own copy): every field is
+/// behind an `Arc`, so a clone is a few reference counts.
 #[derive(Clone, Debug, FromRef)]
 pub struct AppState {
-    pub leptos_options: LeptosOptions,
+    pub leptos_options: Arc<LeptosOptions>,
     pub config: Arc<Config>,
     pub db: Db,
     /// Woken when an event is stored, so the worker applies it at once.
@@ -23,6 +25,13 @@ pub struct AppState {
     pub inbox: Arc<crate::webhooks::inbox::GroupCommit>,
     /// Per-API-key request budgets for /api/v1.
     pub api_limiter: Arc<crate::billing::api_v1::KeyLimiter>,
+}
+
+/// Leptos's handlers take the options by value; only they pay for the copy.
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        (*state.leptos_options).clone()
+    }
 }
 
 impl AppState {
