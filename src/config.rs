@@ -239,7 +239,8 @@ pub struct Config {
     /// Requests per second each payments-API key may make (`API_RATE_LIMIT`, default 10).
     pub api_rate_limit: u32,
     /// How long a page waits for figures being recomputed after a change before it shows the
-    /// previous ones, at most 10 s old (`FIGURES_WAIT_MS`, default 20: with rendering, a page stays within 30 ms; see db::cache).
+    /// previous ones, at most 10 s old (`FIGURES_WAIT_MS`, default 20, so that with rendering a
+    /// page stays within 30 ms; see db::cache).
     pub figures_wait: Duration,
     /// When set, `/metrics` answers only `Authorization: Bearer <token>` (`METRICS_TOKEN`).
     pub metrics_token: Option<Secret>,
