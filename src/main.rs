@@ -16,6 +16,11 @@ fn limit_malloc_arenas() {
     // SAFETY: mallopt only tunes the allocator; it runs before any other thread exists.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        // Blocks of 256 KiB and more (rendered pages, batches of events) get their own mapping,
+        // returned to the system when freed, and the heap's free top is trimmed past 1 MiB;
+        // glibc's defaults raise both thresholds as the program runs and keep the memory.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1024 * 1024);
     }
 }
 

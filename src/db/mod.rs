@@ -96,8 +96,8 @@ impl Db {
                         Box::pin(async move {
                             sqlite_settings(conn).await?;
                             // The writer walks the inbox and the projection's indexes all day:
-                            // 8 MiB of page cache (readers keep SQLite's 2 MiB each).
-                            conn.execute("PRAGMA cache_size = -8192").await?;
+                            // 4 MiB of page cache (readers keep 1 MiB each).
+                            conn.execute("PRAGMA cache_size = -4096").await?;
                             Ok(())
                         })
                     })
