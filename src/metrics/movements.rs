@@ -97,6 +97,16 @@ pub async fn rebuild_customer(
             subscription_id,
         ),
     };
+    // Two transactions adding to one customer's history at once (two instances' workers, or a
+    // backfill beside the worker) would each miss the other's point and write movements from
+    // half the history. On Postgres the second waits here for the first to commit, then reads
+    // the whole history; SQLite has a single writer.
+    if !conn.backend_name().eq_ignore_ascii_case("sqlite") {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!("mrr_movements:{currency}:{key}"))
+            .execute(&mut *conn)
+            .await?;
+    }
     let rows = sqlx::query(sql).bind(key).bind(currency).fetch_all(&mut *conn).await?;
     let mut history = Vec::with_capacity(rows.len());
     for r in &rows {

@@ -10,19 +10,11 @@ use std::time::Duration;
 use tally::db::cache::{self, Cached};
 use tally::db::{Db, DbError};
 
-async fn fresh_db(backend: common::Backend) -> (Db, common::TestDb) {
-    let test_db = common::TestDb::new(backend).await;
-    let config = common::config_with(&test_db, &[]);
-    let db = Db::connect(&config.database_url).await.unwrap();
-    db.migrate().await.unwrap();
-    (db, test_db)
-}
-
 both_backends!(
     concurrent_requests_share_one_computation_until_the_projection_changes,
     |backend| async move {
         static CACHE: Cached<i64> = Cached::new();
-        let (db, _t) = fresh_db(backend).await;
+        let (db, _t) = common::migrated_db(backend).await;
         let runs = Arc::new(AtomicUsize::new(0));
         let ask = |db: Db, runs: Arc<AtomicUsize>| async move {
             CACHE
@@ -72,7 +64,7 @@ both_backends!(
     a_bounded_wait_gives_the_previous_figures_while_new_ones_are_computed,
     |backend| async move {
         static CACHE: Cached<i64> = Cached::new();
-        let (db, _t) = fresh_db(backend).await;
+        let (db, _t) = common::migrated_db(backend).await;
         let runs = Arc::new(AtomicUsize::new(0));
         // Each computation takes 300 ms; requests wait at most 20 ms.
         let ask = |db: Db, runs: Arc<AtomicUsize>| async move {

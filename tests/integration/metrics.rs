@@ -51,14 +51,6 @@ fn sub(id: &str, customer: &str, status: &str, currency: &str, items: &[(Value, 
            "created": day(2025, 1, 1), "cancel_at_period_end": false, "items": {"object": "list", "data": data, "has_more": false}})
 }
 
-async fn fresh_db(backend: common::Backend) -> (Db, common::TestDb) {
-    let test_db = common::TestDb::new(backend).await;
-    let config = common::config_with(&test_db, &[]);
-    let db = Db::connect(&config.database_url).await.unwrap();
-    db.migrate().await.unwrap();
-    (db, test_db)
-}
-
 async fn kpis(db: &Db, currency: &str) -> Kpis {
     metrics::kpis(db, currency, now()).await.unwrap()
 }
@@ -77,7 +69,7 @@ const UPDATED: &str = "customer.subscription.updated";
 const DELETED: &str = "customer.subscription.deleted";
 
 both_backends!(a_monthly_plan, |backend| async move {
-    let (db, _t) = fresh_db(backend).await;
+    let (db, _t) = common::migrated_db(backend).await;
     apply(
         &db,
         CREATED,
@@ -99,7 +91,7 @@ both_backends!(a_monthly_plan, |backend| async move {
 });
 
 both_backends!(a_yearly_plan_is_divided_by_twelve, |backend| async move {
-    let (db, _t) = fresh_db(backend).await;
+    let (db, _t) = common::migrated_db(backend).await;
     apply(
         &db,
         CREATED,
@@ -131,7 +123,7 @@ both_backends!(a_yearly_plan_is_divided_by_twelve, |backend| async move {
 });
 
 both_backends!(quantity_three, |backend| async move {
-    let (db, _t) = fresh_db(backend).await;
+    let (db, _t) = common::migrated_db(backend).await;
     apply(
         &db,
         CREATED,
@@ -149,7 +141,7 @@ both_backends!(quantity_three, |backend| async move {
 });
 
 both_backends!(a_twenty_percent_forever_coupon, |backend| async move {
-    let (db, _t) = fresh_db(backend).await;
+    let (db, _t) = common::migrated_db(backend).await;
     let mut s = sub(
         "sub_c",
         "cus_c",
@@ -164,7 +156,7 @@ both_backends!(a_twenty_percent_forever_coupon, |backend| async move {
 });
 
 both_backends!(a_once_coupon_is_not_recurring, |backend| async move {
-    let (db, _t) = fresh_db(backend).await;
+    let (db, _t) = common::migrated_db(backend).await;
     let mut s = sub(
         "sub_o",
         "cus_o",
@@ -180,7 +172,7 @@ both_backends!(a_once_coupon_is_not_recurring, |backend| async move {
 both_backends!(
     an_amount_off_on_a_yearly_plan_is_spread_over_the_year,
     |backend| async move {
-        let (db, _t) = fresh_db(backend).await;
+        let (db, _t) = common::migrated_db(backend).await;
         let mut s = sub(
             "sub_ao",
             "cus_ao",
@@ -196,7 +188,7 @@ both_backends!(
 );
 
 both_backends!(weekly_and_quarterly_intervals, |backend| async move {
-    let (db, _t) = fresh_db(backend).await;
+    let (db, _t) = common::migrated_db(backend).await;
     apply(
         &db,
         CREATED,
@@ -222,7 +214,7 @@ both_backends!(weekly_and_quarterly_intervals, |backend| async move {
 });
 
 both_backends!(metered_prices_are_excluded, |backend| async move {
-    let (db, _t) = fresh_db(backend).await;
+    let (db, _t) = common::migrated_db(backend).await;
     let metered = json!({"id": "price_meter", "unit_amount": 5, "currency": "usd", "recurring": {"interval": "month", "interval_count": 1, "usage_type": "metered"}});
     apply(
         &db,
@@ -241,7 +233,7 @@ both_backends!(metered_prices_are_excluded, |backend| async move {
 });
 
 both_backends!(trials_are_excluded_until_they_convert, |backend| async move {
-    let (db, _t) = fresh_db(backend).await;
+    let (db, _t) = common::migrated_db(backend).await;
     let mut s = sub(
         "sub_t",
         "cus_t",
@@ -278,7 +270,7 @@ both_backends!(trials_are_excluded_until_they_convert, |backend| async move {
 both_backends!(
     past_due_still_counts_unpaid_and_incomplete_do_not,
     |backend| async move {
-        let (db, _t) = fresh_db(backend).await;
+        let (db, _t) = common::migrated_db(backend).await;
         apply(
             &db,
             CREATED,
@@ -324,7 +316,7 @@ both_backends!(
 );
 
 both_backends!(cancel_at_period_end_counts_until_the_end, |backend| async move {
-    let (db, _t) = fresh_db(backend).await;
+    let (db, _t) = common::migrated_db(backend).await;
     let mut s = sub(
         "sub_e",
         "cus_e",
@@ -348,7 +340,7 @@ both_backends!(cancel_at_period_end_counts_until_the_end, |backend| async move {
 });
 
 both_backends!(a_mid_month_upgrade_is_expansion, |backend| async move {
-    let (db, _t) = fresh_db(backend).await;
+    let (db, _t) = common::migrated_db(backend).await;
     apply(
         &db,
         CREATED,
@@ -395,7 +387,7 @@ both_backends!(a_mid_month_upgrade_is_expansion, |backend| async move {
 });
 
 both_backends!(a_downgrade_is_contraction, |backend| async move {
-    let (db, _t) = fresh_db(backend).await;
+    let (db, _t) = common::migrated_db(backend).await;
     apply(
         &db,
         CREATED,
@@ -433,7 +425,7 @@ both_backends!(a_downgrade_is_contraction, |backend| async move {
 });
 
 both_backends!(churn_then_reactivation, |backend| async move {
-    let (db, _t) = fresh_db(backend).await;
+    let (db, _t) = common::migrated_db(backend).await;
     let mut s = sub(
         "sub_r1",
         "cus_r",
@@ -475,7 +467,7 @@ both_backends!(churn_then_reactivation, |backend| async move {
 both_backends!(
     a_partial_refund_and_a_lost_dispute_reduce_net_revenue,
     |backend| async move {
-        let (db, _t) = fresh_db(backend).await;
+        let (db, _t) = common::migrated_db(backend).await;
         let charge = |id: &str, amount: i64, created: i64| {
             json!({"id": id, "object": "charge", "amount": amount, "amount_captured": amount,
         "currency": "usd", "status": "succeeded", "paid": true, "captured": true, "created": created})
@@ -530,7 +522,7 @@ both_backends!(
 );
 
 both_backends!(jpy_is_zero_decimal, |backend| async move {
-    let (db, _t) = fresh_db(backend).await;
+    let (db, _t) = common::migrated_db(backend).await;
     apply(
         &db,
         CREATED,
@@ -566,7 +558,7 @@ both_backends!(jpy_is_zero_decimal, |backend| async move {
 });
 
 both_backends!(two_currencies_are_kept_apart, |backend| async move {
-    let (db, _t) = fresh_db(backend).await;
+    let (db, _t) = common::migrated_db(backend).await;
     apply(
         &db,
         CREATED,
@@ -622,7 +614,7 @@ both_backends!(two_currencies_are_kept_apart, |backend| async move {
 });
 
 both_backends!(churn_rate_arpu_and_ltv, |backend| async move {
-    let (db, _t) = fresh_db(backend).await;
+    let (db, _t) = common::migrated_db(backend).await;
     for c in ["a", "b", "c", "d"] {
         apply(
             &db,
@@ -659,7 +651,7 @@ both_backends!(churn_rate_arpu_and_ltv, |backend| async move {
 });
 
 both_backends!(no_churn_means_no_ltv, |backend| async move {
-    let (db, _t) = fresh_db(backend).await;
+    let (db, _t) = common::migrated_db(backend).await;
     apply(
         &db,
         CREATED,
@@ -678,7 +670,7 @@ both_backends!(no_churn_means_no_ltv, |backend| async move {
 });
 
 both_backends!(open_failed_payments, |backend| async move {
-    let (db, _t) = fresh_db(backend).await;
+    let (db, _t) = common::migrated_db(backend).await;
     apply(&db, "invoice.payment_failed", json!({"id": "in_f", "object": "invoice", "customer": "cus_f", "status": "open",
         "currency": "usd", "amount_due": 2000, "amount_remaining": 2000, "attempt_count": 2, "created": day(2026, 6, 1)}), day(2026, 6, 1)).await;
     apply(
@@ -705,8 +697,8 @@ both_backends!(open_failed_payments, |backend| async move {
 });
 
 both_backends!(events_out_of_order_give_the_same_movements, |backend| async move {
-    let (db, _t) = fresh_db(backend).await;
-    let (db2, _t2) = fresh_db(backend).await;
+    let (db, _t) = common::migrated_db(backend).await;
+    let (db2, _t2) = common::migrated_db(backend).await;
     let history = [
         (
             CREATED,
@@ -773,7 +765,7 @@ both_backends!(events_out_of_order_give_the_same_movements, |backend| async move
 both_backends!(
     monthly_mrr_stacks_movements_and_counts_subscribers,
     |backend| async move {
-        let (db, _t) = fresh_db(backend).await;
+        let (db, _t) = common::migrated_db(backend).await;
         apply(
             &db,
             CREATED,
@@ -852,7 +844,7 @@ fn charge(id: &str, amount: i64, created: i64) -> Value {
 both_backends!(
     revenue_of_closed_months_is_cached_until_a_closed_month_changes,
     |backend| async move {
-        let (db, _t) = fresh_db(backend).await;
+        let (db, _t) = common::migrated_db(backend).await;
         // Real time: the cache's notion of a closed month is the calendar's.
         let now = tally::db::now_unix();
         let this_month = metrics::month_start(now, 0);
@@ -889,7 +881,7 @@ both_backends!(
 both_backends!(
     movements_of_closed_months_are_cached_until_history_lands_in_one,
     |backend| async move {
-        let (db, _t) = fresh_db(backend).await;
+        let (db, _t) = common::migrated_db(backend).await;
         // Real time: the cache's notion of a closed month is the calendar's.
         let now = tally::db::now_unix();
         let last_month = metrics::month_start(now, -1) + 86_400;
@@ -926,3 +918,48 @@ both_backends!(
         assert_eq!(subscribers.iter().map(|(_, n)| *n).collect::<Vec<_>>(), [2, 2]);
     }
 );
+
+/// Two transactions adding to one customer's history at once (two instances' workers) must not
+/// each write movements from half of it: the second waits for the first (Postgres).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_history_of_one_customer_gives_movements_from_all_of_it() {
+    let (db, _t) = common::migrated_db(common::Backend::Postgres).await;
+    let first = sub(
+        "sub_c1",
+        "cus_c",
+        "active",
+        "usd",
+        &[(price(1000, "usd", "month", 1), 1)],
+    );
+    let second = sub(
+        "sub_c2",
+        "cus_c",
+        "active",
+        "usd",
+        &[(price(2000, "usd", "month", 1), 1)],
+    );
+    let version = |at: i64, id: &str| Version {
+        at,
+        event_id: id.to_string(),
+    };
+    let mut t1 = db.begin().await.unwrap();
+    projection::apply_event(&mut t1, CREATED, &first, &version(day(2026, 5, 1), "evt_c1"))
+        .await
+        .unwrap();
+    let other = db.clone();
+    let t2 = tokio::spawn(async move {
+        let mut t2 = other.begin().await.unwrap();
+        projection::apply_event(&mut t2, CREATED, &second, &version(day(2026, 5, 2), "evt_c2"))
+            .await
+            .unwrap();
+        t2.commit().await.unwrap();
+    });
+    // The second transaction is under way (waiting, with the fix) before the first commits.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    t1.commit().await.unwrap();
+    t2.await.unwrap();
+    assert_eq!(
+        kinds(&db, "usd").await,
+        [(MovementKind::New, 1000), (MovementKind::Expansion, 2000)]
+    );
+}

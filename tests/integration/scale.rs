@@ -199,10 +199,7 @@ both_backends!(
     a_batch_with_several_versions_of_an_object_keeps_the_newest,
     |backend| async move {
         use tally::webhooks::inbox::{self, IncomingEvent, Source};
-        let test_db = common::TestDb::new(backend).await;
-        let config = common::config_with(&test_db, &[]);
-        let db = tally::db::Db::connect(&config.database_url).await.unwrap();
-        db.migrate().await.unwrap();
+        let (db, _test_db) = common::migrated_db(backend).await;
         // Five customers, ten versions each, stored in a scrambled order; plus a product.
         let mut events = Vec::new();
         for c in 0..5 {
@@ -282,10 +279,7 @@ both_backends!(
     claims_abandoned_by_a_crashed_instance_are_taken_over_in_order,
     |backend| async move {
         use tally::webhooks::inbox::{self, IncomingEvent, Source};
-        let test_db = common::TestDb::new(backend).await;
-        let config = common::config_with(&test_db, &[]);
-        let db = tally::db::Db::connect(&config.database_url).await.unwrap();
-        db.migrate().await.unwrap();
+        let (db, _test_db) = common::migrated_db(backend).await;
         // Three versions of one customer; the oldest two were claimed by an instance that died
         // (their claim expired), the newest is pending.
         for v in 0..3 {

@@ -67,6 +67,15 @@ pub fn config_with(db: &TestDb, extra: &[(&str, &str)]) -> Config {
     Config::from_lookup(|name| vars.get(name).cloned()).expect("test config is valid")
 }
 
+/// A migrated database of `backend`, without a server (for tests of library functions).
+pub async fn migrated_db(backend: Backend) -> (Db, TestDb) {
+    let test_db = TestDb::new(backend).await;
+    let config = config_with(&test_db, &[]);
+    let db = Db::connect(&config.database_url).await.unwrap();
+    db.migrate().await.unwrap();
+    (db, test_db)
+}
+
 pub const OWNER_EMAIL: &str = "owner@example.com";
 pub const PASSWORD: &str = "correct horse battery staple";
 
