@@ -209,12 +209,17 @@ impl<T: Send + Sync + 'static> Cached<T> {
             .unwrap_or_else(|p| p.into_inner())
             .insert(full_key.clone());
         if !claimed {
-            if let Some(previous) = self.previous(&full_key) {
-                return Ok((previous.0, Some(previous.1)));
+            let Some((value, at)) = self.previous(&full_key) else {
+                // Nothing recent to show: compute (shared with any request for the same stamp).
+                return Ok((self.get_stamped(db, key, stamp, compute).await?, None));
+            };
+            // The computation under way is for these very data: join it, within the same wait.
+            if self.underway(&full_key, stamp) && !self.slower_than(&full_key, wait) {
+                if let Ok(result) = tokio::time::timeout(wait, self.get_stamped(db, key, stamp, compute)).await {
+                    return Ok((result?, None));
+                }
             }
-            // Nothing recent to show: compute (shared with any request for the same stamp).
-            let value = self.get_stamped(db, key, stamp, compute).await?;
-            return Ok((value, None));
+            return Ok((value, Some(at)));
         }
         let guard = Running {
             set: running,
@@ -231,9 +236,10 @@ impl<T: Send + Sync + 'static> Cached<T> {
             Ok::<_, DbError>(value)
         });
         // Waiting is worth it only if the last computation of this key fitted in the wait.
-        let wait = match self.last_took(&full_key) {
-            Some(took) if took > wait && self.previous(&full_key).is_some() => std::time::Duration::ZERO,
-            _ => wait,
+        let wait = if self.slower_than(&full_key, wait) && self.previous(&full_key).is_some() {
+            std::time::Duration::ZERO
+        } else {
+            wait
         };
         let joined = match tokio::time::timeout(wait, &mut task).await {
             Ok(joined) => joined,
@@ -259,14 +265,24 @@ impl<T: Send + Sync + 'static> Cached<T> {
             .map(|(value, at, _)| (value.clone(), *at))
     }
 
-    /// How long the newest computation of `full_key` took.
-    fn last_took(&self, full_key: &str) -> Option<std::time::Duration> {
+    /// Whether the newest computation of `full_key` took longer than `wait`.
+    fn slower_than(&self, full_key: &str, wait: std::time::Duration) -> bool {
         self.last
             .get_or_init(Default::default)
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(full_key)
-            .map(|(_, _, took)| *took)
+            .is_some_and(|(_, _, took)| *took > wait)
+    }
+
+    /// Whether a computation of `full_key` for `stamp` has started.
+    fn underway(&self, full_key: &str, stamp: Stamp) -> bool {
+        self.map.get().is_some_and(|map| {
+            map.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(full_key)
+                .is_some_and(|entry| entry.stamp == stamp)
+        })
     }
 
     /// The value stored under `full_key` for `stamp`, if it is computed.

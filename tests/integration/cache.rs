@@ -112,6 +112,27 @@ both_backends!(
         assert!(took < Duration::from_millis(250), "{took:?}");
         assert_eq!(runs.load(Ordering::SeqCst), 2, "one computation per change");
 
+        // Quick figures after a change: a second request while the first computes joins that
+        // computation and gets current figures too (not the previous ones).
+        bump(db.clone()).await;
+        let quick = |db: Db| async move {
+            CACHE
+                .get_bounded(&db, "quick", 0, Duration::from_millis(500), || async {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok::<_, DbError>(tally::db::now_unix())
+                })
+                .await
+                .unwrap()
+        };
+        quick(db.clone()).await;
+        bump(db.clone()).await;
+        let (a, b) = tokio::join!(quick(db.clone()), async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            quick(db.clone()).await
+        });
+        assert_eq!((a.1, b.1), (None, None), "both current");
+        assert!(Arc::ptr_eq(&a.0, &b.0), "one computation");
+
         // A generous wait gives current figures right after a change.
         bump(db.clone()).await;
         let (value, as_of) = CACHE
