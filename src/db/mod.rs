@@ -91,33 +91,12 @@ impl Db {
                         source,
                     })?;
                 }
-                let write = sqlite_pool(1)
-                    .after_connect(|conn, _meta| {
-                        Box::pin(async move {
-                            sqlite_settings(conn).await?;
-                            // The writer walks the inbox and the projection's indexes all day:
-                            // 4 MiB of page cache (readers keep 1 MiB each).
-                            conn.execute("PRAGMA cache_size = -4096").await?;
-                            Ok(())
-                        })
-                    })
-                    .connect(url.expose())
-                    .await
-                    .map_err(connect_err)?;
-                // Four readers (two cores do not run more queries at once anyway), 1 MiB of page
-                // cache each: their scans are served by the OS's file cache, and every reader's
-                // private cache would count in the server's memory.
-                let read = sqlite_pool(4)
-                    .after_connect(|conn, _meta| {
-                        Box::pin(async move {
-                            sqlite_settings(conn).await?;
-                            conn.execute("PRAGMA cache_size = -1024").await?;
-                            Ok(())
-                        })
-                    })
-                    .connect(url.expose())
-                    .await
-                    .map_err(connect_err)?;
+                // The writer walks the inbox and the projection's indexes all day: 4 MiB of page
+                // cache. Four readers (two cores do not run more queries at once anyway) with
+                // 1 MiB each: their scans are served by the OS's file cache, and every private
+                // cache counts in the server's memory.
+                let write = sqlite_pool(1, 4096).connect(url.expose()).await.map_err(connect_err)?;
+                let read = sqlite_pool(4, 1024).connect(url.expose()).await.map_err(connect_err)?;
                 Ok(Self {
                     backend: Backend::Sqlite,
                     read,
@@ -211,11 +190,19 @@ impl Db {
     }
 }
 
-fn sqlite_pool(max_connections: u32) -> AnyPoolOptions {
+/// A pool of SQLite connections, each with `cache_kib` KiB of page cache.
+fn sqlite_pool(max_connections: u32, cache_kib: u32) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(30))
-        .after_connect(|conn, _meta| Box::pin(async move { sqlite_settings(conn).await }))
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                sqlite_settings(conn).await?;
+                conn.execute(format!("PRAGMA cache_size = -{cache_kib}").as_str())
+                    .await?;
+                Ok(())
+            })
+        })
 }
 
 async fn sqlite_settings(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {

@@ -150,7 +150,7 @@ async fn movement_sums(
     currency: &str,
     months: i32,
     now: i64,
-) -> Result<(Vec<i64>, Vec<MovementMonth>), DbError> {
+) -> Result<((i64, i64), Vec<MovementMonth>), DbError> {
     let months = months.max(1) as usize;
     let current = month_number(now);
     let first = current - (months as i64 - 1);
@@ -177,12 +177,13 @@ async fn movement_sums(
             r.try_get("subscribers")?,
         ));
     }
-    let mut before = vec![0i64; 2];
+    // MRR and subscribers before the first month.
+    let mut before = (0i64, 0i64);
     let mut out = vec![MovementMonth::default(); months];
     for (month, kind, delta, subscribers) in sums {
         let Ok(i) = usize::try_from(month - first) else {
-            before[0] += delta;
-            before[1] += subscribers;
+            before.0 += delta;
+            before.1 += subscribers;
             continue;
         };
         let p = &mut out[i.min(months - 1)];
@@ -225,7 +226,7 @@ pub async fn monthly_series(
 ) -> Result<(Vec<MonthPoint>, Vec<(String, i64)>), DbError> {
     let first = month_start(now, -(months.max(1) - 1));
     let (before, sums) = movement_sums(db, currency, months, now).await?;
-    let (mut mrr, mut live) = (before[0], before[1]);
+    let (mut mrr, mut live) = before;
     let mut points = Vec::with_capacity(sums.len());
     let mut subscribers = Vec::with_capacity(sums.len());
     for (i, s) in sums.iter().enumerate() {
