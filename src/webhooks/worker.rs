@@ -130,6 +130,10 @@ impl Worker {
             return Ok(Some(0));
         }
         let Some(outcomes) = self.project_batch(&mut tx, &claimed).await else {
+            // Rolled back before the events are claimed one by one: a dropped transaction is
+            // rolled back only when its connection is next used, and until then its row locks
+            // would make the one-by-one claim (SKIP LOCKED) pass over these very events.
+            tx.rollback().await?;
             return Ok(None);
         };
         // Statuses in one statement per (status, note) rather than one per event.
