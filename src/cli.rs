@@ -526,7 +526,8 @@ async fn apply_pending(ctx: &crate::sync::background::JobContext) -> Result<usiz
     let worker = crate::webhooks::worker::Worker {
         db: ctx.db.clone(),
         wake: ctx.events.clone(),
-        max_attempts: ctx.config.webhooks.max_attempts,
+        max_attempts: ctx.config.webhooks.max_attempts.unwrap_or(i64::MAX),
+        retry_for_secs: ctx.config.webhooks.retry_for.as_secs() as i64,
         refetch: ctx.config.webhooks.refetch.then(|| ctx.stripe.clone()),
     };
     let mut total = 0;

@@ -269,8 +269,12 @@ impl Default for ReconcileSettings {
 pub struct WebhookSettings {
     /// How old a signature's timestamp may be (`STRIPE_WEBHOOK_TOLERANCE`, default 300s).
     pub tolerance: Duration,
-    /// Attempts before an event is marked failed (`WEBHOOK_MAX_ATTEMPTS`, default 8).
-    pub max_attempts: i64,
+    /// Attempts before an event is marked failed (`WEBHOOK_MAX_ATTEMPTS`; default: no cap, the
+    /// event is retried for `retry_for`).
+    pub max_attempts: Option<i64>,
+    /// How long an event that fails to apply is retried, with delays growing from 2 s to an hour,
+    /// before it is marked failed (`WEBHOOK_RETRY_FOR`, default 3d: as long as Stripe retries).
+    pub retry_for: Duration,
     /// The overview warns when no event arrived for this long (`WEBHOOK_SILENCE_WARNING`, default 24h).
     pub silence_warning: Duration,
     /// Fetch each event's object from Stripe instead of trusting the payload (`WEBHOOK_REFETCH`).
@@ -284,7 +288,8 @@ impl Default for WebhookSettings {
     fn default() -> Self {
         Self {
             tolerance: Duration::from_secs(300),
-            max_attempts: 8,
+            max_attempts: None,
+            retry_for: Duration::from_secs(3 * 86_400),
             silence_warning: Duration::from_secs(86_400),
             refetch: false,
             worker: true,
@@ -480,13 +485,15 @@ impl Config {
         let webhooks = WebhookSettings {
             tolerance: duration("STRIPE_WEBHOOK_TOLERANCE", hooks.tolerance)?,
             max_attempts: match get("WEBHOOK_MAX_ATTEMPTS") {
-                Some(v) => v
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=100).contains(n))
-                    .ok_or_else(|| err("WEBHOOK_MAX_ATTEMPTS", "must be a number from 1 to 100".into()))?,
+                Some(v) => Some(
+                    v.parse()
+                        .ok()
+                        .filter(|n| (1..=10_000).contains(n))
+                        .ok_or_else(|| err("WEBHOOK_MAX_ATTEMPTS", "must be a number from 1 to 10000".into()))?,
+                ),
                 None => hooks.max_attempts,
             },
+            retry_for: duration("WEBHOOK_RETRY_FOR", hooks.retry_for)?,
             silence_warning: duration("WEBHOOK_SILENCE_WARNING", hooks.silence_warning)?,
             refetch: match get("WEBHOOK_REFETCH")
                 .as_deref()

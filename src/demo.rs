@@ -688,6 +688,7 @@ pub async fn seed_with(
         db: db.clone(),
         wake: std::sync::Arc::new(tokio::sync::Notify::new()),
         max_attempts: 3,
+        retry_for_secs: 3 * 86_400,
         refetch: None,
     };
     let mut g = Generator::new(profile, now);

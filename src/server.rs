@@ -222,9 +222,11 @@ pub async fn start(config: Config, leptos_options: LeptosOptions) -> Result<Runn
     let worker = crate::webhooks::worker::Worker {
         db: db.clone(),
         wake: events.clone(),
-        max_attempts: config.webhooks.max_attempts,
+        max_attempts: config.webhooks.max_attempts.unwrap_or(i64::MAX),
+        retry_for_secs: config.webhooks.retry_for.as_secs() as i64,
         refetch: config.webhooks.refetch.then(|| stripe.clone()),
     };
+    let fetch_with = config.stripe_key.is_some().then(|| stripe.clone());
     let link_secret = match &config.link_secret {
         Some(secret) => secret.clone(),
         None => crate::config::Secret::new(
@@ -260,6 +262,7 @@ pub async fn start(config: Config, leptos_options: LeptosOptions) -> Result<Runn
     let (tx, rx) = oneshot::channel::<()>();
     let cleanup = tokio::spawn(delete_expired_sessions(DbSessionStore::new(db.clone())));
     let run_worker = state_config.webhooks.worker;
+    let fetches = tokio::spawn(crate::sync::fetches::run(db.clone(), fetch_with));
     let worker = tokio::spawn(async move {
         if run_worker {
             worker.run().await
@@ -283,6 +286,7 @@ pub async fn start(config: Config, leptos_options: LeptosOptions) -> Result<Runn
             .await;
         cleanup.abort();
         worker.abort();
+        fetches.abort();
         reconcile.abort();
         result
     });

@@ -11,14 +11,11 @@ use serde_json::Value;
 use crate::db::{now_unix, Db};
 use crate::webhooks::projection::{self, Resource, Version};
 
-/// Writes an object Stripe returned from an API call through the webhook projection. Its version
-/// is the time the request was sent: Stripe's answer is at least that fresh, and a webhook about a
-/// later change (created at or after that second) still wins.
+/// Writes an object Stripe returned from an API call through the webhook projection. It is dated
+/// by the time the request was sent (`Version::fetched`): Stripe's answer is at least that fresh,
+/// and a webhook about a change made since still wins.
 pub async fn project(db: &Db, resource: Resource, object: &Value, sent_at: i64) -> Result<(), String> {
-    let version = Version {
-        at: sent_at,
-        event_id: crate::sync::BACKFILL_VERSION_ID.to_string(),
-    };
+    let version = Version::fetched(sent_at);
     let mut tx = db.begin().await.map_err(|e| e.to_string())?;
     projection::apply_object(&mut tx, resource, object, &version, false)
         .await

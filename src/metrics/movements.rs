@@ -26,12 +26,32 @@ pub struct Derived {
 /// One snapshot of a customer's MRR history: subscription, time, event, the subscription's MRR.
 pub type Snapshot = (String, i64, String, i64);
 
-/// One customer's movements from its history in Stripe's order (time, event id, subscription).
+/// One customer's movements from its history in time order (one snapshot per subscription and
+/// second). Within one second, changes that raise MRR come before those that lower it: the
+/// customer moved from one plan to another, it did not churn in between.
 pub fn derive(customer: &str, history: impl IntoIterator<Item = Snapshot>) -> Vec<Derived> {
+    let mut history: Vec<Snapshot> = history.into_iter().collect();
+    history.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+    let mut per_sub: HashMap<String, i64> = HashMap::new();
+    let mut ordered: Vec<(Snapshot, i64)> = Vec::with_capacity(history.len());
+    for second in history.chunk_by(|a, b| a.1 == b.1) {
+        let mut group: Vec<(Snapshot, i64)> = second
+            .iter()
+            .map(|snap| {
+                let delta = snap.3 - per_sub.get(&snap.0).copied().unwrap_or(0);
+                (snap.clone(), delta)
+            })
+            .collect();
+        group.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0 .0.cmp(&b.0 .0)));
+        for (snap, _) in &group {
+            per_sub.insert(snap.0.clone(), snap.3);
+        }
+        ordered.extend(group);
+    }
     let mut per_sub: HashMap<String, i64> = HashMap::new();
     let (mut customer_mrr, mut ever_paid) = (0i64, false);
     let mut out = Vec::new();
-    for (sub, at, event_id, mrr) in history {
+    for ((sub, at, event_id, mrr), _) in ordered {
         let before_sub = per_sub.insert(sub.clone(), mrr).unwrap_or(0);
         let delta = mrr - before_sub;
         if delta == 0 {
@@ -174,7 +194,8 @@ const BUILT: &str = "mrr_movements_built";
 /// after a change of how movements are derived: bump the marker's value). Several instances
 /// starting together on Postgres: one builds, the others wait for it and find the marker.
 pub async fn ensure_built(db: &Db) -> Result<(), DbError> {
-    const VERSION: &str = "1";
+    // 2: one snapshot per subscription and second, increases first within a second.
+    const VERSION: &str = "2";
     if crate::db::settings::get(db, BUILT).await?.as_deref() == Some(VERSION) {
         return Ok(());
     }

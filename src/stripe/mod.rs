@@ -101,7 +101,8 @@ pub trait StripeApi: Send + Sync + fmt::Debug {
     }
 }
 
-/// Stripe embeds only the first page of some lists (a subscription's items, a charge's refunds).
+/// Stripe embeds only the first page of some lists (a subscription's items, an invoice's lines, a
+/// charge's refunds).
 /// When the embedded list says there is more, this fetches the whole list and puts it in place, so
 /// projection sees every entry. Returns how many requests it made.
 pub async fn complete_nested_lists(
@@ -109,9 +110,13 @@ pub async fn complete_nested_lists(
     resource: Resource,
     object: &mut Value,
 ) -> Result<usize, StripeApiError> {
-    let (field, path, filter) = match resource {
-        Resource::Subscription => ("items", "/subscription_items", "subscription"),
-        Resource::Charge => ("refunds", "/refunds", "charge"),
+    let Some(id) = object.get("id").and_then(Value::as_str).filter(|id| valid_id(id)) else {
+        return Ok(0);
+    };
+    let (field, path, filters) = match resource {
+        Resource::Subscription => ("items", "/subscription_items".to_string(), vec![("subscription", id)]),
+        Resource::Charge => ("refunds", "/refunds".to_string(), vec![("charge", id)]),
+        Resource::Invoice => ("lines", format!("/invoices/{id}/lines"), Vec::new()),
         _ => return Ok(0),
     };
     let more = object
@@ -119,13 +124,13 @@ pub async fn complete_nested_lists(
         .and_then(|list| list.get("has_more"))
         .and_then(Value::as_bool)
         == Some(true);
-    let Some(id) = object.get("id").and_then(Value::as_str).filter(|id| valid_id(id)) else {
-        return Ok(0);
-    };
     if !more {
         return Ok(0);
     }
-    let filters = [(filter.to_string(), id.to_string())];
+    let filters: Vec<(String, String)> = filters
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let mut all = Vec::new();
     let mut requests = 0;
     loop {
@@ -134,7 +139,7 @@ pub async fn complete_nested_lists(
             .and_then(|o: &Value| o.get("id"))
             .and_then(Value::as_str)
             .map(str::to_string);
-        let page = api.list_path(path, &filters, after.as_deref()).await?;
+        let page = api.list_path(&path, &filters, after.as_deref()).await?;
         requests += 1;
         let done = !page.has_more || page.data.is_empty();
         all.extend(page.data);

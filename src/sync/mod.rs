@@ -1,10 +1,12 @@
 //! Backfill: pages through Stripe's list endpoints and applies every object through the same
-//! projection as webhooks. Newer wins: a backfilled object carries the time it was fetched as its
-//! version, so it replaces older webhook data and loses to webhooks about later changes, whichever
-//! arrives first. Progress is committed with each page, so a killed sync resumes where it stopped.
+//! projection as webhooks. Newer wins: a backfilled object is dated a little before its request
+//! left (`Version::fetched`), so it replaces older webhook data and loses to webhooks about
+//! changes made while the page was fetched or later, whichever arrives first. Progress is
+//! committed with each page, so a killed sync resumes where it stopped.
 
 pub mod background;
 pub mod drift;
+pub mod fetches;
 pub mod jobs;
 pub mod reconcile;
 
@@ -30,10 +32,6 @@ pub const ORDER: [Resource; 10] = [
     Resource::Dispute,
     Resource::CheckoutSession,
 ];
-
-/// The version a backfilled object is written with: its fetch time, and a marker that loses ties
-/// to real event ids (`evt_…` sorts after `backfill`).
-pub const BACKFILL_VERSION_ID: &str = "backfill";
 
 #[derive(Clone, Debug, Default)]
 pub struct SyncOptions {
@@ -157,15 +155,14 @@ pub async fn run(
         let started = Instant::now();
         let fetched_before = state.fetched;
         while !state.done {
+            // Dated by when the request left, not when the answer came: a webhook about a change
+            // made while the page was being fetched is newer and still wins.
+            let version = Version::fetched(now_unix());
             let mut page = stripe.list(resource, state.cursor.as_deref(), since).await?;
             for object in &mut page.data {
                 crate::stripe::complete_nested_lists(stripe, resource, object).await?;
             }
             let fetched_at = now_unix();
-            let version = Version {
-                at: fetched_at,
-                event_id: BACKFILL_VERSION_ID.to_string(),
-            };
             let mut tx = db.begin().await?;
             let mut applied = 0;
             for object in &page.data {

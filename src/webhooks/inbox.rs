@@ -156,6 +156,8 @@ async fn store_statement(
         let mismatch = expected_livemode.is_some_and(|live| live != event.livemode);
         let (status, note) = if mismatch {
             ("ignored", Some("livemode differs from the configured Stripe key"))
+        } else if event.account.is_some() {
+            ("ignored", Some(projection::CONNECTED_ACCOUNT_NOTE))
         } else if !projection::is_handled(&event.event_type) {
             ("ignored", Some("event type not handled"))
         } else {

@@ -27,7 +27,10 @@ const POLL: Duration = Duration::from_secs(5);
 pub struct Worker {
     pub db: Db,
     pub wake: Arc<Notify>,
+    /// Attempts before an event is marked failed (`i64::MAX`: no cap).
     pub max_attempts: i64,
+    /// How long after it was received an event that fails is still retried.
+    pub retry_for_secs: i64,
     /// When set, each object is fetched from Stripe instead of trusting the payload.
     pub refetch: Option<Arc<dyn StripeApi>>,
 }
@@ -219,7 +222,11 @@ impl Worker {
                 tracing::info!(event_id = %event.id, event_type, outcome, duration_ms, "webhook event processed");
             }
             Err(error) => {
-                let failed = event.attempts >= self.max_attempts;
+                // Retried with growing delays for as long as Stripe itself retries (3 days by
+                // default), so an outage of the database or a bug fixed within that time needs no
+                // hand work.
+                let next = now + backoff_secs(event.attempts);
+                let failed = event.attempts >= self.max_attempts || next > event.received_at + self.retry_for_secs;
                 let status = if failed { "failed" } else { "pending" };
                 crate::observability::metrics()
                     .events_processed
@@ -230,7 +237,7 @@ impl Worker {
                      duration_ms = $4, processed_at = $5 WHERE id = $6",
                 )
                 .bind(status)
-                .bind(now + backoff_secs(event.attempts))
+                .bind(next)
                 .bind(error)
                 .bind(duration_ms)
                 .bind(now)
@@ -247,15 +254,16 @@ impl Worker {
     async fn apply(&self, event: &Claimed) -> Result<(String, &'static str), String> {
         let value: Value =
             serde_json::from_str(&event.payload).map_err(|e| format!("stored payload unreadable: {e}"))?;
+        let connected = value.get("account").is_some_and(|a| !a.is_null());
         let refetched_object = match &self.refetch {
-            Some(stripe) => {
+            Some(stripe) if !connected => {
                 let event_type = value.get("type").and_then(Value::as_str).unwrap_or_default();
                 let object = projection::read::at(&value, &["data", "object"])
                     .cloned()
                     .unwrap_or(Value::Null);
                 Some(refetched(stripe.as_ref(), event_type, object).await?)
             }
-            None => None,
+            _ => None,
         };
         let mut tx = self.db.begin().await.map_err(|e| e.to_string())?;
         let outcome = self.apply_in(&mut tx, event, refetched_object).await?;
@@ -277,11 +285,15 @@ impl Worker {
         let mut parsed: Vec<(String, Version, Value)> = Vec::with_capacity(claimed.len());
         for event in claimed {
             let value: Value = serde_json::from_str(&event.payload).ok()?;
-            let event_type = value
+            let mut event_type = value
                 .get("type")
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
+            if value.get("account").is_some_and(|a| !a.is_null()) {
+                // Never batched; project_in marks it ignored.
+                event_type = format!("connect:{event_type}");
+            }
             let created = value.get("created").and_then(Value::as_i64).unwrap_or(0);
             let object = projection::read::at(&value, &["data", "object"])
                 .cloned()
@@ -295,22 +307,32 @@ impl Worker {
                 object,
             ));
         }
-        // (resource, object id) → index of its newest version in this batch.
-        let mut newest: HashMap<(projection::Resource, String), usize> = HashMap::new();
+        // (resource, object id) → index of its newest version in this batch, and whether another
+        // event of the batch has the same second (a tie: those go one by one, which settles it).
+        let mut newest: HashMap<(projection::Resource, String), (usize, bool)> = HashMap::new();
         for (i, (event_type, version, object)) in parsed.iter().enumerate() {
             let Some(resource) = projection::batchable(event_type, object) else {
                 continue;
             };
             let id = projection::read::text(object, "id").unwrap_or_default();
-            let entry = newest.entry((resource, id)).or_insert(i);
-            let current = &parsed[*entry].1;
-            if (version.at, &version.event_id) > (current.at, &current.event_id) {
-                *entry = i;
+            let entry = newest.entry((resource, id)).or_insert((i, false));
+            let current = &parsed[entry.0].1;
+            if version.at > current.at {
+                *entry = (i, false);
+            } else if version.at == current.at && version.event_id != current.event_id {
+                entry.1 = true;
             }
         }
+        let tied: std::collections::HashSet<(projection::Resource, String)> = newest
+            .iter()
+            .filter(|(_, (_, tie))| *tie)
+            .map(|(k, _)| k.clone())
+            .collect();
         let mut by_resource: HashMap<projection::Resource, Vec<usize>> = HashMap::new();
-        for ((resource, _), i) in &newest {
-            by_resource.entry(*resource).or_default().push(*i);
+        for ((resource, _), (i, tie)) in &newest {
+            if !tie {
+                by_resource.entry(*resource).or_default().push(*i);
+            }
         }
         for (resource, mut indexes) in by_resource {
             // Rows in id order: two instances writing overlapping objects lock them in the same
@@ -323,7 +345,15 @@ impl Worker {
                 let written = projection::upsert_many(tx, resource, &items).await.ok()?;
                 for i in chunk {
                     let id = projection::read::text(&parsed[*i].2, "id").unwrap_or_default();
-                    outcomes[*i] = Some(if written.contains(&id) {
+                    let applied = if written.contains(&id) {
+                        Applied::Written
+                    } else {
+                        // Not newer: maybe a tie with the row's event of the same second.
+                        projection::resolve_tie(tx, resource, &parsed[*i].2, &parsed[*i].1)
+                            .await
+                            .ok()?
+                    };
+                    outcomes[*i] = Some(if applied == Applied::Written {
                         (parsed[*i].0.clone(), "applied", None)
                     } else {
                         (
@@ -340,7 +370,10 @@ impl Worker {
                 continue;
             }
             let (event_type, _, object) = &parsed[i];
-            if projection::batchable(event_type, object).is_some() {
+            let tie = projection::batchable(event_type, object).is_some_and(|resource| {
+                tied.contains(&(resource, projection::read::text(object, "id").unwrap_or_default()))
+            });
+            if projection::batchable(event_type, object).is_some() && !tie {
                 // Superseded by a newer version of the same object in this batch.
                 outcomes[i] = Some((event_type.clone(), "stale", Some("a newer version was already applied")));
                 continue;
@@ -379,6 +412,9 @@ impl Worker {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
+        if value.get("account").is_some_and(|a| !a.is_null()) {
+            return Ok((event_type, "ignored", Some(projection::CONNECTED_ACCOUNT_NOTE)));
+        }
         let created = value.get("created").and_then(Value::as_i64).unwrap_or(0);
         let object = match object {
             Some(o) => o,

@@ -223,6 +223,7 @@ both_backends!(
             db: db.clone(),
             wake: Default::default(),
             max_attempts: 3,
+            retry_for_secs: 3 * 86_400,
             refetch: None,
         };
         assert_eq!(worker.run_once().await.unwrap(), n, "one batch");
@@ -321,6 +322,7 @@ both_backends!(
             db: db.clone(),
             wake: Default::default(),
             max_attempts: 3,
+            retry_for_secs: 3 * 86_400,
             refetch: None,
         };
         assert_eq!(worker.run_once().await.unwrap(), 3);

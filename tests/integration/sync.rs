@@ -430,6 +430,7 @@ both_backends!(
             db: db.clone(),
             wake: Default::default(),
             max_attempts: 3,
+            retry_for_secs: 3 * 86_400,
             refetch: None,
         };
         while worker.run_once().await.unwrap() > 0 {}

@@ -92,7 +92,13 @@ both_backends!(
             .fetch_one(app.db().reader())
             .await
             .unwrap();
-        assert_eq!(email, "ada@example.com");
+        // Stored as Stripe sent it, case included (Stripe keeps the case it was given).
+        assert_eq!(email, "Ada@Example.com");
+        // Searching ignores case.
+        let page = app.get("/customers?q=ADA%40example.COM").await.text().await.unwrap();
+        assert!(page.contains("Ada@Example.com"), "a search in another case finds the customer");
+        let page = app.get("/customers?q=nobody%40example.com").await.text().await.unwrap();
+        assert!(!page.contains("Ada@Example.com"));
         let stored: String = sqlx::query_scalar("SELECT payload FROM stripe_events WHERE id = 'evt_1'")
             .fetch_one(app.db().reader())
             .await
@@ -1031,6 +1037,7 @@ both_backends!(
             db,
             wake: Default::default(),
             max_attempts: 5,
+            retry_for_secs: 3 * 86_400,
             refetch: None,
         };
         let (a, b) = (worker(first.clone()), worker(second.clone()));

@@ -4,7 +4,8 @@ use super::{flag, text, Col};
 
 pub fn columns(c: &Value) -> Vec<(&'static str, Col)> {
     vec![
-        ("email", Col::Text(text(c, "email").map(|e| e.to_lowercase()))),
+        // As Stripe has it (case included); searches compare case-insensitively.
+        ("email", Col::Text(text(c, "email"))),
         ("name", Col::Text(text(c, "name"))),
         ("currency", Col::Text(text(c, "currency"))),
         ("delinquent", Col::Int(flag(c, "delinquent"))),

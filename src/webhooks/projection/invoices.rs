@@ -46,5 +46,9 @@ pub fn columns(inv: &Value) -> Vec<(&'static str, Col)> {
             Col::Int(at(inv, &["status_transitions", "paid_at"]).and_then(Value::as_i64)),
         ),
         ("attempt_count", Col::Int(int(inv, "attempt_count"))),
+        (
+            "lines_incomplete",
+            Col::Int(Some(i64::from(super::incomplete_list(super::Resource::Invoice, inv)))),
+        ),
     ]
 }

@@ -16,15 +16,17 @@ pub mod checkout_sessions;
 pub mod customers;
 pub mod disputes;
 pub mod invoices;
+pub mod order;
 pub mod payment_intents;
 pub mod payment_methods;
 pub mod prices;
 pub mod products;
 pub mod refunds;
+pub mod settle;
 pub mod subscriptions;
 
 use serde_json::Value;
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, Row};
 
 /// A typed column value.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,11 +35,36 @@ pub enum Col {
     Int(Option<i64>),
 }
 
-/// Which write wins: newer `at` (the event's `created`), then the larger event id.
+/// Which write wins: the newer `at` (the event's `created`). At the same second, a fetched object
+/// wins over events; between events the latest state of that second wins (`order`, `settle`),
+/// never the event id alone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Version {
     pub at: i64,
     pub event_id: String,
+}
+
+/// The `version_event` of an object fetched from Stripe's API (backfill, a settled tie, what an
+/// action returned). The name is historical: backfill was the first such write.
+pub const FETCHED: &str = "backfill";
+
+/// How far behind its request's start a fetched object is dated: events of a later second (on
+/// Stripe's clock, which may run a little behind ours) may postdate the answer and win over it;
+/// events of this second or earlier happened before the request and are in the answer.
+pub const FETCH_MARGIN_SECS: i64 = 2;
+
+impl Version {
+    /// The version of an object Stripe returned to a request sent at `requested_at` (our clock).
+    pub fn fetched(requested_at: i64) -> Self {
+        Version {
+            at: requested_at - FETCH_MARGIN_SECS,
+            event_id: FETCHED.to_string(),
+        }
+    }
+
+    pub fn is_fetched(&self) -> bool {
+        self.event_id == FETCHED
+    }
 }
 
 /// Reading helpers that never fail: a missing or mistyped field is `None`.
@@ -151,6 +178,25 @@ impl Resource {
         }
     }
 
+    /// The resource whose table is `table`.
+    pub fn from_table(table: &str) -> Option<Self> {
+        [
+            Resource::Customer,
+            Resource::PaymentMethod,
+            Resource::Product,
+            Resource::Price,
+            Resource::Subscription,
+            Resource::Invoice,
+            Resource::PaymentIntent,
+            Resource::Charge,
+            Resource::Refund,
+            Resource::Dispute,
+            Resource::CheckoutSession,
+        ]
+        .into_iter()
+        .find(|r| r.table() == table)
+    }
+
     pub fn columns(self, object: &Value) -> Vec<(&'static str, Col)> {
         match self {
             Resource::Customer => customers::columns(object),
@@ -220,7 +266,13 @@ pub const HANDLED_EVENT_TYPES: &[&str] = &[
 ];
 
 /// Event types whose object is gone for good in Stripe.
-const DELETION_EVENT_TYPES: &[&str] = &["customer.deleted", "product.deleted", "price.deleted"];
+pub(crate) const DELETION_EVENT_TYPES: &[&str] = &["customer.deleted", "product.deleted", "price.deleted"];
+
+/// Why an event of a connected account (Stripe Connect: the event carries `account`) is stored
+/// but never applied: its objects are another account's, and must not change the platform's rows
+/// or figures.
+pub const CONNECTED_ACCOUNT_NOTE: &str =
+    "event of a connected account (Stripe Connect): stored, not applied to this account's data";
 
 pub fn is_handled(event_type: &str) -> bool {
     HANDLED_EVENT_TYPES.contains(&event_type)
@@ -263,23 +315,160 @@ pub async fn apply_object(
     version: &Version,
     delete: bool,
 ) -> Result<Applied, ProjectionError> {
-    let written = upsert(conn, resource, object, version, delete).await?;
+    let applied = if delete {
+        if mark_deleted(conn, resource, object, version).await? {
+            Applied::Written
+        } else {
+            Applied::Stale
+        }
+    } else if !upsert_many(conn, resource, &[(object, version)]).await?.is_empty() {
+        write_embedded(conn, resource, object, version).await?;
+        Applied::Written
+    } else {
+        resolve_tie(conn, resource, object, version).await?
+    };
     if resource == Resource::Subscription {
         // History for MRR movements: every version counts, even one older than the row.
         subscriptions::record_mrr(conn, object, version).await?;
     }
-    if written && !delete {
-        match resource {
-            Resource::Subscription => subscriptions::replace_items(conn, object).await?,
-            Resource::Charge => {
-                for refund in read::list(object.get("refunds")) {
-                    upsert(conn, Resource::Refund, refund, version, false).await?;
+    if !delete {
+        request_missing_list(conn, resource, object, version).await?;
+    }
+    Ok(applied)
+}
+
+/// What an object embeds, written with it: a subscription's items, a charge's refunds.
+async fn write_embedded(
+    conn: &mut AnyConnection,
+    resource: Resource,
+    object: &Value,
+    version: &Version,
+) -> Result<(), ProjectionError> {
+    match resource {
+        Resource::Subscription => subscriptions::replace_items(conn, object).await?,
+        Resource::Charge => {
+            for refund in read::list(object.get("refunds")) {
+                if upsert_many(conn, Resource::Refund, &[(refund, version)])
+                    .await?
+                    .is_empty()
+                {
+                    Box::pin(resolve_tie(conn, Resource::Refund, refund, version)).await?;
                 }
             }
-            _ => {}
         }
+        _ => {}
     }
-    Ok(if written { Applied::Written } else { Applied::Stale })
+    Ok(())
+}
+
+/// The embedded list an object carries only in part (Stripe embeds the first page).
+pub fn incomplete_list(resource: Resource, object: &Value) -> bool {
+    let field = match resource {
+        Resource::Subscription => "items",
+        Resource::Invoice => "lines",
+        Resource::Charge => "refunds",
+        _ => return false,
+    };
+    read::at(object, &[field, "has_more"]).and_then(Value::as_bool) == Some(true)
+}
+
+/// Queues a fetch of an object whose embedded list is cut short; the row says it is incomplete
+/// until the whole object arrives.
+async fn request_missing_list(
+    conn: &mut AnyConnection,
+    resource: Resource,
+    object: &Value,
+    version: &Version,
+) -> Result<(), ProjectionError> {
+    if !incomplete_list(resource, object) {
+        return Ok(());
+    }
+    let Some(id) = read::text(object, "id") else {
+        return Ok(());
+    };
+    settle::request_fetch(
+        conn,
+        resource,
+        &id,
+        version.at,
+        settle::FetchReason::IncompleteList,
+        crate::db::now_unix(),
+    )
+    .await
+}
+
+/// After a write that did not replace the row: if the row holds another event of the same second
+/// (a tie), the latest version of that second is written. Returns `Written` when that is this
+/// version.
+pub async fn resolve_tie(
+    conn: &mut AnyConnection,
+    resource: Resource,
+    object: &Value,
+    version: &Version,
+) -> Result<Applied, ProjectionError> {
+    if version.is_fetched() {
+        return Ok(Applied::Stale);
+    }
+    let id = read::text(object, "id").ok_or(ProjectionError::NoId)?;
+    let row = sqlx::query(&format!(
+        "SELECT raw, version_at, version_event, deleted, deleted_at FROM {} WHERE id = $1",
+        resource.table()
+    ))
+    .bind(&id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(Applied::Stale);
+    };
+    let (row_at, row_event): (i64, String) = (row.try_get("version_at")?, row.try_get("version_event")?);
+    let deleted_before = row.try_get::<i64, _>("deleted")? != 0
+        && row
+            .try_get::<Option<i64>, _>("deleted_at")?
+            .is_some_and(|d| version.at > d);
+    if row_at != version.at || row_event == version.event_id || row_event == FETCHED || deleted_before {
+        return Ok(Applied::Stale);
+    }
+    let raw: String = row.try_get("raw")?;
+    let mut known = vec![order::Candidate {
+        event_id: version.event_id.clone(),
+        event_type: None,
+        object: object.clone(),
+        previous: None,
+    }];
+    if let Ok(current) = serde_json::from_str::<Value>(&raw) {
+        known.push(order::Candidate {
+            event_id: row_event.clone(),
+            event_type: None,
+            object: current,
+            previous: None,
+        });
+    }
+    let (winner, differ) = settle::latest_of_second(conn, resource, &id, version.at, known).await?;
+    if differ {
+        settle::request_fetch(
+            conn,
+            resource,
+            &id,
+            version.at,
+            settle::FetchReason::Tie,
+            version.at + settle::TIE_FETCH_DELAY_SECS,
+        )
+        .await?;
+    }
+    if winner.event_id == row_event {
+        return Ok(Applied::Stale);
+    }
+    let standing = Version {
+        at: version.at,
+        event_id: winner.event_id.clone(),
+    };
+    write_rows(conn, resource, &[(&winner.object, &standing)], Rule::SameSecondToo).await?;
+    write_embedded(conn, resource, &winner.object, &standing).await?;
+    Ok(if winner.event_id == version.event_id {
+        Applied::Written
+    } else {
+        Applied::Stale
+    })
 }
 
 /// Whether an event can go through `upsert_many`: a handled, non-deleting event about a resource
@@ -304,11 +493,31 @@ pub fn batchable(event_type: &str, object: &Value) -> Option<Resource> {
 }
 
 /// Writes many objects of one resource (distinct ids, none deleting) with one statement, each
-/// only if its version is newer than the row's; returns the ids written. Same rule as `upsert`.
+/// only if its version is newer than the row's (a later second; at the same second, a fetched
+/// object, or the same event again); returns the ids written. An object not written may be a tie
+/// (`resolve_tie`). A deleted row takes data only from events up to its deletion.
 pub async fn upsert_many(
     conn: &mut AnyConnection,
     resource: Resource,
     objects: &[(&Value, &Version)],
+) -> Result<std::collections::HashSet<String>, ProjectionError> {
+    write_rows(conn, resource, objects, Rule::Newer).await
+}
+
+/// When a write replaces a row.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rule {
+    /// A later second, or at the same second a fetched object or the same event.
+    Newer,
+    /// Also any version of the same second (the winner of a tie).
+    SameSecondToo,
+}
+
+async fn write_rows(
+    conn: &mut AnyConnection,
+    resource: Resource,
+    objects: &[(&Value, &Version)],
+    rule: Rule,
 ) -> Result<std::collections::HashSet<String>, ProjectionError> {
     if objects.is_empty() {
         return Ok(Default::default());
@@ -338,11 +547,17 @@ pub async fn upsert_many(
         .copied()
         .filter(|c| !matches!(*c, "id" | "deleted" | "deleted_at"))
         .collect();
+    let same_second = match rule {
+        Rule::Newer => {
+            format!("({table}.version_event = excluded.version_event OR excluded.version_event = '{FETCHED}')")
+        }
+        Rule::SameSecondToo => "1 = 1".to_string(),
+    };
     let sql = format!(
         "INSERT INTO {table} ({cols}) VALUES {rows} ON CONFLICT (id) DO UPDATE SET {set} \
          WHERE ({table}.deleted = 0 OR excluded.version_at <= {table}.deleted_at) \
            AND ({table}.version_at < excluded.version_at \
-                OR ({table}.version_at = excluded.version_at AND {table}.version_event <= excluded.version_event)) \
+                OR ({table}.version_at = excluded.version_at AND {same_second})) \
          RETURNING id",
         cols = names.join(", "),
         rows = rows.join(", "),
@@ -395,23 +610,16 @@ async fn bump_revenue_closed(conn: &mut AnyConnection) -> Result<(), ProjectionE
     Ok(())
 }
 
-/// Inserts or, if this version is newer, replaces the row. Returns whether it wrote.
-///
-/// Data from an event replaces the row's data when its version is newer than the data there, and
-/// the row is not deleted or the event is no later than the deletion. A deletion marks the row
-/// (keeping the earliest deletion time) and never touches its data; if the row does not exist yet,
-/// the deletion payload is stored as data of the lowest version, so the object's earlier events,
-/// arriving late, still fill it in. The result is the same whatever order events arrive in.
-async fn upsert(
+/// Marks the row deleted. A deletion marks the row (keeping the earliest deletion time) and never
+/// touches its data; if the row does not exist yet, the deletion payload is stored as data of the
+/// lowest version, so the object's earlier events, arriving late, still fill it in. The result is
+/// the same whatever order events arrive in. Returns whether it wrote.
+async fn mark_deleted(
     conn: &mut AnyConnection,
     resource: Resource,
     object: &Value,
     version: &Version,
-    delete: bool,
 ) -> Result<bool, ProjectionError> {
-    if !delete {
-        return Ok(!upsert_many(conn, resource, &[(object, version)]).await?.is_empty());
-    }
     let object_id = read::text(object, "id").ok_or(ProjectionError::NoId)?;
     let table = resource.table();
     let typed = resource.columns(object);

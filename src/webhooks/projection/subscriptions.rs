@@ -31,45 +31,76 @@ pub fn columns(s: &Value) -> Vec<(&'static str, Col)> {
         ("current_period_end", Col::Int(period(s, "current_period_end"))),
         ("start_date", Col::Int(int(s, "start_date"))),
         (
+            "items_incomplete",
+            Col::Int(Some(i64::from(super::incomplete_list(
+                super::Resource::Subscription,
+                s,
+            )))),
+        ),
+        (
             "mrr",
             Col::Int(Some(crate::metrics::mrr::of_subscription(s, crate::db::now_unix()))),
         ),
     ]
 }
 
-/// Keeps this version's MRR for the movements (once per subscription and version).
+/// Whether this version of a subscription says what its MRR is: a payload without items (a
+/// trimmed object) says nothing unless it ends the subscription.
+fn tells_mrr(s: &Value) -> bool {
+    let ends = matches!(text(s, "status").as_deref(), Some("canceled" | "incomplete_expired"));
+    s.get("items").is_some() || ends
+}
+
+/// Keeps the subscription's MRR at this version's second for the movements: one snapshot per
+/// second, the state that stands at the end of it (the same rule as the rows: a fetched object,
+/// else the latest of that second's events), whatever order they arrive in.
 pub async fn record_mrr(conn: &mut AnyConnection, s: &Value, version: &super::Version) -> Result<(), ProjectionError> {
     let Some(sub_id) = text(s, "id") else {
         return Err(ProjectionError::NoId);
     };
-    // A payload without items (a trimmed object) says nothing about MRR unless it ends the
-    // subscription.
-    let status = text(s, "status");
-    let ends = matches!(status.as_deref(), Some("canceled" | "incomplete_expired"));
-    if s.get("items").is_none() && !ends {
+    if !tells_mrr(s) {
         return Ok(());
     }
-    let mrr = crate::metrics::mrr::of_subscription(s, version.at);
-    let customer = id(s, "customer");
-    let currency = text(s, "currency");
     let added = sqlx::query(
         "INSERT INTO subscription_mrr (subscription_id, at, event_id, customer_id, currency, status, mrr) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (subscription_id, at, event_id) DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (subscription_id, at) DO NOTHING",
     )
     .bind(&sub_id)
     .bind(version.at)
     .bind(&version.event_id)
-    .bind(&customer)
-    .bind(&currency)
-    .bind(status)
-    .bind(mrr)
+    .bind(id(s, "customer"))
+    .bind(text(s, "currency"))
+    .bind(text(s, "status"))
+    .bind(crate::metrics::mrr::of_subscription(s, version.at))
     .execute(&mut *conn)
     .await?
     .rows_affected();
+    let standing = if added > 0 {
+        s.clone()
+    } else {
+        let Some(winner) = winner_of_second(conn, &sub_id, s, version).await? else {
+            return Ok(());
+        };
+        sqlx::query(
+            "UPDATE subscription_mrr SET event_id = $1, customer_id = $2, currency = $3, status = $4, mrr = $5 \
+             WHERE subscription_id = $6 AND at = $7",
+        )
+        .bind(&winner.event_id)
+        .bind(id(&winner.object, "customer"))
+        .bind(text(&winner.object, "currency"))
+        .bind(text(&winner.object, "status"))
+        .bind(crate::metrics::mrr::of_subscription(&winner.object, version.at))
+        .bind(&sub_id)
+        .bind(version.at)
+        .execute(&mut *conn)
+        .await?;
+        winner.object
+    };
     // A new point in the customer's history can change its movements from there on (events
     // arrive in any order): they are rebuilt from its whole history, a few rows.
-    if let (1.., Some(currency)) = (added, currency.as_deref()) {
-        crate::metrics::movements::rebuild_customer(conn, currency, customer.as_deref(), &sub_id).await?;
+    if let Some(currency) = text(&standing, "currency") {
+        let customer = id(&standing, "customer");
+        crate::metrics::movements::rebuild_customer(conn, &currency, customer.as_deref(), &sub_id).await?;
         // Movements before this point are unchanged (they are derived in time order): closed
         // months change only when the new point is in one. An hour of margin covers a
         // transaction that straddles the turn of a month.
@@ -78,6 +109,58 @@ pub async fn record_mrr(conn: &mut AnyConnection, s: &Value, version: &super::Ve
         }
     }
     Ok(())
+}
+
+/// When the history already has a snapshot at this second from another write: the version that
+/// should stand instead, or `None` when the snapshot there stays.
+async fn winner_of_second(
+    conn: &mut AnyConnection,
+    sub_id: &str,
+    s: &Value,
+    version: &super::Version,
+) -> Result<Option<super::order::Candidate>, ProjectionError> {
+    let existing: String =
+        sqlx::query_scalar("SELECT event_id FROM subscription_mrr WHERE subscription_id = $1 AND at = $2")
+            .bind(sub_id)
+            .bind(version.at)
+            .fetch_one(&mut *conn)
+            .await?;
+    let incoming = super::order::Candidate {
+        event_id: version.event_id.clone(),
+        event_type: None,
+        object: s.clone(),
+        previous: None,
+    };
+    if existing == version.event_id && !version.is_fetched() {
+        return Ok(None);
+    }
+    // A fetched object wins its second (a later fetch over an earlier one); events never beat it.
+    if version.is_fetched() {
+        return Ok(Some(incoming));
+    }
+    if existing == super::FETCHED {
+        return Ok(None);
+    }
+    let mut known = vec![incoming];
+    // The standing snapshot's state, when the row still holds it (it may not be an inbox event).
+    let row: Option<String> =
+        sqlx::query_scalar("SELECT raw FROM subscriptions WHERE id = $1 AND version_at = $2 AND version_event = $3")
+            .bind(sub_id)
+            .bind(version.at)
+            .bind(&existing)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if let Some(object) = row.and_then(|raw| serde_json::from_str::<Value>(&raw).ok()) {
+        known.push(super::order::Candidate {
+            event_id: existing.clone(),
+            event_type: None,
+            object,
+            previous: None,
+        });
+    }
+    let (winner, _) =
+        super::settle::latest_of_second(conn, super::Resource::Subscription, sub_id, version.at, known).await?;
+    Ok((winner.event_id != existing && tells_mrr(&winner.object)).then_some(winner))
 }
 
 /// An item's price (or, in older API versions, plan) and its recurring terms.

@@ -1,0 +1,45 @@
+-- Exact order within a second (see webhooks::projection::order).
+--
+-- The MRR history keeps one snapshot per subscription and second: the state that stands at the end
+-- of that second, chosen by the same rule as the rows (events of one second carry no order of their
+-- own). Existing histories keep, for each second, the snapshot the old rule (larger event id) chose.
+CREATE TABLE subscription_mrr_new (
+    subscription_id TEXT NOT NULL,
+    at              BIGINT NOT NULL,   -- the event's created time (or a fetch's version time)
+    event_id        TEXT NOT NULL,     -- the event whose state stands for that second, or backfill
+    customer_id     TEXT,
+    currency        TEXT,
+    status          TEXT,
+    mrr             BIGINT NOT NULL,
+    PRIMARY KEY (subscription_id, at)
+);
+INSERT INTO subscription_mrr_new (subscription_id, at, event_id, customer_id, currency, status, mrr)
+SELECT subscription_id, at, event_id, customer_id, currency, status, mrr FROM subscription_mrr o
+WHERE event_id = (SELECT MAX(event_id) FROM subscription_mrr i WHERE i.subscription_id = o.subscription_id AND i.at = o.at);
+DROP TABLE subscription_mrr;
+ALTER TABLE subscription_mrr_new RENAME TO subscription_mrr;
+CREATE INDEX subscription_mrr_customer ON subscription_mrr (customer_id, currency, at, event_id, subscription_id, mrr);
+
+-- Objects to fetch from Stripe: a tie whose versions differ (settled by Stripe's answer), or an
+-- object whose embedded list Stripe cut short (a subscription's items, an invoice's lines). One row
+-- per object and second, so a burst of events costs one fetch.
+CREATE TABLE stripe_fetches (
+    object_id   TEXT NOT NULL,
+    at          BIGINT NOT NULL,
+    resource    TEXT NOT NULL,      -- the projection table
+    reason      TEXT NOT NULL,      -- tie | incomplete_list
+    due_at      BIGINT NOT NULL,
+    attempts    BIGINT NOT NULL DEFAULT 0,
+    last_error  TEXT,
+    PRIMARY KEY (object_id, at)
+);
+CREATE INDEX stripe_fetches_due ON stripe_fetches (due_at);
+
+-- A subscription whose items (or an invoice whose lines) Stripe sent only in part: MRR and pages
+-- say so until the rest is fetched.
+ALTER TABLE subscriptions ADD COLUMN items_incomplete BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE invoices ADD COLUMN lines_incomplete BIGINT NOT NULL DEFAULT 0;
+
+-- Stripe's values as Stripe sent them: emails were stored lowercased. Rows are rewritten from their
+-- raw object by the next event or sync; searches compare case-insensitively.
+UPDATE customers SET email = json_extract(raw, '$.email') WHERE json_valid(raw);

@@ -1,0 +1,115 @@
+//! Fetches the objects the projection queued (`stripe_fetches`): a tie between events of the same
+//! second whose versions differ, settled by Stripe's answer; an object whose embedded list Stripe
+//! cut short (a subscription's items, an invoice's lines), completed from the API. Each object is
+//! fetched once per queued second, through the Stripe boundary and its rate limit, and applied as
+//! a fetched object (`Version::fetched`). Without a Stripe key the queue is dropped: the events'
+//! own order stands, and incomplete rows stay marked as such.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::Row;
+
+use crate::db::{now_unix, Db, DbError};
+use crate::stripe::{ErrorKind, StripeApi};
+use crate::webhooks::projection::{self, Resource, Version};
+
+/// Fetches tried before an object is left as the events had it.
+const MAX_ATTEMPTS: i64 = 5;
+/// Objects fetched per round.
+const ROUND: i64 = 20;
+
+/// Runs until the task is aborted.
+pub async fn run(db: Db, stripe: Option<Arc<dyn StripeApi>>) {
+    loop {
+        match drain_once(&db, stripe.as_deref()).await {
+            Ok(n) if n > 0 => continue,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not read the queue of objects to fetch from Stripe"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Fetches and applies the objects that are due; returns how many it handled.
+pub async fn drain_once(db: &Db, stripe: Option<&dyn StripeApi>) -> Result<usize, DbError> {
+    let rows = sqlx::query(
+        "SELECT object_id, at, resource, reason, attempts FROM stripe_fetches WHERE due_at <= $1 ORDER BY due_at LIMIT $2",
+    )
+    .bind(now_unix())
+    .bind(ROUND)
+    .fetch_all(db.reader())
+    .await?;
+    for row in &rows {
+        let (id, at): (String, i64) = (row.try_get("object_id")?, row.try_get("at")?);
+        let table: String = row.try_get("resource")?;
+        let attempts: i64 = row.try_get("attempts")?;
+        let (Some(stripe), Some(resource)) = (stripe, Resource::from_table(&table)) else {
+            forget(db, &id, at).await?;
+            continue;
+        };
+        match fetch_and_apply(db, stripe, resource, &id).await {
+            Ok(()) => forget(db, &id, at).await?,
+            Err(Failure::Gone) => {
+                tracing::info!(object_id = %id, "queued object is gone at Stripe; the events' state stands");
+                forget(db, &id, at).await?;
+            }
+            Err(Failure::Other(error)) if attempts + 1 >= MAX_ATTEMPTS => {
+                tracing::warn!(object_id = %id, error = %error, "gave up fetching a queued object; the events' state stands");
+                forget(db, &id, at).await?;
+            }
+            Err(Failure::Other(error)) => {
+                sqlx::query(
+                    "UPDATE stripe_fetches SET attempts = attempts + 1, due_at = $1, last_error = $2 \
+                     WHERE object_id = $3 AND at = $4",
+                )
+                .bind(now_unix() + 5 * (1 << attempts.clamp(0, 10)))
+                .bind(error)
+                .bind(&id)
+                .bind(at)
+                .execute(db.writer())
+                .await?;
+            }
+        }
+    }
+    Ok(rows.len())
+}
+
+enum Failure {
+    Gone,
+    Other(String),
+}
+
+async fn fetch_and_apply(db: &Db, stripe: &dyn StripeApi, resource: Resource, id: &str) -> Result<(), Failure> {
+    let version = Version::fetched(now_unix());
+    let mut object = match stripe.retrieve(resource, id).await {
+        Ok(object) => object,
+        Err(e) if e.kind == ErrorKind::NotFound => return Err(Failure::Gone),
+        Err(e) => return Err(Failure::Other(e.to_string())),
+    };
+    crate::stripe::complete_nested_lists(stripe, resource, &mut object)
+        .await
+        .map_err(|e| Failure::Other(e.to_string()))?;
+    let deleted = object.get("deleted").and_then(serde_json::Value::as_bool) == Some(true);
+    let apply = async {
+        let mut tx = db.begin().await?;
+        projection::apply_object(&mut tx, resource, &object, &version, deleted)
+            .await
+            .map_err(|e| DbError::Query(sqlx::Error::Protocol(e.to_string())))?;
+        crate::db::cache::bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok::<_, DbError>(())
+    };
+    apply.await.map_err(|e| Failure::Other(e.to_string()))?;
+    tracing::info!(object_id = %id, resource = resource.table(), "applied an object fetched from Stripe");
+    Ok(())
+}
+
+async fn forget(db: &Db, id: &str, at: i64) -> Result<(), DbError> {
+    sqlx::query("DELETE FROM stripe_fetches WHERE object_id = $1 AND at = $2")
+        .bind(id)
+        .bind(at)
+        .execute(db.writer())
+        .await?;
+    Ok(())
+}
