@@ -13,6 +13,7 @@ mod customers;
 mod dashboard;
 mod leptos_config;
 mod metrics;
+mod ordering;
 mod scale;
 mod stripe_client;
 mod stripe_sync_page;
