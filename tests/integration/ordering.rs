@@ -319,3 +319,279 @@ both_backends!(
         db.close().await;
     }
 );
+
+// ---- Through the running app: webhooks signed and posted, a Stripe stand-in on loopback. ----
+
+const SECRET: &str = "whsec_test_secret_for_ordering";
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::TestApp;
+
+async fn post_signed(app: &TestApp, body: &Value) {
+    let raw = body.to_string().into_bytes();
+    let header = tally::webhooks::signature::sign(&raw, SECRET, tally::db::now_unix());
+    let res = app
+        .client
+        .post(app.url("/stripe/webhook"))
+        .header("content-type", "application/json")
+        .header("stripe-signature", header)
+        .body(raw)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+/// Waits until `sql` (one text value) gives `wanted`.
+async fn wait_for(app: &TestApp, sql: &str, wanted: &str) {
+    let mut last = None;
+    for _ in 0..300 {
+        last = sqlx::query_scalar::<_, String>(sql)
+            .fetch_optional(app.db().reader())
+            .await
+            .unwrap();
+        if last.as_deref() == Some(wanted) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{sql} never gave {wanted:?}; last {last:?}");
+}
+
+async fn wait_applied(app: &TestApp, ids: &[&str]) {
+    for id in ids {
+        wait_for(
+            app,
+            &format!("SELECT CASE WHEN status IN ('applied', 'ignored') THEN 'done' ELSE status END FROM stripe_events WHERE id = '{id}'"),
+            "done",
+        )
+        .await;
+    }
+}
+
+/// A Stripe stand-in that answers GETs from a map of path → object and logs every request.
+#[derive(Clone, Default)]
+struct Stripe {
+    objects: Arc<Mutex<HashMap<String, Value>>>,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Stripe {
+    async fn start(&self) -> String {
+        let this = self.clone();
+        let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+            let this = this.clone();
+            async move {
+                let path = uri.path().to_string();
+                this.requests.lock().unwrap().push(uri.to_string());
+                match this.objects.lock().unwrap().get(&path) {
+                    Some(v) => (axum::http::StatusCode::OK, axum::Json(v.clone())),
+                    None => (
+                        axum::http::StatusCode::NOT_FOUND,
+                        axum::Json(json!({"error": {"type": "invalid_request_error", "message": "No such object"}})),
+                    ),
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    fn set(&self, path: &str, object: Value) {
+        self.objects.lock().unwrap().insert(path.to_string(), object);
+    }
+
+    fn count(&self, prefix: &str) -> usize {
+        self.requests.lock().unwrap().iter().filter(|r| r.starts_with(prefix)).count()
+    }
+}
+
+async fn app_with_stripe(backend: Backend, stripe: &Stripe) -> TestApp {
+    let base = stripe.start().await;
+    TestApp::spawn_with(
+        backend,
+        &[
+            ("STRIPE_WEBHOOK_SECRET", SECRET),
+            ("STRIPE_SECRET_KEY", "sk_test_51ordering"),
+            ("STRIPE_API_BASE", &base),
+            ("RECONCILE_INTERVAL", "off"),
+        ],
+    )
+    .await
+}
+
+/// Two updates of one second that the events alone cannot order: each names a previous state the
+/// other does not have, and the same lifecycle step.
+fn ambiguous_pair(created: i64) -> (Value, Value) {
+    let cus = |name: &str| json!({"id": "cus_tie", "object": "customer", "email": "t@example.com", "name": name});
+    (
+        // The larger id: the events' own order picks this one.
+        event("evt_zzz_tie", "customer.updated", created, cus("Grace"), Some(json!({"name": "Ada"}))),
+        event("evt_aaa_tie", "customer.updated", created, cus("Hopper"), Some(json!({"name": "Lovelace"}))),
+    )
+}
+
+both_backends!(with_a_key_a_tie_is_settled_by_one_fetch, |backend| async move {
+    let stripe = Stripe::default();
+    // Stripe's truth: the second update came last.
+    stripe.set(
+        "/v1/customers/cus_tie",
+        json!({"id": "cus_tie", "object": "customer", "email": "t@example.com", "name": "Hopper"}),
+    );
+    let app = app_with_stripe(backend, &stripe).await;
+    // A few seconds ago, so the fetch is due at once.
+    let created = tally::db::now_unix() - 10;
+    let (a, b) = ambiguous_pair(created);
+    post_signed(&app, &a).await;
+    post_signed(&app, &b).await;
+    // A third event of the same burst.
+    post_signed(
+        &app,
+        &event(
+            "evt_mmm_tie",
+            "customer.updated",
+            created,
+            json!({"id": "cus_tie", "object": "customer", "email": "t@example.com", "name": "Grace"}),
+            Some(json!({"email": "old@example.com"})),
+        ),
+    )
+    .await;
+    wait_applied(&app, &["evt_zzz_tie", "evt_aaa_tie", "evt_mmm_tie"]).await;
+    wait_for(&app, "SELECT name FROM customers WHERE id = 'cus_tie'", "Hopper").await;
+    wait_for(&app, "SELECT CAST(COUNT(*) AS TEXT) FROM stripe_fetches", "0").await;
+    assert_eq!(stripe.count("/v1/customers/cus_tie"), 1, "one fetch for the burst");
+    // Applied as fetched: a late event of that second no longer changes it.
+    assert_eq!(
+        sqlx::query_scalar::<_, String>("SELECT version_event FROM customers WHERE id = 'cus_tie'")
+            .fetch_one(app.db().reader())
+            .await
+            .unwrap(),
+        tally::webhooks::projection::FETCHED
+    );
+    app.server.shutdown().await.unwrap();
+});
+
+both_backends!(
+    without_a_key_the_events_decide_in_either_order,
+    |backend| async move {
+        for reversed in [false, true] {
+            let app = TestApp::spawn_with(backend, &[("STRIPE_WEBHOOK_SECRET", SECRET)]).await;
+            let created = tally::db::now_unix() - 5;
+            // Ids ordered against Stripe's order.
+            let mut events = vec![
+                event(
+                    "evt_zz_created",
+                    "customer.subscription.created",
+                    created,
+                    sub("incomplete", 1),
+                    None,
+                ),
+                event(
+                    "evt_aa_updated",
+                    "customer.subscription.updated",
+                    created,
+                    sub("active", 1),
+                    Some(json!({"status": "incomplete"})),
+                ),
+            ];
+            if reversed {
+                events.reverse();
+            }
+            for e in &events {
+                post_signed(&app, e).await;
+            }
+            wait_applied(&app, &["evt_zz_created", "evt_aa_updated"]).await;
+            wait_for(&app, "SELECT status FROM subscriptions WHERE id = 'sub_1'", "active").await;
+            // In MRR from the second it was created: one 'new' movement of 20.00, no churn.
+            let movements: Vec<(String, i64)> =
+                sqlx::query_as("SELECT kind, delta FROM mrr_movements WHERE subscription_id = 'sub_1'")
+                    .fetch_all(app.db().reader())
+                    .await
+                    .unwrap();
+            assert_eq!(movements, [("new".to_string(), 2000)], "reversed: {reversed}");
+            assert_eq!(
+                sqlx::query_scalar::<_, i64>("SELECT mrr FROM subscriptions WHERE id = 'sub_1'")
+                    .fetch_one(app.db().reader())
+                    .await
+                    .unwrap(),
+                2000
+            );
+            let overview = app.get("/").await.text().await.unwrap();
+            assert!(overview.contains("$20.00"), "MRR on the overview");
+            app.server.shutdown().await.unwrap();
+        }
+    }
+);
+
+both_backends!(
+    connected_account_events_are_kept_apart,
+    |backend| async move {
+        let app = TestApp::spawn_with(backend, &[("STRIPE_WEBHOOK_SECRET", SECRET)]).await;
+        let now = tally::db::now_unix();
+        post_signed(
+            &app,
+            &event(
+                "evt_own",
+                "customer.created",
+                now,
+                json!({"id": "cus_1", "object": "customer", "email": "own@example.com"}),
+                None,
+            ),
+        )
+        .await;
+        let mut connected = event(
+            "evt_connected",
+            "customer.updated",
+            now + 1,
+            json!({"id": "cus_1", "object": "customer", "email": "theirs@example.com"}),
+            None,
+        );
+        connected["account"] = json!("acct_1Connected");
+        post_signed(&app, &connected).await;
+        let mut connected_sub = event(
+            "evt_connected_sub",
+            "customer.subscription.created",
+            now + 1,
+            sub("active", 5),
+            None,
+        );
+        connected_sub["account"] = json!("acct_1Connected");
+        post_signed(&app, &connected_sub).await;
+        wait_applied(&app, &["evt_own", "evt_connected", "evt_connected_sub"]).await;
+        wait_for(&app, "SELECT email FROM customers WHERE id = 'cus_1'", "own@example.com").await;
+        for id in ["evt_connected", "evt_connected_sub"] {
+            let (status, note): (String, Option<String>) =
+                sqlx::query_as("SELECT status, last_error FROM stripe_events WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(app.db().reader())
+                    .await
+                    .unwrap();
+            assert_eq!(status, "ignored");
+            assert!(note.unwrap().contains("connected account"));
+        }
+        assert_eq!(
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM subscriptions")
+                .fetch_one(app.db().reader())
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM mrr_movements")
+                .fetch_one(app.db().reader())
+                .await
+                .unwrap(),
+            0
+        );
+        // Visible on the Webhooks page with the reason.
+        let page = app.get("/webhooks/evt_connected").await.text().await.unwrap();
+        assert!(page.contains("connected account"), "{page}");
+        // A replay does not apply it either.
+        app.server.shutdown().await.unwrap();
+    }
+);
