@@ -377,6 +377,8 @@ async fn wait_applied(app: &TestApp, ids: &[&str]) {
 struct Stripe {
     objects: Arc<Mutex<HashMap<String, Value>>>,
     requests: Arc<Mutex<Vec<String>>>,
+    /// Milliseconds each answer takes.
+    delay_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Stripe {
@@ -387,6 +389,8 @@ impl Stripe {
             async move {
                 let path = uri.path().to_string();
                 this.requests.lock().unwrap().push(uri.to_string());
+                let delay = this.delay_ms.load(std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(delay)).await;
                 match this.objects.lock().unwrap().get(&path) {
                     Some(v) => (axum::http::StatusCode::OK, axum::Json(v.clone())),
                     None => (
@@ -593,5 +597,56 @@ both_backends!(
         assert!(page.contains("connected account"), "{page}");
         // A replay does not apply it either.
         app.server.shutdown().await.unwrap();
+    }
+);
+
+both_backends!(
+    a_backfill_page_never_hides_a_webhook_sent_while_it_was_fetched,
+    |backend| async move {
+        let stripe = Stripe::default();
+        let base = stripe.start().await;
+        // Stripe's list answers slowly, with the state from before the change.
+        stripe.set(
+            "/v1/customers",
+            json!({"object": "list", "has_more": false, "data": [
+                {"id": "cus_race", "object": "customer", "email": "before@example.com", "created": 1_700_000_000}
+            ]}),
+        );
+        stripe.delay_ms.store(2_500, std::sync::atomic::Ordering::SeqCst);
+        let test_db = common::TestDb::new(backend).await;
+        let config = common::config_with(
+            &test_db,
+            &[("STRIPE_SECRET_KEY", "sk_test_51race"), ("STRIPE_API_BASE", &base)],
+        );
+        let db = tally::db::Db::connect(&config.database_url).await.unwrap();
+        db.migrate().await.unwrap();
+        let api = tally::stripe::from_config(&config).unwrap();
+        let sync = {
+            let (db, api) = (db.clone(), api.clone());
+            tokio::spawn(async move {
+                let options = tally::sync::SyncOptions {
+                    only: vec![projection::Resource::Customer],
+                    ..Default::default()
+                };
+                tally::sync::run(&db, api.as_ref(), &options, |_| {}).await.unwrap();
+            })
+        };
+        // While the page is on its way, the customer changes and its webhook arrives.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let change = event(
+            "evt_during_fetch",
+            "customer.updated",
+            tally::db::now_unix(),
+            json!({"id": "cus_race", "object": "customer", "email": "after@example.com"}),
+            Some(json!({"email": "before@example.com"})),
+        );
+        deliver(&db, &[&change]).await;
+        sync.await.unwrap();
+        assert_eq!(
+            text(&db, "SELECT email FROM customers WHERE id = 'cus_race'").await,
+            "after@example.com",
+            "the page fetched before the change did not overwrite it"
+        );
+        db.close().await;
     }
 );
