@@ -148,7 +148,8 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Exit code 0, or 2 for `tally drift` when it found drift; errors exit 1.
+/// Exit code 0; 2 for `tally drift` when it found drift; 3 (`PARTIAL`) for `sync`, `reconcile` and
+/// `drift` when types the Stripe key may not read were skipped; errors exit 1.
 fn run(cli: Cli) -> Result<u8, String> {
     let config = Config::from_env().map_err(|e| e.to_string())?;
     crate::telemetry::init(config.log_format)?;
@@ -166,8 +167,8 @@ fn run(cli: Cli) -> Result<u8, String> {
                 charges,
             } => seed_demo(&config, customers, subscriptions, charges).await.map(|_| 0),
             Command::CreateAdmin { email, role } => create_admin(config, &email, &role).await.map(|_| 0),
-            Command::Sync { since, only, restart } => sync(config, since, only, restart).await.map(|_| 0),
-            Command::Reconcile { days } => reconcile(config, days).await.map(|_| 0),
+            Command::Sync { since, only, restart } => sync(config, since, only, restart).await,
+            Command::Reconcile { days } => reconcile(config, days).await,
             Command::Drift { only } => drift(config, only).await,
             Command::Bench(BenchCommand::Ingest {
                 url,
@@ -443,7 +444,7 @@ fn progress_line(p: &crate::sync::Progress, expected: i64) -> String {
     )
 }
 
-async fn sync(config: Config, since: Option<String>, only: Vec<String>, restart: bool) -> Result<(), String> {
+async fn sync(config: Config, since: Option<String>, only: Vec<String>, restart: bool) -> Result<u8, String> {
     use std::io::{IsTerminal, Write};
 
     use crate::sync::SyncOptions;
@@ -489,11 +490,24 @@ async fn sync(config: Config, since: Option<String>, only: Vec<String>, restart:
         .as_array()
         .map(|types| types.iter().filter_map(|t| t["fetched"].as_i64()).sum())
         .unwrap_or(0);
+    if outcome.partial {
+        for t in outcome.summary["types"].as_array().into_iter().flatten() {
+            if let Some(why) = t["skipped"].as_str() {
+                println!("skipped {}: {why}", t["resource"].as_str().unwrap_or("?"));
+            }
+        }
+        println!("sync partial: {total} objects fetched; the types above were skipped");
+        return Ok(PARTIAL);
+    }
     println!("sync complete: {total} objects fetched");
-    Ok(())
+    Ok(0)
 }
 
-async fn reconcile(config: Config, days: Option<u32>) -> Result<(), String> {
+/// Exit code of `sync`, `reconcile` and `drift` (without drift) when types the key may not read
+/// were skipped and the rest finished.
+pub const PARTIAL: u8 = 3;
+
+async fn reconcile(config: Config, days: Option<u32>) -> Result<u8, String> {
     let days = days.unwrap_or(config.reconcile.days);
     if !(1..=crate::sync::reconcile::MAX_DAYS).contains(&days) {
         return Err("--days must be from 1 to 30 (Stripe keeps events for 30 days)".into());
@@ -511,14 +525,19 @@ async fn reconcile(config: Config, days: Option<u32>) -> Result<(), String> {
     };
     ctx.db.close().await;
     let outcome = outcome?;
+    if let Some(why) = outcome.summary["skipped"].as_str() {
+        println!("reconciliation partial: events skipped: {why}");
+        return Ok(PARTIAL);
+    }
     println!(
-        "reconciliation over {} days: {} events listed, {} missing (stored; {} applied now)",
+        "reconciliation over {} days: {} events listed, {} missing (stored; {} applied now); {} failed events retried",
         days,
         outcome.summary["listed"].as_i64().unwrap_or(0),
         outcome.summary["missing"].as_i64().unwrap_or(0),
-        applied?
+        applied?,
+        outcome.summary["retried_failed"].as_i64().unwrap_or(0),
     );
-    Ok(())
+    Ok(0)
 }
 
 /// Runs the webhook worker until the inbox has nothing due.
@@ -555,10 +574,13 @@ async fn drift(config: Config, only: Vec<String>) -> Result<u8, String> {
         "type", "stripe", "tally", "missing", "not-there", "changed"
     );
     for t in &report.types {
-        println!(
-            "{:<18} {:>9} {:>9} {:>8} {:>9} {:>8}",
-            t.resource, t.at_stripe, t.here, t.missing_here, t.not_at_stripe, t.changed
-        );
+        match &t.skipped {
+            Some(why) => println!("{:<18} skipped: {why}", t.resource),
+            None => println!(
+                "{:<18} {:>9} {:>9} {:>8} {:>9} {:>8}",
+                t.resource, t.at_stripe, t.here, t.missing_here, t.not_at_stripe, t.changed
+            ),
+        }
     }
     for d in &report.differences {
         use crate::sync::drift::DiffKind;
@@ -575,9 +597,17 @@ async fn drift(config: Config, only: Vec<String>) -> Result<u8, String> {
             ),
         }
     }
+    let partial = if report.partial() {
+        " (partial: skipped types were not compared)"
+    } else {
+        ""
+    };
     if report.has_drift() {
-        println!("drift: {} differences", report.total_differences);
+        println!("drift: {} differences{partial}", report.total_differences);
         Ok(2)
+    } else if report.partial() {
+        println!("no drift in the types compared{partial}");
+        Ok(PARTIAL)
     } else {
         println!("no drift");
         Ok(0)

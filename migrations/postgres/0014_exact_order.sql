@@ -31,3 +31,6 @@ ALTER TABLE invoices ADD COLUMN lines_incomplete BIGINT NOT NULL DEFAULT 0;
 -- Stripe's values as Stripe sent them: emails were stored lowercased. Searches compare
 -- case-insensitively.
 UPDATE customers SET email = raw::jsonb ->> 'email' WHERE raw LIKE '{%';
+
+-- A type the key may not read is skipped (the reason and the API path) and the run is partial.
+ALTER TABLE sync_state ADD COLUMN skipped TEXT;

@@ -43,3 +43,6 @@ ALTER TABLE invoices ADD COLUMN lines_incomplete BIGINT NOT NULL DEFAULT 0;
 -- Stripe's values as Stripe sent them: emails were stored lowercased. Rows are rewritten from their
 -- raw object by the next event or sync; searches compare case-insensitively.
 UPDATE customers SET email = json_extract(raw, '$.email') WHERE json_valid(raw);
+
+-- A type the key may not read is skipped (the reason and the API path) and the run is partial.
+ALTER TABLE sync_state ADD COLUMN skipped TEXT;

@@ -57,7 +57,7 @@ pub async fn sync_overview() -> Result<SyncPageData, ServerFnError> {
     let last_drift = jobs::latest(db, JobKind::Drift, 1).await.map_err(failed)?.pop();
     let drift = last_drift
         .as_ref()
-        .filter(|run| run.status == "done")
+        .filter(|run| run.status == "done" || run.status == "partial")
         .and_then(|run| run.summary.as_deref())
         .and_then(|s| serde_json::from_str(s).ok());
     let settings = &state.config.reconcile;

@@ -32,6 +32,9 @@ pub struct TypeSummary {
     pub missing_here: i64,
     pub not_at_stripe: i64,
     pub changed: i64,
+    /// Not compared: the key may not read this type (the reason and the API path).
+    #[serde(default)]
+    pub skipped: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +49,11 @@ impl DriftReport {
     pub fn has_drift(&self) -> bool {
         self.total_differences > 0
     }
+
+    /// Some types could not be read: the report covers only the others.
+    pub fn partial(&self) -> bool {
+        self.types.iter().any(|t| t.skipped.is_some())
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +65,12 @@ pub struct ReconcileReport {
     pub missing: i64,
     /// Ids of the missing events (the first 100).
     pub missing_ids: Vec<String>,
+    /// Failed events of the window set to be applied again.
+    #[serde(default)]
+    pub retried_failed: i64,
+    /// The key may not list events (the reason and the API path): nothing was reconciled.
+    #[serde(default)]
+    pub skipped: Option<String>,
 }
 
 /// One run, as the Settings → Stripe sync page shows it.
@@ -86,4 +100,7 @@ pub struct TypeProgress {
     pub eta_secs: Option<i64>,
     pub started_at: i64,
     pub updated_at: i64,
+    /// Not fetched: the key may not read this type (the reason and the API path).
+    #[serde(default)]
+    pub skipped: Option<String>,
 }

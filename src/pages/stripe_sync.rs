@@ -47,6 +47,11 @@ fn run_line(run: &JobRun) -> String {
             "Failed (started {when}, {by}): {}",
             run.error.clone().unwrap_or_default()
         ),
+        ("partial", Some(end)) => format!(
+            "Partial: finished {} ({} after starting, {by}); types the Stripe key may not read were skipped.",
+            format_utc(end),
+            duration(end - run.started_at)
+        ),
         (_, Some(end)) => format!(
             "Finished {} ({} after starting, {by}).",
             format_utc(end),
@@ -165,10 +170,11 @@ fn SyncCards(
                             (false, Some(s)) => duration(s),
                             (false, None) => "unknown".to_string(),
                         };
-                        let state = if t.done { "done" } else if t.fetched > 0 { "fetching" } else { "waiting" };
+                        let state = if t.skipped.is_some() { "skipped" } else if t.done { "done" } else if t.fetched > 0 { "fetching" } else { "waiting" };
+                        let skipped = t.skipped.clone().map(|why| view! { <div class="muted small">{why}</div> });
                         view! {
                             <tr>
-                                <td>{t.resource}</td>
+                                <td>{t.resource}{skipped}</td>
                                 <td class="num">{t.fetched}</td>
                                 <td class="num">{t.applied}</td>
                                 <td class="num">{format!("{}/s", t.rate)}</td>
@@ -194,12 +200,13 @@ fn SyncCards(
             {(!reconciliations.is_empty()).then(|| view! {
                 <DataTable headers=&["Run", "Days", "Listed", "Missing"] numeric=&[1, 2, 3] class="reconcile-runs">
                     {reconciliations.into_iter().map(|(run, report)| {
+                        let skipped = report.as_ref().and_then(|r| r.skipped.clone());
                         let (days, listed, missing) = report
                             .map(|r| (r.days.to_string(), r.listed.to_string(), r.missing.to_string()))
                             .unwrap_or_default();
                         view! {
                             <tr>
-                                <td>{run_line(&run)}</td>
+                                <td>{run_line(&run)}{skipped.map(|why| view! { <div class="muted small">{why}</div> })}</td>
                                 <td class="num">{days}</td>
                                 <td class="num">{listed}</td>
                                 <td class="num">{missing}</td>
@@ -220,6 +227,9 @@ fn SyncCards(
             </ActionForm>
             {drift_line.map(|line| view! { <p class="small">{line}</p> })}
             {drift_report.map(|report| {
+                let partial = report.partial().then(|| view! {
+                    <p class="notice warning" data-test="drift-partial">"Partial: some types could not be read with this Stripe key and were not compared (see the table)."</p>
+                });
                 let verdict = if report.has_drift() {
                     format!("{} differences found (checked {}).", report.total_differences, format_utc(report.checked_at))
                 } else {
@@ -230,10 +240,11 @@ fn SyncCards(
                     .then(|| format!("Showing the first {listed}; run tally drift for all."));
                 view! {
                     <p class=if report.has_drift() { "notice warning" } else { "notice" } data-test="drift-verdict">{verdict}</p>
+                    {partial}
                     <DataTable headers=&["Type", "At Stripe", "In Tally", "Missing here", "Not at Stripe", "Changed"] numeric=&[1, 2, 3, 4, 5]>
                         {report.types.into_iter().map(|t| view! {
                             <tr>
-                                <td>{t.resource}</td>
+                                <td>{t.resource}{t.skipped.map(|why| view! { <div class="muted small">"skipped: " {why}</div> })}</td>
                                 <td class="num">{t.at_stripe}</td>
                                 <td class="num">{t.here}</td>
                                 <td class="num">{t.missing_here}</td>

@@ -59,6 +59,8 @@ impl From<crate::db::DbError> for JobError {
 pub struct Outcome {
     pub summary: serde_json::Value,
     pub drift: bool,
+    /// Some types were skipped (the key may not read them): the others finished.
+    pub partial: bool,
 }
 
 /// Records the job, runs it to the end (beating its heartbeat), and records the outcome.
@@ -104,7 +106,7 @@ async fn run_claimed(
     match &result {
         Ok(outcome) => {
             let text = outcome.summary.to_string();
-            jobs::finish(&ctx.db, &id, Ok(&text)).await?;
+            jobs::finish(&ctx.db, &id, Ok((&text, outcome.partial))).await?;
             tracing::info!(job = kind.as_str(), summary = %text, "job finished");
         }
         Err(e) => {
@@ -123,13 +125,16 @@ async fn execute(ctx: &JobContext, job: Job, on_sync_page: impl FnMut(&super::Pr
             let summary = super::run(&ctx.db, stripe, &options, on_sync_page).await?;
             let types: Vec<_> = summary
                 .iter()
-                .map(
-                    |p| serde_json::json!({"resource": p.resource.table(), "fetched": p.fetched, "applied": p.applied}),
-                )
+                .map(|p| {
+                    serde_json::json!({"resource": p.resource.table(), "fetched": p.fetched, "applied": p.applied,
+                                       "skipped": p.skipped})
+                })
                 .collect();
+            let partial = summary.iter().any(|p| p.skipped.is_some());
             Ok(Outcome {
-                summary: serde_json::json!({ "types": types }),
+                summary: serde_json::json!({ "types": types, "partial": partial }),
                 drift: false,
+                partial,
             })
         }
         Job::Reconcile { days } => {
@@ -143,12 +148,14 @@ async fn execute(ctx: &JobContext, job: Job, on_sync_page: impl FnMut(&super::Pr
             Ok(Outcome {
                 summary: serde_json::to_value(&report).unwrap_or_default(),
                 drift: false,
+                partial: report.skipped.is_some(),
             })
         }
         Job::Drift { only } => {
             let report = drift::run(&ctx.db, stripe, &only, |_| {}).await?;
             Ok(Outcome {
                 drift: report.has_drift(),
+                partial: report.partial(),
                 summary: serde_json::to_value(&report).unwrap_or_default(),
             })
         }

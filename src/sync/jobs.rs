@@ -99,10 +99,12 @@ pub async fn beat(db: &Db, id: &str, summary: Option<&str>) -> Result<(), DbErro
 }
 
 /// Ends a run with its summary (JSON) or error.
-pub async fn finish(db: &Db, id: &str, outcome: Result<&str, &str>) -> Result<(), DbError> {
+pub async fn finish(db: &Db, id: &str, outcome: Result<(&str, bool), &str>) -> Result<(), DbError> {
     let now = now_unix();
+    // `partial`: finished, with types the key may not read skipped.
     let (status, summary, error) = match outcome {
-        Ok(summary) => ("done", Some(summary), None),
+        Ok((summary, false)) => ("done", Some(summary), None),
+        Ok((summary, true)) => ("partial", Some(summary), None),
         Err(error) => ("failed", None, Some(error)),
     };
     sqlx::query(

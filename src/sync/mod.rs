@@ -52,6 +52,23 @@ pub struct Progress {
     pub done: bool,
     /// Objects per second in this run.
     pub rate: i64,
+    /// Set when the key may not read this type: the reason and the API path.
+    pub skipped: Option<String>,
+}
+
+/// Why a list a job needs is skipped rather than failing the job: the key may not read it (403:
+/// a restricted key without that permission) or the account has no such thing (404: a product
+/// not enabled). Any other error stops the job. The text names the path, never Stripe's message
+/// (which can quote the key).
+pub fn skip_reason(error: &StripeApiError, path: &str) -> Option<String> {
+    use crate::stripe::ErrorKind;
+    match error.kind {
+        ErrorKind::Permission => Some(format!("the Stripe key may not read it (403 on GET /v1{path})")),
+        ErrorKind::NotFound => Some(format!(
+            "Stripe does not offer it to this account (404 on GET /v1{path})"
+        )),
+        _ => None,
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,8 +137,8 @@ async fn begin_run(db: &Db, options: &SyncOptions, resources: &[Resource]) -> Re
     sqlx::query("DELETE FROM sync_state").execute(&mut *tx).await?;
     for resource in resources {
         sqlx::query(
-            "INSERT INTO sync_state (resource, run_id, since, cursor, done, fetched, applied, started_at, updated_at) \
-             VALUES ($1, $2, $3, NULL, 0, 0, 0, $4, $4)",
+            "INSERT INTO sync_state (resource, run_id, since, cursor, done, fetched, applied, started_at, updated_at, skipped) \
+             VALUES ($1, $2, $3, NULL, 0, 0, 0, $4, $4, NULL)",
         )
         .bind(resource.table())
         .bind(&run_id)
@@ -158,7 +175,32 @@ pub async fn run(
             // Dated by when the request left, not when the answer came: a webhook about a change
             // made while the page was being fetched is newer and still wins.
             let version = Version::fetched(now_unix());
-            let mut page = stripe.list(resource, state.cursor.as_deref(), since).await?;
+            let mut page = match stripe.list(resource, state.cursor.as_deref(), since).await {
+                Ok(page) => page,
+                Err(e) => {
+                    let Some(reason) = skip_reason(&e, crate::stripe::path(resource)) else {
+                        return Err(e.into());
+                    };
+                    tracing::warn!(resource = resource.table(), reason, "sync skipped a type");
+                    sqlx::query("UPDATE sync_state SET done = 1, skipped = $1, updated_at = $2 WHERE resource = $3")
+                        .bind(&reason)
+                        .bind(now_unix())
+                        .bind(resource.table())
+                        .execute(db.writer())
+                        .await?;
+                    let progress = Progress {
+                        resource,
+                        fetched: state.fetched,
+                        applied: state.applied,
+                        done: true,
+                        rate: 0,
+                        skipped: Some(reason),
+                    };
+                    report(&progress);
+                    summary.push(progress);
+                    break;
+                }
+            };
             for object in &mut page.data {
                 crate::stripe::complete_nested_lists(stripe, resource, object).await?;
             }
@@ -202,6 +244,7 @@ pub async fn run(
                 applied: state.applied,
                 done: state.done,
                 rate: ((state.fetched - fetched_before) as f64 / secs) as i64,
+                skipped: None,
             };
             report(&progress);
             if state.done {
@@ -214,7 +257,7 @@ pub async fn run(
 
 /// The backfill's state per type (empty when no sync ever ran).
 pub async fn status(db: &Db) -> Result<Vec<TypeProgress>, SyncError> {
-    let rows = sqlx::query("SELECT resource, done, fetched, applied, started_at, updated_at FROM sync_state")
+    let rows = sqlx::query("SELECT resource, done, fetched, applied, started_at, updated_at, skipped FROM sync_state")
         .fetch_all(db.reader())
         .await?;
     let mut out = Vec::new();
@@ -248,6 +291,7 @@ pub async fn status(db: &Db) -> Result<Vec<TypeProgress>, SyncError> {
             eta_secs,
             started_at,
             updated_at,
+            skipped: row.try_get("skipped")?,
         });
     }
     Ok(out)

@@ -290,14 +290,28 @@ async fn drift_exits_with_2_when_local_data_differ_from_stripe() {
         "/v1/{resource}",
         axum::routing::get(|UrlPath(resource): UrlPath<String>| async move {
             let data = if resource == "customers" {
-                serde_json::json!([
-                    {"id": "cus_a", "object": "customer", "email": "a@example.com", "created": 1_700_000_000},
-                    {"id": "cus_b", "object": "customer", "email": "b@example.com", "created": 1_700_000_001}
-                ])
+                customers()
+            } else if resource == "charges" {
+                // A restricted key without charge access.
+                return (
+                    axum::http::StatusCode::FORBIDDEN,
+                    axum::Json(serde_json::json!({"error": {"type": "invalid_request_error",
+                        "message": "The provided key 'rk_test_***abc' does not have the required permissions"}})),
+                );
             } else {
                 serde_json::json!([])
             };
-            axum::Json(serde_json::json!({"object": "list", "has_more": false, "data": data}))
+            (
+                axum::http::StatusCode::OK,
+                axum::Json(serde_json::json!({"object": "list", "has_more": false, "data": data})),
+            )
+        }),
+    )
+    .route(
+        "/v1/customers/{id}",
+        axum::routing::get(|UrlPath(id): UrlPath<String>| async move {
+            let found = customers().as_array().unwrap().iter().find(|c| c["id"] == id.as_str()).cloned();
+            axum::Json(found.unwrap_or_else(|| serde_json::json!({"id": id, "object": "customer", "deleted": true})))
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -346,4 +360,40 @@ async fn drift_exits_with_2_when_local_data_differ_from_stripe() {
     );
     let out = exec(&["reconcile", "--days", "31"]).await;
     assert_one_line_failure(&out, &["--days", "30"]);
+
+    // A key that may not read one type: the others finish, the run says partial (exit 3) and
+    // names the type and the path, never Stripe's text (which quotes the key).
+    let out = exec(&["sync"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(3), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("skipped charges:") && stdout.contains("GET /v1/charges"), "{stdout}");
+    assert!(stdout.contains("sync partial"), "{stdout}");
+    assert!(!stdout.contains("rk_test"), "{stdout}");
+    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+    sqlx::query("UPDATE customers SET email = 'typo@example.com' WHERE id = 'cus_b'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let out = exec(&["drift"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(2), "drift still wins over partial: {stdout}");
+    assert!(stdout.contains("charges            skipped:") && stdout.contains("partial"), "{stdout}");
+    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+    sqlx::query("UPDATE customers SET email = 'b@example.com' WHERE id = 'cus_b'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let out = exec(&["drift"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(stdout.contains("no drift in the types compared (partial"), "{stdout}");
+}
+
+fn customers() -> serde_json::Value {
+    serde_json::json!([
+        {"id": "cus_a", "object": "customer", "email": "a@example.com", "created": 1_700_000_000},
+        {"id": "cus_b", "object": "customer", "email": "b@example.com", "created": 1_700_000_001}
+    ])
 }

@@ -440,22 +440,38 @@ both_backends!(
 
 /// Stripe has three customers and two charges.
 async fn drift_stand_in() -> String {
-    let app = axum::Router::new().route(
-        "/v1/{resource}",
-        get(|Path(resource): Path<String>| async move {
-            let data = match resource.as_str() {
-                "customers" => (0..3).map(customer).collect(),
-                "charges" => vec![
-                    json!({"id": "ch_1", "object": "charge", "amount": 5000, "amount_refunded": 0, "currency": "usd",
-                           "status": "succeeded", "customer": "cus_000", "created": 1_700_000_100}),
-                    json!({"id": "ch_2", "object": "charge", "amount": 700, "amount_refunded": 700, "currency": "jpy",
-                           "status": "succeeded", "customer": "cus_001", "created": 1_700_000_200}),
-                ],
-                _ => vec![],
-            };
-            axum::Json(json!({"object": "list", "has_more": false, "data": data}))
-        }),
-    );
+    fn data(resource: &str) -> Vec<Value> {
+        match resource {
+            "customers" => (0..3).map(customer).collect(),
+            "charges" => vec![
+                json!({"id": "ch_1", "object": "charge", "amount": 5000, "amount_refunded": 0, "currency": "usd",
+                       "status": "succeeded", "customer": "cus_000", "created": 1_700_000_100}),
+                json!({"id": "ch_2", "object": "charge", "amount": 700, "amount_refunded": 700, "currency": "jpy",
+                       "status": "succeeded", "customer": "cus_001", "created": 1_700_000_200}),
+            ],
+            _ => vec![],
+        }
+    }
+    let app = axum::Router::new()
+        .route(
+            "/v1/{resource}",
+            get(|Path(resource): Path<String>| async move {
+                axum::Json(json!({"object": "list", "has_more": false, "data": data(&resource)}))
+            }),
+        )
+        // Drift re-fetches each difference before reporting it.
+        .route(
+            "/v1/{resource}/{id}",
+            get(|Path((resource, id)): Path<(String, String)>| async move {
+                match data(&resource).into_iter().find(|o| o["id"] == id.as_str()) {
+                    Some(o) => (StatusCode::OK, axum::Json(o)),
+                    None => (
+                        StatusCode::NOT_FOUND,
+                        axum::Json(json!({"error": {"type": "invalid_request_error", "message": "No such object"}})),
+                    ),
+                }
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -552,7 +568,7 @@ both_backends!(only_one_of_many_simultaneous_job_starts_runs, |backend| async mo
         .await
         .unwrap()
         .is_some());
-    jobs::finish(&db, &claimed[0], Ok("{}")).await.unwrap();
+    jobs::finish(&db, &claimed[0], Ok(("{}", false))).await.unwrap();
     assert!(jobs::start(&db, JobKind::Sync, &Trigger::Schedule)
         .await
         .unwrap()
