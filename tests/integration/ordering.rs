@@ -650,3 +650,79 @@ both_backends!(
         db.close().await;
     }
 );
+
+fn drift_sub(id: &str, price: &str, interval: &str, qty: i64, period_end: i64, cancel: bool, trial_end: Option<i64>) -> Value {
+    json!({"id": id, "object": "subscription", "customer": "cus_1", "status": "active", "currency": "usd",
+           "created": 1_700_000_000, "cancel_at_period_end": cancel, "trial_end": trial_end,
+           "items": {"object": "list", "has_more": false, "data": [{"id": format!("si_{id}"), "object": "subscription_item",
+               "quantity": qty, "current_period_start": period_end - 2_592_000, "current_period_end": period_end,
+               "price": {"id": price, "object": "price", "unit_amount": 1000, "currency": "usd", "product": "prod_1",
+                         "recurring": {"interval": interval, "interval_count": 1, "usage_type": "licensed"}}}]}})
+}
+
+both_backends!(drift_reports_what_moves_mrr_and_confirms_it, |backend| async move {
+    let stripe = Stripe::default();
+    let base = stripe.start().await;
+    let end = 1_800_000_000;
+    let base_sub = |id: &str| drift_sub(id, "price_m", "month", 1, end, false, None);
+    let ids = ["sub_plan", "sub_qty", "sub_yearly", "sub_end", "sub_cancel", "sub_trial", "sub_inflight", "sub_same"];
+    let list = |subs: Vec<Value>| json!({"object": "list", "has_more": false, "data": subs});
+    stripe.set("/v1/subscriptions", list(ids.iter().map(|id| base_sub(id)).collect()));
+    let test_db = common::TestDb::new(backend).await;
+    let config = common::config_with(&test_db, &[("STRIPE_SECRET_KEY", "sk_test_51drift"), ("STRIPE_API_BASE", &base)]);
+    let db = tally::db::Db::connect(&config.database_url).await.unwrap();
+    db.migrate().await.unwrap();
+    let api = tally::stripe::from_config(&config).unwrap();
+    let only = [projection::Resource::Subscription];
+    tally::sync::run(&db, api.as_ref(), &tally::sync::SyncOptions { only: only.to_vec(), ..Default::default() }, |_| {})
+        .await
+        .unwrap();
+    let clean = tally::sync::drift::run(&db, api.as_ref(), &only, |_| {}).await.unwrap();
+    assert!(!clean.has_drift(), "{:?}", clean.differences);
+
+    // At Stripe now: each subscription changed in one way that moves MRR or its timing.
+    let changed = vec![
+        drift_sub("sub_plan", "price_pro", "month", 1, end, false, None),
+        drift_sub("sub_qty", "price_m", "month", 4, end, false, None),
+        drift_sub("sub_yearly", "price_y", "year", 1, end, false, None),
+        drift_sub("sub_end", "price_m", "month", 1, end + 2_592_000, false, None),
+        drift_sub("sub_cancel", "price_m", "month", 1, end, true, None),
+        drift_sub("sub_trial", "price_m", "month", 1, end, false, Some(end - 86_400)),
+        base_sub("sub_same"),
+    ];
+    for s in &changed {
+        stripe.set(&format!("/v1/subscriptions/{}", s["id"].as_str().unwrap()), s.clone());
+    }
+    // Listed with a change that the re-fetch no longer shows (it changed back while checking).
+    let mut listed = changed.clone();
+    listed.push(drift_sub("sub_inflight", "price_m", "month", 9, end, false, None));
+    stripe.set("/v1/subscriptions/sub_inflight", base_sub("sub_inflight"));
+    stripe.set("/v1/subscriptions", list(listed));
+
+    let report = tally::sync::drift::run(&db, api.as_ref(), &only, |_| {}).await.unwrap();
+    let mut found: Vec<(String, String)> = report
+        .differences
+        .iter()
+        .map(|d| (d.id.clone(), d.field.clone().unwrap_or_default()))
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            ("sub_cancel", "cancel_at_period_end"),
+            ("sub_end", "current_period_end"),
+            ("sub_plan", "items"),
+            ("sub_qty", "items"),
+            ("sub_trial", "trial_end"),
+            ("sub_yearly", "items"),
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string())),
+        "{:?}",
+        report.differences
+    );
+    let qty = report.differences.iter().find(|d| d.id == "sub_qty").unwrap();
+    assert_eq!((qty.here.as_deref(), qty.stripe.as_deref()), (Some("price_m x1"), Some("price_m x4")));
+    assert_eq!(report.types[0].changed, 6);
+    assert!(stripe.count("/v1/subscriptions/sub_inflight") >= 1, "the suspect was re-fetched");
+    db.close().await;
+});
