@@ -39,6 +39,9 @@ CREATE INDEX stripe_fetches_due ON stripe_fetches (due_at);
 -- say so until the rest is fetched.
 ALTER TABLE subscriptions ADD COLUMN items_incomplete BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE invoices ADD COLUMN lines_incomplete BIGINT NOT NULL DEFAULT 0;
+-- The overview counts them on every visit: partial indexes hold only the flagged rows.
+CREATE INDEX subscriptions_items_incomplete ON subscriptions (items_incomplete) WHERE items_incomplete = 1;
+CREATE INDEX invoices_lines_incomplete ON invoices (lines_incomplete) WHERE lines_incomplete = 1;
 
 -- Stripe's values as Stripe sent them: emails were stored lowercased. Rows are rewritten from their
 -- raw object by the next event or sync; searches compare case-insensitively.

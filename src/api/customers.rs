@@ -23,6 +23,9 @@ pub struct SubscriptionRow {
     pub cancel_at_period_end: bool,
     pub current_period_end: Option<i64>,
     pub items: String,
+    /// Stripe sent only the first page of its items; MRR counts only those until the rest is
+    /// fetched.
+    pub items_incomplete: bool,
 }
 
 /// A money-bearing row (invoice, charge, refund, dispute) with its status.

@@ -22,6 +22,9 @@ pub struct InstallStatus {
     pub last_webhook_at: Option<i64>,
     /// Set when webhooks are configured but none arrived for longer than WEBHOOK_SILENCE_WARNING.
     pub webhook_silent_for: Option<i64>,
+    /// Subscriptions whose items (invoices whose lines) Stripe sent only in part, not yet fetched.
+    pub incomplete_subscriptions: i64,
+    pub incomplete_invoices: i64,
 }
 
 impl InstallStatus {
@@ -70,5 +73,7 @@ pub async fn system_status() -> Result<InstallStatus, ServerFnError> {
         webhook_failed: inbox.failed,
         last_webhook_at: inbox.last_received_at,
         webhook_silent_for,
+        incomplete_subscriptions: inbox.incomplete_subscriptions,
+        incomplete_invoices: inbox.incomplete_invoices,
     })
 }

@@ -139,3 +139,46 @@ pub async fn requeue_event(id: String) -> Result<String, ServerFnError> {
     state.events.notify_one();
     Ok(format!("{id} is queued and will be applied in a moment."))
 }
+
+/// Queues every failed event of a type (every type when `event_type` is empty) again, after the
+/// cause of the failures is fixed. Admins and owners; audited with the count.
+#[server(endpoint = "webhooks/retry_failed")]
+pub async fn retry_failed(event_type: String) -> Result<String, ServerFnError> {
+    use crate::auth::server::{require_role, RequestInfo};
+    use crate::auth::Role;
+    use crate::db::audit;
+    use crate::state::AppState;
+
+    let me = require_role(Role::Admin)?;
+    let event_type = event_type.trim().to_string();
+    if event_type.len() > 100 || !event_type.chars().all(|c| c.is_ascii_alphanumeric() || "._".contains(c)) {
+        return Err(ServerFnError::new(
+            "The event type looks like invoice.paid: letters, digits, dots and underscores.",
+        ));
+    }
+    let state = AppState::from_context()?;
+    let count = crate::webhooks::inbox::requeue_failed(&state.db, Some(event_type.as_str()).filter(|t| !t.is_empty()))
+        .await
+        .map_err(|e| super::internal("requeueing failed webhook events failed", e))?;
+    let info = RequestInfo::current();
+    let what = if event_type.is_empty() { "all types".to_string() } else { event_type.clone() };
+    let entry = audit::NewEntry {
+        admin_id: Some(me.id),
+        admin_email: Some(me.email),
+        action: "webhook.retry_failed",
+        target: Some(what.clone()),
+        outcome: "success",
+        client_addr: info.client_addr,
+        request_id: info.request_id,
+        detail: Some(format!("{count} failed events queued again")),
+    };
+    if let Err(e) = audit::record(&state.db, entry).await {
+        tracing::error!(error = %e, "could not record an audit entry");
+    }
+    state.events.notify_one();
+    Ok(match count {
+        0 => format!("No failed events of {what}."),
+        1 => format!("1 failed event of {what} is queued and will be applied in a moment."),
+        n => format!("{n} failed events of {what} are queued and will be applied in a moment."),
+    })
+}

@@ -54,7 +54,7 @@ pub async fn detail(db: &Db, id: &str) -> Result<Option<CustomerDetail>, DbError
     let customer = customer_row(&customer)?;
     let pool = db.reader();
     let subs = sqlx::query(
-        "SELECT s.id, s.status, s.currency, s.cancel_at_period_end, s.current_period_end, \
+        "SELECT s.id, s.status, s.currency, s.cancel_at_period_end, s.current_period_end, s.items_incomplete, \
          (SELECT COUNT(*) FROM subscription_items i WHERE i.subscription_id = s.id) AS item_count, \
          CAST((SELECT SUM(COALESCE(i.quantity, 1)) FROM subscription_items i WHERE i.subscription_id = s.id) AS BIGINT) AS seats \
          FROM subscriptions s WHERE s.customer_id = $1 ORDER BY COALESCE(s.created, 0) DESC",
@@ -78,6 +78,7 @@ pub async fn detail(db: &Db, id: &str) -> Result<Option<CustomerDetail>, DbError
                     if items == 1 { "" } else { "s" },
                     seats.unwrap_or(0)
                 ),
+                items_incomplete: r.try_get::<i64, _>("items_incomplete")? != 0,
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;

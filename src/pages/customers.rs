@@ -158,7 +158,14 @@ fn CustomerView(detail: CustomerDetail) -> impl IntoView {
                                 {s.status.unwrap_or_default()}
                                 {s.cancel_at_period_end.then(|| view! { <span class="muted small">" (cancels at period end)"</span> })}
                             </td>
-                            <td>{s.items}</td>
+                            <td>
+                                {s.items}
+                                {s.items_incomplete.then(|| view! {
+                                    <div class="warning small" data-test="items-incomplete">
+                                        "Stripe sent only some of its items: MRR counts only these until the rest is fetched (needs STRIPE_SECRET_KEY, or run tally sync)."
+                                    </div>
+                                })}
+                            </td>
                             <td class="nowrap">{s.current_period_end.map(format_utc).unwrap_or_default()}</td>
                             <td class="nowrap">{buttons}</td>
                         </tr>

@@ -268,5 +268,22 @@ fn WebhookWarnings(status: InstallStatus) -> impl IntoView {
             </p>
         }
     });
-    view! { {failed} {silent} }
+    let incomplete = (status.incomplete_subscriptions > 0 || status.incomplete_invoices > 0).then(|| {
+        let (subs, invoices) = (status.incomplete_subscriptions, status.incomplete_invoices);
+        let how = if status.stripe_configured() {
+            "Tally is fetching the rest from Stripe."
+        } else {
+            "Set STRIPE_SECRET_KEY so Tally fetches the rest, or run tally sync."
+        };
+        view! {
+            <p class="warning" role="alert" data-test="incomplete-lists">
+                {format!(
+                    "Stripe sent only part of the items of {subs} subscription{} and of the lines of {invoices} invoice{}: MRR counts only the items received. {how}",
+                    if subs == 1 { "" } else { "s" },
+                    if invoices == 1 { "" } else { "s" },
+                )}
+            </p>
+        }
+    });
+    view! { {failed} {silent} {incomplete} }
 }

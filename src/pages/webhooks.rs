@@ -7,7 +7,7 @@ use leptos_meta::Title;
 use crate::components::notice::action_message;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use crate::api::webhooks::{get_event, list_events, EventList, EventRow, RequeueEvent};
+use crate::api::webhooks::{get_event, list_events, EventList, EventRow, RequeueEvent, RetryFailed};
 use crate::components::query::carry;
 use crate::components::table::DataTable;
 use crate::components::time::format_utc;
@@ -49,6 +49,23 @@ pub fn WebhooksPage() -> impl IntoView {
 fn EventTable(list: EventList, current: leptos_router::params::ParamsMap) -> impl IntoView {
     let value = |key: &str| current.get(key).unwrap_or_default();
     let chosen = value("status");
+    // Failed events listed: one button queues all of them (of the type filtered on) again.
+    let retry_all = (chosen == "failed" && !list.events.is_empty()).then(|| {
+        let retry = ServerAction::<RetryFailed>::new();
+        let event_type = value("type");
+        let label = if event_type.is_empty() {
+            "Retry every failed event".to_string()
+        } else {
+            format!("Retry every failed {event_type} event")
+        };
+        view! {
+            {action_message(retry)}
+            <ActionForm action=retry attr:class="inline-form">
+                <input type="hidden" name="event_type" value=event_type/>
+                <button type="submit" class="button" data-test="retry-failed">{label}</button>
+            </ActionForm>
+        }
+    });
     let next = list.next_before.map(|before| {
         let query = carry(&current, &["type", "status", "from", "until"], ("before", &before));
         view! { <a class="button secondary" href=format!("/webhooks?{query}")>"Older events"</a> }
@@ -71,6 +88,7 @@ fn EventTable(list: EventList, current: leptos_router::params::ParamsMap) -> imp
             <label>"Until" <input type="date" name="until" value=value("until")/></label>
             <button type="submit" class="button secondary">"Filter"</button>
         </form>
+        {retry_all}
         {if empty {
             view! {
                 <p class="muted">

@@ -359,6 +359,21 @@ pub async fn requeue(db: &Db, id: &str) -> Result<bool, DbError> {
     Ok(done.rows_affected() == 1)
 }
 
+/// Puts every failed event of one type (every type when `None`) back in the queue, with a fresh
+/// retry window. Returns how many.
+pub async fn requeue_failed(db: &Db, event_type: Option<&str>) -> Result<u64, DbError> {
+    let now = now_unix();
+    let done = sqlx::query(
+        "UPDATE stripe_events SET status = 'pending', attempts = 0, next_attempt_at = $1, received_at = $1, \
+         locked_until = 0 WHERE status = 'failed' AND ($2 = '' OR type = $2)",
+    )
+    .bind(now)
+    .bind(event_type.unwrap_or(""))
+    .execute(db.writer())
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// What the overview needs to warn about webhooks. Each figure is read through an index, so the
 /// cost does not grow with the number of events kept.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -369,6 +384,9 @@ pub struct InboxHealth {
     pub pending: i64,
     /// When the last webhook arrived.
     pub last_received_at: Option<i64>,
+    /// Subscriptions whose items (invoices whose lines) Stripe sent only in part.
+    pub incomplete_subscriptions: i64,
+    pub incomplete_invoices: i64,
 }
 
 pub async fn health(db: &Db) -> Result<InboxHealth, DbError> {
@@ -385,9 +403,21 @@ pub async fn health(db: &Db) -> Result<InboxHealth, DbError> {
     )
     .fetch_optional(db.reader())
     .await?;
+    // Few rows are ever incomplete: partial indexes hold just those (migration 0014).
+    let incomplete_subscriptions: i64 = sqlx::query_scalar(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM subscriptions WHERE items_incomplete = 1 AND deleted = 0",
+    )
+    .fetch_one(db.reader())
+    .await?;
+    let incomplete_invoices: i64 =
+        sqlx::query_scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM invoices WHERE lines_incomplete = 1 AND deleted = 0")
+            .fetch_one(db.reader())
+            .await?;
     Ok(InboxHealth {
         failed,
         pending,
         last_received_at,
+        incomplete_subscriptions,
+        incomplete_invoices,
     })
 }
