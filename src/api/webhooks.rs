@@ -151,7 +151,11 @@ pub async fn retry_failed(event_type: String) -> Result<String, ServerFnError> {
 
     let me = require_role(Role::Admin)?;
     let event_type = event_type.trim().to_string();
-    if event_type.len() > 100 || !event_type.chars().all(|c| c.is_ascii_alphanumeric() || "._".contains(c)) {
+    if event_type.len() > 100
+        || !event_type
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._".contains(c))
+    {
         return Err(ServerFnError::new(
             "The event type looks like invoice.paid: letters, digits, dots and underscores.",
         ));
@@ -161,7 +165,11 @@ pub async fn retry_failed(event_type: String) -> Result<String, ServerFnError> {
         .await
         .map_err(|e| super::internal("requeueing failed webhook events failed", e))?;
     let info = RequestInfo::current();
-    let what = if event_type.is_empty() { "all types".to_string() } else { event_type.clone() };
+    let what = if event_type.is_empty() {
+        "all types".to_string()
+    } else {
+        event_type.clone()
+    };
     let entry = audit::NewEntry {
         admin_id: Some(me.id),
         admin_email: Some(me.email),

@@ -283,7 +283,10 @@ pub async fn run(
             let found = if confirmed_budget > 0 {
                 confirmed_budget -= 1;
                 let theirs = fetch_fields(stripe, resource, &id).await?;
-                let ours = local_fields(db, resource, i64::MAX, Some(&id)).await?.pop().map(|(_, f)| f);
+                let ours = local_fields(db, resource, i64::MAX, Some(&id))
+                    .await?
+                    .pop()
+                    .map(|(_, f)| f);
                 compare(resource, &id, ours.as_ref(), theirs.as_ref())
             } else {
                 found

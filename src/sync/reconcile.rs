@@ -93,7 +93,10 @@ async fn retry_failed(db: &Db, ids: &[&str]) -> Result<i64, SyncError> {
     }
     let done = query.execute(db.writer()).await?;
     if done.rows_affected() > 0 {
-        tracing::info!(events = done.rows_affected(), "reconciliation set failed events to be applied again");
+        tracing::info!(
+            events = done.rows_affected(),
+            "reconciliation set failed events to be applied again"
+        );
     }
     Ok(done.rows_affected() as i64)
 }

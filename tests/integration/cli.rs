@@ -286,34 +286,42 @@ fn sync_without_a_key_says_stripe_is_not_configured() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_exits_with_2_when_local_data_differ_from_stripe() {
     use axum::extract::Path as UrlPath;
-    let app = axum::Router::new().route(
-        "/v1/{resource}",
-        axum::routing::get(|UrlPath(resource): UrlPath<String>| async move {
-            let data = if resource == "customers" {
-                customers()
-            } else if resource == "charges" {
-                // A restricted key without charge access.
-                return (
-                    axum::http::StatusCode::FORBIDDEN,
-                    axum::Json(serde_json::json!({"error": {"type": "invalid_request_error",
+    let app = axum::Router::new()
+        .route(
+            "/v1/{resource}",
+            axum::routing::get(|UrlPath(resource): UrlPath<String>| async move {
+                let data = if resource == "customers" {
+                    customers()
+                } else if resource == "charges" {
+                    // A restricted key without charge access.
+                    return (
+                        axum::http::StatusCode::FORBIDDEN,
+                        axum::Json(serde_json::json!({"error": {"type": "invalid_request_error",
                         "message": "The provided key 'rk_test_***abc' does not have the required permissions"}})),
-                );
-            } else {
-                serde_json::json!([])
-            };
-            (
-                axum::http::StatusCode::OK,
-                axum::Json(serde_json::json!({"object": "list", "has_more": false, "data": data})),
-            )
-        }),
-    )
-    .route(
-        "/v1/customers/{id}",
-        axum::routing::get(|UrlPath(id): UrlPath<String>| async move {
-            let found = customers().as_array().unwrap().iter().find(|c| c["id"] == id.as_str()).cloned();
-            axum::Json(found.unwrap_or_else(|| serde_json::json!({"id": id, "object": "customer", "deleted": true})))
-        }),
-    );
+                    );
+                } else {
+                    serde_json::json!([])
+                };
+                (
+                    axum::http::StatusCode::OK,
+                    axum::Json(serde_json::json!({"object": "list", "has_more": false, "data": data})),
+                )
+            }),
+        )
+        .route(
+            "/v1/customers/{id}",
+            axum::routing::get(|UrlPath(id): UrlPath<String>| async move {
+                let found = customers()
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|c| c["id"] == id.as_str())
+                    .cloned();
+                axum::Json(
+                    found.unwrap_or_else(|| serde_json::json!({"id": id, "object": "customer", "deleted": true})),
+                )
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -365,8 +373,16 @@ async fn drift_exits_with_2_when_local_data_differ_from_stripe() {
     // names the type and the path, never Stripe's text (which quotes the key).
     let out = exec(&["sync"]).await;
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(out.status.code(), Some(3), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("skipped charges:") && stdout.contains("GET /v1/charges"), "{stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("skipped charges:") && stdout.contains("GET /v1/charges"),
+        "{stdout}"
+    );
     assert!(stdout.contains("sync partial"), "{stdout}");
     assert!(!stdout.contains("rk_test"), "{stdout}");
     let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
@@ -378,7 +394,10 @@ async fn drift_exits_with_2_when_local_data_differ_from_stripe() {
     let out = exec(&["drift"]).await;
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(2), "drift still wins over partial: {stdout}");
-    assert!(stdout.contains("charges            skipped:") && stdout.contains("partial"), "{stdout}");
+    assert!(
+        stdout.contains("charges            skipped:") && stdout.contains("partial"),
+        "{stdout}"
+    );
     let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
     sqlx::query("UPDATE customers SET email = 'b@example.com' WHERE id = 'cus_b'")
         .execute(&pool)

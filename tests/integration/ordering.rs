@@ -68,12 +68,27 @@ fn lifecycle() -> Vec<(String, i64, Value, Option<Value>)> {
         // Checkout: created incomplete, activated by the payment, in one second.
         e("customer.subscription.created", 10, sub("incomplete", 1), None),
         e("invoice.created", 10, invoice("in_1", "draft", 0, 0, None, None), None),
-        e("invoice.finalized", 10, invoice("in_1", "open", 0, 0, Some(t(10)), None), None),
+        e(
+            "invoice.finalized",
+            10,
+            invoice("in_1", "open", 0, 0, Some(t(10)), None),
+            None,
+        ),
         e("payment_intent.created", 10, intent("requires_payment_method", 0), None),
         e("payment_intent.succeeded", 10, intent("succeeded", 2000), None),
         e("charge.succeeded", 10, charge(0), None),
-        e("invoice.paid", 10, invoice("in_1", "paid", 2000, 1, Some(t(10)), Some(t(10))), None),
-        e("invoice.payment_succeeded", 10, invoice("in_1", "paid", 2000, 1, Some(t(10)), Some(t(10))), None),
+        e(
+            "invoice.paid",
+            10,
+            invoice("in_1", "paid", 2000, 1, Some(t(10)), Some(t(10))),
+            None,
+        ),
+        e(
+            "invoice.payment_succeeded",
+            10,
+            invoice("in_1", "paid", 2000, 1, Some(t(10)), Some(t(10))),
+            None,
+        ),
         e(
             "customer.subscription.updated",
             10,
@@ -256,14 +271,8 @@ both_backends!(
             deliver(&db, &events.iter().collect::<Vec<_>>()).await;
             let expected = dump(&db).await;
             // The in-order result is the truth at the end of every second.
-            assert_eq!(
-                text(&db, "SELECT status FROM invoices WHERE id = 'in_1'").await,
-                "paid"
-            );
-            assert_eq!(
-                text(&db, "SELECT status FROM invoices WHERE id = 'in_2'").await,
-                "open"
-            );
+            assert_eq!(text(&db, "SELECT status FROM invoices WHERE id = 'in_1'").await, "paid");
+            assert_eq!(text(&db, "SELECT status FROM invoices WHERE id = 'in_2'").await, "open");
             assert!(text(&db, "SELECT raw FROM invoices WHERE id = 'in_2'")
                 .await
                 .contains("\"attempt_count\":1"));
@@ -272,7 +281,11 @@ both_backends!(
                 "succeeded"
             );
             assert_eq!(
-                text(&db, "SELECT CAST(amount_refunded AS TEXT) FROM charges WHERE id = 'ch_1'").await,
+                text(
+                    &db,
+                    "SELECT CAST(amount_refunded AS TEXT) FROM charges WHERE id = 'ch_1'"
+                )
+                .await,
                 "900"
             );
             assert_eq!(
@@ -411,7 +424,12 @@ impl Stripe {
     }
 
     fn count(&self, prefix: &str) -> usize {
-        self.requests.lock().unwrap().iter().filter(|r| r.starts_with(prefix)).count()
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.starts_with(prefix))
+            .count()
     }
 }
 
@@ -435,8 +453,20 @@ fn ambiguous_pair(created: i64) -> (Value, Value) {
     let cus = |name: &str| json!({"id": "cus_tie", "object": "customer", "email": "t@example.com", "name": name});
     (
         // The larger id: the events' own order picks this one.
-        event("evt_zzz_tie", "customer.updated", created, cus("Grace"), Some(json!({"name": "Ada"}))),
-        event("evt_aaa_tie", "customer.updated", created, cus("Hopper"), Some(json!({"name": "Lovelace"}))),
+        event(
+            "evt_zzz_tie",
+            "customer.updated",
+            created,
+            cus("Grace"),
+            Some(json!({"name": "Ada"})),
+        ),
+        event(
+            "evt_aaa_tie",
+            "customer.updated",
+            created,
+            cus("Hopper"),
+            Some(json!({"name": "Lovelace"})),
+        ),
     )
 }
 
@@ -480,125 +510,124 @@ both_backends!(with_a_key_a_tie_is_settled_by_one_fetch, |backend| async move {
     app.server.shutdown().await.unwrap();
 });
 
-both_backends!(
-    without_a_key_the_events_decide_in_either_order,
-    |backend| async move {
-        for reversed in [false, true] {
-            let app = TestApp::spawn_with(backend, &[("STRIPE_WEBHOOK_SECRET", SECRET)]).await;
-            let created = tally::db::now_unix() - 5;
-            // Ids ordered against Stripe's order.
-            let mut events = vec![
-                event(
-                    "evt_zz_created",
-                    "customer.subscription.created",
-                    created,
-                    sub("incomplete", 1),
-                    None,
-                ),
-                event(
-                    "evt_aa_updated",
-                    "customer.subscription.updated",
-                    created,
-                    sub("active", 1),
-                    Some(json!({"status": "incomplete"})),
-                ),
-            ];
-            if reversed {
-                events.reverse();
-            }
-            for e in &events {
-                post_signed(&app, e).await;
-            }
-            wait_applied(&app, &["evt_zz_created", "evt_aa_updated"]).await;
-            wait_for(&app, "SELECT status FROM subscriptions WHERE id = 'sub_1'", "active").await;
-            // In MRR from the second it was created: one 'new' movement of 20.00, no churn.
-            let movements: Vec<(String, i64)> =
-                sqlx::query_as("SELECT kind, delta FROM mrr_movements WHERE subscription_id = 'sub_1'")
-                    .fetch_all(app.db().reader())
-                    .await
-                    .unwrap();
-            assert_eq!(movements, [("new".to_string(), 2000)], "reversed: {reversed}");
-            assert_eq!(
-                sqlx::query_scalar::<_, i64>("SELECT mrr FROM subscriptions WHERE id = 'sub_1'")
-                    .fetch_one(app.db().reader())
-                    .await
-                    .unwrap(),
-                2000
-            );
-            let overview = app.get("/").await.text().await.unwrap();
-            assert!(overview.contains("$20.00"), "MRR on the overview");
-            app.server.shutdown().await.unwrap();
-        }
-    }
-);
-
-both_backends!(
-    connected_account_events_are_kept_apart,
-    |backend| async move {
+both_backends!(without_a_key_the_events_decide_in_either_order, |backend| async move {
+    for reversed in [false, true] {
         let app = TestApp::spawn_with(backend, &[("STRIPE_WEBHOOK_SECRET", SECRET)]).await;
-        let now = tally::db::now_unix();
-        post_signed(
-            &app,
-            &event(
-                "evt_own",
-                "customer.created",
-                now,
-                json!({"id": "cus_1", "object": "customer", "email": "own@example.com"}),
+        let created = tally::db::now_unix() - 5;
+        // Ids ordered against Stripe's order.
+        let mut events = vec![
+            event(
+                "evt_zz_created",
+                "customer.subscription.created",
+                created,
+                sub("incomplete", 1),
                 None,
             ),
-        )
-        .await;
-        let mut connected = event(
-            "evt_connected",
-            "customer.updated",
-            now + 1,
-            json!({"id": "cus_1", "object": "customer", "email": "theirs@example.com"}),
-            None,
-        );
-        connected["account"] = json!("acct_1Connected");
-        post_signed(&app, &connected).await;
-        let mut connected_sub = event(
-            "evt_connected_sub",
-            "customer.subscription.created",
-            now + 1,
-            sub("active", 5),
-            None,
-        );
-        connected_sub["account"] = json!("acct_1Connected");
-        post_signed(&app, &connected_sub).await;
-        wait_applied(&app, &["evt_own", "evt_connected", "evt_connected_sub"]).await;
-        wait_for(&app, "SELECT email FROM customers WHERE id = 'cus_1'", "own@example.com").await;
-        for id in ["evt_connected", "evt_connected_sub"] {
-            let (status, note): (String, Option<String>) =
-                sqlx::query_as("SELECT status, last_error FROM stripe_events WHERE id = $1")
-                    .bind(id)
-                    .fetch_one(app.db().reader())
-                    .await
-                    .unwrap();
-            assert_eq!(status, "ignored");
-            assert!(note.unwrap().contains("connected account"));
+            event(
+                "evt_aa_updated",
+                "customer.subscription.updated",
+                created,
+                sub("active", 1),
+                Some(json!({"status": "incomplete"})),
+            ),
+        ];
+        if reversed {
+            events.reverse();
         }
+        for e in &events {
+            post_signed(&app, e).await;
+        }
+        wait_applied(&app, &["evt_zz_created", "evt_aa_updated"]).await;
+        wait_for(&app, "SELECT status FROM subscriptions WHERE id = 'sub_1'", "active").await;
+        // In MRR from the second it was created: one 'new' movement of 20.00, no churn.
+        let movements: Vec<(String, i64)> =
+            sqlx::query_as("SELECT kind, delta FROM mrr_movements WHERE subscription_id = 'sub_1'")
+                .fetch_all(app.db().reader())
+                .await
+                .unwrap();
+        assert_eq!(movements, [("new".to_string(), 2000)], "reversed: {reversed}");
         assert_eq!(
-            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM subscriptions")
+            sqlx::query_scalar::<_, i64>("SELECT mrr FROM subscriptions WHERE id = 'sub_1'")
                 .fetch_one(app.db().reader())
                 .await
                 .unwrap(),
-            0
+            2000
         );
-        assert_eq!(
-            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM mrr_movements")
-                .fetch_one(app.db().reader())
-                .await
-                .unwrap(),
-            0
-        );
-        // Visible on the Webhooks page with the reason.
-        let page = app.get("/webhooks/evt_connected").await.text().await.unwrap();
-        assert!(page.contains("connected account"), "{page}");
-        // A replay does not apply it either.
+        let overview = app.get("/").await.text().await.unwrap();
+        assert!(overview.contains("$20.00"), "MRR on the overview");
         app.server.shutdown().await.unwrap();
     }
-);
+});
+
+both_backends!(connected_account_events_are_kept_apart, |backend| async move {
+    let app = TestApp::spawn_with(backend, &[("STRIPE_WEBHOOK_SECRET", SECRET)]).await;
+    let now = tally::db::now_unix();
+    post_signed(
+        &app,
+        &event(
+            "evt_own",
+            "customer.created",
+            now,
+            json!({"id": "cus_1", "object": "customer", "email": "own@example.com"}),
+            None,
+        ),
+    )
+    .await;
+    let mut connected = event(
+        "evt_connected",
+        "customer.updated",
+        now + 1,
+        json!({"id": "cus_1", "object": "customer", "email": "theirs@example.com"}),
+        None,
+    );
+    connected["account"] = json!("acct_1Connected");
+    post_signed(&app, &connected).await;
+    let mut connected_sub = event(
+        "evt_connected_sub",
+        "customer.subscription.created",
+        now + 1,
+        sub("active", 5),
+        None,
+    );
+    connected_sub["account"] = json!("acct_1Connected");
+    post_signed(&app, &connected_sub).await;
+    wait_applied(&app, &["evt_own", "evt_connected", "evt_connected_sub"]).await;
+    wait_for(
+        &app,
+        "SELECT email FROM customers WHERE id = 'cus_1'",
+        "own@example.com",
+    )
+    .await;
+    for id in ["evt_connected", "evt_connected_sub"] {
+        let (status, note): (String, Option<String>) =
+            sqlx::query_as("SELECT status, last_error FROM stripe_events WHERE id = $1")
+                .bind(id)
+                .fetch_one(app.db().reader())
+                .await
+                .unwrap();
+        assert_eq!(status, "ignored");
+        assert!(note.unwrap().contains("connected account"));
+    }
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM subscriptions")
+            .fetch_one(app.db().reader())
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM mrr_movements")
+            .fetch_one(app.db().reader())
+            .await
+            .unwrap(),
+        0
+    );
+    // Visible on the Webhooks page with the reason.
+    let page = app.get("/webhooks/evt_connected").await.text().await.unwrap();
+    assert!(page.contains("connected account"), "{page}");
+    // A replay does not apply it either.
+    app.server.shutdown().await.unwrap();
+});
 
 both_backends!(
     a_backfill_page_never_hides_a_webhook_sent_while_it_was_fetched,
@@ -651,7 +680,15 @@ both_backends!(
     }
 );
 
-fn drift_sub(id: &str, price: &str, interval: &str, qty: i64, period_end: i64, cancel: bool, trial_end: Option<i64>) -> Value {
+fn drift_sub(
+    id: &str,
+    price: &str,
+    interval: &str,
+    qty: i64,
+    period_end: i64,
+    cancel: bool,
+    trial_end: Option<i64>,
+) -> Value {
     json!({"id": id, "object": "subscription", "customer": "cus_1", "status": "active", "currency": "usd",
            "created": 1_700_000_000, "cancel_at_period_end": cancel, "trial_end": trial_end,
            "items": {"object": "list", "has_more": false, "data": [{"id": format!("si_{id}"), "object": "subscription_item",
@@ -665,18 +702,38 @@ both_backends!(drift_reports_what_moves_mrr_and_confirms_it, |backend| async mov
     let base = stripe.start().await;
     let end = 1_800_000_000;
     let base_sub = |id: &str| drift_sub(id, "price_m", "month", 1, end, false, None);
-    let ids = ["sub_plan", "sub_qty", "sub_yearly", "sub_end", "sub_cancel", "sub_trial", "sub_inflight", "sub_same"];
+    let ids = [
+        "sub_plan",
+        "sub_qty",
+        "sub_yearly",
+        "sub_end",
+        "sub_cancel",
+        "sub_trial",
+        "sub_inflight",
+        "sub_same",
+    ];
     let list = |subs: Vec<Value>| json!({"object": "list", "has_more": false, "data": subs});
     stripe.set("/v1/subscriptions", list(ids.iter().map(|id| base_sub(id)).collect()));
     let test_db = common::TestDb::new(backend).await;
-    let config = common::config_with(&test_db, &[("STRIPE_SECRET_KEY", "sk_test_51drift"), ("STRIPE_API_BASE", &base)]);
+    let config = common::config_with(
+        &test_db,
+        &[("STRIPE_SECRET_KEY", "sk_test_51drift"), ("STRIPE_API_BASE", &base)],
+    );
     let db = tally::db::Db::connect(&config.database_url).await.unwrap();
     db.migrate().await.unwrap();
     let api = tally::stripe::from_config(&config).unwrap();
     let only = [projection::Resource::Subscription];
-    tally::sync::run(&db, api.as_ref(), &tally::sync::SyncOptions { only: only.to_vec(), ..Default::default() }, |_| {})
-        .await
-        .unwrap();
+    tally::sync::run(
+        &db,
+        api.as_ref(),
+        &tally::sync::SyncOptions {
+            only: only.to_vec(),
+            ..Default::default()
+        },
+        |_| {},
+    )
+    .await
+    .unwrap();
     let clean = tally::sync::drift::run(&db, api.as_ref(), &only, |_| {}).await.unwrap();
     assert!(!clean.has_drift(), "{:?}", clean.differences);
 
@@ -721,8 +778,103 @@ both_backends!(drift_reports_what_moves_mrr_and_confirms_it, |backend| async mov
         report.differences
     );
     let qty = report.differences.iter().find(|d| d.id == "sub_qty").unwrap();
-    assert_eq!((qty.here.as_deref(), qty.stripe.as_deref()), (Some("price_m x1"), Some("price_m x4")));
+    assert_eq!(
+        (qty.here.as_deref(), qty.stripe.as_deref()),
+        (Some("price_m x1"), Some("price_m x4"))
+    );
     assert_eq!(report.types[0].changed, 6);
-    assert!(stripe.count("/v1/subscriptions/sub_inflight") >= 1, "the suspect was re-fetched");
+    assert!(
+        stripe.count("/v1/subscriptions/sub_inflight") >= 1,
+        "the suspect was re-fetched"
+    );
     db.close().await;
 });
+
+fn long_sub(items: &[(&str, i64)], has_more: bool) -> Value {
+    let data: Vec<Value> = items
+        .iter()
+        .map(|(id, amount)| {
+            json!({"id": id, "object": "subscription_item", "quantity": 1, "subscription": "sub_long",
+                   "current_period_start": 1_000, "current_period_end": 2_000,
+                   "price": {"id": format!("price_{id}"), "object": "price", "unit_amount": amount, "currency": "usd",
+                             "product": "prod_1", "recurring": {"interval": "month", "interval_count": 1, "usage_type": "licensed"}}})
+        })
+        .collect();
+    json!({"id": "sub_long", "object": "subscription", "customer": "cus_long", "status": "active", "currency": "usd",
+           "items": {"object": "list", "has_more": has_more, "data": data, "url": "/v1/subscription_items?subscription=sub_long"}})
+}
+
+both_backends!(
+    a_long_item_list_is_completed_with_a_key_and_flagged_without,
+    |backend| async move {
+        let first_page = [("si_a", 1000)];
+        let all = [("si_a", 1000), ("si_b", 2500)];
+        let long_event = event(
+            "evt_long",
+            "customer.subscription.created",
+            tally::db::now_unix() - 10,
+            long_sub(&first_page, true),
+            None,
+        );
+
+        // With a key: the rest of the items is fetched and MRR is whole.
+        let stripe = Stripe::default();
+        stripe.set("/v1/subscriptions/sub_long", long_sub(&first_page, true));
+        let item_list = long_sub(&all, false)["items"].clone();
+        stripe.set("/v1/subscription_items", item_list);
+        let app = app_with_stripe(backend, &stripe).await;
+        post_signed(&app, &long_event).await;
+        wait_applied(&app, &["evt_long"]).await;
+        wait_for(
+            &app,
+            "SELECT CAST(mrr AS TEXT) FROM subscriptions WHERE id = 'sub_long'",
+            "3500",
+        )
+        .await;
+        wait_for(
+            &app,
+            "SELECT CAST(items_incomplete AS TEXT) FROM subscriptions WHERE id = 'sub_long'",
+            "0",
+        )
+        .await;
+        wait_for(
+            &app,
+            "SELECT CAST(COUNT(*) AS TEXT) FROM subscription_items WHERE subscription_id = 'sub_long'",
+            "2",
+        )
+        .await;
+        assert!(stripe.count("/v1/subscription_items?") >= 1);
+        app.server.shutdown().await.unwrap();
+
+        // Without a key: the row says it is incomplete, and so do the pages.
+        let app = TestApp::spawn_with(backend, &[("STRIPE_WEBHOOK_SECRET", SECRET)]).await;
+        let customer = json!({"id": "cus_long", "object": "customer", "email": "long@example.com"});
+        post_signed(
+            &app,
+            &event(
+                "evt_cus_long",
+                "customer.created",
+                tally::db::now_unix() - 20,
+                customer,
+                None,
+            ),
+        )
+        .await;
+        post_signed(&app, &long_event).await;
+        wait_applied(&app, &["evt_long", "evt_cus_long"]).await;
+        wait_for(
+            &app,
+            "SELECT CAST(items_incomplete AS TEXT) FROM subscriptions WHERE id = 'sub_long'",
+            "1",
+        )
+        .await;
+        let customer = app.get("/customers/cus_long").await.text().await.unwrap();
+        assert!(customer.contains("data-test=\"items-incomplete\""), "{customer}");
+        let overview = app.get("/").await.text().await.unwrap();
+        assert!(
+            overview.contains("Stripe sent only part of the items of 1 subscription"),
+            "{overview}"
+        );
+        app.server.shutdown().await.unwrap();
+    }
+);

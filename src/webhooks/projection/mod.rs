@@ -392,7 +392,8 @@ async fn request_missing_list(
         &id,
         version.at,
         settle::FetchReason::IncompleteList,
-        crate::db::now_unix(),
+        // As for a tie: fetched once the second is over, so the answer is newer than the event.
+        version.at + settle::TIE_FETCH_DELAY_SECS,
     )
     .await
 }
