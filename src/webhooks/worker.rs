@@ -41,6 +41,14 @@ pub fn backoff_secs(attempts: i64) -> i64 {
     (1i64 << exp).min(3600)
 }
 
+/// After a failed attempt (the `attempts`-th), at `now`: when to try again, or `None` to give up
+/// (the event is marked failed). An event is retried for `retry_for_secs` after it was received,
+/// as long as Stripe itself retries a delivery, and at most `max_attempts` times.
+pub fn next_attempt(attempts: i64, now: i64, received_at: i64, max_attempts: i64, retry_for_secs: i64) -> Option<i64> {
+    let next = now + backoff_secs(attempts);
+    (attempts < max_attempts && next <= received_at + retry_for_secs).then_some(next)
+}
+
 struct Claimed {
     id: String,
     payload: String,
@@ -225,8 +233,15 @@ impl Worker {
                 // Retried with growing delays for as long as Stripe itself retries (3 days by
                 // default), so an outage of the database or a bug fixed within that time needs no
                 // hand work.
-                let next = now + backoff_secs(event.attempts);
-                let failed = event.attempts >= self.max_attempts || next > event.received_at + self.retry_for_secs;
+                let retry_at = next_attempt(
+                    event.attempts,
+                    now,
+                    event.received_at,
+                    self.max_attempts,
+                    self.retry_for_secs,
+                );
+                let failed = retry_at.is_none();
+                let next = retry_at.unwrap_or(now);
                 let status = if failed { "failed" } else { "pending" };
                 crate::observability::metrics()
                     .events_processed
@@ -488,7 +503,25 @@ async fn refetched(stripe: &dyn StripeApi, event_type: &str, object: Value) -> R
 
 #[cfg(test)]
 mod tests {
-    use super::backoff_secs;
+    use super::{backoff_secs, next_attempt};
+
+    #[test]
+    fn a_failing_event_is_retried_with_growing_delays_for_three_days() {
+        let (received, retry_for) = (1_000_000, 3 * 86_400);
+        let (mut now, mut attempts, mut delays) = (received, 1, Vec::new());
+        while let Some(next) = next_attempt(attempts, now, received, i64::MAX, retry_for) {
+            delays.push(next - now);
+            now = next;
+            attempts += 1;
+        }
+        let span = now - received;
+        assert!(span >= 3 * 86_400 - 3600 && span <= 3 * 86_400, "retried for {span} s");
+        assert!(delays.windows(2).all(|w| w[1] >= w[0]), "delays never shrink");
+        assert_eq!((delays[0], *delays.last().unwrap()), (2, 3600));
+        assert!(attempts < 100, "{attempts} attempts");
+        // A cap on attempts still applies when set.
+        assert_eq!(next_attempt(5, received, received, 5, retry_for), None);
+    }
 
     #[test]
     fn backoff_doubles_up_to_an_hour() {

@@ -878,3 +878,149 @@ both_backends!(
         app.server.shutdown().await.unwrap();
     }
 );
+
+// ---- Outages: failed events come back without hand work ----
+
+async fn store_failed(db: &tally::db::Db, ev: &Value) {
+    let incoming = IncomingEvent::parse(&ev.to_string()).unwrap();
+    inbox::store(db, &incoming, Source::Webhook, None).await.unwrap();
+    sqlx::query(
+        "UPDATE stripe_events SET status = 'failed', attempts = 9, last_error = 'database was down' WHERE id = $1",
+    )
+    .bind(incoming.id)
+    .execute(db.writer())
+    .await
+    .unwrap();
+}
+
+both_backends!(reconciliation_applies_events_that_had_failed, |backend| async move {
+    let stripe = Stripe::default();
+    let base = stripe.start().await;
+    let now = tally::db::now_unix();
+    let missed = event(
+        "evt_failed_before",
+        "customer.created",
+        now - 60,
+        json!({"id": "cus_back", "object": "customer", "email": "back@example.com"}),
+        None,
+    );
+    stripe.set(
+        "/v1/events",
+        json!({"object": "list", "has_more": false, "data": [missed]}),
+    );
+    let test_db = common::TestDb::new(backend).await;
+    let config = common::config_with(
+        &test_db,
+        &[("STRIPE_SECRET_KEY", "sk_test_51recon"), ("STRIPE_API_BASE", &base)],
+    );
+    let db = tally::db::Db::connect(&config.database_url).await.unwrap();
+    db.migrate().await.unwrap();
+    store_failed(&db, &missed).await;
+    let api = tally::stripe::from_config(&config).unwrap();
+    let report = tally::sync::reconcile::run(&db, api.as_ref(), 3, None, |_| {})
+        .await
+        .unwrap();
+    assert_eq!((report.listed, report.missing, report.retried_failed), (1, 0, 1));
+    let worker = tally::webhooks::worker::Worker {
+        db: db.clone(),
+        wake: Default::default(),
+        max_attempts: i64::MAX,
+        retry_for_secs: 3 * 86_400,
+        refetch: None,
+    };
+    worker.run_once().await.unwrap();
+    assert_eq!(
+        text(&db, "SELECT status FROM stripe_events WHERE id = 'evt_failed_before'").await,
+        "applied"
+    );
+    assert_eq!(
+        text(&db, "SELECT email FROM customers WHERE id = 'cus_back'").await,
+        "back@example.com"
+    );
+    db.close().await;
+});
+
+both_backends!(admins_retry_every_failed_event_of_a_type, |backend| async move {
+    let app = TestApp::spawn_with(backend, &[("STRIPE_WEBHOOK_SECRET", SECRET)]).await;
+    let now = tally::db::now_unix();
+    for (id, ty, object) in [
+        (
+            "evt_f1",
+            "customer.created",
+            json!({"id": "cus_f1", "object": "customer", "email": "f1@example.com"}),
+        ),
+        (
+            "evt_f2",
+            "customer.created",
+            json!({"id": "cus_f2", "object": "customer", "email": "f2@example.com"}),
+        ),
+        (
+            "evt_f3",
+            "product.created",
+            json!({"id": "prod_f3", "object": "product", "name": "P"}),
+        ),
+    ] {
+        store_failed(app.db(), &event(id, ty, now - 100, object, None)).await;
+    }
+    let page = app
+        .get("/webhooks?status=failed&type=customer.created")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Retry every failed customer.created event"), "{page}");
+    // Viewers may not.
+    app.create_admin("viewer@example.com", tally::auth::Role::Viewer).await;
+    let viewer = app.logged_in("viewer@example.com").await;
+    let res = app
+        .call(&viewer, "webhooks/retry_failed", &[("event_type", "customer.created")])
+        .await;
+    assert_eq!(res.status(), 403);
+    let res = app
+        .call(
+            &app.client,
+            "webhooks/retry_failed",
+            &[("event_type", "customer.created")],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("2 failed events of customer.created"));
+    wait_applied(&app, &["evt_f1", "evt_f2"]).await;
+    wait_for(
+        &app,
+        "SELECT email FROM customers WHERE id = 'cus_f2'",
+        "f2@example.com",
+    )
+    .await;
+    assert_eq!(
+        sqlx::query_scalar::<_, String>("SELECT status FROM stripe_events WHERE id = 'evt_f3'")
+            .fetch_one(app.db().reader())
+            .await
+            .unwrap(),
+        "failed",
+        "another type is left alone"
+    );
+    let audit: (String, String, Option<String>) =
+        sqlx::query_as("SELECT admin_email, target, detail FROM audit_log WHERE action = 'webhook.retry_failed'")
+            .fetch_one(app.db().reader())
+            .await
+            .unwrap();
+    assert_eq!(
+        audit,
+        (
+            common::OWNER_EMAIL.to_string(),
+            "customer.created".to_string(),
+            Some("2 failed events queued again".to_string())
+        )
+    );
+    // The failed count is on /metrics and the overview.
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("status=\"failed\"} 1"), "{metrics}");
+    let overview = app.get("/").await.text().await.unwrap();
+    assert!(overview.contains("1 webhook event could not be applied"));
+    app.server.shutdown().await.unwrap();
+});
