@@ -54,6 +54,8 @@ pub const MAX_LISTED: usize = 500;
 pub const MAX_CONFIRMED: usize = 500;
 
 type Fields = Vec<(&'static str, Option<String>)>;
+/// An item's price id and quantity.
+type Item = (Option<String>, Option<i64>);
 
 fn col_text(col: &Col) -> Option<String> {
     match col {
@@ -64,7 +66,7 @@ fn col_text(col: &Col) -> Option<String> {
 
 /// Price × quantity of each item, sorted: a plan change, a quantity change or a monthly → yearly
 /// switch (another price) all change it.
-fn items_summary(items: impl IntoIterator<Item = (Option<String>, Option<i64>)>) -> String {
+fn items_summary(items: impl IntoIterator<Item = Item>) -> String {
     let mut parts: Vec<String> = items
         .into_iter()
         .map(|(price, qty)| {
@@ -132,7 +134,7 @@ async fn local_fields(
         .bind(id.unwrap_or(""))
         .fetch_all(db.reader())
         .await?;
-    let mut items: HashMap<String, Vec<(Option<String>, Option<i64>)>> = HashMap::new();
+    let mut items: HashMap<String, Vec<Item>> = HashMap::new();
     if resource == Resource::Subscription {
         let sql = match id {
             Some(_) => "SELECT subscription_id, price_id, quantity FROM subscription_items WHERE subscription_id = $1",

@@ -392,6 +392,8 @@ struct Stripe {
     requests: Arc<Mutex<Vec<String>>>,
     /// Milliseconds each answer takes.
     delay_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// Where it listens, once started.
+    base: Arc<Mutex<String>>,
 }
 
 impl Stripe {
@@ -416,7 +418,9 @@ impl Stripe {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        format!("http://{addr}")
+        let base = format!("http://{addr}");
+        *self.base.lock().unwrap() = base.clone();
+        base
     }
 
     fn set(&self, path: &str, object: Value) {
@@ -1024,3 +1028,68 @@ both_backends!(admins_retry_every_failed_event_of_a_type, |backend| async move {
     assert!(overview.contains("1 webhook event could not be applied"));
     app.server.shutdown().await.unwrap();
 });
+
+both_backends!(
+    a_type_the_key_cannot_read_is_skipped_and_the_run_is_partial,
+    |backend| async move {
+        let stripe = Stripe::default();
+        for path in [
+            "/v1/products",
+            "/v1/prices",
+            "/v1/subscriptions",
+            "/v1/invoices",
+            "/v1/payment_intents",
+            "/v1/refunds",
+            "/v1/disputes",
+            "/v1/checkout/sessions",
+        ] {
+            stripe.set(path, json!({"object": "list", "has_more": false, "data": []}));
+        }
+        stripe.set(
+            "/v1/customers",
+            json!({"object": "list", "has_more": false, "data": [{"id": "cus_p", "object": "customer", "email": "p@example.com"}]}),
+        );
+        // /v1/charges is not set: the stand-in answers 404, as for an account without it.
+        let app = app_with_stripe(backend, &stripe).await;
+        let config = common::config_with(
+            &app.db,
+            &[
+                ("STRIPE_SECRET_KEY", "sk_test_51partial"),
+                ("STRIPE_API_BASE", &stripe.base.lock().unwrap().clone()),
+            ],
+        );
+        let ctx = tally::sync::background::JobContext {
+            db: app.db().clone(),
+            stripe: tally::stripe::from_config(&config).unwrap(),
+            config: Arc::new(config),
+            events: Default::default(),
+        };
+        let job = tally::sync::background::Job::Sync(Default::default());
+        let outcome = tally::sync::background::run(&ctx, job, tally::sync::jobs::Trigger::Cli)
+            .await
+            .unwrap();
+        assert!(outcome.partial);
+        assert_eq!(
+            text(app.db(), "SELECT email FROM customers WHERE id = 'cus_p'").await,
+            "p@example.com"
+        );
+        let progress = tally::sync::status(app.db()).await.unwrap();
+        let charges = progress.iter().find(|t| t.resource == "charges").unwrap();
+        assert_eq!(
+            charges.skipped.as_deref(),
+            Some("Stripe does not offer it to this account (404 on GET /v1/charges)")
+        );
+        assert!(progress
+            .iter()
+            .filter(|t| t.resource != "charges")
+            .all(|t| t.done && t.skipped.is_none()));
+        assert_eq!(
+            text(app.db(), "SELECT status FROM jobs WHERE kind = 'sync'").await,
+            "partial"
+        );
+        let page = app.get("/settings/sync").await.text().await.unwrap();
+        assert!(page.contains("Partial: finished"), "{page}");
+        assert!(page.contains("404 on GET /v1/charges"), "{page}");
+        app.server.shutdown().await.unwrap();
+    }
+);
