@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
-export PATH="$HOME/.cargo/bin:$PATH"
+export PATH="$PWD/scripts/tools/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 
 EVENTS=100000
 CUSTOMERS=100000

@@ -3,7 +3,7 @@
 # Settings come from the environment or .env (see README). Ctrl-C stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$HOME/.cargo/bin:$PATH"
+export PATH="$PWD/scripts/tools/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 scripts/setup.sh
 cargo leptos build --release
 exec "${CARGO_TARGET_DIR:-target}/release/tally" serve --demo

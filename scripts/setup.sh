@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building Tally needs, idempotently: quick when everything is already there.
 #   scripts/setup.sh            build tools (wasm target, cargo-leptos, wasm-bindgen-cli, wasm-opt)
+#                               Callers put scripts/tools/node_modules/.bin first on PATH, so
+#                               cargo-leptos finds the pinned wasm-opt there.
 #   scripts/setup.sh --test     also what the tests need (Chromium, Node packages, PostgreSQL)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,14 +41,19 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q " $wb_version\$"; then
   cargo install wasm-bindgen-cli --version "=$wb_version"
 fi
 
-# wasm-opt (release builds); cargo-leptos would otherwise try to download it.
-command -v wasm-opt >/dev/null || apt_install binaryen
+# wasm-opt for release builds (cargo-leptos would otherwise try to download it): binaryen 132 from
+# npm, pinned in scripts/tools. Debian's binaryen (108) corrupts the externref table wasm-bindgen
+# emits, and the release bundle then never hydrates.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  apt_install nodejs npm
+fi
+if [ ! -x scripts/tools/node_modules/.bin/wasm-opt ] || [ scripts/tools/package-lock.json -nt scripts/tools/node_modules/.package-lock.json ]; then
+  echo "==> installing wasm-opt (binaryen, npm)"
+  (cd scripts/tools && npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 if [ "$with_test" = 1 ]; then
   command -v chromium >/dev/null || apt_install chromium
-  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-    apt_install nodejs npm
-  fi
   if [ ! -d end2end/node_modules/playwright-core ] || [ end2end/package-lock.json -nt end2end/node_modules/.package-lock.json ]; then
     echo "==> installing end2end Node packages"
     (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
