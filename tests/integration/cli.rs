@@ -353,12 +353,7 @@ async fn drift_exits_with_2_when_local_data_differ_from_stripe() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("no drift"));
 
-    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
-    sqlx::query("UPDATE customers SET email = 'typo@example.com' WHERE id = 'cus_b'")
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+    set_email(&db, "typo@example.com").await;
     let out = exec(&["drift", "--only", "customers"]).await;
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(2), "{stdout}");
@@ -385,12 +380,7 @@ async fn drift_exits_with_2_when_local_data_differ_from_stripe() {
     );
     assert!(stdout.contains("sync partial"), "{stdout}");
     assert!(!stdout.contains("rk_test"), "{stdout}");
-    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
-    sqlx::query("UPDATE customers SET email = 'typo@example.com' WHERE id = 'cus_b'")
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+    set_email(&db, "typo@example.com").await;
     let out = exec(&["drift"]).await;
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(2), "drift still wins over partial: {stdout}");
@@ -398,16 +388,22 @@ async fn drift_exits_with_2_when_local_data_differ_from_stripe() {
         stdout.contains("charges            skipped:") && stdout.contains("partial"),
         "{stdout}"
     );
-    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
-    sqlx::query("UPDATE customers SET email = 'b@example.com' WHERE id = 'cus_b'")
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+    set_email(&db, "b@example.com").await;
     let out = exec(&["drift"]).await;
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(3), "{stdout}");
     assert!(stdout.contains("no drift in the types compared (partial"), "{stdout}");
+}
+
+/// Changes cus_b's email behind Tally's back (as a bug or a missed event would).
+async fn set_email(db: &str, email: &str) {
+    let pool = sqlx::SqlitePool::connect(db).await.unwrap();
+    sqlx::query("UPDATE customers SET email = $1 WHERE id = 'cus_b'")
+        .bind(email)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
 }
 
 fn customers() -> serde_json::Value {

@@ -151,19 +151,7 @@ fn lifecycle() -> Vec<(String, i64, Value, Option<Value>)> {
     ]
 }
 
-/// xorshift64*: deterministic, so a failing case can be replayed from its seed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use common::Rng;
 
 /// The lifecycle's events with random ids (which carry no order).
 fn with_random_ids(rng: &mut Rng) -> Vec<Value> {

@@ -641,19 +641,7 @@ async fn clear(db: &tally::db::Db) {
     }
 }
 
-/// xorshift64*: a small deterministic generator, so a failing permutation can be replayed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use common::Rng;
 
 both_backends!(
     any_order_with_duplicates_ends_in_the_in_order_rows,

@@ -180,18 +180,19 @@ impl Resource {
 
     /// The resource whose table is `table`.
     pub fn from_table(table: &str) -> Option<Self> {
+        use Resource::*;
         [
-            Resource::Customer,
-            Resource::PaymentMethod,
-            Resource::Product,
-            Resource::Price,
-            Resource::Subscription,
-            Resource::Invoice,
-            Resource::PaymentIntent,
-            Resource::Charge,
-            Resource::Refund,
-            Resource::Dispute,
-            Resource::CheckoutSession,
+            Customer,
+            PaymentMethod,
+            Product,
+            Price,
+            Subscription,
+            Invoice,
+            PaymentIntent,
+            Charge,
+            Refund,
+            Dispute,
+            CheckoutSession,
         ]
         .into_iter()
         .find(|r| r.table() == table)
@@ -386,16 +387,7 @@ async fn request_missing_list(
     let Some(id) = read::text(object, "id") else {
         return Ok(());
     };
-    settle::request_fetch(
-        conn,
-        resource,
-        &id,
-        version.at,
-        settle::FetchReason::IncompleteList,
-        // As for a tie: fetched once the second is over, so the answer is newer than the event.
-        version.at + settle::TIE_FETCH_DELAY_SECS,
-    )
-    .await
+    settle::request_fetch(conn, resource, &id, version.at, settle::FetchReason::IncompleteList).await
 }
 
 /// After a write that did not replace the row: if the row holds another event of the same second
@@ -446,15 +438,7 @@ pub async fn resolve_tie(
     }
     let (winner, differ) = settle::latest_of_second(conn, resource, &id, version.at, known).await?;
     if differ {
-        settle::request_fetch(
-            conn,
-            resource,
-            &id,
-            version.at,
-            settle::FetchReason::Tie,
-            version.at + settle::TIE_FETCH_DELAY_SECS,
-        )
-        .await?;
+        settle::request_fetch(conn, resource, &id, version.at, settle::FetchReason::Tie).await?;
     }
     if winner.event_id == row_event {
         return Ok(Applied::Stale);

@@ -110,15 +110,16 @@ pub async fn latest_of_second(
     Ok((all.swap_remove(winner), differ))
 }
 
-/// Queues a fetch of the object (once per object and second).
+/// Queues a fetch of the object (once per object and second), due once second `at` is over (on
+/// Stripe's clock too), so that Stripe's answer is newer than every event of that second.
 pub async fn request_fetch(
     conn: &mut AnyConnection,
     resource: Resource,
     id: &str,
     at: i64,
     reason: FetchReason,
-    due_at: i64,
 ) -> Result<(), ProjectionError> {
+    let due_at = at + TIE_FETCH_DELAY_SECS;
     sqlx::query(
         "INSERT INTO stripe_fetches (object_id, at, resource, reason, due_at) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (object_id, at) DO NOTHING",
