@@ -1081,3 +1081,72 @@ both_backends!(
         app.server.shutdown().await.unwrap();
     }
 );
+
+both_backends!(
+    reconciliation_with_a_key_that_cannot_list_events_is_partial,
+    |backend| async move {
+        // The stand-in knows no /v1/events: 404, as for a key without access to events.
+        let stripe = Stripe::default();
+        let base = stripe.start().await;
+        let test_db = common::TestDb::new(backend).await;
+        let config = common::config_with(
+            &test_db,
+            &[("STRIPE_SECRET_KEY", "sk_test_51recon"), ("STRIPE_API_BASE", &base)],
+        );
+        let db = tally::db::Db::connect(&config.database_url).await.unwrap();
+        db.migrate().await.unwrap();
+        let api = tally::stripe::from_config(&config).unwrap();
+        let report = tally::sync::reconcile::run(&db, api.as_ref(), 3, None, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(
+            report.skipped.as_deref(),
+            Some("Stripe does not offer it to this account (404 on GET /v1/events)")
+        );
+        assert_eq!(report.listed, 0);
+        db.close().await;
+    }
+);
+
+both_backends!(
+    an_invoice_with_lines_cut_short_is_completed_with_a_key,
+    |backend| async move {
+        let invoice = |lines: Value| {
+            json!({"id": "in_long", "object": "invoice", "customer": "cus_1", "status": "paid", "currency": "usd",
+                   "amount_due": 3000, "amount_paid": 3000, "total": 3000, "lines": lines})
+        };
+        let line =
+            |id: &str, amount: i64| json!({"id": id, "object": "line_item", "amount": amount, "currency": "usd"});
+        let first = json!({"object": "list", "has_more": true, "data": [line("il_1", 1000)]});
+        let all = json!({"object": "list", "has_more": false, "data": [line("il_1", 1000), line("il_2", 2000)]});
+        let stripe = Stripe::default();
+        stripe.set("/v1/invoices/in_long", invoice(first.clone()));
+        stripe.set("/v1/invoices/in_long/lines", all);
+        let app = app_with_stripe(backend, &stripe).await;
+        post_signed(
+            &app,
+            &event(
+                "evt_inv_long",
+                "invoice.paid",
+                tally::db::now_unix() - 10,
+                invoice(first),
+                None,
+            ),
+        )
+        .await;
+        wait_applied(&app, &["evt_inv_long"]).await;
+        wait_for(
+            &app,
+            "SELECT CAST(lines_incomplete AS TEXT) FROM invoices WHERE id = 'in_long'",
+            "0",
+        )
+        .await;
+        let raw: String = sqlx::query_scalar("SELECT raw FROM invoices WHERE id = 'in_long'")
+            .fetch_one(app.db().reader())
+            .await
+            .unwrap();
+        assert!(raw.contains("il_2"), "the whole list is stored: {raw}");
+        assert_eq!(stripe.count("/v1/invoices/in_long/lines"), 1);
+        app.server.shutdown().await.unwrap();
+    }
+);

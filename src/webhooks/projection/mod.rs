@@ -470,7 +470,8 @@ pub fn batchable(event_type: &str, object: &Value) -> Option<Resource> {
         Resource::Subscription => false,
         // A charge embeds its refunds; without any, it is its own row.
         Resource::Charge => read::list(object.get("refunds")).is_empty(),
-        _ => true,
+        // A list cut short is queued for a fetch (apply_object).
+        _ => !incomplete_list(resource, object),
     };
     own_row_only
         .then_some(resource)
