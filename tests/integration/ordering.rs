@@ -39,9 +39,15 @@ fn invoice(id: &str, status: &str, paid: i64, attempts: i64, finalized: Option<i
 }
 
 fn charge(refunded: i64) -> Value {
+    // The charge embeds its refunds, as charge.refunded does: copies of re_1 in the same second.
+    let refunds: Vec<Value> = match refunded {
+        0 => vec![],
+        500 => vec![refund("pending")],
+        _ => vec![refund("succeeded")],
+    };
     json!({"id": "ch_1", "object": "charge", "customer": "cus_1", "status": "succeeded", "amount": 2000,
            "amount_captured": 2000, "captured": true, "amount_refunded": refunded, "currency": "usd", "paid": true,
-           "refunds": {"object": "list", "has_more": false, "data": []}})
+           "refunds": {"object": "list", "has_more": false, "data": refunds}})
 }
 
 fn intent(status: &str, received: i64) -> Value {

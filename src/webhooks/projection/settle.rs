@@ -76,6 +76,31 @@ async fn inbox_versions(
     Ok(out)
 }
 
+/// A refund also travels inside its charge's events (`charge.refunded` embeds the charge's
+/// refunds): those copies of the same second are versions too.
+async fn embedded_refund_versions(
+    conn: &mut AnyConnection,
+    refund_id: &str,
+    charge_id: &str,
+    at: i64,
+) -> Result<Vec<Candidate>, ProjectionError> {
+    let mut out = Vec::new();
+    for charge in inbox_versions(conn, Resource::Charge, charge_id, at).await? {
+        let copy = read::list(charge.object.get("refunds"))
+            .iter()
+            .find(|r| read::text(r, "id").as_deref() == Some(refund_id));
+        if let Some(refund) = copy {
+            out.push(Candidate {
+                event_id: charge.event_id,
+                event_type: None,
+                object: refund.clone(),
+                previous: None,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// The version that stands for the object at second `at`, among `known` (the version being
 /// applied first, then the row's, when at that second) and the inbox's; and whether the versions
 /// differ (then Stripe is asked, when a key is configured).
@@ -86,8 +111,14 @@ pub async fn latest_of_second(
     at: i64,
     known: Vec<Candidate>,
 ) -> Result<(Candidate, bool), ProjectionError> {
+    let mut found = inbox_versions(conn, resource, id, at).await?;
+    if resource == Resource::Refund {
+        if let Some(charge) = known.iter().find_map(|c| read::id(&c.object, "charge")) {
+            found.extend(embedded_refund_versions(conn, id, &charge, at).await?);
+        }
+    }
     let mut all: Vec<Candidate> = Vec::new();
-    for c in known.into_iter().chain(inbox_versions(conn, resource, id, at).await?) {
+    for c in known.into_iter().chain(found) {
         match all.iter_mut().find(|k| k.event_id == c.event_id) {
             // The same event seen twice: keep the object first given (a refetched one), learn the
             // event's type and previous attributes from the inbox.
