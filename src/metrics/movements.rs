@@ -400,3 +400,58 @@ pub async fn all(db: &Db, currency: &str) -> Result<Vec<Movement>, DbError> {
         .await?;
     Ok(rows.iter().map(movement).collect::<Result<Vec<_>, _>>()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(sub: &str, at: i64, event: &str, mrr: i64) -> Snapshot {
+        (sub.into(), at, event.into(), mrr)
+    }
+
+    fn kinds(rows: &[Derived]) -> Vec<(String, MovementKind, i64)> {
+        rows.iter()
+            .map(|d| (d.movement.subscription_id.clone(), d.movement.kind, d.movement.delta))
+            .collect()
+    }
+
+    #[test]
+    fn a_switch_between_subscriptions_in_one_second_is_not_a_churn() {
+        // sub_a 10.00 from t=100; at t=200 it ends and sub_b 20.00 starts, in the same second.
+        // In either order of the history rows (the ids say nothing about order).
+        for history in [
+            vec![snap("sub_a", 100, "evt_1", 1000), snap("sub_a", 200, "evt_9", 0), snap("sub_b", 200, "evt_2", 2000)],
+            vec![snap("sub_b", 200, "evt_2", 2000), snap("sub_a", 200, "evt_9", 0), snap("sub_a", 100, "evt_1", 1000)],
+        ] {
+            assert_eq!(
+                kinds(&derive("cus_1", history)),
+                [
+                    ("sub_a".to_string(), MovementKind::New, 1000),
+                    ("sub_b".to_string(), MovementKind::Expansion, 2000),
+                    ("sub_a".to_string(), MovementKind::Contraction, -1000),
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn a_customer_leaving_every_subscription_in_one_second_churns_once() {
+        let history = vec![
+            snap("sub_a", 100, "evt_1", 1000),
+            snap("sub_b", 100, "evt_2", 500),
+            snap("sub_b", 300, "evt_3", 0),
+            snap("sub_a", 300, "evt_4", 0),
+        ];
+        let rows = derive("cus_1", history);
+        assert_eq!(
+            kinds(&rows),
+            [
+                ("sub_a".to_string(), MovementKind::New, 1000),
+                ("sub_b".to_string(), MovementKind::Expansion, 500),
+                ("sub_b".to_string(), MovementKind::Contraction, -500),
+                ("sub_a".to_string(), MovementKind::Churn, -1000),
+            ]
+        );
+        assert_eq!(rows.iter().map(|d| d.customers).sum::<i64>(), 0);
+    }
+}
