@@ -420,8 +420,16 @@ mod tests {
         // sub_a 10.00 from t=100; at t=200 it ends and sub_b 20.00 starts, in the same second.
         // In either order of the history rows (the ids say nothing about order).
         for history in [
-            vec![snap("sub_a", 100, "evt_1", 1000), snap("sub_a", 200, "evt_9", 0), snap("sub_b", 200, "evt_2", 2000)],
-            vec![snap("sub_b", 200, "evt_2", 2000), snap("sub_a", 200, "evt_9", 0), snap("sub_a", 100, "evt_1", 1000)],
+            vec![
+                snap("sub_a", 100, "evt_1", 1000),
+                snap("sub_a", 200, "evt_9", 0),
+                snap("sub_b", 200, "evt_2", 2000),
+            ],
+            vec![
+                snap("sub_b", 200, "evt_2", 2000),
+                snap("sub_a", 200, "evt_9", 0),
+                snap("sub_a", 100, "evt_1", 1000),
+            ],
         ] {
             assert_eq!(
                 kinds(&derive("cus_1", history)),
