@@ -105,6 +105,30 @@ mod tests {
         verify(Some(header.as_bytes()), BODY, &secrets(secret_list), 300, NOW)
     }
 
+    /// A known answer computed outside Tally (Python's hmac module:
+    /// `hmac.new(secret, b"1767225600." + body, hashlib.sha256).hexdigest()`), so a mistake shared
+    /// by `sign` and `verify` cannot hide.
+    #[test]
+    fn a_signature_computed_elsewhere_verifies() {
+        let body = br#"{"id":"evt_kat","object":"event","type":"customer.created","created":1767225600,"data":{"object":{"id":"cus_kat","object":"customer"}}}"#;
+        let header = "t=1767225600,v1=a7ff08ed247dc5e43247f7733d8c0a1b7d4ca5dc6f0631323c20c47701b9f269";
+        let secret = secrets(&["whsec_kat_0123456789abcdef"]);
+        assert_eq!(
+            verify(Some(header.as_bytes()), body, &secret, 300, 1_767_225_700),
+            Ok(1_767_225_600)
+        );
+        assert_eq!(
+            sign(body, "whsec_kat_0123456789abcdef", 1_767_225_600),
+            header,
+            "Tally's own signing helper agrees"
+        );
+        let other = secrets(&["whsec_kat_0123456789abcdeF"]);
+        assert_eq!(
+            verify(Some(header.as_bytes()), body, &other, 300, 1_767_225_700),
+            Err(SignatureError::Mismatch)
+        );
+    }
+
     #[test]
     fn valid_signature() {
         assert_eq!(check(&sign(BODY, "whsec_a", NOW), &["whsec_a"]), Ok(NOW));

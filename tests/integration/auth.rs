@@ -229,7 +229,14 @@ both_backends!(cross_site_state_changes_are_refused, |backend| async move {
         ("password", "a long enough password"),
         ("role", "owner"),
     ];
-    for (header, value) in [("sec-fetch-site", "cross-site"), ("origin", "https://evil.example")] {
+    // A sibling subdomain (same-site, another origin) and an opaque origin (a sandboxed frame,
+    // a data: URL: `Origin: null`) are other origins too.
+    for (header, value) in [
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
+        ("origin", "https://evil.example"),
+        ("origin", "null"),
+    ] {
         let res = app
             .client
             .post(app.url("/api/admins/create"))

@@ -241,13 +241,32 @@ both_backends!(lists_filter_page_and_export, |backend| async move {
         .await
         .unwrap();
     assert!(moves.lines().skip(1).all(|l| l.contains("\"churn\"")) && moves.lines().count() > 1);
-    // Exports need a login.
-    let anonymous = common::browser()
-        .get(app.url("/export/payments.csv"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(anonymous.status(), 303);
+    // Every export needs a login; a logged-in viewer gets each.
+    app.create_admin("viewer@example.com", tally::auth::Role::Viewer).await;
+    let viewer = app.logged_in("viewer@example.com").await;
+    for list in [
+        "customers",
+        "subscriptions",
+        "payments",
+        "invoices",
+        "refunds",
+        "disputes",
+        "movements",
+    ] {
+        let url = app.url(&format!("/export/{list}.csv?currency=usd"));
+        let anonymous = common::browser().get(&url).send().await.unwrap();
+        assert_eq!(anonymous.status(), 303, "{list}");
+        assert!(
+            anonymous.headers()["location"].to_str().unwrap().starts_with("/login"),
+            "{list}"
+        );
+        let res = viewer.get(&url).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{list}");
+        assert!(
+            res.headers()["content-type"].to_str().unwrap().starts_with("text/csv"),
+            "{list}"
+        );
+    }
 
     // Movements page filters by kind.
     let churn = app.get("/revenue?currency=usd&kind=churn").await.text().await.unwrap();

@@ -86,6 +86,14 @@ async fn stand_in() -> StandIn {
             },
         ),
     );
+    // One customer, as drift re-fetches a suspect.
+    let app = app.route(
+        "/v1/customers/{id}",
+        get(|Path(id): Path<String>| async move {
+            let found = (0..CUSTOMERS).find(|i| format!("cus_{i:03}") == id);
+            axum::Json(found.map_or_else(|| json!({"id": id, "object": "customer", "deleted": true}), customer))
+        }),
+    );
     let (log, clock) = (requests.clone(), seconds.clone());
     let app = app.route(
         "/v1/checkout/sessions",
@@ -192,6 +200,23 @@ both_backends!(pages_through_lists_and_resumes_after_a_failure, |backend| async 
     .unwrap();
     assert_eq!(again[0].fetched, CUSTOMERS as i64);
     assert_eq!(count(&db, "SELECT COUNT(*) FROM customers").await, CUSTOMERS as i64);
+
+    // Drift walks the same three pages (has_more) and finds a change on the last one.
+    let only = [tally::webhooks::projection::Resource::Customer];
+    let clean = sync::drift::run(&db, stripe.as_ref(), &only, |_| {}).await.unwrap();
+    assert!(!clean.has_drift(), "{:?}", clean.differences);
+    assert_eq!(
+        (clean.types[0].at_stripe, clean.types[0].here),
+        (CUSTOMERS as i64, CUSTOMERS as i64)
+    );
+    sqlx::query("UPDATE customers SET email = 'changed@example.com' WHERE id = 'cus_003'")
+        .execute(db.writer())
+        .await
+        .unwrap();
+    let report = sync::drift::run(&db, stripe.as_ref(), &only, |_| {}).await.unwrap();
+    assert_eq!(report.total_differences, 1, "{:?}", report.differences);
+    assert_eq!(report.differences[0].id, "cus_003");
+    assert_eq!(report.differences[0].stripe.as_deref(), Some("c3@example.com"));
     db.close().await;
 });
 

@@ -860,8 +860,25 @@ both_backends!(webhooks_page_lists_filters_shows_and_requeues, |backend| async m
             .status(),
         403
     );
+    // A replay applies the event again: the row it wrote, lost meanwhile, comes back. (Waiting for
+    // the status alone would pass without any replay: the event was applied already.)
+    sqlx::query("DELETE FROM customers WHERE id = 'cus_page'")
+        .execute(app.db().writer())
+        .await
+        .unwrap();
     let res = app.call(&app.client, "webhooks/requeue", &[("id", "evt_page")]).await;
     assert_eq!(res.status(), 200);
+    for _ in 0..200 {
+        if count(&app, "SELECT COUNT(*) FROM customers WHERE id = 'cus_page'").await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM customers WHERE id = 'cus_page'").await,
+        1,
+        "the replay wrote the row again"
+    );
     wait_for_status(&app, "evt_page", "applied").await;
     let res = app.call(&app.client, "webhooks/requeue", &[("id", "evt_fails")]).await;
     assert_eq!(res.status(), 200);
