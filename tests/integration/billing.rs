@@ -76,6 +76,21 @@ async fn stand_in() -> (String, Log) {
                     "mode": "payment", "amount_total": 150000, "currency": "jpy", "customer": null, "livemode": false, "created": created,
                     "customer_details": {"email": "bank@example.com"}
                 })),
+                // The buyer came back without finishing, too late, or for a plan with a free trial.
+                ("GET", "/v1/checkout/sessions/cs_test_open") => (StatusCode::OK, json!({
+                    "id": "cs_test_open", "object": "checkout.session", "status": "open", "payment_status": "unpaid",
+                    "mode": "subscription", "amount_total": 2000, "currency": "usd", "customer": null, "livemode": false, "created": created
+                })),
+                ("GET", "/v1/checkout/sessions/cs_test_expired") => (StatusCode::OK, json!({
+                    "id": "cs_test_expired", "object": "checkout.session", "status": "expired", "payment_status": "unpaid",
+                    "mode": "payment", "amount_total": 2000, "currency": "usd", "customer": null, "livemode": false, "created": created
+                })),
+                ("GET", "/v1/checkout/sessions/cs_test_trial") => (StatusCode::OK, json!({
+                    "id": "cs_test_trial", "object": "checkout.session", "status": "complete", "payment_status": "no_payment_required",
+                    "mode": "subscription", "amount_total": 0, "currency": "usd", "customer": "cus_trial", "livemode": false, "created": created,
+                    "subscription": {"id": "sub_trial", "object": "subscription", "status": "trialing", "customer": "cus_trial", "currency": "usd", "created": created,
+                        "items": {"object": "list", "has_more": false, "data": []}}
+                })),
                 ("GET", p) if p.starts_with("/v1/checkout/sessions/") => (StatusCode::NOT_FOUND, json!({
                     "error": {"type": "invalid_request_error", "code": "resource_missing", "message": "No such checkout.session: secret detail"}
                 })),
@@ -349,6 +364,31 @@ both_backends!(
             html.contains("Your payment is processing") && html.contains("¥150,000"),
             "{html}"
         );
+        // Not finished, expired, or nothing to pay (a trial): each says what happened, and only a
+        // finished checkout says thank you.
+        for (id, state, says) in [
+            ("cs_test_open", "open", "Your checkout is not finished"),
+            ("cs_test_expired", "expired", "This checkout has expired"),
+            ("cs_test_trial", "paid", "Thank you, you are all set"),
+        ] {
+            let html = visitor
+                .get(app.url(&format!("/checkout/success?session_id={id}")))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert!(html.contains(&format!("data-state=\"{state}\"")) && html.contains(says), "{id}: {html}");
+            if state != "paid" {
+                assert!(html.contains("No payment was taken") && !html.contains("Thank you"), "{id}");
+            }
+        }
+        let trial: String = sqlx::query_scalar("SELECT status FROM subscriptions WHERE id = 'sub_trial'")
+            .fetch_one(app.db().reader())
+            .await
+            .unwrap();
+        assert_eq!(trial, "trialing");
         // Unknown and malformed ids: a friendly page, never Stripe's text.
         for id in ["cs_test_unknown", "not-an-id", "cs_../../x"] {
             let html = visitor
@@ -368,7 +408,7 @@ both_backends!(
                 .iter()
                 .filter(|s| s.path.starts_with("/v1/checkout/sessions/"))
                 .count(),
-            3,
+            6,
             "malformed ids never reach Stripe"
         );
         let cancel = visitor
