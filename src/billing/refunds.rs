@@ -69,11 +69,17 @@ pub struct Refundable {
 }
 
 pub async fn refundable(db: &Db, charge_id: &str) -> Result<Option<Refundable>, RefundError> {
+    let mut conn = db.reader().acquire().await.map_err(DbError::from)?;
+    refundable_on(&mut conn, charge_id).await
+}
+
+/// As `refundable`, on a given connection (the refund's own transaction).
+async fn refundable_on(conn: &mut sqlx::AnyConnection, charge_id: &str) -> Result<Option<Refundable>, RefundError> {
     let Some(row) = sqlx::query(
         "SELECT amount, amount_captured, amount_refunded, currency, status, captured FROM charges WHERE id = $1",
     )
     .bind(charge_id)
-    .fetch_optional(db.reader())
+    .fetch_optional(&mut *conn)
     .await?
     else {
         return Ok(None);
@@ -92,7 +98,7 @@ pub async fn refundable(db: &Db, charge_id: &str) -> Result<Option<Refundable>, 
          WHERE charge_id = $1 AND deleted = 0 AND COALESCE(status, '') NOT IN ('failed', 'canceled')",
     )
     .bind(charge_id)
-    .fetch_one(db.reader())
+    .fetch_one(&mut *conn)
     .await?;
     let in_flight: i64 = sqlx::query_scalar(
         "SELECT CAST(COALESCE(SUM(r.amount), 0) AS BIGINT) FROM refund_requests r \
@@ -100,7 +106,7 @@ pub async fn refundable(db: &Db, charge_id: &str) -> Result<Option<Refundable>, 
            (SELECT 1 FROM refunds f WHERE f.id = r.refund_id)))",
     )
     .bind(charge_id)
-    .fetch_one(db.reader())
+    .fetch_one(&mut *conn)
     .await?;
     let refunded = charge_refunded.max(listed);
     Ok(Some(Refundable {
@@ -190,7 +196,96 @@ pub async fn refund(
             .execute(db.writer())
             .await?;
     }
-    let Some(charge) = refundable(db, &form.charge_id).await? else {
+    // What remains refundable and the request that takes part of it are decided in one
+    // transaction, one charge at a time: two forms submitted at once (other keys, same charge)
+    // cannot both see the same remainder. SQLite has one writer; Postgres takes a lock per charge.
+    let mut tx = db.begin().await?;
+    let checked = check_and_record(&mut tx, admin_email, admin_id, form).await;
+    let (charge, amount, reason, inserted) = match checked {
+        Ok(found) => {
+            tx.commit().await.map_err(DbError::from)?;
+            found
+        }
+        Err(e) => {
+            // Rolled back at once: a dropped transaction keeps its lock until its connection is
+            // used again.
+            tx.rollback().await.map_err(DbError::from)?;
+            return Err(e);
+        }
+    };
+    if inserted == 0 {
+        // The same form, submitted twice at once: the other submit is sending it.
+        let found = earlier(db, &form.idempotency_key).await?.ok_or(RefundError::NotFound)?;
+        return repeat(&form.idempotency_key, found);
+    }
+    let key = stripe_key(&form.idempotency_key, amount);
+    let metadata = HashMap::from([
+        ("tally_admin".to_string(), admin_email.to_string()),
+        ("tally_refund_key".to_string(), form.idempotency_key.clone()),
+    ]);
+    let sent_at = super::sent_at();
+    match ops::create_refund(stripe, &form.charge_id, amount, reason, metadata, &key).await {
+        Ok(response) => {
+            let refund_id = response
+                .body
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let status = response
+                .body
+                .get("status")
+                .and_then(Value::as_str)
+                .unwrap_or("pending")
+                .to_string();
+            sqlx::query(
+                "UPDATE refund_requests SET status = 'sent', refund_id = $1, request_id = $2 WHERE idempotency_key = $3",
+            )
+            .bind(&refund_id)
+            .bind(response.request_id.as_deref())
+            .bind(&form.idempotency_key)
+            .execute(db.writer())
+            .await?;
+            super::project_or_log(db, Resource::Refund, &response.body, sent_at).await;
+            Ok(RefundDone {
+                refund_id,
+                status,
+                amount,
+                currency: charge.currency,
+                request_id: response.request_id,
+                stripe_idempotency_key: key,
+                sent_now: true,
+            })
+        }
+        Err(e) => {
+            sqlx::query(
+                "UPDATE refund_requests SET status = 'refused', error = $1, request_id = $2 WHERE idempotency_key = $3",
+            )
+            .bind(e.admin_message())
+            .bind(e.request_id.as_deref())
+            .bind(&form.idempotency_key)
+            .execute(db.writer())
+            .await?;
+            Err(RefundError::Stripe(e))
+        }
+    }
+}
+
+/// Checks the form against what remains refundable and records the request as being sent, on the
+/// refund's transaction. Returns the charge, the amount, the reason and whether the request is new.
+async fn check_and_record(
+    conn: &mut sqlx::AnyConnection,
+    admin_email: &str,
+    admin_id: i64,
+    form: &RefundForm,
+) -> Result<(Refundable, i64, Option<RefundReason>, u64), RefundError> {
+    if !conn.backend_name().eq_ignore_ascii_case("sqlite") {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!("refund:{}", form.charge_id))
+            .execute(&mut *conn)
+            .await?;
+    }
+    let Some(charge) = refundable_on(conn, &form.charge_id).await? else {
         return Err(RefundError::NotFound);
     };
     if charge.status != "succeeded" {
@@ -251,62 +346,7 @@ pub async fn refund(
     .bind(admin_id)
     .bind(admin_email)
     .bind(now_unix())
-    .execute(db.writer())
+    .execute(&mut *conn)
     .await?;
-    if inserted.rows_affected() == 0 {
-        // The same form, submitted twice at once: the other submit is sending it.
-        let found = earlier(db, &form.idempotency_key).await?.ok_or(RefundError::NotFound)?;
-        return repeat(&form.idempotency_key, found);
-    }
-    let key = stripe_key(&form.idempotency_key, amount);
-    let metadata = HashMap::from([
-        ("tally_admin".to_string(), admin_email.to_string()),
-        ("tally_refund_key".to_string(), form.idempotency_key.clone()),
-    ]);
-    let sent_at = super::sent_at();
-    match ops::create_refund(stripe, &form.charge_id, amount, reason, metadata, &key).await {
-        Ok(response) => {
-            let refund_id = response
-                .body
-                .get("id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let status = response
-                .body
-                .get("status")
-                .and_then(Value::as_str)
-                .unwrap_or("pending")
-                .to_string();
-            sqlx::query(
-                "UPDATE refund_requests SET status = 'sent', refund_id = $1, request_id = $2 WHERE idempotency_key = $3",
-            )
-            .bind(&refund_id)
-            .bind(response.request_id.as_deref())
-            .bind(&form.idempotency_key)
-            .execute(db.writer())
-            .await?;
-            super::project_or_log(db, Resource::Refund, &response.body, sent_at).await;
-            Ok(RefundDone {
-                refund_id,
-                status,
-                amount,
-                currency: charge.currency,
-                request_id: response.request_id,
-                stripe_idempotency_key: key,
-                sent_now: true,
-            })
-        }
-        Err(e) => {
-            sqlx::query(
-                "UPDATE refund_requests SET status = 'refused', error = $1, request_id = $2 WHERE idempotency_key = $3",
-            )
-            .bind(e.admin_message())
-            .bind(e.request_id.as_deref())
-            .bind(&form.idempotency_key)
-            .execute(db.writer())
-            .await?;
-            Err(RefundError::Stripe(e))
-        }
-    }
+    Ok((charge, amount, reason, inserted.rows_affected()))
 }

@@ -379,9 +379,15 @@ both_backends!(
                 .text()
                 .await
                 .unwrap();
-            assert!(html.contains(&format!("data-state=\"{state}\"")) && html.contains(says), "{id}: {html}");
+            assert!(
+                html.contains(&format!("data-state=\"{state}\"")) && html.contains(says),
+                "{id}: {html}"
+            );
             if state != "paid" {
-                assert!(html.contains("No payment was taken") && !html.contains("Thank you"), "{id}");
+                assert!(
+                    html.contains("No payment was taken") && !html.contains("Thank you"),
+                    "{id}"
+                );
             }
         }
         let trial: String = sqlx::query_scalar("SELECT status FROM subscriptions WHERE id = 'sub_trial'")
@@ -1003,3 +1009,53 @@ async fn the_payments_api_rate_limits_per_key() {
     assert_eq!(body["error"]["type"], "rate_limit_error");
     app.server.shutdown().await.unwrap();
 }
+
+both_backends!(
+    refund_forms_submitted_at_once_never_ask_for_more_than_remains,
+    |backend| async move {
+        let (base, log) = stand_in().await;
+        let app = spawn(backend, &base, &[]).await;
+        seed_charge(&app).await;
+        // Eight admins' forms for 30.00 each (other keys) on one 50.00 payment, all at once.
+        let submits = (0..8).map(|i| {
+            let (client, url) = (app.client.clone(), app.url("/api/billing/refund"));
+            async move {
+                let key = format!("raceform{i:04}");
+                let form = [
+                    ("charge_id", "ch_1"),
+                    ("amount", "30.00"),
+                    ("reason", ""),
+                    ("note", ""),
+                    ("idempotency_key", key.as_str()),
+                ];
+                let res = client
+                    .post(url)
+                    .header("accept", "application/json")
+                    .form(&form)
+                    .send()
+                    .await
+                    .unwrap();
+                (res.status().as_u16(), res.text().await.unwrap())
+            }
+        });
+        let answers = futures_util::future::join_all(submits).await;
+        let sent = calls(&log, "POST", "/v1/refunds");
+        assert_eq!(sent.len(), 1, "only one 30.00 refund fits in 50.00: {answers:?}");
+        assert_eq!(sent[0].form["amount"], "3000");
+        let accepted = answers.iter().filter(|(status, _)| *status == 200).count();
+        assert_eq!(accepted, 1, "{answers:?}");
+        assert!(
+            answers
+                .iter()
+                .filter(|(status, _)| *status != 200)
+                .all(|(_, text)| text.contains("At most $20.00 can be refunded")),
+            "the others are told what remains: {answers:?}"
+        );
+        let requested: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refund_requests")
+            .fetch_one(app.db().reader())
+            .await
+            .unwrap();
+        assert_eq!(requested, 3000);
+        app.server.shutdown().await.unwrap();
+    }
+);
