@@ -73,10 +73,19 @@ pub async fn refundable(db: &Db, charge_id: &str) -> Result<Option<Refundable>, 
     refundable_on(&mut conn, charge_id).await
 }
 
-/// As `refundable`, on a given connection (the refund's own transaction).
+/// As `refundable`, on a given connection (the refund's own transaction). One statement, so the
+/// charge, its refunds and the requests in flight are read from one snapshot: read one by one, a
+/// refund recorded between two reads (a request marked sent and its refund stored) could be
+/// counted by neither.
 async fn refundable_on(conn: &mut sqlx::AnyConnection, charge_id: &str) -> Result<Option<Refundable>, RefundError> {
     let Some(row) = sqlx::query(
-        "SELECT amount, amount_captured, amount_refunded, currency, status, captured FROM charges WHERE id = $1",
+        "SELECT c.amount, c.amount_captured, c.amount_refunded, c.currency, c.status, c.captured, \
+         (SELECT CAST(COALESCE(SUM(f.amount), 0) AS BIGINT) FROM refunds f \
+          WHERE f.charge_id = c.id AND f.deleted = 0 AND COALESCE(f.status, '') NOT IN ('failed', 'canceled')) AS listed, \
+         (SELECT CAST(COALESCE(SUM(r.amount), 0) AS BIGINT) FROM refund_requests r \
+          WHERE r.charge_id = c.id AND (r.status = 'sending' OR (r.status = 'sent' AND NOT EXISTS \
+            (SELECT 1 FROM refunds f WHERE f.id = r.refund_id)))) AS in_flight \
+         FROM charges c WHERE c.id = $1",
     )
     .bind(charge_id)
     .fetch_optional(&mut *conn)
@@ -92,22 +101,10 @@ async fn refundable_on(conn: &mut sqlx::AnyConnection, charge_id: &str) -> Resul
         .or(if captured_flag == Some(0) { Some(0) } else { amount })
         .unwrap_or(0);
     let charge_refunded: i64 = row.try_get::<Option<i64>, _>("amount_refunded")?.unwrap_or(0);
-    // Refunds Tally knows of that still count (pending ones included, as Stripe counts them).
-    let listed: i64 = sqlx::query_scalar(
-        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refunds \
-         WHERE charge_id = $1 AND deleted = 0 AND COALESCE(status, '') NOT IN ('failed', 'canceled')",
-    )
-    .bind(charge_id)
-    .fetch_one(&mut *conn)
-    .await?;
-    let in_flight: i64 = sqlx::query_scalar(
-        "SELECT CAST(COALESCE(SUM(r.amount), 0) AS BIGINT) FROM refund_requests r \
-         WHERE r.charge_id = $1 AND (r.status = 'sending' OR (r.status = 'sent' AND NOT EXISTS \
-           (SELECT 1 FROM refunds f WHERE f.id = r.refund_id)))",
-    )
-    .bind(charge_id)
-    .fetch_one(&mut *conn)
-    .await?;
+    // Refunds Tally knows of that still count (pending ones included, as Stripe counts them), and
+    // refunds asked for and not yet known as refunds.
+    let listed: i64 = row.try_get("listed")?;
+    let in_flight: i64 = row.try_get("in_flight")?;
     let refunded = charge_refunded.max(listed);
     Ok(Some(Refundable {
         captured,
