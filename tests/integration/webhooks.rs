@@ -1035,7 +1035,9 @@ both_backends!(
         let first = tally::db::Db::connect(&config.database_url).await.unwrap();
         first.migrate().await.unwrap();
         let second = tally::db::Db::connect(&config.database_url).await.unwrap();
-        for i in 0..150 {
+        // More events than several batches (256 a claim).
+        const EVENTS: i64 = 1_000;
+        for i in 0..EVENTS {
             let body = event(
                 &format!("evt_{i:04}"),
                 "customer.updated",
@@ -1053,6 +1055,14 @@ both_backends!(
             refetch: None,
         };
         let (a, b) = (worker(first.clone()), worker(second.clone()));
+        // Each instance applies a batch of its own first (so both are seen to apply events), then
+        // both drain the rest at the same time.
+        let (first_a, first_b) = (a.run_once().await.unwrap(), b.run_once().await.unwrap());
+        assert_eq!(
+            (first_a, first_b),
+            (256, 256),
+            "each claimed a whole batch, not the other's"
+        );
         let drain = |w: Worker| async move {
             let mut total = 0;
             loop {
@@ -1065,8 +1075,8 @@ both_backends!(
         };
         let (done_a, done_b) = tokio::join!(tokio::spawn(drain(a)), tokio::spawn(drain(b)));
         assert_eq!(
-            done_a.unwrap() + done_b.unwrap(),
-            150,
+            (first_a + first_b + done_a.unwrap() + done_b.unwrap()) as i64,
+            EVENTS,
             "every event processed exactly once between the two"
         );
         let not_once: i64 =
@@ -1080,7 +1090,7 @@ both_backends!(
             .fetch_one(first.reader())
             .await
             .unwrap();
-        assert_eq!(email, "v140@example.com");
+        assert_eq!(email, "v980@example.com");
         first.close().await;
         second.close().await;
     }
