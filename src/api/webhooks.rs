@@ -161,7 +161,8 @@ pub async fn retry_failed(event_type: String) -> Result<String, ServerFnError> {
         ));
     }
     let state = AppState::from_context()?;
-    let count = crate::webhooks::inbox::requeue_failed(&state.db, Some(event_type.as_str()).filter(|t| !t.is_empty()))
+    let which = crate::webhooks::inbox::Failed::OfType(Some(event_type.as_str()).filter(|t| !t.is_empty()));
+    let count = crate::webhooks::inbox::requeue_failed(&state.db, which)
         .await
         .map_err(|e| super::internal("requeueing failed webhook events failed", e))?;
     let info = RequestInfo::current();

@@ -78,27 +78,11 @@ pub async fn run(
 /// Events of the window that failed to apply (after all their retries) are applied again: the
 /// cause (an outage, a bug since fixed) may be gone. Returns how many were set to run again.
 async fn retry_failed(db: &Db, ids: &[&str]) -> Result<i64, SyncError> {
-    if ids.is_empty() {
-        return Ok(0);
+    let count = inbox::requeue_failed(db, inbox::Failed::Ids(ids)).await?;
+    if count > 0 {
+        tracing::info!(events = count, "reconciliation set failed events to be applied again");
     }
-    let placeholders: Vec<String> = (2..ids.len() + 2).map(|i| format!("${i}")).collect();
-    let sql = format!(
-        "UPDATE stripe_events SET status = 'pending', attempts = 0, next_attempt_at = $1, received_at = $1, \
-         locked_until = 0 WHERE status = 'failed' AND id IN ({})",
-        placeholders.join(", ")
-    );
-    let mut query = sqlx::query(&sql).bind(now_unix());
-    for id in ids {
-        query = query.bind(*id);
-    }
-    let done = query.execute(db.writer()).await?;
-    if done.rows_affected() > 0 {
-        tracing::info!(
-            events = done.rows_affected(),
-            "reconciliation set failed events to be applied again"
-        );
-    }
-    Ok(done.rows_affected() as i64)
+    Ok(count as i64)
 }
 
 /// Which of these event ids the inbox already has.

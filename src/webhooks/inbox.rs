@@ -44,11 +44,21 @@ impl IncomingEvent {
             api_version: value.get("api_version").and_then(Value::as_str).map(str::to_string),
             created,
             livemode: value.get("livemode").and_then(Value::as_bool).unwrap_or(false),
-            account: value.get("account").and_then(Value::as_str).map(str::to_string),
+            account: connected_account(&value).map(str::to_string),
             object_id: object.and_then(|o| projection::read::text(o, "id")),
             payload: body.to_string(),
         })
     }
+}
+
+/// The connected account (Stripe Connect) an event is about: its `account`, when set.
+fn connected_account(event: &Value) -> Option<&str> {
+    event.get("account").and_then(Value::as_str)
+}
+
+/// Whether an event is a connected account's: stored, never applied to this account's data.
+pub fn of_connected_account(event: &Value) -> bool {
+    connected_account(event).is_some()
 }
 
 /// Where an event came from.
@@ -359,19 +369,39 @@ pub async fn requeue(db: &Db, id: &str) -> Result<bool, DbError> {
     Ok(done.rows_affected() == 1)
 }
 
-/// Puts every failed event of one type (every type when `None`) back in the queue, with a fresh
-/// retry window. Returns how many.
-pub async fn requeue_failed(db: &Db, event_type: Option<&str>) -> Result<u64, DbError> {
-    let now = now_unix();
-    let done = sqlx::query(
+/// Which failed events to queue again.
+pub enum Failed<'a> {
+    /// Of one type, or of every type (`None`).
+    OfType(Option<&'a str>),
+    /// These events (those of them that failed).
+    Ids(&'a [&'a str]),
+}
+
+/// Puts failed events back in the queue with a fresh retry window (the admins' "retry every
+/// failed event", reconciliation). Returns how many.
+pub async fn requeue_failed(db: &Db, which: Failed<'_>) -> Result<u64, DbError> {
+    let filter = match &which {
+        Failed::OfType(_) => "($2 = '' OR type = $2)".to_string(),
+        Failed::Ids([]) => return Ok(0),
+        Failed::Ids(ids) => {
+            let placeholders: Vec<String> = (2..ids.len() + 2).map(|i| format!("${i}")).collect();
+            format!("id IN ({})", placeholders.join(", "))
+        }
+    };
+    let sql = format!(
         "UPDATE stripe_events SET status = 'pending', attempts = 0, next_attempt_at = $1, received_at = $1, \
-         locked_until = 0 WHERE status = 'failed' AND ($2 = '' OR type = $2)",
-    )
-    .bind(now)
-    .bind(event_type.unwrap_or(""))
-    .execute(db.writer())
-    .await?;
-    Ok(done.rows_affected())
+         locked_until = 0 WHERE status = 'failed' AND {filter}"
+    );
+    let mut query = sqlx::query(&sql).bind(now_unix());
+    match which {
+        Failed::OfType(event_type) => query = query.bind(event_type.unwrap_or("")),
+        Failed::Ids(ids) => {
+            for id in ids {
+                query = query.bind(*id);
+            }
+        }
+    }
+    Ok(query.execute(db.writer()).await?.rows_affected())
 }
 
 /// What the overview needs to warn about webhooks. Each figure is read through an index, so the

@@ -11,6 +11,7 @@ use serde_json::Value;
 use sqlx::Row;
 use tokio::sync::Notify;
 
+use super::inbox;
 use super::projection::{self, Applied, Version};
 use crate::config::Backend;
 use crate::db::{now_unix, Db, DbError};
@@ -269,9 +270,8 @@ impl Worker {
     async fn apply(&self, event: &Claimed) -> Result<(String, &'static str), String> {
         let value: Value =
             serde_json::from_str(&event.payload).map_err(|e| format!("stored payload unreadable: {e}"))?;
-        let connected = value.get("account").is_some_and(|a| !a.is_null());
         let refetched_object = match &self.refetch {
-            Some(stripe) if !connected => {
+            Some(stripe) if !inbox::of_connected_account(&value) => {
                 let event_type = value.get("type").and_then(Value::as_str).unwrap_or_default();
                 let object = projection::read::at(&value, &["data", "object"])
                     .cloned()
@@ -297,22 +297,23 @@ impl Worker {
     ) -> Option<Vec<(String, &'static str, Option<&'static str>)>> {
         use std::collections::HashMap;
         let mut outcomes: Vec<Option<(String, &'static str, Option<&'static str>)>> = vec![None; claimed.len()];
-        let mut parsed: Vec<(String, Version, Value)> = Vec::with_capacity(claimed.len());
+        // (event type, version, object, the resource when the event can be batched)
+        let mut parsed: Vec<(String, Version, Value, Option<projection::Resource>)> = Vec::with_capacity(claimed.len());
         for event in claimed {
             let value: Value = serde_json::from_str(&event.payload).ok()?;
-            let mut event_type = value
+            let event_type = value
                 .get("type")
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
-            if value.get("account").is_some_and(|a| !a.is_null()) {
-                // Never batched; project_in marks it ignored.
-                event_type = format!("connect:{event_type}");
-            }
             let created = value.get("created").and_then(Value::as_i64).unwrap_or(0);
             let object = projection::read::at(&value, &["data", "object"])
                 .cloned()
                 .unwrap_or(Value::Null);
+            // A connected account's event goes one by one: project_in marks it ignored.
+            let batch = (!inbox::of_connected_account(&value))
+                .then(|| projection::batchable(&event_type, &object))
+                .flatten();
             parsed.push((
                 event_type,
                 Version {
@@ -320,13 +321,14 @@ impl Worker {
                     event_id: event.id.clone(),
                 },
                 object,
+                batch,
             ));
         }
         // (resource, object id) → index of its newest version in this batch, and whether another
         // event of the batch has the same second (a tie: those go one by one, which settles it).
         let mut newest: HashMap<(projection::Resource, String), (usize, bool)> = HashMap::new();
-        for (i, (event_type, version, object)) in parsed.iter().enumerate() {
-            let Some(resource) = projection::batchable(event_type, object) else {
+        for (i, (_, version, object, batch)) in parsed.iter().enumerate() {
+            let Some(resource) = *batch else {
                 continue;
             };
             let id = projection::read::text(object, "id").unwrap_or_default();
@@ -355,7 +357,7 @@ impl Worker {
             indexes.sort_unstable_by(|a, b| {
                 projection::read::text(&parsed[*a].2, "id").cmp(&projection::read::text(&parsed[*b].2, "id"))
             });
-            for chunk in indexes.chunks(super::inbox::rows_per_statement(tx)) {
+            for chunk in indexes.chunks(inbox::rows_per_statement(tx)) {
                 let items: Vec<(&Value, &Version)> = chunk.iter().map(|i| (&parsed[*i].2, &parsed[*i].1)).collect();
                 let written = projection::upsert_many(tx, resource, &items).await.ok()?;
                 for i in chunk {
@@ -384,11 +386,11 @@ impl Worker {
             if outcomes[i].is_some() {
                 continue;
             }
-            let (event_type, _, object) = &parsed[i];
-            let tie = projection::batchable(event_type, object).is_some_and(|resource| {
+            let (event_type, _, object, batch) = &parsed[i];
+            let tie = batch.is_some_and(|resource| {
                 tied.contains(&(resource, projection::read::text(object, "id").unwrap_or_default()))
             });
-            if projection::batchable(event_type, object).is_some() && !tie {
+            if batch.is_some() && !tie {
                 // Superseded by a newer version of the same object in this batch.
                 outcomes[i] = Some((event_type.clone(), "stale", Some("a newer version was already applied")));
                 continue;
@@ -427,7 +429,7 @@ impl Worker {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        if value.get("account").is_some_and(|a| !a.is_null()) {
+        if inbox::of_connected_account(&value) {
             return Ok((event_type, "ignored", Some(projection::CONNECTED_ACCOUNT_NOTE)));
         }
         let created = value.get("created").and_then(Value::as_i64).unwrap_or(0);

@@ -640,14 +640,7 @@ both_backends!(
             ]}),
         );
         stripe.delay_ms.store(2_500, std::sync::atomic::Ordering::SeqCst);
-        let test_db = common::TestDb::new(backend).await;
-        let config = common::config_with(
-            &test_db,
-            &[("STRIPE_SECRET_KEY", "sk_test_51race"), ("STRIPE_API_BASE", &base)],
-        );
-        let db = tally::db::Db::connect(&config.database_url).await.unwrap();
-        db.migrate().await.unwrap();
-        let api = tally::stripe::from_config(&config).unwrap();
+        let (db, api, _test_db) = common::db_with_stripe(backend, &base).await;
         let sync = {
             let (db, api) = (db.clone(), api.clone());
             tokio::spawn(async move {
@@ -712,14 +705,7 @@ both_backends!(drift_reports_what_moves_mrr_and_confirms_it, |backend| async mov
     ];
     let list = |subs: Vec<Value>| json!({"object": "list", "has_more": false, "data": subs});
     stripe.set("/v1/subscriptions", list(ids.iter().map(|id| base_sub(id)).collect()));
-    let test_db = common::TestDb::new(backend).await;
-    let config = common::config_with(
-        &test_db,
-        &[("STRIPE_SECRET_KEY", "sk_test_51drift"), ("STRIPE_API_BASE", &base)],
-    );
-    let db = tally::db::Db::connect(&config.database_url).await.unwrap();
-    db.migrate().await.unwrap();
-    let api = tally::stripe::from_config(&config).unwrap();
+    let (db, api, _test_db) = common::db_with_stripe(backend, &base).await;
     let only = [projection::Resource::Subscription];
     tally::sync::run(
         &db,
@@ -906,15 +892,8 @@ both_backends!(reconciliation_applies_events_that_had_failed, |backend| async mo
         "/v1/events",
         json!({"object": "list", "has_more": false, "data": [missed]}),
     );
-    let test_db = common::TestDb::new(backend).await;
-    let config = common::config_with(
-        &test_db,
-        &[("STRIPE_SECRET_KEY", "sk_test_51recon"), ("STRIPE_API_BASE", &base)],
-    );
-    let db = tally::db::Db::connect(&config.database_url).await.unwrap();
-    db.migrate().await.unwrap();
+    let (db, api, _test_db) = common::db_with_stripe(backend, &base).await;
     store_failed(&db, &missed).await;
-    let api = tally::stripe::from_config(&config).unwrap();
     let report = tally::sync::reconcile::run(&db, api.as_ref(), 3, None, |_| {})
         .await
         .unwrap();
@@ -1094,14 +1073,7 @@ both_backends!(
         // The stand-in knows no /v1/events: 404, as for a key without access to events.
         let stripe = Stripe::default();
         let base = stripe.start().await;
-        let test_db = common::TestDb::new(backend).await;
-        let config = common::config_with(
-            &test_db,
-            &[("STRIPE_SECRET_KEY", "sk_test_51recon"), ("STRIPE_API_BASE", &base)],
-        );
-        let db = tally::db::Db::connect(&config.database_url).await.unwrap();
-        db.migrate().await.unwrap();
-        let api = tally::stripe::from_config(&config).unwrap();
+        let (db, api, _test_db) = common::db_with_stripe(backend, &base).await;
         let report = tally::sync::reconcile::run(&db, api.as_ref(), 3, None, |_| {})
             .await
             .unwrap();

@@ -129,13 +129,7 @@ async fn setup_with(
     base: &str,
     extra: &[(&str, &str)],
 ) -> (tally::db::Db, Arc<dyn tally::stripe::StripeApi>, common::TestDb) {
-    let test_db = common::TestDb::new(backend).await;
-    let mut vars = vec![("STRIPE_SECRET_KEY", "sk_test_51sync"), ("STRIPE_API_BASE", base)];
-    vars.extend_from_slice(extra);
-    let config = common::config_with(&test_db, &vars);
-    let db = tally::db::Db::connect(&config.database_url).await.unwrap();
-    db.migrate().await.unwrap();
-    (db, tally::stripe::from_config(&config).unwrap(), test_db)
+    common::db_with_stripe_and(backend, base, extra).await
 }
 
 async fn count(db: &tally::db::Db, sql: &str) -> i64 {

@@ -76,6 +76,29 @@ pub async fn migrated_db(backend: Backend) -> (Db, TestDb) {
     (db, test_db)
 }
 
+/// A migrated database and a Stripe client with a test key, pointed at a stand-in at `base`.
+pub async fn db_with_stripe(
+    backend: Backend,
+    base: &str,
+) -> (Db, std::sync::Arc<dyn tally::stripe::StripeApi>, TestDb) {
+    db_with_stripe_and(backend, base, &[]).await
+}
+
+/// As `db_with_stripe`, with more settings.
+pub async fn db_with_stripe_and(
+    backend: Backend,
+    base: &str,
+    extra: &[(&str, &str)],
+) -> (Db, std::sync::Arc<dyn tally::stripe::StripeApi>, TestDb) {
+    let test_db = TestDb::new(backend).await;
+    let mut vars = vec![("STRIPE_SECRET_KEY", "sk_test_51standin"), ("STRIPE_API_BASE", base)];
+    vars.extend_from_slice(extra);
+    let config = config_with(&test_db, &vars);
+    let db = Db::connect(&config.database_url).await.unwrap();
+    db.migrate().await.unwrap();
+    (db, tally::stripe::from_config(&config).unwrap(), test_db)
+}
+
 pub const OWNER_EMAIL: &str = "owner@example.com";
 pub const PASSWORD: &str = "correct horse battery staple";
 
