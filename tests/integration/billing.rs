@@ -203,6 +203,11 @@ async fn form_post(
         .unwrap()
 }
 
+/// The body of a page fetched by `client`.
+async fn page_text(client: &reqwest::Client, url: String) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 fn calls(log: &Log, method: &str, path: &str) -> Vec<Seen> {
     log.lock()
         .unwrap()
@@ -219,14 +224,7 @@ both_backends!(
         let app = spawn(backend, &base, &[]).await;
         seed_catalogue(&app).await;
         let visitor = common::browser();
-        let html = visitor
-            .get(app.url("/pricing"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let html = page_text(&visitor, app.url("/pricing")).await;
         assert!(html.contains("Pro") && html.contains("For growing teams"), "{html}");
         assert!(
             html.contains("$20.00") && html.contains("¥3,000") && html.contains("$99.00"),
@@ -235,14 +233,7 @@ both_backends!(
         assert!(!html.contains("$200.00"), "yearly prices wait for the switch");
         assert!(!html.contains("Legacy"), "inactive products are hidden");
         assert!(html.contains("href=\"/pricing?interval=year\""));
-        let yearly = visitor
-            .get(app.url("/pricing?interval=year"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let yearly = page_text(&visitor, app.url("/pricing?interval=year")).await;
         assert!(yearly.contains("$200.00") && !yearly.contains("$20.00"));
 
         // Choosing a plan with JavaScript off: a form post, answered with a redirect to Checkout.
@@ -321,14 +312,7 @@ both_backends!(
         let (base, log) = stand_in().await;
         let app = spawn(backend, &base, &[]).await;
         let visitor = common::browser();
-        let html = visitor
-            .get(app.url("/checkout/success?session_id=cs_test_paid"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let html = page_text(&visitor, app.url("/checkout/success?session_id=cs_test_paid")).await;
         assert!(html.contains("Thank you, you are all set"), "{html}");
         assert!(
             html.contains("$20.00")
@@ -352,14 +336,7 @@ both_backends!(
         assert_eq!(retrieve.len(), 1);
 
         // Paid by bank transfer, not yet settled; zero-decimal currency.
-        let html = visitor
-            .get(app.url("/checkout/success?session_id=cs_test_async"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let html = page_text(&visitor, app.url("/checkout/success?session_id=cs_test_async")).await;
         assert!(
             html.contains("Your payment is processing") && html.contains("¥150,000"),
             "{html}"
@@ -371,14 +348,7 @@ both_backends!(
             ("cs_test_expired", "expired", "This checkout has expired"),
             ("cs_test_trial", "paid", "Thank you, you are all set"),
         ] {
-            let html = visitor
-                .get(app.url(&format!("/checkout/success?session_id={id}")))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let html = page_text(&visitor, app.url(&format!("/checkout/success?session_id={id}"))).await;
             assert!(
                 html.contains(&format!("data-state=\"{state}\"")) && html.contains(says),
                 "{id}: {html}"
@@ -397,14 +367,7 @@ both_backends!(
         assert_eq!(trial, "trialing");
         // Unknown and malformed ids: a friendly page, never Stripe's text.
         for id in ["cs_test_unknown", "not-an-id", "cs_../../x"] {
-            let html = visitor
-                .get(app.url(&format!("/checkout/success?session_id={id}")))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let html = page_text(&visitor, app.url(&format!("/checkout/success?session_id={id}"))).await;
             assert!(html.contains("We could not find this checkout"), "{id}: {html}");
             assert!(!html.contains("secret detail"));
         }
@@ -417,25 +380,11 @@ both_backends!(
             6,
             "malformed ids never reach Stripe"
         );
-        let cancel = visitor
-            .get(app.url("/checkout/cancel"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let cancel = page_text(&visitor, app.url("/checkout/cancel")).await;
         assert!(cancel.contains("No payment was taken") && cancel.contains("href=\"/pricing\""));
 
         // The signed portal link from the success page works without an account…
-        let html = visitor
-            .get(app.url("/checkout/success?session_id=cs_test_paid"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let html = page_text(&visitor, app.url("/checkout/success?session_id=cs_test_paid")).await;
         let start = html.find("/billing/portal?").unwrap();
         let link = html[start..html[start..].find('"').unwrap() + start].replace("&amp;", "&");
         let res = visitor.get(app.url(&link)).send().await.unwrap();
