@@ -109,38 +109,47 @@ fn compared_columns(resource: Resource) -> Vec<&'static str> {
         .collect()
 }
 
-/// Our side: rows not deleted (all, or the one `id`), as id → fields.
-async fn local_fields(
-    db: &Db,
-    resource: Resource,
-    created_before: i64,
-    id: Option<&str>,
-) -> Result<Vec<(String, Fields)>, SyncError> {
+/// Which of our rows to read.
+#[derive(Clone, Copy)]
+enum Rows<'a> {
+    /// Every row created before the check began (newer ones may postdate Stripe's list).
+    CreatedBefore(i64),
+    /// One row, read again to confirm a difference.
+    One(&'a str),
+}
+
+/// Our side: rows not deleted, as id → fields.
+async fn local_fields(db: &Db, resource: Resource, which: Rows<'_>) -> Result<Vec<(String, Fields)>, SyncError> {
     let names = compared_columns(resource);
-    let select: Vec<String> = names.iter().map(|n| format!("CAST({n} AS TEXT) AS {n}")).collect();
-    let filter = if id.is_some() {
-        "id = $2"
-    } else {
-        "(created IS NULL OR created <= $1) AND $2 = $2"
+    let select: Vec<String> = names.iter().map(|n| format!(", CAST({n} AS TEXT) AS {n}")).collect();
+    let filter = match which {
+        Rows::CreatedBefore(_) => "(created IS NULL OR created <= $1)",
+        Rows::One(_) => "id = $1",
     };
     let sql = format!(
-        "SELECT id{}{} FROM {} WHERE deleted = 0 AND {filter} ORDER BY id",
-        if select.is_empty() { "" } else { ", " },
-        select.join(", "),
+        "SELECT id{} FROM {} WHERE deleted = 0 AND {filter} ORDER BY id",
+        select.concat(),
         resource.table()
     );
-    let rows = sqlx::query(&sql)
-        .bind(created_before)
-        .bind(id.unwrap_or(""))
-        .fetch_all(db.reader())
-        .await?;
+    let query = sqlx::query(&sql);
+    let query = match which {
+        Rows::CreatedBefore(t) => query.bind(t),
+        Rows::One(id) => query.bind(id),
+    };
+    let rows = query.fetch_all(db.reader()).await?;
     let mut items: HashMap<String, Vec<Item>> = HashMap::new();
     if resource == Resource::Subscription {
-        let sql = match id {
-            Some(_) => "SELECT subscription_id, price_id, quantity FROM subscription_items WHERE subscription_id = $1",
-            None => "SELECT subscription_id, price_id, quantity FROM subscription_items WHERE $1 = $1",
+        let sql = "SELECT subscription_id, price_id, quantity FROM subscription_items";
+        let found = match which {
+            Rows::CreatedBefore(_) => sqlx::query(sql).fetch_all(db.reader()).await?,
+            Rows::One(id) => {
+                sqlx::query(&format!("{sql} WHERE subscription_id = $1"))
+                    .bind(id)
+                    .fetch_all(db.reader())
+                    .await?
+            }
         };
-        for r in sqlx::query(sql).bind(id.unwrap_or("")).fetch_all(db.reader()).await? {
+        for r in found {
             items
                 .entry(r.try_get("subscription_id")?)
                 .or_default()
@@ -262,7 +271,7 @@ pub async fn run(
 
         // Our side: rows not deleted, created before the check began (newer ones may postdate
         // Stripe's list).
-        let rows = local_fields(db, resource, started, None).await?;
+        let rows = local_fields(db, resource, Rows::CreatedBefore(started)).await?;
         summary.here = rows.len() as i64;
         let mut suspects: Vec<(String, Vec<Difference>)> = Vec::new();
         for (id, ours) in &rows {
@@ -285,10 +294,7 @@ pub async fn run(
             let found = if confirmed_budget > 0 {
                 confirmed_budget -= 1;
                 let theirs = fetch_fields(stripe, resource, &id).await?;
-                let ours = local_fields(db, resource, i64::MAX, Some(&id))
-                    .await?
-                    .pop()
-                    .map(|(_, f)| f);
+                let ours = local_fields(db, resource, Rows::One(&id)).await?.pop().map(|(_, f)| f);
                 compare(resource, &id, ours.as_ref(), theirs.as_ref())
             } else {
                 found
