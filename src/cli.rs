@@ -250,6 +250,9 @@ async fn migrate(config: Config) -> Result<(), String> {
 async fn connect_migrated(config: &Config) -> Result<Db, String> {
     let db = Db::connect(&config.database_url).await.map_err(|e| e.to_string())?;
     db.migrate().await.map_err(|e| e.to_string())?;
+    crate::webhooks::projection::mrr_history::use_policy(&db, config.mrr_discounts)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(db)
 }
 

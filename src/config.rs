@@ -244,6 +244,10 @@ pub struct Config {
     pub figures_wait: Duration,
     /// When set, `/metrics` answers only `Authorization: Bearer <token>` (`METRICS_TOKEN`).
     pub metrics_token: Option<Secret>,
+    /// Which coupon durations reduce MRR (`MRR_DISCOUNTS`, default `forever`: Stripe Billing's
+    /// default; `forever,repeating`, `forever,once` or `forever,repeating,once` follow Stripe's
+    /// other settings). Changing it recomputes the MRR history at the next start.
+    pub mrr_discounts: crate::metrics::mrr::DiscountPolicy,
 }
 
 /// Scheduled reconciliation against Stripe's event list.
@@ -571,6 +575,11 @@ impl Config {
             .filter(|t| !t.is_empty())
             .map(Secret::new);
 
+        let mrr_discounts = match get("MRR_DISCOUNTS") {
+            Some(v) => crate::metrics::mrr::DiscountPolicy::parse(&v).map_err(|m| err("MRR_DISCOUNTS", m))?,
+            None => Default::default(),
+        };
+
         Ok(Self {
             database_url,
             stripe_key,
@@ -588,6 +597,7 @@ impl Config {
             api_rate_limit,
             figures_wait,
             metrics_token,
+            mrr_discounts,
         })
     }
 

@@ -168,12 +168,21 @@ impl Sub {
         }
     }
 
+    /// The launch coupon's discount, as `customer.discount.created` carries it (current API
+    /// versions: the coupon under `source`, by id).
+    fn discount(&self) -> Value {
+        json!({"id": format!("di_{}", &self.id[4..]), "object": "discount", "customer": self.customer,
+               "subscription": self.id, "subscription_item": null, "invoice": null, "invoice_item": null,
+               "checkout_session": null, "promotion_code": null, "start": self.created, "end": null,
+               "source": {"type": "coupon", "coupon": LAUNCH_COUPON}})
+    }
+
     fn json(&self) -> Value {
-        let discount = if self.coupon {
-            json!({"id": format!("di_{}", self.id), "object": "discount", "start": self.created, "end": null,
-                   "coupon": {"id": "LAUNCH20", "object": "coupon", "percent_off": 20.0, "duration": "forever"}})
+        // Current API versions list discounts by id.
+        let discounts = if self.coupon {
+            json!([format!("di_{}", &self.id[4..])])
         } else {
-            Value::Null
+            json!([])
         };
         json!({
             "id": self.id, "object": "subscription", "customer": self.customer, "status": self.status,
@@ -182,7 +191,7 @@ impl Sub {
             "cancel_at": if self.cancel_at_period_end { json!(self.period_end) } else { Value::Null },
             "canceled_at": self.ended_at, "ended_at": self.ended_at,
             "trial_start": self.trial_end.map(|_| self.created), "trial_end": self.trial_end,
-            "discount": discount,
+            "discounts": discounts,
             "items": {"object": "list", "has_more": false, "data": [{
                 "id": format!("si_{}", &self.id[4..]), "object": "subscription_item", "quantity": self.quantity,
                 "current_period_start": self.period_start, "current_period_end": self.period_end,
@@ -420,6 +429,9 @@ impl Generator {
             },
             ended_at: None,
         };
+        if sub.coupon {
+            self.emit(start, "customer.discount.created", sub.discount());
+        }
         self.emit(start, "customer.subscription.created", sub.json());
         if let Some(trial_end) = sub.trial_end {
             if !self.rng.chance(0.68) {
@@ -552,8 +564,21 @@ impl Generator {
 const CHUNK: usize = 2000;
 
 /// Products and prices, a month before the history starts.
+/// The coupon some subscriptions start with: 20% off, forever.
+const LAUNCH_COUPON: &str = "LAUNCH20";
+
 fn catalogue(g: &mut Generator, start: i64) {
     let catalogue_at = start - 30 * DAY;
+    g.emit(
+        catalogue_at,
+        "coupon.created",
+        json!({
+            "id": LAUNCH_COUPON, "object": "coupon", "name": "Launch: 20% off", "percent_off": 20.0,
+            "amount_off": null, "currency": null, "duration": "forever", "duration_in_months": null,
+            "created": catalogue_at, "livemode": false, "valid": true, "times_redeemed": 0, "max_redemptions": null,
+            "redeem_by": null, "metadata": {}
+        }),
+    );
     for (tier, t) in TIERS.iter().enumerate() {
         g.emit(catalogue_at, "product.created", json!({
             "id": t.product, "object": "product", "name": t.name, "active": true, "created": catalogue_at, "livemode": false,

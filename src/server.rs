@@ -200,11 +200,8 @@ impl RunningServer {
 pub async fn start(config: Config, leptos_options: LeptosOptions) -> Result<RunningServer, StartError> {
     let db = Db::connect(&config.database_url).await?;
     db.migrate().await?;
-    // Subscriptions projected before MRR was tracked get theirs now (a no-op afterwards).
-    let filled = crate::metrics::backfill_mrr(&db).await?;
-    if filled > 0 {
-        tracing::info!(subscriptions = filled, "computed MRR for existing subscriptions");
-    }
+    // The MRR history follows MRR_DISCOUNTS (recomputed when it changed; a no-op otherwise).
+    crate::webhooks::projection::mrr_history::use_policy(&db, config.mrr_discounts).await?;
     let listener = TcpListener::bind(config.listen_addr)
         .await
         .map_err(|source| StartError::Bind {

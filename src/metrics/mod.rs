@@ -526,34 +526,3 @@ pub async fn kpis(db: &Db, currency: &str, now: i64) -> Result<Kpis, DbError> {
         trial_conversion_bp: rate(trials_converted, trials_ended),
     })
 }
-
-/// Sets `mrr` on subscription rows projected before MRR existed, and gives each a snapshot.
-pub async fn backfill_mrr(db: &Db) -> Result<usize, DbError> {
-    let rows = sqlx::query("SELECT id, raw, version_at, version_event FROM subscriptions WHERE mrr IS NULL")
-        .fetch_all(db.reader())
-        .await?;
-    let now = crate::db::now_unix();
-    for r in &rows {
-        let raw: String = r.try_get("raw")?;
-        let Ok(object) = serde_json::from_str::<serde_json::Value>(&raw) else {
-            continue;
-        };
-        let id: String = r.try_get("id")?;
-        let version = crate::webhooks::projection::Version {
-            at: r.try_get("version_at")?,
-            event_id: r.try_get("version_event")?,
-        };
-        let mut tx = db.begin().await?;
-        sqlx::query("UPDATE subscriptions SET mrr = $1 WHERE id = $2")
-            .bind(mrr::of_subscription(&object, now))
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-        crate::webhooks::projection::subscriptions::record_mrr(&mut tx, &object, &version)
-            .await
-            .map_err(|e| DbError::Query(sqlx::Error::Protocol(e.to_string())))?;
-        crate::db::cache::bump(&mut tx).await?;
-        tx.commit().await?;
-    }
-    Ok(rows.len())
-}

@@ -1,10 +1,20 @@
 //! A subscription's monthly recurring revenue, following Stripe Billing's analytics (see
 //! docs/metrics.md): active and past_due subscriptions count; each licensed item's unit amount ×
 //! quantity, normalised to a month (yearly ÷ 12, weekly × 52 ÷ 12, daily × 365 ÷ 12, each ÷ its
-//! interval count); less recurring (forever or repeating, still running) discounts; trials,
-//! metered prices and tax excluded. Integer arithmetic; rounded half up to the minor unit once,
-//! per subscription.
+//! interval count); less the discounts that reduce MRR under the configured policy (Stripe's
+//! default: coupons whose duration is *forever*), applied as Stripe's invoices apply them: each
+//! item's own discounts first, then the subscription's (or, when it has none, the customer's), in
+//! the order listed, each on what remains; trials, metered prices and tax excluded. Integer
+//! arithmetic; rounded half up to the minor unit once, per subscription.
+//!
+//! Since API version 2025-03-31 a subscription lists its discounts (and each item its own) by id:
+//! the objects come from Tally's `discounts` and `coupons` tables (`Lookup`). What a subscription
+//! says about its price and discounts is its `Basis`, kept with every snapshot of its MRR history,
+//! so that a discount arriving late, a discount's end and a change of policy recompute the history.
 
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::webhooks::projection::read::{at, int, list, text};
@@ -12,8 +22,87 @@ use crate::webhooks::projection::read::{at, int, list, text};
 /// Statuses whose subscriptions count in MRR.
 pub const COUNTED: [&str; 2] = ["active", "past_due"];
 
+/// Which coupon durations reduce MRR. Stripe Billing's default subtracts only *forever* coupons;
+/// its settings can also subtract recurring (*repeating*) and one-time (*once*) discounts
+/// (`MRR_DISCOUNTS`: `forever`, `forever,repeating`, `forever,once`, `forever,repeating,once`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiscountPolicy {
+    pub repeating: bool,
+    pub once: bool,
+}
+
+impl DiscountPolicy {
+    /// A comma-separated list of durations; `forever` always counts and may be left out.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let mut policy = DiscountPolicy::default();
+        for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part.to_ascii_lowercase().as_str() {
+                "forever" => {}
+                "repeating" => policy.repeating = true,
+                "once" => policy.once = true,
+                "all" => {
+                    policy.repeating = true;
+                    policy.once = true;
+                }
+                other => {
+                    return Err(format!(
+                        "has an unknown coupon duration {other:?} (use forever, repeating, once, comma-separated)"
+                    ))
+                }
+            }
+        }
+        Ok(policy)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match (self.repeating, self.once) {
+            (false, false) => "forever",
+            (true, false) => "forever,repeating",
+            (false, true) => "forever,once",
+            (true, true) => "forever,repeating,once",
+        }
+    }
+
+    fn counts(self, duration: &str) -> bool {
+        match duration {
+            "forever" => true,
+            "repeating" => self.repeating,
+            "once" => self.once,
+            _ => false,
+        }
+    }
+}
+
+/// What a subscription says about its MRR: whether its status counts, its licensed recurring
+/// items, and its own discounts (ids, or objects when Stripe sent them expanded), in order.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Basis {
+    #[serde(rename = "c")]
+    pub counted: bool,
+    #[serde(rename = "i", default)]
+    pub items: Vec<ItemBasis>,
+    #[serde(rename = "d", default, skip_serializing_if = "Vec::is_empty")]
+    pub discounts: Vec<Value>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ItemBasis {
+    /// Unit amount, minor units.
+    #[serde(rename = "a")]
+    pub unit: i64,
+    #[serde(rename = "q")]
+    pub quantity: i64,
+    /// Intervals a year × 12 ÷ 12: month 12, year 1, week 52, day 365.
+    #[serde(rename = "t")]
+    pub twelfths: i64,
+    #[serde(rename = "n")]
+    pub count: i64,
+    #[serde(rename = "d", default, skip_serializing_if = "Vec::is_empty")]
+    pub discounts: Vec<Value>,
+}
+
 /// Months per interval unit, as a fraction num/12: month 12/12, year 1/12, week 52/12, day 365/12.
-fn per_month_twelfths(interval: &str) -> Option<i128> {
+fn per_month_twelfths(interval: &str) -> Option<i64> {
     Some(match interval {
         "month" => 12,
         "year" => 1,
@@ -23,98 +112,375 @@ fn per_month_twelfths(interval: &str) -> Option<i128> {
     })
 }
 
-/// Rounds num/den (den > 0) half up.
-fn round_div(num: i128, den: i128) -> i128 {
-    if num >= 0 {
-        (2 * num + den) / (2 * den)
-    } else {
-        -((2 * -num + den) / (2 * den))
+/// A discount reference as Stripe lists it: an id, or the object when expanded (or the legacy
+/// single `discount`).
+fn discount_refs(field: Option<&Value>) -> Vec<Value> {
+    match field {
+        Some(Value::Array(a)) => a.iter().filter(|d| d.is_string() || d.is_object()).cloned().collect(),
+        Some(d @ Value::Object(_)) => vec![d.clone()],
+        _ => Vec::new(),
     }
 }
 
-/// A discount's coupon when it still reduces future invoices at `now`.
-fn recurring_coupon(discount: &Value, now: i64) -> Option<&Value> {
-    let coupon = discount
-        .get("coupon")
-        .filter(|c| c.is_object())
-        .or_else(|| at(discount, &["source", "coupon"]).filter(|c| c.is_object()))?;
-    let duration = text(coupon, "duration").unwrap_or_default();
-    let running = int(discount, "end").is_none_or(|end| end > now);
-    (matches!(duration.as_str(), "forever" | "repeating") && running).then_some(coupon)
+fn ref_id(r: &Value) -> Option<&str> {
+    r.as_str().or_else(|| r.get("id").and_then(Value::as_str))
 }
 
-/// MRR in the subscription's currency's minor units, at `now` (for discount end dates).
-pub fn of_subscription(s: &Value, now: i64) -> i64 {
-    let status = text(s, "status").unwrap_or_default();
-    if !COUNTED.contains(&status.as_str()) {
+impl Basis {
+    pub fn of_subscription(s: &Value) -> Self {
+        let status = text(s, "status").unwrap_or_default();
+        let mut items = Vec::new();
+        for item in list(s.get("items")) {
+            let (price, recurring) = crate::webhooks::projection::subscriptions::item_price(item);
+            if text(recurring, "usage_type").as_deref() == Some("metered") {
+                continue;
+            }
+            let Some(twelfths) = text(recurring, "interval").as_deref().and_then(per_month_twelfths) else {
+                continue;
+            };
+            items.push(ItemBasis {
+                unit: int(price, "unit_amount").or_else(|| int(price, "amount")).unwrap_or(0),
+                quantity: int(item, "quantity").unwrap_or(1).max(0),
+                twelfths,
+                count: int(recurring, "interval_count").unwrap_or(1).max(1),
+                discounts: discount_refs(item.get("discounts")),
+            });
+        }
+        // The legacy single `discount` (an object) and the `discounts` list (ids, or objects when
+        // expanded); a discount in both counts once, as the object.
+        let mut discounts = discount_refs(s.get("discount"));
+        for d in discount_refs(s.get("discounts")) {
+            let listed = ref_id(&d).is_some_and(|id| discounts.iter().any(|x| ref_id(x) == Some(id)));
+            if !listed {
+                discounts.push(d);
+            }
+        }
+        Basis {
+            counted: COUNTED.contains(&status.as_str()),
+            items,
+            discounts,
+        }
+    }
+
+    /// Every discount id this basis refers to (its own and its items').
+    pub fn discount_ids(&self) -> impl Iterator<Item = &str> {
+        self.discounts
+            .iter()
+            .chain(self.items.iter().flat_map(|i| i.discounts.iter()))
+            .filter_map(|r| r.as_str())
+    }
+
+    /// The billing interval (of the first item; Stripe bills a subscription's items together).
+    fn interval(&self) -> (i64, i64) {
+        self.items.first().map(|i| (i.twelfths, i.count)).unwrap_or((12, 1))
+    }
+}
+
+/// A coupon's terms.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Terms {
+    pub duration: String,
+    /// Hundredths of a percent (Stripe allows two decimals).
+    pub percent_off: Option<i64>,
+    pub amount_off: Option<i64>,
+    pub currency: Option<String>,
+    /// `currency_options`: the amount off in other currencies.
+    pub amount_off_in: HashMap<String, i64>,
+}
+
+impl Terms {
+    pub fn of_coupon(c: &Value) -> Self {
+        let amount_off_in = c
+            .get("currency_options")
+            .and_then(Value::as_object)
+            .map(|o| {
+                o.iter()
+                    .filter_map(|(cur, v)| int(v, "amount_off").map(|a| (cur.to_ascii_lowercase(), a)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Terms {
+            duration: text(c, "duration").unwrap_or_default(),
+            percent_off: c
+                .get("percent_off")
+                .and_then(Value::as_f64)
+                .map(|p| (p * 100.0).round() as i64),
+            amount_off: int(c, "amount_off"),
+            currency: text(c, "currency").map(|c| c.to_ascii_lowercase()),
+            amount_off_in,
+        }
+    }
+
+    /// The amount off in `currency`, when the coupon has one there.
+    fn amount_in(&self, currency: &str) -> Option<i64> {
+        let own = self
+            .amount_off
+            .filter(|_| self.currency.as_deref().is_none_or(|c| c == currency));
+        own.or_else(|| self.amount_off_in.get(currency).copied())
+    }
+}
+
+/// A discount: which coupon (its terms when known, or its id to look up), and when it applies.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Discount {
+    pub id: Option<String>,
+    pub coupon: Option<Terms>,
+    pub coupon_id: Option<String>,
+    pub promotion_code: Option<String>,
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+    /// When Tally learnt it was removed (`customer.discount.deleted`).
+    pub removed_at: Option<i64>,
+}
+
+impl Discount {
+    /// A discount object: the coupon sits under `source.coupon` (current API versions) or
+    /// `coupon` (older ones), as an id or an expanded object.
+    pub fn of_object(d: &Value) -> Self {
+        let coupon = d
+            .get("coupon")
+            .filter(|c| !c.is_null())
+            .or_else(|| at(d, &["source", "coupon"]).filter(|c| !c.is_null()));
+        let (terms, coupon_id) = match coupon {
+            Some(c @ Value::Object(_)) => (Some(Terms::of_coupon(c)), text(c, "id")),
+            Some(Value::String(id)) => (None, Some(id.clone())),
+            _ => (None, None),
+        };
+        Discount {
+            id: text(d, "id"),
+            coupon: terms,
+            coupon_id,
+            promotion_code: crate::webhooks::projection::read::id(d, "promotion_code"),
+            start: int(d, "start"),
+            end: int(d, "end"),
+            removed_at: None,
+        }
+    }
+}
+
+/// The discounts and coupons a computation may need, read from the database beforehand.
+#[derive(Clone, Debug, Default)]
+pub struct Lookup {
+    pub discounts: HashMap<String, Discount>,
+    pub coupons: HashMap<String, Terms>,
+    /// Promotion code → its coupon's id.
+    pub promotion_codes: HashMap<String, String>,
+    /// The customer's own discounts (no subscription): they apply to a subscription without
+    /// discounts of its own.
+    pub customer_discounts: Vec<Discount>,
+}
+
+impl Lookup {
+    /// The discount a reference names, when known.
+    fn discount(&self, r: &Value) -> Option<Discount> {
+        match r {
+            Value::String(id) => self.discounts.get(id).cloned(),
+            Value::Object(_) => {
+                let mut d = Discount::of_object(r);
+                // A stored copy knows when it was removed.
+                if let Some(stored) = d.id.as_ref().and_then(|id| self.discounts.get(id)) {
+                    d.removed_at = stored.removed_at;
+                }
+                Some(d)
+            }
+            _ => None,
+        }
+    }
+
+    /// A discount's coupon terms: its own, else its coupon's or promotion code's from the tables.
+    fn terms<'a>(&'a self, d: &'a Discount) -> Option<&'a Terms> {
+        d.coupon.as_ref().or_else(|| {
+            let coupon_id = d
+                .coupon_id
+                .as_ref()
+                .or_else(|| d.promotion_code.as_ref().and_then(|p| self.promotion_codes.get(p)))?;
+            self.coupons.get(coupon_id)
+        })
+    }
+
+    /// Ids the basis refers to whose discount or coupon Tally does not know yet.
+    pub fn unknown(&self, basis: &Basis) -> Vec<String> {
+        let mut out = Vec::new();
+        for r in basis
+            .discounts
+            .iter()
+            .chain(basis.items.iter().flat_map(|i| i.discounts.iter()))
+        {
+            match self.discount(r) {
+                Some(d) if self.terms(&d).is_some() => {}
+                Some(d) => out.extend(d.coupon_id.or(d.promotion_code).or(d.id)),
+                None => out.extend(ref_id(r).map(str::to_string)),
+            }
+        }
+        out
+    }
+}
+
+/// When a once coupon stops counting: one billing interval after it started.
+fn once_end(start: i64, (twelfths, count): (i64, i64)) -> Option<i64> {
+    use chrono::{Months, TimeZone, Utc};
+    let d = Utc.timestamp_opt(start, 0).single()?;
+    let end = match twelfths {
+        12 => d.checked_add_months(Months::new(count as u32)),
+        1 => d.checked_add_months(Months::new(12 * count as u32)),
+        52 => d.checked_add_signed(chrono::Duration::weeks(count)),
+        _ => d.checked_add_signed(chrono::Duration::days(count)),
+    };
+    end.map(|e| e.timestamp())
+}
+
+/// Whether a discount reduces MRR at `t` under `policy`, and its terms.
+fn running<'a>(
+    lookup: &'a Lookup,
+    d: &'a Discount,
+    policy: DiscountPolicy,
+    interval: (i64, i64),
+    t: i64,
+) -> Option<&'a Terms> {
+    let terms = lookup.terms(d)?;
+    if !policy.counts(&terms.duration) {
+        return None;
+    }
+    let started = d.start.is_none_or(|s| s <= t);
+    let end = match terms.duration.as_str() {
+        "once" => d.end.or_else(|| d.start.and_then(|s| once_end(s, interval))),
+        _ => d.end,
+    };
+    let ended = end.is_some_and(|e| e <= t) || d.removed_at.is_some_and(|r| r <= t);
+    (started && !ended).then_some(terms)
+}
+
+/// The times at which a discount starts or stops reducing MRR, for the history.
+pub fn boundaries(basis: &Basis, lookup: &Lookup) -> Vec<i64> {
+    let interval = basis.interval();
+    let mut out = Vec::new();
+    let mut add = |d: &Discount| {
+        let Some(terms) = lookup.terms(d) else { return };
+        out.extend(d.start);
+        out.extend(d.end);
+        out.extend(d.removed_at);
+        if terms.duration == "once" && d.end.is_none() {
+            out.extend(d.start.and_then(|s| once_end(s, interval)));
+        }
+    };
+    for r in basis
+        .discounts
+        .iter()
+        .chain(basis.items.iter().flat_map(|i| i.discounts.iter()))
+    {
+        if let Some(d) = lookup.discount(r) {
+            add(&d);
+        }
+    }
+    if basis.discounts.is_empty() {
+        for d in &lookup.customer_discounts {
+            add(d);
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// A non-negative amount a month as a fraction num/den.
+#[derive(Clone, Copy)]
+struct Frac {
+    num: i128,
+    den: i128,
+}
+
+impl Frac {
+    const ZERO: Frac = Frac { num: 0, den: 1 };
+
+    fn add(self, o: Frac) -> Frac {
+        Frac {
+            num: self.num * o.den + o.num * self.den,
+            den: self.den * o.den,
+        }
+        .reduced()
+    }
+
+    /// Less a discount, never below zero.
+    fn less(self, terms: &Terms, currency: &str, (twelfths, count): (i64, i64)) -> Frac {
+        let out = if let Some(bp) = terms.percent_off {
+            Frac {
+                num: self.num * (10_000 - i128::from(bp.clamp(0, 10_000))),
+                den: self.den * 10_000,
+            }
+        } else if let Some(off) = terms.amount_in(currency) {
+            // An amount off each invoice, normalised by the billing interval like the items.
+            let off = Frac {
+                num: i128::from(off) * i128::from(twelfths),
+                den: 12 * i128::from(count),
+            };
+            Frac {
+                num: self.num * off.den - off.num * self.den,
+                den: self.den * off.den,
+            }
+        } else {
+            self
+        };
+        Frac {
+            num: out.num.max(0),
+            den: out.den,
+        }
+        .reduced()
+    }
+
+    fn reduced(self) -> Frac {
+        let g = gcd(self.num.abs(), self.den);
+        Frac {
+            num: self.num / g,
+            den: self.den / g,
+        }
+    }
+
+    /// Rounded half up.
+    fn round(self) -> i64 {
+        ((2 * self.num + self.den) / (2 * self.den)) as i64
+    }
+}
+
+/// MRR in the subscription's currency's minor units at `t`.
+pub fn of_basis(basis: &Basis, currency: &str, lookup: &Lookup, policy: DiscountPolicy, t: i64) -> i64 {
+    if !basis.counted {
         return 0;
     }
-    // Sum in 1/12-of-a-minor-unit per month over a common denominator (12 × interval counts).
-    let mut num: i128 = 0;
-    let mut den: i128 = 1;
-    let mut first_interval: Option<(i128, i128)> = None;
-    for item in list(s.get("items")) {
-        let (price, recurring) = crate::webhooks::projection::subscriptions::item_price(item);
-        if text(recurring, "usage_type").as_deref() == Some("metered") {
-            continue;
+    let interval = basis.interval();
+    let mut total = Frac::ZERO;
+    for item in &basis.items {
+        let mut amount = Frac {
+            num: i128::from(item.unit) * i128::from(item.quantity) * i128::from(item.twelfths),
+            den: 12 * i128::from(item.count),
         }
-        let Some(twelfths) = text(recurring, "interval").as_deref().and_then(per_month_twelfths) else {
-            continue;
-        };
-        let count = int(recurring, "interval_count").unwrap_or(1).max(1) as i128;
-        let unit = int(price, "unit_amount").or_else(|| int(price, "amount")).unwrap_or(0) as i128;
-        let quantity = int(item, "quantity").unwrap_or(1).max(0) as i128;
-        // unit × quantity × twelfths / (12 × count)
-        let item_num = unit * quantity * twelfths;
-        let item_den = 12 * count;
-        first_interval.get_or_insert((twelfths, count));
-        num = num * item_den + item_num * den;
-        den *= item_den;
-        // Keep the fraction small.
-        let g = gcd(num.abs(), den);
-        if g > 1 {
-            num /= g;
-            den /= g;
+        .reduced();
+        for r in &item.discounts {
+            if let Some(d) = lookup.discount(r) {
+                if let Some(terms) = running(lookup, &d, policy, interval, t) {
+                    amount = amount.less(terms, currency, (item.twelfths, item.count));
+                }
+            }
+        }
+        total = total.add(amount);
+    }
+    let own: Vec<Discount> = basis.discounts.iter().filter_map(|r| lookup.discount(r)).collect();
+    let applying = if basis.discounts.is_empty() {
+        &lookup.customer_discounts
+    } else {
+        &own
+    };
+    for d in applying {
+        if let Some(terms) = running(lookup, d, policy, interval, t) {
+            total = total.less(terms, currency, interval);
         }
     }
-    // Recurring discounts: the legacy single `discount` and the `discounts` list, when expanded.
-    let mut discounts: Vec<&Value> = Vec::new();
-    if let Some(d) = s.get("discount").filter(|d| d.is_object()) {
-        discounts.push(d);
-    }
-    for d in s.get("discounts").and_then(Value::as_array).into_iter().flatten() {
-        if d.is_object()
-            && !discounts
-                .iter()
-                .any(|x| x.get("id") == d.get("id") && d.get("id").is_some())
-        {
-            discounts.push(d);
-        }
-    }
-    for discount in discounts {
-        let Some(coupon) = recurring_coupon(discount, now) else {
-            continue;
-        };
-        if let Some(pct) = coupon.get("percent_off").and_then(Value::as_f64) {
-            // Percentages have at most two decimals at Stripe: work in hundredths of a percent.
-            let hundredths = (pct * 100.0).round() as i128;
-            num *= 10_000 - hundredths.clamp(0, 10_000);
-            den *= 10_000;
-        } else if let Some(off) = int(coupon, "amount_off") {
-            // An amount off each invoice, normalised by the billing interval like the items.
-            let (twelfths, count) = first_interval.unwrap_or((12, 1));
-            let off_num = off as i128 * twelfths;
-            let off_den = 12 * count;
-            num = num * off_den - off_num * den;
-            den *= off_den;
-        }
-        let g = gcd(num.abs(), den);
-        if g > 1 {
-            num /= g;
-            den /= g;
-        }
-    }
-    round_div(num, den).max(0) as i64
+    total.round()
+}
+
+/// MRR of a subscription object whose discounts, if any, are expanded (or absent), at `t`.
+pub fn of_subscription(s: &Value, policy: DiscountPolicy, t: i64) -> i64 {
+    let currency = text(s, "currency").unwrap_or_default();
+    of_basis(&Basis::of_subscription(s), &currency, &Lookup::default(), policy, t)
 }
 
 fn gcd(mut a: i128, mut b: i128) -> i128 {
@@ -130,6 +496,11 @@ mod tests {
 
     use super::*;
 
+    const FOREVER: DiscountPolicy = DiscountPolicy {
+        repeating: false,
+        once: false,
+    };
+
     fn sub(status: &str, items: Value) -> Value {
         json!({"id": "sub_1", "object": "subscription", "status": status, "currency": "usd", "items": {"data": items}})
     }
@@ -138,68 +509,169 @@ mod tests {
         json!({"quantity": quantity, "price": {"unit_amount": amount, "recurring": {"interval": interval, "interval_count": count, "usage_type": "licensed"}}})
     }
 
+    fn mrr(s: &Value) -> i64 {
+        of_subscription(s, FOREVER, 0)
+    }
+
     #[test]
     fn normalises_to_a_month() {
-        assert_eq!(
-            of_subscription(&sub("active", json!([item(2000, "month", 1, 1)])), 0),
-            2000
-        );
-        assert_eq!(
-            of_subscription(&sub("active", json!([item(10000, "year", 1, 1)])), 0),
-            833
-        );
-        assert_eq!(
-            of_subscription(&sub("active", json!([item(1000, "week", 1, 1)])), 0),
-            4333
-        );
-        assert_eq!(
-            of_subscription(&sub("active", json!([item(9000, "month", 3, 1)])), 0),
-            3000
-        );
-        assert_eq!(
-            of_subscription(&sub("active", json!([item(100, "day", 1, 1)])), 0),
-            3042
-        );
-        assert_eq!(
-            of_subscription(&sub("past_due", json!([item(1000, "month", 1, 3)])), 0),
-            3000
-        );
-        assert_eq!(
-            of_subscription(&sub("trialing", json!([item(1000, "month", 1, 3)])), 0),
-            0
-        );
-        assert_eq!(
-            of_subscription(&sub("canceled", json!([item(1000, "month", 1, 3)])), 0),
-            0
-        );
+        assert_eq!(mrr(&sub("active", json!([item(2000, "month", 1, 1)]))), 2000);
+        assert_eq!(mrr(&sub("active", json!([item(10000, "year", 1, 1)]))), 833);
+        assert_eq!(mrr(&sub("active", json!([item(1000, "week", 1, 1)]))), 4333);
+        assert_eq!(mrr(&sub("active", json!([item(9000, "month", 3, 1)]))), 3000);
+        assert_eq!(mrr(&sub("active", json!([item(100, "day", 1, 1)]))), 3042);
+        assert_eq!(mrr(&sub("past_due", json!([item(1000, "month", 1, 3)]))), 3000);
+        assert_eq!(mrr(&sub("trialing", json!([item(1000, "month", 1, 3)]))), 0);
+        assert_eq!(mrr(&sub("canceled", json!([item(1000, "month", 1, 3)]))), 0);
         // Two yearly items of $100: 16666.67 → rounded once, not per item.
         assert_eq!(
-            of_subscription(
-                &sub("active", json!([item(10000, "year", 1, 1), item(10000, "year", 1, 1)])),
-                0
-            ),
+            mrr(&sub(
+                "active",
+                json!([item(10000, "year", 1, 1), item(10000, "year", 1, 1)])
+            )),
             1667
         );
     }
 
     #[test]
-    fn discounts_and_metered_items() {
+    fn expanded_discounts_and_metered_items() {
         let mut s = sub("active", json!([item(5000, "month", 1, 1)]));
         s["discount"] = json!({"coupon": {"percent_off": 20.0, "duration": "forever"}});
-        assert_eq!(of_subscription(&s, 0), 4000);
+        assert_eq!(mrr(&s), 4000);
         s["discount"] = json!({"coupon": {"percent_off": 20.0, "duration": "once"}});
-        assert_eq!(of_subscription(&s, 0), 5000);
+        assert_eq!(mrr(&s), 5000);
         s["discount"] = json!({"coupon": {"amount_off": 500, "duration": "repeating"}, "end": 100});
-        assert_eq!(of_subscription(&s, 50), 4500);
+        assert_eq!(mrr(&s), 5000, "repeating coupons do not count by default");
+        let repeating = DiscountPolicy {
+            repeating: true,
+            once: false,
+        };
+        assert_eq!(of_subscription(&s, repeating, 50), 4500);
         assert_eq!(
-            of_subscription(&s, 150),
+            of_subscription(&s, repeating, 150),
             5000,
-            "an ended repeating discount no longer counts"
+            "an ended discount no longer counts"
         );
         let metered = json!({"price": {"unit_amount": 7, "recurring": {"interval": "month", "usage_type": "metered"}}});
+        assert_eq!(mrr(&sub("active", json!([item(1000, "month", 1, 1), metered]))), 1000);
+    }
+
+    #[test]
+    fn stacked_discounts_apply_in_order_items_first_never_below_zero() {
+        let mut lookup = Lookup::default();
+        let coupon = |c: Value| Terms::of_coupon(&c);
+        lookup
+            .coupons
+            .insert("TEN".into(), coupon(json!({"percent_off": 10, "duration": "forever"})));
+        lookup.coupons.insert(
+            "FIVE".into(),
+            coupon(json!({"amount_off": 500, "currency": "usd", "duration": "forever"})),
+        );
+        for (id, c) in [("di_a", "TEN"), ("di_b", "FIVE")] {
+            lookup.discounts.insert(
+                id.into(),
+                Discount::of_object(&json!({"id": id, "source": {"type": "coupon", "coupon": c}, "start": 0})),
+            );
+        }
+        let mut s = sub("active", json!([item(10000, "month", 1, 1)]));
+        // 100.00 - 10% = 90.00, then - 5.00 = 85.00; the other order would give 85.50.
+        s["discounts"] = json!(["di_a", "di_b"]);
+        let b = Basis::of_subscription(&s);
+        assert_eq!(of_basis(&b, "usd", &lookup, FOREVER, 10), 8500);
+        s["discounts"] = json!(["di_b", "di_a"]);
+        let b = Basis::of_subscription(&s);
+        assert_eq!(of_basis(&b, "usd", &lookup, FOREVER, 10), 8550);
+        // An item's own discount comes before the subscription's: (100 - 5) - 10% = 85.50.
+        let mut s = sub("active", json!([item(10000, "month", 1, 1)]));
+        s["items"]["data"][0]["discounts"] = json!(["di_b"]);
+        s["discounts"] = json!(["di_a"]);
+        assert_eq!(of_basis(&Basis::of_subscription(&s), "usd", &lookup, FOREVER, 10), 8550);
+        // An amount off larger than the price leaves zero, not a negative MRR.
+        let s = sub("active", json!([item(300, "month", 1, 1)]));
+        let mut b = Basis::of_subscription(&s);
+        b.discounts = vec![json!("di_b")];
+        assert_eq!(of_basis(&b, "usd", &lookup, FOREVER, 10), 0);
+        // An amount off in another currency does not apply; its currency option does.
         assert_eq!(
-            of_subscription(&sub("active", json!([item(1000, "month", 1, 1), metered])), 0),
+            of_basis(
+                &Basis {
+                    counted: true,
+                    items: vec![ItemBasis {
+                        unit: 1000,
+                        quantity: 1,
+                        twelfths: 12,
+                        count: 1,
+                        discounts: vec![]
+                    }],
+                    discounts: vec![json!("di_b")]
+                },
+                "eur",
+                &lookup,
+                FOREVER,
+                10
+            ),
             1000
         );
+        lookup.coupons.insert(
+            "FIVE".into(),
+            coupon(json!({"amount_off": 500, "currency": "usd", "currency_options": {"eur": {"amount_off": 400}}, "duration": "forever"})),
+        );
+        assert_eq!(
+            of_basis(
+                &Basis {
+                    counted: true,
+                    items: vec![ItemBasis {
+                        unit: 1000,
+                        quantity: 1,
+                        twelfths: 12,
+                        count: 1,
+                        discounts: vec![]
+                    }],
+                    discounts: vec![json!("di_b")]
+                },
+                "eur",
+                &lookup,
+                FOREVER,
+                10
+            ),
+            600
+        );
+        assert_eq!(
+            lookup.unknown(&Basis {
+                discounts: vec![json!("di_x")],
+                ..Default::default()
+            }),
+            vec!["di_x"]
+        );
+    }
+
+    #[test]
+    fn a_once_coupon_counts_for_one_billing_interval_when_chosen() {
+        let once = DiscountPolicy {
+            repeating: false,
+            once: true,
+        };
+        let mut s = sub("active", json!([item(5000, "month", 1, 1)]));
+        // 2026-01-15 00:00 UTC; one month later is 2026-02-15.
+        s["discount"] = json!({"start": 1768435200, "coupon": {"percent_off": 50.0, "duration": "once"}});
+        assert_eq!(of_subscription(&s, FOREVER, 1768435200 + 10), 5000);
+        assert_eq!(of_subscription(&s, once, 1768435200 + 10), 2500);
+        assert_eq!(of_subscription(&s, once, 1771113600 - 1), 2500);
+        assert_eq!(of_subscription(&s, once, 1771113600), 5000);
+        let b = Basis::of_subscription(&s);
+        assert_eq!(boundaries(&b, &Lookup::default()), vec![1768435200, 1771113600]);
+    }
+
+    #[test]
+    fn policies_parse() {
+        assert_eq!(DiscountPolicy::parse("forever").unwrap(), FOREVER);
+        assert_eq!(DiscountPolicy::parse("").unwrap(), FOREVER);
+        assert_eq!(
+            DiscountPolicy::parse("forever, repeating").unwrap().as_str(),
+            "forever,repeating"
+        );
+        assert_eq!(DiscountPolicy::parse("once,forever").unwrap().as_str(), "forever,once");
+        assert_eq!(DiscountPolicy::parse("all").unwrap().as_str(), "forever,repeating,once");
+        assert!(DiscountPolicy::parse("sometimes").is_err());
     }
 }

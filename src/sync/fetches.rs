@@ -1,3 +1,5 @@
+//! Also, each round, applies the discounts that started or ended since the last one to MRR.
+//!
 //! Fetches the objects the projection queued (`stripe_fetches`): a tie between events of the same
 //! second whose versions differ, settled by Stripe's answer; an object whose embedded list Stripe
 //! cut short (a subscription's items, an invoice's lines), completed from the API. Each object is
@@ -22,6 +24,10 @@ const ROUND: i64 = 20;
 /// Runs until the task is aborted.
 pub async fn run(db: Db, stripe: Option<Arc<dyn StripeApi>>) {
     loop {
+        // Discounts that started or ended since the last round move MRR now (no event says so).
+        if let Err(e) = projection::mrr_history::settle_due(&db).await {
+            tracing::warn!(error = %e, "could not apply the discounts' starts and ends to MRR");
+        }
         match drain_once(&db, stripe.as_deref()).await {
             Ok(n) if n > 0 => continue,
             Ok(_) => {}

@@ -20,9 +20,11 @@ use crate::stripe::{StripeApi, StripeApiError};
 use crate::webhooks::projection::{self, Resource, Version};
 
 /// Parents before children, so pages make sense as soon as each type finishes.
-pub const ORDER: [Resource; 10] = [
+pub const ORDER: [Resource; 12] = [
     Resource::Product,
     Resource::Price,
+    Resource::Coupon,
+    Resource::PromotionCode,
     Resource::Customer,
     Resource::Subscription,
     Resource::Invoice,

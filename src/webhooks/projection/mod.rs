@@ -13,14 +13,18 @@
 
 pub mod charges;
 pub mod checkout_sessions;
+pub mod coupons;
 pub mod customers;
+pub mod discounts;
 pub mod disputes;
 pub mod invoices;
+pub mod mrr_history;
 pub mod order;
 pub mod payment_intents;
 pub mod payment_methods;
 pub mod prices;
 pub mod products;
+pub mod promotion_codes;
 pub mod refunds;
 pub mod settle;
 pub mod subscriptions;
@@ -141,9 +145,29 @@ pub enum Resource {
     Refund,
     Dispute,
     CheckoutSession,
+    Coupon,
+    PromotionCode,
+    Discount,
 }
 
 impl Resource {
+    pub const ALL: [Resource; 14] = [
+        Resource::Customer,
+        Resource::PaymentMethod,
+        Resource::Product,
+        Resource::Price,
+        Resource::Subscription,
+        Resource::Invoice,
+        Resource::PaymentIntent,
+        Resource::Charge,
+        Resource::Refund,
+        Resource::Dispute,
+        Resource::CheckoutSession,
+        Resource::Coupon,
+        Resource::PromotionCode,
+        Resource::Discount,
+    ];
+
     /// The resource a Stripe object belongs to, from its `object` field.
     pub fn of_object(object: &Value) -> Option<Self> {
         Some(match object.get("object")?.as_str()? {
@@ -158,6 +182,9 @@ impl Resource {
             "refund" => Resource::Refund,
             "dispute" => Resource::Dispute,
             "checkout.session" => Resource::CheckoutSession,
+            "coupon" => Resource::Coupon,
+            "promotion_code" => Resource::PromotionCode,
+            "discount" => Resource::Discount,
             _ => return None,
         })
     }
@@ -175,27 +202,15 @@ impl Resource {
             Resource::Refund => "refunds",
             Resource::Dispute => "disputes",
             Resource::CheckoutSession => "checkout_sessions",
+            Resource::Coupon => "coupons",
+            Resource::PromotionCode => "promotion_codes",
+            Resource::Discount => "discounts",
         }
     }
 
     /// The resource whose table is `table`.
     pub fn from_table(table: &str) -> Option<Self> {
-        use Resource::*;
-        [
-            Customer,
-            PaymentMethod,
-            Product,
-            Price,
-            Subscription,
-            Invoice,
-            PaymentIntent,
-            Charge,
-            Refund,
-            Dispute,
-            CheckoutSession,
-        ]
-        .into_iter()
-        .find(|r| r.table() == table)
+        Resource::ALL.into_iter().find(|r| r.table() == table)
     }
 
     pub fn columns(self, object: &Value) -> Vec<(&'static str, Col)> {
@@ -211,6 +226,9 @@ impl Resource {
             Resource::Refund => refunds::columns(object),
             Resource::Dispute => disputes::columns(object),
             Resource::CheckoutSession => checkout_sessions::columns(object),
+            Resource::Coupon => coupons::columns(object),
+            Resource::PromotionCode => promotion_codes::columns(object),
+            Resource::Discount => discounts::columns(object),
         }
     }
 }
@@ -264,10 +282,24 @@ pub const HANDLED_EVENT_TYPES: &[&str] = &[
     "price.created",
     "price.updated",
     "price.deleted",
+    "coupon.created",
+    "coupon.updated",
+    "coupon.deleted",
+    "promotion_code.created",
+    "promotion_code.updated",
+    "customer.discount.created",
+    "customer.discount.updated",
+    "customer.discount.deleted",
 ];
 
 /// Event types whose object is gone for good in Stripe.
-pub(crate) const DELETION_EVENT_TYPES: &[&str] = &["customer.deleted", "product.deleted", "price.deleted"];
+pub(crate) const DELETION_EVENT_TYPES: &[&str] = &[
+    "customer.deleted",
+    "product.deleted",
+    "price.deleted",
+    "coupon.deleted",
+    "customer.discount.deleted",
+];
 
 /// Why an event of a connected account (Stripe Connect: the event carries `account`) is stored
 /// but never applied: its objects are another account's, and must not change the platform's rows
@@ -330,7 +362,15 @@ pub async fn apply_object(
     };
     if resource == Resource::Subscription {
         // History for MRR movements: every version counts, even one older than the row.
-        subscriptions::record_mrr(conn, object, version).await?;
+        mrr_history::record(conn, object, version).await?;
+    }
+    if applied == Applied::Written
+        && matches!(
+            resource,
+            Resource::Discount | Resource::Coupon | Resource::PromotionCode
+        )
+    {
+        mrr_history::terms_changed(conn, resource, object).await?;
     }
     if !delete {
         request_missing_list(conn, resource, object, version).await?;
@@ -346,7 +386,36 @@ async fn write_embedded(
     version: &Version,
 ) -> Result<(), ProjectionError> {
     match resource {
-        Resource::Subscription => subscriptions::replace_items(conn, object).await?,
+        Resource::Subscription => {
+            subscriptions::replace_items(conn, object).await?;
+            // Discounts Stripe sent expanded (the legacy `discount`, or expanded lists) are kept,
+            // so a later version listing them by id finds them. The subscription's history is
+            // settled right after (apply_object).
+            for discount in expanded_discounts(object) {
+                write_discount(conn, &discount, version).await?;
+            }
+        }
+        // A customer's own discount (the Customer object carries it expanded) applies to its
+        // subscriptions without discounts of their own.
+        Resource::Customer => {
+            if let Some(discount) = object
+                .get("discount")
+                .filter(|d| d.get("object").and_then(Value::as_str) == Some("discount"))
+            {
+                if write_discount(conn, discount, version).await? {
+                    mrr_history::terms_changed(conn, Resource::Discount, discount).await?;
+                }
+            }
+        }
+        Resource::Discount => {
+            let coupon = object
+                .get("coupon")
+                .or_else(|| read::at(object, &["source", "coupon"]))
+                .filter(|c| c.get("object").and_then(Value::as_str) == Some("coupon"));
+            if let Some(coupon) = coupon {
+                upsert_many(conn, Resource::Coupon, &[(coupon, version)]).await?;
+            }
+        }
         Resource::Charge => {
             for refund in read::list(object.get("refunds")) {
                 if upsert_many(conn, Resource::Refund, &[(refund, version)])
@@ -360,6 +429,44 @@ async fn write_embedded(
         _ => {}
     }
     Ok(())
+}
+
+/// The discount objects a subscription carries (its own and its items'), when Stripe sent them
+/// expanded.
+fn expanded_discounts(s: &Value) -> Vec<Value> {
+    let mut out = Vec::new();
+    let is_discount = |d: &Value| d.get("object").and_then(Value::as_str) == Some("discount");
+    if let Some(d) = s.get("discount").filter(|d| is_discount(d)) {
+        out.push(d.clone());
+    }
+    let lists =
+        std::iter::once(s.get("discounts")).chain(read::list(s.get("items")).iter().map(|i| i.get("discounts")));
+    for list in lists {
+        for d in list.and_then(Value::as_array).into_iter().flatten() {
+            if is_discount(d) {
+                out.push(d.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Writes a discount another object embeds (and its coupon when expanded); whether it wrote.
+async fn write_discount(
+    conn: &mut AnyConnection,
+    discount: &Value,
+    version: &Version,
+) -> Result<bool, ProjectionError> {
+    if read::text(discount, "id").is_none() {
+        return Ok(false);
+    }
+    let written = !upsert_many(conn, Resource::Discount, &[(discount, version)])
+        .await?
+        .is_empty();
+    if written {
+        Box::pin(write_embedded(conn, Resource::Discount, discount, version)).await?;
+    }
+    Ok(written)
 }
 
 /// The embedded list an object carries only in part (Stripe embeds the first page).
@@ -467,7 +574,10 @@ pub fn batchable(event_type: &str, object: &Value) -> Option<Resource> {
     }
     let resource = Resource::of_object(object)?;
     let own_row_only = match resource {
-        Resource::Subscription => false,
+        // MRR history; discounts and their terms settle the histories they apply to.
+        Resource::Subscription | Resource::Discount | Resource::Coupon | Resource::PromotionCode => false,
+        // A customer's own discount travels inside it.
+        Resource::Customer => object.get("discount").is_none_or(Value::is_null),
         // A charge embeds its refunds; without any, it is its own row.
         Resource::Charge => read::list(object.get("refunds")).is_empty(),
         // A list cut short is queued for a fetch (apply_object).

@@ -150,7 +150,12 @@ pub fn lifecycle(resource: Resource, object: &Value) -> Vec<Option<i64>> {
                 .and_then(Value::as_str)
                 .map(|s| i64::from(s != "unpaid")),
         ],
-        Resource::Customer | Resource::PaymentMethod | Resource::Product | Resource::Price => Vec::new(),
+        // A coupon only ever becomes invalid; redemptions only grow.
+        Resource::Coupon => vec![flag(object, "valid").map(|v| 1 - v), int(object, "times_redeemed")],
+        Resource::PromotionCode => vec![int(object, "times_redeemed")],
+        Resource::Customer | Resource::PaymentMethod | Resource::Product | Resource::Price | Resource::Discount => {
+            Vec::new()
+        }
     }
 }
 

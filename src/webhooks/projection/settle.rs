@@ -18,6 +18,9 @@ pub enum FetchReason {
     Tie,
     /// Stripe embedded only the first page of a list (items, lines).
     IncompleteList,
+    /// A subscription lists a discount (or a discount names a coupon or promotion code) Tally has
+    /// not seen.
+    UnknownDiscount,
 }
 
 impl FetchReason {
@@ -25,6 +28,7 @@ impl FetchReason {
         match self {
             FetchReason::Tie => "tie",
             FetchReason::IncompleteList => "incomplete_list",
+            FetchReason::UnknownDiscount => "unknown_discount",
         }
     }
 }
