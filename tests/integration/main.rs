@@ -9,6 +9,7 @@ mod auth;
 mod billing;
 mod cache;
 mod cli;
+mod coupons;
 mod customers;
 mod dashboard;
 mod leptos_config;

@@ -1009,6 +1009,8 @@ both_backends!(
         for path in [
             "/v1/products",
             "/v1/prices",
+            "/v1/coupons",
+            "/v1/promotion_codes",
             "/v1/subscriptions",
             "/v1/invoices",
             "/v1/payment_intents",

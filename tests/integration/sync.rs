@@ -279,7 +279,7 @@ async fn the_client_side_rate_limit_is_respected() {
         .await
         .unwrap();
     let seconds = s.seconds.lock().unwrap().clone();
-    assert_eq!(seconds.len(), 12, "3 customer pages and 9 other lists");
+    assert_eq!(seconds.len(), 14, "3 customer pages and 11 other lists");
     let mut per_second: HashMap<u64, usize> = HashMap::new();
     for second in seconds {
         *per_second.entry(second).or_default() += 1;

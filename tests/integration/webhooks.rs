@@ -702,6 +702,9 @@ fn fixture_for(event_type: &str) -> &'static str {
         "checkout.session" => "checkout.session",
         "product" => "product",
         "price" => "price",
+        "coupon" => "coupon",
+        "promotion_code" => "promotion_code",
+        "customer.discount" => "discount",
         other => panic!("no fixture for {other}"),
     }
 }
