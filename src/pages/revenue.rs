@@ -61,6 +61,8 @@ pub fn RevenuePage() -> impl IntoView {
                             <td class="num">{delta}</td>
                             <td class="mono small">{match event {
                                 Some(e) => view! { <a href=format!("/webhooks/{e}")>{e.clone()}</a> }.into_any(),
+                                // A discount's start or end moved MRR (no event marks it).
+                                None if m.event_id == "discount" => view! { "discount started or ended" }.into_any(),
                                 None => view! { {m.event_id} }.into_any(),
                             }}</td>
                         </tr>
