@@ -248,6 +248,8 @@ pub struct Config {
     /// default; `forever,repeating`, `forever,once` or `forever,repeating,once` follow Stripe's
     /// other settings). Changing it recomputes the MRR history at the next start.
     pub mrr_discounts: crate::metrics::mrr::DiscountPolicy,
+    /// The clock for sessions and login lockouts (the system's; tests move it forward).
+    pub clock: crate::clock::Clock,
 }
 
 /// Scheduled reconciliation against Stripe's event list.
@@ -598,6 +600,7 @@ impl Config {
             figures_wait,
             metrics_token,
             mrr_discounts,
+            clock: Default::default(),
         })
     }
 

@@ -179,6 +179,20 @@ impl<T> Cached<T> {
     }
 }
 
+impl<T> Cached<T> {
+    /// How many requests are at the newest computation of `key` (waiting for it, or holding its
+    /// value): what sharing one computation saves, and how a test sees requests meet.
+    pub fn callers(&self, db: &Db, key: &str) -> usize {
+        let key = format!("{}\u{1f}{key}", db.identity());
+        self.map.get().map_or(0, |map| {
+            map.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .map_or(0, |entry| Arc::strong_count(&entry.cell) - 1)
+        })
+    }
+}
+
 impl<T: Send + Sync + 'static> Cached<T> {
     /// As `get` (with `extra` in the stamp: a value that also depends on, say, the minute), but a
     /// request waits at most `wait` for a computation: then it gets the previous value of the key

@@ -87,6 +87,24 @@ impl Default for Timeouts {
 
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
+/// How the transport waits before a retry: it sleeps (always, in Tally), or, for a test, notes
+/// the wait and goes on, so the test sees each wait chosen without spending it.
+#[derive(Clone, Debug, Default)]
+pub enum Pause {
+    #[default]
+    Sleep,
+    Note(std::sync::Arc<std::sync::Mutex<Vec<Duration>>>),
+}
+
+impl Pause {
+    async fn wait(&self, wait: Duration) {
+        match self {
+            Pause::Sleep => tokio::time::sleep(wait).await,
+            Pause::Note(waits) => waits.lock().unwrap_or_else(|p| p.into_inner()).push(wait),
+        }
+    }
+}
+
 pub struct Transport {
     client: HttpsClient,
     /// `https://api.stripe.com/` or a stand-in; always ends with `/`.
@@ -95,6 +113,7 @@ pub struct Transport {
     limiter: RateLimiter,
     retry: RetryPolicy,
     timeouts: Timeouts,
+    pause: Pause,
 }
 
 impl std::fmt::Debug for Transport {
@@ -151,7 +170,14 @@ impl Transport {
             limiter: RateLimiter::per_second(rate_limit),
             retry,
             timeouts,
+            pause: Pause::Sleep,
         })
+    }
+
+    /// The same transport, waiting between attempts as `pause` says.
+    pub fn with_pause(mut self, pause: Pause) -> Self {
+        self.pause = pause;
+        self
     }
 
     /// Sends a request shaped by async-stripe (or by hand), retrying transient failures. POSTs
@@ -218,7 +244,7 @@ impl Transport {
             let backoff = self.retry.delay(attempt, random_unit());
             let wait = wait.map_or(backoff, |w| w.max(backoff)).min(self.retry.max_delay * 4);
             tracing::info!(method = %method, path = %request.path, attempt, kind = error.kind.as_str(), wait_ms = wait.as_millis() as u64, "retrying a Stripe request");
-            tokio::time::sleep(wait).await;
+            self.pause.wait(wait).await;
             attempt += 1;
         }
     }

@@ -150,25 +150,32 @@ both_backends!(logout_kills_the_session_on_the_server, |backend| async move {
 });
 
 both_backends!(idle_sessions_expire_and_activity_keeps_them, |backend| async move {
-    let app = TestApp::spawn_with(backend, &[("SESSION_IDLE_TIMEOUT", "3s")]).await;
-    // Active: a request every 1.5 s for 4.5 s keeps the session past its 3 s idle limit.
+    let app = TestApp::spawn_with(backend, &[("SESSION_IDLE_TIMEOUT", "30m")]).await;
+    // Active: a request every 20 minutes for an hour keeps the session past its 30-minute idle
+    // limit (the app's clock moves; nothing sleeps).
     for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        app.clock.advance(Duration::from_secs(20 * 60));
         assert_eq!(app.get("/").await.status(), 200);
     }
-    // Idle for longer than the limit: gone.
-    tokio::time::sleep(Duration::from_millis(4200)).await;
+    // Idle for longer than the limit: gone, and gone for good.
+    app.clock.advance(Duration::from_secs(31 * 60));
+    assert_eq!(app.get("/").await.status(), 303);
+    app.clock.advance(Duration::from_secs(0));
     assert_eq!(app.get("/").await.status(), 303);
     app.server.shutdown().await.unwrap();
 });
 
 both_backends!(absolute_timeout_ends_even_an_active_session, |backend| async move {
-    let app = TestApp::spawn_with(backend, &[("SESSION_ABSOLUTE_TIMEOUT", "2s")]).await;
+    let app = TestApp::spawn_with(
+        backend,
+        &[("SESSION_ABSOLUTE_TIMEOUT", "12h"), ("SESSION_IDLE_TIMEOUT", "8h")],
+    )
+    .await;
     assert_eq!(app.get("/").await.status(), 200);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(app.get("/").await.status(), 200);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(app.get("/").await.status(), 303);
+    app.clock.advance(Duration::from_secs(7 * 3600));
+    assert_eq!(app.get("/").await.status(), 200, "active and within 12 hours");
+    app.clock.advance(Duration::from_secs(5 * 3600 + 60));
+    assert_eq!(app.get("/").await.status(), 303, "12 hours after login, active or not");
     app.server.shutdown().await.unwrap();
 });
 
@@ -192,7 +199,7 @@ both_backends!(lockout_engages_and_releases, |backend| async move {
         .await
         .unwrap();
     assert!(page.contains("Too many failed attempts. Try again in 1 minute."));
-    tokio::time::sleep(Duration::from_millis(2300)).await;
+    app.clock.advance(Duration::from_millis(2300));
     let res = app.login(&client, OWNER_EMAIL, PASSWORD).await;
     assert_eq!(location(&res), "/", "the lockout released");
     let lockouts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'login.lockout'")

@@ -1,5 +1,7 @@
 //! Cached figures: one computation per projection generation, shared by concurrent requests, and
-//! computed again after any committed projection change.
+//! computed again after any committed projection change. Computations wait on gates the test
+//! opens, and the test polls for the state it needs (requests met at one computation), so nothing
+//! depends on how fast the machine is.
 
 use crate::common;
 
@@ -9,6 +11,27 @@ use std::time::Duration;
 
 use tally::db::cache::{self, Cached};
 use tally::db::{Db, DbError};
+use tokio::sync::Semaphore;
+
+/// Polls `condition` until it holds (failing after 30 s: a hung test is a failure, not a wait).
+async fn until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A computation that waits for the test to let it finish, one permit per computation.
+async fn gate(g: &Semaphore) {
+    g.acquire().await.expect("gate open").forget();
+}
+
+async fn bump(db: &Db) {
+    let mut tx = db.begin().await.unwrap();
+    cache::bump(&mut tx).await.unwrap();
+    tx.commit().await.unwrap();
+}
 
 both_backends!(
     concurrent_requests_share_one_computation_until_the_projection_changes,
@@ -16,37 +39,47 @@ both_backends!(
         static CACHE: Cached<i64> = Cached::new();
         let (db, _t) = common::migrated_db(backend).await;
         let runs = Arc::new(AtomicUsize::new(0));
-        let ask = |db: Db, runs: Arc<AtomicUsize>| async move {
+        let open = Arc::new(Semaphore::new(0));
+        let ask = |db: Db, runs: Arc<AtomicUsize>, open: Arc<Semaphore>| async move {
             CACHE
-                .get(&db, "answer", || async {
+                .get(&db, "answer", || async move {
                     let n = runs.fetch_add(1, Ordering::SeqCst) as i64;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    gate(&open).await;
                     Ok::<_, DbError>(40 + n)
                 })
                 .await
                 .unwrap()
         };
-        // Eight viewers at once: one computation, one answer.
-        let waiting: Vec<_> = (0..8).map(|_| tokio::spawn(ask(db.clone(), runs.clone()))).collect();
+        // Eight viewers at once: all eight meet at one computation (seen while it is held), one
+        // answer.
+        let waiting: Vec<_> = (0..8)
+            .map(|_| tokio::spawn(ask(db.clone(), runs.clone(), open.clone())))
+            .collect();
+        until("eight requests at one computation", || {
+            CACHE.callers(&db, "answer") == 8
+        })
+        .await;
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        open.add_permits(1);
         for w in waiting {
             assert_eq!(*w.await.unwrap(), 40);
         }
         assert_eq!(runs.load(Ordering::SeqCst), 1);
-        assert_eq!(*ask(db.clone(), runs.clone()).await, 40, "cached");
+        assert_eq!(*ask(db.clone(), runs.clone(), open.clone()).await, 40, "cached");
         assert_eq!(runs.load(Ordering::SeqCst), 1);
 
         // A committed projection change makes the next request compute again.
-        let mut tx = db.begin().await.unwrap();
-        cache::bump(&mut tx).await.unwrap();
-        tx.commit().await.unwrap();
-        assert_eq!(*ask(db.clone(), runs.clone()).await, 41);
+        bump(&db).await;
+        open.add_permits(1);
+        assert_eq!(*ask(db.clone(), runs.clone(), open.clone()).await, 41);
         assert_eq!(runs.load(Ordering::SeqCst), 2);
 
         // A rolled-back change does not.
         let mut tx = db.begin().await.unwrap();
         cache::bump(&mut tx).await.unwrap();
         tx.rollback().await.unwrap();
-        assert_eq!(*ask(db.clone(), runs.clone()).await, 41);
+        assert_eq!(*ask(db.clone(), runs.clone(), open.clone()).await, 41);
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
 
         // A failed computation is not cached: the next request tries again.
         let failed = CACHE
@@ -66,75 +99,96 @@ both_backends!(
         static CACHE: Cached<i64> = Cached::new();
         let (db, _t) = common::migrated_db(backend).await;
         let runs = Arc::new(AtomicUsize::new(0));
-        // Each computation takes 300 ms; requests wait at most 20 ms.
-        let ask = |db: Db, runs: Arc<AtomicUsize>| async move {
-            let started = std::time::Instant::now();
-            let (value, as_of) = CACHE
-                .get_bounded(&db, "slow", 0, Duration::from_millis(20), move || async move {
-                    let n = runs.fetch_add(1, Ordering::SeqCst) as i64;
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                    Ok::<_, DbError>(100 + n)
-                })
+        let open = Arc::new(Semaphore::new(0));
+        // Each computation waits for the gate; requests wait at most 20 ms for it. A request that
+        // waited for a held computation would never return: each is bounded by 30 s.
+        let ask = |db: Db, runs: Arc<AtomicUsize>, open: Arc<Semaphore>| async move {
+            let asked = CACHE.get_bounded(&db, "slow", 0, Duration::from_millis(20), move || async move {
+                let n = runs.fetch_add(1, Ordering::SeqCst) as i64;
+                gate(&open).await;
+                Ok::<_, DbError>(100 + n)
+            });
+            let (value, as_of) = tokio::time::timeout(Duration::from_secs(30), asked)
                 .await
+                .expect("the request did not wait for the held computation")
                 .unwrap();
-            (*value, as_of, started.elapsed())
+            (*value, as_of)
         };
-        let bump = |db: Db| async move {
-            let mut tx = db.begin().await.unwrap();
-            cache::bump(&mut tx).await.unwrap();
-            tx.commit().await.unwrap();
-        };
-        // Nothing earlier to show: the first request waits for the figures.
-        let (value, as_of, took) = ask(db.clone(), runs.clone()).await;
-        assert_eq!((value, as_of), (100, None));
-        assert!(took >= Duration::from_millis(300), "{took:?}");
+        // Nothing earlier to show: the first request waits for the figures, however long.
+        let first = tokio::spawn(ask(db.clone(), runs.clone(), open.clone()));
+        until("the first computation started", || runs.load(Ordering::SeqCst) == 1).await;
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!first.is_finished(), "answered before the figures existed");
+        open.add_permits(1);
+        assert_eq!(first.await.unwrap(), (100, None));
 
-        // After a change: the previous figures at once, marked with their time…
-        bump(db.clone()).await;
+        // After a change: the previous figures, marked with their time, while the new
+        // computation is held (so the request did not wait for it)…
+        bump(&db).await;
         let before = tally::db::now_unix();
-        let (value, as_of, took) = ask(db.clone(), runs.clone()).await;
+        let (value, as_of) = ask(db.clone(), runs.clone(), open.clone()).await;
         assert_eq!(value, 100);
         let as_of = as_of.expect("marked as previous figures");
         assert!(
             as_of <= before && before - as_of <= cache::MAX_STALE_SECS,
             "{as_of} {before}"
         );
-        assert!(
-            took < Duration::from_millis(250),
-            "did not wait for the computation: {took:?}"
-        );
-        // …while the new ones are computed once, in the background, for the next request.
-        let (value, as_of, _) = ask(db.clone(), runs.clone()).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "the new figures are being computed");
+        // …one computation for the change, however many requests come meanwhile…
+        let (value, as_of) = ask(db.clone(), runs.clone(), open.clone()).await;
         assert_eq!((value, as_of.is_some()), (100, true), "still computing");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let (value, as_of, took) = ask(db.clone(), runs.clone()).await;
-        assert_eq!((value, as_of), (101, None));
-        assert!(took < Duration::from_millis(250), "{took:?}");
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        // …and the new figures for the requests after it finished.
+        open.add_permits(1);
+        let mut latest = (0, None);
+        for _ in 0..6000 {
+            latest = ask(db.clone(), runs.clone(), open.clone()).await;
+            if latest.0 == 101 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(latest, (101, None));
         assert_eq!(runs.load(Ordering::SeqCst), 2, "one computation per change");
 
         // Quick figures after a change: a second request while the first computes joins that
         // computation and gets current figures too (not the previous ones).
-        bump(db.clone()).await;
-        let quick = |db: Db| async move {
+        let quick_runs = Arc::new(AtomicUsize::new(0));
+        let quick = |db: Db, runs: Arc<AtomicUsize>, open: Arc<Semaphore>| async move {
             CACHE
-                .get_bounded(&db, "quick", 0, Duration::from_millis(500), || async {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                .get_bounded(&db, "quick", 0, Duration::from_secs(30), move || async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    gate(&open).await;
                     Ok::<_, DbError>(tally::db::now_unix())
                 })
                 .await
                 .unwrap()
         };
-        quick(db.clone()).await;
-        bump(db.clone()).await;
-        let (a, b) = tokio::join!(quick(db.clone()), async {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            quick(db.clone()).await
-        });
+        open.add_permits(1);
+        quick(db.clone(), quick_runs.clone(), open.clone()).await;
+        bump(&db).await;
+        let a = tokio::spawn(quick(db.clone(), quick_runs.clone(), open.clone()));
+        until("the first request's computation started", || {
+            quick_runs.load(Ordering::SeqCst) == 2
+        })
+        .await;
+        let b = tokio::spawn(quick(db.clone(), quick_runs.clone(), open.clone()));
+        // The computation runs in a task of its own (one holder) and the first request (none
+        // after it stopped at the stamp); the second request joins it.
+        until("the second request joined the computation", || {
+            CACHE.callers(&db, "quick") == 2
+        })
+        .await;
+        open.add_permits(1);
+        let (a, b) = (a.await.unwrap(), b.await.unwrap());
         assert_eq!((a.1, b.1), (None, None), "both current");
         assert!(Arc::ptr_eq(&a.0, &b.0), "one computation");
+        assert_eq!(quick_runs.load(Ordering::SeqCst), 2);
 
         // A generous wait gives current figures right after a change.
-        bump(db.clone()).await;
+        bump(&db).await;
         let (value, as_of) = CACHE
             .get_bounded(&db, "slow", 0, Duration::from_secs(30), || async {
                 Ok::<_, DbError>(7)

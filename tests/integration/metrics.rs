@@ -954,8 +954,26 @@ async fn concurrent_history_of_one_customer_gives_movements_from_all_of_it() {
             .unwrap();
         t2.commit().await.unwrap();
     });
-    // The second transaction is under way (waiting, with the fix) before the first commits.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The race: the second transaction waits for the first's lock on the customer's history
+    // (seen in pg_locks) before the first commits. Without the lock this never happens.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
+             WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = current_database()",
+        )
+        .fetch_one(db.reader())
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second transaction never waited for the first"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     t1.commit().await.unwrap();
     t2.await.unwrap();
     assert_eq!(

@@ -384,8 +384,8 @@ async fn wait_applied(app: &TestApp, ids: &[&str]) {
 struct Stripe {
     objects: Arc<Mutex<HashMap<String, Value>>>,
     requests: Arc<Mutex<Vec<String>>>,
-    /// Milliseconds each answer takes.
-    delay_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// When set, each answer waits for a permit (the test decides when Stripe answers).
+    gate: Arc<Mutex<Option<Arc<tokio::sync::Semaphore>>>>,
     /// Where it listens, once started.
     base: Arc<Mutex<String>>,
 }
@@ -398,8 +398,10 @@ impl Stripe {
             async move {
                 let path = uri.path().to_string();
                 this.requests.lock().unwrap().push(uri.to_string());
-                let delay = this.delay_ms.load(std::sync::atomic::Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(delay)).await;
+                let gate = this.gate.lock().unwrap().clone();
+                if let Some(gate) = gate {
+                    gate.acquire().await.unwrap().forget();
+                }
                 match this.objects.lock().unwrap().get(&path) {
                     Some(v) => (axum::http::StatusCode::OK, axum::Json(v.clone())),
                     None => (
@@ -639,7 +641,8 @@ both_backends!(
                 {"id": "cus_race", "object": "customer", "email": "before@example.com", "created": 1_700_000_000}
             ]}),
         );
-        stripe.delay_ms.store(2_500, std::sync::atomic::Ordering::SeqCst);
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        *stripe.gate.lock().unwrap() = Some(gate.clone());
         let (db, api, _test_db) = common::db_with_stripe(backend, &base).await;
         let sync = {
             let (db, api) = (db.clone(), api.clone());
@@ -651,8 +654,22 @@ both_backends!(
                 tally::sync::run(&db, api.as_ref(), &options, |_| {}).await.unwrap();
             })
         };
-        // While the page is on its way, the customer changes and its webhook arrives.
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        // While the page is on its way (Stripe has the request and holds its answer), the
+        // customer changes and its webhook arrives.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !stripe
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.starts_with("/v1/customers"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the backfill never asked for customers"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let change = event(
             "evt_during_fetch",
             "customer.updated",
@@ -661,6 +678,7 @@ both_backends!(
             Some(json!({"email": "before@example.com"})),
         );
         deliver(&db, &[&change]).await;
+        gate.add_permits(1_000);
         sync.await.unwrap();
         assert_eq!(
             text(&db, "SELECT email FROM customers WHERE id = 'cus_race'").await,

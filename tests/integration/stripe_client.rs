@@ -3,11 +3,11 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use serde_json::{json, Value};
-use tally::stripe::{ErrorKind, RequestBuilder, RetryPolicy, StripeApi, StripeMethod, Timeouts, Transport};
+use tally::stripe::{ErrorKind, Pause, RequestBuilder, RetryPolicy, StripeApi, StripeMethod, Timeouts, Transport};
 
 #[derive(Clone, Debug)]
 struct Seen {
@@ -79,6 +79,13 @@ fn fast_retries(max_attempts: u32) -> RetryPolicy {
     }
 }
 
+/// The waits a transport chose between attempts (noted, not slept).
+type Waits = std::sync::Arc<std::sync::Mutex<Vec<Duration>>>;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
 fn client(base: &str, retry: RetryPolicy) -> Transport {
     Transport::new("sk_test_51client", base, 100, retry, Timeouts::default()).unwrap()
 }
@@ -108,20 +115,20 @@ async fn a_429_is_retried_with_backoff_then_succeeds() {
         ),
     ])
     .await;
-    let started = Instant::now();
+    let waits = Waits::default();
     let response = client(&s.base, fast_retries(4))
+        .with_pause(Pause::Note(waits.clone()))
         .send(RequestBuilder::new(StripeMethod::Get, "/customers/cus_1"), None)
         .await
         .unwrap();
     let seen = s.seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 3, "two refusals, then the answer");
     assert_eq!(response.request_id.as_deref(), Some("req_3"));
-    // Backoff: at least half of 40 ms, then half of 80 ms.
-    assert!(
-        started.elapsed() >= Duration::from_millis(60),
-        "{:?}",
-        started.elapsed()
-    );
+    // Backoff with jitter: 20-40 ms before the second attempt, 40-80 ms before the third.
+    let waits = waits.lock().unwrap().clone();
+    assert_eq!(waits.len(), 2, "{waits:?}");
+    assert!((ms(20)..=ms(40)).contains(&waits[0]), "{waits:?}");
+    assert!((ms(40)..=ms(80)).contains(&waits[1]), "{waits:?}");
     assert!(seen.iter().all(|r| r.uri == "/v1/customers/cus_1" && r.method == "GET"));
     assert!(
         seen.iter().all(|r| r.idempotency_key.is_none()),
@@ -268,16 +275,16 @@ async fn connection_errors_are_retried_and_then_reported() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
-    let started = Instant::now();
+    let waits = Waits::default();
     let error = client(&base, fast_retries(3))
+        .with_pause(Pause::Note(waits.clone()))
         .send(RequestBuilder::new(StripeMethod::Get, "/customers"), None)
         .await
         .unwrap_err();
     assert_eq!(error.kind, ErrorKind::Connection);
-    assert!(
-        started.elapsed() >= Duration::from_millis(60),
-        "it backed off between attempts"
-    );
+    let waits = waits.lock().unwrap().clone();
+    assert_eq!(waits.len(), 2, "it backed off between its three attempts: {waits:?}");
+    assert!(waits[0] >= ms(20) && waits[1] >= ms(40), "{waits:?}");
     assert_eq!(
         error.admin_message(),
         "Could not reach Stripe; check the network and try again."
@@ -292,7 +299,7 @@ async fn retry_after_is_honoured() {
         json!({"error": {"type": "invalid_request_error"}}),
     )])
     .await;
-    let started = Instant::now();
+    let waits = Waits::default();
     client(
         &s.base,
         RetryPolicy {
@@ -301,12 +308,10 @@ async fn retry_after_is_honoured() {
             max_delay: Duration::from_secs(2),
         },
     )
+    .with_pause(Pause::Note(waits.clone()))
     .send(RequestBuilder::new(StripeMethod::Get, "/customers"), None)
     .await
     .unwrap();
-    assert!(
-        started.elapsed() >= Duration::from_millis(950),
-        "{:?}",
-        started.elapsed()
-    );
+    // Stripe's Retry-After (1 s) wins over the 5-10 ms backoff.
+    assert_eq!(*waits.lock().unwrap(), vec![Duration::from_secs(1)]);
 }

@@ -55,12 +55,13 @@ async fn overview(app: &TestApp) -> Value {
 
 /// Polls until the latest run of `key` (last_sync / last_drift) is no longer running.
 async fn wait_done(app: &TestApp, key: &str) -> Value {
-    for _ in 0..200 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
         let o = overview(app).await;
         if o[key]["status"].as_str().is_some_and(|s| s != "running") {
             return o;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("{key} did not finish");
 }

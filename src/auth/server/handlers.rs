@@ -73,7 +73,7 @@ async fn attempt_login(
 ) -> Result<(), LoginRefusal> {
     let db = &state.db;
     let settings = &state.config.auth;
-    let now = now_unix();
+    let now = state.config.clock.now_unix();
     let email = normalize_email(&form.email).ok();
     // Unknown and malformed emails are throttled like real ones, so lockouts reveal nothing.
     let account_key = format!(
@@ -167,8 +167,8 @@ async fn attempt_login(
             SESSION_KEY,
             SessionAuth {
                 admin_id: admin.id,
-                login_at_ms: super::now_millis(),
-                seen_at_ms: super::now_millis(),
+                login_at_ms: state.config.clock.now_millis(),
+                seen_at_ms: state.config.clock.now_millis(),
             },
         )
         .await

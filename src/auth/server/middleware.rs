@@ -7,7 +7,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use tower_sessions::Session;
 
-use super::{now_millis, SessionAuth, SESSION_KEY};
+use super::{SessionAuth, SESSION_KEY};
 use crate::auth::CurrentAdmin;
 use crate::db::admins;
 use crate::state::AppState;
@@ -116,12 +116,15 @@ pub async fn require_login(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let now = now_millis();
+    let now = state.config.clock.now_millis();
     let auth = &state.config.auth;
     let mut admin: Option<CurrentAdmin> = None;
     match session.get::<SessionAuth>(SESSION_KEY).await {
         Ok(Some(mut s)) => {
-            let expired = now - s.login_at_ms >= auth.absolute_timeout.as_millis() as i64;
+            // The store also drops a session idle for longer than the limit (its expiry); this
+            // check is the same rule on Tally's clock.
+            let expired = now - s.login_at_ms >= auth.absolute_timeout.as_millis() as i64
+                || now - s.seen_at_ms >= auth.idle_timeout.as_millis() as i64;
             let account = if expired {
                 Ok(None)
             } else {

@@ -23,11 +23,3 @@ pub struct SessionAuth {
     /// Last time the idle timer was pushed forward (Unix milliseconds).
     pub seen_at_ms: i64,
 }
-
-/// Unix milliseconds, for session timing (tests use timeouts of a few seconds).
-pub fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}

@@ -108,6 +108,8 @@ pub struct TestApp {
     /// Logged in as the owner `OWNER_EMAIL`.
     pub client: reqwest::Client,
     pub db: TestDb,
+    /// The app's clock for sessions and lockouts: tests move it instead of sleeping.
+    pub clock: tally::clock::Clock,
 }
 
 /// A client that keeps cookies and does not follow redirects (so tests can see them).
@@ -174,6 +176,7 @@ impl TestApp {
         }
         let db = TestDb::new(backend).await;
         let config = config_with(&db, extra);
+        let clock = config.clock.clone();
         let site = site::options(
             SiteFile {
                 output_name: "tally".into(),
@@ -190,6 +193,7 @@ impl TestApp {
             server,
             client: browser(),
             db,
+            clock,
         }
     }
 
