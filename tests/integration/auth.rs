@@ -530,3 +530,58 @@ both_backends!(pages_carry_security_headers_with_a_nonce, |backend| async move {
         .starts_with("default-src 'none'"));
     app.server.shutdown().await.unwrap();
 });
+
+both_backends!(a_successful_login_clears_the_accounts_failures, |backend| async move {
+    let app = TestApp::spawn_with(backend, &[("LOGIN_MAX_FAILURES", "3"), ("LOGIN_LOCKOUT", "60s")]).await;
+    let client = browser();
+    let fail = || async {
+        let res = app.login(&client, OWNER_EMAIL, "wrong password here").await;
+        location(&res).to_string()
+    };
+    for _ in 0..2 {
+        assert!(fail().await.starts_with("/login?error=invalid"));
+    }
+    assert_eq!(location(&app.login(&client, OWNER_EMAIL, PASSWORD).await), "/");
+    // Counting starts again after the success: two more failures are not a lockout…
+    for _ in 0..2 {
+        let at = fail().await;
+        assert!(at.starts_with("/login?error=invalid"), "{at}");
+    }
+    // …and the third in a row is.
+    assert!(fail().await.starts_with("/login?error=invalid"));
+    let res = app.login(&client, OWNER_EMAIL, PASSWORD).await;
+    assert!(location(&res).starts_with("/login?error=locked"), "{}", location(&res));
+    app.server.shutdown().await.unwrap();
+});
+
+both_backends!(
+    an_address_guessing_at_many_accounts_is_throttled,
+    |backend| async move {
+        let app = TestApp::spawn_with(backend, &[("LOGIN_MAX_FAILURES", "3"), ("LOGIN_LOCKOUT", "60s")]).await;
+        let client = browser();
+        // Twelve wrong guesses (four times the per-account limit), each at another made-up account:
+        // no account reaches its limit, the address does.
+        for i in 0..12 {
+            let res = app
+                .login(&client, &format!("guess{i}@example.com"), "wrong password here")
+                .await;
+            assert!(
+                location(&res).starts_with("/login?error=invalid"),
+                "guess {i}: {}",
+                location(&res)
+            );
+        }
+        let res = app.login(&client, "guess99@example.com", "wrong password here").await;
+        assert!(location(&res).starts_with("/login?error=locked"), "{}", location(&res));
+        let detail: String = sqlx::query_scalar("SELECT detail FROM audit_log WHERE action = 'login.lockout'")
+            .fetch_one(app.db().reader())
+            .await
+            .unwrap();
+        assert!(detail.starts_with("address"), "{detail}");
+        // The lockout ends on its own.
+        app.clock.advance(Duration::from_secs(61));
+        let res = app.login(&client, "guess100@example.com", "wrong password here").await;
+        assert!(location(&res).starts_with("/login?error=invalid"), "{}", location(&res));
+        app.server.shutdown().await.unwrap();
+    }
+);

@@ -390,3 +390,82 @@ both_backends!(stored_movements_equal_a_replay_of_the_history, |backend| async m
     assert_eq!(figures(overview(&app, "usd").await), overview_before);
     app.server.shutdown().await.unwrap();
 });
+
+/// The figures' stale path over HTTP with the production wait (FIGURES_WAIT_MS 20): after a change,
+/// while the new figures cannot be computed (the test holds a lock on the tables they read), the
+/// overview answers at once with the previous figures, marked with their time (the API and the
+/// page); once the lock is
+/// gone, the new figures come. Postgres only: a lock that stops readers is what makes the
+/// computation wait without a timing (SQLite's readers never wait for a writer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_shows_previous_figures_while_new_ones_wait_with_the_production_wait() {
+    use tally::webhooks::projection::{self, Version};
+    let app = TestApp::spawn_with(Backend::Postgres, &[("FIGURES_WAIT_MS", "20")]).await;
+    let subscription = |id: &str, amount: i64| {
+        serde_json::json!({"id": id, "object": "subscription", "customer": format!("cus_{id}"), "status": "active",
+            "currency": "usd", "items": {"object": "list", "has_more": false, "data": [{"id": format!("si_{id}"),
+            "quantity": 1, "price": {"id": "price_m", "unit_amount": amount, "currency": "usd",
+            "recurring": {"interval": "month", "interval_count": 1, "usage_type": "licensed"}}}]}})
+    };
+    let apply = |object: Value, n: i64| {
+        let db = app.db().clone();
+        async move {
+            let mut tx = db.begin().await.unwrap();
+            let version = Version {
+                at: tally::db::now_unix() - 100 + n,
+                event_id: format!("evt_stale_{n}"),
+            };
+            projection::apply_event(&mut tx, "customer.subscription.created", &object, &version)
+                .await
+                .unwrap();
+            tally::db::cache::bump(&mut tx).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+    };
+    apply(subscription("sub_one", 1000), 1).await;
+    // Nothing earlier to show: the first request waits for its figures.
+    let first = overview(&app, "usd").await;
+    assert_eq!(
+        (first["kpis"]["mrr"].as_i64(), first["as_of"].is_null()),
+        (Some(1000), true),
+        "{first}"
+    );
+
+    // The page (the default currency's figures, kept apart) has shown figures too.
+    let page = app.get("/").await.text().await.unwrap();
+    assert!(!page.contains("newer figures are being computed"));
+
+    apply(subscription("sub_two", 2500), 2).await;
+    let mut lock = app.db().begin().await.unwrap();
+    sqlx::query("LOCK TABLE mrr_movements IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    // Bounded, so that a request waiting for the held computation fails the test.
+    let bounded = std::time::Duration::from_secs(30);
+    let held = tokio::time::timeout(bounded, overview(&app, "usd"))
+        .await
+        .expect("the overview waited for the held computation");
+    assert_eq!(held["kpis"]["mrr"].as_i64(), Some(1000), "the previous figures: {held}");
+    assert!(held["as_of"].as_i64().is_some(), "marked with their time: {held}");
+    let page = tokio::time::timeout(bounded, app.get("/"))
+        .await
+        .expect("the page waited for the held computation")
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("newer figures are being computed"), "the page says so");
+    lock.commit().await.unwrap();
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let o = overview(&app, "usd").await;
+        if o["kpis"]["mrr"].as_i64() == Some(3500) {
+            assert!(o["as_of"].is_null(), "current figures are not marked: {o}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the new figures never came: {o}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    app.server.shutdown().await.unwrap();
+}
