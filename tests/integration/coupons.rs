@@ -646,3 +646,47 @@ both_backends!(
         assert_eq!(moves(&db).await, vec![(MovementKind::New, 4000, t)]);
     }
 );
+
+both_backends!(
+    a_fetched_subscription_still_without_its_discount_is_not_fetched_again,
+    |backend| async move {
+        let t = now_unix() - 5 * DAY;
+        // This Stripe answers with the discount by id only (as if it ignored expand).
+        let app = axum::Router::new().fallback(move || async move {
+            axum::Json(sub(
+                "sub_n",
+                "cus_n",
+                vec![item("sub_n", 0, 6000, "month", &[])],
+                &["di_nowhere"],
+            ))
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let (db, stripe, _t) = common::db_with_stripe(backend, &base).await;
+        apply(
+            &db,
+            SUB_CREATED,
+            sub(
+                "sub_n",
+                "cus_n",
+                vec![item("sub_n", 0, 6000, "month", &[])],
+                &["di_nowhere"],
+            ),
+            t,
+        )
+        .await;
+        assert_eq!(
+            tally::sync::fetches::drain_once(&db, Some(stripe.as_ref()))
+                .await
+                .unwrap(),
+            1
+        );
+        let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stripe_fetches")
+            .fetch_one(db.reader())
+            .await
+            .unwrap();
+        assert_eq!(queued, 0, "the answer is final until the next event about it");
+        assert_eq!(mrr_of(&db, "sub_n").await, 6000);
+    }
+);

@@ -95,7 +95,14 @@ pub async fn record(conn: &mut AnyConnection, s: &Value, version: &Version) -> R
         settled.earliest = Some(settled.earliest.map_or(version.at, |e| e.min(version.at)));
     }
     rebuild(conn, &settled.customers, settled.earliest).await?;
-    request_unknown(conn, &sub_id, version.at, &settled.unknown).await
+    // A subscription just fetched with its discounts expanded is not fetched again for them
+    // (an answer without them would ask again forever).
+    let unknown: Vec<Unknown> = settled
+        .unknown
+        .into_iter()
+        .filter(|u| !(version.is_fetched() && *u == Unknown::Discount))
+        .collect();
+    request_unknown(conn, &sub_id, version.at, &unknown).await
 }
 
 /// When the history already has a snapshot at this second from another write: the version that
@@ -457,7 +464,7 @@ async fn settle(conn: &mut AnyConnection, sub_id: &str) -> Result<Settled, Proje
             None => {
                 sqlx::query(
                     "INSERT INTO subscription_mrr (subscription_id, at, event_id, customer_id, currency, status, mrr, basis) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (subscription_id, at) DO NOTHING",
                 )
                 .bind(sub_id)
                 .bind(at)
