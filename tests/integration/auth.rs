@@ -101,6 +101,26 @@ both_backends!(login_lands_on_next_and_only_on_this_site, |backend| async move {
     );
     let page = client.get(app.url("/")).send().await.unwrap().text().await.unwrap();
     assert!(page.contains(OWNER_EMAIL) && page.contains("Log out"));
+    // What browsers normalise into another host never comes back in Location (a tab or newline
+    // is dropped, a backslash is a slash): every answer stays on this site.
+    for next in [
+        "/\t/evil.example",
+        "/\n/evil.example",
+        "/\\evil.example",
+        "/.//evil.example",
+        "/%09/evil.example",
+    ] {
+        let res = browser()
+            .post(app.url("/login"))
+            .form(&[("email", OWNER_EMAIL), ("password", PASSWORD), ("next", next)])
+            .send()
+            .await
+            .unwrap();
+        let to = location(&res);
+        let landed = reqwest::Url::parse(&app.base).unwrap().join(to).unwrap();
+        assert_eq!(landed.host_str(), Some("127.0.0.1"), "{next:?} -> {to:?}");
+        assert!(!to.contains('\t') && !to.starts_with("//"), "{next:?} -> {to:?}");
+    }
     app.server.shutdown().await.unwrap();
 });
 
