@@ -250,6 +250,9 @@ pub struct Config {
     pub mrr_discounts: crate::metrics::mrr::DiscountPolicy,
     /// The clock for sessions and login lockouts (the system's; tests move it forward).
     pub clock: crate::clock::Clock,
+    /// Proxies whose `X-Forwarded-For` Tally believes (`TRUSTED_PROXIES`: addresses or CIDRs,
+    /// comma-separated; none by default: the client is the socket's peer). See docs/deploy.md.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Scheduled reconciliation against Stripe's event list.
@@ -315,6 +318,9 @@ pub struct AuthSettings {
     pub max_failures: u32,
     /// The first lockout (`LOGIN_LOCKOUT`, default 1m); each further failure doubles it, up to an hour.
     pub lockout: Duration,
+    /// How long each login attempt waits before its check once its client address has failed
+    /// four times `max_failures` in the window (`LOGIN_ADDRESS_DELAY_MS`, default 1000).
+    pub address_delay: Duration,
 }
 
 impl Default for AuthSettings {
@@ -324,6 +330,7 @@ impl Default for AuthSettings {
             absolute_timeout: Duration::from_secs(12 * 3600),
             max_failures: 5,
             lockout: Duration::from_secs(60),
+            address_delay: Duration::from_millis(1000),
         }
     }
 }
@@ -486,6 +493,38 @@ impl Config {
                 None => defaults.max_failures,
             },
             lockout: duration("LOGIN_LOCKOUT", defaults.lockout)?,
+            address_delay: match get("LOGIN_ADDRESS_DELAY_MS") {
+                Some(v) => v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n <= 60_000)
+                    .map(Duration::from_millis)
+                    .ok_or_else(|| {
+                        err(
+                            "LOGIN_ADDRESS_DELAY_MS",
+                            "must be a number of milliseconds up to 60000".into(),
+                        )
+                    })?,
+                None => defaults.address_delay,
+            },
+        };
+        let trusted_proxies = match get("TRUSTED_PROXIES") {
+            Some(v) => v
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    p.parse::<ipnet::IpNet>()
+                        .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                        .map_err(|_| {
+                            err(
+                                "TRUSTED_PROXIES",
+                                format!("has {p:?}, which is not an address or a CIDR such as 10.0.0.0/8"),
+                            )
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
         };
         let hooks = WebhookSettings::default();
         let webhooks = WebhookSettings {
@@ -601,6 +640,7 @@ impl Config {
             metrics_token,
             mrr_discounts,
             clock: Default::default(),
+            trusted_proxies,
         })
     }
 

@@ -97,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         .layer(sessions)
         .layer(from_fn_with_state(state.clone(), middleware::refuse_cross_site))
         .layer(from_fn(middleware::security_headers))
+        .layer(from_fn_with_state(state.clone(), middleware::client_address))
         .merge(webhook)
         .layer(
             ServiceBuilder::new()
@@ -257,7 +258,7 @@ pub async fn start(config: Config, leptos_options: LeptosOptions) -> Result<Runn
     );
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let (tx, rx) = oneshot::channel::<()>();
-    let cleanup = tokio::spawn(delete_expired_sessions(DbSessionStore::new(db.clone())));
+    let cleanup = tokio::spawn(delete_expired_sessions(DbSessionStore::new(db.clone()), db.clone()));
     let run_worker = state_config.webhooks.worker;
     let fetches = tokio::spawn(crate::sync::fetches::run(db.clone(), fetch_with));
     let worker = tokio::spawn(async move {
@@ -295,8 +296,9 @@ pub async fn start(config: Config, leptos_options: LeptosOptions) -> Result<Runn
     })
 }
 
-/// Removes expired sessions every ten minutes (loading one already ignores it once expired).
-async fn delete_expired_sessions(store: DbSessionStore) {
+/// Removes expired sessions and login counters that no longer count every ten minutes (loading
+/// a session already ignores it once expired; a stale counter already counts as zero).
+async fn delete_expired_sessions(store: DbSessionStore, db: Db) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
     loop {
         every.tick().await;
@@ -304,6 +306,11 @@ async fn delete_expired_sessions(store: DbSessionStore) {
             Ok(0) => {}
             Ok(n) => tracing::debug!(deleted = n, "expired sessions removed"),
             Err(e) => tracing::warn!(error = %e, "could not remove expired sessions"),
+        }
+        match crate::db::throttle::delete_stale(&db, crate::db::now_unix()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(deleted = n, "stale login counters removed"),
+            Err(e) => tracing::warn!(error = %e, "could not remove stale login counters"),
         }
     }
 }

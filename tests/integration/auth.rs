@@ -575,15 +575,22 @@ both_backends!(a_successful_login_clears_the_accounts_failures, |backend| async 
 });
 
 both_backends!(
-    an_address_guessing_at_many_accounts_is_throttled,
+    an_address_guessing_at_many_accounts_is_slowed_but_never_keeps_the_owner_out,
     |backend| async move {
-        let app = TestApp::spawn_with(backend, &[("LOGIN_MAX_FAILURES", "3"), ("LOGIN_LOCKOUT", "60s")]).await;
-        let client = browser();
-        // Twelve wrong guesses (four times the per-account limit), each at another made-up account:
-        // no account reaches its limit, the address does.
-        for i in 0..12 {
+        let app = TestApp::spawn_with(
+            backend,
+            &[
+                ("LOGIN_MAX_FAILURES", "3"),
+                ("LOGIN_LOCKOUT", "60s"),
+                ("LOGIN_ADDRESS_DELAY_MS", "50"),
+            ],
+        )
+        .await;
+        // Twenty wrong guesses from this address (four times the per-account limit is twelve), each
+        // at another made-up account: as a stranger behind the same NAT as the owner would.
+        for i in 0..20 {
             let res = app
-                .login(&client, &format!("guess{i}@example.com"), "wrong password here")
+                .login(&browser(), &format!("guess{i}@example.com"), "wrong password here")
                 .await;
             assert!(
                 location(&res).starts_with("/login?error=invalid"),
@@ -591,17 +598,197 @@ both_backends!(
                 location(&res)
             );
         }
-        let res = app.login(&client, "guess99@example.com", "wrong password here").await;
+        let slowed: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'login' AND detail LIKE '%address over its limit: slowed%'",
+        )
+        .fetch_one(app.db().reader())
+        .await
+        .unwrap();
+        assert_eq!(slowed, 8, "guesses past the address's limit are slowed down");
+        // The owner, from the same address in a browser that never signed in: straight in.
+        let res = app.login(&browser(), OWNER_EMAIL, PASSWORD).await;
+        assert_eq!(location(&res), "/");
+        app.server.shutdown().await.unwrap();
+    }
+);
+
+both_backends!(
+    a_browser_that_signed_in_before_is_not_locked_out_by_strangers,
+    |backend| async move {
+        let app = TestApp::spawn_with(backend, &[("LOGIN_MAX_FAILURES", "3"), ("LOGIN_LOCKOUT", "60s")]).await;
+        // The owner's browser signed in before (TestApp's client) and so holds a device cookie.
+        let owner = &app.client;
+        assert_eq!(app.get("/").await.status(), 200);
+        // A stranger locks the account with guesses.
+        let stranger = browser();
+        for _ in 0..3 {
+            app.login(&stranger, OWNER_EMAIL, "wrong password here").await;
+        }
+        let res = app.login(&stranger, OWNER_EMAIL, PASSWORD).await;
         assert!(location(&res).starts_with("/login?error=locked"), "{}", location(&res));
-        let detail: String = sqlx::query_scalar("SELECT detail FROM audit_log WHERE action = 'login.lockout'")
-            .fetch_one(app.db().reader())
+        // The owner's browser still gets in, and its own failures count on its own cookie…
+        assert_eq!(location(&app.login(owner, OWNER_EMAIL, PASSWORD).await), "/");
+        for _ in 0..3 {
+            let res = app.login(owner, OWNER_EMAIL, "wrong password here").await;
+            assert!(location(&res).starts_with("/login?error=invalid"), "{}", location(&res));
+        }
+        // …so a stolen cookie gets no more guesses than anyone else.
+        let res = app.login(owner, OWNER_EMAIL, PASSWORD).await;
+        assert!(location(&res).starts_with("/login?error=locked"), "{}", location(&res));
+        // A forged cookie is a stranger's.
+        let res = browser()
+            .post(app.url("/login"))
+            .header(
+                "cookie",
+                format!("tally_device=1.{}.{}", "a".repeat(32), "b".repeat(64)),
+            )
+            .form(&[("email", OWNER_EMAIL), ("password", PASSWORD), ("next", "/")])
+            .send()
             .await
             .unwrap();
-        assert!(detail.starts_with("address"), "{detail}");
-        // The lockout ends on its own.
-        app.clock.advance(Duration::from_secs(61));
-        let res = app.login(&client, "guess100@example.com", "wrong password here").await;
-        assert!(location(&res).starts_with("/login?error=invalid"), "{}", location(&res));
+        assert!(location(&res).starts_with("/login?error=locked"), "{}", location(&res));
         app.server.shutdown().await.unwrap();
+    }
+);
+
+both_backends!(
+    parallel_guesses_get_no_more_checks_than_the_limit,
+    |backend| async move {
+        let app = TestApp::spawn_with(backend, &[("LOGIN_MAX_FAILURES", "3"), ("LOGIN_LOCKOUT", "60s")]).await;
+        let guesses: Vec<_> = (0..20)
+            .map(|_| {
+                let (url, client) = (app.url("/login"), browser());
+                tokio::spawn(async move {
+                    client
+                        .post(url)
+                        .form(&[
+                            ("email", OWNER_EMAIL),
+                            ("password", "wrong password here"),
+                            ("next", "/"),
+                        ])
+                        .send()
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        for g in guesses {
+            let res = g.await.unwrap();
+            let to = location(&res);
+            assert!(
+                to.starts_with("/login?error=invalid") || to.starts_with("/login?error=locked"),
+                "{to}"
+            );
+        }
+        // Each checked guess is audited as a failure; the others were refused unchecked.
+        let checked: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'login' AND outcome = 'failure'")
+                .fetch_one(app.db().reader())
+                .await
+                .unwrap();
+        assert!((1..=3).contains(&checked), "{checked} password checks for a limit of 3");
+        app.server.shutdown().await.unwrap();
+    }
+);
+
+both_backends!(concurrent_failures_are_counted_exactly, |backend| async move {
+    let app = TestApp::spawn_with(backend, &[("LOGIN_MAX_FAILURES", "1000")]).await;
+    let guesses: Vec<_> = (0..24)
+        .map(|_| {
+            let (url, client) = (app.url("/login"), browser());
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .form(&[
+                        ("email", "nobody@example.com"),
+                        ("password", "wrong password here"),
+                        ("next", "/"),
+                    ])
+                    .send()
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for g in guesses {
+        g.await.unwrap();
+    }
+    let counts: Vec<i64> = sqlx::query_scalar("SELECT failures FROM login_throttle ORDER BY key")
+        .fetch_all(app.db().reader())
+        .await
+        .unwrap();
+    // One account key and one address key, 24 each: no update lost.
+    assert_eq!(counts, vec![24, 24]);
+    app.server.shutdown().await.unwrap();
+});
+
+both_backends!(what_an_attempt_stores_and_logs_is_bounded, |backend| async move {
+    let app = TestApp::spawn_with(backend, &[("LOGIN_MAX_FAILURES", "1000")]).await;
+    let huge = format!("{}@example.com", "a".repeat(1_000_000));
+    let password_in_the_email_field = "Tr0ub4dor&3-secret";
+    for typed in [huge.as_str(), password_in_the_email_field] {
+        let res = app.login(&browser(), typed, "wrong password here").await;
+        assert!(location(&res).starts_with("/login?error=invalid"));
+    }
+    let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM login_throttle")
+        .fetch_all(app.db().reader())
+        .await
+        .unwrap();
+    assert!(keys.iter().all(|k| k.len() <= 80), "{keys:?}");
+    let rows: Vec<(Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT admin_email, detail FROM audit_log WHERE action = 'login' AND outcome = 'failure'")
+            .fetch_all(app.db().reader())
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 2);
+    for (email, detail) in rows {
+        assert_eq!(email, None, "neither was an email address to record");
+        assert_eq!(detail.as_deref(), Some("not an email address"));
+    }
+    let all: Vec<String> =
+        sqlx::query_scalar("SELECT COALESCE(detail, '') || COALESCE(admin_email, '') FROM audit_log")
+            .fetch_all(app.db().reader())
+            .await
+            .unwrap();
+    assert!(
+        !all.iter().any(|t| t.contains("Tr0ub4dor")),
+        "the typed text is not kept"
+    );
+    app.server.shutdown().await.unwrap();
+});
+
+both_backends!(
+    the_client_address_is_the_peer_unless_it_is_a_trusted_proxy,
+    |backend| async move {
+        for (trusted, expected) in [(None, "127.0.0.1"), (Some("127.0.0.1/32"), "198.51.100.7")] {
+            let mut extra = vec![("LOGIN_MAX_FAILURES", "1000")];
+            if let Some(t) = trusted {
+                extra.push(("TRUSTED_PROXIES", t));
+            }
+            let app = TestApp::spawn_with(backend, &extra).await;
+            browser()
+                .post(app.url("/login"))
+                .header("x-forwarded-for", "6.6.6.6, 198.51.100.7")
+                .form(&[
+                    ("email", "x@example.com"),
+                    ("password", "wrong password here"),
+                    ("next", "/"),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let addr: Option<String> =
+                sqlx::query_scalar("SELECT client_addr FROM audit_log WHERE action = 'login' AND outcome = 'failure'")
+                    .fetch_one(app.db().reader())
+                    .await
+                    .unwrap();
+            assert_eq!(addr.as_deref(), Some(expected), "TRUSTED_PROXIES {trusted:?}");
+            let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM login_throttle WHERE key LIKE 'address:%'")
+                .fetch_all(app.db().reader())
+                .await
+                .unwrap();
+            assert_eq!(keys, vec![format!("address:{expected}")]);
+            app.server.shutdown().await.unwrap();
+        }
     }
 );

@@ -190,3 +190,16 @@ pub async fn require_login(
         }
     }
 }
+
+/// Sets the request's client address (`guard::client_address`, with `TRUSTED_PROXIES`).
+pub async fn client_address(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(peer) = peer {
+        let client = super::guard::client_address(peer, request.headers(), &state.config.trusted_proxies);
+        request.extensions_mut().insert(super::guard::ClientAddr(client));
+    }
+    next.run(request).await
+}

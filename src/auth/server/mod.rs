@@ -1,6 +1,7 @@
 //! Server side of authentication: password hashing, the session store, login/logout handlers,
 //! the middleware that guards pages and server functions, and role checks.
 
+pub mod device;
 pub mod guard;
 pub mod handlers;
 pub mod middleware;
