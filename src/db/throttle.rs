@@ -26,9 +26,7 @@ const MAX_LOCKOUT_SECS: i64 = 3600;
 /// email; anything else is hashed as typed, at most its first kilobyte).
 pub fn account_key(typed: &str) -> String {
     let normal = crate::auth::normalize_email(typed).unwrap_or_else(|_| {
-        let mut t = typed.trim().to_lowercase();
-        t.truncate(t.floor_char_boundary(1024));
-        t
+        typed.trim().chars().take(1024).collect::<String>().to_lowercase()
     });
     format!("account:{}", hex(&Sha256::digest(normal.as_bytes())))
 }
