@@ -577,7 +577,8 @@ pub async fn page(
 
 fn csv_field(text: &str) -> String {
     // Quote everything; double inner quotes; neutralise spreadsheet formulas.
-    let safe = if text.starts_with(['=', '+', '-', '@']) && text.parse::<f64>().is_err() {
+    // (OWASP's list: = + - @, tab and carriage return; a plain number such as -12.50 stays one.)
+    let safe = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) && text.parse::<f64>().is_err() {
         format!("'{text}")
     } else {
         text.to_string()
@@ -749,6 +750,10 @@ mod tests {
         assert_eq!(csv_field("a\"b"), "\"a\"\"b\"");
         assert_eq!(csv_field("=HYPERLINK(1)"), "\"'=HYPERLINK(1)\"");
         assert_eq!(csv_field("-12.50"), "\"-12.50\"");
+        assert_eq!(csv_field("\t=1+1"), "\"'\t=1+1\"");
+        assert_eq!(csv_field("\r=cmd"), "\"'\r=cmd\"");
+        assert_eq!(csv_field("+1-2@x"), "\"'+1-2@x\"");
+        assert_eq!(csv_field("@SUM(A1)"), "\"'@SUM(A1)\"");
     }
 
     #[test]
