@@ -145,7 +145,11 @@ pub async fn reset_password(id: i64, password: String) -> Result<String, ServerF
     let hash = crate::auth::server::password::hash(password)
         .await
         .map_err(|e| super::internal("password hashing failed", e))?;
-    crate::db::admins::set_password_hash(&state.db, id, &hash)
+    // The admin's sessions end: whoever knew the old password is signed out everywhere.
+    let change = crate::db::admins::PasswordChange::Reset {
+        at_ms: state.config.clock.now_millis(),
+    };
+    crate::db::admins::set_password_hash(&state.db, id, &hash, change)
         .await
         .map_err(server::change_error)?;
     server::audit_change(&state, &me, "admin.password_reset", id, "success", None).await;

@@ -13,6 +13,8 @@ pub struct AdminRow {
     pub disabled: bool,
     pub created_at: i64,
     pub last_login_at: Option<i64>,
+    /// When an owner last reset the password (Unix ms): sessions from before it are over.
+    pub password_reset_ms: i64,
 }
 
 /// An admin together with the stored password hash; never leaves the server.
@@ -21,7 +23,7 @@ pub struct AdminCredentials {
     pub password_hash: String,
 }
 
-const COLUMNS: &str = "id, email, role, disabled, created_at, last_login_at";
+const COLUMNS: &str = "id, email, role, disabled, created_at, last_login_at, password_reset_ms";
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<AdminRow, DbError> {
     let role: String = row.try_get("role")?;
@@ -32,7 +34,17 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<AdminRow, DbError> {
         disabled: row.try_get::<i64, _>("disabled")? != 0,
         created_at: row.try_get("created_at")?,
         last_login_at: row.try_get("last_login_at")?,
+        password_reset_ms: row.try_get("password_reset_ms")?,
     })
+}
+
+/// Why a password hash changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PasswordChange {
+    /// An owner set a new password (at this time, Unix ms).
+    Reset { at_ms: i64 },
+    /// The same password, hashed with stronger parameters at login.
+    Upgrade,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,13 +116,28 @@ pub async fn create(db: &Db, email: &str, password_hash: &str, role: Role) -> Re
     result.ok_or(AdminChangeError::EmailTaken)
 }
 
-pub async fn set_password_hash(db: &Db, id: i64, password_hash: &str) -> Result<(), AdminChangeError> {
-    let done = sqlx::query("UPDATE admins SET password_hash = $1, updated_at = $2 WHERE id = $3")
-        .bind(password_hash)
-        .bind(now_unix())
-        .bind(id)
-        .execute(db.writer())
-        .await?;
+/// Stores a new password hash. A reset (`Change::Reset`) also ends the admin's sessions that
+/// began before `at_ms`; an upgrade of the same password's hash at login does not.
+pub async fn set_password_hash(
+    db: &Db,
+    id: i64,
+    password_hash: &str,
+    change: PasswordChange,
+) -> Result<(), AdminChangeError> {
+    let reset_ms = match change {
+        PasswordChange::Reset { at_ms } => Some(at_ms),
+        PasswordChange::Upgrade => None,
+    };
+    let done = sqlx::query(
+        "UPDATE admins SET password_hash = $1, updated_at = $2, password_reset_ms = COALESCE($3, password_reset_ms) \
+         WHERE id = $4",
+    )
+    .bind(password_hash)
+    .bind(now_unix())
+    .bind(reset_ms)
+    .bind(id)
+    .execute(db.writer())
+    .await?;
     if done.rows_affected() == 0 {
         return Err(AdminChangeError::NotFound);
     }

@@ -440,6 +440,10 @@ both_backends!(password_reset_and_hash_upgrade, |backend| async move {
         )
         .await;
     assert!(res.text().await.unwrap().contains("at least 12 characters"));
+    // The admin is signed in somewhere when the owner resets the password…
+    let elsewhere = app.logged_in("old@example.com").await;
+    assert_eq!(elsewhere.get(app.url("/")).send().await.unwrap().status(), 200);
+    app.clock.advance(std::time::Duration::from_millis(5));
     let res = app
         .call(
             &app.client,
@@ -448,6 +452,9 @@ both_backends!(password_reset_and_hash_upgrade, |backend| async move {
         )
         .await;
     assert_eq!(res.status(), 200);
+    // …and that session is over; the owner's own session is not.
+    assert_eq!(elsewhere.get(app.url("/")).send().await.unwrap().status(), 303);
+    assert_eq!(app.get("/").await.status(), 200);
     let res = app.login(&browser(), "old@example.com", "a brand new passphrase").await;
     assert_eq!(location(&res), "/");
     app.server.shutdown().await.unwrap();

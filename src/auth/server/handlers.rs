@@ -206,7 +206,7 @@ async fn attempt_login(
     if needs_rehash {
         match password::hash(form.password).await {
             Ok(h) => {
-                if let Err(e) = admins::set_password_hash(db, admin.id, &h).await {
+                if let Err(e) = admins::set_password_hash(db, admin.id, &h, admins::PasswordChange::Upgrade).await {
                     tracing::warn!(error = %e, "could not upgrade a password hash");
                 }
             }

@@ -131,7 +131,8 @@ pub async fn require_login(
                 admins::find(&state.db, s.admin_id).await
             };
             match account {
-                Ok(Some(row)) if !row.disabled => {
+                // A password reset after this login ends the session.
+                Ok(Some(row)) if !row.disabled && row.password_reset_ms <= s.login_at_ms => {
                     // Push the idle timer forward, but write the session at most twice per idle period.
                     let refresh_every_ms = (auth.idle_timeout.as_millis() as i64 / 2).clamp(1, 60_000);
                     if now - s.seen_at_ms >= refresh_every_ms {
