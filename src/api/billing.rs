@@ -323,8 +323,15 @@ pub async fn refund_payment(
         }
         Err(RefundError::Db(e)) => Err(super::internal("recording a refund failed", e)),
         Err(e) => {
-            if let RefundError::Stripe(se) = &e {
-                audit(&state, &me, "payment.refund", &charge_id, false, se.to_string()).await;
+            match &e {
+                RefundError::Stripe(se) => {
+                    audit(&state, &me, "payment.refund", &charge_id, false, se.to_string()).await;
+                }
+                RefundError::OutcomeUnknown(message) => {
+                    let detail = format!("outcome unknown, being checked: {message}");
+                    audit(&state, &me, "payment.refund", &charge_id, false, detail).await;
+                }
+                _ => {}
             }
             Err(ServerFnError::new(e.to_string()))
         }
@@ -398,6 +405,8 @@ pub struct PaymentView {
     pub currency: String,
     pub refunded: i64,
     pub remaining: i64,
+    /// Refunds asked for whose outcome Stripe did not confirm: being checked.
+    pub checking: i64,
     pub customer_id: Option<String>,
     pub customer_email: Option<String>,
     pub card: Option<String>,
@@ -471,6 +480,13 @@ pub async fn payment_detail(id: String) -> Result<Option<PaymentView>, ServerFnE
         (Some(brand), Some(last4)) => Some(format!("{brand} •••• {last4}")),
         _ => None,
     };
+    let checking: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refund_requests WHERE charge_id = $1 AND status = 'unknown'",
+    )
+    .bind(&id)
+    .fetch_one(db.reader())
+    .await
+    .map_err(failed)?;
     let r = refundable.unwrap_or(crate::billing::refunds::Refundable {
         captured: 0,
         refunded: 0,
@@ -487,6 +503,7 @@ pub async fn payment_detail(id: String) -> Result<Option<PaymentView>, ServerFnE
         currency: r.currency.clone(),
         refunded: r.refunded,
         remaining: if r.status == "succeeded" { r.remaining } else { 0 },
+        checking,
         customer_id: row.try_get("customer_id").map_err(failed)?,
         customer_email: row.try_get("email").map_err(failed)?,
         card,

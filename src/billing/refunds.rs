@@ -46,6 +46,9 @@ pub enum RefundError {
     Invalid(String),
     #[error("{}", .0.admin_message())]
     Stripe(StripeApiError),
+    /// Stripe did not say whether it refunded (a timeout, a 5xx, an unreadable answer).
+    #[error("Stripe did not confirm this refund ({0}). Tally is checking its outcome; until then the amount counts as being refunded, and it is never sent twice.")]
+    OutcomeUnknown(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -83,7 +86,7 @@ async fn refundable_on(conn: &mut sqlx::AnyConnection, charge_id: &str) -> Resul
          (SELECT CAST(COALESCE(SUM(f.amount), 0) AS BIGINT) FROM refunds f \
           WHERE f.charge_id = c.id AND f.deleted = 0 AND COALESCE(f.status, '') NOT IN ('failed', 'canceled')) AS listed, \
          (SELECT CAST(COALESCE(SUM(r.amount), 0) AS BIGINT) FROM refund_requests r \
-          WHERE r.charge_id = c.id AND (r.status = 'sending' OR (r.status = 'sent' AND NOT EXISTS \
+          WHERE r.charge_id = c.id AND (r.status IN ('sending', 'unknown') OR (r.status = 'sent' AND NOT EXISTS \
             (SELECT 1 FROM refunds f WHERE f.id = r.refund_id)))) AS in_flight \
          FROM charges c WHERE c.id = $1",
     )
@@ -126,13 +129,22 @@ fn valid_key(key: &str) -> bool {
 async fn earlier(
     db: &Db,
     key: &str,
+    charge_id: &str,
 ) -> Result<Option<(String, Option<String>, i64, String, Option<String>)>, RefundError> {
     let row = sqlx::query(
-        "SELECT status, refund_id, amount, currency, request_id FROM refund_requests WHERE idempotency_key = $1",
+        "SELECT status, refund_id, amount, currency, request_id, charge_id FROM refund_requests WHERE idempotency_key = $1",
     )
     .bind(key)
     .fetch_optional(db.writer())
     .await?;
+    // A form's key belongs to the payment it was rendered for.
+    if let Some(r) = &row {
+        if r.try_get::<String, _>("charge_id")? != charge_id {
+            return Err(RefundError::Invalid(
+                "The form has expired; reload the page and try again.".into(),
+            ));
+        }
+    }
     Ok(match row {
         Some(r) => Some((
             r.try_get("status")?,
@@ -145,7 +157,11 @@ async fn earlier(
     })
 }
 
-fn repeat(key: &str, found: (String, Option<String>, i64, String, Option<String>)) -> Result<RefundDone, RefundError> {
+fn repeat(
+    key: &str,
+    charge_id: &str,
+    found: (String, Option<String>, i64, String, Option<String>),
+) -> Result<RefundDone, RefundError> {
     let (status, refund_id, amount, currency, request_id) = found;
     match (status.as_str(), refund_id) {
         ("sent", Some(refund_id)) => Ok(RefundDone {
@@ -154,19 +170,32 @@ fn repeat(key: &str, found: (String, Option<String>, i64, String, Option<String>
             amount,
             currency,
             request_id,
-            stripe_idempotency_key: stripe_key(key, amount),
+            stripe_idempotency_key: stripe_key(charge_id, key, amount),
             sent_now: false,
         }),
+        ("unknown", _) => Err(RefundError::Invalid(
+            "This refund was already submitted; Stripe did not confirm it and Tally is checking its outcome.".into(),
+        )),
         _ => Err(RefundError::Invalid(
             "This refund was already submitted and is being sent to Stripe; reload the page in a moment.".into(),
         )),
     }
 }
 
-/// The key Stripe sees: the form's key and the amount, so a corrected amount after a refusal is a
-/// new request while a double submit is the same one.
-fn stripe_key(form_key: &str, amount: i64) -> String {
-    format!("tally-refund-{form_key}-{amount}")
+/// The key Stripe sees: the charge, the form's key and the amount, so a corrected amount after a
+/// refusal is a new request while a double submit (or a check of an unknown outcome) is the same
+/// one, and one form's key can never stand for a refund of another payment.
+fn stripe_key(charge_id: &str, form_key: &str, amount: i64) -> String {
+    format!("tally-refund-{charge_id}-{form_key}-{amount}")
+}
+
+/// Whether a failed request may still have been carried out by Stripe: it was not answered (a
+/// timeout or a broken connection), failed on Stripe's side (5xx), was answered unreadably, or
+/// met the same key in flight (409). A 4xx refusal or a rate limit is a definite no.
+fn outcome_unknown(e: &StripeApiError) -> bool {
+    use crate::stripe::ErrorKind;
+    matches!(e.kind, ErrorKind::Connection | ErrorKind::Api | ErrorKind::Unexpected)
+        || (e.status == Some(409) && e.kind != ErrorKind::Idempotency)
 }
 
 /// Checks the form, records the request, asks Stripe, records the refund (pending until its
@@ -183,9 +212,9 @@ pub async fn refund(
             "The form has expired; reload the page and try again.".into(),
         ));
     }
-    if let Some(found) = earlier(db, &form.idempotency_key).await? {
+    if let Some(found) = earlier(db, &form.idempotency_key, &form.charge_id).await? {
         if found.0 != "refused" {
-            return repeat(&form.idempotency_key, found);
+            return repeat(&form.idempotency_key, &form.charge_id, found);
         }
         // Refused before: the admin may correct the form and submit it again.
         sqlx::query("DELETE FROM refund_requests WHERE idempotency_key = $1 AND status = 'refused'")
@@ -212,10 +241,12 @@ pub async fn refund(
     };
     if inserted == 0 {
         // The same form, submitted twice at once: the other submit is sending it.
-        let found = earlier(db, &form.idempotency_key).await?.ok_or(RefundError::NotFound)?;
-        return repeat(&form.idempotency_key, found);
+        let found = earlier(db, &form.idempotency_key, &form.charge_id)
+            .await?
+            .ok_or(RefundError::NotFound)?;
+        return repeat(&form.idempotency_key, &form.charge_id, found);
     }
-    let key = stripe_key(&form.idempotency_key, amount);
+    let key = stripe_key(&form.charge_id, &form.idempotency_key, amount);
     let metadata = HashMap::from([
         ("tally_admin".to_string(), admin_email.to_string()),
         ("tally_refund_key".to_string(), form.idempotency_key.clone()),
@@ -253,6 +284,20 @@ pub async fn refund(
                 stripe_idempotency_key: key,
                 sent_now: true,
             })
+        }
+        Err(e) if outcome_unknown(&e) => {
+            sqlx::query(
+                "UPDATE refund_requests SET status = 'unknown', error = $1, request_id = $2, next_check_at = $3 \
+                 WHERE idempotency_key = $4",
+            )
+            .bind(e.admin_message())
+            .bind(e.request_id.as_deref())
+            .bind(now_unix() + FIRST_CHECK_SECS)
+            .bind(&form.idempotency_key)
+            .execute(db.writer())
+            .await?;
+            tracing::warn!(charge_id = %form.charge_id, kind = e.kind.as_str(), "refund outcome unknown; checking it");
+            Err(RefundError::OutcomeUnknown(e.admin_message()))
         }
         Err(e) => {
             sqlx::query(
@@ -346,4 +391,161 @@ async fn check_and_record(
     .execute(&mut *conn)
     .await?;
     Ok((charge, amount, reason, inserted.rows_affected()))
+}
+
+/// Seconds before an unknown outcome is first checked.
+const FIRST_CHECK_SECS: i64 = 5;
+/// A request still "sending" this long after it was recorded was interrupted (a crash between
+/// sending it and recording Stripe's answer): its outcome is unknown.
+const INTERRUPTED_AFTER_SECS: i64 = 60;
+/// Stripe keeps idempotency keys for at least 24 hours: within this, the same request may be
+/// sent again and Stripe answers with what it did the first time.
+const RESEND_WITHIN_SECS: i64 = 23 * 3600;
+
+/// What checking a request of unknown outcome found.
+enum Settled {
+    Sent { refund: Value, request_id: Option<String> },
+    Refused(String),
+    StillUnknown(String),
+}
+
+/// Settles refund requests whose outcome is unknown (and requests interrupted while being sent):
+/// Stripe's refunds of the charge are listed, and one carrying the form's key is the answer;
+/// otherwise the same request is sent again with the same idempotency key, which Stripe carries
+/// out at most once. `now` is the clock's time (now_unix; tests pass a later one). Returns how
+/// many it looked at.
+pub async fn settle_unknown(db: &Db, stripe: &dyn StripeApi, now: i64) -> Result<usize, DbError> {
+    let rows = sqlx::query(
+        "SELECT idempotency_key, charge_id, amount, reason, admin_id, admin_email, created_at, checks \
+         FROM refund_requests WHERE (status = 'unknown' AND next_check_at <= $1) OR (status = 'sending' AND created_at <= $2) \
+         ORDER BY created_at LIMIT 20",
+    )
+    .bind(now)
+    .bind(now - INTERRUPTED_AFTER_SECS)
+    .fetch_all(db.reader())
+    .await?;
+    for row in &rows {
+        let key: String = row.try_get("idempotency_key")?;
+        let charge: String = row.try_get("charge_id")?;
+        let amount: i64 = row.try_get("amount")?;
+        let reason: Option<String> = row.try_get("reason")?;
+        let admin_email: String = row.try_get("admin_email")?;
+        let admin_id: i64 = row.try_get("admin_id")?;
+        let created_at: i64 = row.try_get("created_at")?;
+        let checks: i64 = row.try_get("checks")?;
+        let sent_at = super::sent_at();
+        let outcome = settle_one(
+            stripe,
+            &key,
+            &charge,
+            amount,
+            reason.as_deref(),
+            &admin_email,
+            now - created_at,
+        )
+        .await;
+        let (outcome_text, detail) = match outcome {
+            Settled::Sent { refund, request_id } => {
+                let refund_id = refund.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+                sqlx::query(
+                    "UPDATE refund_requests SET status = 'sent', refund_id = $1, request_id = COALESCE($2, request_id), \
+                     error = NULL WHERE idempotency_key = $3",
+                )
+                .bind(&refund_id)
+                .bind(request_id.as_deref())
+                .bind(&key)
+                .execute(db.writer())
+                .await?;
+                super::project_or_log(db, Resource::Refund, &refund, sent_at).await;
+                (
+                    "success",
+                    format!("refund {refund_id} confirmed after its outcome was unknown"),
+                )
+            }
+            Settled::Refused(message) => {
+                sqlx::query("UPDATE refund_requests SET status = 'refused', error = $1 WHERE idempotency_key = $2")
+                    .bind(&message)
+                    .bind(&key)
+                    .execute(db.writer())
+                    .await?;
+                ("refused", format!("not carried out by Stripe: {message}"))
+            }
+            Settled::StillUnknown(message) => {
+                sqlx::query(
+                    "UPDATE refund_requests SET status = 'unknown', error = $1, checks = checks + 1, next_check_at = $2 \
+                     WHERE idempotency_key = $3",
+                )
+                .bind(&message)
+                .bind(now + (30 * (1i64 << checks.clamp(0, 7))).min(3600))
+                .bind(&key)
+                .execute(db.writer())
+                .await?;
+                continue;
+            }
+        };
+        let entry = crate::db::audit::NewEntry {
+            admin_id: Some(admin_id),
+            admin_email: Some(admin_email),
+            action: "payment.refund_settled",
+            target: Some(charge),
+            outcome: outcome_text,
+            detail: Some(detail),
+            ..Default::default()
+        };
+        crate::db::audit::record(db, entry).await?;
+    }
+    Ok(rows.len())
+}
+
+async fn settle_one(
+    stripe: &dyn StripeApi,
+    key: &str,
+    charge: &str,
+    amount: i64,
+    reason: Option<&str>,
+    admin_email: &str,
+    age_secs: i64,
+) -> Settled {
+    let filters = [("charge".to_string(), charge.to_string())];
+    match stripe.list_path("/refunds", &filters, None).await {
+        Ok(page) => {
+            let ours = page.data.into_iter().find(|r| {
+                crate::webhooks::projection::read::at(r, &["metadata", "tally_refund_key"]).and_then(Value::as_str)
+                    == Some(key)
+                    && r.get("amount").and_then(Value::as_i64) == Some(amount)
+            });
+            if let Some(refund) = ours {
+                return Settled::Sent {
+                    refund,
+                    request_id: None,
+                };
+            }
+        }
+        Err(e) => return Settled::StillUnknown(e.admin_message()),
+    }
+    if age_secs > RESEND_WITHIN_SECS {
+        return Settled::Refused("Stripe has no refund for this request a day after it was made.".into());
+    }
+    let metadata = HashMap::from([
+        ("tally_admin".to_string(), admin_email.to_string()),
+        ("tally_refund_key".to_string(), key.to_string()),
+    ]);
+    let reason = reason.and_then(RefundReason::parse);
+    match ops::create_refund(
+        stripe,
+        charge,
+        amount,
+        reason,
+        metadata,
+        &stripe_key(charge, key, amount),
+    )
+    .await
+    {
+        Ok(response) => Settled::Sent {
+            refund: response.body,
+            request_id: response.request_id,
+        },
+        Err(e) if outcome_unknown(&e) => Settled::StillUnknown(e.admin_message()),
+        Err(e) => Settled::Refused(e.admin_message()),
+    }
 }

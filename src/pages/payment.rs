@@ -45,6 +45,7 @@ fn PaymentCard(p: PaymentView, refund: ServerAction<RefundPayment>) -> impl Into
         view! { <a href=format!("/customers/{id}")>{label}</a> }
     });
     let can_refund = p.remaining > 0;
+    let checking = (p.checking > 0).then(|| fmt(p.checking));
     let refunds_empty = p.refunds.is_empty();
     view! {
         <section class="card">
@@ -54,6 +55,10 @@ fn PaymentCard(p: PaymentView, refund: ServerAction<RefundPayment>) -> impl Into
                 <dt>"Status"</dt><dd data-field="status">{p.status.clone().unwrap_or_default()}</dd>
                 <dt>"Amount"</dt><dd data-field="amount">{fmt(p.amount)}</dd>
                 <dt>"Refunded"</dt><dd data-field="refunded">{fmt(p.refunded)}</dd>
+                {checking.map(|amount| view! {
+                    <dt>"Refund outcome being checked"</dt>
+                    <dd data-field="checking">{format!("{amount}: Stripe did not confirm it; Tally is checking (it is never sent twice)")}</dd>
+                })}
                 <dt>"Customer"</dt><dd>{customer}</dd>
                 <dt>"Card"</dt><dd>{p.card.clone().unwrap_or_else(|| "—".into())}</dd>
                 {p.failure.clone().map(|f| view! { <dt>"Failure"</dt><dd>{f}</dd> })}

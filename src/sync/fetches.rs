@@ -28,6 +28,12 @@ pub async fn run(db: Db, stripe: Option<Arc<dyn StripeApi>>) {
         if let Err(e) = projection::mrr_history::settle_due(&db).await {
             tracing::warn!(error = %e, "could not apply the discounts' starts and ends to MRR");
         }
+        // Refunds Stripe did not confirm are settled with Stripe (never sent twice).
+        if let Some(stripe) = stripe.as_deref() {
+            if let Err(e) = crate::billing::refunds::settle_unknown(&db, stripe, crate::db::now_unix()).await {
+                tracing::warn!(error = %e, "could not check refunds of unknown outcome");
+            }
+        }
         match drain_once(&db, stripe.as_deref()).await {
             Ok(n) if n > 0 => continue,
             Ok(_) => {}

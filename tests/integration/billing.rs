@@ -462,7 +462,7 @@ both_backends!(
         );
         assert_eq!(
             sent[0].idempotency_key.as_deref(),
-            Some("tally-refund-form0001key-2000")
+            Some("tally-refund-ch_1-form0001key-2000")
         );
         let refund_id: String = sqlx::query_scalar("SELECT id FROM refunds WHERE charge_id = 'ch_1'")
             .fetch_one(app.db().reader())
@@ -476,7 +476,7 @@ both_backends!(
         assert_eq!(audit.0, "ch_1");
         assert!(
             audit.1.contains(&refund_id)
-                && audit.1.contains("tally-refund-form0001key-2000")
+                && audit.1.contains("tally-refund-ch_1-form0001key-2000")
                 && audit.1.contains("req_standin")
                 && audit.1.contains("$20.00"),
             "{}",
@@ -561,7 +561,7 @@ both_backends!(
         assert_eq!(sent.len(), 3);
         assert_eq!(
             sent[2].idempotency_key.as_deref(),
-            Some("tally-refund-form0004key-1000")
+            Some("tally-refund-ch_1-form0004key-1000")
         );
         assert_eq!(
             calls(&log, "POST", "/v1/refunds")
@@ -1006,5 +1006,224 @@ both_backends!(
             .unwrap();
         assert_eq!(requested, 3000);
         app.server.shutdown().await.unwrap();
+    }
+);
+
+/// A Stripe whose refunds endpoint fails as networks and Stripe do: an answer lost after the
+/// refund was made, or requests that never get through. Keeps the refunds it made, replays a
+/// key's first answer (as Stripe does) and lists a charge's refunds.
+#[derive(Clone, Default)]
+struct FlakyRefunds {
+    made: Arc<Mutex<Vec<Value>>>,
+    replies: Arc<Mutex<HashMap<String, (StatusCode, Value)>>>,
+    keys: Arc<Mutex<Vec<String>>>,
+    /// Requests refused unprocessed (500) before any gets through.
+    drop_next: Arc<std::sync::atomic::AtomicUsize>,
+    /// Make the refund, then answer 500.
+    lose_answer: Arc<std::sync::atomic::AtomicBool>,
+    /// Listing fails (Stripe unreachable).
+    list_fails: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FlakyRefunds {
+    async fn start(&self) -> String {
+        use std::sync::atomic::Ordering::SeqCst;
+        let this = self.clone();
+        let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: String| {
+            let this = this.clone();
+            async move {
+                let fail = json!({"error": {"type": "api_error", "message": "stand-in failure"}});
+                let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string);
+                match (method.as_str(), uri.path()) {
+                    ("GET", "/v1/refunds") => {
+                        if this.list_fails.load(SeqCst) {
+                            return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(fail));
+                        }
+                        let data = this.made.lock().unwrap().clone();
+                        (StatusCode::OK, axum::Json(json!({"object": "list", "has_more": false, "data": data})))
+                    }
+                    ("POST", "/v1/refunds") => {
+                        let key = key.unwrap_or_default();
+                        this.keys.lock().unwrap().push(key.clone());
+                        if let Some((status, reply)) = this.replies.lock().unwrap().get(&key).cloned() {
+                            return (status, axum::Json(reply));
+                        }
+                        if this.drop_next.load(SeqCst) > 0 {
+                            this.drop_next.fetch_sub(1, SeqCst);
+                            return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(fail));
+                        }
+                        let form = decode(&body);
+                        let refund = json!({"id": format!("re_flaky{}", this.made.lock().unwrap().len()), "object": "refund",
+                            "status": "succeeded", "charge": form.get("charge"), "currency": "usd", "created": tally::db::now_unix(),
+                            "amount": form.get("amount").and_then(|a| a.parse::<i64>().ok()),
+                            "metadata": {"tally_refund_key": form.get("metadata[tally_refund_key]")}});
+                        this.made.lock().unwrap().push(refund.clone());
+                        let answer = if this.lose_answer.load(SeqCst) {
+                            (StatusCode::INTERNAL_SERVER_ERROR, fail)
+                        } else {
+                            (StatusCode::OK, refund)
+                        };
+                        this.replies.lock().unwrap().insert(key, answer.clone());
+                        (answer.0, axum::Json(answer.1))
+                    }
+                    _ => (StatusCode::NOT_FOUND, axum::Json(json!({"error": {"type": "invalid_request_error"}}))),
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        base
+    }
+}
+
+both_backends!(
+    a_refund_stripe_did_not_confirm_keeps_counting_and_is_not_offered_again,
+    |backend| async move {
+        let stripe = FlakyRefunds::default();
+        stripe.lose_answer.store(true, std::sync::atomic::Ordering::SeqCst);
+        stripe.list_fails.store(true, std::sync::atomic::Ordering::SeqCst);
+        let base = stripe.start().await;
+        let app = spawn(backend, &base, &[]).await;
+        seed_charge(&app).await;
+        let res = app
+            .call(
+                &app.client,
+                "billing/refund",
+                &[
+                    ("charge_id", "ch_1"),
+                    ("amount", "20.00"),
+                    ("reason", ""),
+                    ("note", ""),
+                    ("idempotency_key", "lostform001"),
+                ],
+            )
+            .await;
+        let text = res.text().await.unwrap();
+        assert!(text.contains("did not confirm this refund"), "{text}");
+        let status: String =
+            sqlx::query_scalar("SELECT status FROM refund_requests WHERE idempotency_key = 'lostform001'")
+                .fetch_one(app.db().reader())
+                .await
+                .unwrap();
+        assert_eq!(status, "unknown");
+        // The page says so, and offers only what is surely left.
+        let page = app.get("/payments/ch_1").await.text().await.unwrap();
+        assert!(
+            page.contains("Refund outcome being checked") && page.contains("$20.00: Stripe did not confirm it"),
+            "{page}"
+        );
+        assert!(page.contains("Up to $30.00"), "{page}");
+        // A new form for the whole amount is refused: the 20.00 may have been refunded.
+        let res = app
+            .call(
+                &app.client,
+                "billing/refund",
+                &[
+                    ("charge_id", "ch_1"),
+                    ("amount", "50.00"),
+                    ("reason", ""),
+                    ("note", ""),
+                    ("idempotency_key", "lostform002"),
+                ],
+            )
+            .await;
+        assert!(res.text().await.unwrap().contains("At most $30.00 can be refunded"));
+        // Every attempt Stripe saw carried the one key: one refund at most.
+        let keys = stripe.keys.lock().unwrap().clone();
+        assert!(!keys.is_empty() && keys.iter().all(|k| *k == keys[0]), "{keys:?}");
+        assert_eq!(stripe.made.lock().unwrap().len(), 1);
+        app.server.shutdown().await.unwrap();
+    }
+);
+
+both_backends!(
+    refunds_of_unknown_outcome_are_settled_without_a_second_refund,
+    |backend| async move {
+        use std::sync::atomic::Ordering::SeqCst;
+        use tally::billing::refunds::{self, RefundError, RefundForm};
+        let stripe = FlakyRefunds::default();
+        let base = stripe.start().await;
+        let (db, api, _t) = common::db_with_stripe_and(backend, &base, &[("STRIPE_RETRY_BASE_MS", "5")]).await;
+        tally::billing::project(
+            &db,
+            Resource::Charge,
+            &json!({"id": "ch_1", "object": "charge", "amount": 9000,
+            "amount_captured": 9000, "amount_refunded": 0, "currency": "usd", "status": "succeeded", "captured": true,
+            "created": 1_700_000_100, "refunds": {"object": "list", "data": [], "has_more": false}}),
+            1_700_000_000,
+        )
+        .await
+        .unwrap();
+        let form = |key: &str, amount: &str| RefundForm {
+            charge_id: "ch_1".into(),
+            amount: Some(amount.into()),
+            idempotency_key: key.into(),
+            ..Default::default()
+        };
+        let later = tally::db::now_unix() + 10;
+        let status = |key: &'static str| {
+            let db = db.clone();
+            async move {
+                sqlx::query_scalar::<_, String>("SELECT status FROM refund_requests WHERE idempotency_key = $1")
+                    .bind(key)
+                    .fetch_one(db.reader())
+                    .await
+                    .unwrap()
+            }
+        };
+
+        // The refund was made, its answer lost: found in the charge's refunds, not made again.
+        stripe.lose_answer.store(true, SeqCst);
+        let e = refunds::refund(&db, api.as_ref(), "owner@example.com", 1, &form("lostanswer1", "10.00")).await;
+        assert!(matches!(e, Err(RefundError::OutcomeUnknown(_))), "{e:?}");
+        stripe.lose_answer.store(false, SeqCst);
+        assert_eq!(refunds::settle_unknown(&db, api.as_ref(), later).await.unwrap(), 1);
+        assert_eq!(status("lostanswer1").await, "sent");
+        assert_eq!(stripe.made.lock().unwrap().len(), 1, "no second refund");
+
+        // The request never got through: sent again with the same key, made once.
+        stripe.drop_next.store(100, SeqCst);
+        let e = refunds::refund(&db, api.as_ref(), "owner@example.com", 1, &form("neverthere1", "20.00")).await;
+        assert!(matches!(e, Err(RefundError::OutcomeUnknown(_))), "{e:?}");
+        stripe.drop_next.store(0, SeqCst);
+        let first_key = stripe.keys.lock().unwrap().last().cloned().unwrap();
+        refunds::settle_unknown(&db, api.as_ref(), later).await.unwrap();
+        assert_eq!(status("neverthere1").await, "sent");
+        assert_eq!(
+            stripe.keys.lock().unwrap().last().cloned().unwrap(),
+            first_key,
+            "the same key again"
+        );
+        assert_eq!(stripe.made.lock().unwrap().len(), 2);
+
+        // Interrupted between sending and recording (a crash): settled the same way.
+        sqlx::query(
+            "INSERT INTO refund_requests (idempotency_key, charge_id, amount, currency, admin_id, admin_email, status, created_at) \
+             VALUES ('crashed0001', 'ch_1', 500, 'usd', 1, 'owner@example.com', 'sending', $1)",
+        )
+        .bind(tally::db::now_unix() - 120)
+        .execute(db.writer())
+        .await
+        .unwrap();
+        refunds::settle_unknown(&db, api.as_ref(), tally::db::now_unix())
+            .await
+            .unwrap();
+        assert_eq!(status("crashed0001").await, "sent");
+        assert_eq!(stripe.made.lock().unwrap().len(), 3);
+
+        // All three are refunds Tally knows, and nothing more remains refundable than is true.
+        let r = refunds::refundable(&db, "ch_1").await.unwrap().unwrap();
+        assert_eq!((r.refunded, r.in_flight, r.remaining), (3500, 0, 5500));
+        // A form's key stands for its own payment only.
+        let other = RefundForm {
+            charge_id: "ch_other".into(),
+            ..form("lostanswer1", "1.00")
+        };
+        let e = refunds::refund(&db, api.as_ref(), "owner@example.com", 1, &other).await;
+        assert!(
+            matches!(e, Err(RefundError::Invalid(ref m)) if m.contains("expired")),
+            "{e:?}"
+        );
     }
 );
