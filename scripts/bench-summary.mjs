@@ -29,6 +29,13 @@ if (two) {
   add('postgres, two instances: each event to both', `${fmt(two.ingest.acknowledged)} of ${fmt(two.events * 2)} deliveries acked; ${fmt(two.stored)} stored, ${fmt(two.processed)} applied`, 'each once', once ? 'met' : 'MISSED');
   add('postgres, two instances: stuck / deadlocks / migrations', `${two.stuck} / ${two.deadlocks} / ${two.migrations} of ${two.expected_migrations}`, '0 / 0 / all once', two.stuck === 0 && two.deadlocks === 0 && two.migrations === two.expected_migrations ? 'met' : 'MISSED');
 }
+// The price of durability: SQLite's durable default (synchronous FULL) beside NORMAL, one run.
+const durable = find('sqlite', 'max_ingest');
+const normal = find('sqlite_sync_normal', 'max_ingest');
+if (durable && normal) {
+  const ratio = durable.acks_per_second / normal.acks_per_second;
+  add('sqlite acks/s: synchronous FULL (default) / NORMAL', `${fmt(durable.acks_per_second)} / ${fmt(normal.acks_per_second)} = ${fmt(ratio, 2)}`, '≥ 0.90', ratio >= 0.9 ? 'met' : 'MISSED');
+}
 const peer = find('peer', 'max_ingest');
 if (peer) {
   const at5k = find('peer', 'ingest_at_5000');

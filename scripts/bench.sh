@@ -56,6 +56,7 @@ record() { echo "$1" | tee -a "$RESULTS"; }
 # start_server DATABASE_URL WORKER(on|off)
 start_server() {
   env -i PATH="$PATH" HOME="$HOME" DATABASE_URL="$1" WEBHOOK_WORKER="$2" LISTEN_ADDR="127.0.0.1:$PORT" \
+    SQLITE_SYNCHRONOUS="${SYNC:-full}" \
     STRIPE_WEBHOOK_SECRET="$SECRET" RECONCILE_INTERVAL=off RUST_LOG=warn \
     TALLY_SITE_CONFIG="$PWD/Leptos.toml" LEPTOS_SITE_ROOT="${CARGO_TARGET_DIR:-target}/site" \
     "$BIN" serve >"$WORK/server.log" 2>&1 &
@@ -108,6 +109,15 @@ for backend in $BACKENDS; do
   record "{\"backend\":\"$backend\",\"test\":\"ingest_at_5000\",\"result\":$line}"
   peak=$(stop_server)
   record "{\"backend\":\"$backend\",\"test\":\"ingest_peak_rss_kib\",\"result\":$peak}"
+  if [ "$backend" = sqlite ]; then
+    # The same run with SQLITE_SYNCHRONOUS=normal (may lose the last commits on power loss), beside
+    # the durable default: the price of durability, measured in one run.
+    SYNC=normal start_server "sqlite://$WORK/ingest-normal.db" off
+    "$BIN" bench ingest --url "$BASE" --secret "$SECRET" --events 2000 --concurrency 16 >/dev/null # warm-up
+    line=$("$BIN" bench ingest --url "$BASE" --secret "$SECRET" --events "$EVENTS" --concurrency 64)
+    record "{\"backend\":\"sqlite_sync_normal\",\"test\":\"max_ingest\",\"result\":$line}"
+    stop_server >/dev/null
+  fi
   stage_done
 
   stage "apply backlog ($backend)"

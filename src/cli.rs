@@ -234,7 +234,9 @@ async fn serve(config: Config, site_config: &std::path::Path, demo: bool) -> Res
 }
 
 async fn migrate(config: Config) -> Result<(), String> {
-    let db = Db::connect(&config.database_url).await.map_err(|e| e.to_string())?;
+    let db = Db::connect_with(&config.database_url, config.sqlite_sync)
+        .await
+        .map_err(|e| e.to_string())?;
     db.migrate().await.map_err(|e| e.to_string())?;
     let readiness = db.readiness().await;
     db.close().await;
@@ -248,7 +250,9 @@ async fn migrate(config: Config) -> Result<(), String> {
 }
 
 async fn connect_migrated(config: &Config) -> Result<Db, String> {
-    let db = Db::connect(&config.database_url).await.map_err(|e| e.to_string())?;
+    let db = Db::connect_with(&config.database_url, config.sqlite_sync)
+        .await
+        .map_err(|e| e.to_string())?;
     db.migrate().await.map_err(|e| e.to_string())?;
     crate::webhooks::projection::mrr_history::use_policy(&db, config.mrr_discounts)
         .await

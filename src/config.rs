@@ -253,6 +253,9 @@ pub struct Config {
     /// Proxies whose `X-Forwarded-For` Tally believes (`TRUSTED_PROXIES`: addresses or CIDRs,
     /// comma-separated; none by default: the client is the socket's peer). See docs/deploy.md.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How SQLite commits (`SQLITE_SYNCHRONOUS`: `full`, the default, survives power loss;
+    /// `normal` may lose the last commits then). See docs/deploy.md.
+    pub sqlite_sync: crate::db::SqliteSync,
 }
 
 /// Scheduled reconciliation against Stripe's event list.
@@ -616,6 +619,11 @@ impl Config {
             .filter(|t| !t.is_empty())
             .map(Secret::new);
 
+        let sqlite_sync = match get("SQLITE_SYNCHRONOUS") {
+            Some(v) => crate::db::SqliteSync::parse(&v)
+                .ok_or_else(|| err("SQLITE_SYNCHRONOUS", "must be full or normal".into()))?,
+            None => Default::default(),
+        };
         let mrr_discounts = match get("MRR_DISCOUNTS") {
             Some(v) => crate::metrics::mrr::DiscountPolicy::parse(&v).map_err(|m| err("MRR_DISCOUNTS", m))?,
             None => Default::default(),
@@ -641,6 +649,7 @@ impl Config {
             mrr_discounts,
             clock: Default::default(),
             trusted_proxies,
+            sqlite_sync,
         })
     }
 

@@ -199,7 +199,7 @@ impl RunningServer {
 /// Connects to the database, applies migrations, binds `config.listen_addr` (port 0 picks a free
 /// port) and serves in the background.
 pub async fn start(config: Config, leptos_options: LeptosOptions) -> Result<RunningServer, StartError> {
-    let db = Db::connect(&config.database_url).await?;
+    let db = Db::connect_with(&config.database_url, config.sqlite_sync).await?;
     db.migrate().await?;
     // The MRR history follows MRR_DISCOUNTS (recomputed when it changed; a no-op otherwise).
     crate::webhooks::projection::mrr_history::use_policy(&db, config.mrr_discounts).await?;

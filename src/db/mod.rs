@@ -72,8 +72,42 @@ impl Readiness {
     }
 }
 
+/// How SQLite's writer commits (`SQLITE_SYNCHRONOUS`). In WAL mode `Full` syncs the log at every
+/// commit, so a transaction Tally acknowledged (an event Stripe was told 200 for) survives a
+/// power loss; `Normal` syncs only at checkpoints and can lose the last commits on power loss
+/// (never on a crash of Tally alone). The inbox's group commit keeps `Full` cheap: one sync per
+/// batch of events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SqliteSync {
+    #[default]
+    Full,
+    Normal,
+}
+
+impl SqliteSync {
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "full" => Some(SqliteSync::Full),
+            "normal" => Some(SqliteSync::Normal),
+            _ => None,
+        }
+    }
+
+    fn pragma(self) -> &'static str {
+        match self {
+            SqliteSync::Full => "PRAGMA synchronous = FULL",
+            SqliteSync::Normal => "PRAGMA synchronous = NORMAL",
+        }
+    }
+}
+
 impl Db {
+    /// Connects with durable commits (`SqliteSync::Full` on SQLite).
     pub async fn connect(url: &DatabaseUrl) -> Result<Self, DbError> {
+        Self::connect_with(url, SqliteSync::Full).await
+    }
+
+    pub async fn connect_with(url: &DatabaseUrl, sync: SqliteSync) -> Result<Self, DbError> {
         sqlx::any::install_default_drivers();
         let connect_err = |source| DbError::Connect {
             url: url.redacted(),
@@ -95,8 +129,15 @@ impl Db {
                 // cache. Four readers (two cores do not run more queries at once anyway) with
                 // 1 MiB each: their scans are served by the OS's file cache, and every private
                 // cache counts in the server's memory.
-                let write = sqlite_pool(1, 4096).connect(url.expose()).await.map_err(connect_err)?;
-                let read = sqlite_pool(4, 1024).connect(url.expose()).await.map_err(connect_err)?;
+                let write = sqlite_pool(1, 4096, sync)
+                    .connect(url.expose())
+                    .await
+                    .map_err(connect_err)?;
+                // Readers never commit: their setting does not matter.
+                let read = sqlite_pool(4, 1024, SqliteSync::Normal)
+                    .connect(url.expose())
+                    .await
+                    .map_err(connect_err)?;
                 Ok(Self {
                     backend: Backend::Sqlite,
                     read,
@@ -191,13 +232,13 @@ impl Db {
 }
 
 /// A pool of SQLite connections, each with `cache_kib` KiB of page cache.
-fn sqlite_pool(max_connections: u32, cache_kib: u32) -> AnyPoolOptions {
+fn sqlite_pool(max_connections: u32, cache_kib: u32, sync: SqliteSync) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(30))
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
-                sqlite_settings(conn).await?;
+                sqlite_settings(conn, sync).await?;
                 conn.execute(format!("PRAGMA cache_size = -{cache_kib}").as_str())
                     .await?;
                 Ok(())
@@ -205,11 +246,10 @@ fn sqlite_pool(max_connections: u32, cache_kib: u32) -> AnyPoolOptions {
         })
 }
 
-async fn sqlite_settings(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
-    // WAL lets readers run beside the writer; NORMAL is durable in WAL mode except against power
-    // loss mid-checkpoint, which is SQLite's recommended trade-off.
+async fn sqlite_settings(conn: &mut sqlx::AnyConnection, sync: SqliteSync) -> Result<(), sqlx::Error> {
+    // WAL lets readers run beside the writer; see SqliteSync for what each setting risks.
     conn.execute("PRAGMA journal_mode = WAL").await?;
-    conn.execute("PRAGMA synchronous = NORMAL").await?;
+    conn.execute(sync.pragma()).await?;
     conn.execute("PRAGMA foreign_keys = ON").await?;
     conn.execute(format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}").as_str())
         .await?;

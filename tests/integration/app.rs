@@ -217,3 +217,23 @@ both_backends!(graceful_shutdown_stops_listening, |backend| async move {
     app.server.shutdown().await.unwrap();
     assert!(client.get(url).send().await.is_err(), "no longer accepting connections");
 });
+
+/// An acknowledged event must survive a power loss: SQLite's writer commits with
+/// `synchronous = FULL` unless the operator chose `normal` (docs/deploy.md says what that risks).
+#[tokio::test]
+async fn sqlite_commits_are_durable_by_default() {
+    for (setting, expected) in [(None, 2i64), (Some("normal"), 1), (Some("full"), 2)] {
+        let test_db = common::TestDb::new(common::Backend::Sqlite).await;
+        let extra: Vec<(&str, &str)> = setting.map(|s| ("SQLITE_SYNCHRONOUS", s)).into_iter().collect();
+        let config = common::config_with(&test_db, &extra);
+        let db = tally::db::Db::connect_with(&config.database_url, config.sqlite_sync)
+            .await
+            .unwrap();
+        let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(db.writer())
+            .await
+            .unwrap();
+        assert_eq!(level, expected, "SQLITE_SYNCHRONOUS={setting:?}");
+        db.close().await;
+    }
+}
