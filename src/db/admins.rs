@@ -154,8 +154,9 @@ pub async fn record_login(db: &Db, id: i64) -> Result<(), DbError> {
 }
 
 /// Changes an admin's role and/or disabled flag, refusing to leave no active owner. The check and
-/// the change happen in one transaction on the single writer, so two owners demoting each other
-/// at once cannot both succeed.
+/// the change happen in one transaction, one change of access at a time (SQLite's single writer;
+/// a lock on Postgres, where two transactions would otherwise each count the other as the owner
+/// that stays), so two owners demoting each other at once cannot both succeed.
 pub async fn update_access(
     db: &Db,
     id: i64,
@@ -163,6 +164,30 @@ pub async fn update_access(
     disabled: Option<bool>,
 ) -> Result<AdminRow, AdminChangeError> {
     let mut tx = db.begin().await?;
+    let changed = change_access(&mut tx, id, role, disabled).await;
+    match changed {
+        Ok(row) => {
+            tx.commit().await?;
+            Ok(row)
+        }
+        Err(e) => {
+            tx.rollback().await?;
+            Err(e)
+        }
+    }
+}
+
+async fn change_access(
+    tx: &mut sqlx::AnyConnection,
+    id: i64,
+    role: Option<Role>,
+    disabled: Option<bool>,
+) -> Result<AdminRow, AdminChangeError> {
+    if !tx.backend_name().eq_ignore_ascii_case("sqlite") {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('tally:admins:access', 0))")
+            .execute(&mut *tx)
+            .await?;
+    }
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM admins WHERE id = $1"))
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -190,7 +215,6 @@ pub async fn update_access(
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    tx.commit().await?;
     Ok(AdminRow {
         role: new_role,
         disabled: new_disabled,

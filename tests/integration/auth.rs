@@ -799,3 +799,42 @@ both_backends!(
         }
     }
 );
+
+both_backends!(
+    two_owners_demoting_each_other_at_once_leave_one_owner,
+    |backend| async move {
+        use tally::db::admins;
+        let (db, _t) = common::migrated_db(backend).await;
+        let a = admins::create(&db, "a@example.com", "x", Role::Owner).await.unwrap();
+        let b = admins::create(&db, "b@example.com", "x", Role::Owner).await.unwrap();
+        for round in 0..10 {
+            let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+            let demote = |id: i64| {
+                let (db, barrier) = (db.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    admins::update_access(&db, id, Some(Role::Admin), None).await
+                })
+            };
+            let (ra, rb) = (demote(a), demote(b));
+            let (ra, rb) = (ra.await.unwrap(), rb.await.unwrap());
+            let refused = [&ra, &rb]
+                .iter()
+                .filter(|r| matches!(r, Err(admins::AdminChangeError::LastOwner)))
+                .count();
+            assert_eq!(
+                (refused, ra.is_ok() || rb.is_ok()),
+                (1, true),
+                "round {round}: {ra:?} {rb:?}"
+            );
+            let owners: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM admins WHERE role = 'owner' AND disabled = 0")
+                .fetch_one(db.reader())
+                .await
+                .unwrap();
+            assert_eq!(owners, 1, "round {round}");
+            for id in [a, b] {
+                admins::update_access(&db, id, Some(Role::Owner), None).await.unwrap();
+            }
+        }
+    }
+);
