@@ -94,7 +94,7 @@ test('a customer subscribes through Checkout and an admin refunds part of the pa
   assert.equal(refunds.length, 1);
   assert.equal(refunds[0].form.amount, '500');
   assert.equal(refunds[0].form.charge, 'ch_e2e');
-  assert.match(refunds[0].idempotencyKey, /^tally-refund-[0-9a-f]{32}-500$/);
+  assert.match(refunds[0].idempotencyKey, /^tally-refund-ch_e2e-[0-9a-f]{32}-500$/);
   assert.equal((await admin.locator('tr[data-refund="re_e2e_1"] .refund-status').innerText()).trim(), 'pending');
 
   // The refund settles when its webhook arrives.
