@@ -39,14 +39,12 @@ pub async fn pricing_plans() -> Result<PricingData, ServerFnError> {
     use sqlx::Row;
 
     let state = crate::state::AppState::from_context()?;
-    let rows = sqlx::query(
+    let rows = sqlx::query(&format!(
         "SELECT p.id AS price_id, p.unit_amount, p.currency, p.recurring_interval, p.recurring_interval_count, \
                 p.nickname, p.product_id, pr.name, pr.raw AS product_raw \
          FROM prices p JOIN products pr ON pr.id = p.product_id \
-         WHERE p.active = 1 AND p.deleted = 0 AND pr.active = 1 AND pr.deleted = 0 AND p.unit_amount IS NOT NULL \
-           AND COALESCE(p.usage_type, 'licensed') = 'licensed' \
-         ORDER BY pr.name, pr.id, p.unit_amount, p.id",
-    )
+         WHERE {OFFERED} ORDER BY pr.name, pr.id, p.unit_amount, p.id"
+    ))
     .fetch_all(state.db.reader())
     .await
     .map_err(|e| super::internal("listing prices failed", e))?;
@@ -96,6 +94,13 @@ pub async fn pricing_plans() -> Result<PricingData, ServerFnError> {
     })
 }
 
+/// The prices the pricing page shows and Checkout sells: active, licensed, recurring or one-time,
+/// with a unit amount, of an active product (`p` prices, `pr` products).
+#[cfg(feature = "ssr")]
+const OFFERED: &str = "p.active = 1 AND p.deleted = 0 AND pr.active = 1 AND pr.deleted = 0 \
+    AND p.unit_amount IS NOT NULL AND COALESCE(p.usage_type, 'licensed') = 'licensed' \
+    AND COALESCE(p.type, 'recurring') IN ('recurring', 'one_time')";
+
 /// Creates a Checkout Session for the price and sends the browser to it (a 302 with JavaScript
 /// off). Returns the session's URL.
 #[server(endpoint = "public/checkout")]
@@ -109,12 +114,15 @@ pub async fn start_checkout(price_id: String, token: String) -> Result<String, S
             "This plan is not available; reload the pricing page.",
         ));
     }
-    let recurring: Option<Option<String>> =
-        sqlx::query_scalar("SELECT type FROM prices WHERE id = $1 AND active = 1 AND deleted = 0")
-            .bind(&price_id)
-            .fetch_optional(state.db.reader())
-            .await
-            .map_err(|e| super::internal("reading a price failed", e))?;
+    // Only what the pricing page offers is sold: an archived product, a metered or tiered price,
+    // or any price the page does not show is refused before Stripe is called.
+    let recurring: Option<Option<String>> = sqlx::query_scalar(&format!(
+        "SELECT p.type FROM prices p JOIN products pr ON pr.id = p.product_id WHERE p.id = $1 AND {OFFERED}"
+    ))
+    .bind(&price_id)
+    .fetch_optional(state.db.reader())
+    .await
+    .map_err(|e| super::internal("reading a price failed", e))?;
     let Some(kind) = recurring else {
         return Err(ServerFnError::new(
             "This plan is not available any more; reload the pricing page.",

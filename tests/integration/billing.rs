@@ -285,15 +285,44 @@ both_backends!(
         let sent = calls(&log, "POST", "/v1/checkout/sessions");
         assert_eq!(sent[1].idempotency_key, sent[0].idempotency_key);
         assert_eq!(sent[2].form["mode"], "payment");
-        // An archived or unknown price never reaches Stripe.
-        let res = form_post(
+        // What the pricing page does not offer never reaches Stripe: an unknown price, an active
+        // price of an archived product, a metered price, a tiered price without a unit amount.
+        seed(
             &app,
-            &visitor,
-            "public/checkout",
-            &[("price_id", "price_old_gone"), ("token", token)],
+            Resource::Price,
+            json!({"id": "price_metered", "object": "price", "product": "prod_pro", "active": true,
+            "currency": "usd", "unit_amount": 3, "type": "recurring",
+            "recurring": {"interval": "month", "interval_count": 1, "usage_type": "metered"}}),
         )
         .await;
-        assert!(res.status().is_client_error() || res.status().is_server_error() || res.status().is_redirection());
+        seed(
+            &app,
+            Resource::Price,
+            json!({"id": "price_tiered", "object": "price", "product": "prod_pro", "active": true,
+            "currency": "usd", "unit_amount": null, "billing_scheme": "tiered", "type": "recurring",
+            "recurring": {"interval": "month", "interval_count": 1, "usage_type": "licensed"}}),
+        )
+        .await;
+        let pricing = visitor
+            .get(app.url("/pricing"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for price in ["price_old_gone", "price_old", "price_metered", "price_tiered"] {
+            assert!(!pricing.contains(price), "{price} is not on the pricing page");
+            let res = visitor
+                .post(app.url("/api/public/checkout"))
+                .header("accept", "application/json")
+                .form(&[("price_id", price), ("token", token)])
+                .send()
+                .await
+                .unwrap();
+            assert!(!res.status().is_success(), "{price}");
+            assert!(res.text().await.unwrap().contains("not available"), "{price}");
+        }
         assert_eq!(calls(&log, "POST", "/v1/checkout/sessions").len(), 3);
         // The CSP lets the pricing form lead to Stripe's hosted pages.
         let page = visitor.get(app.url("/pricing")).send().await.unwrap();
