@@ -40,6 +40,7 @@ RESULTS="$OUT/results.jsonl"
 : > "$RESULTS"
 WORK=$(mktemp -d /var/tmp/tally-bench.XXXXXX)
 SECRET=whsec_benchmark_secret
+METRICS_TOKEN=bench-metrics-$$-$RANDOM
 PORT=39$(( RANDOM % 90 + 10 ))
 BASE="http://127.0.0.1:$PORT"
 SERVER_PID=""
@@ -56,7 +57,7 @@ record() { echo "$1" | tee -a "$RESULTS"; }
 # start_server DATABASE_URL WORKER(on|off)
 start_server() {
   env -i PATH="$PATH" HOME="$HOME" DATABASE_URL="$1" WEBHOOK_WORKER="$2" LISTEN_ADDR="127.0.0.1:$PORT" \
-    SQLITE_SYNCHRONOUS="${SYNC:-full}" \
+    SQLITE_SYNCHRONOUS="${SYNC:-full}" METRICS_TOKEN="$METRICS_TOKEN" \
     STRIPE_WEBHOOK_SECRET="$SECRET" RECONCILE_INTERVAL=off RUST_LOG=warn \
     TALLY_SITE_CONFIG="$PWD/Leptos.toml" LEPTOS_SITE_ROOT="${CARGO_TARGET_DIR:-target}/site" \
     "$BIN" serve >"$WORK/server.log" 2>&1 &
@@ -81,11 +82,11 @@ stop_server() {
 
 pending() { pending_at "$BASE"; }
 pending_at() {
-  curl -fsS "$1/metrics" | awk '/^tally_inbox_events\{status="pending"\}/ {p=$2} /^tally_inbox_events\{status="processing"\}/ {q=$2} END {print p+q}'
+  curl -fsS -H "Authorization: Bearer $METRICS_TOKEN" "$1/metrics" | awk '/^tally_inbox_events\{status="pending"\}/ {p=$2} /^tally_inbox_events\{status="processing"\}/ {q=$2} END {print p+q}'
 }
 # Events an instance's worker finished (applied, superseded or ignored), from its /metrics.
 processed_at() {
-  curl -fsS "$1/metrics" | awk '/^tally_events_processed_total\{outcome="(applied|stale|ignored)"\}/ {n+=$2} END {print n+0}'
+  curl -fsS -H "Authorization: Bearer $METRICS_TOKEN" "$1/metrics" | awk '/^tally_events_processed_total\{outcome="(applied|stale|ignored)"\}/ {n+=$2} END {print n+0}'
 }
 
 if [ "$PAGES_ONLY" = 1 ]; then BACKENDS=""; PEER=0; fi
@@ -147,7 +148,7 @@ if [[ " $BACKENDS " == *" postgres "* ]]; then
   BASE_B="http://127.0.0.1:$PORT_B"
   launch() {
     env -i PATH="$PATH" HOME="$HOME" DATABASE_URL="$DB" WEBHOOK_WORKER=on LISTEN_ADDR="127.0.0.1:$1" \
-      STRIPE_WEBHOOK_SECRET="$SECRET" RECONCILE_INTERVAL=off RUST_LOG=warn \
+      STRIPE_WEBHOOK_SECRET="$SECRET" RECONCILE_INTERVAL=off RUST_LOG=warn METRICS_TOKEN="$METRICS_TOKEN" \
       TALLY_SITE_CONFIG="$PWD/Leptos.toml" LEPTOS_SITE_ROOT="${CARGO_TARGET_DIR:-target}/site" \
       "$BIN" serve >"$WORK/$2" 2>&1 &
   }

@@ -133,16 +133,27 @@ pub async fn track_http(request: Request, next: Next) -> Response {
 
 /// `GET /metrics` in Prometheus' text format; with `METRICS_TOKEN` set, only for
 /// `Authorization: Bearer <token>`.
-pub async fn export(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(token) = &state.config.metrics_token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
-            return (StatusCode::UNAUTHORIZED, "metrics need METRICS_TOKEN as a bearer token").into_response();
-        }
+pub async fn export(
+    State(state): State<AppState>,
+    admin: Option<axum::Extension<crate::auth::CurrentAdmin>>,
+    headers: HeaderMap,
+) -> Response {
+    // Not public: a scraper shows METRICS_TOKEN as a bearer token; without one configured, only
+    // a signed-in admin's browser may read it.
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let allowed = match (&state.config.metrics_token, given) {
+        (Some(token), Some(given)) => constant_time_eq(given.as_bytes(), token.expose().as_bytes()),
+        _ => admin.is_some(),
+    };
+    if !allowed {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "metrics need METRICS_TOKEN as a bearer token (set it to let Prometheus scrape), or a signed-in admin",
+        )
+            .into_response();
     }
     let m = metrics();
     let mut out = String::with_capacity(8192);

@@ -54,7 +54,11 @@ async fn two_instances_on_one_postgres_apply_every_event_exactly_once() {
     let test_db = common::TestDb::new(Backend::Postgres).await;
     let config = common::config_with(
         &test_db,
-        &[("STRIPE_WEBHOOK_SECRET", SECRET), ("RECONCILE_INTERVAL", "off")],
+        &[
+            ("STRIPE_WEBHOOK_SECRET", SECRET),
+            ("RECONCILE_INTERVAL", "off"),
+            ("METRICS_TOKEN", "scale-metrics-token"),
+        ],
     );
     // Both start at once on an empty database: the migrations run once.
     let (a, b) = tokio::join!(
@@ -114,7 +118,10 @@ async fn two_instances_on_one_postgres_apply_every_event_exactly_once() {
     );
     assert_eq!(scalar(&a.db, "SELECT COUNT(*) FROM customers").await, EVENTS as i64);
     // Each delivery was counted by the instance that answered it.
-    let metrics = reqwest::get(format!("{base_a}/metrics"))
+    let metrics = reqwest::Client::new()
+        .get(format!("{base_a}/metrics"))
+        .bearer_auth("scale-metrics-token")
+        .send()
         .await
         .unwrap()
         .text()
@@ -180,10 +187,37 @@ both_backends!(
 );
 
 #[tokio::test]
-async fn metrics_can_require_a_token() {
+async fn metrics_are_not_public() {
+    // Not public by default: without a token only a signed-in admin reads it.
+    let app = common::TestApp::spawn_with(Backend::Sqlite, &[]).await;
+    assert_eq!(
+        common::browser()
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let res = common::browser()
+        .get(app.url("/metrics"))
+        .bearer_auth("anything")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401, "no token configured: no bearer opens it");
+    assert_eq!(app.get("/metrics").await.status(), 200, "a signed-in admin may look");
+    app.server.shutdown().await.unwrap();
     let app = common::TestApp::spawn_with(Backend::Sqlite, &[("METRICS_TOKEN", "s3cret-metrics-token")]).await;
     let anonymous = common::browser();
     assert_eq!(anonymous.get(app.url("/metrics")).send().await.unwrap().status(), 401);
+    let wrong = anonymous
+        .get(app.url("/metrics"))
+        .bearer_auth("s3cret-metrics-tokeX")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
     let res = anonymous
         .get(app.url("/metrics"))
         .bearer_auth("s3cret-metrics-token")
