@@ -181,16 +181,32 @@ impl DatabaseUrl {
         self.sqlite_file.as_ref()
     }
 
-    /// The URL with any password replaced, safe for logs and error messages.
+    /// The URL with any password replaced (in the user part, or a `password=`/`sslpassword=`
+    /// parameter), safe for logs, error messages and the status page.
     pub fn redacted(&self) -> String {
-        match Url::parse(&self.url) {
-            Ok(mut url) if url.password().is_some() => {
-                // Cannot fail for URLs with a host, which postgres URLs have (checked in parse).
-                let _ = url.set_password(Some("[redacted]"));
-                url.to_string()
-            }
-            _ => self.url.clone(),
+        let Ok(mut url) = Url::parse(&self.url) else {
+            return self.url.clone();
+        };
+        if url.password().is_some() {
+            // Cannot fail for URLs with a host, which postgres URLs have (checked in parse).
+            let _ = url.set_password(Some("[redacted]"));
         }
+        let secret = |key: &str| matches!(key.to_ascii_lowercase().as_str(), "password" | "sslpassword");
+        if url.query_pairs().any(|(k, _)| secret(&k)) {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if secret(&k) {
+                        "[redacted]".to_string()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        url.to_string()
     }
 }
 
@@ -738,6 +754,22 @@ mod tests {
         }
         assert!(shown.contains("sk_live_[redacted]"));
         assert!(shown.contains("db.example.com"));
+        // A password given as a parameter is redacted too, in Debug and wherever redacted() is shown.
+        let c = config(&[(
+            "DATABASE_URL",
+            "postgres://tally@db.example.com/tally?sslmode=require&password=paramsecret&sslpassword=keysecret",
+        )])
+        .unwrap();
+        let shown = format!("{c:?} {}", c.database_url.redacted());
+        assert!(
+            !shown.contains("paramsecret") && !shown.contains("keysecret"),
+            "{shown}"
+        );
+        assert!(c.database_url.redacted().contains("sslmode=require"));
+        assert!(
+            c.database_url.expose().contains("paramsecret"),
+            "the real URL still connects"
+        );
     }
 
     #[test]
