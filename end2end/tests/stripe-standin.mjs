@@ -52,7 +52,8 @@ export async function startStripeStandIn() {
         id, object: 'checkout.session', status: 'open', payment_status: 'unpaid', mode: form.mode,
         url: `${base}/pay/${id}`, success_url: form.success_url, cancel_url: form.cancel_url,
         amount_total: PRICE.unit_amount, currency: 'usd', created: now(), livemode: false,
-        metadata: { tally_price: form['metadata[tally_price]'] }, customer: null, subscription: null,
+        metadata: { tally_price: form['metadata[tally_price]'], tally_reference: form['metadata[tally_reference]'] },
+        customer: null, subscription: null,
       };
       state.sessions.set(id, session);
       return json(200, session);

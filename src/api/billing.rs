@@ -224,11 +224,20 @@ pub async fn checkout_result(session_id: String) -> Result<Option<CheckoutOutcom
         (Some(a), Some(c)) => Some(money::format(a, &c)),
         _ => None,
     };
+    // The buyer's email and a link to their billing portal only for a session this Tally made
+    // (its pricing page's reference) and only for a day: an old link (a browser's history, a
+    // forwarded email) or another session's id shows the outcome and nothing personal.
+    let ours = read::at(&session, &["metadata", "tally_reference"])
+        .and_then(|r| r.as_str())
+        .is_some_and(|r| r.len() == 32 && r.bytes().all(|b| b.is_ascii_hexdigit()));
+    let fresh = read::int(&session, "created").is_some_and(|c| crate::db::now_unix() - c <= 86_400);
+    let personal = ours && fresh;
     let email = read::at(&session, &["customer_details", "email"])
         .and_then(|e| e.as_str())
         .map(str::to_string)
-        .or_else(|| read::text(&session, "customer_email"));
-    let customer = read::id(&session, "customer");
+        .or_else(|| read::text(&session, "customer_email"))
+        .filter(|_| personal);
+    let customer = read::id(&session, "customer").filter(|_| personal);
     let portal_link = customer
         .filter(|c| c.starts_with("cus_"))
         .map(|c| crate::billing::portal_link::path(state.link_secret.expose(), &c, crate::db::now_unix()));

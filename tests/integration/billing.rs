@@ -62,8 +62,16 @@ async fn stand_in() -> (String, Log) {
                     "mode": form.get("mode"), "url": format!("{base}/pay/cs_test_{n}"), "created": created, "livemode": false,
                     "amount_total": 2000, "currency": "usd"
                 })),
+                // Made by another Tally or by hand (no reference of this Tally), or two days ago.
+                ("GET", p) if p == "/v1/checkout/sessions/cs_test_old" || p == "/v1/checkout/sessions/cs_test_foreign" => (StatusCode::OK, json!({
+                    "id": &p["/v1/checkout/sessions/".len()..], "object": "checkout.session", "status": "complete", "payment_status": "paid",
+                    "metadata": if p.ends_with("foreign") { json!({}) } else { json!({"tally_reference": "0123456789abcdef0123456789abcdef"}) },
+                    "mode": "subscription", "amount_total": 2000, "currency": "usd", "customer": "cus_new", "livemode": false,
+                    "customer_details": {"email": "buyer@example.com"}, "created": if p.ends_with("old") { created - 2 * 86_400 } else { created }
+                })),
                 ("GET", "/v1/checkout/sessions/cs_test_paid") => (StatusCode::OK, json!({
                     "id": "cs_test_paid", "object": "checkout.session", "status": "complete", "payment_status": "paid",
+                    "metadata": {"tally_reference": "0123456789abcdef0123456789abcdef"},
                     "mode": "subscription", "amount_total": 2000, "currency": "usd", "customer": "cus_new", "livemode": false,
                     "customer_details": {"email": "buyer@example.com"}, "created": created,
                     "line_items": {"object": "list", "has_more": false, "data": [{"id": "li_1", "object": "item", "description": "Pro", "amount_total": 2000, "currency": "usd", "price": {"id": "price_pro_month"}}]},
@@ -411,6 +419,19 @@ both_backends!(
         );
         let cancel = page_text(&visitor, app.url("/checkout/cancel")).await;
         assert!(cancel.contains("No payment was taken") && cancel.contains("href=\"/pricing\""));
+
+        // A session this Tally did not make, or one two days old: the outcome, nothing personal.
+        for id in ["cs_test_foreign", "cs_test_old"] {
+            let html = page_text(&visitor, app.url(&format!("/checkout/success?session_id={id}"))).await;
+            assert!(
+                html.contains("Thank you, you are all set") && html.contains("$20.00"),
+                "{id}: {html}"
+            );
+            assert!(
+                !html.contains("buyer@example.com") && !html.contains("/billing/portal?"),
+                "{id}: {html}"
+            );
+        }
 
         // The signed portal link from the success page works without an account…
         let html = page_text(&visitor, app.url("/checkout/success?session_id=cs_test_paid")).await;
