@@ -254,6 +254,8 @@ pub struct Config {
     pub reconcile: ReconcileSettings,
     /// Requests per second each payments-API key may make (`API_RATE_LIMIT`, default 10).
     pub api_rate_limit: u32,
+    /// Checkouts and checkout results a minute per client address (`PUBLIC_RATE_LIMIT`, default 20).
+    pub public_rate_limit: u32,
     /// How long a page waits for figures being recomputed after a change before it shows the
     /// previous ones, at most 10 s old (`FIGURES_WAIT_MS`, default 20, so that with rendering a
     /// page stays within 30 ms; see db::cache).
@@ -615,6 +617,16 @@ impl Config {
             None => 10,
         };
 
+        let public_rate_limit = match get("PUBLIC_RATE_LIMIT") {
+            Some(v) => v.parse().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(|| {
+                err(
+                    "PUBLIC_RATE_LIMIT",
+                    "must be a number of requests a minute from 1 to 10000".into(),
+                )
+            })?,
+            None => 20,
+        };
+
         let figures_wait = match get("FIGURES_WAIT_MS") {
             Some(v) => v
                 .parse()
@@ -660,6 +672,7 @@ impl Config {
             webhooks,
             reconcile,
             api_rate_limit,
+            public_rate_limit,
             figures_wait,
             metrics_token,
             mrr_discounts,

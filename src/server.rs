@@ -216,7 +216,7 @@ pub async fn start(config: Config, leptos_options: LeptosOptions) -> Result<Runn
     let mut leptos_options = leptos_options;
     leptos_options.site_addr = addr;
     let events = Arc::new(tokio::sync::Notify::new());
-    let stripe = crate::stripe::from_config(&config)?;
+    let (stripe, stripe_public) = crate::stripe::from_config_split(&config)?;
     let worker = crate::webhooks::worker::Worker {
         db: db.clone(),
         wake: events.clone(),
@@ -235,6 +235,10 @@ pub async fn start(config: Config, leptos_options: LeptosOptions) -> Result<Runn
         ),
     };
     let api_limiter = Arc::new(crate::billing::api_v1::KeyLimiter::new(config.api_rate_limit));
+    let public_limiter = Arc::new(crate::billing::api_v1::KeyLimiter::per_window(
+        config.public_rate_limit,
+        std::time::Duration::from_secs(60),
+    ));
     let inbox = Arc::new(crate::webhooks::inbox::GroupCommit::start(
         db.clone(),
         config.stripe_mode().map(|m| m.is_live()),
@@ -248,6 +252,8 @@ pub async fn start(config: Config, leptos_options: LeptosOptions) -> Result<Runn
         stripe,
         link_secret: Arc::new(link_secret),
         api_limiter,
+        public_limiter,
+        stripe_public,
         inbox,
     };
     let (state_db, state_stripe, state_config, state_events) = (

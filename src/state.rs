@@ -17,8 +17,14 @@ pub struct AppState {
     pub db: Db,
     /// Woken when an event is stored, so the worker applies it at once.
     pub events: Arc<tokio::sync::Notify>,
-    /// Stripe's API (or a stand-in in tests).
+    /// Stripe's API (or a stand-in in tests), for admins, the worker and sync.
     pub stripe: Arc<dyn crate::stripe::StripeApi>,
+    /// The same, with its own budget, for anonymous visitors (pricing page, checkout result).
+    #[from_ref(skip)]
+    pub stripe_public: Arc<dyn crate::stripe::StripeApi>,
+    /// Per-client-address budgets for anonymous calls that reach Stripe.
+    #[from_ref(skip)]
+    pub public_limiter: Arc<crate::billing::api_v1::KeyLimiter>,
     /// The key that signs customers' billing-portal links.
     pub link_secret: Arc<crate::config::Secret>,
     /// Stores webhook deliveries in shared transactions (group commit).

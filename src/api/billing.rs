@@ -101,6 +101,23 @@ const OFFERED: &str = "p.active = 1 AND p.deleted = 0 AND pr.active = 1 AND pr.d
     AND p.unit_amount IS NOT NULL AND COALESCE(p.usage_type, 'licensed') = 'licensed' \
     AND COALESCE(p.type, 'recurring') IN ('recurring', 'one_time')";
 
+/// Anonymous calls that reach Stripe: `PUBLIC_RATE_LIMIT` a minute per client address, else a
+/// 429 that says to wait.
+#[cfg(feature = "ssr")]
+fn public_budget(state: &crate::state::AppState) -> Result<(), ServerFnError> {
+    let info = crate::auth::server::RequestInfo::current();
+    let address = info.client_addr.unwrap_or_else(|| "unknown".into());
+    if state.public_limiter.allow(&address) {
+        return Ok(());
+    }
+    if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(axum::http::StatusCode::TOO_MANY_REQUESTS);
+    }
+    Err(ServerFnError::new(
+        "Too many requests from your network; please wait a minute and try again.",
+    ))
+}
+
 /// Creates a Checkout Session for the price and sends the browser to it (a 302 with JavaScript
 /// off). Returns the session's URL.
 #[server(endpoint = "public/checkout")]
@@ -108,6 +125,7 @@ pub async fn start_checkout(price_id: String, token: String) -> Result<String, S
     use crate::stripe::ops::{self, CheckoutParams};
 
     let state = crate::state::AppState::from_context()?;
+    public_budget(&state)?;
     let price_id = price_id.trim().to_string();
     if !crate::stripe::valid_id(&price_id) || token.len() != 32 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ServerFnError::new(
@@ -141,7 +159,7 @@ pub async fn start_checkout(price_id: String, token: String) -> Result<String, S
         idempotency_key: &key,
     };
     let sent_at = crate::billing::sent_at();
-    let session = ops::create_checkout_session(state.stripe.as_ref(), &params)
+    let session = ops::create_checkout_session(state.stripe_public.as_ref(), &params)
         .await
         .map_err(|e| {
             tracing::warn!(kind = e.kind.as_str(), request_id = ?e.request_id, "creating a Checkout Session failed");
@@ -192,8 +210,9 @@ pub async fn checkout_result(session_id: String) -> Result<Option<CheckoutOutcom
     if !id.starts_with("cs_") || !crate::stripe::valid_id(id) {
         return Ok(None);
     }
+    public_budget(&state)?;
     let sent_at = crate::billing::sent_at();
-    let session = match ops::retrieve_checkout_session(state.stripe.as_ref(), id).await {
+    let session = match ops::retrieve_checkout_session(state.stripe_public.as_ref(), id).await {
         Ok(s) => s.body,
         Err(e) if matches!(e.kind, ErrorKind::NotFound | ErrorKind::InvalidRequest) => return Ok(None),
         Err(e) => {

@@ -40,17 +40,24 @@ pub fn router() -> Router<AppState> {
         })
 }
 
-/// At most `per_second` requests per key in any one-second window.
+/// At most `max` requests per key in each window (a second for API keys, a minute for client
+/// addresses).
 #[derive(Debug)]
 pub struct KeyLimiter {
-    per_second: u32,
+    max: u32,
+    window: Duration,
     windows: Mutex<HashMap<String, (Instant, u32)>>,
 }
 
 impl KeyLimiter {
     pub fn new(per_second: u32) -> Self {
+        Self::per_window(per_second, Duration::from_secs(1))
+    }
+
+    pub fn per_window(max: u32, window: Duration) -> Self {
         Self {
-            per_second: per_second.max(1),
+            max: max.max(1),
+            window,
             windows: Mutex::new(HashMap::new()),
         }
     }
@@ -60,14 +67,14 @@ impl KeyLimiter {
         let now = Instant::now();
         let mut windows = self.windows.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if windows.len() > 10_000 {
-            windows.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(1));
+            windows.retain(|_, (start, _)| now.duration_since(*start) < self.window);
         }
         let (start, count) = windows.entry(key_id.to_string()).or_insert((now, 0));
-        if now.duration_since(*start) >= Duration::from_secs(1) {
+        if now.duration_since(*start) >= self.window {
             *start = now;
             *count = 0;
         }
-        if *count >= self.per_second {
+        if *count >= self.max {
             return false;
         }
         *count += 1;

@@ -97,6 +97,15 @@ impl StripeApiError {
         }
     }
 
+    /// Tally's own budget of Stripe requests stayed used up for the whole wait (a burst of
+    /// requests); nothing was sent.
+    pub fn budget_exhausted() -> Self {
+        Self {
+            message: Some("Tally's budget of Stripe requests is in use; try again in a moment.".into()),
+            ..Self::new(ErrorKind::RateLimit)
+        }
+    }
+
     pub fn unexpected(detail: impl Into<String>) -> Self {
         Self {
             message: Some(detail.into().into_boxed_str()),
@@ -170,6 +179,12 @@ impl StripeApiError {
             ErrorKind::Permission => {
                 "The API key may not do this: give the restricted key this permission in Stripe's dashboard.".into()
             }
+            // Not from Stripe (no status): Tally's own request budget (`budget_exhausted`).
+            ErrorKind::RateLimit if self.status.is_none() => self
+                .message
+                .as_deref()
+                .unwrap_or("Tally's budget of Stripe requests is in use; try again in a moment.")
+                .to_string(),
             ErrorKind::RateLimit => "Stripe is limiting requests right now; try again in a minute.".into(),
             ErrorKind::Idempotency => {
                 "This action was already sent to Stripe with different details; reload the page and try again.".into()

@@ -283,16 +283,38 @@ impl StripeApi for Transport {
 /// The client for this configuration: the transport with the key, or one that says Stripe is not
 /// configured.
 pub fn from_config(config: &Config) -> Result<std::sync::Arc<dyn StripeApi>, StripeApiError> {
-    Ok(match &config.stripe_key {
-        Some(key) => std::sync::Arc::new(Transport::new(
+    Ok(from_config_split(config)?.0)
+}
+
+/// Two clients with separate budgets that add up to `STRIPE_MAX_REQUESTS_PER_SECOND`: one for
+/// admins, the worker and sync (three quarters), one for anonymous visitors' checkouts (a quarter,
+/// at least one a second, waiting at most 5 s). A crowd on the pricing page can use up its own
+/// budget, never the admins'.
+pub fn from_config_split(
+    config: &Config,
+) -> Result<(std::sync::Arc<dyn StripeApi>, std::sync::Arc<dyn StripeApi>), StripeApiError> {
+    let Some(key) = &config.stripe_key else {
+        return Ok((std::sync::Arc::new(NotConfigured), std::sync::Arc::new(NotConfigured)));
+    };
+    let public_rate = (config.stripe_rate_limit / 4).max(1);
+    let own_rate = config.stripe_rate_limit.saturating_sub(public_rate).max(1);
+    let client = |rate: u32, timeouts: Timeouts| {
+        Transport::new(
             key.key.expose(),
             config.stripe_api_base.as_str(),
-            config.stripe_rate_limit,
+            rate,
             config.stripe_retry.clone(),
-            Timeouts::default(),
-        )?),
-        None => std::sync::Arc::new(NotConfigured),
-    })
+            timeouts,
+        )
+    };
+    let public = Timeouts {
+        budget_wait: std::time::Duration::from_secs(5),
+        ..Timeouts::default()
+    };
+    Ok((
+        std::sync::Arc::new(client(own_rate, Timeouts::default())?),
+        std::sync::Arc::new(client(public_rate, public)?),
+    ))
 }
 
 /// Used when no key is configured.

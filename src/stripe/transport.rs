@@ -74,6 +74,9 @@ pub struct Timeouts {
     pub connect: Duration,
     /// One attempt, from sending to the whole body read.
     pub request: Duration,
+    /// How long a request waits for Tally's own request budget (the rate limiter) before it
+    /// fails with a clear error instead of queueing without end.
+    pub budget_wait: Duration,
 }
 
 impl Default for Timeouts {
@@ -81,6 +84,7 @@ impl Default for Timeouts {
         Self {
             connect: Duration::from_secs(10),
             request: Duration::from_secs(30),
+            budget_wait: Duration::from_secs(30),
         }
     }
 }
@@ -227,7 +231,12 @@ impl Transport {
         let body = Bytes::from(request.body.unwrap_or_default());
         let mut attempt = 1;
         loop {
-            self.limiter.acquire().await;
+            if tokio::time::timeout(self.timeouts.budget_wait, self.limiter.acquire())
+                .await
+                .is_err()
+            {
+                return Err(StripeApiError::budget_exhausted());
+            }
             let outcome = self.attempt(&method, &uri, &body, key.as_deref(), &version).await;
             let (error, wait) = match outcome {
                 Attempt::Done(mut response) => {

@@ -1277,3 +1277,37 @@ both_backends!(
         );
     }
 );
+
+both_backends!(anonymous_checkout_calls_are_limited_per_address, |backend| async move {
+    let (base, log) = stand_in().await;
+    let app = spawn(
+        backend,
+        &base,
+        &[("PUBLIC_RATE_LIMIT", "3"), ("TRUSTED_PROXIES", "127.0.0.1/32")],
+    )
+    .await;
+    let ask = |address: &'static str| {
+        let url = app.url("/api/public/checkout-result");
+        async move {
+            let res = common::browser()
+                .post(url)
+                .header("accept", "application/json")
+                .header("x-forwarded-for", address)
+                .form(&[("session_id", "cs_test_paid")])
+                .send()
+                .await
+                .unwrap();
+            (res.status().as_u16(), res.text().await.unwrap())
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(ask("198.51.100.1").await.0, 200);
+    }
+    let (status, text) = ask("198.51.100.1").await;
+    assert_eq!(status, 429, "{text}");
+    assert!(text.contains("Too many requests from your network"), "{text}");
+    // Another address has its own budget; Stripe saw only the calls that were allowed.
+    assert_eq!(ask("198.51.100.2").await.0, 200);
+    assert_eq!(calls(&log, "GET", "/v1/checkout/sessions/cs_test_paid").len(), 4);
+    app.server.shutdown().await.unwrap();
+});

@@ -315,3 +315,43 @@ async fn retry_after_is_honoured() {
     // Stripe's Retry-After (1 s) wins over the 5-10 ms backoff.
     assert_eq!(*waits.lock().unwrap(), vec![Duration::from_secs(1)]);
 }
+
+#[tokio::test]
+async fn waiting_for_the_request_budget_is_bounded_with_a_clear_error() {
+    let s = stand_in(vec![]).await;
+    let timeouts = Timeouts {
+        budget_wait: Duration::from_millis(50),
+        ..Timeouts::default()
+    };
+    // One request a second: of three sent at once, the later ones would wait about a second.
+    let client =
+        std::sync::Arc::new(Transport::new("sk_test_51client", &s.base, 1, fast_retries(1), timeouts).unwrap());
+    let sends: Vec<_> = (0..3)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                client
+                    .send(RequestBuilder::new(StripeMethod::Get, "/customers/cus_1"), None)
+                    .await
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    for send in sends {
+        if let Err(e) = send.await.unwrap() {
+            assert_eq!(e.kind, ErrorKind::RateLimit);
+            assert!(
+                e.admin_message().contains("budget of Stripe requests"),
+                "{}",
+                e.admin_message()
+            );
+            refused += 1;
+        }
+    }
+    assert!(refused >= 1, "a request waited past the bound");
+    assert_eq!(
+        s.seen.lock().unwrap().len(),
+        3 - refused,
+        "nothing was sent for a refused request"
+    );
+}
