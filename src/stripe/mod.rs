@@ -286,13 +286,14 @@ pub fn from_config(config: &Config) -> Result<std::sync::Arc<dyn StripeApi>, Str
     Ok(from_config_split(config)?.0)
 }
 
+/// A Stripe client shared by tasks.
+pub type SharedApi = std::sync::Arc<dyn StripeApi>;
+
 /// Two clients with separate budgets that add up to `STRIPE_MAX_REQUESTS_PER_SECOND`: one for
 /// admins, the worker and sync (three quarters), one for anonymous visitors' checkouts (a quarter,
 /// at least one a second, waiting at most 5 s). A crowd on the pricing page can use up its own
 /// budget, never the admins'.
-pub fn from_config_split(
-    config: &Config,
-) -> Result<(std::sync::Arc<dyn StripeApi>, std::sync::Arc<dyn StripeApi>), StripeApiError> {
+pub fn from_config_split(config: &Config) -> Result<(SharedApi, SharedApi), StripeApiError> {
     let Some(key) = &config.stripe_key else {
         return Ok((std::sync::Arc::new(NotConfigured), std::sync::Arc::new(NotConfigured)));
     };
