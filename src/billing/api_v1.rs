@@ -286,12 +286,67 @@ pub fn metadata(value: Option<&Value>) -> Result<HashMap<String, String>, ApiErr
     Ok(out)
 }
 
-/// `POST /api/v1/customers {email, name}` → `{customer_id, created}`; an email Tally already
-/// knows returns that customer.
+/// Records that `key` may act for `customer`.
+async fn own(state: &AppState, key: &ApiKeyRow, customer: &str) -> Result<(), ApiError> {
+    sqlx::query(
+        "INSERT INTO api_key_customers (key_id, customer_id, added_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (key_id, customer_id) DO NOTHING",
+    )
+    .bind(&key.id)
+    .bind(customer)
+    .bind(crate::db::now_unix())
+    .execute(state.db.writer())
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "could not record a key's customer");
+        ApiError::internal()
+    })?;
+    Ok(())
+}
+
+/// Whether `key` may act for `customer` (it created it, or was given it).
+async fn owns(state: &AppState, key: &ApiKeyRow, customer: &str) -> Result<bool, ApiError> {
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM api_key_customers WHERE key_id = $1 AND customer_id = $2")
+            .bind(&key.id)
+            .bind(customer)
+            .fetch_optional(state.db.reader())
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "could not read a key's customers");
+                ApiError::internal()
+            })?;
+    Ok(found.is_some())
+}
+
+/// `POST /api/v1/customers {email, name}` → `{customer_id, created}`; an email this key's own
+/// customers already have returns that customer. `{customer_id}` instead gives the key an existing
+/// customer (the operator's backend names it explicitly).
 async fn create_customer(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let key = authorize(&state, &headers).await?;
     let idempotency = idempotency_key(&headers)?;
     let body = body_object(&body)?;
+    if let Some(customer) = stripe_id(&body, "customer_id", "cus_")? {
+        let known: Option<String> = sqlx::query_scalar("SELECT id FROM customers WHERE id = $1 AND deleted = 0")
+            .bind(customer)
+            .fetch_optional(state.db.reader())
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "could not look up a customer");
+                ApiError::internal()
+            })?;
+        let Some(id) = known else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "No such customer.",
+                Some("customer_id"),
+            ));
+        };
+        own(&state, &key, &id).await?;
+        tracing::info!(api_key = %key.prefix, customer = %id, "payments API: customer given to the key");
+        return Ok(Json(json!({"customer_id": id, "created": false})).into_response());
+    }
     let email = text(&body, "email")?
         .map(str::trim)
         .filter(|e| !e.is_empty())
@@ -308,10 +363,13 @@ async fn create_customer(State(state): State<AppState>, headers: HeaderMap, body
     if name.is_some_and(|n| n.chars().count() > 256) {
         return Err(ApiError::invalid("name is longer than 256 characters.", "name"));
     }
+    // Only among this key's own customers: a key cannot find out who else is a customer.
     let existing: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM customers WHERE LOWER(email) = LOWER($1) AND deleted = 0 ORDER BY created, id LIMIT 1",
+        "SELECT c.id FROM customers c JOIN api_key_customers k ON k.customer_id = c.id AND k.key_id = $2 \
+         WHERE LOWER(c.email) = LOWER($1) AND c.deleted = 0 ORDER BY c.created, c.id LIMIT 1",
     )
     .bind(email)
+    .bind(&key.id)
     .fetch_optional(state.db.reader())
     .await
     .map_err(|e| {
@@ -326,6 +384,9 @@ async fn create_customer(State(state): State<AppState>, headers: HeaderMap, body
     let response = ops::create_customer(state.stripe.as_ref(), email, name, idempotency.as_deref()).await?;
     super::project_or_log(&state.db, Resource::Customer, &response.body, sent_at).await;
     let id = response.body.get("id").and_then(Value::as_str).unwrap_or_default();
+    if !id.is_empty() {
+        own(&state, &key, id).await?;
+    }
     tracing::info!(api_key = %key.prefix, customer = %id, request_id = ?response.request_id, "payments API: customer created");
     Ok((StatusCode::CREATED, Json(json!({"customer_id": id, "created": true}))).into_response())
 }
@@ -389,6 +450,17 @@ async fn create_payment_intent(
             "stripe_version is required with a customer: the mobile SDK's API version, for the ephemeral key.",
             "stripe_version",
         ));
+    }
+    // An ephemeral key lets a client act as the customer: only for this key's own customers.
+    if let Some(customer) = customer {
+        if !owns(&state, &key, customer).await? {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                "This key may act only for customers it created or was given (POST /api/v1/customers with customer_id).",
+                Some("customer"),
+            ));
+        }
     }
     let sent_at = super::sent_at();
     let intent = ops::create_payment_intent(

@@ -1311,3 +1311,76 @@ both_backends!(anonymous_checkout_calls_are_limited_per_address, |backend| async
     assert_eq!(calls(&log, "GET", "/v1/checkout/sessions/cs_test_paid").len(), 4);
     app.server.shutdown().await.unwrap();
 });
+
+both_backends!(
+    a_payments_api_key_acts_only_for_its_own_customers,
+    |backend| async move {
+        let (base, log) = stand_in().await;
+        let app = spawn(backend, &base, &[]).await;
+        let res = app
+            .client
+            .post(app.url("/api/api-keys/create"))
+            .header("accept", "application/json")
+            .form(&[("name", "mobile backend")])
+            .send()
+            .await
+            .unwrap();
+        let key: String = res.json().await.unwrap();
+        // A customer Tally knows from elsewhere (the dashboard, webhooks), not from this key.
+        seed(&app, Resource::Customer, json!({"id": "cus_elsewhere", "object": "customer", "email": "known@example.com", "created": 1_700_000_000})).await;
+        // Looking it up by email finds nothing of this key's: a new customer is made, and nobody learns
+        // that the email is already a customer.
+        let (status, body) = api(
+            &app,
+            &key,
+            "/api/v1/customers",
+            json!({"email": "known@example.com"}),
+            None,
+        )
+        .await;
+        assert_eq!((status, body["created"].clone()), (201, json!(true)), "{body}");
+        assert_ne!(body["customer_id"], "cus_elsewhere");
+        // No ephemeral key (nor PaymentIntent) for a customer the key was not given.
+        let intent =
+            json!({"amount": 1000, "currency": "usd", "customer": "cus_elsewhere", "stripe_version": "2024-06-20"});
+        let intents_before = calls(&log, "POST", "/v1/payment_intents").len();
+        let (status, body) = api(&app, &key, "/api/v1/payment-intents", intent.clone(), None).await;
+        assert_eq!(
+            (status, body["error"]["type"].as_str()),
+            (403, Some("permission_error")),
+            "{body}"
+        );
+        assert_eq!(calls(&log, "POST", "/v1/payment_intents").len(), intents_before);
+        assert!(calls(&log, "POST", "/v1/ephemeral_keys").is_empty());
+        // The operator's backend names it explicitly: from then on the key may act for it.
+        let (status, body) = api(
+            &app,
+            &key,
+            "/api/v1/customers",
+            json!({"customer_id": "cus_elsewhere"}),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, body["customer_id"].as_str()),
+            (200, Some("cus_elsewhere")),
+            "{body}"
+        );
+        let (status, body) = api(&app, &key, "/api/v1/payment-intents", intent, None).await;
+        assert_eq!(
+            (status, body["ephemeral_key"].as_str()),
+            (201, Some("ek_test_secret")),
+            "{body}"
+        );
+        let (status, _) = api(
+            &app,
+            &key,
+            "/api/v1/customers",
+            json!({"customer_id": "cus_nobody"}),
+            None,
+        )
+        .await;
+        assert_eq!(status, 404);
+        app.server.shutdown().await.unwrap();
+    }
+);
