@@ -11,6 +11,20 @@ pub async fn get(db: &Db, key: &str) -> Result<Option<String>, DbError> {
         .await?)
 }
 
+/// Sets `key` to `value`.
+pub async fn set(db: &Db, key: &str, value: &str) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+    )
+    .bind(key)
+    .bind(value)
+    .bind(now_unix())
+    .execute(db.writer())
+    .await?;
+    Ok(())
+}
+
 /// Remembers when this database was first set up (shown on the Settings page); later calls keep it.
 pub async fn record_install_time(db: &Db) -> Result<(), DbError> {
     let now = now_unix();

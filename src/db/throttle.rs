@@ -27,7 +27,7 @@ const MAX_LOCKOUT_SECS: i64 = 3600;
 pub fn account_key(typed: &str) -> String {
     let normal = crate::auth::normalize_email(typed)
         .unwrap_or_else(|_| typed.trim().chars().take(1024).collect::<String>().to_lowercase());
-    format!("account:{}", hex(&Sha256::digest(normal.as_bytes())))
+    format!("account:{}", hex::encode(Sha256::digest(normal.as_bytes())))
 }
 
 pub fn device_key(nonce: &str) -> String {
@@ -36,10 +36,6 @@ pub fn device_key(nonce: &str) -> String {
 
 pub fn address_key(addr: &str) -> String {
     format!("address:{addr}")
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// If `key` is locked at `now`, until when.

@@ -162,12 +162,11 @@ impl Basis {
         }
     }
 
-    /// Every discount id this basis refers to (its own and its items').
-    pub fn discount_ids(&self) -> impl Iterator<Item = &str> {
+    /// Every discount reference of this basis (its own, then its items').
+    pub fn refs(&self) -> impl Iterator<Item = &Value> {
         self.discounts
             .iter()
             .chain(self.items.iter().flat_map(|i| i.discounts.iter()))
-            .filter_map(|r| r.as_str())
     }
 
     /// The billing interval (of the first item; Stripe bills a subscription's items together).
@@ -297,23 +296,6 @@ impl Lookup {
             self.coupons.get(coupon_id)
         })
     }
-
-    /// Ids the basis refers to whose discount or coupon Tally does not know yet.
-    pub fn unknown(&self, basis: &Basis) -> Vec<String> {
-        let mut out = Vec::new();
-        for r in basis
-            .discounts
-            .iter()
-            .chain(basis.items.iter().flat_map(|i| i.discounts.iter()))
-        {
-            match self.discount(r) {
-                Some(d) if self.terms(&d).is_some() => {}
-                Some(d) => out.extend(d.coupon_id.or(d.promotion_code).or(d.id)),
-                None => out.extend(ref_id(r).map(str::to_string)),
-            }
-        }
-        out
-    }
 }
 
 /// When a once coupon stops counting: one billing interval after it started.
@@ -363,11 +345,7 @@ pub fn boundaries(basis: &Basis, lookup: &Lookup) -> Vec<i64> {
             out.extend(d.start.and_then(|s| once_end(s, interval)));
         }
     };
-    for r in basis
-        .discounts
-        .iter()
-        .chain(basis.items.iter().flat_map(|i| i.discounts.iter()))
-    {
+    for r in basis.refs() {
         if let Some(d) = lookup.discount(r) {
             add(&d);
         }
@@ -635,13 +613,6 @@ mod tests {
                 10
             ),
             600
-        );
-        assert_eq!(
-            lookup.unknown(&Basis {
-                discounts: vec![json!("di_x")],
-                ..Default::default()
-            }),
-            vec!["di_x"]
         );
     }
 

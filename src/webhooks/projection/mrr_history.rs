@@ -16,6 +16,8 @@ use crate::metrics::mrr::{self, Basis, Discount, DiscountPolicy, Lookup, Terms};
 
 /// The settings key holding the policy in force (written at start from `MRR_DISCOUNTS`).
 pub const POLICY_KEY: &str = "mrr_discount_policy";
+/// Set once every snapshot has its basis (and the history was recomputed from them).
+const BASES_KEY: &str = "mrr_history_bases";
 /// The event id of a snapshot at a discount's start or end.
 pub const BOUNDARY: &str = "discount";
 
@@ -182,11 +184,7 @@ async fn lookup(conn: &mut AnyConnection, bases: &[&Basis], customer: Option<&st
     let mut out = Lookup::default();
     let mut ids: Vec<String> = bases
         .iter()
-        .flat_map(|b| {
-            b.discounts
-                .iter()
-                .chain(b.items.iter().flat_map(|i| i.discounts.iter()))
-        })
+        .flat_map(|b| b.refs())
         .filter_map(|r| r.as_str().or_else(|| r.get("id").and_then(Value::as_str)))
         .map(str::to_string)
         .collect();
@@ -231,11 +229,7 @@ async fn lookup(conn: &mut AnyConnection, bases: &[&Basis], customer: Option<&st
     let all: Vec<&Discount> = out.discounts.values().chain(out.customer_discounts.iter()).collect();
     let inline: Vec<Discount> = bases
         .iter()
-        .flat_map(|b| {
-            b.discounts
-                .iter()
-                .chain(b.items.iter().flat_map(|i| i.discounts.iter()))
-        })
+        .flat_map(|b| b.refs())
         .filter(|r| r.is_object())
         .map(Discount::of_object)
         .collect();
@@ -298,11 +292,7 @@ pub enum Unknown {
 
 fn unknown_of(basis: &Basis, lookup: &Lookup) -> Vec<Unknown> {
     let mut out = Vec::new();
-    for r in basis
-        .discounts
-        .iter()
-        .chain(basis.items.iter().flat_map(|i| i.discounts.iter()))
-    {
+    for r in basis.refs() {
         let d = match r {
             Value::String(id) => match lookup.discounts.get(id) {
                 Some(d) => d.clone(),
@@ -650,41 +640,25 @@ pub async fn settle_due(db: &crate::db::Db) -> Result<usize, crate::db::DbError>
 /// recomputed (snapshots written before bases were kept get theirs from the inbox event or the
 /// row that wrote them, where those still exist).
 pub async fn use_policy(db: &crate::db::Db, policy: DiscountPolicy) -> Result<usize, crate::db::DbError> {
+    // Two settings read at every start; the history is read only when something changed.
     let current = crate::db::settings::get(db, POLICY_KEY).await?;
-    let without_basis: i64 = sqlx::query_scalar(
-        "SELECT CAST(COUNT(*) AS BIGINT) FROM subscription_mrr WHERE basis IS NULL AND event_id <> $1",
-    )
-    .bind(BOUNDARY)
-    .fetch_one(db.reader())
-    .await?;
-    let unset_rows: i64 = sqlx::query_scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM subscriptions WHERE mrr IS NULL")
-        .fetch_one(db.reader())
-        .await?;
-    if current.as_deref() == Some(policy.as_str()) && without_basis == 0 && unset_rows == 0 {
+    let bases = crate::db::settings::get(db, BASES_KEY).await?;
+    if current.as_deref() == Some(policy.as_str()) && bases.as_deref() == Some("1") {
         return Ok(0);
     }
     let to_db = |e: ProjectionError| crate::db::DbError::Query(sqlx::Error::Protocol(e.to_string()));
-    let mut tx = db.begin().await?;
-    sqlx::query(
-        "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-    )
-    .bind(POLICY_KEY)
-    .bind(policy.as_str())
-    .bind(crate::db::now_unix())
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    if without_basis > 0 {
+    if bases.as_deref() != Some("1") {
         fill_bases(db).await?;
     }
-    // Subscriptions with a row or a history, a transaction per page of them.
+    crate::db::settings::set(db, POLICY_KEY, policy.as_str()).await?;
+    // Every subscription with a history (paged along the history's primary key), a transaction
+    // per page, then rows that never had one (written before MRR was tracked).
     let mut after = String::new();
     let mut settled = 0usize;
     loop {
         let page: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM (SELECT id FROM subscriptions UNION SELECT subscription_id AS id FROM subscription_mrr) s \
-             WHERE id > $1 ORDER BY id LIMIT 500",
+            "SELECT DISTINCT subscription_id FROM subscription_mrr WHERE subscription_id > $1 \
+             ORDER BY subscription_id LIMIT 500",
         )
         .bind(&after)
         .fetch_all(db.reader())
@@ -699,10 +673,18 @@ pub async fn use_policy(db: &crate::db::Db, policy: DiscountPolicy) -> Result<us
         settled += page.len();
         after = last;
     }
+    let unset: Vec<String> = sqlx::query_scalar("SELECT id FROM subscriptions WHERE mrr IS NULL")
+        .fetch_all(db.reader())
+        .await?;
     let mut tx = db.begin().await?;
+    for sub in &unset {
+        settle_and_rebuild(&mut tx, sub).await.map_err(to_db)?;
+    }
     crate::db::cache::bump_counter(&mut tx, crate::db::cache::MOVEMENTS_CLOSED).await?;
     crate::db::cache::bump(&mut tx).await?;
     tx.commit().await?;
+    crate::db::settings::set(db, BASES_KEY, "1").await?;
+    settled += unset.len();
     if settled > 0 {
         tracing::info!(
             subscriptions = settled,
