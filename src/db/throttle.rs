@@ -42,7 +42,7 @@ pub fn address_key(addr: &str) -> String {
 pub async fn locked_until(db: &Db, key: &str, now: i64) -> Result<Option<i64>, DbError> {
     let until: Option<i64> = sqlx::query_scalar("SELECT locked_until FROM login_throttle WHERE key = $1")
         .bind(key)
-        .fetch_optional(db.writer())
+        .fetch_optional(db.reader())
         .await?;
     Ok(until.filter(|&u| u > now))
 }
@@ -51,7 +51,7 @@ pub async fn locked_until(db: &Db, key: &str, now: i64) -> Result<Option<i64>, D
 pub async fn failures(db: &Db, key: &str, now: i64) -> Result<i64, DbError> {
     let row = sqlx::query("SELECT failures, first_failure, locked_until FROM login_throttle WHERE key = $1")
         .bind(key)
-        .fetch_optional(db.writer())
+        .fetch_optional(db.reader())
         .await?;
     Ok(match row {
         Some(r) => {
