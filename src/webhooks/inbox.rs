@@ -38,6 +38,20 @@ impl IncomingEvent {
             .and_then(Value::as_i64)
             .ok_or("event has no created time")?;
         let object = projection::read::at(&value, &["data", "object"]);
+        // Kept in text columns, which on PostgreSQL cannot hold NUL; Stripe never sends one here.
+        let envelope = [
+            Some(id),
+            Some(event_type),
+            value.get("api_version").and_then(Value::as_str),
+        ];
+        if envelope
+            .iter()
+            .flatten()
+            .chain(connected_account(&value).iter())
+            .any(|s| s.contains('\0'))
+        {
+            return Err("event envelope contains a NUL character");
+        }
         Ok(Self {
             id: id.to_string(),
             event_type: event_type.to_string(),

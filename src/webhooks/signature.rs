@@ -207,4 +207,102 @@ mod tests {
     fn no_secrets_never_matches() {
         assert_eq!(check(&sign(BODY, "whsec_a", NOW), &[]), Err(SignatureError::Mismatch));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Header elements Stripe may add or a proxy may pass along: other schemes, unknown keys,
+        /// odd values, spaces around the element; never a second `t` and always with `=`.
+        fn extra_element() -> impl Strategy<Value = String> {
+            (
+                prop_oneof![
+                    Just("v0".to_string()),
+                    Just("v2".to_string()),
+                    Just("v1".to_string()),
+                    "[a-z]{0,8}"
+                ],
+                "[^,]{0,80}",
+                "[ \t]{0,2}",
+            )
+                .prop_filter("a second t would replace the timestamp", |(k, _, _)| k.trim() != "t")
+                .prop_map(|(k, v, pad)| format!("{pad}{k}={v}{pad}"))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+            /// Any bytes as header and body: an answer, never a panic, and never an acceptance.
+            #[test]
+            fn arbitrary_headers_are_refused_without_panicking(
+                header in proptest::collection::vec(any::<u8>(), 0..300),
+                body in proptest::collection::vec(any::<u8>(), 0..300),
+                now in any::<i64>(),
+                tolerance in any::<i64>(),
+            ) {
+                prop_assert!(verify(Some(&header), &body, &secrets(&["whsec_a"]), tolerance, now).is_err());
+            }
+
+            /// Header-shaped text: `t=` with any number (overflowing ones too), v1 values of any
+            /// length, empty elements; refused with a reason, never a panic.
+            #[test]
+            fn header_shaped_text_is_refused_without_panicking(
+                parts in proptest::collection::vec(
+                    prop_oneof![
+                        "t=-?[0-9]{0,25}",
+                        any::<i64>().prop_map(|t| format!("t={t}")),
+                        "v1=[0-9a-fA-F]{0,70}",
+                        "v1=[0-9a-f]{64}",
+                        "v0=[0-9a-f]{64}",
+                        "[a-z0-9=]{0,10}",
+                        Just(String::new()),
+                    ],
+                    0..12,
+                ),
+                now in any::<i64>(),
+            ) {
+                let header = parts.join(",");
+                prop_assert!(check_at(&header, now).is_err(), "{header:?}");
+            }
+
+            /// A genuine signature stays valid whatever else the header carries, in any position.
+            #[test]
+            fn a_valid_signature_survives_extra_elements(
+                extras in proptest::collection::vec(extra_element(), 0..6),
+                positions in proptest::collection::vec(any::<proptest::sample::Index>(), 2),
+                skew in -300i64..=300,
+            ) {
+                let t = NOW + skew;
+                let mut parts = extras;
+                parts.insert(positions[0].index(parts.len() + 1), format!("t={t}"));
+                parts.insert(positions[1].index(parts.len() + 1), format!("v1={}", hex_mac(BODY, "whsec_a", t)));
+                let header = parts.join(",");
+                prop_assert_eq!(check(&header, &["whsec_a"]), Ok(t), "{:?}", header);
+            }
+
+            /// Any change to the body, however small, or to the signed time, is a mismatch.
+            #[test]
+            fn any_changed_byte_or_time_is_refused(
+                at in any::<proptest::sample::Index>(),
+                flip in 1u8..=255,
+                shift in prop_oneof![-300i64..0, 1i64..=300],
+            ) {
+                let header = sign(BODY, "whsec_a", NOW);
+                let mut tampered = BODY.to_vec();
+                let i = at.index(tampered.len());
+                tampered[i] ^= flip;
+                prop_assert_eq!(
+                    verify(Some(header.as_bytes()), &tampered, &secrets(&["whsec_a"]), 300, NOW),
+                    Err(SignatureError::Mismatch)
+                );
+                let mac = hex_mac(BODY, "whsec_a", NOW);
+                let moved = format!("t={},v1={mac}", NOW + shift);
+                prop_assert_eq!(check(&moved, &["whsec_a"]), Err(SignatureError::Mismatch));
+            }
+        }
+
+        fn check_at(header: &str, now: i64) -> Result<i64, SignatureError> {
+            verify(Some(header.as_bytes()), BODY, &secrets(&["whsec_a"]), 300, now)
+        }
+    }
 }

@@ -4,8 +4,7 @@ use super::read::at;
 use super::{id, int, text, Col};
 
 pub fn columns(cs: &Value) -> Vec<(&'static str, Col)> {
-    let email = text(cs, "customer_email")
-        .or_else(|| at(cs, &["customer_details", "email"]).and_then(|e| e.as_str().map(str::to_string)));
+    let email = text(cs, "customer_email").or_else(|| at(cs, &["customer_details"]).and_then(|d| text(d, "email")));
     vec![
         ("customer_id", Col::Text(id(cs, "customer"))),
         ("customer_email", Col::Text(email.map(|e| e.to_lowercase()))),

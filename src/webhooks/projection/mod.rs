@@ -75,18 +75,28 @@ impl Version {
 pub mod read {
     use serde_json::Value;
 
+    /// Text as a column can hold it: PostgreSQL's text refuses NUL characters (JSON may carry
+    /// `\u0000`), so they are dropped, on both databases alike. The raw object keeps them.
+    pub fn clean(s: &str) -> String {
+        if s.contains('\0') {
+            s.replace('\0', "")
+        } else {
+            s.to_string()
+        }
+    }
+
     /// A string field; for an expandable field also the `id` of the expanded object.
     pub fn id(v: &Value, key: &str) -> Option<String> {
         match v.get(key)? {
-            Value::String(s) => Some(s.clone()),
-            Value::Object(o) => o.get("id").and_then(Value::as_str).map(str::to_string),
+            Value::String(s) => Some(clean(s)),
+            Value::Object(o) => o.get("id").and_then(Value::as_str).map(clean),
             _ => None,
         }
     }
 
     pub fn text(v: &Value, key: &str) -> Option<String> {
         match v.get(key)? {
-            Value::String(s) => Some(s.clone()),
+            Value::String(s) => Some(clean(s)),
             Value::Number(n) => Some(n.to_string()),
             Value::Bool(b) => Some(b.to_string()),
             _ => None,

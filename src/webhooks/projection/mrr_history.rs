@@ -186,7 +186,7 @@ async fn lookup(conn: &mut AnyConnection, bases: &[&Basis], customer: Option<&st
         .iter()
         .flat_map(|b| b.refs())
         .filter_map(|r| r.as_str().or_else(|| r.get("id").and_then(Value::as_str)))
-        .map(str::to_string)
+        .map(super::read::clean)
         .collect();
     ids.sort();
     ids.dedup();

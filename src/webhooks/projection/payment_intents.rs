@@ -15,7 +15,7 @@ pub fn columns(pi: &Value) -> Vec<(&'static str, Col)> {
         ("canceled_at", Col::Int(int(pi, "canceled_at"))),
         (
             "last_error",
-            Col::Text(at(pi, &["last_payment_error", "message"]).and_then(|m| m.as_str().map(str::to_string))),
+            Col::Text(at(pi, &["last_payment_error"]).and_then(|e| text(e, "message"))),
         ),
     ]
 }

@@ -1,6 +1,5 @@
 use serde_json::Value;
 
-use super::read::at;
 use super::{id, int, text, Col};
 
 pub fn columns(pm: &Value) -> Vec<(&'static str, Col)> {
@@ -10,10 +9,7 @@ pub fn columns(pm: &Value) -> Vec<(&'static str, Col)> {
         ("type", Col::Text(text(pm, "type"))),
         (
             "card_brand",
-            Col::Text(
-                text(card, "brand")
-                    .or_else(|| at(card, &["display_brand"]).and_then(|v| v.as_str().map(str::to_string))),
-            ),
+            Col::Text(text(card, "brand").or_else(|| text(card, "display_brand"))),
         ),
         ("card_last4", Col::Text(text(card, "last4"))),
         ("card_exp_month", Col::Int(int(card, "exp_month"))),

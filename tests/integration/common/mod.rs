@@ -244,3 +244,30 @@ impl Rng {
         (self.next() % n as u64) as usize
     }
 }
+
+/// Real-shape objects from Stripe's own fixtures, one per handled event type.
+pub fn fixtures() -> serde_json::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fixtures3.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str::<serde_json::Value>(&text).unwrap()["resources"].clone()
+}
+
+pub fn fixture_for(event_type: &str) -> &'static str {
+    match event_type.rsplit_once('.').map(|(prefix, _)| prefix).unwrap_or("") {
+        "customer" => "customer",
+        "customer.subscription" => "subscription",
+        "invoice" => "invoice",
+        "charge" => "charge",
+        "charge.dispute" => "dispute",
+        "refund" => "refund",
+        "payment_intent" => "payment_intent",
+        "payment_method" => "payment_method",
+        "checkout.session" => "checkout.session",
+        "product" => "product",
+        "price" => "price",
+        "coupon" => "coupon",
+        "promotion_code" => "promotion_code",
+        "customer.discount" => "discount",
+        other => panic!("no fixture for {other}"),
+    }
+}
