@@ -118,6 +118,15 @@ fn public_budget(state: &crate::state::AppState) -> Result<(), ServerFnError> {
     ))
 }
 
+/// Stripe could not be asked now (its answer failed, or the visitors' share of the request budget
+/// stayed in use): 503, a condition to retry rather than a fault of Tally's.
+fn stripe_unavailable(message: &'static str) -> ServerFnError {
+    if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(axum::http::StatusCode::SERVICE_UNAVAILABLE);
+    }
+    ServerFnError::new(message)
+}
+
 /// Creates a Checkout Session for the price and sends the browser to it (a 302 with JavaScript
 /// off). Returns the session's URL.
 #[server(endpoint = "public/checkout")]
@@ -163,7 +172,7 @@ pub async fn start_checkout(price_id: String, token: String) -> Result<String, S
         .await
         .map_err(|e| {
             tracing::warn!(kind = e.kind.as_str(), request_id = ?e.request_id, "creating a Checkout Session failed");
-            ServerFnError::new("Checkout is not available right now; please try again in a minute.")
+            stripe_unavailable("Checkout is not available right now; please try again in a minute.")
         })?;
     crate::billing::project_or_log(
         &state.db,
@@ -217,7 +226,7 @@ pub async fn checkout_result(session_id: String) -> Result<Option<CheckoutOutcom
         Err(e) if matches!(e.kind, ErrorKind::NotFound | ErrorKind::InvalidRequest) => return Ok(None),
         Err(e) => {
             tracing::warn!(kind = e.kind.as_str(), request_id = ?e.request_id, "retrieving a Checkout Session failed");
-            return Err(ServerFnError::new(
+            return Err(stripe_unavailable(
                 "We could not check your payment just now. It is safe to reload this page in a minute.",
             ));
         }

@@ -391,6 +391,19 @@ async fn create_customer(State(state): State<AppState>, headers: HeaderMap, body
     Ok((StatusCode::CREATED, Json(json!({"customer_id": id, "created": true}))).into_response())
 }
 
+/// 403 unless `customer` is one of this key's own customers (created with it, or given to it).
+async fn require_own(state: &AppState, key: &ApiKeyRow, customer: &str, param: &'static str) -> Result<(), ApiError> {
+    if owns(state, key, customer).await? {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "permission_error",
+        "This key may act only for customers it created or was given (POST /api/v1/customers with customer_id).",
+        Some(param),
+    ))
+}
+
 /// `POST /api/v1/payment-intents {amount, currency, customer?, metadata?, stripe_version?}` →
 /// `{id, client_secret, customer, ephemeral_key}`.
 async fn create_payment_intent(
@@ -453,14 +466,7 @@ async fn create_payment_intent(
     }
     // An ephemeral key lets a client act as the customer: only for this key's own customers.
     if let Some(customer) = customer {
-        if !owns(&state, &key, customer).await? {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "permission_error",
-                "This key may act only for customers it created or was given (POST /api/v1/customers with customer_id).",
-                Some("customer"),
-            ));
-        }
+        require_own(&state, &key, customer, "customer").await?;
     }
     let sent_at = super::sent_at();
     let intent = ops::create_payment_intent(
@@ -508,6 +514,8 @@ async fn create_subscription(
         .ok_or_else(|| ApiError::invalid("customer_id is required.", "customer_id"))?;
     let price = stripe_id(&body, "price_id", "price_")?
         .ok_or_else(|| ApiError::invalid("price_id is required.", "price_id"))?;
+    // Billing a customer is acting for them: only this key's own customers.
+    require_own(&state, &key, customer, "customer_id").await?;
     // A price Tally knows must be active and recurring; unknown ones are left to Stripe.
     let known: Option<(Option<i64>, Option<String>)> = sqlx::query_as("SELECT active, type FROM prices WHERE id = $1")
         .bind(price)

@@ -1312,6 +1312,86 @@ both_backends!(anonymous_checkout_calls_are_limited_per_address, |backend| async
     app.server.shutdown().await.unwrap();
 });
 
+// Anonymous checkouts have their own quarter of the Stripe request budget: with visitors queued
+// for it, an admin's call goes to Stripe at once instead of after them, and visitors who waited
+// too long get a clear answer.
+both_backends!(admins_never_queue_behind_anonymous_stripe_calls, |backend| async move {
+    let (base, log) = stand_in().await;
+    // 4 requests a second: 3 for admins and the worker, 1 for visitors.
+    let app = spawn(
+        backend,
+        &base,
+        &[
+            ("STRIPE_MAX_REQUESTS_PER_SECOND", "4"),
+            ("PUBLIC_RATE_LIMIT", "1000"),
+            ("TRUSTED_PROXIES", "127.0.0.1/32"),
+        ],
+    )
+    .await;
+    seed(
+        &app,
+        Resource::Customer,
+        json!({"id": "cus_sub", "object": "customer", "email": "sub@example.com", "created": 1_700_000_000}),
+    )
+    .await;
+    let visitors: Vec<_> = (0..10)
+        .map(|i| {
+            let url = app.url("/api/public/checkout-result");
+            tokio::spawn(async move {
+                let res = common::browser()
+                    .post(url)
+                    .header("accept", "application/json")
+                    .header("x-forwarded-for", format!("198.51.100.{}", i + 1))
+                    .form(&[("session_id", "cs_test_paid")])
+                    .send()
+                    .await
+                    .unwrap();
+                (res.status().as_u16(), res.text().await.unwrap())
+            })
+        })
+        .collect();
+    let anonymous = |log: &Log| calls(log, "GET", "/v1/checkout/sessions/cs_test_paid").len();
+    while anonymous(&log) == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let res = form_post(&app, &app.client, "billing/portal", &[("customer_id", "cus_sub")]).await;
+    assert_eq!(res.status(), 302);
+    let order: Vec<String> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| format!("{} {}", s.method, s.path))
+        .collect();
+    let portal_at = order
+        .iter()
+        .position(|s| s == "POST /v1/billing_portal/sessions")
+        .unwrap();
+    let before = order[..portal_at]
+        .iter()
+        .filter(|s| s.ends_with("cs_test_paid"))
+        .count();
+    // One visitor's call a second: the admin's went out while most visitors were still waiting
+    // (behind them it would have been eleventh). Three allows for a slow machine.
+    assert!(
+        before <= 3,
+        "the admin's call waited behind {before} anonymous calls: {order:?}"
+    );
+    let mut answered = 0;
+    for visitor in visitors {
+        let (status, text) = visitor.await.unwrap();
+        if status == 200 {
+            answered += 1;
+        } else {
+            // Waiting for the visitors' budget is bounded (5 s), with an answer that says what
+            // to do, and a status that says to retry.
+            assert_eq!(status, 503, "{text}");
+            assert!(text.contains("It is safe to reload this page in a minute"), "{text}");
+        }
+    }
+    assert!(answered >= 1 && answered == anonymous(&log), "{answered}");
+    app.server.shutdown().await.unwrap();
+});
+
 both_backends!(
     a_payments_api_key_acts_only_for_its_own_customers,
     |backend| async move {
@@ -1352,6 +1432,15 @@ both_backends!(
         );
         assert_eq!(calls(&log, "POST", "/v1/payment_intents").len(), intents_before);
         assert!(calls(&log, "POST", "/v1/ephemeral_keys").is_empty());
+        // Nor a subscription billed to it.
+        let subscription = json!({"customer_id": "cus_elsewhere", "price_id": "price_pro_month"});
+        let (status, body) = api(&app, &key, "/api/v1/subscriptions", subscription.clone(), None).await;
+        assert_eq!(
+            (status, body["error"]["type"].as_str(), body["error"]["param"].as_str()),
+            (403, Some("permission_error"), Some("customer_id")),
+            "{body}"
+        );
+        assert!(calls(&log, "POST", "/v1/subscriptions").is_empty());
         // The operator's backend names it explicitly: from then on the key may act for it.
         let (status, body) = api(
             &app,
@@ -1372,6 +1461,8 @@ both_backends!(
             (201, Some("ek_test_secret")),
             "{body}"
         );
+        let (status, body) = api(&app, &key, "/api/v1/subscriptions", subscription, None).await;
+        assert_eq!(status, 201, "{body}");
         let (status, _) = api(
             &app,
             &key,
