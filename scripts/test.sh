@@ -43,8 +43,8 @@ stage_done
 
 # The browser suite runs against what the README's run command builds and serves: the release
 # build (a bundle that optimises but does not hydrate must fail here, not in users' browsers).
-stage "cargo leptos build --release"
-cargo leptos build --release
+stage "cargo leptos build --release --precompress"
+cargo leptos build --release --precompress
 stage_done
 
 stage "browser tests (release build)"

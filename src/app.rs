@@ -1,7 +1,7 @@
 //! The document shell and the route table.
 
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, Link, Meta, MetaTags, Stylesheet, Title};
+use leptos_meta::{provide_meta_context, Link, Meta, Title};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{ParamSegment, SsrMode, StaticSegment};
 
@@ -26,13 +26,18 @@ use crate::pages::{
 };
 
 /// The HTML document around the app, rendered on the server only.
+#[cfg(feature = "ssr")]
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    use leptos_meta::MetaTags;
+    // Linked here, on the server, where the bundle's hashed file names are known.
+    let stylesheet = crate::site::stylesheet_href(&options);
     view! {
         <!DOCTYPE html>
         <html lang="en">
             <head>
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <link rel="stylesheet" id="tally-css" href=stylesheet/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
                 <MetaTags/>
@@ -59,7 +64,6 @@ pub fn App() -> impl IntoView {
         }
     }
     view! {
-        <Stylesheet id="tally-css" href="/pkg/tally.css"/>
         <Link rel="icon" type_="image/svg+xml" href="/favicon.svg"/>
         <Meta name="color-scheme" content="light dark"/>
         <Title formatter=|page: String| if page.is_empty() { "Tally".to_string() } else { format!("{page} · Tally") }/>

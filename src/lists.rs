@@ -658,9 +658,12 @@ pub async fn export(State(state): State<AppState>, Path(file): Path<String>, Raw
 }
 
 fn csv_response(name: &str, rx: tokio::sync::mpsc::Receiver<Bytes>) -> Response {
+    // Fused: a compressing layer polls once more after the end, which a bare unfold answers
+    // with a panic.
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|chunk| (Ok::<_, Infallible>(chunk), rx))
-    });
+    })
+    .fuse();
     let date = crate::metrics::month_label(crate::db::now_unix());
     (
         [

@@ -19,7 +19,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower::ServiceBuilder;
+use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::services::ServeDir;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
@@ -75,6 +77,7 @@ pub fn router(state: AppState) -> Router {
             )),
         )
         .route_layer(from_fn(crate::observability::track_http));
+    let bundle = bundle(&state.leptos_options);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -91,13 +94,18 @@ pub fn router(state: AppState) -> Router {
             context, shell,
         ))
         .route_layer(from_fn(crate::observability::track_http))
-        // Layers run outside-in from the bottom of this list: request id, logging, security
-        // headers, cross-site refusal, session, login requirement, then the route.
+        // Layers run outside-in from the bottom of this list: request id, logging, compression,
+        // security headers, cross-site refusal, session, login requirement, then the route.
         .layer(from_fn_with_state(state.clone(), middleware::require_login))
         .layer(sessions)
         .layer(from_fn_with_state(state.clone(), middleware::refuse_cross_site))
         .layer(from_fn(middleware::security_headers))
         .layer(from_fn_with_state(state.clone(), middleware::client_address))
+        // The bundle: no session or login needed, served before any of that is looked up.
+        .nest_service("/pkg", bundle)
+        // Pages and JSON gzip-compressed when the browser accepts it (the bundle comes
+        // precompressed and is left alone: it already has a Content-Encoding).
+        .layer(CompressionLayer::new())
         .merge(webhook)
         .layer(
             ServiceBuilder::new()
@@ -123,6 +131,41 @@ pub fn router(state: AppState) -> Router {
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
         )
         .with_state(state)
+}
+
+/// The compiled bundle under `/pkg`: the precompressed `.br` or `.gz` file when the browser
+/// accepts it (a release build made with `--precompress` has them), cached for good when its name
+/// carries a content hash, revalidated otherwise.
+fn bundle(options: &LeptosOptions) -> Router {
+    let dir = std::path::Path::new(&*options.site_root).join(&*options.site_pkg_dir);
+    let files = ServeDir::new(dir).precompressed_br().precompressed_gzip();
+    Router::new()
+        .fallback_service(files)
+        .layer(from_fn(bundle_cache_headers))
+}
+
+async fn bundle_cache_headers(request: Request<Body>, next: axum::middleware::Next) -> Response {
+    use axum::http::header::{HeaderValue, CACHE_CONTROL, VARY};
+    let hashed = request
+        .uri()
+        .path()
+        .rsplit('/')
+        .next()
+        .is_some_and(crate::site::is_hashed);
+    let mut response = next.run(request).await;
+    if response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED {
+        let headers = response.headers_mut();
+        headers.insert(
+            CACHE_CONTROL,
+            HeaderValue::from_static(if hashed {
+                "public, max-age=31536000, immutable"
+            } else {
+                "no-cache"
+            }),
+        );
+        headers.insert(VARY, HeaderValue::from_static("accept-encoding"));
+    }
+    response
 }
 
 /// The app's routes, generated once per process. Generating them renders the app with resource

@@ -11,7 +11,7 @@ test('overview renders and hydrates: the menu button works only once the wasm bu
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
   page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
-  const wasm = page.waitForResponse((r) => r.url().endsWith('/pkg/tally.wasm') && r.ok());
+  const wasm = page.waitForResponse((r) => /^\/pkg\/tally\.[A-Za-z0-9_-]+\.wasm$/.test(new URL(r.url()).pathname) && r.ok());
   await logIn(page, ctx.tally.base);
   await wasm;
   assert.equal(await page.title(), 'Overview · Tally');

@@ -120,6 +120,7 @@ fn public_budget(state: &crate::state::AppState) -> Result<(), ServerFnError> {
 
 /// Stripe could not be asked now (its answer failed, or the visitors' share of the request budget
 /// stayed in use): 503, a condition to retry rather than a fault of Tally's.
+#[cfg(feature = "ssr")]
 fn stripe_unavailable(message: &'static str) -> ServerFnError {
     if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
         response.set_status(axum::http::StatusCode::SERVICE_UNAVAILABLE);

@@ -65,10 +65,11 @@ pub async fn open(
     use axum::http::StatusCode;
     use axum::response::{Html, IntoResponse, Redirect};
 
+    let stylesheet = crate::site::stylesheet_href(&state.leptos_options);
     let page = |status: StatusCode, title: &str, text: &str| {
         let body = format!(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title} · Tally</title>\
-             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><link rel=\"stylesheet\" href=\"/pkg/tally.css\"></head>\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><link rel=\"stylesheet\" href=\"{stylesheet}\"></head>\
              <body><main class=\"content\"><section class=\"card\"><h1>{title}</h1><p>{text}</p>\
              <p><a class=\"button\" href=\"/pricing\">See plans</a></p></section></main></body></html>"
         );

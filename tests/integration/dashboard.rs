@@ -234,6 +234,23 @@ both_backends!(lists_filter_page_and_export, |backend| async move {
         scalar(&app, "SELECT COUNT(*) FROM subscriptions").await,
         "more rows than a page"
     );
+    // Compressed for a browser that accepts gzip, the same file once decoded (the stream ends
+    // cleanly under the compressing layer).
+    let gzipped = app
+        .client
+        .get(app.url("/export/subscriptions.csv?status=all"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+    let mut decoded = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(&gzipped.bytes().await.unwrap()[..]),
+        &mut decoded,
+    )
+    .unwrap();
+    assert_eq!(decoded, all_csv);
     let moves = app
         .get("/export/movements.csv?currency=usd&kind=churn")
         .await

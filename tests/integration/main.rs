@@ -5,6 +5,7 @@
 mod common;
 
 mod app;
+mod assets;
 mod auth;
 mod billing;
 mod cache;

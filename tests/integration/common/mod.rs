@@ -177,6 +177,7 @@ impl TestApp {
         let db = TestDb::new(backend).await;
         let config = config_with(&db, extra);
         let clock = config.clock.clone();
+        // LEPTOS_* settings among `extra` apply to the site, as the environment does for `tally serve`.
         let site = site::options(
             SiteFile {
                 output_name: "tally".into(),
@@ -184,7 +185,7 @@ impl TestApp {
                 site_pkg_dir: "pkg".into(),
                 env: None,
             },
-            |_| None,
+            |name| extra.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()),
         );
         let server = server::start(config, site).await.expect("app starts");
         let base = format!("http://{}", server.addr);
