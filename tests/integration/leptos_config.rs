@@ -46,12 +46,34 @@ fn the_files_cargo_leptos_needs_exist() {
         let path = meta[key].as_str().unwrap_or_else(|| panic!("{key} missing"));
         assert!(root.join(path).exists(), "{key} = {path} does not exist");
     }
-    // The stylesheet link in the app must point where cargo-leptos writes the CSS.
-    let app = read("src/app.rs");
+    // The stylesheet link the pages carry points where cargo-leptos writes the CSS.
     let output = meta["output-name"].as_str().unwrap();
     let pkg = meta["site-pkg-dir"].as_str().unwrap();
-    assert!(
-        app.contains(&format!("href=\"/{pkg}/{output}.css\"")),
-        "stylesheet href does not match"
+    let empty = tempfile::tempdir().unwrap();
+    let site = tally::site::options(
+        tally::site::SiteFile {
+            output_name: output.into(),
+            site_root: empty.path().to_string_lossy().into_owned(),
+            site_pkg_dir: pkg.into(),
+            env: None,
+        },
+        |_| None,
     );
+    assert_eq!(tally::site::stylesheet_href(&site), format!("/{pkg}/{output}.css"));
+    // cargo-leptos writes the hash file relative to the server binary (target/<profile>/); the
+    // server reads it in the site directory: the two must be the same file.
+    let hash_file = meta["hash-file-name"].as_str().expect("hash-file-name");
+    let site_root = meta["site-root"].as_str().unwrap();
+    let written = Path::new("target/release").join(hash_file);
+    let normalised: std::path::PathBuf = written.components().fold(std::path::PathBuf::new(), |mut p, c| {
+        match c {
+            std::path::Component::ParentDir => {
+                p.pop();
+            }
+            other => p.push(other),
+        }
+        p
+    });
+    assert_eq!(normalised, Path::new(site_root).join(tally::site::HASH_FILE));
+    assert_eq!(meta["hash-files"].as_bool(), Some(true));
 }

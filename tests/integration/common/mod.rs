@@ -178,10 +178,13 @@ impl TestApp {
         let config = config_with(&db, extra);
         let clock = config.clock.clone();
         // LEPTOS_* settings among `extra` apply to the site, as the environment does for `tally serve`.
+        // By default an empty site directory: what a page links must not depend on whether a
+        // build has left a bundle in target/site.
+        let empty_site = db._dir.path().join("site");
         let site = site::options(
             SiteFile {
                 output_name: "tally".into(),
-                site_root: "target/site".into(),
+                site_root: empty_site.to_string_lossy().into_owned(),
                 site_pkg_dir: "pkg".into(),
                 env: None,
             },
