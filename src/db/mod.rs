@@ -186,6 +186,11 @@ impl Db {
         Ok(self.write.begin().await?)
     }
 
+    /// The newest migration this binary carries (its version number).
+    pub fn schema_version(&self) -> i64 {
+        self.migrator().iter().map(|m| m.version).max().unwrap_or(0)
+    }
+
     fn migrator(&self) -> &'static Migrator {
         match self.backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,

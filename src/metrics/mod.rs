@@ -89,7 +89,7 @@ fn month_bucket(column: &str, n: usize, first_param: usize) -> String {
 }
 
 /// The movements' sums per closed month (before `current`, a month number) and kind.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct ClosedMonth {
     month: i64,
     kind: Option<MovementKind>,
@@ -137,7 +137,7 @@ async fn closed_movement_months(
     // Read before the sums, so a cached entry is never older than its counter.
     let stamp = (cache::counter(db, cache::MOVEMENTS_CLOSED).await?, current, 0);
     CLOSED
-        .get_stamped(db, &format!("movements:{currency}"), stamp, sum)
+        .get_persisted(db, &format!("movements:{currency}"), stamp, sum)
         .await
 }
 
@@ -281,7 +281,7 @@ pub async fn revenue_by_month(db: &Db, currency: &str, months: i32, now: i64) ->
         let stamp = (cache::counter(db, cache::REVENUE_CLOSED).await?, 0, 0);
         let key = format!("revenue:{currency}:{first}:{current}");
         CLOSED
-            .get_stamped(db, &key, stamp, || sum_months(db, currency, &closed_starts, current))
+            .get_persisted(db, &key, stamp, || sum_months(db, currency, &closed_starts, current))
             .await?
             .as_ref()
             .clone()

@@ -198,3 +198,61 @@ both_backends!(
         assert_eq!((*value, as_of), (7, None));
     }
 );
+
+both_backends!(
+    closed_month_figures_outlive_a_restart_until_their_counter_moves,
+    |backend| async move {
+        // Two caches stand for two processes (or one before and after a restart): the second
+        // holds nothing in memory and finds what the first stored in the database.
+        static BEFORE: Cached<Vec<i64>> = Cached::new();
+        static AFTER: Cached<Vec<i64>> = Cached::new();
+        let (db, _t) = common::migrated_db(backend).await;
+        let computed = Arc::new(AtomicUsize::new(0));
+        let compute = |value: Vec<i64>| {
+            let computed = computed.clone();
+            move || async move {
+                computed.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, DbError>(value)
+            }
+        };
+        let stamp = |n: i64| (n, 24, 0);
+        let first = BEFORE
+            .get_persisted(&db, "closed:usd", stamp(7), compute(vec![1, 2, 3]))
+            .await
+            .unwrap();
+        assert_eq!((*first).clone(), vec![1, 2, 3]);
+        assert_eq!(computed.load(Ordering::SeqCst), 1);
+        let after_restart = AFTER
+            .get_persisted(&db, "closed:usd", stamp(7), compute(vec![9, 9, 9]))
+            .await
+            .unwrap();
+        assert_eq!((*after_restart).clone(), vec![1, 2, 3], "read back, not recomputed");
+        assert_eq!(computed.load(Ordering::SeqCst), 1);
+        // The counter moved (history landed in a closed month): computed again, and stored.
+        let moved = AFTER
+            .get_persisted(&db, "closed:usd", stamp(8), compute(vec![4, 5, 6]))
+            .await
+            .unwrap();
+        assert_eq!((*moved).clone(), vec![4, 5, 6]);
+        assert_eq!(computed.load(Ordering::SeqCst), 2);
+        static THIRD: Cached<Vec<i64>> = Cached::new();
+        let again = THIRD
+            .get_persisted(&db, "closed:usd", stamp(8), compute(vec![0]))
+            .await
+            .unwrap();
+        assert_eq!((*again).clone(), vec![4, 5, 6]);
+        // Another key is its own figure; a stored value that no longer reads as the type (a new
+        // release changed it) is computed again rather than trusted.
+        sqlx::query("UPDATE figure_cache SET value = '\"not a list\"' WHERE key = 'closed:usd'")
+            .execute(db.writer())
+            .await
+            .unwrap();
+        static FOURTH: Cached<Vec<i64>> = Cached::new();
+        let unreadable = FOURTH
+            .get_persisted(&db, "closed:usd", stamp(8), compute(vec![7]))
+            .await
+            .unwrap();
+        assert_eq!((*unreadable).clone(), vec![7]);
+        assert_eq!(computed.load(Ordering::SeqCst), 3);
+    }
+);
