@@ -535,28 +535,26 @@ pub async fn page(
     let key = format!("totals:{totals_sql}\u{1f}{}", params_key.join("\u{1f}"));
     let params = base.params.clone();
     let owned_db = db.clone();
+    // Totals of a list without a search are also kept in the database (as long as the projection
+    // is unchanged), so the first list after a restart does not scan every row; searches are not,
+    // so typing cannot grow that table.
+    let keep = (!searching).then(|| key.clone());
     let (totals, totals_as_of) = TOTALS
         .get_bounded(db, &key, 0, wait, move || async move {
-            let rows = bind(sqlx::query(&totals_sql), &params)
-                .fetch_all(owned_db.reader())
-                .await?;
-            Ok::<_, crate::db::DbError>(
-                rows.iter()
-                    .map(|r| {
-                        let currency: String = r
-                            .try_get::<Option<String>, _>("currency")
-                            .ok()
-                            .flatten()
-                            .unwrap_or_default();
-                        let total: i64 = r.try_get::<Option<i64>, _>("total").ok().flatten().unwrap_or(0);
-                        Total {
-                            count: r.try_get("n").unwrap_or(0),
-                            amount: spec.amount.map(|_| money::format(total, &currency)),
-                            currency,
-                        }
-                    })
-                    .collect(),
-            )
+            let compute = || async {
+                let rows = bind(sqlx::query(&totals_sql), &params)
+                    .fetch_all(owned_db.reader())
+                    .await?;
+                Ok::<_, crate::db::DbError>(rows_to_totals(spec, &rows))
+            };
+            match keep {
+                Some(keep) => {
+                    // Read before computing: a value is never older than the stamp it is kept under.
+                    let generation = crate::db::cache::generation(&owned_db).await?;
+                    crate::db::cache::persisted(&owned_db, &keep, (generation, 0, 0), compute).await
+                }
+                None => compute().await,
+            }
         })
         .await
         .map_err(|e| {
@@ -584,6 +582,25 @@ fn csv_field(text: &str) -> String {
         text.to_string()
     };
     format!("\"{}\"", safe.replace('"', "\"\""))
+}
+
+/// A list's totals per currency from its totals query's rows.
+fn rows_to_totals(spec: &Spec, rows: &[sqlx::any::AnyRow]) -> Vec<Total> {
+    rows.iter()
+        .map(|r| {
+            let currency: String = r
+                .try_get::<Option<String>, _>("currency")
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            let total: i64 = r.try_get::<Option<i64>, _>("total").ok().flatten().unwrap_or(0);
+            Total {
+                count: r.try_get("n").unwrap_or(0),
+                amount: spec.amount.map(|_| money::format(total, &currency)),
+                currency,
+            }
+        })
+        .collect()
 }
 
 /// `GET /export/{list}.csv?filters`: every row of the filtered list, streamed as CSV (amounts as

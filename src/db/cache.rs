@@ -180,60 +180,76 @@ impl<T> Cached<T> {
 }
 
 impl<T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync> Cached<T> {
-    /// As `get_stamped`, and kept in the database (table `figure_cache`) across restarts: a
-    /// process that does not hold the value reads it there when it was stored under the same
-    /// stamp, and computes (and stores) it otherwise. For figures that are expensive and change
-    /// rarely (closed months); the stamp must be made of counter sums, which persist too.
+    /// As `get_stamped`, and kept in the database across restarts (`persisted`).
     pub async fn get_persisted<E, F, Fut>(&self, db: &Db, key: &str, stamp: Stamp, compute: F) -> Result<Arc<T>, E>
     where
         E: From<DbError>,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        // A new release or schema may compute figures differently: neither reuses the other's.
-        let stamp_text = format!(
-            "{}/{}/{}:{}:{}",
-            env!("CARGO_PKG_VERSION"),
-            db.schema_version(),
-            stamp.0,
-            stamp.1,
-            stamp.2
-        );
-        self.get_stamped(db, key, stamp, || async move {
-            let stored: Option<(String, String)> =
-                sqlx::query_as("SELECT stamp, value FROM figure_cache WHERE key = $1")
-                    .bind(key)
-                    .fetch_optional(db.reader())
-                    .await
-                    .map_err(DbError::from)?;
-            if let Some(value) = stored
-                .filter(|(stamp, _)| *stamp == stamp_text)
-                .and_then(|(_, value)| serde_json::from_str::<T>(&value).ok())
-            {
-                return Ok(value);
-            }
-            let value = compute().await?;
-            // Best effort: a failed write only means the next process computes again.
-            if let Ok(json) = serde_json::to_string(&value) {
-                let stored = sqlx::query(
-                    "INSERT INTO figure_cache (key, stamp, value, computed_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (key) DO UPDATE SET stamp = excluded.stamp, value = excluded.value, \
-                     computed_at = excluded.computed_at",
-                )
-                .bind(key)
-                .bind(&stamp_text)
-                .bind(json)
-                .bind(super::now_unix())
-                .execute(db.writer())
-                .await;
-                if let Err(e) = stored {
-                    tracing::debug!(error = %e, key, "could not keep a computed figure");
-                }
-            }
-            Ok(value)
-        })
-        .await
+        self.get_stamped(db, key, stamp, || persisted(db, key, stamp, compute))
+            .await
     }
+}
+
+/// How long a kept figure that nobody asked for again stays in `figure_cache`.
+const KEEP_SECS: i64 = 7 * 86_400;
+
+/// A figure kept in the database (table `figure_cache`) across restarts: read there when it was
+/// stored under the same stamp (and by this release and schema), computed and stored otherwise.
+/// For figures that are expensive to compute; the stamp must be made of counter sums, which
+/// persist too. Rows nobody refreshed for a week are removed when another is written.
+pub async fn persisted<T, E, F, Fut>(db: &Db, key: &str, stamp: Stamp, compute: F) -> Result<T, E>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+    E: From<DbError>,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    // A new release or schema may compute figures differently: neither reuses the other's.
+    let stamp_text = format!(
+        "{}/{}/{}:{}:{}",
+        env!("CARGO_PKG_VERSION"),
+        db.schema_version(),
+        stamp.0,
+        stamp.1,
+        stamp.2
+    );
+    let stored: Option<(String, String)> = sqlx::query_as("SELECT stamp, value FROM figure_cache WHERE key = $1")
+        .bind(key)
+        .fetch_optional(db.reader())
+        .await
+        .map_err(DbError::from)?;
+    if let Some(value) = stored
+        .filter(|(stamp, _)| *stamp == stamp_text)
+        .and_then(|(_, value)| serde_json::from_str::<T>(&value).ok())
+    {
+        return Ok(value);
+    }
+    let value = compute().await?;
+    // Best effort: a failed write only means the next process computes again.
+    if let Ok(json) = serde_json::to_string(&value) {
+        let now = super::now_unix();
+        let stored = sqlx::query(
+            "INSERT INTO figure_cache (key, stamp, value, computed_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (key) DO UPDATE SET stamp = excluded.stamp, value = excluded.value, \
+             computed_at = excluded.computed_at",
+        )
+        .bind(key)
+        .bind(&stamp_text)
+        .bind(json)
+        .bind(now)
+        .execute(db.writer())
+        .await;
+        let pruned = sqlx::query("DELETE FROM figure_cache WHERE computed_at < $1")
+            .bind(now - KEEP_SECS)
+            .execute(db.writer())
+            .await;
+        if let Err(e) = stored.and(pruned) {
+            tracing::debug!(error = %e, key, "could not keep a computed figure");
+        }
+    }
+    Ok(value)
 }
 
 impl<T> Cached<T> {

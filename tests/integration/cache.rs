@@ -254,5 +254,19 @@ both_backends!(
             .unwrap();
         assert_eq!((*unreadable).clone(), vec![7]);
         assert_eq!(computed.load(Ordering::SeqCst), 3);
+        // A kept figure nobody refreshed for a week goes when another is written.
+        sqlx::query("UPDATE figure_cache SET computed_at = 0 WHERE key = 'closed:usd'")
+            .execute(db.writer())
+            .await
+            .unwrap();
+        let other: i64 = cache::persisted(&db, "other", stamp(1), || async { Ok::<_, DbError>(5i64) })
+            .await
+            .unwrap();
+        assert_eq!(other, 5);
+        let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM figure_cache ORDER BY key")
+            .fetch_all(db.reader())
+            .await
+            .unwrap();
+        assert_eq!(keys, vec!["other".to_string()]);
     }
 );
