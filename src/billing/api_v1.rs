@@ -105,13 +105,17 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message, Some(param))
     }
 
-    fn internal() -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "api_error",
-            "Tally's database did not answer; retry with the same Idempotency-Key.",
-            None,
-        )
+    /// A database fault while `doing` something: logged, and 503 so the caller retries.
+    fn database<E: std::fmt::Display>(doing: &'static str) -> impl FnOnce(E) -> Self {
+        move |e| {
+            tracing::error!(error = %e, "{doing}");
+            Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "api_error",
+                "Tally's database did not answer; retry with the same Idempotency-Key.",
+                None,
+            )
+        }
     }
 }
 
@@ -175,10 +179,7 @@ async fn authorize(state: &AppState, headers: &HeaderMap) -> Result<ApiKeyRow, A
         .ok_or_else(unauthorized)?;
     let row = api_keys::authenticate(&state.db, key)
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "could not check an API key");
-            ApiError::internal()
-        })?
+        .map_err(ApiError::database("could not check an API key"))?
         .ok_or_else(unauthorized)?;
     if !state.api_limiter.allow(&row.id) {
         return Err(ApiError::new(
@@ -297,10 +298,7 @@ async fn own(state: &AppState, key: &ApiKeyRow, customer: &str) -> Result<(), Ap
     .bind(crate::db::now_unix())
     .execute(state.db.writer())
     .await
-    .map_err(|e| {
-        tracing::error!(error = %e, "could not record a key's customer");
-        ApiError::internal()
-    })?;
+    .map_err(ApiError::database("could not record a key's customer"))?;
     Ok(())
 }
 
@@ -312,10 +310,7 @@ async fn owns(state: &AppState, key: &ApiKeyRow, customer: &str) -> Result<bool,
             .bind(customer)
             .fetch_optional(state.db.reader())
             .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "could not read a key's customers");
-                ApiError::internal()
-            })?;
+            .map_err(ApiError::database("could not read a key's customers"))?;
     Ok(found.is_some())
 }
 
@@ -331,10 +326,7 @@ async fn create_customer(State(state): State<AppState>, headers: HeaderMap, body
             .bind(customer)
             .fetch_optional(state.db.reader())
             .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "could not look up a customer");
-                ApiError::internal()
-            })?;
+            .map_err(ApiError::database("could not look up a customer"))?;
         let Some(id) = known else {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -372,10 +364,7 @@ async fn create_customer(State(state): State<AppState>, headers: HeaderMap, body
     .bind(&key.id)
     .fetch_optional(state.db.reader())
     .await
-    .map_err(|e| {
-        tracing::error!(error = %e, "could not look up a customer by email");
-        ApiError::internal()
-    })?;
+    .map_err(ApiError::database("could not look up a customer by email"))?;
     if let Some(id) = existing {
         tracing::info!(api_key = %key.prefix, customer = %id, "payments API: existing customer returned");
         return Ok(Json(json!({"customer_id": id, "created": false})).into_response());
@@ -521,10 +510,7 @@ async fn create_subscription(
         .bind(price)
         .fetch_optional(state.db.reader())
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "could not look up a price");
-            ApiError::internal()
-        })?;
+        .map_err(ApiError::database("could not look up a price"))?;
     if let Some((active, kind)) = known {
         if active == Some(0) {
             return Err(ApiError::invalid("This price is archived.", "price_id"));
