@@ -142,6 +142,7 @@ fn bundle(options: &LeptosOptions) -> Router {
     Router::new()
         .fallback_service(files)
         .layer(from_fn(bundle_cache_headers))
+        .layer(from_fn(middleware::security_headers))
 }
 
 async fn bundle_cache_headers(request: Request<Body>, next: axum::middleware::Next) -> Response {

@@ -101,6 +101,7 @@ both_backends!(
                 header(&res, "vary").to_ascii_lowercase().contains("accept-encoding"),
                 "{path}"
             );
+            assert_eq!(header(&res, "x-content-type-options"), "nosniff", "{path}");
             assert_eq!(res.text().await.unwrap(), format!("brotli of {file}"));
             let res = fetch(&app, &path, Some("gzip")).await;
             assert_eq!(header(&res, "content-encoding"), "gzip", "{path}");
