@@ -551,7 +551,9 @@ pub async fn page(
                 Some(keep) => {
                     // Read before computing: a value is never older than the stamp it is kept under.
                     let generation = crate::db::cache::generation(&owned_db).await?;
-                    crate::db::cache::persisted(&owned_db, &keep, (generation, 0, 0), compute).await
+                    // At most once a minute: under steady webhooks totals change with every event.
+                    let every = std::time::Duration::from_secs(60);
+                    crate::db::cache::persisted(&owned_db, &keep, (generation, 0, 0), every, compute).await
                 }
                 None => compute().await,
             }

@@ -20,6 +20,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use super::{Db, DbError};
 
@@ -180,14 +181,15 @@ impl<T> Cached<T> {
 }
 
 impl<T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync> Cached<T> {
-    /// As `get_stamped`, and kept in the database across restarts (`persisted`).
+    /// As `get_stamped`, and kept in the database across restarts (`persisted`, written at every
+    /// new stamp: for figures whose stamp rarely moves).
     pub async fn get_persisted<E, F, Fut>(&self, db: &Db, key: &str, stamp: Stamp, compute: F) -> Result<Arc<T>, E>
     where
         E: From<DbError>,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.get_stamped(db, key, stamp, || persisted(db, key, stamp, compute))
+        self.get_stamped(db, key, stamp, || persisted(db, key, stamp, Duration::ZERO, compute))
             .await
     }
 }
@@ -198,8 +200,11 @@ const KEEP_SECS: i64 = 7 * 86_400;
 /// A figure kept in the database (table `figure_cache`) across restarts: read there when it was
 /// stored under the same stamp (and by this release and schema), computed and stored otherwise.
 /// For figures that are expensive to compute; the stamp must be made of counter sums, which
-/// persist too. Rows nobody refreshed for a week are removed when another is written.
-pub async fn persisted<T, E, F, Fut>(db: &Db, key: &str, stamp: Stamp, compute: F) -> Result<T, E>
+/// persist too. A figure is written at most once per `every` by a process (figures recomputed
+/// after every change, like list totals under steady webhooks, would otherwise add a commit to
+/// the single SQLite writer each time); a restart soon after a skipped write computes once.
+/// Rows nobody refreshed for a week are removed in the same transaction as a write.
+pub async fn persisted<T, E, F, Fut>(db: &Db, key: &str, stamp: Stamp, every: Duration, compute: F) -> Result<T, E>
 where
     T: serde::Serialize + serde::de::DeserializeOwned,
     E: From<DbError>,
@@ -227,29 +232,57 @@ where
         return Ok(value);
     }
     let value = compute().await?;
+    let now = std::time::Instant::now();
+    let written_key = format!("{}\u{1f}{key}", db.identity());
+    let due = {
+        let mut written = WRITTEN
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if written.len() >= 1024 {
+            written.retain(|_, at| now.duration_since(*at) < every.max(Duration::from_secs(60)));
+        }
+        match written.get(&written_key) {
+            Some(at) if now.duration_since(*at) < every => false,
+            _ => {
+                written.insert(written_key, now);
+                true
+            }
+        }
+    };
     // Best effort: a failed write only means the next process computes again.
-    if let Ok(json) = serde_json::to_string(&value) {
-        let now = super::now_unix();
-        let stored = sqlx::query(
-            "INSERT INTO figure_cache (key, stamp, value, computed_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (key) DO UPDATE SET stamp = excluded.stamp, value = excluded.value, \
-             computed_at = excluded.computed_at",
-        )
-        .bind(key)
-        .bind(&stamp_text)
-        .bind(json)
-        .bind(now)
-        .execute(db.writer())
-        .await;
-        let pruned = sqlx::query("DELETE FROM figure_cache WHERE computed_at < $1")
-            .bind(now - KEEP_SECS)
-            .execute(db.writer())
-            .await;
-        if let Err(e) = stored.and(pruned) {
+    if let (true, Ok(json)) = (due, serde_json::to_string(&value)) {
+        if let Err(e) = keep(db, key, &stamp_text, &json).await {
             tracing::debug!(error = %e, key, "could not keep a computed figure");
         }
     }
     Ok(value)
+}
+
+/// Per figure (and database), when this process last wrote it.
+static WRITTEN: OnceLock<Mutex<HashMap<String, std::time::Instant>>> = OnceLock::new();
+
+/// Writes a figure and removes week-old ones, in one transaction (one commit on the writer).
+async fn keep(db: &Db, key: &str, stamp: &str, json: &str) -> Result<(), DbError> {
+    let now = super::now_unix();
+    let mut tx = db.begin().await?;
+    sqlx::query(
+        "INSERT INTO figure_cache (key, stamp, value, computed_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (key) DO UPDATE SET stamp = excluded.stamp, value = excluded.value, \
+         computed_at = excluded.computed_at",
+    )
+    .bind(key)
+    .bind(stamp)
+    .bind(json)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM figure_cache WHERE computed_at < $1")
+        .bind(now - KEEP_SECS)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 impl<T> Cached<T> {

@@ -259,14 +259,36 @@ both_backends!(
             .execute(db.writer())
             .await
             .unwrap();
-        let other: i64 = cache::persisted(&db, "other", stamp(1), || async { Ok::<_, DbError>(5i64) })
-            .await
-            .unwrap();
+        let other: i64 = cache::persisted(&db, "other", stamp(1), Duration::ZERO, || async {
+            Ok::<_, DbError>(5i64)
+        })
+        .await
+        .unwrap();
         assert_eq!(other, 5);
         let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM figure_cache ORDER BY key")
             .fetch_all(db.reader())
             .await
             .unwrap();
         assert_eq!(keys, vec!["other".to_string()]);
+        // A figure kept at most once a minute: a new stamp within the minute is computed and
+        // answered, but the stored row keeps the earlier one (a restart then computes once).
+        let minute = Duration::from_secs(60);
+        let n: i64 = cache::persisted(&db, "busy", stamp(1), minute, || async { Ok::<_, DbError>(1i64) })
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+        let n: i64 = cache::persisted(&db, "busy", stamp(2), minute, || async { Ok::<_, DbError>(2i64) })
+            .await
+            .unwrap();
+        assert_eq!(n, 2, "the caller gets the new figure");
+        let kept: String = sqlx::query_scalar("SELECT value FROM figure_cache WHERE key = 'busy'")
+            .fetch_one(db.reader())
+            .await
+            .unwrap();
+        assert_eq!(kept, "1", "not written again within the minute");
+        let n: i64 = cache::persisted(&db, "busy", stamp(2), minute, || async { Ok::<_, DbError>(9i64) })
+            .await
+            .unwrap();
+        assert_eq!(n, 9, "the stored stamp is older: computed, never the stale value");
     }
 );
