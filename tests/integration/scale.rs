@@ -25,6 +25,32 @@ fn site_options() -> leptos::config::LeptosOptions {
     )
 }
 
+/// Stores events in the inbox as webhooks would.
+async fn store(db: &tally::db::Db, events: &[serde_json::Value]) {
+    use tally::webhooks::inbox::{self, IncomingEvent, Source};
+    for e in events {
+        inbox::store(
+            db,
+            &IncomingEvent::parse(&e.to_string()).unwrap(),
+            Source::Webhook,
+            None,
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// The webhook worker on `db`, without refetching, giving up after `max_attempts`.
+fn worker(db: &tally::db::Db, max_attempts: i64) -> tally::webhooks::worker::Worker {
+    tally::webhooks::worker::Worker {
+        db: db.clone(),
+        wake: Default::default(),
+        max_attempts,
+        retry_for_secs: 3 * 86_400,
+        refetch: None,
+    }
+}
+
 fn event(n: usize) -> String {
     json!({"id": format!("evt_scale_{n:05}"), "object": "event", "type": "customer.created", "created": 1_700_000_000 + n as i64,
            "livemode": false, "data": {"object": {"id": format!("cus_scale_{n:05}"), "object": "customer",
@@ -253,13 +279,7 @@ both_backends!(
             let parsed = IncomingEvent::parse(&e.to_string()).unwrap();
             inbox::store(&db, &parsed, Source::Webhook, None).await.unwrap();
         }
-        let worker = tally::webhooks::worker::Worker {
-            db: db.clone(),
-            wake: Default::default(),
-            max_attempts: 3,
-            retry_for_secs: 3 * 86_400,
-            refetch: None,
-        };
+        let worker = worker(&db, 3);
         assert_eq!(worker.run_once().await.unwrap(), n, "one batch");
         for c in 0..5 {
             let email: String = sqlx::query_scalar("SELECT email FROM customers WHERE id = $1")
@@ -288,14 +308,7 @@ both_backends!(
         let late2 = json!({"id": "evt_late2", "object": "event", "type": "customer.created", "created": 1_600_000_000, "livemode": false,
         "data": {"object": {"id": "cus_new", "object": "customer", "email": "new@example.com"}}});
         for e in [late, late2] {
-            inbox::store(
-                &db,
-                &IncomingEvent::parse(&e.to_string()).unwrap(),
-                Source::Webhook,
-                None,
-            )
-            .await
-            .unwrap();
+            store(&db, &[e]).await;
         }
         worker.run_once().await.unwrap();
         let email: String = sqlx::query_scalar("SELECT email FROM customers WHERE id = 'cus_v0'")
@@ -313,7 +326,6 @@ both_backends!(
 both_backends!(
     a_failed_batch_is_rolled_back_and_its_events_applied_one_by_one,
     |backend| async move {
-        use tally::webhooks::inbox::{self, IncomingEvent, Source};
         let (db, _test_db) = common::migrated_db(backend).await;
         // Ten good events and, in the middle of Stripe's order, one whose object has no id: the
         // batch fails on it.
@@ -325,22 +337,9 @@ both_backends!(
             };
             let e = json!({"id": format!("evt_b{i:02}"), "object": "event", "type": "customer.created",
                 "created": 1_700_000_000 + i, "livemode": false, "data": {"object": object}});
-            inbox::store(
-                &db,
-                &IncomingEvent::parse(&e.to_string()).unwrap(),
-                Source::Webhook,
-                None,
-            )
-            .await
-            .unwrap();
+            store(&db, &[e]).await;
         }
-        let worker = tally::webhooks::worker::Worker {
-            db: db.clone(),
-            wake: Default::default(),
-            max_attempts: 1,
-            retry_for_secs: 3 * 86_400,
-            refetch: None,
-        };
+        let worker = worker(&db, 1);
         // The same pass takes them one by one: none is passed over as still locked by the batch
         // (on Postgres a failed batch not rolled back first keeps its row locks, and the claim
         // skips locked rows).
@@ -370,7 +369,6 @@ both_backends!(
 both_backends!(
     claims_abandoned_by_a_crashed_instance_are_taken_over_in_order,
     |backend| async move {
-        use tally::webhooks::inbox::{self, IncomingEvent, Source};
         let (db, _test_db) = common::migrated_db(backend).await;
         // Three versions of one customer; the oldest two were claimed by an instance that died
         // (their claim expired), the newest is pending.
@@ -378,14 +376,7 @@ both_backends!(
             let e = json!({"id": format!("evt_c{v}"), "object": "event", "type": "customer.updated",
                 "created": 1_700_000_000 + v, "livemode": false,
                 "data": {"object": {"id": "cus_c", "object": "customer", "email": format!("v{v}@example.com")}}});
-            inbox::store(
-                &db,
-                &IncomingEvent::parse(&e.to_string()).unwrap(),
-                Source::Webhook,
-                None,
-            )
-            .await
-            .unwrap();
+            store(&db, &[e]).await;
         }
         sqlx::query(
             "UPDATE stripe_events SET status = 'processing', locked_until = 1, attempts = 1 WHERE id <> 'evt_c2'",
@@ -396,26 +387,13 @@ both_backends!(
         // A claim still held by a live instance is left alone.
         let e = json!({"id": "evt_held", "object": "event", "type": "product.created", "created": 1_700_000_000,
             "livemode": false, "data": {"object": {"id": "prod_h", "object": "product", "name": "P", "active": true}}});
-        inbox::store(
-            &db,
-            &IncomingEvent::parse(&e.to_string()).unwrap(),
-            Source::Webhook,
-            None,
-        )
-        .await
-        .unwrap();
+        store(&db, &[e]).await;
         sqlx::query("UPDATE stripe_events SET status = 'processing', locked_until = $1 WHERE id = 'evt_held'")
             .bind(tally::db::now_unix() + 600)
             .execute(db.writer())
             .await
             .unwrap();
-        let worker = tally::webhooks::worker::Worker {
-            db: db.clone(),
-            wake: Default::default(),
-            max_attempts: 3,
-            retry_for_secs: 3 * 86_400,
-            refetch: None,
-        };
+        let worker = worker(&db, 3);
         assert_eq!(worker.run_once().await.unwrap(), 3);
         assert_eq!(worker.run_once().await.unwrap(), 0);
         let email: String = sqlx::query_scalar("SELECT email FROM customers WHERE id = 'cus_c'")
