@@ -39,8 +39,6 @@ pub fn Layout(children: Children) -> impl IntoView {
 
 #[component]
 fn TopBar(admin: Option<CurrentAdmin>) -> impl IntoView {
-    // The navigation collapses behind a button on narrow screens.
-    let (menu_open, set_menu_open) = signal(false);
     let signed_in = admin.is_some();
     view! {
         <header class="topbar">
@@ -51,29 +49,15 @@ fn TopBar(admin: Option<CurrentAdmin>) -> impl IntoView {
             {signed_in
                 .then(|| {
                     view! {
-                        <button
-                            class="menu-toggle"
-                            type="button"
-                            aria-controls="primary-nav"
-                            aria-expanded=move || menu_open.get().to_string()
-                            on:click=move |_| set_menu_open.update(|open| *open = !*open)
-                        >
-                            <span class="visually-hidden">"Menu"</span>
-                            <span class="menu-icon" aria-hidden="true"></span>
-                        </button>
-                        <nav id="primary-nav" class="nav" class:open=move || menu_open.get() aria-label="Main">
+                        <Menu>
                             {NAV
                                 .iter()
                                 .map(|(href, label)| {
                                     let exact = *href != "/settings";
-                                    view! {
-                                        <A href=*href exact=exact on:click=move |_| set_menu_open.set(false)>
-                                            {*label}
-                                        </A>
-                                    }
+                                    view! { <A href=*href exact=exact>{*label}</A> }
                                 })
                                 .collect_view()}
-                        </nav>
+                        </Menu>
                     }
                 })}
             {admin
@@ -89,5 +73,27 @@ fn TopBar(admin: Option<CurrentAdmin>) -> impl IntoView {
                     }
                 })}
         </header>
+    }
+}
+
+/// The navigation, folded behind a button on narrow screens: the only part of the frame that runs
+/// in the browser.
+#[island]
+fn Menu(children: Children) -> impl IntoView {
+    let (menu_open, set_menu_open) = signal(false);
+    view! {
+        <button
+            class="menu-toggle"
+            type="button"
+            aria-controls="primary-nav"
+            aria-expanded=move || menu_open.get().to_string()
+            on:click=move |_| set_menu_open.update(|open| *open = !*open)
+        >
+            <span class="visually-hidden">"Menu"</span>
+            <span class="menu-icon" aria-hidden="true"></span>
+        </button>
+        <nav id="primary-nav" class="nav" class:open=move || menu_open.get() aria-label="Main">
+            {children()}
+        </nav>
     }
 }

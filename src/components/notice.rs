@@ -13,15 +13,33 @@ pub fn error_text(raw: &str) -> String {
     raw.rsplit_once(": ").map(|(_, m)| m).unwrap_or(raw).to_string()
 }
 
+/// The outcome of the last submit of `action`: its error (the redirect after a form post
+/// carries it in the URL), or the message it answered with (kept across that redirect in the
+/// session, see `server::flash`).
+pub fn action_outcome<T>(action: ServerAction<T>) -> Option<Result<String, String>>
+where
+    T: leptos::server_fn::ServerFn<Output = String, Error = ServerFnError> + Clone + Send + Sync + 'static,
+{
+    if let Some(result) = action.value().get() {
+        return Some(result.map_err(|e| error_text(&e.to_string())));
+    }
+    #[cfg(feature = "ssr")]
+    {
+        crate::server::flash::for_action(T::PATH).map(Ok)
+    }
+    #[cfg(not(feature = "ssr"))]
+    None
+}
+
 /// The outcome of the last submit of `action`, whose server function answers with a message.
 pub fn action_message<T>(action: ServerAction<T>) -> impl IntoView
 where
     T: leptos::server_fn::ServerFn<Output = String, Error = ServerFnError> + Clone + Send + Sync + 'static,
 {
     move || {
-        action.value().get().map(|r| match r {
+        action_outcome(action).map(|r| match r {
             Ok(msg) => view! { <p class="notice" role="status">{msg}</p> }.into_any(),
-            Err(e) => view! { <p class="form-error" role="alert">{error_text(&e.to_string())}</p> }.into_any(),
+            Err(e) => view! { <p class="form-error" role="alert">{e}</p> }.into_any(),
         })
     }
 }

@@ -5,6 +5,7 @@ use leptos_meta::Title;
 
 use crate::api::admins::{list_admins, AdminView, ChangeRole, CreateAdmin, ResetPassword, SetDisabled};
 use crate::auth::Role;
+use crate::components::notice::action_outcome;
 use crate::components::settings_tabs::SettingsTabs;
 use crate::components::time::format_utc;
 
@@ -28,10 +29,10 @@ pub fn AdminsPage() -> impl IntoView {
     // The latest outcome of any action, shown above the table.
     let outcome = move || {
         [
-            create.value().get(),
-            role.value().get(),
-            disable.value().get(),
-            reset.value().get(),
+            action_outcome(create),
+            action_outcome(role),
+            action_outcome(disable),
+            action_outcome(reset),
         ]
         .into_iter()
         .flatten()
@@ -47,7 +48,7 @@ pub fn AdminsPage() -> impl IntoView {
             outcome()
                 .map(|r| match r {
                     Ok(msg) => view! { <p class="notice" role="status">{msg}</p> }.into_any(),
-                    Err(e) => view! { <p class="form-error" role="alert">{clean(&e.to_string())}</p> }.into_any(),
+                    Err(e) => view! { <p class="form-error" role="alert">{e}</p> }.into_any(),
                 })
         }}
         <section class="card">
@@ -96,10 +97,6 @@ pub fn AdminsPage() -> impl IntoView {
             <p class="muted small">"Passwords need at least 12 characters. Viewers read everything; admins can also refund, open billing portals, change subscriptions and sync; owners also manage admins and settings."</p>
         </section>
     }
-}
-
-fn clean(raw: &str) -> String {
-    crate::components::notice::error_text(raw)
 }
 
 #[component]

@@ -4,7 +4,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::api::api_keys::{list_api_keys, CreateApiKey, RevokeApiKey};
-use crate::components::notice::{action_message, error_text};
+use crate::components::notice::{action_message, action_outcome};
 use crate::components::settings_tabs::SettingsTabs;
 use crate::components::table::TableCard;
 use crate::components::time::format_utc;
@@ -21,14 +21,14 @@ pub fn ApiKeysPage() -> impl IntoView {
         <Title text="API keys"/>
         <div class="page-header"><h1>"Settings"</h1></div>
         <SettingsTabs/>
-        {move || create.value().get().map(|r| match r {
+        {move || action_outcome(create).map(|r| match r {
             Ok(key) => view! {
                 <div class="notice" role="status">
                     <p>"Your new key. Copy it now: it is not shown again."</p>
                     <p><code class="secret" data-test="new-key">{key}</code></p>
                 </div>
             }.into_any(),
-            Err(e) => view! { <p class="form-error" role="alert">{error_text(&e.to_string())}</p> }.into_any(),
+            Err(e) => view! { <p class="form-error" role="alert">{e}</p> }.into_any(),
         })}
         {action_message(revoke)}
         <section class="card">

@@ -1,8 +1,8 @@
 //! Settings → Stripe sync: start a backfill and watch it (per type: fetched, applied, rate, ETA),
-//! reconcile missed events, and check for drift. Progress refreshes every second while a job runs.
+//! reconcile missed events, and check for drift. Progress refreshes every two seconds while a job runs.
 
 use leptos::prelude::*;
-use leptos_meta::Title;
+use leptos_meta::{Meta, Title};
 
 use crate::api::stripe_sync::{sync_overview, StartDrift, StartReconcile, StartSync, SyncPageData};
 use crate::components::notice::action_message;
@@ -66,38 +66,10 @@ pub fn StripeSyncPage() -> impl IntoView {
     let sync = ServerAction::<StartSync>::new();
     let reconcile = ServerAction::<StartReconcile>::new();
     let drift = ServerAction::<StartDrift>::new();
-    let tick = RwSignal::new(0u64);
     let overview = Resource::new(
-        move || {
-            (
-                tick.get(),
-                sync.version().get(),
-                reconcile.version().get(),
-                drift.version().get(),
-            )
-        },
+        move || (sync.version().get(), reconcile.version().get(), drift.version().get()),
         |_| sync_overview(),
     );
-    // In the browser: poll every second while a job runs.
-    Effect::new(move |_| {
-        let handle = set_interval_with_handle(
-            move || {
-                let busy = overview
-                    .get_untracked()
-                    .and_then(|r| r.ok())
-                    .is_some_and(|o: SyncPageData| o.busy());
-                if busy {
-                    tick.update(|t| *t += 1);
-                }
-            },
-            std::time::Duration::from_secs(1),
-        );
-        on_cleanup(move || {
-            if let Ok(h) = handle {
-                h.clear();
-            }
-        });
-    });
     view! {
         <Title text="Stripe sync"/>
         <div class="page-header">
@@ -109,7 +81,15 @@ pub fn StripeSyncPage() -> impl IntoView {
         {action_message(drift)}
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
-                overview.await.map(|o| view! { <SyncCards o=o sync reconcile drift/> })
+                overview.await.map(|o| {
+                    // While a job runs the page reloads itself every two seconds (with or
+                    // without JavaScript); it stops once nothing runs.
+                    let refresh = o.busy().then(|| view! { <Meta http_equiv="refresh" content="2"/> });
+                    view! {
+                        {refresh}
+                        <SyncCards o=o sync reconcile drift/>
+                    }
+                })
             })}
         </Transition>
     }

@@ -34,6 +34,8 @@ use crate::config::Config;
 use crate::db::{Db, DbError};
 use crate::state::AppState;
 
+pub mod flash;
+
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Why the server could not start; each is one line naming what is wrong.
@@ -95,7 +97,10 @@ pub fn router(state: AppState) -> Router {
         ))
         .route_layer(from_fn(crate::observability::track_http))
         // Layers run outside-in from the bottom of this list: request id, logging, compression,
-        // security headers, cross-site refusal, session, login requirement, then the route.
+        // security headers, cross-site refusal, session, login requirement, a form's kept
+        // message, then the route.
+        .layer(from_fn(flash::take))
+        .layer(from_fn(flash::keep))
         .layer(from_fn_with_state(state.clone(), middleware::require_login))
         .layer(sessions)
         .layer(from_fn_with_state(state.clone(), middleware::refuse_cross_site))
