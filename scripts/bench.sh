@@ -32,7 +32,7 @@ done
 
 scripts/setup.sh
 apt_install curl
-cargo leptos build --release --precompress >/dev/null
+scripts/build.sh >/dev/null
 BIN="${CARGO_TARGET_DIR:-target}/release/tally"
 OUT="${CARGO_TARGET_DIR:-target}/bench"
 mkdir -p "$OUT"

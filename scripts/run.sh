@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/scripts/tools/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 scripts/setup.sh
-cargo leptos build --release --precompress
+scripts/build.sh
 exec "${CARGO_TARGET_DIR:-target}/release/tally" serve --demo

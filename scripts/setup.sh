@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs what building Tally needs, idempotently: quick when everything is already there.
-#   scripts/setup.sh            build tools (wasm target, cargo-leptos, wasm-bindgen-cli, wasm-opt)
-#                               Callers put scripts/tools/node_modules/.bin first on PATH, so
-#                               cargo-leptos finds the pinned wasm-opt there.
+#   scripts/setup.sh            build tools (wasm target, wasm-bindgen-cli, wasm-opt, Node.js) for
+#                               scripts/build.sh, which puts the pinned wasm-opt
+#                               (scripts/tools/node_modules/.bin) first on PATH.
+#                               cargo-leptos is not needed (`cargo leptos watch` for development
+#                               is optional: README, "Build settings and runtime settings").
 #   scripts/setup.sh --test     also what the tests need (Chromium, Node packages, PostgreSQL)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-CARGO_LEPTOS_VERSION=0.3.10
 with_test=0
 [ "${1:-}" = "--test" ] && with_test=1
 
@@ -22,12 +23,6 @@ fi
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
   echo "==> adding the wasm32-unknown-unknown target"
   rustup target add wasm32-unknown-unknown
-fi
-
-if ! cargo leptos --version 2>/dev/null | grep -q "$CARGO_LEPTOS_VERSION"; then
-  echo "==> installing cargo-leptos $CARGO_LEPTOS_VERSION"
-  # A debug build installs in a fraction of the time and is fast enough: it mostly runs cargo.
-  cargo install cargo-leptos --version "=$CARGO_LEPTOS_VERSION" --locked --debug
 fi
 
 # wasm-bindgen-cli must match the wasm-bindgen crate in Cargo.lock exactly.

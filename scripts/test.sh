@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 export PATH="$PWD/scripts/tools/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-# One target dir for tests, clippy and cargo-leptos builds.
+# One target dir for tests, clippy and the release build.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 trap stage_summary EXIT
 
@@ -43,8 +43,8 @@ stage_done
 
 # The browser suite runs against what the README's run command builds and serves: the release
 # build (a bundle that optimises but does not hydrate must fail here, not in users' browsers).
-stage "cargo leptos build --release --precompress"
-cargo leptos build --release --precompress
+stage "release build (scripts/build.sh)"
+scripts/build.sh
 stage_done
 
 stage "browser tests (release build)"
