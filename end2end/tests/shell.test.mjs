@@ -19,6 +19,8 @@ test('overview renders and hydrates: the menu button works only once the wasm bu
 
   const toggle = page.locator('button.menu-toggle');
   const nav = page.locator('#primary-nav');
+  // Once the island runs, the button appears and the links fold behind it.
+  await toggle.waitFor({ state: 'visible', timeout: 15_000 });
   assert.equal(await toggle.getAttribute('aria-expanded'), 'false');
   assert.equal(await nav.isVisible(), false, 'the menu starts folded on a phone');
   // Hydration may finish a moment after the wasm file arrives: retry the click until it takes.
@@ -36,6 +38,20 @@ test('overview renders and hydrates: the menu button works only once the wasm bu
   assert.equal(await page.title(), 'Settings · Tally');
   assert.deepEqual(errors, []);
   await page.close();
+});
+
+test('on a phone with JavaScript off the navigation is a row of links that works', async () => {
+  const context = await ctx.browser.newContext({ javaScriptEnabled: false, viewport: { width: 390, height: 800 } });
+  const page = await context.newPage();
+  await logIn(page, ctx.tally.base);
+  const nav = page.locator('#primary-nav');
+  assert.equal(await nav.isVisible(), true, 'the links are shown, not folded behind a button that cannot work');
+  assert.equal(await page.locator('button.menu-toggle').isVisible(), false);
+  const width = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(width <= 390, `the page does not scroll sideways (${width} px)`);
+  await nav.getByRole('link', { name: 'Settings' }).click();
+  await page.getByRole('heading', { name: 'Configuration' }).waitFor();
+  await context.close();
 });
 
 test('unknown address shows the 404 page with navigation', async () => {

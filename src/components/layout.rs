@@ -77,14 +77,19 @@ fn TopBar(admin: Option<CurrentAdmin>) -> impl IntoView {
 }
 
 /// The navigation, folded behind a button on narrow screens: the only part of the frame that runs
-/// in the browser.
+/// in the browser. From the server it comes as a plain row of links with the button hidden, so it
+/// works before and without JavaScript; once the island runs, narrow screens fold it.
 #[island]
 fn Menu(children: Children) -> impl IntoView {
     let (menu_open, set_menu_open) = signal(false);
+    // Effects run only in the browser, after hydration.
+    let (running, set_running) = signal(false);
+    Effect::new(move |_| set_running.set(true));
     view! {
         <button
             class="menu-toggle"
             type="button"
+            hidden=move || !running.get()
             aria-controls="primary-nav"
             aria-expanded=move || menu_open.get().to_string()
             on:click=move |_| set_menu_open.update(|open| *open = !*open)
@@ -92,7 +97,13 @@ fn Menu(children: Children) -> impl IntoView {
             <span class="visually-hidden">"Menu"</span>
             <span class="menu-icon" aria-hidden="true"></span>
         </button>
-        <nav id="primary-nav" class="nav" class:open=move || menu_open.get() aria-label="Main">
+        <nav
+            id="primary-nav"
+            class="nav"
+            class:foldable=move || running.get()
+            class:open=move || menu_open.get()
+            aria-label="Main"
+        >
             {children()}
         </nav>
     }
