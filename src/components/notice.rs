@@ -25,10 +25,31 @@ where
     }
     #[cfg(feature = "ssr")]
     {
-        crate::server::flash::for_action(T::PATH).map(Ok)
+        kept_message(T::PATH).map(Ok)
     }
     #[cfg(not(feature = "ssr"))]
     None
+}
+
+/// A message from the server function at `path`, kept across the redirect after a form post for
+/// the page the admin returns to (`server::flash` keeps it and puts it in that page's request).
+#[cfg(feature = "ssr")]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Flash {
+    pub path: String,
+    pub message: String,
+}
+
+/// During a page render: the kept message of the server function at `path`, if the last form
+/// post went to it.
+#[cfg(feature = "ssr")]
+fn kept_message(path: &str) -> Option<String> {
+    let parts = use_context::<axum::http::request::Parts>()?;
+    parts
+        .extensions
+        .get::<Flash>()
+        .filter(|f| f.path == path)
+        .map(|f| f.message.clone())
 }
 
 /// The outcome of the last submit of `action`, whose server function answers with a message.

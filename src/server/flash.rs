@@ -12,20 +12,14 @@ use axum::extract::Request;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
-use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
+
+use crate::components::notice::Flash;
 
 const KEY: &str = "flash";
 
 /// The largest server function answer kept (a message or a key, never a page).
 const MAX_MESSAGE_BYTES: usize = 16 * 1024;
-
-/// A message from the server function at `path`, for the page the admin returns to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Flash {
-    pub path: String,
-    pub message: String,
-}
 
 fn accepts_html(headers: &HeaderMap) -> bool {
     headers
@@ -91,7 +85,8 @@ pub async fn keep(request: Request, next: Next) -> Response {
 }
 
 /// Moves a kept message out of the session into the page request, where the page's render
-/// finds it ([`for_action`]). Only page loads take it; assets and API calls leave it.
+/// finds it (`components::notice::action_outcome`). Only page loads take it; assets and API
+/// calls leave it.
 pub async fn take(mut request: Request, next: Next) -> Response {
     if request.method() == Method::GET && accepts_html(request.headers()) {
         if let Some(session) = request.extensions().get::<Session>().cloned() {
@@ -103,17 +98,6 @@ pub async fn take(mut request: Request, next: Next) -> Response {
         }
     }
     next.run(request).await
-}
-
-/// During a page render: the kept message of the server function at `path`, if the last form
-/// post went to it.
-pub fn for_action(path: &str) -> Option<String> {
-    let parts = leptos::prelude::use_context::<axum::http::request::Parts>()?;
-    parts
-        .extensions
-        .get::<Flash>()
-        .filter(|f| f.path == path)
-        .map(|f| f.message.clone())
 }
 
 #[cfg(test)]

@@ -201,14 +201,7 @@ async fn form_post(
     endpoint: &str,
     form: &[(&str, &str)],
 ) -> reqwest::Response {
-    client
-        .post(app.url(&format!("/api/{endpoint}")))
-        .header("accept", "text/html,application/xhtml+xml")
-        .header("referer", app.url("/"))
-        .form(form)
-        .send()
-        .await
-        .unwrap()
+    app.post_form_from(client, "/", endpoint, form).await
 }
 
 /// The body of a page fetched by `client`.

@@ -6,22 +6,13 @@ use crate::common::*;
 
 const HTML: &str = "text/html,application/xhtml+xml";
 
-/// Posts a form the way a browser does without JavaScript, from the page at `from`.
-async fn post_from(
-    app: &TestApp,
-    client: &reqwest::Client,
-    from: &str,
-    endpoint: &str,
-    form: &[(&str, &str)],
-) -> reqwest::Response {
-    client
-        .post(app.url(&format!("/api/{endpoint}")))
-        .header("accept", HTML)
-        .header("referer", app.url(from))
-        .form(form)
-        .send()
-        .await
-        .unwrap()
+/// Posts the new-key form from the API keys page as the owner; returns where the answer redirects.
+async fn create_key(app: &TestApp, name: &str) -> String {
+    let res = app
+        .post_form_from(&app.client, "/settings/api-keys", "api-keys/create", &[("name", name)])
+        .await;
+    assert_eq!(res.status(), 302);
+    res.headers()["location"].to_str().unwrap().to_string()
 }
 
 async fn page(app: &TestApp, client: &reqwest::Client, path: &str) -> String {
@@ -42,16 +33,7 @@ both_backends!(
     a_new_api_key_is_shown_once_on_the_page_the_form_returns_to,
     |backend| async move {
         let app = TestApp::spawn(backend).await;
-        let res = post_from(
-            &app,
-            &app.client,
-            "/settings/api-keys",
-            "api-keys/create",
-            &[("name", "iOS app")],
-        )
-        .await;
-        assert_eq!(res.status(), 302);
-        let location = res.headers()["location"].to_str().unwrap().to_string();
+        let location = create_key(&app, "iOS app").await;
         assert!(
             location.starts_with(&app.url("/settings/api-keys")),
             "back to the form's page: {location}"
@@ -98,15 +80,7 @@ both_backends!(
         let app = TestApp::spawn(backend).await;
         app.create_admin("second@example.com", tally::auth::Role::Owner).await;
         let other = app.logged_in("second@example.com").await;
-        let res = post_from(
-            &app,
-            &app.client,
-            "/settings/api-keys",
-            "api-keys/create",
-            &[("name", "backend")],
-        )
-        .await;
-        assert_eq!(res.status(), 302);
+        create_key(&app, "backend").await;
         // The other owner's next page shows nothing.
         let theirs = page(&app, &other, "/settings/api-keys").await;
         assert_eq!(shown_key(&theirs), None);
@@ -142,16 +116,7 @@ both_backends!(
     a_refused_form_shows_its_error_on_the_page_it_returns_to,
     |backend| async move {
         let app = TestApp::spawn(backend).await;
-        let res = post_from(
-            &app,
-            &app.client,
-            "/settings/api-keys",
-            "api-keys/create",
-            &[("name", "   ")],
-        )
-        .await;
-        assert_eq!(res.status(), 302);
-        let location = res.headers()["location"].to_str().unwrap().to_string();
+        let location = create_key(&app, "   ").await;
         assert!(location.contains("__err="), "{location}");
         let path = location.strip_prefix(&app.base).unwrap();
         let html = page(&app, &app.client, path).await;

@@ -169,6 +169,25 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Posts a form to a server function as `client` the way a browser does without JavaScript,
+    /// from the page at `from` (Leptos then redirects back there).
+    pub async fn post_form_from(
+        &self,
+        client: &reqwest::Client,
+        from: &str,
+        endpoint: &str,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
+        client
+            .post(self.url(&format!("/api/{endpoint}")))
+            .header("accept", "text/html,application/xhtml+xml")
+            .header("referer", self.url(from))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// The app with an empty admins table and a client that is not logged in.
     pub async fn spawn_anonymous(backend: Backend, extra: &[(&str, &str)]) -> Self {
         if std::env::var("TALLY_TEST_LOG").is_ok() {
