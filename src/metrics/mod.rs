@@ -3,6 +3,7 @@
 
 pub mod movements;
 pub mod mrr;
+pub mod sums;
 
 use sqlx::Row;
 
@@ -43,18 +44,10 @@ pub fn month_label(t: i64) -> String {
 /// Currencies with any subscription or charge, the one with the most active MRR first (the
 /// overview's default), then by activity.
 pub async fn currencies(db: &Db) -> Result<Vec<String>, DbError> {
-    // Subscriptions decide the order; currencies with payments only follow (found through the
-    // (currency, created) index one currency at a time, not by scanning every charge).
-    let rows = sqlx::query(
-        "SELECT currency, CAST(SUM(COALESCE(mrr, 0)) AS BIGINT) AS total, CAST(COUNT(*) AS BIGINT) AS n FROM subscriptions \
-         WHERE currency IS NOT NULL GROUP BY currency ORDER BY total DESC, n DESC, currency",
-    )
-    .fetch_all(db.reader())
-    .await?;
-    let mut out: Vec<String> = rows
-        .iter()
-        .filter_map(|r| r.try_get::<String, _>("currency").ok())
-        .collect();
+    // Subscriptions decide the order (their running sums); currencies with payments only follow
+    // (found through the (currency, created) index one currency at a time, not by scanning every
+    // charge).
+    let mut out = sums::subscription_currencies(db).await?;
     let mut after = String::new();
     loop {
         let next: Option<String> = sqlx::query_scalar("SELECT MIN(currency) FROM charges WHERE currency > $1")
@@ -330,17 +323,14 @@ async fn sum_months(db: &Db, currency: &str, starts: &[i64], end: i64) -> Result
         let m: i64 = r.try_get("m")?;
         Ok(usize::try_from(m).unwrap_or(0).min(starts.len() - 1))
     };
-    let charges = grouped(
-        "charges",
-        "CAST(SUM(CASE WHEN status = 'succeeded' THEN COALESCE(amount_captured, amount, 0) ELSE 0 END) AS BIGINT) AS g, \
-         CAST(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS BIGINT) AS f, CAST(COUNT(*) AS BIGINT) AS n",
-        "",
-    );
-    for r in rows(db, &charges, currency, from, end, starts).await? {
-        let p = &mut points[month(&r)?];
-        p.gross = r.try_get("g")?;
-        p.failed_payments = r.try_get("f")?;
-        p.payments = r.try_get("n")?;
+    // Charges from the day sums (sums::charge_months), not their rows.
+    for (p, c) in points
+        .iter_mut()
+        .zip(sums::charge_months(db, currency, starts, end).await?)
+    {
+        p.gross = c.gross;
+        p.failed_payments = c.failed;
+        p.payments = c.payments;
     }
     let refunds = grouped(
         "refunds",
@@ -367,23 +357,10 @@ async fn sum_months(db: &Db, currency: &str, starts: &[i64], end: i64) -> Result
 /// The overview's figures for `currency` at `now`.
 pub async fn kpis(db: &Db, currency: &str, now: i64) -> Result<Kpis, DbError> {
     let reader = db.reader();
-    let row = sqlx::query(
-        "SELECT CAST(COALESCE(SUM(mrr), 0) AS BIGINT) AS mrr, \
-                CAST(COUNT(*) AS BIGINT) AS subs, CAST(COUNT(DISTINCT customer_id) AS BIGINT) AS customers \
-         FROM subscriptions WHERE currency = $1 AND deleted = 0 AND status IN ('active', 'past_due')",
-    )
-    .bind(currency)
-    .fetch_one(reader)
-    .await?;
-    let mrr: i64 = row.try_get("mrr")?;
-    let active_subscriptions: i64 = row.try_get("subs")?;
-    let active_customers: i64 = row.try_get("customers")?;
-    let trials: i64 = sqlx::query_scalar(
-        "SELECT CAST(COUNT(*) AS BIGINT) FROM subscriptions WHERE currency = $1 AND deleted = 0 AND status = 'trialing'",
-    )
-    .bind(currency)
-    .fetch_one(reader)
-    .await?;
+    // Running sums kept by the database (sums.rs): a few rows, however many subscriptions.
+    let subs = sums::subscriptions(db, currency).await?;
+    let (mrr, active_subscriptions, active_customers, trials) =
+        (subs.active_mrr, subs.active, subs.active_customers, subs.trialing);
     // Trials that ended in the last 30 days, and how many of them now pay.
     let trial_row = sqlx::query(
         "SELECT CAST(COUNT(*) AS BIGINT) AS ended, \
@@ -447,17 +424,9 @@ pub async fn kpis(db: &Db, currency: &str, now: i64) -> Result<Kpis, DbError> {
     .bind(now)
     .fetch_one(reader)
     .await?;
-    let net = sqlx::query(
-        "SELECT CAST(COALESCE(SUM(CASE WHEN status = 'succeeded' THEN COALESCE(amount_captured, amount, 0) ELSE 0 END), 0) AS BIGINT) AS gross, \
-                CAST(COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) AS BIGINT) AS failed \
-         FROM charges WHERE currency = $1 AND created > $2 AND created <= $3",
-    )
-    .bind(currency)
-    .bind(window_start)
-    .bind(now)
-    .fetch_one(reader)
-    .await?;
-    let gross_30d: i64 = net.try_get("gross")?;
+    // The window (now − 30 days, now]: whole days from the day sums, the two partial days from rows.
+    let net = sums::charges(db, currency, window_start + 1, now + 1).await?;
+    let gross_30d = net.gross;
     let refunds_30d: i64 = sqlx::query_scalar(
         "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refunds WHERE currency = $1 AND created > $2 AND created <= $3 \
          AND COALESCE(status, 'succeeded') IN ('succeeded', 'pending')",
@@ -517,7 +486,7 @@ pub async fn kpis(db: &Db, currency: &str, now: i64) -> Result<Kpis, DbError> {
         refunds_30d,
         disputes_lost_30d,
         net_revenue_30d: gross_30d - refunds_30d - disputes_lost_30d,
-        failed_payments_30d: net.try_get("failed")?,
+        failed_payments_30d: net.failed,
         open_failed_invoices: failed.try_get("n")?,
         open_failed_amount: failed.try_get("amount")?,
         trials,

@@ -1,4 +1,5 @@
-//! Also, each round, applies the discounts that started or ended since the last one to MRR.
+//! Also, each round, applies the discounts that started or ended since the last one to MRR, and
+//! folds the running sums the database appended since (metrics::sums).
 //!
 //! Fetches the objects the projection queued (`stripe_fetches`): a tie between events of the same
 //! second whose versions differ, settled by Stripe's answer; an object whose embedded list Stripe
@@ -27,6 +28,9 @@ pub async fn run(db: Db, stripe: Option<Arc<dyn StripeApi>>) {
         // Discounts that started or ended since the last round move MRR now (no event says so).
         if let Err(e) = projection::mrr_history::settle_due(&db).await {
             tracing::warn!(error = %e, "could not apply the discounts' starts and ends to MRR");
+        }
+        if let Err(e) = crate::metrics::sums::compact(&db).await {
+            tracing::warn!(error = %e, "could not fold the running sums");
         }
         // Refunds Stripe did not confirm are settled with Stripe (never sent twice).
         if let Some(stripe) = stripe.as_deref() {

@@ -22,5 +22,6 @@ mod ordering;
 mod scale;
 mod stripe_client;
 mod stripe_sync_page;
+mod sums;
 mod sync;
 mod webhooks;

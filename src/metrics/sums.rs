@@ -1,0 +1,248 @@
+//! Running sums the database keeps (migration 0021): per currency, the subscriptions and the
+//! active ones with their MRR and distinct customers; per currency and UTC day, the charges. The
+//! database's triggers append the change of every write of a subscription or a charge as a row,
+//! whoever writes (the worker, backfill, reconciliation, billing actions); a figure is the sum of
+//! its key's rows, and `compact` folds each key's rows into one. So the overview's first request
+//! reads a few rows whatever the size of the account, and the figures equal a scan of the data
+//! (tests/integration/sums.rs checks that after every kind of write, on both databases).
+
+use sqlx::Row;
+
+use super::DAY;
+use crate::config::Backend;
+use crate::db::{Db, DbError};
+
+/// One currency's subscriptions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubscriptionSums {
+    /// Every subscription row (deleted ones too) and the sum of their MRR.
+    pub subscriptions: i64,
+    pub mrr: i64,
+    /// Not deleted, status active or past_due: counted in MRR.
+    pub active: i64,
+    pub active_mrr: i64,
+    /// Customers with at least one active subscription.
+    pub active_customers: i64,
+    /// Not deleted, status trialing.
+    pub trialing: i64,
+}
+
+/// Charges created in a span, in one currency.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChargeSums {
+    /// Succeeded charges' captured amount (the amount when nothing says captured).
+    pub gross: i64,
+    pub failed: i64,
+    /// Every charge.
+    pub payments: i64,
+}
+
+impl std::ops::AddAssign for ChargeSums {
+    fn add_assign(&mut self, o: Self) {
+        self.gross += o.gross;
+        self.failed += o.failed;
+        self.payments += o.payments;
+    }
+}
+
+/// The sums of one currency's subscriptions.
+pub async fn subscriptions(db: &Db, currency: &str) -> Result<SubscriptionSums, DbError> {
+    let r = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(subscriptions), 0) AS BIGINT) AS subscriptions, \
+                CAST(COALESCE(SUM(mrr), 0) AS BIGINT) AS mrr, \
+                CAST(COALESCE(SUM(active), 0) AS BIGINT) AS active, \
+                CAST(COALESCE(SUM(active_mrr), 0) AS BIGINT) AS active_mrr, \
+                CAST(COALESCE(SUM(active_customers), 0) AS BIGINT) AS active_customers, \
+                CAST(COALESCE(SUM(trialing), 0) AS BIGINT) AS trialing \
+         FROM subscription_sums WHERE currency = $1",
+    )
+    .bind(currency)
+    .fetch_one(db.reader())
+    .await?;
+    Ok(SubscriptionSums {
+        subscriptions: r.try_get("subscriptions")?,
+        mrr: r.try_get("mrr")?,
+        active: r.try_get("active")?,
+        active_mrr: r.try_get("active_mrr")?,
+        active_customers: r.try_get("active_customers")?,
+        trialing: r.try_get("trialing")?,
+    })
+}
+
+/// Currencies with any subscription, the most MRR first (then the most subscriptions).
+pub async fn subscription_currencies(db: &Db) -> Result<Vec<String>, DbError> {
+    let rows = sqlx::query(
+        "SELECT currency, CAST(SUM(mrr) AS BIGINT) AS total, CAST(SUM(subscriptions) AS BIGINT) AS n \
+         FROM subscription_sums GROUP BY currency HAVING SUM(subscriptions) > 0 \
+         ORDER BY total DESC, n DESC, currency",
+    )
+    .fetch_all(db.reader())
+    .await?;
+    Ok(rows.iter().filter_map(|r| r.try_get("currency").ok()).collect())
+}
+
+/// The start of the UTC day holding `t`.
+pub fn day_floor(t: i64) -> i64 {
+    t.div_euclid(DAY) * DAY
+}
+
+/// The start of the first UTC day starting at or after `t`.
+fn day_ceil(t: i64) -> i64 {
+    -(-t).div_euclid(DAY) * DAY
+}
+
+/// Charges created in `[from, to)`: whole days from the day sums, the ends of partial days from
+/// the charges themselves (at most two days' rows, over the `(currency, created)` index).
+pub async fn charges(db: &Db, currency: &str, from: i64, to: i64) -> Result<ChargeSums, DbError> {
+    if from >= to {
+        return Ok(ChargeSums::default());
+    }
+    let (first, last) = (day_ceil(from), day_floor(to));
+    if first >= last {
+        return charge_rows(db, currency, from, to).await;
+    }
+    let mut sums = charge_rows(db, currency, from, first).await?;
+    let r = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(gross), 0) AS BIGINT) AS g, CAST(COALESCE(SUM(failed), 0) AS BIGINT) AS f, \
+                CAST(COALESCE(SUM(payments), 0) AS BIGINT) AS n \
+         FROM charge_day_sums WHERE currency = $1 AND day >= $2 AND day < $3",
+    )
+    .bind(currency)
+    .bind(first)
+    .bind(last)
+    .fetch_one(db.reader())
+    .await?;
+    sums += ChargeSums {
+        gross: r.try_get("g")?,
+        failed: r.try_get("f")?,
+        payments: r.try_get("n")?,
+    };
+    sums += charge_rows(db, currency, last, to).await?;
+    Ok(sums)
+}
+
+/// Charges created in `[from, to)`, summed from their rows.
+async fn charge_rows(db: &Db, currency: &str, from: i64, to: i64) -> Result<ChargeSums, DbError> {
+    if from >= to {
+        return Ok(ChargeSums::default());
+    }
+    let r = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(CASE WHEN status = 'succeeded' THEN COALESCE(amount_captured, amount, 0) ELSE 0 END), 0) AS BIGINT) AS g, \
+                CAST(COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) AS BIGINT) AS f, \
+                CAST(COUNT(*) AS BIGINT) AS n \
+         FROM charges WHERE currency = $1 AND created >= $2 AND created < $3",
+    )
+    .bind(currency)
+    .bind(from)
+    .bind(to)
+    .fetch_one(db.reader())
+    .await?;
+    Ok(ChargeSums {
+        gross: r.try_get("g")?,
+        failed: r.try_get("f")?,
+        payments: r.try_get("n")?,
+    })
+}
+
+/// Charges per month for months starting at `starts` (ascending, consecutive, each the start of
+/// a UTC day), the last one ending at `end`: one grouped read of the day sums, and the rows of
+/// the last, partial day.
+pub async fn charge_months(db: &Db, currency: &str, starts: &[i64], end: i64) -> Result<Vec<ChargeSums>, DbError> {
+    let mut out = vec![ChargeSums::default(); starts.len()];
+    let Some(&from) = starts.first() else {
+        return Ok(out);
+    };
+    let whole = day_floor(end).max(from);
+    // `$1` currency, `$2`..`$3` the whole days; month i ends before `$(i + 4)`.
+    let bucket = super::month_bucket("day", starts.len(), 4);
+    let sql = format!(
+        "SELECT {bucket} AS m, CAST(SUM(gross) AS BIGINT) AS g, CAST(SUM(failed) AS BIGINT) AS f, \
+         CAST(SUM(payments) AS BIGINT) AS n FROM charge_day_sums \
+         WHERE currency = $1 AND day >= $2 AND day < $3 GROUP BY m"
+    );
+    let mut q = sqlx::query(&sql).bind(currency.to_string()).bind(from).bind(whole);
+    for s in &starts[1..] {
+        q = q.bind(*s);
+    }
+    let last = starts.len() - 1;
+    for r in q.fetch_all(db.reader()).await? {
+        let m: i64 = r.try_get("m")?;
+        out[usize::try_from(m).unwrap_or(0).min(last)] += ChargeSums {
+            gross: r.try_get("g")?,
+            failed: r.try_get("f")?,
+            payments: r.try_get("n")?,
+        };
+    }
+    out[last] += charge_rows(db, currency, whole, end).await?;
+    Ok(out)
+}
+
+/// Folds each key's rows into one (a key with one row is left alone). Cheap when there is
+/// nothing to fold: one read of each table's small index.
+pub async fn compact(db: &Db) -> Result<(), DbError> {
+    const TABLES: [(&str, &str, &str); 2] = [
+        (
+            "subscription_sums",
+            "currency",
+            "subscriptions, mrr, active, active_mrr, active_customers, trialing",
+        ),
+        ("charge_day_sums", "currency, day", "gross, failed, payments"),
+    ];
+    for (table, key, columns) in TABLES {
+        let folded: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT CAST(1 AS BIGINT) FROM {table} GROUP BY {key} HAVING COUNT(*) > 1 LIMIT 1"
+        ))
+        .fetch_optional(db.reader())
+        .await?;
+        if folded.is_none() {
+            continue;
+        }
+        let sums = columns
+            .split(", ")
+            .map(|c| format!("SUM({c})"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match db.backend() {
+            // One statement, one snapshot: it deletes exactly the rows it adds up, whatever
+            // other transactions commit meanwhile (and a second instance folding at the same
+            // time skips the rows this one deleted).
+            Backend::Postgres => {
+                let on = key
+                    .split(", ")
+                    .map(|k| format!("s.{k} = k.{k}"))
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
+                sqlx::query(&format!(
+                    "WITH k AS (SELECT {key} FROM {table} GROUP BY {key} HAVING COUNT(*) > 1), \
+                     gone AS (DELETE FROM {table} s USING k WHERE {on} RETURNING s.*) \
+                     INSERT INTO {table} ({key}, {columns}) SELECT {key}, {sums} FROM gone GROUP BY {key}"
+                ))
+                .execute(db.writer())
+                .await?;
+            }
+            // One writer: nothing else commits inside this transaction. The folded rows get
+            // ids above `top`, so the delete leaves them.
+            Backend::Sqlite => {
+                let mut tx = db.begin().await?;
+                let top: Option<i64> = sqlx::query_scalar(&format!("SELECT MAX(id) FROM {table}"))
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let top = top.unwrap_or(0);
+                let keys = format!("SELECT {key} FROM {table} WHERE id <= $1 GROUP BY {key} HAVING COUNT(*) > 1");
+                sqlx::query(&format!(
+                    "INSERT INTO {table} ({key}, {columns}) SELECT {key}, {sums} FROM {table} \
+                     WHERE id <= $1 GROUP BY {key} HAVING COUNT(*) > 1"
+                ))
+                .bind(top)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(&format!("DELETE FROM {table} WHERE id <= $1 AND ({key}) IN ({keys})"))
+                    .bind(top)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+        }
+    }
+    Ok(())
+}
