@@ -6,7 +6,7 @@ const file = process.argv[2] ?? 'target/bench/results.jsonl';
 const rows = fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
 const find = (backend, test) => rows.find((r) => r.backend === backend && r.test === test)?.result;
 const mib = (kib) => (kib == null ? null : kib / 1024);
-const fmt = (v, digits = 0) => (v == null ? '—' : Number(v).toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
+const fmt = (v, digits = 0) => (v == null || Number.isNaN(v) ? '—' : Number(v).toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
 const check = (v, ok) => (v == null ? '' : ok(v) ? 'met' : 'MISSED');
 
 const lines = [];
@@ -22,6 +22,8 @@ for (const b of ['sqlite', 'postgres']) {
   add(`${b}: peak RSS while ingesting`, `${fmt(rss, 1)} MiB`, '< 50 MiB', check(rss, (v) => v < 50));
   add(`${b}: backlog applied, events/s`, fmt(apply?.events_per_second), '≥ 10,000', check(apply?.events_per_second, (v) => v >= 10000));
   add(`${b}: peak RSS while applying`, `${fmt(mib(apply?.peak_rss_kib), 1)} MiB`, '< 50 MiB', check(mib(apply?.peak_rss_kib), (v) => v < 50));
+  const sustained = find(b, 'sustained');
+  if (sustained) add(`${b}: sustained (acked and applied, worker on) events/s`, fmt(sustained.events_per_second), '', '');
 }
 const two = find('postgres', 'two_instances');
 if (two) {
@@ -47,6 +49,11 @@ if (peer) {
     const apply = find(b, 'apply_backlog');
     if (max) add(`ratio ${b} acks / peer`, `${fmt(max.acks_per_second / peer.acks_per_second, 1)}×`, '', '');
     if (apply) add(`ratio ${b} apply / peer`, `${fmt(apply.events_per_second / peer.acks_per_second, 1)}×`, '', '');
+    const sustained = find(b, 'sustained');
+    if (sustained) {
+      const ratio = sustained.events_per_second / peer.acks_per_second;
+      add(`ratio ${b} sustained / peer`, `${fmt(ratio, 1)}×`, '≥ 4×', check(ratio, (v) => v >= 4));
+    }
   }
 }
 for (const r of rows.filter((r) => r.test === 'page')) {
@@ -62,6 +69,31 @@ for (const r of liveRows) {
 const rss = mib(find('sqlite', 'pages_peak_rss_kib'));
 if (rss != null) add('pages: peak RSS', `${fmt(rss, 1)} MiB`, '< 50 MiB', check(rss, (v) => v < 50));
 
+// The growth run (`scripts/bench.sh --growth`): the same pages and the ingest at several sizes.
+const growthPages = rows.filter((r) => r.test === 'growth_page' && r.start === 'first');
+const sizes = [...new Set(growthPages.map((r) => r.customers))].sort((a, b) => a - b);
+const growthPage = (size, page, start = 'first') =>
+  rows.find((r) => r.test === 'growth_page' && r.customers === size && r.start === start && r.result.page === page)?.result;
+const growthRss = (size) => {
+  const peaks = rows
+    .filter((r) => r.customers === size && (r.test === 'growth_pages_peak_rss_kib' || r.test === 'growth_ingest'))
+    .map((r) => (typeof r.result === 'number' ? r.result : r.result.peak_rss_kib));
+  return peaks.length ? Math.max(...peaks) : null;
+};
+const pagesOf = [...new Set(growthPages.map((r) => r.result.page))];
+if (sizes.length > 1) {
+  const [small, large] = [sizes[0], sizes[sizes.length - 1]];
+  for (const page of pagesOf) {
+    const a = growthPage(small, page)?.p95_ms;
+    const b = growthPage(large, page)?.p95_ms;
+    if (a && b) add(`growth: page ${page} p95 at ${fmt(large)} / ${fmt(small)} customers`, `${fmt(b, 1)} / ${fmt(a, 1)} ms = ${fmt(b / a, 2)}×`, '≤ 1.3×', check(b / a, (v) => v <= 1.3));
+  }
+  for (const size of sizes) {
+    const peak = mib(growthRss(size));
+    add(`growth: peak RSS at ${fmt(size)} customers`, `${fmt(peak, 1)} MiB`, '< 64 MiB', check(peak, (v) => v < 64));
+  }
+}
+
 const width = [0, 1, 2].map((i) => Math.max(...lines.map((l) => l[i].length)));
 console.log('Summary (targets from docs/benchmarks.md):');
 for (const l of lines) console.log(`  ${l[0].padEnd(width[0])}  ${l[1].padStart(width[1])}  ${l[2].padEnd(width[2])}  ${l[3]}`);
@@ -72,10 +104,11 @@ if (process.argv.includes('--markdown')) {
   const bar = (value, max, width = 40) => '█'.repeat(Math.max(0, Math.round((value / max) * width)));
   const ms = (v) => (v == null ? '—' : `${fmt(v, 1)} ms`);
   const row = (cells) => out.push(`| ${cells.join(' | ')} |`);
-  out.push('| measurement | SQLite | Postgres 15 | peer (stripe-sync-engine) | target |');
-  out.push('|---|---|---|---|---|');
   const get = (b, t) => find(b, t);
   const acks = (b) => get(b, 'max_ingest')?.acks_per_second;
+  if (acks('sqlite') || acks('postgres')) {
+  out.push('| measurement | SQLite | Postgres 15 | peer (stripe-sync-engine) | target |');
+  out.push('|---|---|---|---|---|');
   row(['acknowledged events/s (64 connections)', fmt(acks('sqlite')), fmt(acks('postgres')), fmt(acks('peer')), '≥ 15,000']);
   const lat = (b, t) => {
     const r = get(b, t);
@@ -90,10 +123,13 @@ if (process.argv.includes('--markdown')) {
   row(['backlog applied', applyText('sqlite'), applyText('postgres'), `${fmt(acks('peer'))} events/s (applies as it acknowledges)`, '≥ 10,000/s']);
   const applyRss = (b) => (apply(b) ? `${fmt(mib(apply(b).peak_rss_kib), 1)} MiB` : '—');
   row(['peak memory while applying', applyRss('sqlite'), applyRss('postgres'), '—', '< 50 MiB']);
+  const sus = (b) => get(b, 'sustained');
+  const susText = (b) => (sus(b) ? `${fmt(sus(b).events_per_second)} events/s (${fmt(sus(b).events)} in ${sus(b).seconds_until_applied} s; acked at ${fmt(sus(b).ingest.acks_per_second)}/s)` : '—');
+  row(['acknowledged and applied, worker on (sustained)', susText('sqlite'), susText('postgres'), `${fmt(acks('peer'))} events/s`, '≥ 4× the peer']);
   out.push('');
   const peerAcks = acks('peer');
   if (peerAcks) {
-    out.push(`Ratios to the peer: acknowledged ${fmt(acks('sqlite') / peerAcks, 1)}× (SQLite) and ${fmt(acks('postgres') / peerAcks, 1)}× (Postgres); applied ${fmt(apply('sqlite')?.events_per_second / peerAcks, 1)}× and ${fmt(apply('postgres')?.events_per_second / peerAcks, 1)}×.`);
+    out.push(`Ratios to the peer: acknowledged ${fmt(acks('sqlite') / peerAcks, 1)}× (SQLite) and ${fmt(acks('postgres') / peerAcks, 1)}× (Postgres); applied ${fmt(apply('sqlite')?.events_per_second / peerAcks, 1)}× and ${fmt(apply('postgres')?.events_per_second / peerAcks, 1)}×; sustained (acknowledged and applied with the worker on) ${fmt(sus('sqlite')?.events_per_second / peerAcks, 1)}× and ${fmt(sus('postgres')?.events_per_second / peerAcks, 1)}×.`);
     out.push('');
   }
   const two = find('postgres', 'two_instances');
@@ -115,6 +151,7 @@ if (process.argv.includes('--markdown')) {
   out.push(`${'target'.padEnd(30)} |${'·'.repeat(Math.round((15000 / top) * 40) - 1)}| 15,000 (ack), 10,000 (apply)`);
   out.push('```');
   out.push('');
+  }
   const pageRows = rows.filter((r) => r.test === 'page');
   if (pageRows.length) {
     const ds = find('sqlite', 'dataset');
@@ -149,6 +186,52 @@ if (process.argv.includes('--markdown')) {
       out.push(`${''.padEnd(16)} |${'█'.repeat(Math.max(1, Math.round((r.result.p95_ms / pmax) * 40)))} ${fmt(r.result.p95_ms, 1)}`);
       const l = live(r.result.page);
       if (l) out.push(`${''.padEnd(16)} |${'▒'.repeat(Math.max(1, Math.round((l.p95_ms / pmax) * 40)))} ${fmt(l.p95_ms, 1)}`);
+    }
+    out.push('```');
+  }
+  if (sizes.length) {
+    out.push('');
+    out.push('Growth run (`scripts/bench.sh --growth`), SQLite, the same business shape at each size (2 subscriptions and 20 charges per customer over 24 months):');
+    out.push('');
+    out.push('| customers | subscriptions | charges | database | acknowledged events/s (20,000 into it, worker on) | applied events/s (until the inbox is empty) | peak memory |');
+    out.push('|---|---|---|---|---|---|---|');
+    for (const size of sizes) {
+      const d = rows.find((r) => r.test === 'growth_dataset' && r.customers === size)?.result ?? {};
+      const g = rows.find((r) => r.test === 'growth_ingest' && r.customers === size)?.result;
+      out.push(`| ${fmt(size)} | ${fmt(d.subscriptions)} | ${fmt(d.charges)} | ${d.bytes ? fmt(d.bytes / 2 ** 30, 1) : '—'} GiB | ${fmt(g?.ingest?.acks_per_second)} | ${fmt(g?.events_per_second_applied)} | ${fmt(mib(growthRss(size)), 1)} MiB |`);
+    }
+    out.push('');
+    out.push(`Pages, p50 / p95 of 40 requests, then the first request after the first start (computes everything) and after a restart (what a deploy meets), ms:`);
+    out.push('');
+    out.push(`| page | ${sizes.map((s) => `${fmt(s)}: p50 / p95`).join(' | ')} | p95 ${fmt(sizes[sizes.length - 1])} ÷ ${fmt(sizes[0])} |`);
+    out.push(`|---|${sizes.map(() => '---|').join('')}---|`);
+    for (const page of pagesOf) {
+      const cells = sizes.map((s) => {
+        const r = growthPage(s, page);
+        return r ? `${fmt(r.p50_ms, 1)} / ${fmt(r.p95_ms, 1)}` : '—';
+      });
+      const ratio = growthPage(sizes[sizes.length - 1], page)?.p95_ms / growthPage(sizes[0], page)?.p95_ms;
+      out.push(`| \`${page}\` | ${cells.join(' | ')} | ${fmt(ratio, 2)}× |`);
+    }
+    out.push('');
+    out.push(`| page | ${sizes.map((s) => `${fmt(s)}: first / after restart`).join(' | ')} |`);
+    out.push(`|---|${sizes.map(() => '---|').join('')}`);
+    for (const page of pagesOf) {
+      const cells = sizes.map((s) => `${fmt(growthPage(s, page)?.first_ms, 1)} / ${fmt(growthPage(s, page, 'restart')?.first_ms, 1)}`);
+      out.push(`| \`${page}\` | ${cells.join(' | ')} |`);
+    }
+    out.push('');
+    const gmax = Math.max(...growthPages.map((r) => r.result.p95_ms), ...pagesOf.flatMap((p) => sizes.map((s) => growthPage(s, p, 'restart')?.first_ms ?? 0)), 1);
+    out.push('```');
+    out.push('ms as the data grows: █ p95 (cached), ▓ first request after a restart');
+    for (const page of pagesOf) {
+      for (const s of sizes) {
+        const r = growthPage(s, page);
+        const restart = growthPage(s, page, 'restart');
+        const label = s === sizes[0] ? page : '';
+        out.push(`${label.padEnd(15)} ${fmt(s).padStart(7)} |${'█'.repeat(Math.max(1, Math.round(((r?.p95_ms ?? 0) / gmax) * 40)))} ${fmt(r?.p95_ms, 1)}`);
+        out.push(`${''.padEnd(15)} ${''.padStart(7)} |${'▓'.repeat(Math.max(1, Math.round(((restart?.first_ms ?? 0) / gmax) * 40)))} ${fmt(restart?.first_ms, 1)}`);
+      }
     }
     out.push('```');
   }

@@ -3,6 +3,14 @@
 # Postgres, and page latency on a large demo dataset, against a release build on this machine.
 #
 #   scripts/bench.sh [--events 100000] [--customers 100000] [--sqlite-only] [--no-peer] [--pages-only]
+#   scripts/bench.sh --growth [--sizes "25000 50000 100000 200000"]
+#
+# --growth: only the growth run. For each size, a demo dataset of that many customers with the
+# same business shape (2 subscriptions and 20 charges per customer over 24 months) is seeded
+# (kept in the target dir for a day; 200,000 customers take about 13 GB and 35 minutes), then the
+# pages are measured as below (first request after the first start, first request after a
+# restart, p50/p95 of 40), and 20,000 signed events are ingested into it with the worker on
+# (acknowledged per second, and until applied); peak memory for each.
 #
 # The peer (@supabase/stripe-sync-engine 0.48.5 behind node:http, scripts/bench-peer.mjs) gets the
 # same events on Postgres; the summary prints Tally's ratio to it.
@@ -18,6 +26,8 @@ CUSTOMERS=100000
 BACKENDS="sqlite postgres"
 PEER=1
 PAGES_ONLY=0
+GROWTH=0
+SIZES="25000 50000 100000 200000"
 LIVE_RATE=20
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -26,6 +36,8 @@ while [ $# -gt 0 ]; do
     --sqlite-only) BACKENDS="sqlite"; PEER=0; shift ;;
     --no-peer) PEER=0; shift ;;
     --pages-only) PAGES_ONLY=1; shift ;;
+    --growth) GROWTH=1; shift ;;
+    --sizes) SIZES="$2"; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -89,6 +101,63 @@ processed_at() {
   curl -fsS -H "Authorization: Bearer $METRICS_TOKEN" "$1/metrics" | awk '/^tally_events_processed_total\{outcome="(applied|stale|ignored)"\}/ {n+=$2} END {print n+0}'
 }
 
+# seed_pages_db CUSTOMERS: the demo dataset of that size (seeded, or kept from a run of the last
+# day); prints its path. The demo's history ends at the time it was made.
+seed_pages_db() {
+  local db="$OUT/pages-$1-2x20.db"
+  if [ -z "$(find "$db" -mmin -1440 2>/dev/null)" ]; then
+    rm -f "$db" "$db-wal" "$db-shm" "$db.tmp"*
+    env -i PATH="$PATH" DATABASE_URL="sqlite://$db.tmp" TALLY_SITE_CONFIG="$PWD/Leptos.toml" "$BIN" seed-demo \
+      --customers "$1" --subscriptions $(( $1 * 2 )) --charges $(( $1 * 20 )) >&2
+    for part in "" -wal -shm; do
+      if [ -f "$db.tmp$part" ]; then mv "$db.tmp$part" "$db$part"; fi
+    done
+  fi
+  env -i PATH="$PATH" DATABASE_URL="sqlite://$db" TALLY_SITE_CONFIG="$PWD/Leptos.toml" "$BIN" migrate >/dev/null
+  echo "$db"
+}
+
+if [ "$GROWTH" = 1 ]; then
+  apt_install sqlite3
+  for size in $SIZES; do
+    stage "growth: $size customers"
+    db_file=$(seed_pages_db "$size")
+    DB="sqlite://$db_file"
+    count() { sqlite3 "$db_file" "SELECT COUNT(*) FROM $1"; }
+    record "{\"backend\":\"sqlite\",\"test\":\"growth_dataset\",\"customers\":$size,\"result\":{\"customers\":$(count customers),\"subscriptions\":$(count subscriptions),\"charges\":$(count charges),\"events\":$(count stripe_events),\"bytes\":$(stat -c %s "$db_file")}}"
+    PASSWORD="bench password $$"
+    echo "$PASSWORD" | env -i PATH="$PATH" DATABASE_URL="$DB" TALLY_SITE_CONFIG="$PWD/Leptos.toml" "$BIN" create-admin --email "bench$$@example.com" >/dev/null
+    # The first start computes what later starts find kept; the restart's first requests are the
+    # cold start a deploy meets.
+    for start in first restart; do
+      start_server "$DB" on
+      for page_line in $(BENCH_PASSWORD="$PASSWORD" "$BIN" bench pages --url "$BASE" --email "bench$$@example.com" --requests 40 | tr -d ' '); do
+        record "{\"backend\":\"sqlite\",\"test\":\"growth_page\",\"customers\":$size,\"start\":\"$start\",\"result\":$page_line}"
+      done
+      peak=$(stop_server)
+      record "{\"backend\":\"sqlite\",\"test\":\"growth_pages_peak_rss_kib\",\"customers\":$size,\"start\":\"$start\",\"result\":$peak}"
+    done
+    # Ingest into the grown database, the worker on: acknowledged, then applied.
+    start_server "$DB" on
+    started=$(date +%s.%N)
+    line=$("$BIN" bench ingest --url "$BASE" --secret "$SECRET" --events 20000 --concurrency 64)
+    while [ "$(pending)" != 0 ]; do sleep 0.1; done
+    ended=$(date +%s.%N)
+    peak=$(stop_server)
+    secs=$(awk -v a="$started" -v b="$ended" 'BEGIN {printf "%.2f", b - a}')
+    record "{\"backend\":\"sqlite\",\"test\":\"growth_ingest\",\"customers\":$size,\"result\":{\"ingest\":$line,\"seconds_until_applied\":$secs,\"events_per_second_applied\":$(awk -v s="$secs" 'BEGIN {printf "%d", 20000 / s}'),\"peak_rss_kib\":$peak}}"
+    # The largest datasets do not fit beside each other on a small disk.
+    [ "${KEEP_GROWTH:-0}" = 1 ] || rm -f "$db_file" "$db_file-wal" "$db_file-shm"
+    stage_done
+  done
+  echo
+  node scripts/bench-summary.mjs "$RESULTS"
+  echo "Commit:  $(git rev-parse --short HEAD)"
+  echo "Results: $RESULTS"
+  echo "$STAGE_REPORT"
+  exit 0
+fi
+
 if [ "$PAGES_ONLY" = 1 ]; then BACKENDS=""; PEER=0; fi
 for backend in $BACKENDS; do
   stage "ingest ($backend)"
@@ -133,6 +202,29 @@ for backend in $BACKENDS; do
   record "{\"backend\":\"$backend\",\"test\":\"apply_backlog\",\"result\":{\"events\":$backlog,\"seconds\":$secs,\"events_per_second\":$rate,\"peak_rss_kib\":$peak}}"
   stage_done
   [ "$backend" = postgres ] && "$PSQL" "$ADMIN" -qc "DROP DATABASE IF EXISTS $NAME"
+
+  stage "sustained ($backend)"
+  # What users feel: events acknowledged and applied per second with the worker running beside
+  # the ingest, on a new database; timed from the first delivery until the inbox is empty.
+  if [ "$backend" = sqlite ]; then
+    DB="sqlite://$WORK/sustained.db"
+  else
+    "$PSQL" "$ADMIN" -qc "DROP DATABASE IF EXISTS ${NAME}_s" -c "CREATE DATABASE ${NAME}_s"
+    DB="${ADMIN%/*}/${NAME}_s"
+  fi
+  start_server "$DB" on
+  "$BIN" bench ingest --url "$BASE" --secret "$SECRET" --events 2000 --concurrency 16 >/dev/null # warm-up
+  while [ "$(pending)" != 0 ]; do sleep 0.1; done
+  started=$(date +%s.%N)
+  line=$("$BIN" bench ingest --url "$BASE" --secret "$SECRET" --events "$EVENTS" --concurrency 64)
+  while [ "$(pending)" != 0 ]; do sleep 0.05; done
+  ended=$(date +%s.%N)
+  peak=$(stop_server)
+  secs=$(awk -v a="$started" -v b="$ended" 'BEGIN {printf "%.2f", b - a}')
+  rate=$(awk -v n="$EVENTS" -v s="$secs" 'BEGIN {printf "%d", n / s}')
+  record "{\"backend\":\"$backend\",\"test\":\"sustained\",\"result\":{\"events\":$EVENTS,\"ingest\":$line,\"seconds_until_applied\":$secs,\"events_per_second\":$rate,\"peak_rss_kib\":$peak}}"
+  [ "$backend" = postgres ] && "$PSQL" "$ADMIN" -qc "DROP DATABASE IF EXISTS ${NAME}_s"
+  stage_done
 done
 
 if [[ " $BACKENDS " == *" postgres "* ]]; then
@@ -223,17 +315,8 @@ stage "pages ($CUSTOMERS customers, sqlite)"
 # for a day (the demo's history ends at the time it was made); the server migrates it on start.
 # The brief's shape: per customer, 2 subscriptions and 20 charges over 24 months (100,000
 # customers: 200,000 subscriptions, 2,000,000 charges).
-PAGES_DB="$OUT/pages-$CUSTOMERS-2x20.db"
-if [ -z "$(find "$PAGES_DB" -mmin -1440 2>/dev/null)" ]; then
-  rm -f "$PAGES_DB" "$PAGES_DB-wal" "$PAGES_DB-shm" "$PAGES_DB.tmp"*
-  env -i PATH="$PATH" DATABASE_URL="sqlite://$PAGES_DB.tmp" TALLY_SITE_CONFIG="$PWD/Leptos.toml" "$BIN" seed-demo \
-    --customers "$CUSTOMERS" --subscriptions $((CUSTOMERS * 2)) --charges $((CUSTOMERS * 20))
-  for part in "" -wal -shm; do
-    if [ -f "$PAGES_DB.tmp$part" ]; then mv "$PAGES_DB.tmp$part" "$PAGES_DB$part"; fi
-  done
-fi
+PAGES_DB=$(seed_pages_db "$CUSTOMERS")
 DB="sqlite://$PAGES_DB"
-env -i PATH="$PATH" DATABASE_URL="$DB" TALLY_SITE_CONFIG="$PWD/Leptos.toml" "$BIN" migrate >/dev/null
 apt_install sqlite3
 count() { sqlite3 "$PAGES_DB" "SELECT COUNT(*) FROM $1"; }
 record "{\"backend\":\"sqlite\",\"test\":\"dataset\",\"result\":{\"customers\":$(count customers),\"subscriptions\":$(count subscriptions),\"charges\":$(count charges),\"invoices\":$(count invoices),\"events\":$(count stripe_events),\"mrr_movements\":$(count mrr_movements),\"bytes\":$(stat -c %s "$PAGES_DB")}}"
