@@ -1,5 +1,7 @@
-//! Running sums the database keeps (migration 0021): per currency, the subscriptions and the
-//! active ones with their MRR and distinct customers; per currency and UTC day, the charges. The
+//! Running sums the database keeps (migrations 0021 and 0023): per currency, the subscriptions
+//! and the active ones with their MRR and distinct customers; per currency and UTC day, the
+//! charges; per list and currency, the unfiltered totals of the payments, invoices,
+//! subscriptions and customers lists. The
 //! database's triggers append the change of every write of a subscription or a charge as a row,
 //! whoever writes (the worker, backfill, reconciliation, billing actions); a figure is the sum of
 //! its key's rows, and `compact` folds each key's rows into one. So the overview's first request
@@ -177,16 +179,33 @@ pub async fn charge_months(db: &Db, currency: &str, starts: &[i64], end: i64) ->
     Ok(out)
 }
 
+/// A list's totals without filters (`payments`, `invoices`, `subscriptions`, `customers`): per
+/// currency (`None`: rows without one), the rows and the sum of the list's amount, the most rows
+/// first.
+pub async fn list_totals(db: &Db, list: &str) -> Result<Vec<(Option<String>, i64, i64)>, DbError> {
+    let rows = sqlx::query(
+        "SELECT currency, CAST(SUM(n) AS BIGINT) AS n, CAST(SUM(amount) AS BIGINT) AS total FROM list_sums \
+         WHERE list = $1 GROUP BY currency HAVING SUM(n) > 0 ORDER BY n DESC, currency",
+    )
+    .bind(list)
+    .fetch_all(db.reader())
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("currency")?, r.try_get("n")?, r.try_get("total")?)))
+        .collect()
+}
+
 /// Folds each key's rows into one (a key with one row is left alone). Cheap when there is
 /// nothing to fold: one read of each table's small index.
 pub async fn compact(db: &Db) -> Result<(), DbError> {
-    const TABLES: [(&str, &str, &str); 2] = [
+    const TABLES: [(&str, &str, &str); 3] = [
         (
             "subscription_sums",
             "currency",
             "subscriptions, mrr, active, active_mrr, active_customers, trialing",
         ),
         ("charge_day_sums", "currency, day", "gross, failed, payments"),
+        ("list_sums", "list, currency", "n, amount"),
     ];
     for (table, key, columns) in TABLES {
         let folded: Option<i64> = sqlx::query_scalar(&format!(
@@ -207,9 +226,10 @@ pub async fn compact(db: &Db) -> Result<(), DbError> {
             // other transactions commit meanwhile (and a second instance folding at the same
             // time skips the rows this one deleted).
             Backend::Postgres => {
+                // A key may be NULL (a list's rows without a currency): NULLs are one key.
                 let on = key
                     .split(", ")
-                    .map(|k| format!("s.{k} = k.{k}"))
+                    .map(|k| format!("s.{k} IS NOT DISTINCT FROM k.{k}"))
                     .collect::<Vec<_>>()
                     .join(" AND ");
                 sqlx::query(&format!(
@@ -228,6 +248,12 @@ pub async fn compact(db: &Db) -> Result<(), DbError> {
                     .fetch_one(&mut *tx)
                     .await?;
                 let top = top.unwrap_or(0);
+                // `IS`: a NULL key (a list's rows without a currency) matches itself.
+                let same = key
+                    .split(", ")
+                    .map(|k| format!("k.{k} IS {table}.{k}"))
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
                 let keys = format!("SELECT {key} FROM {table} WHERE id <= $1 GROUP BY {key} HAVING COUNT(*) > 1");
                 sqlx::query(&format!(
                     "INSERT INTO {table} ({key}, {columns}) SELECT {key}, {sums} FROM {table} \
@@ -236,10 +262,12 @@ pub async fn compact(db: &Db) -> Result<(), DbError> {
                 .bind(top)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query(&format!("DELETE FROM {table} WHERE id <= $1 AND ({key}) IN ({keys})"))
-                    .bind(top)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE id <= $1 AND EXISTS (SELECT 1 FROM ({keys}) k WHERE {same})"
+                ))
+                .bind(top)
+                .execute(&mut *tx)
+                .await?;
                 tx.commit().await?;
             }
         }

@@ -1,7 +1,8 @@
 //! The running sums the database keeps (metrics::sums, migration 0021) equal a scan of the rows
 //! after any mix of writes: through the projection (as webhooks, backfill and billing write) and
 //! plain SQL inserts, updates and deletes of any column the sums read, with folding in between;
-//! on both databases. Also: a database migrated with data already in it starts from that data.
+//! on both databases; the same for the lists' unfiltered totals. Also: a database migrated with
+//! data already in it starts from that data.
 
 use crate::common::{self, Rng};
 
@@ -80,6 +81,30 @@ async fn scan_currencies(db: &Db) -> Vec<String> {
     .collect()
 }
 
+/// A list's unfiltered totals from a scan, as src/lists.rs counts them (sorted for comparison).
+async fn scan_list(db: &Db, list: &str) -> Vec<(Option<String>, i64, i64)> {
+    let sql = match list {
+        "payments" => "SELECT currency, COUNT(*) AS n, SUM(COALESCE(amount, 0)) AS t FROM charges GROUP BY currency",
+        "invoices" => "SELECT currency, COUNT(*) AS n, SUM(COALESCE(amount_due, 0)) AS t FROM invoices GROUP BY currency",
+        "subscriptions" => "SELECT currency, COUNT(*) AS n, SUM(COALESCE(mrr, 0)) AS t FROM subscriptions GROUP BY currency",
+        _ => {
+            "SELECT c.currency, COUNT(*) AS n, SUM(COALESCE((SELECT SUM(sa.mrr) FROM subscriptions sa WHERE sa.customer_id = c.id \
+             AND sa.status IN ('active', 'past_due') AND sa.deleted = 0), 0)) AS t FROM customers c GROUP BY c.currency"
+        }
+    };
+    let mut rows: Vec<(Option<String>, i64, i64)> = sqlx::query(&format!(
+        "SELECT CAST(currency AS TEXT) AS currency, CAST(n AS BIGINT) AS n, CAST(t AS BIGINT) AS t FROM ({sql}) x"
+    ))
+    .fetch_all(db.reader())
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get("currency"), r.get("n"), r.get("t")))
+    .collect();
+    rows.sort();
+    rows
+}
+
 /// Every figure the sums give equals the scan: per currency, and charges over spans that start
 /// and end inside days, on day boundaries, within one day, and per month.
 async fn check(db: &Db, rng: &mut Rng, step: usize) {
@@ -88,6 +113,11 @@ async fn check(db: &Db, rng: &mut Rng, step: usize) {
         scan_currencies(db).await,
         "currencies after step {step}"
     );
+    for list in ["payments", "invoices", "subscriptions", "customers"] {
+        let mut kept = sums::list_totals(db, list).await.unwrap();
+        kept.sort();
+        assert_eq!(kept, scan_list(db, list).await, "{list} list totals after step {step}");
+    }
     for currency in ["usd", "jpy"] {
         assert_eq!(
             sums::subscriptions(db, currency).await.unwrap(),
@@ -143,7 +173,7 @@ async fn random_writes(db: &Db, seed: u64) {
         let status = pick(&mut rng, &STATUSES);
         let charge = format!("ch_{}", rng.below(14));
         let created = BASE - 2 * DAY + rng.below(5 * DAY as usize) as i64;
-        match rng.below(9) {
+        match rng.below(12) {
             // Through the projection: a subscription event (its MRR computed from the items).
             0 | 1 => {
                 events += 1;
@@ -261,6 +291,48 @@ async fn random_writes(db: &Db, seed: u64) {
                     .await
                     .unwrap();
             }
+            // Plain SQL on customers (their currency moves their MRR in the customers list)
+            // and invoices.
+            8 => {
+                sqlx::query(
+                    "INSERT INTO customers (id, raw, livemode, version_at, version_event, currency) \
+                     VALUES ($1, '{}', 0, 0, 'x', $2) ON CONFLICT (id) DO UPDATE SET currency = excluded.currency",
+                )
+                .bind(customer.unwrap_or("cus_e"))
+                .bind(currency)
+                .execute(db.writer())
+                .await
+                .unwrap();
+            }
+            9 => {
+                sqlx::query("DELETE FROM customers WHERE id = $1")
+                    .bind(customer.unwrap_or("cus_e"))
+                    .execute(db.writer())
+                    .await
+                    .unwrap();
+            }
+            10 => {
+                let invoice = format!("in_{}", rng.below(6));
+                if rng.below(4) == 0 {
+                    sqlx::query("DELETE FROM invoices WHERE id = $1")
+                        .bind(&invoice)
+                        .execute(db.writer())
+                        .await
+                        .unwrap();
+                } else {
+                    sqlx::query(
+                        "INSERT INTO invoices (id, raw, livemode, version_at, version_event, currency, amount_due) \
+                         VALUES ($1, '{}', 0, 0, 'x', $2, $3) ON CONFLICT (id) DO UPDATE SET currency = excluded.currency, \
+                         amount_due = excluded.amount_due",
+                    )
+                    .bind(&invoice)
+                    .bind(currency)
+                    .bind(pick(&mut rng, &[None, Some(1_000i64), Some(2_500)]))
+                    .execute(db.writer())
+                    .await
+                    .unwrap();
+                }
+            }
             _ => sums::compact(db).await.unwrap(),
         }
         if step % 8 == 7 {
@@ -271,7 +343,11 @@ async fn random_writes(db: &Db, seed: u64) {
     sums::compact(db).await.unwrap();
     check(db, &mut rng, 161).await;
     // Folded: one row per key.
-    for (table, key) in [("subscription_sums", "currency"), ("charge_day_sums", "currency, day")] {
+    for (table, key) in [
+        ("subscription_sums", "currency"),
+        ("charge_day_sums", "currency, day"),
+        ("list_sums", "list, currency"),
+    ] {
         let most: Option<i64> = sqlx::query_scalar(&format!(
             "SELECT CAST(MAX(n) AS BIGINT) FROM (SELECT COUNT(*) AS n FROM {table} GROUP BY {key}) t"
         ))
@@ -349,7 +425,28 @@ both_backends!(sums_start_from_the_data_a_migration_finds, |backend| async move 
         .await
         .unwrap();
     }
+    for (id, currency) in [("cus_1", Some("usd")), ("cus_3", None)] {
+        sqlx::query("INSERT INTO customers (id, raw, livemode, version_at, version_event, currency) VALUES ($1, '{}', 0, 0, 'x', $2)")
+            .bind(id)
+            .bind(currency)
+            .execute(db.writer())
+            .await
+            .unwrap();
+    }
     db.migrate().await.unwrap();
+    // The customers list: cus_1 with its two active subscriptions, cus_3 (no currency) with its
+    // active one in yen (the trial does not count).
+    let mut customers = sums::list_totals(&db, "customers").await.unwrap();
+    customers.sort();
+    assert_eq!(customers, [(None, 1, 3_000), (Some("usd".to_string()), 1, 1_500)]);
+    assert_eq!(
+        sums::list_totals(&db, "payments").await.unwrap(),
+        [(Some("usd".to_string()), 3, 1_650)]
+    );
+    assert_eq!(
+        sums::list_totals(&db, "subscriptions").await.unwrap(),
+        [(Some("usd".to_string()), 5, 4_700), (Some("jpy".to_string()), 1, 3_000)]
+    );
     assert_eq!(
         sums::subscriptions(&db, "usd").await.unwrap(),
         SubscriptionSums {
