@@ -2,7 +2,7 @@
 # The benchmark (docs/benchmarks.md): webhook ingest and backlog application on SQLite and
 # Postgres, and page latency on a large demo dataset, against a release build on this machine.
 #
-#   scripts/bench.sh [--events 100000] [--customers 100000] [--sqlite-only] [--no-peer] [--pages-only]
+#   scripts/bench.sh [--events 100000] [--customers 100000] [--sqlite-only] [--no-peer] [--pages-only] [--no-pages]
 #   scripts/bench.sh --growth [--sizes "25000 50000 100000 200000"]
 #
 # --growth: only the growth run. For each size, a demo dataset of that many customers with the
@@ -26,6 +26,7 @@ CUSTOMERS=100000
 BACKENDS="sqlite postgres"
 PEER=1
 PAGES_ONLY=0
+PAGES=1
 GROWTH=0
 SIZES="25000 50000 100000 200000"
 LIVE_RATE=20
@@ -36,6 +37,7 @@ while [ $# -gt 0 ]; do
     --sqlite-only) BACKENDS="sqlite"; PEER=0; shift ;;
     --no-peer) PEER=0; shift ;;
     --pages-only) PAGES_ONLY=1; shift ;;
+    --no-pages) PAGES=0; shift ;;
     --growth) GROWTH=1; shift ;;
     --sizes) SIZES="$2"; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
@@ -310,6 +312,7 @@ if [ "$PEER" = 1 ]; then
   stage_done
 fi
 
+if [ "$PAGES" = 1 ]; then
 stage "pages ($CUSTOMERS customers, sqlite)"
 # Seeding 100k customers takes minutes: the seeded database is kept in the target dir and reused
 # for a day (the demo's history ends at the time it was made); the server migrates it on start.
@@ -335,6 +338,8 @@ done
 peak=$(stop_server)
 record "{\"backend\":\"sqlite\",\"test\":\"pages_peak_rss_kib\",\"result\":$peak}"
 stage_done
+
+fi
 
 echo
 node scripts/bench-summary.mjs "$RESULTS"
