@@ -240,34 +240,61 @@ pub async fn compact(db: &Db) -> Result<(), DbError> {
                 .execute(db.writer())
                 .await?;
             }
-            // One writer: nothing else commits inside this transaction. The folded rows get
-            // ids above `top`, so the delete leaves them.
+            // One writer: nothing else commits inside this transaction. Each key with several
+            // rows up to `top` is summed, its rows deleted and the sum inserted (above `top`):
+            // two statements per key over the key's index, memory bounded by the keys.
             Backend::Sqlite => {
                 let mut tx = db.begin().await?;
                 let top: Option<i64> = sqlx::query_scalar(&format!("SELECT MAX(id) FROM {table}"))
                     .fetch_one(&mut *tx)
                     .await?;
-                let top = top.unwrap_or(0);
+                let keys: Vec<&str> = key.split(", ").collect();
+                let values: Vec<&str> = columns.split(", ").collect();
+                let casts = values
+                    .iter()
+                    .map(|c| format!("CAST(SUM({c}) AS BIGINT) AS {c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let folded = sqlx::query(&format!(
+                    "SELECT {key}, {casts} FROM {table} WHERE id <= $1 GROUP BY {key} HAVING COUNT(*) > 1"
+                ))
+                .bind(top.unwrap_or(0))
+                .fetch_all(&mut *tx)
+                .await?;
                 // `IS`: a NULL key (a list's rows without a currency) matches itself.
-                let same = key
-                    .split(", ")
-                    .map(|k| format!("k.{k} IS {table}.{k}"))
+                let same = keys
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| format!("{k} IS ${}", i + 2))
                     .collect::<Vec<_>>()
                     .join(" AND ");
-                let keys = format!("SELECT {key} FROM {table} WHERE id <= $1 GROUP BY {key} HAVING COUNT(*) > 1");
-                sqlx::query(&format!(
-                    "INSERT INTO {table} ({key}, {columns}) SELECT {key}, {sums} FROM {table} \
-                     WHERE id <= $1 GROUP BY {key} HAVING COUNT(*) > 1"
-                ))
-                .bind(top)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(&format!(
-                    "DELETE FROM {table} WHERE id <= $1 AND EXISTS (SELECT 1 FROM ({keys}) k WHERE {same})"
-                ))
-                .bind(top)
-                .execute(&mut *tx)
-                .await?;
+                let delete = format!("DELETE FROM {table} WHERE id <= $1 AND {same}");
+                let placeholders = (1..=keys.len() + values.len())
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let insert = format!("INSERT INTO {table} ({key}, {columns}) VALUES ({placeholders})");
+                for row in &folded {
+                    let mut d = sqlx::query(&delete).bind(top.unwrap_or(0));
+                    let mut i = sqlx::query(&insert);
+                    for k in &keys {
+                        // `day` is a number; the other keys are text, perhaps NULL.
+                        if *k == "day" {
+                            let v: i64 = row.try_get(*k)?;
+                            d = d.bind(v);
+                            i = i.bind(v);
+                        } else {
+                            let v: Option<String> = row.try_get(*k)?;
+                            d = d.bind(v.clone());
+                            i = i.bind(v);
+                        }
+                    }
+                    for c in &values {
+                        i = i.bind(row.try_get::<i64, _>(*c)?);
+                    }
+                    d.execute(&mut *tx).await?;
+                    i.execute(&mut *tx).await?;
+                }
                 tx.commit().await?;
             }
         }
