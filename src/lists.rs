@@ -506,22 +506,13 @@ pub async fn page(
             next = Some(format!("{sort}:{id}"));
         }
     }
-    // Totals of the whole filtered list (not just this page), per currency.
-    let base = build(spec, q)?;
-    let amount = spec.amount.map_or("0".to_string(), |a| format!("COALESCE({a}, 0)"));
-    // Without a search, the filters only name the list's own table: total it without the joins.
-    let searching = q.get("q").is_some_and(|v| !v.trim().is_empty());
-    let from = if searching {
-        spec.from
-    } else {
-        spec.from.split(" LEFT JOIN ").next().unwrap_or(spec.from)
-    };
-    let totals_sql = format!(
-        "SELECT CAST({cur} AS TEXT) AS currency, CAST(COUNT(*) AS BIGINT) AS n, CAST(SUM({amount}) AS BIGINT) AS total \
-         FROM {from} WHERE {} GROUP BY {cur} ORDER BY n DESC",
-        base.sql,
-        cur = spec.currency
-    );
+    // Totals of the whole filtered list (not just this page), per currency: from the running
+    // sums the database keeps when the filters are at most a status tab (metrics::sums; a few
+    // rows, current at once, whatever the size of the table), else from the rows.
+    if let Some(totals) = kept_totals(db, name, q).await? {
+        return Ok(result(spec, out, next, totals, None));
+    }
+    let (totals_sql, base, searching) = totals_query(spec, q)?;
     // Totals scan every matching row: cached until the projection changes.
     static TOTALS: crate::db::cache::Cached<Vec<Total>> = crate::db::cache::Cached::new();
     let params_key: Vec<String> = base
@@ -539,26 +530,6 @@ pub async fn page(
     // is unchanged), so the first list after a restart does not scan every row; searches are not,
     // so typing cannot grow that table.
     let keep = (!searching).then(|| key.clone());
-    // Without any filter, the running sums the database keeps (metrics::sums) are the totals: a
-    // few rows, current at once, whatever the size of the table.
-    if base.sql == "1 = 1" && matches!(spec.name, "payments" | "invoices" | "subscriptions" | "customers") {
-        let sums = crate::metrics::sums::list_totals(db, spec.name).await.map_err(|e| {
-            tracing::error!(error = %e, list = name, "list totals failed");
-            "The database did not answer; try again in a moment.".to_string()
-        })?;
-        let totals = sums
-            .into_iter()
-            .map(|(currency, count, total)| {
-                let currency = currency.unwrap_or_default();
-                Total {
-                    count,
-                    amount: spec.amount.map(|_| money::format(total, &currency)),
-                    currency,
-                }
-            })
-            .collect();
-        return Ok(result(spec, out, next, totals, None));
-    }
     let (totals, totals_as_of) = TOTALS
         .get_bounded(db, &key, 0, wait, move || async move {
             let compute = || async {
@@ -584,6 +555,93 @@ pub async fn page(
             "The database did not answer; try again in a moment.".to_string()
         })?;
     Ok(result(spec, out, next, totals.as_ref().clone(), totals_as_of))
+}
+
+/// A list's totals query for the filters of `q` (its SQL, the filter, whether it searches).
+fn totals_query(spec: &Spec, q: &HashMap<String, String>) -> Result<(String, Filter, bool), String> {
+    let base = build(spec, q)?;
+    let amount = spec.amount.map_or("0".to_string(), |a| format!("COALESCE({a}, 0)"));
+    // Without a search, the filters only name the list's own table: total it without the joins.
+    let searching = q.get("q").is_some_and(|v| !v.trim().is_empty());
+    let from = if searching {
+        spec.from
+    } else {
+        spec.from.split(" LEFT JOIN ").next().unwrap_or(spec.from)
+    };
+    let sql = format!(
+        "SELECT CAST({cur} AS TEXT) AS currency, CAST(COUNT(*) AS BIGINT) AS n, CAST(SUM({amount}) AS BIGINT) AS total \
+         FROM {from} WHERE {} GROUP BY {cur} ORDER BY n DESC",
+        base.sql,
+        cur = spec.currency
+    );
+    Ok((sql, base, searching))
+}
+
+/// The statuses a list's tab stands for, when the running sums can total it: `Some(None)` for
+/// every row (no tab, or `all`), `Some(Some(statuses))` for a tab that is exactly "status is one
+/// of these" in `SPECS`, `None` otherwise (computed from the rows). Kept equal to `SPECS` by
+/// tests/integration/sums.rs, which totals every tab both ways.
+fn kept_tab(list: &str, tab: Option<&str>) -> Option<Option<&'static [&'static str]>> {
+    let statuses: &'static [&'static str] = match (list, tab) {
+        ("payments" | "invoices" | "subscriptions" | "customers", None | Some("all")) => return Some(None),
+        ("subscriptions", Some("active")) => &["active", "past_due"],
+        ("subscriptions", Some("trialing")) => &["trialing"],
+        ("subscriptions", Some("past_due")) => &["past_due"],
+        ("subscriptions", Some("canceled")) => &["canceled"],
+        ("subscriptions", Some("incomplete")) => &["incomplete", "incomplete_expired", "unpaid", "paused"],
+        ("payments", Some("succeeded")) => &["succeeded"],
+        ("payments", Some("failed")) => &["failed"],
+        ("invoices", Some("paid")) => &["paid"],
+        ("invoices", Some("open")) => &["open"],
+        ("invoices", Some("void")) => &["void"],
+        ("invoices", Some("uncollectible")) => &["uncollectible"],
+        _ => return None,
+    };
+    Some(Some(statuses))
+}
+
+/// A list's totals from the running sums (metrics::sums), when its filters are at most a status
+/// tab they can total (`Ok(None)` otherwise).
+pub async fn kept_totals(db: &Db, name: &str, q: &HashMap<String, String>) -> Result<Option<Vec<Total>>, String> {
+    let spec = spec(name).ok_or("No such list.")?;
+    let tab = q.get("status").map(|s| s.trim()).filter(|s| !s.is_empty());
+    let Some(statuses) = kept_tab(name, tab) else {
+        return Ok(None);
+    };
+    let mut rest = q.clone();
+    rest.remove("status");
+    if build(spec, &rest)?.sql != "1 = 1" {
+        return Ok(None);
+    }
+    let sums = crate::metrics::sums::list_totals(db, name, statuses)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, list = name, "list totals failed");
+            "The database did not answer; try again in a moment.".to_string()
+        })?;
+    Ok(Some(
+        sums.into_iter()
+            .map(|(currency, count, total)| {
+                let currency = currency.unwrap_or_default();
+                Total {
+                    count,
+                    amount: spec.amount.map(|_| money::format(total, &currency)),
+                    currency,
+                }
+            })
+            .collect(),
+    ))
+}
+
+/// A list's totals counted from its rows, uncached: what `kept_totals` must equal.
+pub async fn scanned_totals(db: &Db, name: &str, q: &HashMap<String, String>) -> Result<Vec<Total>, String> {
+    let spec = spec(name).ok_or("No such list.")?;
+    let (sql, base, _) = totals_query(spec, q)?;
+    let rows = bind(sqlx::query(&sql), &base.params)
+        .fetch_all(db.reader())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(rows_to_totals(spec, &rows))
 }
 
 fn result(

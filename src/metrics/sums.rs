@@ -1,7 +1,7 @@
 //! Running sums the database keeps (migrations 0021 and 0023): per currency, the subscriptions
 //! and the active ones with their MRR and distinct customers; per currency and UTC day, the
-//! charges; per list and currency, the unfiltered totals of the payments, invoices,
-//! subscriptions and customers lists. The
+//! charges; per list, status and currency, the totals of the payments, invoices, subscriptions
+//! and customers lists. The
 //! database's triggers append the change of every write of a subscription or a charge as a row,
 //! whoever writes (the worker, backfill, reconciliation, billing actions); a figure is the sum of
 //! its key's rows, and `compact` folds each key's rows into one. So the overview's first request
@@ -179,18 +179,33 @@ pub async fn charge_months(db: &Db, currency: &str, starts: &[i64], end: i64) ->
     Ok(out)
 }
 
-/// A list's totals without filters (`payments`, `invoices`, `subscriptions`, `customers`): per
-/// currency (`None`: rows without one), the rows and the sum of the list's amount, the most rows
-/// first.
-pub async fn list_totals(db: &Db, list: &str) -> Result<Vec<(Option<String>, i64, i64)>, DbError> {
-    let rows = sqlx::query(
+/// A list's totals (`payments`, `invoices`, `subscriptions`, `customers`) over the rows whose
+/// status is one of `statuses` (`None`: every row): per currency (`None`: rows without one), the
+/// rows and the sum of the list's amount, the most rows first.
+pub async fn list_totals(
+    db: &Db,
+    list: &str,
+    statuses: Option<&[&str]>,
+) -> Result<Vec<(Option<String>, i64, i64)>, DbError> {
+    let among = match statuses {
+        Some(s) if s.is_empty() => return Ok(Vec::new()),
+        Some(s) => format!(
+            " AND status IN ({})",
+            (2..s.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+        ),
+        None => String::new(),
+    };
+    let sql = format!(
         "SELECT currency, CAST(SUM(n) AS BIGINT) AS n, CAST(SUM(amount) AS BIGINT) AS total FROM list_sums \
-         WHERE list = $1 GROUP BY currency HAVING SUM(n) > 0 ORDER BY n DESC, currency",
-    )
-    .bind(list)
-    .fetch_all(db.reader())
-    .await?;
-    rows.iter()
+         WHERE list = $1{among} GROUP BY currency HAVING SUM(n) > 0 ORDER BY n DESC, currency"
+    );
+    let mut q = sqlx::query(&sql).bind(list);
+    for s in statuses.unwrap_or_default() {
+        q = q.bind(*s);
+    }
+    q.fetch_all(db.reader())
+        .await?
+        .iter()
         .map(|r| Ok((r.try_get("currency")?, r.try_get("n")?, r.try_get("total")?)))
         .collect()
 }
@@ -205,7 +220,7 @@ pub async fn compact(db: &Db) -> Result<(), DbError> {
             "subscriptions, mrr, active, active_mrr, active_customers, trialing",
         ),
         ("charge_day_sums", "currency, day", "gross, failed, payments"),
-        ("list_sums", "list, currency", "n, amount"),
+        ("list_sums", "list, status, currency", "n, amount"),
     ];
     for (table, key, columns) in TABLES {
         let folded: Option<i64> = sqlx::query_scalar(&format!(
