@@ -188,7 +188,7 @@ pub async fn list_totals(
     statuses: Option<&[&str]>,
 ) -> Result<Vec<(Option<String>, i64, i64)>, DbError> {
     let among = match statuses {
-        Some(s) if s.is_empty() => return Ok(Vec::new()),
+        Some([]) => return Ok(Vec::new()),
         Some(s) => format!(
             " AND status IN ({})",
             (2..s.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
