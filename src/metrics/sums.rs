@@ -1,12 +1,12 @@
 //! Running sums the database keeps (migrations 0021 and 0023): per currency, the subscriptions
 //! and the active ones with their MRR and distinct customers; per currency and UTC day, the
 //! charges; per list, status and currency, the totals of the payments, invoices, subscriptions
-//! and customers lists. The
-//! database's triggers append the change of every write of a subscription or a charge as a row,
-//! whoever writes (the worker, backfill, reconciliation, billing actions); a figure is the sum of
-//! its key's rows, and `compact` folds each key's rows into one. So the overview's first request
-//! reads a few rows whatever the size of the account, and the figures equal a scan of the data
-//! (tests/integration/sums.rs checks that after every kind of write, on both databases).
+//! and customers lists. The database's triggers append the change of every write of a
+//! subscription, charge, invoice or customer as a row, whoever writes (the worker, backfill,
+//! reconciliation, billing actions, hand-run SQL); a figure is the sum of its key's rows, and
+//! `compact` folds each key's rows into one. So a first request reads a few rows whatever the
+//! size of the account, and the figures equal a scan of the data (tests/integration/sums.rs
+//! checks that after every kind of write, on both databases).
 
 use sqlx::Row;
 
@@ -84,7 +84,7 @@ pub async fn subscription_currencies(db: &Db) -> Result<Vec<String>, DbError> {
 }
 
 /// The start of the UTC day holding `t`.
-pub fn day_floor(t: i64) -> i64 {
+fn day_floor(t: i64) -> i64 {
     t.div_euclid(DAY) * DAY
 }
 
