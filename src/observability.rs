@@ -65,7 +65,13 @@ pub struct Counters(Mutex<BTreeMap<String, u64>>);
 impl Counters {
     pub fn inc(&self, label: &str) {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        *map.entry(label.to_string()).or_insert(0) += 1;
+        // The label's text is copied only the first time it is seen.
+        match map.get_mut(label) {
+            Some(n) => *n += 1,
+            None => {
+                map.insert(label.to_string(), 1);
+            }
+        }
     }
 
     fn render(&self, out: &mut String, name: &str, label: &str) {

@@ -40,6 +40,39 @@ pub enum DbError {
     Query(#[from] sqlx::Error),
 }
 
+/// Placeholders of a generated statement with many parameters, in bind order: `?` on SQLite,
+/// `$1`, `$2`, ... on Postgres. sqlx finds each named SQLite parameter (`$n`) by scanning the
+/// statement's list of names, so hundreds of them cost quadratic time; plain `?` are found
+/// directly. A statement uses one kind only (sqlx numbers plain `?` apart from named ones).
+pub struct Params {
+    sqlite: bool,
+    n: usize,
+}
+
+impl Params {
+    pub fn new(conn: &sqlx::AnyConnection) -> Self {
+        Self {
+            sqlite: conn.backend_name().eq_ignore_ascii_case("sqlite"),
+            n: 0,
+        }
+    }
+
+    /// The next parameter's placeholder.
+    pub fn next(&mut self) -> String {
+        self.n += 1;
+        if self.sqlite {
+            "?".to_string()
+        } else {
+            format!("${}", self.n)
+        }
+    }
+
+    /// `count` placeholders separated by commas.
+    pub fn list(&mut self, count: usize) -> String {
+        (0..count).map(|_| self.next()).collect::<Vec<_>>().join(", ")
+    }
+}
+
 /// The current time as Unix seconds, the unit every table uses.
 pub fn now_unix() -> i64 {
     std::time::SystemTime::now()

@@ -143,25 +143,8 @@ pub async fn rebuild_customer(
 async fn insert(conn: &mut AnyConnection, currency: &str, rows: &[Derived]) -> Result<(), sqlx::Error> {
     let per_statement = crate::webhooks::inbox::rows_per_statement(conn);
     for chunk in rows.chunks(per_statement) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let p = i * 11;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    p + 5,
-                    p + 6,
-                    p + 7,
-                    p + 8,
-                    p + 9,
-                    p + 10,
-                    p + 11
-                )
-            })
-            .collect();
+        let mut params = crate::db::Params::new(conn);
+        let values: Vec<String> = (0..chunk.len()).map(|_| format!("({})", params.list(11))).collect();
         let sql = format!(
             "INSERT INTO mrr_movements (currency, customer_id, subscription_id, at, month, event_id, kind, delta, \
              mrr_after, subscribers, customers) VALUES {}",

@@ -57,6 +57,44 @@ struct Claimed {
     received_at: i64,
 }
 
+/// A stored event, read once: what the projection needs of it.
+struct Parsed {
+    event_type: String,
+    version: Version,
+    /// `data.object` (taken out of the event, not copied).
+    object: Value,
+    /// A connected account's event (Stripe Connect): stored, never applied here.
+    connected: bool,
+}
+
+impl Parsed {
+    fn of(event: &Claimed) -> Result<Self, String> {
+        let mut value: Value =
+            serde_json::from_str(&event.payload).map_err(|e| format!("stored payload unreadable: {e}"))?;
+        let event_type = value
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let created = value.get("created").and_then(Value::as_i64).unwrap_or(0);
+        let connected = inbox::of_connected_account(&value);
+        let object = value
+            .get_mut("data")
+            .and_then(|data| data.get_mut("object"))
+            .map(Value::take)
+            .unwrap_or(Value::Null);
+        Ok(Self {
+            event_type,
+            version: Version {
+                at: created,
+                event_id: event.id.clone(),
+            },
+            object,
+            connected,
+        })
+    }
+}
+
 impl Worker {
     /// Runs until the task is aborted.
     pub async fn run(self) {
@@ -108,40 +146,27 @@ impl Worker {
     }
 
     /// One batch claimed, projected and marked done in a single transaction: `Some(count)`, or
-    /// `None` (nothing written) when an event in it could not be applied.
+    /// `None` (nothing written) when an event in it could not be applied. Each payload is parsed
+    /// once, here.
     async fn claim_and_apply_batch(&self) -> Result<Option<usize>, DbError> {
         let started = Instant::now();
         let mut tx = self.db.begin().await?;
-        let lock = match self.db.backend() {
-            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
-        // Pending events in Stripe's order, walked along index stripe_events_pending_order, so a
-        // claim reads about one batch of rows however long the queue is.
-        let sql = format!(
-            "SELECT id, payload, attempts, received_at FROM stripe_events \
-             WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY created, id LIMIT $2 {lock}"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(now_unix())
-            .bind(BATCH)
-            .fetch_all(&mut *tx)
-            .await?;
-        let claimed: Vec<Claimed> = rows
-            .iter()
-            .map(|r| {
-                Ok(Claimed {
-                    id: r.try_get("id")?,
-                    payload: r.try_get("payload")?,
-                    attempts: r.try_get::<i64, _>("attempts")? + 1,
-                    received_at: r.try_get("received_at")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()?;
+        let claimed = due(&mut *tx, self.db.backend()).await?;
         if claimed.is_empty() {
             return Ok(Some(0));
         }
-        let Some(outcomes) = self.project_batch(&mut tx, &claimed).await else {
+        let mut parsed = Vec::with_capacity(claimed.len());
+        for event in &claimed {
+            match Parsed::of(event) {
+                Ok(p) => parsed.push(p),
+                // Applied one by one, where the error is kept with the event.
+                Err(_) => {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
+            }
+        }
+        let Some(outcomes) = self.project_batch(&mut tx, parsed).await else {
             // Rolled back before the events are claimed one by one: a dropped transaction is
             // rolled back only when its connection is next used, and until then its row locks
             // would make the one-by-one claim (SKIP LOCKED) pass over these very events.
@@ -268,20 +293,13 @@ impl Worker {
     /// Projects the event and marks it done, in one transaction. Errors come back as text for
     /// `last_error` (they name ids, never payload contents).
     async fn apply(&self, event: &Claimed) -> Result<(String, &'static str), String> {
-        let value: Value =
-            serde_json::from_str(&event.payload).map_err(|e| format!("stored payload unreadable: {e}"))?;
-        let refetched_object = match &self.refetch {
-            Some(stripe) if !inbox::of_connected_account(&value) => {
-                let event_type = value.get("type").and_then(Value::as_str).unwrap_or_default();
-                let object = projection::read::at(&value, &["data", "object"])
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                Some(refetched(stripe.as_ref(), event_type, object).await?)
-            }
-            _ => None,
-        };
+        let mut parsed = Parsed::of(event)?;
+        if let Some(stripe) = self.refetch.as_ref().filter(|_| !parsed.connected) {
+            let object = std::mem::take(&mut parsed.object);
+            parsed.object = refetched(stripe.as_ref(), &parsed.event_type, object).await?;
+        }
         let mut tx = self.db.begin().await.map_err(|e| e.to_string())?;
-        let outcome = self.apply_in(&mut tx, event, refetched_object).await?;
+        let outcome = self.apply_in(&mut tx, event, parsed).await?;
         crate::db::cache::bump(&mut tx).await.map_err(|e| e.to_string())?;
         tx.commit().await.map_err(|e| e.to_string())?;
         Ok(outcome)
@@ -293,58 +311,37 @@ impl Worker {
     async fn project_batch(
         &self,
         tx: &mut sqlx::AnyConnection,
-        claimed: &[Claimed],
+        events: Vec<Parsed>,
     ) -> Option<Vec<(String, &'static str, Option<&'static str>)>> {
         use std::collections::HashMap;
-        let mut outcomes: Vec<Option<(String, &'static str, Option<&'static str>)>> = vec![None; claimed.len()];
-        // (event type, version, object, the resource when the event can be batched)
-        let mut parsed: Vec<(String, Version, Value, Option<projection::Resource>)> = Vec::with_capacity(claimed.len());
-        for event in claimed {
-            let value: Value = serde_json::from_str(&event.payload).ok()?;
-            let event_type = value
-                .get("type")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let created = value.get("created").and_then(Value::as_i64).unwrap_or(0);
-            let object = projection::read::at(&value, &["data", "object"])
-                .cloned()
-                .unwrap_or(Value::Null);
+        let mut outcomes: Vec<Option<(String, &'static str, Option<&'static str>)>> = vec![None; events.len()];
+        // Each event with its object's id and the resource when it can be batched.
+        let mut parsed: Vec<(Parsed, String, Option<projection::Resource>)> = Vec::with_capacity(events.len());
+        for p in events {
             // A connected account's event goes one by one: project_in marks it ignored.
-            let batch = (!inbox::of_connected_account(&value))
-                .then(|| projection::batchable(&event_type, &object))
+            let batch = (!p.connected)
+                .then(|| projection::batchable(&p.event_type, &p.object))
                 .flatten();
-            parsed.push((
-                event_type,
-                Version {
-                    at: created,
-                    event_id: event.id.clone(),
-                },
-                object,
-                batch,
-            ));
+            let id = projection::read::text(&p.object, "id").unwrap_or_default();
+            parsed.push((p, id, batch));
         }
         // (resource, object id) → index of its newest version in this batch, and whether another
         // event of the batch has the same second (a tie: those go one by one, which settles it).
-        let mut newest: HashMap<(projection::Resource, String), (usize, bool)> = HashMap::new();
-        for (i, (_, version, object, batch)) in parsed.iter().enumerate() {
+        let mut newest: HashMap<(projection::Resource, &str), (usize, bool)> = HashMap::new();
+        for (i, (p, id, batch)) in parsed.iter().enumerate() {
             let Some(resource) = *batch else {
                 continue;
             };
-            let id = projection::read::text(object, "id").unwrap_or_default();
-            let entry = newest.entry((resource, id)).or_insert((i, false));
-            let current = &parsed[entry.0].1;
-            if version.at > current.at {
+            let entry = newest.entry((resource, id.as_str())).or_insert((i, false));
+            let current = &parsed[entry.0].0.version;
+            if p.version.at > current.at {
                 *entry = (i, false);
-            } else if version.at == current.at && version.event_id != current.event_id {
+            } else if p.version.at == current.at && p.version.event_id != current.event_id {
                 entry.1 = true;
             }
         }
-        let tied: std::collections::HashSet<(projection::Resource, String)> = newest
-            .iter()
-            .filter(|(_, (_, tie))| *tie)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let tied: std::collections::HashSet<(projection::Resource, &str)> =
+            newest.iter().filter(|(_, (_, tie))| *tie).map(|(k, _)| *k).collect();
         let mut by_resource: HashMap<projection::Resource, Vec<usize>> = HashMap::new();
         for ((resource, _), (i, tie)) in &newest {
             if !tie {
@@ -354,27 +351,28 @@ impl Worker {
         for (resource, mut indexes) in by_resource {
             // Rows in id order: two instances writing overlapping objects lock them in the same
             // order, so their batches wait for each other instead of deadlocking.
-            indexes.sort_unstable_by(|a, b| {
-                projection::read::text(&parsed[*a].2, "id").cmp(&projection::read::text(&parsed[*b].2, "id"))
-            });
+            indexes.sort_unstable_by(|a, b| parsed[*a].1.cmp(&parsed[*b].1));
             for chunk in indexes.chunks(inbox::rows_per_statement(tx)) {
-                let items: Vec<(&Value, &Version)> = chunk.iter().map(|i| (&parsed[*i].2, &parsed[*i].1)).collect();
+                let items: Vec<(&Value, &Version)> = chunk
+                    .iter()
+                    .map(|i| (&parsed[*i].0.object, &parsed[*i].0.version))
+                    .collect();
                 let written = projection::upsert_many(tx, resource, &items).await.ok()?;
                 for i in chunk {
-                    let id = projection::read::text(&parsed[*i].2, "id").unwrap_or_default();
-                    let applied = if written.contains(&id) {
+                    let (p, id, _) = &parsed[*i];
+                    let applied = if written.contains(id) {
                         Applied::Written
                     } else {
                         // Not newer: maybe a tie with the row's event of the same second.
-                        projection::resolve_tie(tx, resource, &parsed[*i].2, &parsed[*i].1)
+                        projection::resolve_tie(tx, resource, &p.object, &p.version)
                             .await
                             .ok()?
                     };
                     outcomes[*i] = Some(if applied == Applied::Written {
-                        (parsed[*i].0.clone(), "applied", None)
+                        (p.event_type.clone(), "applied", None)
                     } else {
                         (
-                            parsed[*i].0.clone(),
+                            p.event_type.clone(),
                             "stale",
                             Some("a newer version was already applied"),
                         )
@@ -382,20 +380,19 @@ impl Worker {
                 }
             }
         }
-        for (i, event) in claimed.iter().enumerate() {
+        let tied: std::collections::HashSet<(projection::Resource, String)> =
+            tied.into_iter().map(|(r, id)| (r, id.to_string())).collect();
+        for (i, (p, id, batch)) in parsed.into_iter().enumerate() {
             if outcomes[i].is_some() {
                 continue;
             }
-            let (event_type, _, object, batch) = &parsed[i];
-            let tie = batch.is_some_and(|resource| {
-                tied.contains(&(resource, projection::read::text(object, "id").unwrap_or_default()))
-            });
+            let tie = batch.is_some_and(|resource| tied.contains(&(resource, id)));
             if batch.is_some() && !tie {
                 // Superseded by a newer version of the same object in this batch.
-                outcomes[i] = Some((event_type.clone(), "stale", Some("a newer version was already applied")));
+                outcomes[i] = Some((p.event_type, "stale", Some("a newer version was already applied")));
                 continue;
             }
-            outcomes[i] = Some(self.project_in(tx, event, None).await.ok()?);
+            outcomes[i] = Some(self.project_in(tx, p).await.ok()?);
         }
         outcomes.into_iter().collect()
     }
@@ -405,9 +402,9 @@ impl Worker {
         &self,
         tx: &mut sqlx::AnyConnection,
         event: &Claimed,
-        object: Option<Value>,
+        parsed: Parsed,
     ) -> Result<(String, &'static str), String> {
-        let (event_type, outcome, note) = self.project_in(tx, event, object).await?;
+        let (event_type, outcome, note) = self.project_in(tx, parsed).await?;
         let status = if outcome == "ignored" { "ignored" } else { "applied" };
         mark_done(tx, &[event.id.as_str()], status, note, now_unix(), false)
             .await
@@ -419,30 +416,17 @@ impl Worker {
     async fn project_in(
         &self,
         tx: &mut sqlx::AnyConnection,
-        event: &Claimed,
-        object: Option<Value>,
+        parsed: Parsed,
     ) -> Result<(String, &'static str, Option<&'static str>), String> {
-        let value: Value =
-            serde_json::from_str(&event.payload).map_err(|e| format!("stored payload unreadable: {e}"))?;
-        let event_type = value
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        if inbox::of_connected_account(&value) {
+        let Parsed {
+            event_type,
+            version,
+            object,
+            connected,
+        } = parsed;
+        if connected {
             return Ok((event_type, "ignored", Some(projection::CONNECTED_ACCOUNT_NOTE)));
         }
-        let created = value.get("created").and_then(Value::as_i64).unwrap_or(0);
-        let object = match object {
-            Some(o) => o,
-            None => projection::read::at(&value, &["data", "object"])
-                .cloned()
-                .unwrap_or(Value::Null),
-        };
-        let version = Version {
-            at: created,
-            event_id: event.id.clone(),
-        };
         let applied = projection::apply_event(tx, &event_type, &object, &version)
             .await
             .map_err(|e| e.to_string())?;
@@ -454,6 +438,36 @@ impl Worker {
     }
 }
 
+/// Up to a batch of due events in Stripe's order, claimed inside the caller's transaction (row
+/// locks with SKIP LOCKED on Postgres; SQLite has one writer), walked along index
+/// stripe_events_pending_order, so a claim reads about one batch of rows however long the queue is.
+async fn due(conn: &mut sqlx::AnyConnection, backend: Backend) -> Result<Vec<Claimed>, DbError> {
+    let lock = match backend {
+        Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    let sql = format!(
+        "SELECT id, payload, attempts, received_at FROM stripe_events \
+         WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY created, id LIMIT $2 {lock}"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(now_unix())
+        .bind(BATCH)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            Ok(Claimed {
+                id: r.try_get("id")?,
+                payload: r.try_get("payload")?,
+                attempts: r.try_get::<i64, _>("attempts")? + 1,
+                received_at: r.try_get("received_at")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?)
+}
+
 /// Marks events processed (applied or ignored, with an optional note) and releases their claim.
 async fn mark_done(
     conn: &mut sqlx::AnyConnection,
@@ -463,12 +477,15 @@ async fn mark_done(
     now: i64,
     count_attempt: bool,
 ) -> Result<(), sqlx::Error> {
-    let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 4)).collect();
+    let mut params = crate::db::Params::new(conn);
     // Claimed in the same transaction: the attempt is counted here (a claim with a lease counted it).
     let attempt = if count_attempt { ", attempts = attempts + 1" } else { "" };
     let sql = format!(
-        "UPDATE stripe_events SET status = $1, processed_at = $2, last_error = $3, locked_until = 0{attempt} WHERE id IN ({})",
-        placeholders.join(", ")
+        "UPDATE stripe_events SET status = {}, processed_at = {}, last_error = {}, locked_until = 0{attempt} WHERE id IN ({})",
+        params.next(),
+        params.next(),
+        params.next(),
+        params.list(ids.len())
     );
     let mut query = sqlx::query(&sql).bind(status).bind(now).bind(note);
     for id in ids {

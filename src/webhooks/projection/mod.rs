@@ -642,11 +642,9 @@ async fn write_rows(
     ];
     names.extend(first.iter().map(|(n, _)| *n));
     let width = names.len();
+    let mut params = crate::db::Params::new(conn);
     let rows: Vec<String> = (0..objects.len())
-        .map(|r| {
-            let cells: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
-            format!("({})", cells.join(", "))
-        })
+        .map(|_| format!("({})", params.list(width)))
         .collect();
     let data_columns: Vec<&str> = names
         .iter()
