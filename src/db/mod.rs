@@ -58,7 +58,7 @@ impl Params {
     }
 
     /// The next parameter's placeholder.
-    pub fn next(&mut self) -> String {
+    pub fn one(&mut self) -> String {
         self.n += 1;
         if self.sqlite {
             "?".to_string()
@@ -69,7 +69,7 @@ impl Params {
 
     /// `count` placeholders separated by commas.
     pub fn list(&mut self, count: usize) -> String {
-        (0..count).map(|_| self.next()).collect::<Vec<_>>().join(", ")
+        (0..count).map(|_| self.one()).collect::<Vec<_>>().join(", ")
     }
 }
 

@@ -224,7 +224,7 @@ async fn store_statement(
             sql.push_str(", ");
         }
         // ..., attempts = 0, next_attempt_at (bound as received_at again)
-        sql.push_str(&format!("({}, 0, {})", params.list(COLUMNS), params.next()));
+        sql.push_str(&format!("({}, 0, {})", params.list(COLUMNS), params.one()));
     }
     sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id");
     let mut query = sqlx::query(&sql);

@@ -151,7 +151,7 @@ impl Worker {
     async fn claim_and_apply_batch(&self) -> Result<Option<usize>, DbError> {
         let started = Instant::now();
         let mut tx = self.db.begin().await?;
-        let claimed = due(&mut *tx, self.db.backend()).await?;
+        let claimed = due(&mut tx, self.db.backend()).await?;
         if claimed.is_empty() {
             return Ok(Some(0));
         }
@@ -482,9 +482,9 @@ async fn mark_done(
     let attempt = if count_attempt { ", attempts = attempts + 1" } else { "" };
     let sql = format!(
         "UPDATE stripe_events SET status = {}, processed_at = {}, last_error = {}, locked_until = 0{attempt} WHERE id IN ({})",
-        params.next(),
-        params.next(),
-        params.next(),
+        params.one(),
+        params.one(),
+        params.one(),
         params.list(ids.len())
     );
     let mut query = sqlx::query(&sql).bind(status).bind(now).bind(note);
