@@ -102,12 +102,7 @@ impl IncomingEvent {
             .and_then(|data| fields_of::<DataObject>(data.get()))
             .and_then(|data| data.object)
             .and_then(|object| fields_of::<ObjectId>(object.get()))
-            .and_then(|object| match object.id? {
-                Value::String(s) => Some(projection::read::clean(&s)),
-                Value::Number(n) => Some(n.to_string()),
-                Value::Bool(b) => Some(b.to_string()),
-                _ => None,
-            });
+            .and_then(|object| projection::read::as_text(&object.id?));
         Ok(Self {
             id: id.to_string(),
             event_type: event_type.to_string(),

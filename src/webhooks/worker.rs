@@ -380,14 +380,16 @@ impl Worker {
                 }
             }
         }
-        let tied: std::collections::HashSet<(projection::Resource, String)> =
-            tied.into_iter().map(|(r, id)| (r, id.to_string())).collect();
-        for (i, (p, id, batch)) in parsed.into_iter().enumerate() {
+        // Whether each event's object is tied, read before the events are moved out below.
+        let is_tied: Vec<bool> = parsed
+            .iter()
+            .map(|(_, id, batch)| batch.is_some_and(|resource| tied.contains(&(resource, id.as_str()))))
+            .collect();
+        for (i, (p, _, batch)) in parsed.into_iter().enumerate() {
             if outcomes[i].is_some() {
                 continue;
             }
-            let tie = batch.is_some_and(|resource| tied.contains(&(resource, id)));
-            if batch.is_some() && !tie {
+            if batch.is_some() && !is_tied[i] {
                 // Superseded by a newer version of the same object in this batch.
                 outcomes[i] = Some((p.event_type, "stale", Some("a newer version was already applied")));
                 continue;

@@ -95,7 +95,12 @@ pub mod read {
     }
 
     pub fn text(v: &Value, key: &str) -> Option<String> {
-        match v.get(key)? {
+        as_text(v.get(key)?)
+    }
+
+    /// A value as text: a string (cleaned), a number or a boolean.
+    pub fn as_text(v: &Value) -> Option<String> {
+        match v {
             Value::String(s) => Some(clean(s)),
             Value::Number(n) => Some(n.to_string()),
             Value::Bool(b) => Some(b.to_string()),
