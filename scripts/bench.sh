@@ -121,6 +121,8 @@ seed_pages_db() {
 
 if [ "$GROWTH" = 1 ]; then
   apt_install sqlite3
+  SMALLEST=$(tr ' ' '\n' <<<"$SIZES" | grep . | sort -n | head -n 1)
+  LARGEST=$(tr ' ' '\n' <<<"$SIZES" | grep . | sort -n | tail -n 1)
   for size in $SIZES; do
     stage "growth: $size customers"
     db_file=$(seed_pages_db "$size")
@@ -148,10 +150,33 @@ if [ "$GROWTH" = 1 ]; then
     peak=$(stop_server)
     secs=$(awk -v a="$started" -v b="$ended" 'BEGIN {printf "%.2f", b - a}')
     record "{\"backend\":\"sqlite\",\"test\":\"growth_ingest\",\"customers\":$size,\"result\":{\"ingest\":$line,\"seconds_until_applied\":$secs,\"events_per_second_applied\":$(awk -v s="$secs" 'BEGIN {printf "%d", 20000 / s}'),\"peak_rss_kib\":$peak}}"
-    # The largest datasets do not fit beside each other on a small disk.
-    [ "${KEEP_GROWTH:-0}" = 1 ] || rm -f "$db_file" "$db_file-wal" "$db_file-shm"
+    # The largest datasets do not fit beside each other on a small disk: only the smallest and
+    # the largest stay, for the comparison below.
+    if [ "${KEEP_GROWTH:-0}" != 1 ] && [ "$size" != "$SMALLEST" ] && [ "$size" != "$LARGEST" ]; then
+      rm -f "$db_file" "$db_file-wal" "$db_file-shm"
+    fi
     stage_done
   done
+  # Page p95 at the largest size against the smallest, the target's figure: both servers up, the
+  # same requests alternating between them (200 per page each), so the machine's noise falls on
+  # both alike instead of on whichever size ran in a noisier minute.
+  if [ "$SMALLEST" != "$LARGEST" ]; then
+    stage "growth: $LARGEST against $SMALLEST customers, requests alternating"
+    small_db=$(seed_pages_db "$SMALLEST")
+    large_db=$(seed_pages_db "$LARGEST")
+    start_server "sqlite://$small_db" on
+    SMALL_PID=$SERVER_PID SMALL_BASE=$BASE
+    PORT=$(( PORT + 1 ))
+    BASE="http://127.0.0.1:$PORT"
+    start_server "sqlite://$large_db" on
+    OTHER_PID=$SMALL_PID
+    for page_line in $(BENCH_PASSWORD="$PASSWORD" "$BIN" bench pages --url "$SMALL_BASE,$BASE" --email "bench$$@example.com" --requests 200 | tr -d ' '); do
+      record "{\"backend\":\"sqlite\",\"test\":\"growth_compare\",\"small\":$SMALLEST,\"large\":$LARGEST,\"small_url\":\"$SMALL_BASE\",\"result\":$page_line}"
+    done
+    stop_server >/dev/null
+    kill -TERM "$OTHER_PID"; wait "$OTHER_PID" 2>/dev/null || true; OTHER_PID=""
+    stage_done
+  fi
   echo
   node scripts/bench-summary.mjs "$RESULTS"
   echo "Commit:  $(git rev-parse --short HEAD)"

@@ -225,19 +225,8 @@ async fn live_traffic(url: String, secret: String, rate: u64, stop: Arc<tokio::s
     Ok(acknowledged)
 }
 
-/// Logs in and measures each page `requests` times, one after another; with `live`
-/// (events per second, signing secret), while signed events keep changing the data.
-pub async fn pages(
-    url: &str,
-    email: &str,
-    password: &str,
-    requests: usize,
-    pages: &[String],
-    live: Option<(u64, String)>,
-    interval: Duration,
-) -> Result<(), String> {
-    let client = client(1);
-    let base = url.trim_end_matches('/');
+/// Logs in with `client` and returns the session cookie.
+async fn log_in(client: &HttpClient, base: &str, email: &str, password: &str) -> Result<String, String> {
     let form = format!(
         "email={}&password={}&next=%2F",
         crate::stripe::form_encode(email),
@@ -249,7 +238,10 @@ pub async fn pages(
         .header("content-type", "application/x-www-form-urlencoded")
         .body(Full::new(Bytes::from(form)))
         .map_err(|e| e.to_string())?;
-    let response = client.request(login).await.map_err(|e| format!("login: {e}"))?;
+    let response = client
+        .request(login)
+        .await
+        .map_err(|e| format!("login at {base}: {e}"))?;
     let cookie = response
         .headers()
         .get_all("set-cookie")
@@ -259,47 +251,87 @@ pub async fn pages(
         .collect::<Vec<_>>()
         .join("; ");
     if cookie.is_empty() || response.headers().get("location").and_then(|l| l.to_str().ok()) != Some("/") {
-        return Err("login failed: check --email and --password".into());
+        return Err(format!("login at {base} failed: check --email and --password"));
+    }
+    Ok(cookie)
+}
+
+/// One page's latency and size.
+async fn fetch_page(client: &HttpClient, base: &str, page: &str, cookie: &str) -> Result<(Duration, usize), String> {
+    let request = Request::builder()
+        .uri(format!("{base}{page}"))
+        .header("cookie", cookie)
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let t = Instant::now();
+    let response = client.request(request).await.map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("{base}{page}: HTTP {}", response.status()));
+    }
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes()
+        .len();
+    Ok((t.elapsed(), bytes))
+}
+
+/// Logs in and measures each page `requests` times, one after another; with `live`
+/// (events per second, signing secret), while signed events keep changing the data.
+///
+/// With several `urls` (servers over different datasets), the same account logs in to each and
+/// their requests alternate (page by page, one request to each in turn), so a noisy machine slows
+/// them alike and their percentiles compare; each line then names its url.
+pub async fn pages(
+    urls: &[String],
+    email: &str,
+    password: &str,
+    requests: usize,
+    pages: &[String],
+    live: Option<(u64, String)>,
+    interval: Duration,
+) -> Result<(), String> {
+    let client = client(1);
+    let bases: Vec<&str> = urls.iter().map(|u| u.trim_end_matches('/')).collect();
+    if bases.is_empty() {
+        return Err("--url: give at least one".into());
+    }
+    let mut cookies = Vec::with_capacity(bases.len());
+    for base in &bases {
+        cookies.push(log_in(&client, base, email, password).await?);
     }
     let stop = Arc::new(tokio::sync::Notify::new());
     let rate = live.as_ref().map(|(rate, _)| *rate);
-    let traffic = live.map(|(rate, secret)| tokio::spawn(live_traffic(url.to_string(), secret, rate, stop.clone())));
+    let traffic =
+        live.map(|(rate, secret)| tokio::spawn(live_traffic(bases[0].to_string(), secret, rate, stop.clone())));
     let started = Instant::now();
     for page in pages {
-        let mut latencies = Vec::with_capacity(requests);
-        let mut bytes = 0;
+        let mut latencies = vec![Vec::with_capacity(requests); bases.len()];
+        let mut bytes = vec![0; bases.len()];
         for i in 0..requests {
             if i > 0 && !interval.is_zero() {
                 tokio::time::sleep(interval).await;
             }
-            let request = Request::builder()
-                .uri(format!("{base}{page}"))
-                .header("cookie", cookie.as_str())
-                .body(Full::new(Bytes::new()))
-                .map_err(|e| e.to_string())?;
-            let t = Instant::now();
-            let response = client.request(request).await.map_err(|e| e.to_string())?;
-            if !response.status().is_success() {
-                return Err(format!("{page}: HTTP {}", response.status()));
+            for (n, base) in bases.iter().enumerate() {
+                let (took, size) = fetch_page(&client, base, page, &cookies[n]).await?;
+                latencies[n].push(took);
+                bytes[n] = size;
             }
-            bytes = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?
-                .to_bytes()
-                .len();
-            latencies.push(t.elapsed());
         }
-        // The first request computes what later ones may find cached: reported on its own.
-        let first_ms = latencies.first().map_or(0.0, |d| d.as_secs_f64() * 1000.0);
-        latencies.sort();
-        println!(
-            "{}",
-            json!({"bench": "page", "page": page, "requests": requests, "bytes": bytes, "first_ms": first_ms,
-                   "p50_ms": percentile(&latencies, 0.50), "p95_ms": percentile(&latencies, 0.95),
-                   "webhooks_per_sec": rate})
-        );
+        for (n, mut latencies) in latencies.into_iter().enumerate() {
+            // The first request computes what later ones may find cached: reported on its own.
+            let first_ms = latencies.first().map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+            latencies.sort();
+            let mut line = json!({"bench": "page", "page": page, "requests": requests, "bytes": bytes[n],
+                   "first_ms": first_ms, "p50_ms": percentile(&latencies, 0.50),
+                   "p95_ms": percentile(&latencies, 0.95), "webhooks_per_sec": rate});
+            if bases.len() > 1 {
+                line["url"] = json!(bases[n]);
+            }
+            println!("{line}");
+        }
     }
     if let Some(traffic) = traffic {
         stop.notify_one();

@@ -102,8 +102,10 @@ enum BenchCommand {
     },
     /// Log in and report p50/p95 per page.
     Pages {
-        #[arg(long, default_value = "http://127.0.0.1:3000")]
-        url: String,
+        /// Several, comma-separated (servers over different datasets, the same account on
+        /// each): their requests alternate, so their figures compare on a noisy machine.
+        #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:3000")]
+        url: Vec<String>,
         #[arg(long)]
         email: String,
         /// Read from BENCH_PASSWORD.
@@ -201,6 +203,9 @@ fn run(cli: Cli) -> Result<u8, String> {
                     (Some(_), None) => return Err("--webhooks-per-sec needs --secret".to_string()),
                     _ => None,
                 };
+                if live.is_some() && url.len() > 1 {
+                    return Err("--webhooks-per-sec takes one --url".to_string());
+                }
                 let interval = std::time::Duration::from_millis(interval_ms);
                 crate::bench::pages(&url, &email, &password, requests.max(1), &pages, live, interval)
                     .await
