@@ -86,8 +86,8 @@ if (sizes.length > 1) {
   // The target's figure comes from the comparison with requests alternating between the two
   // sizes when the run made one; else from the sizes measured one after the other.
   const compare = rows.filter((r) => r.test === 'growth_compare' && r.result.bench === 'page');
-  const compared = (page, small) =>
-    compare.find((r) => r.result.page === page && (r.result.url === r.small_url) === small)?.result;
+  const compared = (page, ofSmallest) =>
+    compare.find((r) => r.result.page === page && (r.result.url === r.small_url) === ofSmallest)?.result;
   for (const page of pagesOf) {
     if (compared(page, true) && compared(page, false)) {
       const [a, b] = [compared(page, true), compared(page, false)];
