@@ -53,6 +53,10 @@ struct Spec {
     search: &'static [&'static str],
     /// (sort value, SQL expression).
     sorts: &'static [(&'static str, &'static str)],
+    /// Dates other than `created` that `on=` can put the `since`/`through` window on.
+    dates: &'static [(&'static str, &'static str)],
+    /// Tabs whose totals add up another amount than `amount` (tab, SQL, what it is).
+    tab_amounts: &'static [(&'static str, &'static str, &'static str)],
     columns: &'static [Column],
 }
 
@@ -95,9 +99,16 @@ const SPECS: [Spec; 6] = [
                 "incomplete",
                 "s.status || '' IN ('incomplete', 'incomplete_expired', 'unpaid', 'paused')",
             ),
+            // Trials that are over (the overview's trial conversion: those active now converted).
+            (
+                "trial_ended",
+                "s.trial_end IS NOT NULL AND s.status || '' <> 'trialing' AND s.deleted = 0",
+            ),
         ],
         search: &["s.id", "c.email", "c.name"],
         sorts: &[("created", "s.created"), ("mrr", "COALESCE(s.mrr, 0)")],
+        dates: &[("trial_end", "s.trial_end")],
+        tab_amounts: &[],
         columns: &[
             col("Subscription", "s.id", Kind::Text),
             col("Customer", "COALESCE(c.name, c.email, s.customer_id)", Kind::Customer),
@@ -127,6 +138,8 @@ const SPECS: [Spec; 6] = [
         ],
         search: &["ch.id", "c.email", "c.name"],
         sorts: &[("created", "ch.created"), ("amount", "COALESCE(ch.amount, 0)")],
+        dates: &[],
+        tab_amounts: &[],
         columns: &[
             col("Date", "ch.created", Kind::Time),
             col("Payment", "ch.id", Kind::Link("/payments/")),
@@ -147,12 +160,18 @@ const SPECS: [Spec; 6] = [
         tabs: &[
             ("paid", "i.status = 'paid'"),
             ("open", "i.status = 'open'"),
-            ("failed", "i.status = 'open' AND COALESCE(i.attempt_count, 0) > 0"),
+            (
+                "failed",
+                "i.status = 'open' AND COALESCE(i.attempt_count, 0) > 0 AND i.deleted = 0",
+            ),
             ("void", "i.status = 'void'"),
             ("uncollectible", "i.status = 'uncollectible'"),
         ],
         search: &["i.id", "c.email", "c.name"],
         sorts: &[("created", "i.created"), ("amount", "COALESCE(i.amount_due, 0)")],
+        dates: &[],
+        // What is still owed on unpaid invoices (the overview's open failed payments).
+        tab_amounts: &[("failed", "i.amount_remaining", "remaining")],
         columns: &[
             col("Date", "i.created", Kind::Time),
             col("Invoice", "i.id", Kind::Text),
@@ -173,10 +192,14 @@ const SPECS: [Spec; 6] = [
         tabs: &[
             ("succeeded", "r.status = 'succeeded'"),
             ("pending", "r.status = 'pending'"),
+            // What the overview's net revenue subtracts (a refund without a status succeeded).
+            ("counted", "COALESCE(r.status, 'succeeded') IN ('succeeded', 'pending')"),
             ("failed", "r.status IN ('failed', 'canceled')"),
         ],
         search: &["r.id", "r.charge_id", "c.email", "c.name"],
         sorts: &[("created", "r.created"), ("amount", "COALESCE(r.amount, 0)")],
+        dates: &[],
+        tab_amounts: &[],
         columns: &[
             col("Date", "r.created", Kind::Time),
             col("Refund", "r.id", Kind::Text),
@@ -212,6 +235,8 @@ const SPECS: [Spec; 6] = [
             ("evidence_due", "COALESCE(d.evidence_due_by, 0)"),
             ("amount", "COALESCE(d.amount, 0)"),
         ],
+        dates: &[],
+        tab_amounts: &[],
         columns: &[
             col("Opened", "d.created", Kind::Time),
             col("Dispute", "d.id", Kind::Text),
@@ -240,6 +265,8 @@ const SPECS: [Spec; 6] = [
         ],
         search: &["c.id", "c.email", "c.name"],
         sorts: &[("created", "c.created"), ("mrr", CUSTOMER_MRR_SORT)],
+        dates: &[],
+        tab_amounts: &[],
         columns: &[
             col("Customer", "COALESCE(c.name, c.email, c.id)", Kind::Customer),
             col("Email", "c.email", Kind::Text),
@@ -338,6 +365,26 @@ fn build(spec: &Spec, q: &HashMap<String, String>) -> Result<Filter, String> {
         let t = day(until).ok_or("The until date must look like 2026-01-31.")?;
         let p = next(Param::Int(t + 86_400), &mut params);
         conditions.push(format!("{} < {p}", spec.created));
+    }
+    // A window in Unix seconds, `since` excluded and `through` included (the overview's 30-day
+    // figures link here with their exact window), on `created` or on a date `on=` names.
+    let column = match get("on") {
+        None | Some("created") => spec.created,
+        Some(on) => spec
+            .dates
+            .iter()
+            .find(|(v, _)| *v == on)
+            .map(|(_, sql)| *sql)
+            .ok_or_else(|| format!("Cannot filter by the date {on:?}."))?,
+    };
+    for (key, op) in [("since", ">"), ("through", "<=")] {
+        if let Some(v) = get(key) {
+            let t: i64 = v
+                .parse()
+                .map_err(|_| format!("{key} must be a time in Unix seconds, like 1767225600."))?;
+            let p = next(Param::Int(t), &mut params);
+            conditions.push(format!("{column} {op} {p}"));
+        }
     }
     let sort = match get("sort") {
         None => spec.sorts[0].1,
@@ -525,6 +572,7 @@ pub async fn page(
         .collect();
     let key = format!("totals:{totals_sql}\u{1f}{}", params_key.join("\u{1f}"));
     let params = base.params.clone();
+    let q_owned = q.clone();
     let owned_db = db.clone();
     // Totals of a list without a search are also kept in the database (as long as the projection
     // is unchanged), so the first list after a restart does not scan every row; searches are not,
@@ -536,7 +584,7 @@ pub async fn page(
                 let rows = bind(sqlx::query(&totals_sql), &params)
                     .fetch_all(owned_db.reader())
                     .await?;
-                Ok::<_, crate::db::DbError>(rows_to_totals(spec, &rows))
+                Ok::<_, crate::db::DbError>(rows_to_totals(spec, &q_owned, &rows))
             };
             match keep {
                 Some(keep) => {
@@ -557,10 +605,22 @@ pub async fn page(
     Ok(result(spec, out, next, totals.as_ref().clone(), totals_as_of))
 }
 
+/// The amount a list's totals add up for the tab of `q` (SQL), and what it is when it is not the
+/// list's usual amount.
+fn amount_of(spec: &Spec, q: &HashMap<String, String>) -> (Option<&'static str>, Option<&'static str>) {
+    let tab = q.get("status").map(|s| s.trim());
+    match spec.tab_amounts.iter().find(|(t, _, _)| Some(*t) == tab) {
+        Some((_, sql, what)) => (Some(*sql), Some(*what)),
+        None => (spec.amount, None),
+    }
+}
+
 /// A list's totals query for the filters of `q` (its SQL, the filter, whether it searches).
 fn totals_query(spec: &Spec, q: &HashMap<String, String>) -> Result<(String, Filter, bool), String> {
     let base = build(spec, q)?;
-    let amount = spec.amount.map_or("0".to_string(), |a| format!("COALESCE({a}, 0)"));
+    let amount = amount_of(spec, q)
+        .0
+        .map_or("0".to_string(), |a| format!("COALESCE({a}, 0)"));
     // Without a search, the filters only name the list's own table: total it without the joins.
     let searching = q.get("q").is_some_and(|v| !v.trim().is_empty());
     let from = if searching {
@@ -626,6 +686,8 @@ pub async fn kept_totals(db: &Db, name: &str, q: &HashMap<String, String>) -> Re
                 Total {
                     count,
                     amount: spec.amount.map(|_| money::format(total, &currency)),
+                    sum: total,
+                    measure: None,
                     currency,
                 }
             })
@@ -641,7 +703,7 @@ pub async fn scanned_totals(db: &Db, name: &str, q: &HashMap<String, String>) ->
         .fetch_all(db.reader())
         .await
         .map_err(|e| e.to_string())?;
-    Ok(rows_to_totals(spec, &rows))
+    Ok(rows_to_totals(spec, q, &rows))
 }
 
 fn result(
@@ -674,7 +736,8 @@ fn csv_field(text: &str) -> String {
 }
 
 /// A list's totals per currency from its totals query's rows.
-fn rows_to_totals(spec: &Spec, rows: &[sqlx::any::AnyRow]) -> Vec<Total> {
+fn rows_to_totals(spec: &Spec, q: &HashMap<String, String>, rows: &[sqlx::any::AnyRow]) -> Vec<Total> {
+    let (amount, measure) = amount_of(spec, q);
     rows.iter()
         .map(|r| {
             let currency: String = r
@@ -685,7 +748,9 @@ fn rows_to_totals(spec: &Spec, rows: &[sqlx::any::AnyRow]) -> Vec<Total> {
             let total: i64 = r.try_get::<Option<i64>, _>("total").ok().flatten().unwrap_or(0);
             Total {
                 count: r.try_get("n").unwrap_or(0),
-                amount: spec.amount.map(|_| money::format(total, &currency)),
+                amount: amount.map(|_| money::format(total, &currency)),
+                sum: total,
+                measure: measure.map(str::to_string),
                 currency,
             }
         })
@@ -789,10 +854,29 @@ async fn export_movements(state: AppState, q: HashMap<String, String>) -> Respon
     let Some(currency) = q.get("currency").filter(|c| !c.is_empty()).cloned() else {
         return (StatusCode::BAD_REQUEST, "Choose a currency.").into_response();
     };
-    let filter = movements::Filter {
+    let mut filter = movements::Filter {
         kind: q.get("kind").filter(|k| !k.is_empty()).cloned(),
         month: q.get("month").filter(|m| !m.is_empty()).cloned(),
+        ..Default::default()
     };
+    for (key, slot) in [("since", &mut filter.since), ("through", &mut filter.through)] {
+        match q
+            .get(key)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+            .map(str::parse::<i64>)
+        {
+            None => {}
+            Some(Ok(t)) => *slot = Some(t),
+            Some(Err(_)) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("{key} must be a time in Unix seconds."),
+                )
+                    .into_response()
+            }
+        }
+    }
     // The first page before answering, so a database fault is a 503 rather than a cut file.
     const PAGE: i64 = 2_000;
     let first = match movements::page_after(&state.db, &currency, &filter, None, PAGE).await {

@@ -85,7 +85,10 @@ pub struct MovementList {
     pub currencies: Vec<String>,
     pub currency: String,
     pub movements: Vec<MovementRow>,
+    /// The net change of every matching movement (not only those shown).
     pub total: i64,
+    /// How many movements match (churn movements: one per churned customer).
+    pub count: i64,
     /// Set when this is the previous list (from this time) while a new one is computed.
     pub as_of: Option<i64>,
 }
@@ -96,12 +99,15 @@ pub struct MovementRow {
     pub customer_label: String,
 }
 
-/// MRR movements, newest first, filtered by kind and month (`YYYY-MM`); at most 500.
+/// MRR movements, newest first, filtered by kinds (comma-separated), month (`YYYY-MM`) and a
+/// window (`since` excluded, `through` included, Unix seconds); at most 500.
 #[server(endpoint = "metrics/movements")]
 pub async fn list_movements(
     currency: Option<String>,
     kind: Option<String>,
     month: Option<String>,
+    since: Option<String>,
+    through: Option<String>,
 ) -> Result<MovementList, ServerFnError> {
     use crate::db::cache::Cached;
     static MOVEMENTS: Cached<MovementList> = Cached::new();
@@ -110,11 +116,26 @@ pub async fn list_movements(
     let state = crate::state::AppState::from_context()?;
     let kind = kind.filter(|k| !k.is_empty());
     let month = month.filter(|m| !m.is_empty());
-    let key = format!("movements:{currency:?}:{kind:?}:{month:?}");
+    let seconds = |v: Option<String>, what: &str| -> Result<Option<i64>, ServerFnError> {
+        match v.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| ServerFnError::new(format!("{what} must be a time in Unix seconds, like 1767225600."))),
+        }
+    };
+    let filter = crate::metrics::movements::Filter {
+        kind,
+        month,
+        since: seconds(since, "since")?,
+        through: seconds(through, "through")?,
+    };
+    let key = format!("movements:{currency:?}:{filter:?}");
     let db = state.db.clone();
     let (list, as_of) = MOVEMENTS
         .get_bounded(&state.db, &key, 0, state.config.figures_wait, move || async move {
-            movement_list(&db, currency, kind, month).await
+            movement_list(&db, currency, filter).await
         })
         .await
         .map_err(|e| super::internal("listing movements failed", e))?;
@@ -128,8 +149,7 @@ pub async fn list_movements(
 async fn movement_list(
     db: &crate::db::Db,
     currency: Option<String>,
-    kind: Option<String>,
-    month: Option<String>,
+    filter: crate::metrics::movements::Filter,
 ) -> Result<MovementList, crate::db::DbError> {
     use std::collections::HashMap;
 
@@ -139,8 +159,7 @@ async fn movement_list(
         return Ok(MovementList::default());
     };
     // The newest 500 only: the whole history can be hundreds of thousands of movements.
-    let filter = crate::metrics::movements::Filter { kind, month };
-    let (selected, total) = crate::metrics::movements::page(db, &currency, &filter, 500).await?;
+    let (selected, sums) = crate::metrics::movements::page(db, &currency, &filter, 500).await?;
     // Customers' names in one query.
     let ids: Vec<&str> = selected.iter().map(|m| m.customer_id.as_str()).collect();
     let mut labels: HashMap<String, String> = HashMap::new();
@@ -177,7 +196,8 @@ async fn movement_list(
                 movement: m,
             })
             .collect(),
-        total,
+        total: sums.delta,
+        count: sums.movements,
         as_of: None,
     })
 }

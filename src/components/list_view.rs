@@ -8,7 +8,9 @@ use leptos_router::hooks::{use_location, use_query_map};
 use super::query::{carry, encode};
 use crate::api::lists::list_page;
 
-const KEYS: [&str; 7] = ["status", "q", "currency", "from", "until", "sort", "dir"];
+const KEYS: [&str; 10] = [
+    "status", "q", "currency", "from", "until", "sort", "dir", "on", "since", "through",
+];
 
 #[component]
 pub fn ListView(
@@ -54,9 +56,28 @@ pub fn ListView(
                     v.filter(|v| !v.is_empty()).map(|v| format!("{k}={}", encode(&v)))
                 }).collect::<Vec<_>>().join("&");
                 let totals = result.totals.iter().map(|t| {
-                    let amount = t.amount.clone().map(|a| format!(" · {a}")).unwrap_or_default();
-                    view! { <span class="total" data-currency=t.currency.clone()>{format!("{} {}{amount}", t.count, t.currency.to_uppercase())}</span> }
+                    let amount = t.amount.clone().map(|a| {
+                        let measure = t.measure.clone().map(|m| format!(" {m}")).unwrap_or_default();
+                        format!(" · {a}{measure}")
+                    }).unwrap_or_default();
+                    view! {
+                        <span class="total" data-currency=t.currency.clone() data-count=t.count data-sum=t.sum>
+                            {format!("{} {}{amount}", crate::domain::money::count(t.count), t.currency.to_uppercase())}
+                        </span>
+                    }
                 }).collect_view();
+                // A window the overview's 30-day figures link with (Unix seconds).
+                let window = (!field("since").is_empty() || !field("through").is_empty()).then(|| {
+                    let at = |k: &str| field(k).parse::<i64>().ok().map(crate::components::time::format_utc).unwrap_or_else(|| "…".into());
+                    let on = if field("on") == "trial_end" { "Trial ended" } else { "Created" };
+                    let clear: Vec<&str> = KEYS.iter().copied().filter(|k| !matches!(*k, "on" | "since" | "through")).collect();
+                    view! {
+                        <p class="muted" data-test="list-window">
+                            {format!("{on} between {} and {} (UTC). ", at("since"), at("through"))}
+                            <a href=format!("/{list}?{}", carry(&params, &clear, ("status", &status)))>"Show every date"</a>
+                        </p>
+                    }
+                });
                 let empty = result.rows.is_empty();
                 let headers = result.headers.iter().enumerate().map(|(i, h)| {
                     let numeric = result.rows.first().is_some_and(|r| r.get(i).is_some_and(|c| c.numeric));
@@ -83,8 +104,12 @@ pub fn ListView(
                             <a href=format!("/{list}?{}", carry(&params, &KEYS, ("status", "all"))) aria-current=(status == "all").then_some("page")>"All"</a>
                         })}
                     </nav>
+                    {window}
                     <form method="get" class="filters" action=format!("/{list}")>
                         <input type="hidden" name="status" value=status.clone()/>
+                        {["on", "since", "through"].into_iter().filter(|k| !field(k).is_empty()).map(|k| {
+                            view! { <input type="hidden" name=k value=field(k)/> }
+                        }).collect_view()}
                         <label>{if search_label.is_empty() { "Search" } else { search_label }} " " <input type="search" name="q" value=field("q") placeholder="email, name or id"/></label>
                         <label>"Currency " <input type="text" name="currency" value=field("currency") size="4" maxlength="3" placeholder="usd"/></label>
                         <label>"From " <input type="date" name="from" value=field("from")/></label>
@@ -98,7 +123,10 @@ pub fn ListView(
                         <a class="button secondary" href=format!("/export/{list}.csv?{csv_query}") download data-test="csv">"Download CSV"</a>
                     </form>
                     <section class="card">
-                        <p class="totals muted">"Matching: " {totals} " " {crate::components::time::stale_note(result.totals_as_of)}</p>
+                        <p class="totals muted">
+                            {if result.totals.is_empty() { "Nothing matches." } else { "Matching: " }}
+                            {totals} " " {crate::components::time::stale_note(result.totals_as_of)}
+                        </p>
                         {if empty {
                             view! { <p class="muted">{empty_text}</p> }.into_any()
                         } else {

@@ -18,6 +18,12 @@ pub struct Total {
     pub count: i64,
     /// The sum of the list's amount column, formatted (per currency).
     pub amount: Option<String>,
+    /// The same sum in minor units of `currency` (0 for a list without an amount).
+    #[serde(default)]
+    pub sum: i64,
+    /// What the amount is, when a tab adds up another column than the list's usual one.
+    #[serde(default)]
+    pub measure: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

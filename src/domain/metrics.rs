@@ -3,6 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The window of the overview's "30 days" figures, in seconds: `(now − WINDOW, now]`.
+pub const WINDOW: i64 = 30 * 86_400;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MovementKind {
     New,

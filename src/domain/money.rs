@@ -32,14 +32,9 @@ fn symbol(currency: &str) -> Option<&'static str> {
     })
 }
 
-/// `$1,234.56`, `¥1,500`, `-€3.00`, `CHF 12.00`: thousands separators, the currency's decimals.
-pub fn format(amount_minor: i64, currency: &str) -> String {
-    let places = decimals(currency);
-    let negative = amount_minor < 0;
-    let abs = amount_minor.unsigned_abs();
-    let divisor = 10u64.pow(places);
-    let (whole, fraction) = (abs / divisor, abs % divisor);
-    let digits = whole.to_string();
+/// `1,234,567`: digits in groups of three.
+fn group(n: u64) -> String {
+    let digits = n.to_string();
     let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, ch) in digits.chars().enumerate() {
         if i > 0 && (digits.len() - i) % 3 == 0 {
@@ -47,6 +42,23 @@ pub fn format(amount_minor: i64, currency: &str) -> String {
         }
         grouped.push(ch);
     }
+    grouped
+}
+
+/// A count as pages show it: `1,269`, `-3`.
+pub fn count(n: i64) -> String {
+    let sign = if n < 0 { "-" } else { "" };
+    format!("{sign}{}", group(n.unsigned_abs()))
+}
+
+/// `$1,234.56`, `¥1,500`, `-€3.00`, `CHF 12.00`: thousands separators, the currency's decimals.
+pub fn format(amount_minor: i64, currency: &str) -> String {
+    let places = decimals(currency);
+    let negative = amount_minor < 0;
+    let abs = amount_minor.unsigned_abs();
+    let divisor = 10u64.pow(places);
+    let (whole, fraction) = (abs / divisor, abs % divisor);
+    let grouped = group(whole);
     let number = if places == 0 {
         grouped
     } else {
@@ -162,6 +174,16 @@ pub const CURRENCIES: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_have_thousands_separators() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1269), "1,269");
+        assert_eq!(count(1_234_567), "1,234,567");
+        assert_eq!(count(-4200), "-4,200");
+        assert_eq!(count(i64::MIN), "-9,223,372,036,854,775,808");
+    }
 
     #[test]
     fn two_decimal_currencies() {

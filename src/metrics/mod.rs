@@ -11,7 +11,7 @@ use crate::db::{Db, DbError};
 pub use crate::domain::metrics::{Kpis, MonthPoint, Movement, MovementKind};
 
 pub const DAY: i64 = 86_400;
-pub const WINDOW: i64 = 30 * DAY;
+pub use crate::domain::metrics::WINDOW;
 
 /// The start (Unix seconds, UTC) of the month containing `t`, and of the month `offset` months
 /// later (negative: earlier).

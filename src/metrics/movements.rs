@@ -252,22 +252,34 @@ pub async fn ensure_built(db: &Db) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Which movements a list shows: a kind (`new`, `churn`, …) and/or a month (`YYYY-MM`).
+/// Which movements a list shows: kinds (`new`, `churn`, or several: `churn,contraction`), a
+/// month (`YYYY-MM`) and a window in Unix seconds (`since` excluded, `through` included: the
+/// overview's 30-day figures link with theirs).
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
     pub kind: Option<String>,
     pub month: Option<String>,
+    pub since: Option<i64>,
+    pub through: Option<i64>,
 }
 
 impl Filter {
-    /// `WHERE` conditions after `currency = $1`, and their values (kind, then the month's bounds).
-    /// `None` when the month is not a month: nothing matches.
+    /// `WHERE` conditions after `currency = $1`, and their values. `None` when a kind is not a
+    /// kind or the month not a month: nothing matches.
     fn clause(&self) -> Option<(String, Vec<QueryArg>)> {
         let mut sql = String::new();
         let mut args = Vec::new();
         if let Some(kind) = &self.kind {
-            args.push(QueryArg::Text(kind.clone()));
-            sql.push_str(&format!(" AND kind = ${}", args.len() + 1));
+            let kinds = kind
+                .split(',')
+                .map(|k| MovementKind::parse(k.trim()))
+                .collect::<Option<Vec<_>>>()?;
+            let mut placeholders = Vec::new();
+            for k in kinds {
+                args.push(QueryArg::Text(k.as_str().to_string()));
+                placeholders.push(format!("${}", args.len() + 1));
+            }
+            sql.push_str(&format!(" AND kind IN ({})", placeholders.join(", ")));
         }
         if let Some(month) = &self.month {
             let (start, end) = month_bounds(month)?;
@@ -276,8 +288,24 @@ impl Filter {
             args.push(QueryArg::Int(end));
             sql.push_str(&format!(" AND at < ${}", args.len() + 1));
         }
+        if let Some(since) = self.since {
+            args.push(QueryArg::Int(since));
+            sql.push_str(&format!(" AND at > ${}", args.len() + 1));
+        }
+        if let Some(through) = self.through {
+            args.push(QueryArg::Int(through));
+            sql.push_str(&format!(" AND at <= ${}", args.len() + 1));
+        }
         Some((sql, args))
     }
+}
+
+/// What every matching movement adds up to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Sums {
+    /// The net change of MRR.
+    pub delta: i64,
+    pub movements: i64,
 }
 
 #[derive(Clone, Debug)]
@@ -321,19 +349,26 @@ fn movement(r: &sqlx::any::AnyRow) -> Result<Movement, sqlx::Error> {
 
 const COLUMNS: &str = "customer_id, subscription_id, at, event_id, kind, delta, mrr_after";
 
-/// The newest `limit` movements in `currency` that match, and the sum of every matching one.
-pub async fn page(db: &Db, currency: &str, filter: &Filter, limit: i64) -> Result<(Vec<Movement>, i64), DbError> {
+/// The newest `limit` movements in `currency` that match, and the sums of every matching one.
+pub async fn page(db: &Db, currency: &str, filter: &Filter, limit: i64) -> Result<(Vec<Movement>, Sums), DbError> {
     let Some((clause, args)) = filter.clause() else {
-        return Ok((Vec::new(), 0));
+        return Ok((Vec::new(), Sums::default()));
     };
     let list = page_after(db, currency, filter, None, limit).await?;
-    let sum_sql =
-        format!("SELECT CAST(COALESCE(SUM(delta), 0) AS BIGINT) FROM mrr_movements WHERE currency = $1{clause}");
-    let total: i64 = bind_all(sqlx::query(&sum_sql).bind(currency.to_string()), &args)
+    let sum_sql = format!(
+        "SELECT CAST(COALESCE(SUM(delta), 0) AS BIGINT) AS delta, CAST(COUNT(*) AS BIGINT) AS n \
+         FROM mrr_movements WHERE currency = $1{clause}"
+    );
+    let row = bind_all(sqlx::query(&sum_sql).bind(currency.to_string()), &args)
         .fetch_one(db.reader())
-        .await?
-        .try_get(0)?;
-    Ok((list, total))
+        .await?;
+    Ok((
+        list,
+        Sums {
+            delta: row.try_get("delta")?,
+            movements: row.try_get("n")?,
+        },
+    ))
 }
 
 /// Where a newest-first walk over the movements stopped: the last row's time, event and

@@ -41,21 +41,26 @@ fn money_fmt(v: i64, currency: &str) -> String {
 }
 
 fn count_fmt(v: i64, _: &str) -> String {
-    v.to_string()
+    money::count(v)
 }
 
 fn bp_fmt(v: i64, _: &str) -> String {
     percent(Some(v))
 }
 
-/// One figure: its value, what it means, where its definition and its rows are.
+/// One figure: its value, what it means, where its definition and its rows are. `rows` opens
+/// exactly the rows the figure adds up (same currency and period); a ratio without rows of its
+/// own (LTV) has none and shows its inputs instead.
 #[component]
 fn Kpi(
     label: &'static str,
     value: String,
     #[prop(optional, into)] note: String,
     definition: &'static str,
-    rows: String,
+    #[prop(optional, into)] rows: Option<String>,
+    /// A note with links to the rows of each part.
+    #[prop(optional)]
+    children: Option<Children>,
 ) -> AnyView {
     view! {
         <div class="kpi" data-kpi=definition>
@@ -63,8 +68,12 @@ fn Kpi(
                 {label} " "
                 <a class="kpi-help" href=format!("/definitions#{definition}") title="How this is computed">"?"</a>
             </div>
-            <a class="kpi-value" href=rows>{value}</a>
+            {match rows {
+                Some(rows) => view! { <a class="kpi-value" href=rows>{value}</a> }.into_any(),
+                None => view! { <span class="kpi-value">{value}</span> }.into_any(),
+            }}
             {(!note.is_empty()).then(|| view! { <div class="kpi-note muted small">{note}</div> })}
+            {children.map(|c| view! { <div class="kpi-note muted small">{c()}</div> })}
         </div>
     }
     .into_any()
@@ -105,26 +114,55 @@ fn Dashboard(d: OverviewData, months: usize) -> AnyView {
         .collect();
     let sub_labels: Vec<String> = d.subscribers.iter().map(|(mo, _)| mo.clone()).collect();
     let sub_values: Vec<i64> = d.subscribers.iter().map(|(_, n)| *n).collect();
-    let trial_note = format!(
-        "{} of {} trials ended in 30 days converted",
-        k.trials_converted_30d, k.trials_ended_30d
-    );
+    // The 30-day figures' rows: the same window, `since` excluded and `through` included.
+    let window = format!("since={}&through={}", d.now - crate::domain::metrics::WINDOW, d.now);
+    let active = format!("/subscriptions?status=active&{cq}");
+    let paying = format!("/customers?status=paying&{cq}");
+    let churn = format!("/revenue?{cq}&kind=churn&{window}");
+    let count = money::count;
+    let net_parts = [
+        (
+            "gross",
+            format!("/payments?status=succeeded&{cq}&{window}"),
+            format!("{} gross", m(k.gross_30d)),
+        ),
+        (
+            "refunds",
+            format!("/refunds?status=counted&{cq}&{window}"),
+            format!("{} refunds", m(k.refunds_30d)),
+        ),
+        (
+            "disputes",
+            format!("/disputes?status=lost&{cq}&{window}"),
+            format!("{} disputes lost", m(k.disputes_lost_30d)),
+        ),
+    ];
+    let converted_href = format!("/subscriptions?status=active&on=trial_end&{cq}&{window}");
+    let (converted, ended) = (count(k.trials_converted_30d), count(k.trials_ended_30d));
     let kpis = view! {
         <section class="kpis" aria-label="Key figures">
-            <Kpi label="MRR" value=m(k.mrr) definition="mrr" rows=format!("/subscriptions?status=active&{cq}")/>
-            <Kpi label="ARR" value=m(k.arr) note="MRR × 12" definition="arr" rows=format!("/subscriptions?status=active&{cq}")/>
-            <Kpi label="Active subscriptions" value=k.active_subscriptions.to_string() definition="active-subscriptions" rows=format!("/subscriptions?status=active&{cq}")/>
-            <Kpi label="Active customers" value=k.active_customers.to_string() definition="active-customers" rows=format!("/subscriptions?status=active&{cq}")/>
+            <Kpi label="MRR" value=m(k.mrr) definition="mrr" rows=active.clone()/>
+            <Kpi label="ARR" value=m(k.arr) note="MRR × 12" definition="arr" rows=active.clone()/>
+            <Kpi label="Active subscriptions" value=count(k.active_subscriptions) definition="active-subscriptions" rows=active/>
+            <Kpi label="Active customers" value=count(k.active_customers) definition="active-customers" rows=paying.clone()/>
             <Kpi label="New MRR this month" value=m(k.new_mrr_this_month) definition="new-mrr" rows=format!("/revenue?kind=new&month={}&{cq}", d.mrr_months.last().map(|p| p.month.clone()).unwrap_or_default())/>
-            <Kpi label="Churned MRR (30 days)" value=m(k.churned_mrr_30d) note=format!("{} customers", k.churned_customers_30d) definition="churned-mrr" rows=format!("/revenue?kind=churn&{cq}")/>
-            <Kpi label="Customer churn (30 days)" value=percent(k.customer_churn_bp) note=format!("{} of {} paying customers", k.churned_customers_30d, k.customers_30d_ago) definition="customer-churn" rows=format!("/revenue?kind=churn&{cq}")/>
-            <Kpi label="Revenue churn (30 days)" value=percent(k.revenue_churn_bp) note=format!("{} lost of {}", m(k.churned_mrr_30d + k.contraction_mrr_30d), m(k.mrr_30d_ago)) definition="revenue-churn" rows=format!("/revenue?kind=contraction&{cq}")/>
-            <Kpi label="ARPU" value=m(k.arpu) note="MRR per active customer" definition="arpu" rows=format!("/subscriptions?status=active&{cq}")/>
-            <Kpi label="LTV" value=k.ltv.map(m).unwrap_or_else(|| "—".into()) note="ARPU ÷ customer churn" definition="ltv" rows=format!("/subscriptions?status=active&{cq}")/>
-            <Kpi label="Net revenue (30 days)" value=m(k.net_revenue_30d) note=format!("{} gross − {} refunds − {} disputes lost", m(k.gross_30d), m(k.refunds_30d), m(k.disputes_lost_30d)) definition="net-revenue" rows=format!("/payments?status=succeeded&{cq}")/>
-            <Kpi label="Open failed payments" value=k.open_failed_invoices.to_string() note=m(k.open_failed_amount) definition="failed-payments" rows=format!("/invoices?status=failed&{cq}")/>
-            <Kpi label="Trials" value=k.trials.to_string() definition="trials" rows=format!("/subscriptions?status=trialing&{cq}")/>
-            <Kpi label="Trial conversion (30 days)" value=percent(k.trial_conversion_bp) note=trial_note definition="trial-conversion" rows=format!("/subscriptions?status=active&{cq}")/>
+            <Kpi label="Churned MRR (30 days)" value=m(k.churned_mrr_30d) note=format!("{} customers", count(k.churned_customers_30d)) definition="churned-mrr" rows=churn.clone()/>
+            <Kpi label="Customer churn (30 days)" value=percent(k.customer_churn_bp) note=format!("{} of {} paying customers", count(k.churned_customers_30d), count(k.customers_30d_ago)) definition="customer-churn" rows=churn/>
+            <Kpi label="Revenue churn (30 days)" value=percent(k.revenue_churn_bp) note=format!("{} lost of {}", m(k.churned_mrr_30d + k.contraction_mrr_30d), m(k.mrr_30d_ago)) definition="revenue-churn" rows=format!("/revenue?{cq}&kind=churn,contraction&{window}")/>
+            <Kpi label="ARPU" value=m(k.arpu) note="MRR per active customer" definition="arpu" rows=paying/>
+            <Kpi label="LTV" value=k.ltv.map(m).unwrap_or_else(|| "—".into()) note=format!("ARPU {} ÷ customer churn {}", m(k.arpu), percent(k.customer_churn_bp)) definition="ltv"/>
+            <Kpi label="Net revenue (30 days)" value=m(k.net_revenue_30d) definition="net-revenue" rows=format!("/payments?status=succeeded&{cq}&{window}")>
+                {net_parts.into_iter().enumerate().map(|(i, (part, href, text))| view! {
+                    {(i > 0).then_some(" − ")}
+                    <a data-part=part href=href>{text}</a>
+                }).collect_view()}
+            </Kpi>
+            <Kpi label="Open failed payments" value=count(k.open_failed_invoices) note=format!("{} still owed", m(k.open_failed_amount)) definition="failed-payments" rows=format!("/invoices?status=failed&{cq}")/>
+            <Kpi label="Trials" value=count(k.trials) definition="trials" rows=format!("/subscriptions?status=trialing&{cq}")/>
+            <Kpi label="Trial conversion (30 days)" value=percent(k.trial_conversion_bp) definition="trial-conversion" rows=format!("/subscriptions?status=trial_ended&on=trial_end&{cq}&{window}")>
+                <a data-part="converted" href=converted_href>{converted}</a>
+                {format!(" of {ended} trials ended in 30 days converted")}
+            </Kpi>
         </section>
     }
     .into_any();

@@ -55,7 +55,12 @@ pub fn RefundsPage() -> impl IntoView {
         <Title text="Refunds"/>
         <div class="page-header"><h1>"Refunds"</h1></div>
         <MoneyTabs/>
-        <ListView list="refunds" tabs=&[("succeeded", "Succeeded"), ("pending", "Pending"), ("failed", "Failed")]/>
+        <ListView list="refunds" tabs=&[
+            ("succeeded", "Succeeded"),
+            ("pending", "Pending"),
+            ("failed", "Failed"),
+            ("counted", "Succeeded or pending"),
+        ]/>
     }
 }
 

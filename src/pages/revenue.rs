@@ -24,8 +24,18 @@ const KINDS: [(&str, &str); 6] = [
 pub fn RevenuePage() -> impl IntoView {
     let query = use_query_map();
     let data = Resource::new(
-        move || query.with(|q| (q.get("currency"), q.get("kind"), q.get("month"))),
-        |(c, k, m)| list_movements(c, k, m),
+        move || {
+            query.with(|q| {
+                (
+                    q.get("currency"),
+                    q.get("kind"),
+                    q.get("month"),
+                    q.get("since"),
+                    q.get("through"),
+                )
+            })
+        },
+        |(c, k, m, since, through)| list_movements(c, k, m, since, through),
     );
     view! {
         <Title text="Revenue"/>
@@ -40,14 +50,38 @@ pub fn RevenuePage() -> impl IntoView {
                 let c = list.currency.clone();
                 let kind = query.with(|q| q.get("kind")).unwrap_or_default();
                 let month = query.with(|q| q.get("month")).unwrap_or_default();
+                // The overview's 30-day figures link here with their exact window.
+                let since = query.with(|q| q.get("since")).unwrap_or_default();
+                let through = query.with(|q| q.get("through")).unwrap_or_default();
+                let window = if since.is_empty() && through.is_empty() {
+                    String::new()
+                } else {
+                    format!("&since={since}&through={through}")
+                };
+                let window_note = (!window.is_empty()).then(|| {
+                    let at = |t: &str| t.parse::<i64>().ok().map(format_utc).unwrap_or_else(|| "…".into());
+                    view! {
+                        <p class="muted" data-test="movement-window">
+                            {format!("Between {} and {} (UTC). ", at(&since), at(&through))}
+                            <a href=format!("/revenue?currency={c}&kind={kind}")>"Show every date"</a>
+                        </p>
+                    }
+                });
                 let tabs = KINDS.iter().map(|(k, label)| {
-                    let href = format!("/revenue?currency={c}&kind={k}&month={month}");
+                    let href = format!("/revenue?currency={c}&kind={k}&month={month}{window}");
                     view! { <a href=href aria-current=(kind == *k).then_some("page")>{*label}</a> }
                 }).collect_view();
+                // Several kinds at once (the overview's revenue churn: churn and contraction).
+                let combined = (kind.contains(',')).then(|| {
+                    let names = kind.split(',').map(str::trim).collect::<Vec<_>>().join(" and ");
+                    view! { <a href=format!("/revenue?currency={c}&kind={kind}&month={month}{window}") aria-current="page">{names}</a> }
+                });
                 let currencies = list.currencies.iter().map(|cur| {
-                    view! { <a href=format!("/revenue?currency={cur}&kind={kind}&month={month}") aria-current=(*cur == c).then_some("page")>{cur.to_uppercase()}</a> }
+                    view! { <a href=format!("/revenue?currency={cur}&kind={kind}&month={month}{window}") aria-current=(*cur == c).then_some("page")>{cur.to_uppercase()}</a> }
                 }).collect_view();
                 let total = money::format(list.total, &c);
+                let count = list.count;
+                let shown = list.movements.len();
                 let rows = list.movements.into_iter().map(|r| {
                     let m = r.movement;
                     let delta = money::format(m.delta, &c);
@@ -70,16 +104,24 @@ pub fn RevenuePage() -> impl IntoView {
                 }).collect_view();
                 Ok(view! {
                     <nav class="tabs" aria-label="Currency">{currencies}</nav>
-                    <nav class="tabs" aria-label="Kind">{tabs}</nav>
+                    <nav class="tabs" aria-label="Kind">{tabs}{combined}</nav>
+                    {window_note}
                     <form method="get" class="filters">
                         <input type="hidden" name="currency" value=c.clone()/>
                         <input type="hidden" name="kind" value=kind.clone()/>
                         <label>"Month " <input type="month" name="month" value=month.clone()/></label>
                         <button type="submit" class="button">"Filter"</button>
-                        <a href=format!("/export/movements.csv?currency={c}&kind={kind}&month={month}") class="button secondary" download>"Download CSV"</a>
+                        <input type="hidden" name="since" value=since.clone()/>
+                        <input type="hidden" name="through" value=through.clone()/>
+                        <a href=format!("/export/movements.csv?currency={c}&kind={kind}&month={month}{window}") class="button secondary" download>"Download CSV"</a>
                     </form>
                     <section class="card">
-                        <p class="muted">"Net change of these movements: " <strong data-test="movement-total">{total}</strong> " · "
+                        <p class="muted">
+                            <span data-test="movement-count" data-count=count>{money::count(count)}</span>
+                            {if count == 1 { " movement, net change " } else { " movements, net change " }}
+                            <strong data-test="movement-total" data-sum=list.total>{total}</strong>
+                            {(i64::try_from(shown).unwrap_or(i64::MAX) < count).then(|| format!(" (the newest {shown} shown)"))}
+                            " · "
                             <a href="/definitions#movements">"How movements are classified"</a>
                             " " {crate::components::time::stale_note(list.as_of)}</p>
                         <DataTable headers=&["When (UTC)", "Kind", "Customer", "Subscription", "MRR change", "Event"] numeric=&[4] class="movements">

@@ -16,6 +16,7 @@ pub fn SubscriptionsPage() -> impl IntoView {
             ("past_due", "Past due"),
             ("canceled", "Canceled"),
             ("incomplete", "Incomplete"),
+            ("trial_ended", "Trial ended"),
         ]/>
     }
 }

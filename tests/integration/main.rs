@@ -14,6 +14,7 @@ mod coupons;
 mod crash;
 mod customers;
 mod dashboard;
+mod drilldown;
 mod forms;
 mod fuzz;
 mod leptos_config;
