@@ -737,6 +737,23 @@ pub async fn seed_with(
         crate::metrics::sums::compact(db).await?;
         progress((first + CHUNK).min(customers), stored);
     }
+    // A running server's worker may have claimed the last batches while this one found nothing
+    // left to take: wait (a bounded time) until no demo event is still in progress before
+    // counting what could not be applied.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        while worker.run_once().await? > 0 {}
+        let in_progress: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM stripe_events WHERE source = 'demo' AND status IN ('pending', 'processing')",
+        )
+        .fetch_one(db.reader())
+        .await?;
+        if in_progress == 0 || std::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    crate::metrics::sums::compact(db).await?;
     let unapplied: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM stripe_events WHERE source = 'demo' AND status NOT IN ('applied', 'ignored')",
     )

@@ -30,7 +30,14 @@ enum Kind {
     /// Minor units in the row's currency.
     Money,
     Time,
+    /// A Stripe status, shown as a badge with a readable label.
     Status,
+    /// A Stripe enum value (a reason) as words.
+    Label,
+    /// `name|interval|interval count|items` of a subscription's main item, as "Pro · monthly".
+    Plan,
+    /// An id shown where it lives on its customer's page (`/customers/{customer}#{id}`).
+    Anchor,
 }
 
 struct Column {
@@ -80,6 +87,15 @@ const CUSTOMER_MRR_SORT: &str = concat!("COALESCE(", active_subscriptions!("SUM(
 const CUSTOMER_PAYING: &str = concat!("EXISTS ", active_subscriptions!("1"));
 const CUSTOMER_NOT_PAYING: &str = concat!("NOT EXISTS ", active_subscriptions!("1"), " AND c.deleted = 0");
 
+/// A subscription's largest item: its product's name, interval, interval count, and how many
+/// items the subscription has (`Kind::Plan`).
+const SUBSCRIPTION_PLAN: &str =
+    "(SELECT COALESCE(p.name, si.product_id, '') || '|' || COALESCE(si.recurring_interval, '') \
+    || '|' || CAST(COALESCE(si.recurring_interval_count, 1) AS TEXT) \
+    || '|' || CAST((SELECT COUNT(*) FROM subscription_items sj WHERE sj.subscription_id = s.id) AS TEXT) \
+    FROM subscription_items si LEFT JOIN products p ON p.id = si.product_id WHERE si.subscription_id = s.id \
+    ORDER BY COALESCE(si.unit_amount, 0) * COALESCE(si.quantity, 1) DESC, si.id LIMIT 1)";
+
 const SPECS: [Spec; 6] = [
     Spec {
         name: "subscriptions",
@@ -110,8 +126,8 @@ const SPECS: [Spec; 6] = [
         dates: &[("trial_end", "s.trial_end")],
         tab_amounts: &[],
         columns: &[
-            col("Subscription", "s.id", Kind::Text),
             col("Customer", "COALESCE(c.name, c.email, s.customer_id)", Kind::Customer),
+            col("Plan", SUBSCRIPTION_PLAN, Kind::Plan),
             col("Status", "s.status", Kind::Status),
             col("MRR", "s.mrr", Kind::Money),
             col("Started", "s.start_date", Kind::Time),
@@ -121,6 +137,7 @@ const SPECS: [Spec; 6] = [
                 "CASE WHEN s.cancel_at_period_end = 1 THEN 'yes' ELSE '' END",
                 Kind::Text,
             ),
+            col("Subscription", "s.id", Kind::Anchor),
         ],
     },
     Spec {
@@ -174,7 +191,7 @@ const SPECS: [Spec; 6] = [
         tab_amounts: &[("failed", "i.amount_remaining", "remaining")],
         columns: &[
             col("Date", "i.created", Kind::Time),
-            col("Invoice", "i.id", Kind::Text),
+            col("Invoice", "i.id", Kind::Anchor),
             col("Customer", "COALESCE(c.name, c.email, i.customer_id)", Kind::Customer),
             col("Status", "i.status", Kind::Status),
             col("Amount due", "i.amount_due", Kind::Money),
@@ -202,12 +219,12 @@ const SPECS: [Spec; 6] = [
         tab_amounts: &[],
         columns: &[
             col("Date", "r.created", Kind::Time),
-            col("Refund", "r.id", Kind::Text),
+            col("Refund", "r.id", Kind::Anchor),
             col("Payment", "r.charge_id", Kind::Link("/payments/")),
             col("Customer", "COALESCE(c.name, c.email, ch.customer_id)", Kind::Customer),
             col("Status", "r.status", Kind::Status),
             col("Amount", "r.amount", Kind::Money),
-            col("Reason", "r.reason", Kind::Text),
+            col("Reason", "r.reason", Kind::Label),
         ],
     },
     Spec {
@@ -239,12 +256,12 @@ const SPECS: [Spec; 6] = [
         tab_amounts: &[],
         columns: &[
             col("Opened", "d.created", Kind::Time),
-            col("Dispute", "d.id", Kind::Text),
+            col("Dispute", "d.id", Kind::Anchor),
             col("Payment", "d.charge_id", Kind::Link("/payments/")),
             col("Customer", "COALESCE(c.name, c.email, ch.customer_id)", Kind::Customer),
             col("Status", "d.status", Kind::Status),
             col("Amount", "d.amount", Kind::Money),
-            col("Reason", "d.reason", Kind::Text),
+            col("Reason", "d.reason", Kind::Label),
             col("Evidence due", "d.evidence_due_by", Kind::Time),
         ],
     },
@@ -448,21 +465,20 @@ fn cell(kind: Kind, row: &sqlx::any::AnyRow, i: usize, currency: &str, customer:
             Cell {
                 text: v.map(|v| money::format(v, currency)).unwrap_or_default(),
                 raw: v.map(|v| money::to_input(v, currency)).unwrap_or_default(),
-                href: None,
                 numeric: true,
+                ..Cell::default()
             }
         }
         Kind::Time => {
             let v: Option<i64> = row.try_get(name.as_str()).ok().flatten();
-            let text = v
-                .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-                .map(|d| d.format("%Y-%m-%d %H:%M").to_string())
-                .unwrap_or_default();
+            let time = v.and_then(|t| chrono::DateTime::from_timestamp(t, 0));
             Cell {
-                raw: text.clone(),
-                text,
-                href: None,
-                numeric: false,
+                // Pages say the zone; CSV keeps the plain time its header names as UTC.
+                text: time
+                    .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+                    .unwrap_or_default(),
+                raw: time.map(|d| d.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default(),
+                ..Cell::default()
             }
         }
         _ => {
@@ -474,16 +490,57 @@ fn cell(kind: Kind, row: &sqlx::any::AnyRow, i: usize, currency: &str, customer:
             let href = match kind {
                 Kind::Link(prefix) if !text.is_empty() => Some(format!("{prefix}{text}")),
                 Kind::Customer => customer.filter(|c| !c.is_empty()).map(|c| format!("/customers/{c}")),
+                Kind::Anchor if !text.is_empty() => customer
+                    .filter(|c| !c.is_empty())
+                    .map(|c| format!("/customers/{c}#{text}")),
                 _ => None,
             };
+            let shown = match kind {
+                Kind::Status | Kind::Label => crate::domain::status::label(&text),
+                Kind::Plan => plan(&text),
+                _ => text.clone(),
+            };
             Cell {
-                raw: text.clone(),
-                text,
+                badge: (matches!(kind, Kind::Status) && !text.is_empty())
+                    .then(|| crate::domain::status::tone(&text).to_string()),
+                raw: if matches!(kind, Kind::Plan) {
+                    shown.clone()
+                } else {
+                    text
+                },
+                text: shown,
                 href,
                 numeric: false,
             }
         }
     }
+}
+
+/// `Pro|month|1|2` (see `SUBSCRIPTION_PLAN`) → "Pro · monthly + 1 more item".
+fn plan(packed: &str) -> String {
+    let mut parts = packed.split('|');
+    let (name, interval, every, items) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+        parts.next().and_then(|n| n.parse::<i64>().ok()).unwrap_or(1),
+        parts.next().and_then(|n| n.parse::<i64>().ok()).unwrap_or(1),
+    );
+    let period = match (interval, every) {
+        ("", _) => String::new(),
+        ("day", 1) => "daily".into(),
+        (i, 1) => format!("{i}ly"),
+        (i, n) => format!("every {n} {i}s"),
+    };
+    let mut out = [name, period.as_str()]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join(" · ");
+    if items > 1 {
+        let more = items - 1;
+        out.push_str(&format!(" + {more} more item{}", if more == 1 { "" } else { "s" }));
+    }
+    out
 }
 
 /// One page of a list, after the cursor in `q["after"]` ("sortvalue:id").
@@ -947,6 +1004,16 @@ mod tests {
         assert_eq!(csv_field("\r=cmd"), "\"'\r=cmd\"");
         assert_eq!(csv_field("+1-2@x"), "\"'+1-2@x\"");
         assert_eq!(csv_field("@SUM(A1)"), "\"'@SUM(A1)\"");
+    }
+
+    #[test]
+    fn plans_read_as_name_interval_and_items() {
+        assert_eq!(plan("Pro|month|1|1"), "Pro · monthly");
+        assert_eq!(plan("Pro|year|1|2"), "Pro · yearly + 1 more item");
+        assert_eq!(plan("Team|month|3|4"), "Team · every 3 months + 3 more items");
+        assert_eq!(plan("Metered|day|1|1"), "Metered · daily");
+        assert_eq!(plan("prod_1||1|1"), "prod_1");
+        assert_eq!(plan(""), "");
     }
 
     #[test]

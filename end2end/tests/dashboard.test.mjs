@@ -66,7 +66,7 @@ test('a customer search, a filter in the URL and a CSV download', async () => {
   await logIn(other, tally.base);
   await other.goto(url);
   const statuses = await other.locator('table.list-payments tbody tr td:nth-child(4)').allInnerTexts();
-  assert.ok(statuses.length > 0 && statuses.every((s) => s.trim() === 'failed'), statuses.join(','));
+  assert.ok(statuses.length > 0 && statuses.every((s) => s.trim() === 'Failed'), statuses.join(','));
 
   // The CSV download carries the same filter.
   const [download] = await Promise.all([page.waitForEvent('download'), page.locator('[data-test="csv"]').click()]);
@@ -76,3 +76,85 @@ test('a customer search, a filter in the URL and a CSV download', async () => {
   assert.ok(csv.length > 1);
   assert.ok(csv.slice(1).every((line) => line.includes('"failed"')));
 });
+
+test('a figure opens the rows that add up to it', async () => {
+  await page.goto(`${tally.base}/?currency=usd`);
+  const cents = (s) => Number(s.replace(/[^\d]/g, ''));
+  const churned = (await page.locator('[data-kpi="churned-mrr"] .kpi-value').innerText()).trim();
+  await page.locator('[data-kpi="churned-mrr"] .kpi-value').click();
+  await page.waitForURL(/\/revenue\?.*kind=churn.*since=\d+&through=\d+/);
+  const total = (await page.locator('[data-test="movement-total"]').innerText()).trim();
+  assert.equal(cents(total), cents(churned), `the churn movements of the 30 days add up to ${churned}`);
+  assert.ok(total.startsWith('-') || cents(total) === 0, total);
+  assert.ok(await page.locator('[data-test="movement-window"]').isVisible(), 'the window is shown');
+
+  await page.goto(`${tally.base}/?currency=usd`);
+  const active = (await page.locator('[data-kpi="active-subscriptions"] .kpi-value').innerText()).trim();
+  await page.locator('[data-kpi="active-subscriptions"] .kpi-value').click();
+  await page.waitForURL(/\/subscriptions\?status=active/);
+  const matching = page.locator('.totals .total[data-currency="usd"]');
+  assert.equal((await matching.innerText()).split(' ')[0], active, 'the list counts what the figure says');
+});
+
+test('money lines up on the right in tabular figures; statuses read as words', async () => {
+  await page.goto(`${tally.base}/payments?status=all`);
+  const cell = page.locator('table.list-payments tbody tr').first().locator('td').nth(4);
+  const style = await cell.evaluate((td) => {
+    const s = getComputedStyle(td);
+    return { align: s.textAlign, numeric: s.fontVariantNumeric };
+  });
+  assert.equal(style.align, 'right');
+  assert.match(style.numeric, /tabular-nums/);
+  const badges = await page.locator('table.list-payments tbody .status').allInnerTexts();
+  assert.ok(badges.length > 0 && badges.every((b) => /^[A-Z][a-z ]+$/.test(b.trim())), badges.join(','));
+  // Subscriptions lead with the customer and the plan; the id links to where it lives.
+  await page.goto(`${tally.base}/subscriptions`);
+  const headers = await page.locator('table.list-subscriptions thead th').allInnerTexts();
+  assert.deepEqual(headers.slice(0, 2).map((h) => h.trim()), ['Customer', 'Plan']);
+  const plan = (await page.locator('table.list-subscriptions tbody tr td:nth-child(2)').first().innerText()).trim();
+  assert.match(plan, / · (monthly|yearly|weekly|daily|every \d+ \w+)/);
+  const id = page.locator('table.list-subscriptions tbody tr td:last-child a').first();
+  const subId = (await id.innerText()).trim();
+  await id.click();
+  await page.waitForURL(new RegExp(`/customers/cus_[^#]+#${subId}$`));
+  assert.ok(await page.locator(`tr[id="${subId}"]`).isVisible());
+});
+
+for (const width of [1440, 390]) {
+  test(`charts are readable at ${width} px: labels of 11 px or more that do not collide, values on focus`, async () => {
+    const context = await browser.newContext({ viewport: { width, height: 900 } });
+    const p = await context.newPage();
+    await logIn(p, tally.base);
+    await p.goto(`${tally.base}/?currency=usd&months=24`);
+    for (const chart of ['MRR', 'MRR movements', 'Revenue', 'Active subscribers', 'Failed-payment rate']) {
+      const figure = p.locator(`figure[data-chart="${chart}"]`);
+      const boxes = await figure.locator('text.x-label, .chart-axis text').evaluateAll((nodes) =>
+        nodes
+          .filter((n) => getComputedStyle(n).display !== 'none')
+          .map((n) => {
+            const r = n.getBoundingClientRect();
+            return { axis: !n.classList.contains('x-label'), size: parseFloat(getComputedStyle(n).fontSize), left: r.left, right: r.right, text: n.textContent };
+          }),
+      );
+      assert.ok(boxes.length >= 4, `${chart}: labels shown`);
+      for (const b of boxes) assert.ok(b.size >= 11, `${chart}: "${b.text}" at ${b.size} px`);
+      const months = boxes.filter((b) => !b.axis).sort((a, b) => a.left - b.left);
+      for (let i = 1; i < months.length; i++) {
+        assert.ok(months[i].left >= months[i - 1].right, `${chart}: "${months[i - 1].text}" and "${months[i].text}" overlap`);
+      }
+      // Whole units on the axis: no cents.
+      for (const b of boxes.filter((b) => b.axis)) assert.doesNotMatch(b.text, /\.\d\d$/, `${chart}: ${b.text}`);
+      // The 24 months asked for, on every chart.
+      assert.equal(await figure.locator('tbody tr').count(), 24, `${chart}: 24 months`);
+    }
+    // Keyboard: tabbing onto a point shows its month and value.
+    const mark = p.locator('figure[data-chart="MRR movements"] .mark').first();
+    await mark.focus();
+    const tip = mark.locator('.tip');
+    assert.ok(await tip.isVisible(), 'the focused point shows its value');
+    assert.match(await tip.textContent(), /^[A-Z][a-z]{2} \d\d · \w+: -?\$[\d,]+\.\d\d$/);
+    const scroll = await p.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(scroll <= width, `the overview does not scroll sideways (${scroll} px)`);
+    await context.close();
+  });
+}

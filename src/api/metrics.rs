@@ -13,9 +13,9 @@ pub struct OverviewData {
     pub kpis: Kpis,
     /// The last 24 months: MRR at month end and the month's movements.
     pub mrr_months: Vec<MonthPoint>,
-    /// The last 12 months: gross, refunds, net, payments, failed payments.
+    /// The last 24 months: gross, refunds, net, payments, failed payments.
     pub revenue_months: Vec<MonthPoint>,
-    /// The last 12 months: active subscribers at month end.
+    /// The last 24 months: active subscribers at month end.
     pub subscribers: Vec<(String, i64)>,
     pub now: i64,
     /// Set when these are the previous figures (from this time) while new ones are computed.
@@ -61,11 +61,10 @@ pub async fn get_overview(currency: Option<String>) -> Result<Option<OverviewDat
                     return Ok(None);
                 };
                 let kpis = metrics::kpis(db, &currency, now).await?;
-                let (mrr_months, mut subscribers) = metrics::monthly_series(db, &currency, 24, now).await?;
-                subscribers.drain(..subscribers.len().saturating_sub(12));
+                let (mrr_months, subscribers) = metrics::monthly_series(db, &currency, 24, now).await?;
                 Ok::<_, crate::db::DbError>(Some(OverviewData {
                     mrr_months,
-                    revenue_months: metrics::revenue_by_month(db, &currency, 12, now).await?,
+                    revenue_months: metrics::revenue_by_month(db, &currency, 24, now).await?,
                     subscribers,
                     currencies,
                     currency,

@@ -1,14 +1,23 @@
-//! Charts as server-rendered SVG: they read with JavaScript off, each bar or point carries a
-//! tooltip (`<title>`, shown on hover), and each chart has a table view with the same numbers.
+//! Charts as server-rendered SVG that read at every width and without JavaScript.
+//!
+//! The drawing is not scaled as a whole (no `viewBox`): the plot is as wide as its card, with
+//! horizontal positions in percent and heights in pixels, so labels keep their CSS size (11 px
+//! and up) on a phone as on a wide screen; the y axis is a narrow drawing of its own beside it.
+//! Month labels that would collide on a narrow chart are hidden by a container query. Every bar
+//! or point is a link to the rows that add up to it (when there are such rows) and can be
+//! focused with the keyboard; hovering or focusing it shows its month and value. Each chart
+//! also has a table view with the same numbers.
 
 use leptos::prelude::*;
 
-/// One series: a name, a CSS class for its colour, and a value per month.
-#[derive(Clone, Debug, PartialEq)]
+/// One series: a name, a CSS class for its colour, a value per month and, per month, the link to
+/// the rows that add up to the value (empty: no links).
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct Series {
     pub name: &'static str,
     pub class: &'static str,
     pub values: Vec<i64>,
+    pub links: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,10 +30,13 @@ pub enum Kind {
     Line,
 }
 
+/// Height of the drawing in CSS pixels.
 const H: f64 = 240.0;
-const LEFT: f64 = 70.0;
+/// Room below the plot for the month labels, and above it for a focused value.
 const BOTTOM: f64 = 24.0;
-const TOP: f64 = 10.0;
+const TOP: f64 = 22.0;
+/// Width of the y axis's labels, in CSS pixels.
+const AXIS: f64 = 76.0;
 
 /// `2026-03` → `Mar 26`.
 fn short_month(label: &str) -> String {
@@ -36,7 +48,7 @@ fn short_month(label: &str) -> String {
     format!("{} {}", NAMES[(m.max(1) - 1) % 12], y.get(2..).unwrap_or(""))
 }
 
-/// A round step for about four gridlines over `span`.
+/// A round step (1, 2 or 5 × a power of ten, and at least 1) for about four gridlines over `span`.
 fn nice_step(span: f64) -> f64 {
     if span <= 0.0 {
         return 1.0;
@@ -53,7 +65,23 @@ fn nice_step(span: f64) -> f64 {
     } else {
         10.0
     };
-    nice * mag
+    (nice * mag).max(1.0)
+}
+
+/// The axis: from `lo` to `hi` (both multiples of `step`), in steps that are a whole number of
+/// `whole` (minor units per whole unit: 100 for dollars, 1 for yen or counts), so every label is
+/// a whole amount.
+fn axis(values_lo: f64, values_hi: f64, whole: i64) -> (f64, f64, f64) {
+    let whole = whole.max(1) as f64;
+    let step = nice_step((values_hi - values_lo) / whole) * whole;
+    let hi = (values_hi / step).ceil() * step;
+    let lo = (values_lo / step).floor() * step;
+    (lo, if hi <= lo { lo + step } else { hi }, step)
+}
+
+/// Percent of the plot's width, as an SVG length.
+fn pct(v: f64) -> String {
+    format!("{v:.3}%")
 }
 
 #[component]
@@ -63,74 +91,99 @@ pub fn Chart(
     months: Vec<String>,
     series: Vec<Series>,
     kind: Kind,
-    /// Formats a value for axis labels, tooltips and the table.
+    /// Formats a value for tooltips and the table.
     format: fn(i64, &str) -> String,
+    /// Formats a gridline's value (a whole amount).
+    axis_format: fn(i64, &str) -> String,
+    /// Minor units in one whole unit of the values (100 for USD, 1 for JPY and counts, 100 for
+    /// basis points shown as whole percents).
+    #[prop(default = 1)]
+    whole: i64,
     /// Passed to `format` (the currency code).
     #[prop(optional, into)]
     unit: String,
-    /// The drawing's width in SVG units: smaller for charts in a grid, so text stays legible.
-    #[prop(default = 720.0)]
-    width: f64,
 ) -> AnyView {
-    #[allow(non_snake_case)]
-    let W = width;
     if months.is_empty() {
         return view! { <p class="muted">"No data for this period yet."</p> }.into_any();
     }
     let n = months.len();
+    let value = |s: &Series, i: usize| s.values.get(i).copied().unwrap_or(0);
     // The value range.
     let (mut lo, mut hi) = (0f64, 0f64);
     for i in 0..n {
         match kind {
             Kind::Stacked => {
-                let pos: i64 = series
-                    .iter()
-                    .map(|s| s.values.get(i).copied().unwrap_or(0).max(0))
-                    .sum();
-                let neg: i64 = series
-                    .iter()
-                    .map(|s| s.values.get(i).copied().unwrap_or(0).min(0))
-                    .sum();
+                let pos: i64 = series.iter().map(|s| value(s, i).max(0)).sum();
+                let neg: i64 = series.iter().map(|s| value(s, i).min(0)).sum();
                 hi = hi.max(pos as f64);
                 lo = lo.min(neg as f64);
             }
             _ => {
                 for s in &series {
-                    let v = s.values.get(i).copied().unwrap_or(0) as f64;
-                    hi = hi.max(v);
-                    lo = lo.min(v);
+                    hi = hi.max(value(s, i) as f64);
+                    lo = lo.min(value(s, i) as f64);
                 }
             }
         }
     }
-    let step = nice_step(hi - lo);
-    let hi = (hi / step).ceil() * step;
-    let lo = (lo / step).floor() * step;
-    let span = (hi - lo).max(1.0);
+    let (lo, hi, step) = axis(lo, hi, whole);
+    let span = hi - lo;
     let plot_h = H - TOP - BOTTOM;
     let y = move |v: f64| TOP + (hi - v) / span * plot_h;
-    let slot = (W - LEFT - 10.0) / n as f64;
-    let x = move |i: usize| LEFT + slot * i as f64;
+    let slot = 100.0 / n as f64;
+    let x = move |i: usize| slot * i as f64;
+    // Where a focused value's text goes: over its month, kept inside the plot at the edges.
+    let tip_at = move |i: usize| {
+        let center = x(i) + slot / 2.0;
+        if i < n / 4 {
+            (pct(x(i)), "start")
+        } else if i >= n - n / 4 {
+            (pct(x(i) + slot), "end")
+        } else {
+            (pct(center), "middle")
+        }
+    };
 
-    let mut grid = Vec::new();
+    let mut gridlines = Vec::new();
+    let mut ticks = Vec::new();
     let mut v = lo;
     while v <= hi + step / 2.0 {
-        let label = format(v as i64, &unit);
-        grid.push(view! {
-            <g class="grid">
-                <line x1=LEFT x2=W - 10.0 y1=y(v) y2=y(v)></line>
-                <text x=LEFT - 6.0 y=y(v) + 4.0 text-anchor="end">{label}</text>
-            </g>
-        });
+        gridlines.push(view! { <line class="grid" x1="0" x2="100%" y1=y(v) y2=y(v)></line> });
+        ticks.push(view! { <text x=AXIS - 8.0 y=y(v) + 4.0 text-anchor="end">{axis_format(v as i64, &unit)}</text> });
         v += step;
     }
-    let every = n.div_ceil(12).max(1);
+    // Labels: about six always, about twelve when the chart is wide enough (CSS hides `minor`).
+    let major = n.div_ceil(6).max(1);
+    let minor = n.div_ceil(12).max(1);
     let labels = months
         .iter()
         .enumerate()
-        .filter(|(i, _)| i % every == 0)
-        .map(|(i, m)| view! { <text class="x-label" x=x(i) + slot / 2.0 y=H - 6.0 text-anchor="middle">{short_month(m)}</text> })
+        .filter(|(i, _)| i % minor == 0)
+        .map(|(i, m)| {
+            let class = if i % major == 0 { "x-label" } else { "x-label minor" };
+            view! { <text class=class x=pct(x(i) + slot / 2.0) y=H - 6.0 text-anchor="middle">{short_month(m)}</text> }
+        })
         .collect_view();
+
+    // One focusable mark: a link to its rows when it has some.
+    let mark = |i: usize, s: &Series, shape: AnyView| {
+        let v = value(s, i);
+        let tip = format!("{} · {}: {}", short_month(&months[i]), s.name, format(v, &unit));
+        let (tx, anchor) = tip_at(i);
+        let text = view! { <text class="tip" x=tx y="14" text-anchor=anchor>{tip.clone()}</text> };
+        match s.links.get(i).filter(|l| !l.is_empty()) {
+            Some(href) => view! { <a class="mark" href=href.clone() aria-label=tip>{shape}{text}</a> }.into_any(),
+            None => view! { <g class="mark" tabindex="0" role="img" aria-label=tip>{shape}{text}</g> }.into_any(),
+        }
+    };
+    let title_of = |i: usize, s: &Series| {
+        format!(
+            "{} · {}: {}",
+            short_month(&months[i]),
+            s.name,
+            format(value(s, i), &unit)
+        )
+    };
 
     let marks = match kind {
         Kind::Stacked => (0..n)
@@ -139,26 +192,25 @@ pub fn Chart(
                 series
                     .iter()
                     .filter_map(|s| {
-                        let v = s.values.get(i).copied().unwrap_or(0);
+                        let v = value(s, i);
                         if v == 0 {
                             return None;
                         }
                         let (from, to) = if v > 0 {
-                            let r = (up, up + v as f64);
                             up += v as f64;
-                            r
+                            (up - v as f64, up)
                         } else {
-                            let r = (down + v as f64, down);
                             down += v as f64;
-                            r
+                            (down, down - v as f64)
                         };
-                        let tip = format!("{} · {}: {}", short_month(&months[i]), s.name, format(v, &unit));
-                        Some(view! {
-                            <rect class=format!("bar {}", s.class) x=x(i) + slot * 0.15 width=slot * 0.7
-                                y=y(to) height=(y(from) - y(to)).max(0.5)>
-                                <title>{tip}</title>
+                        let shape = view! {
+                            <rect class=format!("bar {}", s.class) x=pct(x(i) + slot * 0.15) width=pct(slot * 0.7)
+                                y=y(to) height=(y(from) - y(to)).max(1.0)>
+                                <title>{title_of(i, s)}</title>
                             </rect>
-                        })
+                        }
+                        .into_any();
+                        Some(mark(i, s, shape))
                     })
                     .collect_view()
             })
@@ -172,15 +224,16 @@ pub fn Chart(
                         .iter()
                         .enumerate()
                         .map(|(j, s)| {
-                            let v = s.values.get(i).copied().unwrap_or(0) as f64;
+                            let v = value(s, i) as f64;
                             let w = slot * 0.8 / k;
-                            let tip = format!("{} · {}: {}", short_month(&months[i]), s.name, format(v as i64, &unit));
-                            view! {
-                                <rect class=format!("bar {}", s.class) x=x(i) + slot * 0.1 + w * j as f64 width=w
-                                    y=y(v.max(0.0)) height=(y(v.min(0.0)) - y(v.max(0.0))).max(0.5)>
-                                    <title>{tip}</title>
+                            let shape = view! {
+                                <rect class=format!("bar {}", s.class) x=pct(x(i) + slot * 0.1 + w * j as f64) width=pct(w)
+                                    y=y(v.max(0.0)) height=(y(v.min(0.0)) - y(v.max(0.0))).max(1.0)>
+                                    <title>{title_of(i, s)}</title>
                                 </rect>
                             }
+                            .into_any();
+                            mark(i, s, shape)
                         })
                         .collect_view()
                 })
@@ -190,28 +243,27 @@ pub fn Chart(
         Kind::Line => series
             .iter()
             .map(|s| {
-                let points: String = (0..n)
+                let center = |i: usize| pct(x(i) + slot / 2.0);
+                let segments = (1..n)
                     .map(|i| {
-                        format!(
-                            "{:.1},{:.1}",
-                            x(i) + slot / 2.0,
-                            y(s.values.get(i).copied().unwrap_or(0) as f64)
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                let dots = (0..n)
-                    .map(|i| {
-                        let v = s.values.get(i).copied().unwrap_or(0);
-                        let tip = format!("{} · {}: {}", short_month(&months[i]), s.name, format(v, &unit));
                         view! {
-                            <circle class=format!("dot {}", s.class) cx=x(i) + slot / 2.0 cy=y(v as f64) r="3.5">
-                                <title>{tip}</title>
-                            </circle>
+                            <line class=format!("line {}", s.class) x1=center(i - 1) y1=y(value(s, i - 1) as f64)
+                                x2=center(i) y2=y(value(s, i) as f64)></line>
                         }
                     })
                     .collect_view();
-                view! { <polyline class=format!("line {}", s.class) points=points></polyline> {dots} }
+                let dots = (0..n)
+                    .map(|i| {
+                        let shape = view! {
+                            <circle class=format!("dot {}", s.class) cx=center(i) cy=y(value(s, i) as f64) r="4">
+                                <title>{title_of(i, s)}</title>
+                            </circle>
+                        }
+                        .into_any();
+                        mark(i, s, shape)
+                    })
+                    .collect_view();
+                view! { {segments} {dots} }
             })
             .collect_view()
             .into_any(),
@@ -224,23 +276,32 @@ pub fn Chart(
         .iter()
         .map(|s| view! { <th class="num">{s.name}</th> })
         .collect_view();
-    let rows = (0..months.len())
+    let rows = (0..n)
         .map(|i| {
             let cells = series
                 .iter()
-                .map(|s| view! { <td class="num">{format(s.values.get(i).copied().unwrap_or(0), &unit)}</td> })
+                .map(|s| {
+                    let text = format(value(s, i), &unit);
+                    match s.links.get(i).filter(|l| !l.is_empty()) {
+                        Some(href) => view! { <td class="num"><a href=href.clone()>{text}</a></td> }.into_any(),
+                        None => view! { <td class="num">{text}</td> }.into_any(),
+                    }
+                })
                 .collect_view();
             view! { <tr><td>{months[i].clone()}</td>{cells}</tr> }
         })
         .collect_view();
     view! {
         <figure class="chart" data-chart=title>
-            <svg viewBox=format!("0 0 {W} {H}") role="img" aria-label=title preserveAspectRatio="xMidYMid meet">
-                {grid}
-                <line class="zero" x1=LEFT x2=W - 10.0 y1=y(0.0) y2=y(0.0)></line>
-                {marks}
-                {labels}
-            </svg>
+            <div class="chart-body">
+                <svg class="chart-axis" width=AXIS height=H aria-hidden="true">{ticks}</svg>
+                <svg class="chart-plot" width="100%" height=H role="group" aria-label=title>
+                    {gridlines}
+                    <line class="zero" x1="0" x2="100%" y1=y(0.0) y2=y(0.0)></line>
+                    {marks}
+                    {labels}
+                </svg>
+            </div>
             <figcaption class="legend">{legend}</figcaption>
             <details class="chart-table">
                 <summary>"Show as a table"</summary>
@@ -266,6 +327,23 @@ mod tests {
         assert_eq!(nice_step(800.0), 200.0);
         assert_eq!(nice_step(7_000_000.0), 2_000_000.0);
         assert_eq!(nice_step(0.0), 1.0);
+        assert_eq!(nice_step(2.0), 1.0);
         assert_eq!(short_month("2026-03"), "Mar 26");
+    }
+
+    #[test]
+    fn gridlines_fall_on_whole_units() {
+        // $0.00 to $3.37 in cents: steps of a whole dollar, not of 50 or 100 cents that print
+        // as $0.50.
+        let (lo, hi, step) = axis(0.0, 337.0, 100);
+        assert_eq!((lo, hi, step), (0.0, 400.0, 100.0));
+        // Large amounts keep round steps.
+        let (lo, hi, step) = axis(-120_000.0, 4_800_000.0, 100);
+        assert_eq!(step, 2_000_000.0);
+        assert_eq!((lo, hi), (-2_000_000.0, 6_000_000.0));
+        // Yen and counts: whole units are the units.
+        assert_eq!(axis(0.0, 7.0, 1), (0.0, 8.0, 2.0));
+        // Nothing at all still draws one step.
+        assert_eq!(axis(0.0, 0.0, 100), (0.0, 100.0, 100.0));
     }
 }

@@ -86,9 +86,10 @@ pub fn ListView(
                 let rows = result.rows.into_iter().map(|row| {
                     let cells = row.into_iter().map(|c| {
                         let class = if c.numeric { "num" } else { "" };
-                        match c.href {
-                            Some(href) => view! { <td class=class><a href=href>{c.text}</a></td> }.into_any(),
-                            None => view! { <td class=class>{c.text}</td> }.into_any(),
+                        match (c.href, c.badge) {
+                            (Some(href), _) => view! { <td class=class><a href=href>{c.text}</a></td> }.into_any(),
+                            (None, Some(tone)) => view! { <td class=class><span class=format!("status tone-{tone}")>{c.text}</span></td> }.into_any(),
+                            (None, None) => view! { <td class=class>{c.text}</td> }.into_any(),
                         }
                     }).collect_view();
                     view! { <tr>{cells}</tr> }

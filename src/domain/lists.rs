@@ -10,6 +10,9 @@ pub struct Cell {
     pub raw: String,
     pub href: Option<String>,
     pub numeric: bool,
+    /// Shown as a status badge of this tone (`good`, `bad`, `wait`, `neutral`).
+    #[serde(default)]
+    pub badge: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

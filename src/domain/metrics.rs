@@ -113,10 +113,41 @@ pub struct Kpis {
     pub trial_conversion_bp: Option<i64>,
 }
 
+/// The first second (UTC) of a `YYYY-MM` month and of the month after it.
+pub fn month_span(label: &str) -> Option<(i64, i64)> {
+    use chrono::{Datelike, NaiveDate};
+    let start = NaiveDate::parse_from_str(&format!("{label}-01"), "%Y-%m-%d").ok()?;
+    let next = if start.month() == 12 {
+        NaiveDate::from_ymd_opt(start.year() + 1, 1, 1)?
+    } else {
+        NaiveDate::from_ymd_opt(start.year(), start.month() + 1, 1)?
+    };
+    let second = |d: NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp());
+    Some((second(start)?, second(next)?))
+}
+
+/// A whole percent from basis points, as a chart's axis shows it: `12%`.
+pub fn percent_whole(bp: i64, _: &str) -> String {
+    format!("{}%", bp / 100)
+}
+
 /// `12.34%` from basis points.
 pub fn percent(bp: Option<i64>) -> String {
     match bp {
         Some(bp) => format!("{}.{:02}%", bp / 100, bp % 100),
         None => "—".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn month_spans_cover_the_month() {
+        assert_eq!(month_span("2026-01"), Some((1_767_225_600, 1_769_904_000)));
+        assert_eq!(month_span("2025-12").map(|s| s.1), Some(1_767_225_600));
+        assert_eq!(month_span("2026-13"), None);
+        assert_eq!(month_span("----"), None);
     }
 }

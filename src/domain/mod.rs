@@ -4,4 +4,5 @@ pub mod api_key;
 pub mod lists;
 pub mod metrics;
 pub mod money;
+pub mod status;
 pub mod sync_report;

@@ -71,6 +71,18 @@ pub fn format(amount_minor: i64, currency: &str) -> String {
     }
 }
 
+/// A whole amount, as a chart's axis shows it: `$2,000`, `-€500`, `¥1,500` (cents dropped,
+/// rounded toward zero; the axis only asks for whole amounts).
+pub fn format_whole(amount_minor: i64, currency: &str) -> String {
+    let whole = amount_minor / 10i64.pow(decimals(currency));
+    let sign = if whole < 0 { "-" } else { "" };
+    let number = group(whole.unsigned_abs());
+    match symbol(currency) {
+        Some(s) => format!("{sign}{s}{number}"),
+        None => format!("{sign}{} {number}", currency.to_ascii_uppercase()),
+    }
+}
+
 /// An amount as typed in a form field, without symbol or separators: `12.50`, `1500` (JPY).
 pub fn to_input(amount_minor: i64, currency: &str) -> String {
     let places = decimals(currency);
@@ -174,6 +186,15 @@ pub const CURRENCIES: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_amounts_for_axes() {
+        assert_eq!(format_whole(200_000, "usd"), "$2,000");
+        assert_eq!(format_whole(-50_000, "eur"), "-€500");
+        assert_eq!(format_whole(1500, "jpy"), "¥1,500");
+        assert_eq!(format_whole(0, "usd"), "$0");
+        assert_eq!(format_whole(100_000, "chf"), "CHF 1,000");
+    }
 
     #[test]
     fn counts_have_thousands_separators() {

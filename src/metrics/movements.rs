@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use futures_util::TryStreamExt;
 use sqlx::{AnyConnection, Row};
 
-use super::{month_start, Movement, MovementKind};
+use super::{Movement, MovementKind};
 use crate::db::{Db, DbError};
 
 /// A movement and what it changes besides MRR.
@@ -329,9 +329,7 @@ fn bind_all<'q>(
 
 /// The first second of a `YYYY-MM` month and of the next one.
 pub fn month_bounds(month: &str) -> Option<(i64, i64)> {
-    let date = chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").ok()?;
-    let start = date.and_hms_opt(0, 0, 0)?.and_utc().timestamp();
-    Some((start, month_start(start, 1)))
+    crate::domain::metrics::month_span(month)
 }
 
 fn movement(r: &sqlx::any::AnyRow) -> Result<Movement, sqlx::Error> {

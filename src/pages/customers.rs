@@ -72,8 +72,9 @@ fn money_table(
                 .into_iter()
                 .map(|r| {
                     let amt = amount(&r);
+                    let status = r.status.clone().unwrap_or_default();
                     view! {
-                        <tr>
+                        <tr id=r.id.clone()>
                             <td class="mono small">
                                 {match link {
                                     Some(prefix) => view! { <a href=format!("{prefix}{}", r.id)>{r.id.clone()}</a> }.into_any(),
@@ -81,9 +82,11 @@ fn money_table(
                                 }}
                             </td>
                             <td class="nowrap">{r.created.map(format_utc).unwrap_or_default()}</td>
-                            <td>{r.status.unwrap_or_default()}</td>
+                            <td>{(!status.is_empty()).then(|| view! {
+                                <span class=format!("status tone-{}", crate::domain::status::tone(&status))>{crate::domain::status::label(&status)}</span>
+                            })}</td>
                             <td class="num">{amt}</td>
-                            <td class="muted small">{r.note.unwrap_or_default()}</td>
+                            <td class="muted small">{r.note.map(|n| crate::domain::status::label(&n)).unwrap_or_default()}</td>
                         </tr>
                     }
                 })
@@ -152,10 +155,12 @@ fn CustomerView(detail: CustomerDetail) -> impl IntoView {
                         }
                     }).collect_view();
                     view! {
-                        <tr data-subscription=row_id>
+                        <tr data-subscription=row_id.clone() id=row_id>
                             <td class="mono small">{s.id}</td>
                             <td class="subscription-status">
-                                {s.status.unwrap_or_default()}
+                                {s.status.map(|st| view! {
+                                    <span class=format!("status tone-{}", crate::domain::status::tone(&st))>{crate::domain::status::label(&st)}</span>
+                                })}
                                 {s.cancel_at_period_end.then(|| view! { <span class="muted small">" (cancels at period end)"</span> })}
                             </td>
                             <td>

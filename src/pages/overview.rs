@@ -99,10 +99,47 @@ fn Dashboard(d: OverviewData, months: usize) -> AnyView {
     let mrr_points: Vec<_> = d.mrr_months.iter().skip(24 - months.min(24)).cloned().collect();
     let labels: Vec<String> = mrr_points.iter().map(|p| p.month.clone()).collect();
     let pick = |f: fn(&crate::domain::metrics::MonthPoint) -> i64| mrr_points.iter().map(f).collect::<Vec<_>>();
-    let rev_labels: Vec<String> = d.revenue_months.iter().map(|p| p.month.clone()).collect();
-    let rev = |f: fn(&crate::domain::metrics::MonthPoint) -> i64| d.revenue_months.iter().map(f).collect::<Vec<_>>();
-    let failed_rate: Vec<i64> = d
-        .revenue_months
+    // Each month's window for the links to its rows: `since` the second before it starts,
+    // `through` its last second (or now, for the open month).
+    let span =
+        |label: &str| crate::domain::metrics::month_span(label).map(|(start, next)| (start - 1, (next - 1).min(d.now)));
+    let links = |labels: &[String], href: &dyn Fn(&str, i64, i64) -> String| -> Vec<String> {
+        labels
+            .iter()
+            .map(|l| {
+                span(l)
+                    .map(|(since, through)| href(l, since, through))
+                    .unwrap_or_default()
+            })
+            .collect()
+    };
+    // MRR at a month's end is every movement up to then.
+    let mrr_links = links(&labels, &|_, _, through| format!("/revenue?{cq}&through={through}"));
+    let kind_links: std::collections::HashMap<&str, Vec<String>> =
+        ["new", "expansion", "reactivation", "contraction", "churn"]
+            .into_iter()
+            .map(|kind| {
+                (
+                    kind,
+                    links(&labels, &|l, _, _| format!("/revenue?{cq}&kind={kind}&month={l}")),
+                )
+            })
+            .collect();
+    let kind_links = |kind: &str| kind_links.get(kind).cloned().unwrap_or_default();
+    let revenue_months: Vec<_> = d.revenue_months.iter().skip(24 - months.min(24)).cloned().collect();
+    let rev_labels: Vec<String> = revenue_months.iter().map(|p| p.month.clone()).collect();
+    let rev = |f: fn(&crate::domain::metrics::MonthPoint) -> i64| revenue_months.iter().map(f).collect::<Vec<_>>();
+    let rev_links = |list_and_tab: &str| {
+        links(&rev_labels, &|_, since, through| {
+            format!("/{list_and_tab}&{cq}&since={since}&through={through}")
+        })
+    };
+    let (gross_links, refund_links, failed_links) = (
+        rev_links("payments?status=succeeded"),
+        rev_links("refunds?status=counted"),
+        rev_links("payments?status=failed"),
+    );
+    let failed_rate: Vec<i64> = revenue_months
         .iter()
         .map(|p| {
             if p.payments > 0 {
@@ -112,8 +149,9 @@ fn Dashboard(d: OverviewData, months: usize) -> AnyView {
             }
         })
         .collect();
-    let sub_labels: Vec<String> = d.subscribers.iter().map(|(mo, _)| mo.clone()).collect();
-    let sub_values: Vec<i64> = d.subscribers.iter().map(|(_, n)| *n).collect();
+    let subscribers: Vec<_> = d.subscribers.iter().skip(24 - months.min(24)).collect();
+    let sub_labels: Vec<String> = subscribers.iter().map(|(mo, _)| mo.clone()).collect();
+    let sub_values: Vec<i64> = subscribers.iter().map(|(_, n)| *n).collect();
     // The 30-day figures' rows: the same window, `since` excluded and `through` included.
     let window = format!("since={}&through={}", d.now - crate::domain::metrics::WINDOW, d.now);
     let active = format!("/subscriptions?status=active&{cq}");
@@ -166,6 +204,7 @@ fn Dashboard(d: OverviewData, months: usize) -> AnyView {
         </section>
     }
     .into_any();
+    let whole = 10i64.pow(money::decimals(&c));
     let mrr_card = view! {
         <section class="card">
             <div class="card-header">
@@ -175,16 +214,16 @@ fn Dashboard(d: OverviewData, months: usize) -> AnyView {
                     <a href=format!("/?{cq}&months=24") aria-current=(months == 24).then_some("page")>"24 months"</a>
                 </nav>
             </div>
-            <Chart title="MRR" months=labels.clone() kind=Kind::Line format=money_fmt unit=c.clone()
-                series=vec![Series { name: "MRR", class: "s-mrr", values: pick(|p| p.mrr) }]/>
+            <Chart title="MRR" months=labels.clone() kind=Kind::Line format=money_fmt axis_format=money::format_whole whole unit=c.clone()
+                series=vec![Series { name: "MRR", class: "s-mrr", values: pick(|p| p.mrr), links: mrr_links }]/>
             <h3>"MRR movements"</h3>
-            <Chart title="MRR movements" months=labels kind=Kind::Stacked format=money_fmt unit=c.clone()
+            <Chart title="MRR movements" months=labels.clone() kind=Kind::Stacked format=money_fmt axis_format=money::format_whole whole unit=c.clone()
                 series=vec![
-                    Series { name: "New", class: "s-new", values: pick(|p| p.new) },
-                    Series { name: "Expansion", class: "s-expansion", values: pick(|p| p.expansion) },
-                    Series { name: "Reactivation", class: "s-reactivation", values: pick(|p| p.reactivation) },
-                    Series { name: "Contraction", class: "s-contraction", values: pick(|p| p.contraction) },
-                    Series { name: "Churn", class: "s-churn", values: pick(|p| p.churn) },
+                    Series { name: "New", class: "s-new", values: pick(|p| p.new), links: kind_links("new") },
+                    Series { name: "Expansion", class: "s-expansion", values: pick(|p| p.expansion), links: kind_links("expansion") },
+                    Series { name: "Reactivation", class: "s-reactivation", values: pick(|p| p.reactivation), links: kind_links("reactivation") },
+                    Series { name: "Contraction", class: "s-contraction", values: pick(|p| p.contraction), links: kind_links("contraction") },
+                    Series { name: "Churn", class: "s-churn", values: pick(|p| p.churn), links: kind_links("churn") },
                 ]/>
             <p><a href=format!("/revenue?{cq}")>"Every movement, with its subscription and event →"</a></p>
         </section>
@@ -194,22 +233,22 @@ fn Dashboard(d: OverviewData, months: usize) -> AnyView {
         <div class="chart-grid">
             <section class="card">
                 <h2>"Revenue per month"</h2>
-                <Chart title="Revenue" width=420.0 months=rev_labels.clone() kind=Kind::Grouped format=money_fmt unit=c.clone()
+                <Chart title="Revenue" months=rev_labels.clone() kind=Kind::Grouped format=money_fmt axis_format=money::format_whole whole unit=c.clone()
                     series=vec![
-                        Series { name: "Gross", class: "s-gross", values: rev(|p| p.gross) },
-                        Series { name: "Refunds", class: "s-refunds", values: rev(|p| -p.refunds) },
-                        Series { name: "Net", class: "s-net", values: rev(|p| p.net) },
+                        Series { name: "Gross", class: "s-gross", values: rev(|p| p.gross), links: gross_links },
+                        Series { name: "Refunds", class: "s-refunds", values: rev(|p| p.refunds), links: refund_links },
+                        Series { name: "Net", class: "s-net", values: rev(|p| p.net), links: Vec::new() },
                     ]/>
             </section>
             <section class="card">
                 <h2>"Active subscribers"</h2>
-                <Chart title="Active subscribers" width=420.0 months=sub_labels kind=Kind::Grouped format=count_fmt
-                    series=vec![Series { name: "Subscribers", class: "s-mrr", values: sub_values }]/>
+                <Chart title="Active subscribers" months=sub_labels kind=Kind::Grouped format=count_fmt axis_format=count_fmt
+                    series=vec![Series { name: "Subscribers", class: "s-mrr", values: sub_values, links: Vec::new() }]/>
             </section>
             <section class="card">
                 <h2>"Failed-payment rate"</h2>
-                <Chart title="Failed-payment rate" width=420.0 months=rev_labels kind=Kind::Grouped format=bp_fmt
-                    series=vec![Series { name: "Failed payments", class: "s-churn", values: failed_rate }]/>
+                <Chart title="Failed-payment rate" months=rev_labels.clone() kind=Kind::Grouped format=bp_fmt axis_format=crate::domain::metrics::percent_whole whole=100
+                    series=vec![Series { name: "Failed payments", class: "s-churn", values: failed_rate, links: failed_links }]/>
             </section>
         </div>
     }

@@ -5,7 +5,7 @@
 
 use crate::common;
 
-use common::{Backend, TestApp};
+use common::TestApp;
 use serde_json::Value;
 use tally::demo;
 use tally::domain::metrics::percent;
@@ -93,6 +93,34 @@ fn card(html: &str, kpi: &str) -> Card {
         note,
         parts,
     }
+}
+
+/// Each chart's linked points: (chart, [(href, accessible label "Mar 26 · New: $12.00")]).
+fn chart_marks(html: &str) -> Vec<(String, Vec<(String, String)>)> {
+    html.split("data-chart=\"")
+        .skip(1)
+        .map(|part| {
+            let name = part.split('"').next().unwrap().to_string();
+            let figure = part.split("</figure>").next().unwrap();
+            let marks = figure
+                .match_indices("class=\"mark\"")
+                .filter_map(|(at, _)| {
+                    let open = figure[..at].rfind('<').unwrap();
+                    let tag = &figure[open..at + figure[at..].find('>').unwrap()];
+                    if !tag.starts_with("<a") {
+                        return None;
+                    }
+                    let attr = |name: &str| {
+                        tag.split(&format!("{name}=\""))
+                            .nth(1)
+                            .map(|v| unescape(v.split('"').next().unwrap()))
+                    };
+                    Some((attr("href")?, attr("aria-label")?))
+                })
+                .collect();
+            (name, marks)
+        })
+        .collect()
 }
 
 /// What a link's rows add up to, in `currency`: (rows, sum in minor units).
@@ -249,6 +277,27 @@ both_backends!(every_kpi_opens_the_rows_that_add_up_to_it, |backend| async move 
         let c = card(&html, "ltv");
         assert_eq!(c.rows, None);
         assert!(c.note.starts_with("ARPU "), "{}", c.note);
+
+        // Every chart point with rows opens the rows that add up to it.
+        let mut checked = 0;
+        for (chart, marks) in chart_marks(&html) {
+            for (href, label) in marks {
+                let shown = label.rsplit(": ").next().unwrap().to_string();
+                let (rows, sum) = rows_of(&app, &href, currency).await;
+                match chart.as_str() {
+                    "MRR" | "MRR movements" | "Revenue" => assert_eq!(shown, m(sum), "{chart}: {label} against {href}"),
+                    "Failed-payment rate" => {
+                        assert!(href.contains("status=failed"), "{href}");
+                        let (all, _) = rows_of(&app, &href.replace("status=failed", "status=all"), currency).await;
+                        let rate = (all > 0).then(|| ratio(rows * 10_000, all)).unwrap_or(0);
+                        assert_eq!(shown, percent(Some(rate)), "{label}: {rows} of {all} payments");
+                    }
+                    other => panic!("{other} has links"),
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 24 * 3, "{checked} chart points checked");
 
         if currency == "usd" {
             // The demo's last 30 days have each kind of row, so every check above compared
