@@ -87,12 +87,12 @@ const CUSTOMER_MRR_SORT: &str = concat!("COALESCE(", active_subscriptions!("SUM(
 const CUSTOMER_PAYING: &str = concat!("EXISTS ", active_subscriptions!("1"));
 const CUSTOMER_NOT_PAYING: &str = concat!("NOT EXISTS ", active_subscriptions!("1"), " AND c.deleted = 0");
 
-/// A subscription's largest item: its product's name, interval, interval count, and how many
-/// items the subscription has (`Kind::Plan`).
-const SUBSCRIPTION_PLAN: &str =
-    "(SELECT COALESCE(p.name, si.product_id, '') || '|' || COALESCE(si.recurring_interval, '') \
+/// A subscription's largest item: its interval, interval count, how many items the subscription
+/// has, and its product's name last (a name may hold any character) (`Kind::Plan`).
+pub(crate) const SUBSCRIPTION_PLAN: &str = "(SELECT COALESCE(si.recurring_interval, '') \
     || '|' || CAST(COALESCE(si.recurring_interval_count, 1) AS TEXT) \
     || '|' || CAST((SELECT COUNT(*) FROM subscription_items sj WHERE sj.subscription_id = s.id) AS TEXT) \
+    || '|' || COALESCE(p.name, si.product_id, '') \
     FROM subscription_items si LEFT JOIN products p ON p.id = si.product_id WHERE si.subscription_id = s.id \
     ORDER BY COALESCE(si.unit_amount, 0) * COALESCE(si.quantity, 1) DESC, si.id LIMIT 1)";
 
@@ -497,7 +497,7 @@ fn cell(kind: Kind, row: &sqlx::any::AnyRow, i: usize, currency: &str, customer:
             };
             let shown = match kind {
                 Kind::Status | Kind::Label => crate::domain::status::label(&text),
-                Kind::Plan => plan(&text),
+                Kind::Plan => crate::domain::lists::plan(&text),
                 _ => text.clone(),
             };
             Cell {
@@ -514,33 +514,6 @@ fn cell(kind: Kind, row: &sqlx::any::AnyRow, i: usize, currency: &str, customer:
             }
         }
     }
-}
-
-/// `Pro|month|1|2` (see `SUBSCRIPTION_PLAN`) → "Pro · monthly + 1 more item".
-fn plan(packed: &str) -> String {
-    let mut parts = packed.split('|');
-    let (name, interval, every, items) = (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-        parts.next().and_then(|n| n.parse::<i64>().ok()).unwrap_or(1),
-        parts.next().and_then(|n| n.parse::<i64>().ok()).unwrap_or(1),
-    );
-    let period = match (interval, every) {
-        ("", _) => String::new(),
-        ("day", 1) => "daily".into(),
-        (i, 1) => format!("{i}ly"),
-        (i, n) => format!("every {n} {i}s"),
-    };
-    let mut out = [name, period.as_str()]
-        .into_iter()
-        .filter(|p| !p.is_empty())
-        .collect::<Vec<_>>()
-        .join(" · ");
-    if items > 1 {
-        let more = items - 1;
-        out.push_str(&format!(" + {more} more item{}", if more == 1 { "" } else { "s" }));
-    }
-    out
 }
 
 /// One page of a list, after the cursor in `q["after"]` ("sortvalue:id").
@@ -1004,16 +977,6 @@ mod tests {
         assert_eq!(csv_field("\r=cmd"), "\"'\r=cmd\"");
         assert_eq!(csv_field("+1-2@x"), "\"'+1-2@x\"");
         assert_eq!(csv_field("@SUM(A1)"), "\"'@SUM(A1)\"");
-    }
-
-    #[test]
-    fn plans_read_as_name_interval_and_items() {
-        assert_eq!(plan("Pro|month|1|1"), "Pro · monthly");
-        assert_eq!(plan("Pro|year|1|2"), "Pro · yearly + 1 more item");
-        assert_eq!(plan("Team|month|3|4"), "Team · every 3 months + 3 more items");
-        assert_eq!(plan("Metered|day|1|1"), "Metered · daily");
-        assert_eq!(plan("prod_1||1|1"), "prod_1");
-        assert_eq!(plan(""), "");
     }
 
     #[test]

@@ -74,7 +74,7 @@ test('a customer subscribes through Checkout and an admin refunds part of the pa
   }, 'the customer in the list');
   await admin.getByRole('link', { name: 'Bea Buyer' }).click();
   await admin.waitForURL(`${tally.base}/customers/cus_e2e`);
-  assert.equal((await admin.locator('tr[data-subscription="sub_e2e"] .subscription-status').innerText()).trim(), 'active');
+  assert.equal((await admin.locator('tr[data-subscription="sub_e2e"] .subscription-status').innerText()).trim(), 'Active');
 
   // Refund part of the payment from its page.
   await eventually(async () => {
@@ -84,24 +84,33 @@ test('a customer subscribes through Checkout and an admin refunds part of the pa
   await admin.getByRole('link', { name: 'ch_e2e' }).click();
   await admin.waitForURL(`${tally.base}/payments/ch_e2e`);
   assert.equal(await admin.locator('[data-field="amount"]').innerText(), '$20.00');
+  // The refund form is folded away and empty (empty refunds all that remains); it asks first.
   const amount = admin.getByLabel('Amount');
-  assert.equal(await amount.inputValue(), '20.00');
+  assert.equal(await amount.isVisible(), false, 'the refund form starts folded');
+  await admin.getByText('Refund this payment…').click();
+  assert.equal(await amount.inputValue(), '');
   await amount.fill('5.00');
+  await admin.getByRole('button', { name: 'Review refund…' }).click();
+  const confirm = admin.locator('[data-test="confirm-refund"]');
+  await confirm.waitFor();
+  assert.match(await confirm.locator('h2').innerText(), /^Refund \$5\.00 of \$20\.00 to .+\?$/);
+  assert.equal(stripe.requests.filter((r) => r.path === '/v1/refunds').length, 0, 'nothing is sent before the confirmation');
   await admin.getByLabel('Internal note').fill('partial refund, e2e');
-  await admin.getByRole('button', { name: 'Refund' }).click();
+  await admin.getByRole('button', { name: 'Yes, refund $5.00' }).click();
   await admin.getByRole('status').filter({ hasText: 'Refund of $5.00 sent' }).waitFor();
+  assert.equal(await admin.locator('[data-test="confirm-refund"]').count(), 0, 'the confirmation is gone once sent');
   const refunds = stripe.requests.filter((r) => r.path === '/v1/refunds');
   assert.equal(refunds.length, 1);
   assert.equal(refunds[0].form.amount, '500');
   assert.equal(refunds[0].form.charge, 'ch_e2e');
   assert.match(refunds[0].idempotencyKey, /^tally-refund-ch_e2e-[0-9a-f]{32}-500$/);
-  assert.equal((await admin.locator('tr[data-refund="re_e2e_1"] .refund-status').innerText()).trim(), 'pending');
+  assert.equal((await admin.locator('tr[data-refund="re_e2e_1"] .refund-status').innerText()).trim(), 'Pending');
 
   // The refund settles when its webhook arrives.
   await eventually(async () => {
     await admin.reload();
     const status = await admin.locator('tr[data-refund="re_e2e_1"] .refund-status').innerText().catch(() => '');
-    return status.trim() === 'succeeded';
+    return status.trim() === 'Succeeded';
   }, 'the refund to settle');
   assert.equal(await admin.locator('[data-field="refunded"]').innerText(), '$5.00');
 });

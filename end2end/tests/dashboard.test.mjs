@@ -158,3 +158,29 @@ for (const width of [1440, 390]) {
     await context.close();
   });
 }
+
+test('on a phone no page scrolls sideways and list rows keep their amount and status in view', async () => {
+  const context = await browser.newContext({ viewport: { width: 390, height: 800 } });
+  const p = await context.newPage();
+  const errors = [];
+  p.on('pageerror', (e) => errors.push(e.message));
+  p.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+  await logIn(p, tally.base);
+  const lists = ['/customers', '/subscriptions', '/payments?status=all', '/invoices?status=all', '/refunds?status=all', '/disputes?status=all'];
+  for (const path of [...lists, '/?currency=usd', '/revenue', '/webhooks', '/definitions', '/settings']) {
+    await p.goto(`${tally.base}${path}`);
+    const width = await p.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 390, `${path} scrolls sideways (${width} px)`);
+  }
+  for (const path of lists) {
+    await p.goto(`${tally.base}${path}`);
+    const cells = p.locator('table.cards tbody tr').first().locator('td.num, td:has(.status)');
+    const n = await cells.count();
+    for (let i = 0; i < n; i++) {
+      const box = await cells.nth(i).boundingBox();
+      assert.ok(box && box.x >= 0 && box.x + box.width <= 390, `${path}: a key cell off screen (${JSON.stringify(box)})`);
+    }
+  }
+  assert.deepEqual(errors, []);
+  await context.close();
+});

@@ -460,6 +460,9 @@ pub struct PaymentView {
     pub refunds: Vec<RefundRow>,
     /// A fresh idempotency key for the refund form.
     pub form_key: String,
+    /// A Stripe key is configured, so a refund can be sent.
+    #[serde(default)]
+    pub stripe_ready: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -556,5 +559,6 @@ pub async fn payment_detail(id: String) -> Result<Option<PaymentView>, ServerFnE
         failure: row.try_get("failure_message").map_err(failed)?,
         refunds,
         form_key: uuid::Uuid::new_v4().simple().to_string(),
+        stripe_ready: state.config.stripe_mode().is_some(),
     }))
 }

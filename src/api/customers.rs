@@ -22,7 +22,12 @@ pub struct SubscriptionRow {
     pub currency: Option<String>,
     pub cancel_at_period_end: bool,
     pub current_period_end: Option<i64>,
-    pub items: String,
+    /// "Pro · monthly + 1 more item".
+    pub plan: String,
+    /// Units over all its items.
+    pub quantity: i64,
+    /// In minor units of `currency`.
+    pub mrr: Option<i64>,
     /// Stripe sent only the first page of its items; MRR counts only those until the rest is
     /// fetched.
     pub items_incomplete: bool,
@@ -61,6 +66,9 @@ pub struct CustomerDetail {
     pub events: Vec<crate::api::webhooks::EventRow>,
     /// Fixed per page view: the idempotency key of the page's Stripe actions derives from it.
     pub form_token: String,
+    /// A Stripe key is configured, so the page's Stripe actions can run.
+    #[serde(default)]
+    pub stripe_ready: bool,
 }
 
 #[server(endpoint = "customers/get")]
@@ -70,7 +78,14 @@ pub async fn get_customer(id: String) -> Result<Option<CustomerDetail>, ServerFn
 
     require_role(Role::Viewer)?;
     let state = AppState::from_context()?;
+    let ready = state.config.stripe_mode().is_some();
     crate::db::customers::detail(&state.db, &id)
         .await
+        .map(|d| {
+            d.map(|d| CustomerDetail {
+                stripe_ready: ready,
+                ..d
+            })
+        })
         .map_err(|e| super::internal("reading a customer failed", e))
 }

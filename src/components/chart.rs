@@ -152,15 +152,21 @@ pub fn Chart(
         ticks.push(view! { <text x=AXIS - 8.0 y=y(v) + 4.0 text-anchor="end">{axis_format(v as i64, &unit)}</text> });
         v += step;
     }
-    // Labels: about six always, about twelve when the chart is wide enough (CSS hides `minor`).
-    let major = n.div_ceil(6).max(1);
-    let minor = n.div_ceil(12).max(1);
+    // Month labels in three tiers: about three always, six on a medium chart, twelve on a wide
+    // one (a container query hides `mid` and `minor` when they would collide).
+    let (always, mid, minor) = (n.div_ceil(3).max(1), n.div_ceil(6).max(1), n.div_ceil(12).max(1));
     let labels = months
         .iter()
         .enumerate()
         .filter(|(i, _)| i % minor == 0)
         .map(|(i, m)| {
-            let class = if i % major == 0 { "x-label" } else { "x-label minor" };
+            let class = if i % always == 0 {
+                "x-label"
+            } else if i % mid == 0 {
+                "x-label mid"
+            } else {
+                "x-label minor"
+            };
             view! { <text class=class x=pct(x(i) + slot / 2.0) y=H - 6.0 text-anchor="middle">{short_month(m)}</text> }
         })
         .collect_view();

@@ -83,13 +83,16 @@ pub fn ListView(
                     let numeric = result.rows.first().is_some_and(|r| r.get(i).is_some_and(|c| c.numeric));
                     view! { <th class:num=numeric>{h.clone()}</th> }
                 }).collect_view();
+                let names = result.headers.clone();
                 let rows = result.rows.into_iter().map(|row| {
-                    let cells = row.into_iter().map(|c| {
+                    // Each cell names its column: on a phone the rows become cards that show it.
+                    let cells = row.into_iter().enumerate().map(|(i, c)| {
                         let class = if c.numeric { "num" } else { "" };
+                        let label = names.get(i).cloned().unwrap_or_default();
                         match (c.href, c.badge) {
-                            (Some(href), _) => view! { <td class=class><a href=href>{c.text}</a></td> }.into_any(),
-                            (None, Some(tone)) => view! { <td class=class><span class=format!("status tone-{tone}")>{c.text}</span></td> }.into_any(),
-                            (None, None) => view! { <td class=class>{c.text}</td> }.into_any(),
+                            (Some(href), _) => view! { <td class=class data-label=label><a href=href>{c.text}</a></td> }.into_any(),
+                            (None, Some(tone)) => view! { <td class=class data-label=label><span class=format!("status tone-{tone}")>{c.text}</span></td> }.into_any(),
+                            (None, None) => view! { <td class=class data-label=label>{c.text}</td> }.into_any(),
                         }
                     }).collect_view();
                     view! { <tr>{cells}</tr> }
@@ -133,7 +136,7 @@ pub fn ListView(
                         } else {
                             view! {
                                 <div class="table-wrap">
-                                    <table class=format!("table list-{list}")>
+                                    <table class=format!("table cards list-{list}")>
                                         <thead><tr>{headers}</tr></thead>
                                         <tbody>{rows}</tbody>
                                     </table>

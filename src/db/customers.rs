@@ -53,31 +53,30 @@ pub async fn detail(db: &Db, id: &str) -> Result<Option<CustomerDetail>, DbError
     };
     let customer = customer_row(&customer)?;
     let pool = db.reader();
-    let subs = sqlx::query(
-        "SELECT s.id, s.status, s.currency, s.cancel_at_period_end, s.current_period_end, s.items_incomplete, \
-         (SELECT COUNT(*) FROM subscription_items i WHERE i.subscription_id = s.id) AS item_count, \
+    let subs = sqlx::query(&format!(
+        "SELECT s.id, s.status, s.currency, s.cancel_at_period_end, s.current_period_end, s.items_incomplete, s.mrr, \
+         CAST({} AS TEXT) AS plan, \
          CAST((SELECT SUM(COALESCE(i.quantity, 1)) FROM subscription_items i WHERE i.subscription_id = s.id) AS BIGINT) AS seats \
          FROM subscriptions s WHERE s.customer_id = $1 ORDER BY COALESCE(s.created, 0) DESC",
-    )
+        crate::lists::SUBSCRIPTION_PLAN
+    ))
     .bind(id)
     .fetch_all(pool)
     .await?;
     let subscriptions = subs
         .iter()
         .map(|r| {
-            let items: i64 = r.try_get("item_count")?;
             let seats: Option<i64> = r.try_get("seats")?;
+            let plan: Option<String> = r.try_get("plan")?;
             Ok(SubscriptionRow {
                 id: r.try_get("id")?,
                 status: r.try_get("status")?,
                 currency: r.try_get("currency")?,
                 cancel_at_period_end: r.try_get::<Option<i64>, _>("cancel_at_period_end")?.unwrap_or(0) != 0,
                 current_period_end: r.try_get("current_period_end")?,
-                items: format!(
-                    "{items} item{}, quantity {}",
-                    if items == 1 { "" } else { "s" },
-                    seats.unwrap_or(0)
-                ),
+                plan: crate::domain::lists::plan(plan.as_deref().unwrap_or_default()),
+                quantity: seats.unwrap_or(0),
+                mrr: r.try_get("mrr")?,
                 items_incomplete: r.try_get::<i64, _>("items_incomplete")? != 0,
             })
         })
@@ -141,5 +140,6 @@ pub async fn detail(db: &Db, id: &str) -> Result<Option<CustomerDetail>, DbError
         payment_methods: methods,
         events,
         form_token: uuid::Uuid::new_v4().simple().to_string(),
+        stripe_ready: false,
     }))
 }

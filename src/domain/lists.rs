@@ -41,3 +41,47 @@ pub struct ListResult {
     pub tabs: Vec<String>,
     pub sorts: Vec<String>,
 }
+
+/// `month|1|2|Pro` (a subscription's largest item: interval, interval count, items, product
+/// name, packed by the lists' SQL) → "Pro · monthly + 1 more item".
+pub fn plan(packed: &str) -> String {
+    let mut parts = packed.splitn(4, '|');
+    let (interval, every, items, name) = (
+        parts.next().unwrap_or_default(),
+        parts.next().and_then(|n| n.parse::<i64>().ok()).unwrap_or(1),
+        parts.next().and_then(|n| n.parse::<i64>().ok()).unwrap_or(1),
+        parts.next().unwrap_or_default(),
+    );
+    let period = match (interval, every) {
+        ("", _) => String::new(),
+        ("day", 1) => "daily".into(),
+        (i, 1) => format!("{i}ly"),
+        (i, n) => format!("every {n} {i}s"),
+    };
+    let mut out = [name, period.as_str()]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join(" · ");
+    if items > 1 {
+        let more = items - 1;
+        out.push_str(&format!(" + {more} more item{}", if more == 1 { "" } else { "s" }));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_read_as_name_interval_and_items() {
+        assert_eq!(plan("month|1|1|Pro"), "Pro · monthly");
+        assert_eq!(plan("year|1|2|Pro"), "Pro · yearly + 1 more item");
+        assert_eq!(plan("month|3|4|Team"), "Team · every 3 months + 3 more items");
+        assert_eq!(plan("day|1|1|Metered"), "Metered · daily");
+        assert_eq!(plan("|1|1|prod_1"), "prod_1");
+        assert_eq!(plan("month|1|1|A|B plan"), "A|B plan · monthly");
+        assert_eq!(plan(""), "");
+    }
+}

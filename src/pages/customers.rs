@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::use_params_map;
+use leptos_router::hooks::{use_params_map, use_query_map};
 
 use crate::api::billing::{ChangeSubscription, OpenCustomerPortal};
 use crate::api::customers::{get_customer, CustomerDetail, MoneyRow};
@@ -95,6 +95,79 @@ fn money_table(
     }
 }
 
+/// Why Stripe actions are unavailable.
+const NO_KEY: &str =
+    "Stripe actions need STRIPE_SECRET_KEY (the Stripe dashboard → Developers → API keys); set it and restart Tally.";
+
+/// "Cancel … now?": what will happen, and the button that does it.
+#[component]
+fn ConfirmCancel(
+    action: String,
+    sub: crate::api::customers::SubscriptionRow,
+    customer: String,
+    customer_id: String,
+    token: String,
+    change: ServerAction<ChangeSubscription>,
+    ready: bool,
+) -> AnyView {
+    let now = action == "cancel_now";
+    if !now && action != "cancel_at_period_end" {
+        return view! { <p class="form-error" role="alert">"Unknown action."</p> }.into_any();
+    }
+    let plan = if sub.plan.is_empty() {
+        sub.id.clone()
+    } else {
+        sub.plan.clone()
+    };
+    let mrr = match (sub.mrr, sub.currency.as_deref()) {
+        (Some(v), Some(c)) if v > 0 => Some(money::format(v, c)),
+        _ => None,
+    };
+    let ends = sub.current_period_end.map(format_utc);
+    let what = if now {
+        format!(
+            "The subscription ends immediately{}. {}Stripe makes no refund: refund the last payment separately if one is owed.",
+            ends.as_ref().map(|e| format!(", before its paid period ends on {e}")).unwrap_or_default(),
+            mrr.as_ref().map(|m| format!("MRR falls by {m} today. ")).unwrap_or_default(),
+        )
+    } else {
+        format!(
+            "It stays active until the end of its period{}, then ends. {}You can resume it until then.",
+            ends.as_ref().map(|e| format!(" ({e})")).unwrap_or_default(),
+            mrr.as_ref()
+                .map(|m| format!("MRR falls by {m} then. "))
+                .unwrap_or_default(),
+        )
+    };
+    let question = if now {
+        format!("Cancel {plan} for {customer} now?")
+    } else {
+        format!("Cancel {plan} for {customer} at the end of its period?")
+    };
+    let button = if now {
+        "Yes, cancel now"
+    } else {
+        "Yes, cancel at period end"
+    };
+    view! {
+        <section class="card confirm" id="confirm" role="alertdialog" aria-labelledby="confirm-title" data-test="confirm-cancel">
+            <h2 id="confirm-title">{question}</h2>
+            <p>{what}</p>
+            <p class="muted small mono">{sub.id.clone()}</p>
+            <div class="inline-form">
+                <ActionForm action=change attr:class="inline-form">
+                    <input type="hidden" name="subscription_id" value=sub.id.clone()/>
+                    <input type="hidden" name="action" value=action.clone()/>
+                    <input type="hidden" name="token" value=token/>
+                    <button type="submit" class="button danger" disabled=!ready title=(!ready).then_some(NO_KEY)>{button}</button>
+                </ActionForm>
+                <a class="button secondary" href=format!("/customers/{customer_id}")>"Keep the subscription"</a>
+            </div>
+        </section>
+    }
+    .into_any()
+}
+
 #[component]
 fn CustomerView(detail: CustomerDetail) -> impl IntoView {
     let c = detail.customer;
@@ -103,6 +176,17 @@ fn CustomerView(detail: CustomerDetail) -> impl IntoView {
     let change = ServerAction::<ChangeSubscription>::new();
     let token = detail.form_token.clone();
     let portal_customer = c.id.clone();
+    let ready = detail.stripe_ready;
+    let customer_id = c.id.clone();
+    let query = use_query_map();
+    // The confirmation a cancel link asked for (not once the change was submitted).
+    let confirm = query.with_untracked(|q| q.get("confirm").zip(q.get("subscription")));
+    let confirm = confirm
+        .filter(|_| crate::components::notice::action_outcome(change).is_none())
+        .and_then(|(action, sub)| {
+            let s = detail.subscriptions.iter().find(|s| s.id == sub)?;
+            Some(view! { <ConfirmCancel action sub=s.clone() customer=heading.clone() customer_id=c.id.clone() token=token.clone() change ready/> })
+        });
     view! {
         <div class="page-header">
             <h1>{heading}</h1>
@@ -124,9 +208,14 @@ fn CustomerView(detail: CustomerDetail) -> impl IntoView {
                 <dt>"Status"</dt><dd>{if c.deleted { "deleted in Stripe" } else { "active" }}</dd>
             </dl>
         </section>
+        {confirm}
+        {(!ready).then(|| view! {
+            <p class="muted small" data-test="stripe-unavailable">{NO_KEY}</p>
+        })}
         <TableCard
             title="Subscriptions"
-            headers=&["Id", "Status", "Items", "Current period ends", ""]
+            headers=&["Plan", "Status", "MRR", "Current period ends", "Subscription", ""]
+            numeric=&[2]
             empty=detail.subscriptions.is_empty()
         >
             {detail
@@ -134,45 +223,58 @@ fn CustomerView(detail: CustomerDetail) -> impl IntoView {
                 .into_iter()
                 .map(|s| {
                     let live = matches!(s.status.as_deref(), Some("active" | "trialing" | "past_due" | "unpaid" | "incomplete"));
-                    let actions: Vec<(&'static str, &'static str)> = match (live, s.cancel_at_period_end) {
-                        (false, _) => vec![],
-                        (true, true) => vec![("resume", "Resume"), ("cancel_now", "Cancel now")],
-                        (true, false) => vec![("cancel_at_period_end", "Cancel at period end"), ("cancel_now", "Cancel now")],
-                    };
                     let sub_id = s.id.clone();
-                    let row_id = s.id.clone();
-                    let token = token.clone();
-                    let buttons = actions.into_iter().map(|(action, label)| {
-                        let (sub_id, token) = (sub_id.clone(), token.clone());
-                        let class = if action == "cancel_now" { "button danger small" } else { "button small" };
+                    let customer_id = customer_id.clone();
+                    // Cancelling asks first (a page of its own, so it works without JavaScript);
+                    // resuming undoes nothing and runs at once.
+                    let ask = move |action: &str, label: &'static str| {
+                        let href = format!("/customers/{customer_id}?confirm={action}&subscription={sub_id}#confirm");
+                        if ready {
+                            view! { <a class="button small danger-outline" href=href>{label}</a> }.into_any()
+                        } else {
+                            view! { <button type="button" class="button small" disabled title=NO_KEY>{label}</button> }.into_any()
+                        }
+                    };
+                    let resume = (live && s.cancel_at_period_end).then(|| {
+                        let (sub_id, token) = (s.id.clone(), token.clone());
                         view! {
                             <ActionForm action=change attr:class="inline-form">
                                 <input type="hidden" name="subscription_id" value=sub_id/>
-                                <input type="hidden" name="action" value=action/>
+                                <input type="hidden" name="action" value="resume"/>
                                 <input type="hidden" name="token" value=token/>
-                                <button type="submit" class=class>{label}</button>
+                                <button type="submit" class="button small" disabled=!ready title=(!ready).then_some(NO_KEY)>"Resume"</button>
                             </ActionForm>
                         }
-                    }).collect_view();
+                    });
+                    let cancel_end = (live && !s.cancel_at_period_end).then(|| ask("cancel_at_period_end", "Cancel at period end…"));
+                    let cancel_now = live.then(|| ask("cancel_now", "Cancel now…"));
+                    let row_id = s.id.clone();
+                    let mrr = match (s.mrr, s.currency.as_deref()) {
+                        (Some(v), Some(c)) => money::format(v, c),
+                        _ => String::new(),
+                    };
+                    let status = s.status.clone().unwrap_or_default();
                     view! {
                         <tr data-subscription=row_id.clone() id=row_id>
-                            <td class="mono small">{s.id}</td>
-                            <td class="subscription-status">
-                                {s.status.map(|st| view! {
-                                    <span class=format!("status tone-{}", crate::domain::status::tone(&st))>{crate::domain::status::label(&st)}</span>
-                                })}
-                                {s.cancel_at_period_end.then(|| view! { <span class="muted small">" (cancels at period end)"</span> })}
-                            </td>
                             <td>
-                                {s.items}
+                                {if s.plan.is_empty() { "—".to_string() } else { s.plan.clone() }}
+                                {(s.quantity > 1).then(|| view! { <span class="muted">{format!(" × {}", money::count(s.quantity))}</span> })}
                                 {s.items_incomplete.then(|| view! {
                                     <div class="warning small" data-test="items-incomplete">
                                         "Stripe sent only some of its items: MRR counts only these until the rest is fetched (needs STRIPE_SECRET_KEY, or run tally sync)."
                                     </div>
                                 })}
                             </td>
+                            <td class="subscription-status">
+                                {(!status.is_empty()).then(|| view! {
+                                    <span class=format!("status tone-{}", crate::domain::status::tone(&status))>{crate::domain::status::label(&status)}</span>
+                                })}
+                                {s.cancel_at_period_end.then(|| view! { <span class="muted small">" (cancels at period end)"</span> })}
+                            </td>
+                            <td class="num">{mrr}</td>
                             <td class="nowrap">{s.current_period_end.map(format_utc).unwrap_or_default()}</td>
-                            <td class="nowrap">{buttons}</td>
+                            <td class="mono small">{s.id}</td>
+                            <td class="nowrap actions">{resume}{cancel_end}{cancel_now}</td>
                         </tr>
                     }
                 })

@@ -479,8 +479,10 @@ both_backends!(
         seed_charge(&app).await;
         let page = app.get("/payments/ch_1").await.text().await.unwrap();
         assert!(
-            page.contains("$50.00") && page.contains("value=\"50.00\""),
-            "the form offers all that is refundable"
+            page.contains("$50.00")
+                && page.contains("placeholder=\"50.00\"")
+                && page.contains("all that remains: $50.00"),
+            "the form offers all that is refundable, without filling it in"
         );
         let form = [
             ("charge_id", "ch_1"),
@@ -527,11 +529,11 @@ both_backends!(
         );
         let page = app.get("/payments/ch_1").await.text().await.unwrap();
         assert!(
-            page.contains(&refund_id) && page.contains(">pending<") && page.contains("goodwill after outage"),
+            page.contains(&refund_id) && page.contains(">Pending<") && page.contains("goodwill after outage"),
             "{page}"
         );
         assert!(
-            page.contains("value=\"30.00\""),
+            page.contains("placeholder=\"30.00\""),
             "the pending refund is no longer refundable"
         );
 
@@ -1156,7 +1158,7 @@ both_backends!(
             page.contains("Refund outcome being checked") && page.contains("$20.00: Stripe did not confirm it"),
             "{page}"
         );
-        assert!(page.contains("Up to $30.00"), "{page}");
+        assert!(page.contains("all that remains: $30.00"), "{page}");
         // A new form for the whole amount is refused: the 20.00 may have been refunded.
         let res = app
             .call(
@@ -1465,6 +1467,141 @@ both_backends!(
         )
         .await;
         assert_eq!(status, 404);
+        app.server.shutdown().await.unwrap();
+    }
+);
+
+both_backends!(
+    refunds_and_cancellations_ask_first_and_say_what_will_happen,
+    |backend| async move {
+        let (base, log) = stand_in().await;
+        let app = spawn(backend, &base, &[]).await;
+        seed_charge(&app).await;
+        seed(
+            &app,
+            Resource::Product,
+            json!({"id": "prod_pro", "object": "product", "name": "Pro", "active": true}),
+        )
+        .await;
+        seed(&app, Resource::Subscription, json!({"id": "sub_c", "object": "subscription", "status": "active", "customer": "cus_pay",
+        "currency": "usd", "created": 1_700_000_000, "current_period_end": 1_900_000_000, "cancel_at_period_end": false,
+        "items": {"object": "list", "has_more": false, "data": [{"id": "si_c", "object": "subscription_item", "quantity": 1,
+            "price": {"id": "price_c", "object": "price", "product": "prod_pro", "unit_amount": 4900, "currency": "usd",
+                "type": "recurring", "recurring": {"interval": "month", "interval_count": 1, "usage_type": "licensed"}}}]}})).await;
+
+        // Refund: the first step only asks; the review says what will happen and carries the key.
+        let page = app.get("/payments/ch_1").await.text().await.unwrap();
+        assert!(page.contains("Review refund…") && !page.contains("data-test=\"confirm-refund\""));
+        let key = "0123456789abcdef0123456789abcdef";
+        let review = app
+            .get(&format!(
+                "/payments/ch_1?review=refund&key={key}&amount=12.5&reason=duplicate"
+            ))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(review.contains("data-test=\"confirm-refund\""), "{review}");
+        assert!(
+            review.contains("Refund $12.50 of $50.00 to payer@example.com?"),
+            "who and how much"
+        );
+        assert!(review.contains("Reason: duplicate.") && review.contains("cannot be undone"));
+        assert!(review.contains(&format!("name=\"idempotency_key\" value=\"{key}\"")));
+        assert!(review.contains("name=\"amount\" value=\"12.50\""));
+        assert!(review.contains("Yes, refund $12.50"));
+        assert!(calls(&log, "POST", "/v1/refunds").is_empty(), "reviewing sends nothing");
+        // A wrong amount says what to fix and offers no confirmation.
+        for (amount, says) in [
+            ("80", "At most $50.00 remains to refund."),
+            ("abc", ""),
+            ("0", "more than zero"),
+        ] {
+            let page = app
+                .get(&format!("/payments/ch_1?review=refund&key={key}&amount={amount}"))
+                .await
+                .text()
+                .await
+                .unwrap();
+            assert!(!page.contains("data-test=\"confirm-refund\""), "{amount}");
+            assert!(page.contains("class=\"form-error\""), "{amount}");
+            assert!(page.contains(says), "{amount}: {says}");
+        }
+        // Empty: all that remains.
+        let all = app
+            .get(&format!("/payments/ch_1?review=refund&key={key}&amount="))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(all.contains("Refund the whole payment to payer@example.com?"), "{all}");
+
+        // Cancelling: links that ask first; the confirmation names plan, customer, MRR and date.
+        let page = app.get("/customers/cus_pay").await.text().await.unwrap();
+        assert!(
+            page.contains("Pro · monthly") && page.contains("$49.00"),
+            "plan and MRR before the id"
+        );
+        assert!(page.contains("href=\"/customers/cus_pay?confirm=cancel_now&amp;subscription=sub_c#confirm\""));
+        assert!(
+            !page.contains("name=\"action\" value=\"cancel_now\""),
+            "no one-click cancel"
+        );
+        let confirm = app
+            .get("/customers/cus_pay?confirm=cancel_now&subscription=sub_c")
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            confirm.contains("Cancel Pro · monthly for payer@example.com now?"),
+            "{confirm}"
+        );
+        assert!(confirm.contains("MRR falls by $49.00 today") && confirm.contains("2030-03-17 17:46 UTC"));
+        assert!(confirm.contains("name=\"action\" value=\"cancel_now\"") && confirm.contains("Keep the subscription"));
+        let later = app
+            .get("/customers/cus_pay?confirm=cancel_at_period_end&subscription=sub_c")
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(later.contains("at the end of its period?") && later.contains("You can resume it until then."));
+        assert!(
+            calls(&log, "POST", "/v1/subscriptions/sub_c").is_empty()
+                && calls(&log, "DELETE", "/v1/subscriptions/sub_c").is_empty()
+        );
+        // The confirmation's form posts as before, without JavaScript.
+        let token = "tok12345abc";
+        let res = form_post(
+            &app,
+            &app.client,
+            "billing/subscription",
+            &[("subscription_id", "sub_c"), ("action", "cancel_now"), ("token", token)],
+        )
+        .await;
+        assert_eq!(res.status(), 302);
+        assert_eq!(calls(&log, "DELETE", "/v1/subscriptions/sub_c").len(), 1);
+        app.server.shutdown().await.unwrap();
+    }
+);
+
+both_backends!(
+    without_a_stripe_key_stripe_actions_are_disabled_with_the_reason,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        seed_charge(&app).await;
+        seed(&app, Resource::Subscription, json!({"id": "sub_k", "object": "subscription", "status": "active", "customer": "cus_pay",
+        "currency": "usd", "created": 1_700_000_000, "cancel_at_period_end": false, "items": {"object": "list", "data": [], "has_more": false}})).await;
+        for path in ["/payments/ch_1", "/customers/cus_pay"] {
+            let page = app.get(path).await.text().await.unwrap();
+            assert!(page.contains("data-test=\"stripe-unavailable\""), "{path}");
+            assert!(page.contains("STRIPE_SECRET_KEY"), "{path}: the reason");
+            assert!(page.contains("disabled"), "{path}: the actions are disabled");
+            assert!(
+                !page.contains("Review refund…") && !page.contains("?confirm=cancel_now"),
+                "{path}"
+            );
+        }
         app.server.shutdown().await.unwrap();
     }
 );

@@ -136,13 +136,18 @@ both_backends!(lists_filter_page_and_export, |backend| async move {
     .unwrap();
     for (currency, n, sum) in per_currency {
         let expected = format!(
-            "{n} {} · {}",
+            "{} {} · {}",
+            tally::domain::money::count(n),
             currency.to_uppercase(),
             tally::domain::money::format(sum, &currency)
         );
         assert!(failed.contains(&expected), "totals {expected} missing");
     }
-    assert!(!failed.contains(">succeeded<"), "only failed payments");
+    let body = &failed[failed.find("<tbody").expect("a table")..];
+    assert!(
+        body.contains(">Failed<") && !body.contains(">Succeeded<"),
+        "only failed payments"
+    );
     let jpy = app
         .get("/subscriptions?status=all&currency=jpy")
         .await
