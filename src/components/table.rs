@@ -37,6 +37,10 @@ pub fn TableCard(
     title: &'static str,
     headers: &'static [&'static str],
     #[prop(optional)] numeric: &'static [usize],
+    /// Extra classes on the table: `cards` stacks rows as cards on a phone (its cells then need
+    /// `data-label`).
+    #[prop(optional)]
+    class: &'static str,
     empty: bool,
     children: Children,
 ) -> impl IntoView {
@@ -46,7 +50,7 @@ pub fn TableCard(
             {if empty {
                 view! { <p class="muted">"None."</p> }.into_any()
             } else {
-                view! { <DataTable headers numeric>{children()}</DataTable> }.into_any()
+                view! { <DataTable headers numeric class>{children()}</DataTable> }.into_any()
             }}
         </section>
     }

@@ -103,6 +103,15 @@ pub struct Kpis {
     pub refunds_30d: i64,
     pub disputes_lost_30d: i64,
     pub net_revenue_30d: i64,
+    /// Net revenue of the 30 days before those (the overview's change).
+    #[serde(default)]
+    pub net_revenue_prev_30d: i64,
+    /// Churned MRR of the 30 days before those.
+    #[serde(default)]
+    pub churned_mrr_prev_30d: i64,
+    /// Active subscriptions 30 days ago.
+    #[serde(default)]
+    pub subscriptions_30d_ago: i64,
     pub failed_payments_30d: i64,
     /// Open invoices whose payment failed.
     pub open_failed_invoices: i64,

@@ -355,6 +355,42 @@ async fn sum_months(db: &Db, currency: &str, starts: &[i64], end: i64) -> Result
 }
 
 /// The overview's figures for `currency` at `now`.
+/// What net revenue adds up over a window `(from, to]`.
+struct Net {
+    charges: sums::ChargeSums,
+    refunds: i64,
+    disputes_lost: i64,
+}
+
+/// Charges (whole days from the day sums, the two partial days from rows), refunds and lost
+/// disputes created in `(from, to]`.
+async fn net_revenue(db: &Db, currency: &str, from: i64, to: i64) -> Result<Net, DbError> {
+    let charges = sums::charges(db, currency, from + 1, to + 1).await?;
+    let refunds: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refunds WHERE currency = $1 AND created > $2 AND created <= $3 \
+         AND COALESCE(status, 'succeeded') IN ('succeeded', 'pending')",
+    )
+    .bind(currency)
+    .bind(from)
+    .bind(to)
+    .fetch_one(db.reader())
+    .await?;
+    let disputes_lost: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM disputes WHERE currency = $1 AND status = 'lost' \
+         AND created > $2 AND created <= $3",
+    )
+    .bind(currency)
+    .bind(from)
+    .bind(to)
+    .fetch_one(db.reader())
+    .await?;
+    Ok(Net {
+        charges,
+        refunds,
+        disputes_lost,
+    })
+}
+
 pub async fn kpis(db: &Db, currency: &str, now: i64) -> Result<Kpis, DbError> {
     let reader = db.reader();
     // Running sums kept by the database (sums.rs): a few rows, however many subscriptions.
@@ -383,13 +419,15 @@ pub async fn kpis(db: &Db, currency: &str, now: i64) -> Result<Kpis, DbError> {
     // about two months of movements are read.
     let window_month = month_number(window_start);
     let closed = closed_movement_months(db, currency, month_number(now)).await?;
-    let (mut mrr_30d_ago, mut customers_30d_ago) = (0i64, 0i64);
+    let (mut mrr_30d_ago, mut customers_30d_ago, mut subscriptions_30d_ago) = (0i64, 0i64, 0i64);
     for c in closed.iter().filter(|c| c.month < window_month) {
         mrr_30d_ago += c.delta;
         customers_30d_ago += c.customers;
+        subscriptions_30d_ago += c.subscribers;
     }
     let partial = sqlx::query(
-        "SELECT CAST(COALESCE(SUM(delta), 0) AS BIGINT) AS delta, CAST(COALESCE(SUM(customers), 0) AS BIGINT) AS customers \
+        "SELECT CAST(COALESCE(SUM(delta), 0) AS BIGINT) AS delta, CAST(COALESCE(SUM(customers), 0) AS BIGINT) AS customers, \
+         CAST(COALESCE(SUM(subscribers), 0) AS BIGINT) AS subscribers \
          FROM mrr_movements WHERE currency = $1 AND at >= $2 AND at <= $3",
     )
     .bind(currency)
@@ -399,6 +437,19 @@ pub async fn kpis(db: &Db, currency: &str, now: i64) -> Result<Kpis, DbError> {
     .await?;
     mrr_30d_ago += partial.try_get::<i64, _>("delta")?;
     customers_30d_ago += partial.try_get::<i64, _>("customers")?;
+    subscriptions_30d_ago += partial.try_get::<i64, _>("subscribers")?;
+    // The 30 days before the window, for the main figures' change.
+    let previous_start = window_start - WINDOW;
+    let churned_prev: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(-delta), 0) AS BIGINT) FROM mrr_movements \
+         WHERE currency = $1 AND kind = 'churn' AND at > $2 AND at <= $3",
+    )
+    .bind(currency)
+    .bind(previous_start)
+    .bind(window_start)
+    .fetch_one(reader)
+    .await?;
+    let net_prev = net_revenue(db, currency, previous_start, window_start).await?;
     let moves = sqlx::query(
         "SELECT CAST(COALESCE(SUM(CASE WHEN kind = 'churn' THEN -delta ELSE 0 END), 0) AS BIGINT) AS churned, \
                 CAST(COALESCE(SUM(CASE WHEN kind = 'churn' THEN 1 ELSE 0 END), 0) AS BIGINT) AS churned_customers, \
@@ -424,27 +475,12 @@ pub async fn kpis(db: &Db, currency: &str, now: i64) -> Result<Kpis, DbError> {
     .bind(now)
     .fetch_one(reader)
     .await?;
-    // The window (now − 30 days, now]: whole days from the day sums, the two partial days from rows.
-    let net = sums::charges(db, currency, window_start + 1, now + 1).await?;
+    let Net {
+        charges: net,
+        refunds: refunds_30d,
+        disputes_lost: disputes_lost_30d,
+    } = net_revenue(db, currency, window_start, now).await?;
     let gross_30d = net.gross;
-    let refunds_30d: i64 = sqlx::query_scalar(
-        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refunds WHERE currency = $1 AND created > $2 AND created <= $3 \
-         AND COALESCE(status, 'succeeded') IN ('succeeded', 'pending')",
-    )
-    .bind(currency)
-    .bind(window_start)
-    .bind(now)
-    .fetch_one(reader)
-    .await?;
-    let disputes_lost_30d: i64 = sqlx::query_scalar(
-        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM disputes WHERE currency = $1 AND status = 'lost' \
-         AND created > $2 AND created <= $3",
-    )
-    .bind(currency)
-    .bind(window_start)
-    .bind(now)
-    .fetch_one(reader)
-    .await?;
     let failed = sqlx::query(
         "SELECT CAST(COUNT(*) AS BIGINT) AS n, CAST(COALESCE(SUM(amount_remaining), 0) AS BIGINT) AS amount FROM invoices \
          WHERE currency = $1 AND deleted = 0 AND status = 'open' AND COALESCE(attempt_count, 0) > 0",
@@ -486,6 +522,9 @@ pub async fn kpis(db: &Db, currency: &str, now: i64) -> Result<Kpis, DbError> {
         refunds_30d,
         disputes_lost_30d,
         net_revenue_30d: gross_30d - refunds_30d - disputes_lost_30d,
+        net_revenue_prev_30d: net_prev.charges.gross - net_prev.refunds - net_prev.disputes_lost,
+        churned_mrr_prev_30d: churned_prev,
+        subscriptions_30d_ago,
         failed_payments_30d: net.failed,
         open_failed_invoices: failed.try_get("n")?,
         open_failed_amount: failed.try_get("amount")?,

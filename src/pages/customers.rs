@@ -67,7 +67,7 @@ fn money_table(
 ) -> impl IntoView {
     let empty = rows.is_empty();
     view! {
-        <TableCard title headers numeric=&[3] empty>
+        <TableCard title headers numeric=&[3] class="cards" empty>
             {rows
                 .into_iter()
                 .map(|r| {
@@ -75,18 +75,18 @@ fn money_table(
                     let status = r.status.clone().unwrap_or_default();
                     view! {
                         <tr id=r.id.clone()>
-                            <td class="mono small">
+                            <td class="mono small" data-label=headers[0]>
                                 {match link {
                                     Some(prefix) => view! { <a href=format!("{prefix}{}", r.id)>{r.id.clone()}</a> }.into_any(),
                                     None => view! { {r.id.clone()} }.into_any(),
                                 }}
                             </td>
-                            <td class="nowrap">{r.created.map(format_utc).unwrap_or_default()}</td>
-                            <td>{(!status.is_empty()).then(|| view! {
+                            <td class="nowrap" data-label=headers[1]>{r.created.map(format_utc).unwrap_or_default()}</td>
+                            <td data-label=headers[2]>{(!status.is_empty()).then(|| view! {
                                 <span class=format!("status tone-{}", crate::domain::status::tone(&status))>{crate::domain::status::label(&status)}</span>
                             })}</td>
-                            <td class="num">{amt}</td>
-                            <td class="muted small">{r.note.map(|n| crate::domain::status::label(&n)).unwrap_or_default()}</td>
+                            <td class="num" data-label=headers[3]>{amt}</td>
+                            <td class="muted small" data-label=headers[4]>{r.note.map(|n| crate::domain::status::label(&n)).unwrap_or_default()}</td>
                         </tr>
                     }
                 })
@@ -197,7 +197,7 @@ fn CustomerView(detail: CustomerDetail) -> impl IntoView {
         {(!c.deleted).then(|| view! {
             <ActionForm action=portal attr:class="inline-form page-actions">
                 <input type="hidden" name="customer_id" value=portal_customer/>
-                <button type="submit" class="button">"Open billing portal"</button>
+                <button type="submit" class="button" disabled=!ready title=(!ready).then_some(NO_KEY)>"Open billing portal"</button>
             </ActionForm>
         })}
         <section class="card">
@@ -216,6 +216,7 @@ fn CustomerView(detail: CustomerDetail) -> impl IntoView {
             title="Subscriptions"
             headers=&["Plan", "Status", "MRR", "Current period ends", "Subscription", ""]
             numeric=&[2]
+            class="cards"
             empty=detail.subscriptions.is_empty()
         >
             {detail
@@ -256,7 +257,7 @@ fn CustomerView(detail: CustomerDetail) -> impl IntoView {
                     let status = s.status.clone().unwrap_or_default();
                     view! {
                         <tr data-subscription=row_id.clone() id=row_id>
-                            <td>
+                            <td data-label="Plan">
                                 {if s.plan.is_empty() { "—".to_string() } else { s.plan.clone() }}
                                 {(s.quantity > 1).then(|| view! { <span class="muted">{format!(" × {}", money::count(s.quantity))}</span> })}
                                 {s.items_incomplete.then(|| view! {
@@ -265,15 +266,15 @@ fn CustomerView(detail: CustomerDetail) -> impl IntoView {
                                     </div>
                                 })}
                             </td>
-                            <td class="subscription-status">
+                            <td class="subscription-status" data-label="Status">
                                 {(!status.is_empty()).then(|| view! {
                                     <span class=format!("status tone-{}", crate::domain::status::tone(&status))>{crate::domain::status::label(&status)}</span>
                                 })}
                                 {s.cancel_at_period_end.then(|| view! { <span class="muted small">" (cancels at period end)"</span> })}
                             </td>
-                            <td class="num">{mrr}</td>
-                            <td class="nowrap">{s.current_period_end.map(format_utc).unwrap_or_default()}</td>
-                            <td class="mono small">{s.id}</td>
+                            <td class="num" data-label="MRR">{mrr}</td>
+                            <td class="nowrap" data-label="Period ends">{s.current_period_end.map(format_utc).unwrap_or_default()}</td>
+                            <td class="mono small" data-label="Subscription">{s.id}</td>
                             <td class="nowrap actions">{resume}{cancel_end}{cancel_now}</td>
                         </tr>
                     }

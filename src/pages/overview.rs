@@ -79,6 +79,84 @@ fn Kpi(
     .into_any()
 }
 
+/// A tiny line of the last months' values (decoration: the figures are in the text beside it).
+fn sparkline(values: &[i64]) -> AnyView {
+    if values.len() < 2 {
+        return ().into_any();
+    }
+    let (lo, hi) = values
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+    let span = (hi - lo).max(1) as f64;
+    let step = 100.0 / (values.len() - 1) as f64;
+    let points = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("{:.1},{:.1}", i as f64 * step, 22.0 - (v - lo) as f64 / span * 20.0))
+        .collect::<Vec<_>>()
+        .join(" ");
+    view! {
+        <svg class="sparkline" viewBox="0 0 100 24" preserveAspectRatio="none" aria-hidden="true">
+            <polyline points=points vector-effect="non-scaling-stroke"></polyline>
+        </svg>
+    }
+    .into_any()
+}
+
+/// "+$864.00 (+9.35%) vs 30 days ago": a change, its direction as a tone (`up_is_good` says
+/// which way is good news), without a percent when there was nothing before.
+fn change(
+    now: i64,
+    before: i64,
+    fmt: &dyn Fn(i64) -> String,
+    against: &str,
+    up_is_good: bool,
+) -> (String, &'static str) {
+    let delta = now - before;
+    let sign = if delta > 0 { "+" } else { "" };
+    let pct = (before > 0).then(|| {
+        let bp = (2 * delta.abs() * 10_000 + before) / (2 * before);
+        format!(" ({}{})", if delta < 0 { "-" } else { sign }, percent(Some(bp)))
+    });
+    let tone = match (delta.signum(), up_is_good) {
+        (0, _) => "flat",
+        (1, true) | (-1, false) => "good",
+        _ => "bad",
+    };
+    (
+        format!("{sign}{}{} {against}", fmt(delta), pct.unwrap_or_default()),
+        tone,
+    )
+}
+
+/// One of the four main figures: larger, with its change and a sparkline.
+#[component]
+fn MainKpi(
+    label: &'static str,
+    value: String,
+    definition: &'static str,
+    rows: String,
+    change: (String, &'static str),
+    spark: Vec<i64>,
+    /// The figure's parts, each linking to its rows.
+    #[prop(optional)]
+    children: Option<Children>,
+) -> AnyView {
+    view! {
+        <div class="kpi main" data-kpi=definition>
+            <div class="kpi-label">
+                {label} " "
+                <a class="kpi-help" href=format!("/definitions#{definition}") title="How this is computed">"?"</a>
+            </div>
+            <a class="kpi-value" href=rows>{value}</a>
+            {children.map(|c| view! { <div class="kpi-note muted small">{c()}</div> })}
+            <div class=format!("kpi-change tone-{}", change.1) data-test="kpi-change">{change.0}</div>
+            {sparkline(&spark)}
+        </div>
+    }
+    .into_any()
+}
+
 #[component]
 fn Dashboard(d: OverviewData, months: usize) -> AnyView {
     let c = d.currency.clone();
@@ -177,31 +255,62 @@ fn Dashboard(d: OverviewData, months: usize) -> AnyView {
     ];
     let converted_href = format!("/subscriptions?status=active&on=trial_end&{cq}&{window}");
     let (converted, ended) = (count(k.trials_converted_30d), count(k.trials_ended_30d));
-    let kpis = view! {
-        <section class="kpis" aria-label="Key figures">
-            <Kpi label="MRR" value=m(k.mrr) definition="mrr" rows=active.clone()/>
-            <Kpi label="ARR" value=m(k.arr) note="MRR × 12" definition="arr" rows=active.clone()/>
-            <Kpi label="Active subscriptions" value=count(k.active_subscriptions) definition="active-subscriptions" rows=active/>
-            <Kpi label="Active customers" value=count(k.active_customers) definition="active-customers" rows=paying.clone()/>
-            <Kpi label="New MRR this month" value=m(k.new_mrr_this_month) definition="new-mrr" rows=format!("/revenue?kind=new&month={}&{cq}", d.mrr_months.last().map(|p| p.month.clone()).unwrap_or_default())/>
-            <Kpi label="Churned MRR (30 days)" value=m(k.churned_mrr_30d) note=format!("{} customers", count(k.churned_customers_30d)) definition="churned-mrr" rows=churn.clone()/>
-            <Kpi label="Customer churn (30 days)" value=percent(k.customer_churn_bp) note=format!("{} of {} paying customers", count(k.churned_customers_30d), count(k.customers_30d_ago)) definition="customer-churn" rows=churn/>
-            <Kpi label="Revenue churn (30 days)" value=percent(k.revenue_churn_bp) note=format!("{} lost of {}", m(k.churned_mrr_30d + k.contraction_mrr_30d), m(k.mrr_30d_ago)) definition="revenue-churn" rows=format!("/revenue?{cq}&kind=churn,contraction&{window}")/>
-            <Kpi label="ARPU" value=m(k.arpu) note="MRR per active customer" definition="arpu" rows=paying/>
-            <Kpi label="LTV" value=k.ltv.map(m).unwrap_or_else(|| "—".into()) note=format!("ARPU {} ÷ customer churn {}", m(k.arpu), percent(k.customer_churn_bp)) definition="ltv"/>
-            <Kpi label="Net revenue (30 days)" value=m(k.net_revenue_30d) definition="net-revenue" rows=format!("/payments?status=succeeded&{cq}&{window}")>
+    // The last 12 months, for the sparklines.
+    let last12 = |f: fn(&crate::domain::metrics::MonthPoint) -> i64, points: &[crate::domain::metrics::MonthPoint]| {
+        points.iter().rev().take(12).rev().map(f).collect::<Vec<_>>()
+    };
+    let money_change = |v: i64| m(v);
+    let count_change = |v: i64| count(v);
+    let subscriber_spark: Vec<i64> = d.subscribers.iter().rev().take(12).rev().map(|(_, n)| *n).collect();
+    let main = view! {
+        <section class="kpis main" aria-label="Main figures">
+            <MainKpi label="MRR" value=m(k.mrr) definition="mrr" rows=active.clone()
+                change=change(k.mrr, k.mrr_30d_ago, &money_change, "vs 30 days ago", true)
+                spark=last12(|p| p.mrr, &d.mrr_months)/>
+            <MainKpi label="Net revenue (30 days)" value=m(k.net_revenue_30d) definition="net-revenue" rows=net_parts[0].1.clone()
+                change=change(k.net_revenue_30d, k.net_revenue_prev_30d, &money_change, "vs the 30 days before", true)
+                spark=last12(|p| p.net, &d.revenue_months)>
                 {net_parts.into_iter().enumerate().map(|(i, (part, href, text))| view! {
                     {(i > 0).then_some(" − ")}
                     <a data-part=part href=href>{text}</a>
                 }).collect_view()}
-            </Kpi>
+            </MainKpi>
+            <MainKpi label="Active subscriptions" value=count(k.active_subscriptions) definition="active-subscriptions" rows=active.clone()
+                change=change(k.active_subscriptions, k.subscriptions_30d_ago, &count_change, "vs 30 days ago", true)
+                spark=subscriber_spark/>
+            <MainKpi label="Churned MRR (30 days)" value=m(k.churned_mrr_30d) definition="churned-mrr" rows=churn.clone()
+                change=change(k.churned_mrr_30d, k.churned_mrr_prev_30d, &money_change, "vs the 30 days before", false)
+                spark=last12(|p| -p.churn, &d.mrr_months)/>
+        </section>
+    }
+    .into_any();
+    let kpis = view! {
+        {main}
+        <div class="kpi-groups">
+        <section class="kpis" aria-labelledby="kpis-growth">
+            <h2 class="kpi-group" id="kpis-growth">"Revenue"</h2>
+            <Kpi label="ARR" value=m(k.arr) note="MRR × 12" definition="arr" rows=active.clone()/>
+            <Kpi label="New MRR this month" value=m(k.new_mrr_this_month) definition="new-mrr" rows=format!("/revenue?kind=new&month={}&{cq}", d.mrr_months.last().map(|p| p.month.clone()).unwrap_or_default())/>
             <Kpi label="Open failed payments" value=count(k.open_failed_invoices) note=format!("{} still owed", m(k.open_failed_amount)) definition="failed-payments" rows=format!("/invoices?status=failed&{cq}")/>
+        </section>
+        <section class="kpis" aria-labelledby="kpis-customers">
+            <h2 class="kpi-group" id="kpis-customers">"Customers"</h2>
+            <Kpi label="Active customers" value=count(k.active_customers) definition="active-customers" rows=paying.clone()/>
+            <Kpi label="ARPU" value=m(k.arpu) note="MRR per active customer" definition="arpu" rows=paying/>
+            <Kpi label="LTV" value=k.ltv.map(m).unwrap_or_else(|| "—".into()) note=format!("ARPU {} ÷ customer churn {}", m(k.arpu), percent(k.customer_churn_bp)) definition="ltv"/>
             <Kpi label="Trials" value=count(k.trials) definition="trials" rows=format!("/subscriptions?status=trialing&{cq}")/>
             <Kpi label="Trial conversion (30 days)" value=percent(k.trial_conversion_bp) definition="trial-conversion" rows=format!("/subscriptions?status=trial_ended&on=trial_end&{cq}&{window}")>
                 <a data-part="converted" href=converted_href>{converted}</a>
                 {format!(" of {ended} trials ended in 30 days converted")}
             </Kpi>
         </section>
+        <section class="kpis" aria-labelledby="kpis-churn">
+            <h2 class="kpi-group" id="kpis-churn">"Churn (30 days)"</h2>
+            <Kpi label="Churned customers" value=count(k.churned_customers_30d) note=format!("{} MRR lost", m(k.churned_mrr_30d)) definition="churned-customers" rows=churn.clone()/>
+            <Kpi label="Customer churn" value=percent(k.customer_churn_bp) note=format!("{} of {} paying customers", count(k.churned_customers_30d), count(k.customers_30d_ago)) definition="customer-churn" rows=churn/>
+            <Kpi label="Revenue churn" value=percent(k.revenue_churn_bp) note=format!("{} lost of {}", m(k.churned_mrr_30d + k.contraction_mrr_30d), m(k.mrr_30d_ago)) definition="revenue-churn" rows=format!("/revenue?{cq}&kind=churn,contraction&{window}")/>
+        </section>
+        </div>
     }
     .into_any();
     let whole = 10i64.pow(money::decimals(&c));

@@ -114,6 +114,27 @@ both_backends!(demo_data_gives_a_consistent_overview, |backend| async move {
     }
     assert!(html.contains("<svg") && html.contains("<title>") && html.contains("Show as a table"));
     assert!(html.contains("href=\"/definitions#mrr\""));
+    // The main figures lead with their change: MRR against 30 days ago, from the movements.
+    let k = &o["kpis"];
+    let (now_mrr, before) = (k["mrr"].as_i64().unwrap(), k["mrr_30d_ago"].as_i64().unwrap());
+    let delta = now_mrr - before;
+    assert!(before > 0, "the demo had MRR 30 days ago");
+    let bp = (2 * delta.abs() * 10_000 + before) / (2 * before);
+    let sign = if delta > 0 {
+        "+"
+    } else if delta < 0 {
+        "-"
+    } else {
+        ""
+    };
+    let expected = format!(
+        "{}{} ({sign}{}) vs 30 days ago",
+        if delta > 0 { "+" } else { "" },
+        tally::domain::money::format(delta, "usd"),
+        tally::domain::metrics::percent(Some(bp))
+    );
+    assert!(html.contains(&expected), "{expected}");
+    assert!(html.contains("class=\"sparkline\""));
     let html = app.get("/?currency=jpy").await.text().await.unwrap();
     assert!(html.contains('¥') && !html.contains("¥0.00"));
     let definitions = app.get("/definitions").await.text().await.unwrap();

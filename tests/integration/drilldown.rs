@@ -211,7 +211,10 @@ both_backends!(every_kpi_opens_the_rows_that_add_up_to_it, |backend| async move 
         );
         let (churned, churn_delta) = rows_of(&app, &href, currency).await;
         assert_eq!(c.value, m(-churn_delta), "churned MRR against {href}");
-        assert_eq!(c.note, format!("{} customers", count(churned)));
+        let (c, customers_href) = rows("churned-customers");
+        assert_eq!(customers_href, href);
+        assert_eq!(c.value, count(churned), "one churn movement per churned customer");
+        assert_eq!(c.note, format!("{} MRR lost", m(-churn_delta)));
         let (c, href) = rows("customer-churn");
         assert_eq!(rows_of(&app, &href, currency).await.0, churned, "{href}");
         assert!(c.note.starts_with(&format!("{} of ", count(churned))), "{}", c.note);
