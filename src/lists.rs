@@ -38,6 +38,8 @@ enum Kind {
     Plan,
     /// An id shown where it lives on its customer's page (`/customers/{customer}#{id}`).
     Anchor,
+    /// A deadline (Unix seconds) as the days left until it: "3 days left", "Overdue by 2 days".
+    DueIn,
 }
 
 struct Column {
@@ -64,6 +66,8 @@ struct Spec {
     dates: &'static [(&'static str, &'static str)],
     /// Tabs whose totals add up another amount than `amount` (tab, SQL, what it is).
     tab_amounts: &'static [(&'static str, &'static str, &'static str)],
+    /// Tabs that open sorted another way than by date, ascending (tab, sort value).
+    tab_sorts: &'static [(&'static str, &'static str)],
     columns: &'static [Column],
 }
 
@@ -89,6 +93,13 @@ const CUSTOMER_NOT_PAYING: &str = concat!("NOT EXISTS ", active_subscriptions!("
 
 /// A subscription's largest item: its interval, interval count, how many items the subscription
 /// has, and its product's name last (a name may hold any character) (`Kind::Plan`).
+/// The evidence deadline of a dispute that still needs a response (else NULL).
+const DISPUTE_DEADLINE: &str =
+    "CASE WHEN d.status IN ('needs_response', 'warning_needs_response') THEN d.evidence_due_by END";
+/// Disputes by how soon their evidence is due (those not waiting for a response last).
+const DISPUTE_URGENCY: &str = "COALESCE(CASE WHEN d.status IN ('needs_response', 'warning_needs_response') \
+    THEN d.evidence_due_by END, 4102444800)";
+
 pub(crate) const SUBSCRIPTION_PLAN: &str = "(SELECT COALESCE(si.recurring_interval, '') \
     || '|' || CAST(COALESCE(si.recurring_interval_count, 1) AS TEXT) \
     || '|' || CAST((SELECT COUNT(*) FROM subscription_items sj WHERE sj.subscription_id = s.id) AS TEXT) \
@@ -125,6 +136,7 @@ const SPECS: [Spec; 6] = [
         sorts: &[("created", "s.created"), ("mrr", "COALESCE(s.mrr, 0)")],
         dates: &[("trial_end", "s.trial_end")],
         tab_amounts: &[],
+        tab_sorts: &[],
         columns: &[
             col("Customer", "COALESCE(c.name, c.email, s.customer_id)", Kind::Customer),
             col("Plan", SUBSCRIPTION_PLAN, Kind::Plan),
@@ -157,6 +169,7 @@ const SPECS: [Spec; 6] = [
         sorts: &[("created", "ch.created"), ("amount", "COALESCE(ch.amount, 0)")],
         dates: &[],
         tab_amounts: &[],
+        tab_sorts: &[],
         columns: &[
             col("Date", "ch.created", Kind::Time),
             col("Payment", "ch.id", Kind::Link("/payments/")),
@@ -189,6 +202,7 @@ const SPECS: [Spec; 6] = [
         dates: &[],
         // What is still owed on unpaid invoices (the overview's open failed payments).
         tab_amounts: &[("failed", "i.amount_remaining", "remaining")],
+        tab_sorts: &[],
         columns: &[
             col("Date", "i.created", Kind::Time),
             col("Invoice", "i.id", Kind::Anchor),
@@ -217,6 +231,7 @@ const SPECS: [Spec; 6] = [
         sorts: &[("created", "r.created"), ("amount", "COALESCE(r.amount, 0)")],
         dates: &[],
         tab_amounts: &[],
+        tab_sorts: &[],
         columns: &[
             col("Date", "r.created", Kind::Time),
             col("Refund", "r.id", Kind::Anchor),
@@ -251,9 +266,12 @@ const SPECS: [Spec; 6] = [
             ("created", "d.created"),
             ("evidence_due", "COALESCE(d.evidence_due_by, 0)"),
             ("amount", "COALESCE(d.amount, 0)"),
+            // The soonest deadline of a dispute still waiting for evidence first.
+            ("urgency", DISPUTE_URGENCY),
         ],
         dates: &[],
         tab_amounts: &[],
+        tab_sorts: &[("open", "urgency"), ("needs_response", "urgency")],
         columns: &[
             col("Opened", "d.created", Kind::Time),
             col("Dispute", "d.id", Kind::Anchor),
@@ -263,6 +281,7 @@ const SPECS: [Spec; 6] = [
             col("Amount", "d.amount", Kind::Money),
             col("Reason", "d.reason", Kind::Label),
             col("Evidence due", "d.evidence_due_by", Kind::Time),
+            col("Respond within", DISPUTE_DEADLINE, Kind::DueIn),
         ],
     },
     Spec {
@@ -284,6 +303,7 @@ const SPECS: [Spec; 6] = [
         sorts: &[("created", "c.created"), ("mrr", CUSTOMER_MRR_SORT)],
         dates: &[],
         tab_amounts: &[],
+        tab_sorts: &[],
         columns: &[
             col("Customer", "COALESCE(c.name, c.email, c.id)", Kind::Customer),
             col("Email", "c.email", Kind::Text),
@@ -403,7 +423,8 @@ fn build(spec: &Spec, q: &HashMap<String, String>) -> Result<Filter, String> {
             conditions.push(format!("{column} {op} {p}"));
         }
     }
-    let sort = match get("sort") {
+    let tab_sort = get("status").and_then(|tab| spec.tab_sorts.iter().find(|(t, _)| *t == tab));
+    let sort = match get("sort").or(tab_sort.map(|(_, sort)| *sort)) {
         None => spec.sorts[0].1,
         Some(s) => spec
             .sorts
@@ -412,7 +433,11 @@ fn build(spec: &Spec, q: &HashMap<String, String>) -> Result<Filter, String> {
             .map(|(_, sql)| *sql)
             .ok_or_else(|| format!("Cannot sort by {s:?}."))?,
     };
-    let ascending = get("dir") == Some("asc");
+    // A tab's own order is soonest first unless the URL says otherwise.
+    let ascending = match get("dir") {
+        Some(dir) => dir == "asc",
+        None => get("sort").is_none() && tab_sort.is_some(),
+    };
     Ok(Filter {
         sql: if conditions.is_empty() {
             "1 = 1".into()
@@ -444,7 +469,7 @@ fn select_list(spec: &Spec, sort: &str) -> String {
         .iter()
         .enumerate()
         .map(|(i, c)| match c.kind {
-            Kind::Money | Kind::Time => format!("CAST({} AS BIGINT) AS c{i}", c.sql),
+            Kind::Money | Kind::Time | Kind::DueIn => format!("CAST({} AS BIGINT) AS c{i}", c.sql),
             _ => format!("CAST({} AS TEXT) AS c{i}", c.sql),
         })
         .collect();
@@ -466,6 +491,17 @@ fn cell(kind: Kind, row: &sqlx::any::AnyRow, i: usize, currency: &str, customer:
                 text: v.map(|v| money::format(v, currency)).unwrap_or_default(),
                 raw: v.map(|v| money::to_input(v, currency)).unwrap_or_default(),
                 numeric: true,
+                ..Cell::default()
+            }
+        }
+        Kind::DueIn => {
+            let v: Option<i64> = row.try_get(name.as_str()).ok().flatten();
+            let Some(due) = v else { return Cell::default() };
+            let (text, tone) = due_in(due, crate::db::now_unix());
+            Cell {
+                text,
+                raw: due.to_string(),
+                badge: Some(tone.to_string()),
                 ..Cell::default()
             }
         }
@@ -513,6 +549,31 @@ fn cell(kind: Kind, row: &sqlx::any::AnyRow, i: usize, currency: &str, customer:
                 numeric: false,
             }
         }
+    }
+}
+
+/// A deadline as people count it: whole days left (rounded down), hours on the last day, and
+/// how late once it passed; a tone for its badge (`bad` within three days).
+fn due_in(due: i64, now: i64) -> (String, &'static str) {
+    const DAY: i64 = 86_400;
+    let left = due - now;
+    let plural = |n: i64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    if left < 0 {
+        let late = (-left).div_euclid(DAY);
+        let text = if late == 0 {
+            "Overdue today".to_string()
+        } else {
+            format!("Overdue by {}", plural(late, "day"))
+        };
+        (text, "bad")
+    } else if left < DAY {
+        (format!("{} left", plural(left.div_euclid(3600).max(1), "hour")), "bad")
+    } else {
+        let days = left.div_euclid(DAY);
+        (
+            format!("{} left", plural(days, "day")),
+            if days <= 3 { "bad" } else { "wait" },
+        )
     }
 }
 
@@ -977,6 +1038,37 @@ mod tests {
         assert_eq!(csv_field("\r=cmd"), "\"'\r=cmd\"");
         assert_eq!(csv_field("+1-2@x"), "\"'+1-2@x\"");
         assert_eq!(csv_field("@SUM(A1)"), "\"'@SUM(A1)\"");
+    }
+
+    #[test]
+    fn deadlines_count_days_left_and_days_late() {
+        let now = 1_800_000_000;
+        assert_eq!(due_in(now + 10 * 86_400 + 5, now), ("10 days left".to_string(), "wait"));
+        assert_eq!(due_in(now + 3 * 86_400, now), ("3 days left".to_string(), "bad"));
+        assert_eq!(due_in(now + 86_400, now), ("1 day left".to_string(), "bad"));
+        assert_eq!(due_in(now + 5 * 3600 + 10, now), ("5 hours left".to_string(), "bad"));
+        assert_eq!(due_in(now + 30, now), ("1 hour left".to_string(), "bad"));
+        assert_eq!(due_in(now - 60, now), ("Overdue today".to_string(), "bad"));
+        assert_eq!(
+            due_in(now - 2 * 86_400 - 1, now),
+            ("Overdue by 2 days".to_string(), "bad")
+        );
+    }
+
+    #[test]
+    fn open_disputes_open_soonest_deadline_first() {
+        let spec = spec("disputes").unwrap();
+        let q = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let f = build(spec, &q(&[("status", "open")])).unwrap();
+        assert_eq!((f.sort, f.ascending), (DISPUTE_URGENCY, true));
+        let f = build(spec, &q(&[("status", "open"), ("dir", "desc")])).unwrap();
+        assert_eq!((f.sort, f.ascending), (DISPUTE_URGENCY, false));
+        let f = build(spec, &q(&[("status", "won")])).unwrap();
+        assert_eq!((f.sort, f.ascending), ("d.created", false));
+        let f = build(spec, &q(&[("status", "open"), ("sort", "amount")])).unwrap();
+        assert_eq!((f.sort, f.ascending), ("COALESCE(d.amount, 0)", false));
     }
 
     #[test]

@@ -88,6 +88,12 @@ pub struct MovementList {
     pub total: i64,
     /// How many movements match (churn movements: one per churned customer).
     pub count: i64,
+    /// The net change of the movements on this page.
+    pub shown_total: i64,
+    /// `after` for the next page.
+    pub next: Option<String>,
+    /// The matching movements per month and kind, the last 24 months (the roll-up chart).
+    pub months: Vec<MonthPoint>,
     /// Set when this is the previous list (from this time) while a new one is computed.
     pub as_of: Option<i64>,
 }
@@ -107,6 +113,7 @@ pub async fn list_movements(
     month: Option<String>,
     since: Option<String>,
     through: Option<String>,
+    after: Option<String>,
 ) -> Result<MovementList, ServerFnError> {
     use crate::db::cache::Cached;
     static MOVEMENTS: Cached<MovementList> = Cached::new();
@@ -130,12 +137,33 @@ pub async fn list_movements(
         since: seconds(since, "since")?,
         through: seconds(through, "through")?,
     };
-    let key = format!("movements:{currency:?}:{filter:?}");
+    // The page's cursor: the last shown movement's time, event and subscription.
+    let cursor = match after.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+        None => None,
+        Some(a) => {
+            let mut parts = a.splitn(3, ':');
+            let at = parts.next().and_then(|t| t.parse::<i64>().ok());
+            match (at, parts.next(), parts.next()) {
+                (Some(at), Some(event), Some(sub)) => Some((at, event.to_string(), sub.to_string())),
+                _ => {
+                    return Err(ServerFnError::new(
+                        "The page link is broken; start again from the first page.",
+                    ))
+                }
+            }
+        }
+    };
+    let key = format!("movements:{currency:?}:{filter:?}:{cursor:?}");
     let db = state.db.clone();
+    let now = crate::db::now_unix();
     let (list, as_of) = MOVEMENTS
-        .get_bounded(&state.db, &key, 0, state.config.figures_wait, move || async move {
-            movement_list(&db, currency, filter).await
-        })
+        .get_bounded(
+            &state.db,
+            &key,
+            now / 60,
+            state.config.figures_wait,
+            move || async move { movement_list(&db, currency, filter, cursor, now).await },
+        )
         .await
         .map_err(|e| super::internal("listing movements failed", e))?;
     Ok(MovementList {
@@ -145,10 +173,16 @@ pub async fn list_movements(
 }
 
 #[cfg(feature = "ssr")]
+/// Movements on the Revenue page.
+pub const MOVEMENTS_PAGE: i64 = 100;
+
+#[cfg(feature = "ssr")]
 async fn movement_list(
     db: &crate::db::Db,
     currency: Option<String>,
     filter: crate::metrics::movements::Filter,
+    cursor: Option<crate::metrics::movements::Cursor>,
+    now: i64,
 ) -> Result<MovementList, crate::db::DbError> {
     use std::collections::HashMap;
 
@@ -158,7 +192,42 @@ async fn movement_list(
         return Ok(MovementList::default());
     };
     // The newest 500 only: the whole history can be hundreds of thousands of movements.
-    let (selected, sums) = crate::metrics::movements::page(db, &currency, &filter, 500).await?;
+    use crate::metrics::{self, movements};
+    let sums = movements::sums(db, &currency, &filter).await?;
+    let mut selected = movements::page_after(db, &currency, &filter, cursor.as_ref(), MOVEMENTS_PAGE + 1).await?;
+    let next = (selected.len() as i64 > MOVEMENTS_PAGE).then(|| {
+        selected.truncate(MOVEMENTS_PAGE as usize);
+        selected
+            .last()
+            .map(|m| format!("{}:{}:{}", m.at, m.event_id, m.subscription_id))
+            .unwrap_or_default()
+    });
+    let shown_total = selected.iter().map(|m| m.delta).sum();
+    // The roll-up: the last 24 months, each kind.
+    let first = metrics::month_number(now) - 23;
+    let mut months: Vec<MonthPoint> = (0..24)
+        .map(|i| MonthPoint {
+            month: format!(
+                "{:04}-{:02}",
+                (first + i).div_euclid(12),
+                (first + i).rem_euclid(12) + 1
+            ),
+            ..Default::default()
+        })
+        .collect();
+    for (month, kind, delta) in movements::monthly(db, &currency, &filter, first).await? {
+        let Some(p) = usize::try_from(month - first).ok().and_then(|i| months.get_mut(i)) else {
+            continue;
+        };
+        use crate::domain::metrics::MovementKind as K;
+        match kind {
+            K::New => p.new += delta,
+            K::Expansion => p.expansion += delta,
+            K::Reactivation => p.reactivation += delta,
+            K::Contraction => p.contraction += delta,
+            K::Churn => p.churn += delta,
+        }
+    }
     // Customers' names in one query.
     let ids: Vec<&str> = selected.iter().map(|m| m.customer_id.as_str()).collect();
     let mut labels: HashMap<String, String> = HashMap::new();
@@ -197,6 +266,9 @@ async fn movement_list(
             .collect(),
         total: sums.delta,
         count: sums.movements,
+        shown_total,
+        next,
+        months,
         as_of: None,
     })
 }

@@ -347,12 +347,11 @@ fn movement(r: &sqlx::any::AnyRow) -> Result<Movement, sqlx::Error> {
 
 const COLUMNS: &str = "customer_id, subscription_id, at, event_id, kind, delta, mrr_after";
 
-/// The newest `limit` movements in `currency` that match, and the sums of every matching one.
-pub async fn page(db: &Db, currency: &str, filter: &Filter, limit: i64) -> Result<(Vec<Movement>, Sums), DbError> {
+/// The sums of every movement in `currency` that matches.
+pub async fn sums(db: &Db, currency: &str, filter: &Filter) -> Result<Sums, DbError> {
     let Some((clause, args)) = filter.clause() else {
-        return Ok((Vec::new(), Sums::default()));
+        return Ok(Sums::default());
     };
-    let list = page_after(db, currency, filter, None, limit).await?;
     let sum_sql = format!(
         "SELECT CAST(COALESCE(SUM(delta), 0) AS BIGINT) AS delta, CAST(COUNT(*) AS BIGINT) AS n \
          FROM mrr_movements WHERE currency = $1{clause}"
@@ -360,13 +359,47 @@ pub async fn page(db: &Db, currency: &str, filter: &Filter, limit: i64) -> Resul
     let row = bind_all(sqlx::query(&sum_sql).bind(currency.to_string()), &args)
         .fetch_one(db.reader())
         .await?;
-    Ok((
-        list,
-        Sums {
-            delta: row.try_get("delta")?,
-            movements: row.try_get("n")?,
-        },
-    ))
+    Ok(Sums {
+        delta: row.try_get("delta")?,
+        movements: row.try_get("n")?,
+    })
+}
+
+/// The matching movements' sums per month and kind, for the months from `first` (a month
+/// number, see `metrics::month_number`) on: the Revenue page's roll-up chart. The filter's month
+/// is left out (the chart shows the months around it).
+pub async fn monthly(
+    db: &Db,
+    currency: &str,
+    filter: &Filter,
+    first: i64,
+) -> Result<Vec<(i64, MovementKind, i64)>, DbError> {
+    let without_month = Filter {
+        month: None,
+        ..filter.clone()
+    };
+    let Some((clause, mut args)) = without_month.clause() else {
+        return Ok(Vec::new());
+    };
+    args.push(QueryArg::Int(first));
+    let sql = format!(
+        "SELECT month, kind, CAST(SUM(delta) AS BIGINT) AS delta FROM mrr_movements \
+         WHERE currency = $1{clause} AND month >= ${} GROUP BY month, kind",
+        args.len() + 1
+    );
+    let rows = bind_all(sqlx::query(&sql).bind(currency.to_string()), &args)
+        .fetch_all(db.reader())
+        .await?;
+    rows.iter()
+        .filter_map(|r| {
+            let kind: String = match r.try_get("kind") {
+                Ok(k) => k,
+                Err(e) => return Some(Err(e.into())),
+            };
+            let kind = MovementKind::parse(&kind)?;
+            Some((|| Ok((r.try_get("month")?, kind, r.try_get("delta")?)))())
+        })
+        .collect()
 }
 
 /// Where a newest-first walk over the movements stopped: the last row's time, event and

@@ -70,7 +70,7 @@ pub fn DisputesPage() -> impl IntoView {
         <Title text="Disputes"/>
         <div class="page-header"><h1>"Disputes"</h1></div>
         <MoneyTabs/>
-        <p class="muted">"Open disputes need evidence before their due date; sort by “evidence due” to see the most urgent first."</p>
+        <p class="muted">"Open disputes need evidence before their due date: they are listed soonest deadline first, with the days left to respond."</p>
         <ListView list="disputes" tabs=&[("open", "Open"), ("needs_response", "Needs response"), ("won", "Won"), ("lost", "Lost")]/>
     }
 }

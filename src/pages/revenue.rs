@@ -6,6 +6,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::metrics::list_movements;
+use crate::components::chart::{Chart, Kind, Series};
 use crate::components::empty_state::NoDataYet;
 use crate::components::table::DataTable;
 use crate::components::time::format_utc;
@@ -32,10 +33,11 @@ pub fn RevenuePage() -> impl IntoView {
                     q.get("month"),
                     q.get("since"),
                     q.get("through"),
+                    q.get("after"),
                 )
             })
         },
-        |(c, k, m, since, through)| list_movements(c, k, m, since, through),
+        |(c, k, m, since, through, after)| list_movements(c, k, m, since, through, after),
     );
     view! {
         <Title text="Revenue"/>
@@ -82,18 +84,45 @@ pub fn RevenuePage() -> impl IntoView {
                 let total = money::format(list.total, &c);
                 let count = list.count;
                 let shown = list.movements.len();
+                let shown_total = money::format(list.shown_total, &c);
+                let paged = query.with(|q| q.get("after")).is_some_and(|a| !a.is_empty());
+                let here = format!("/revenue?currency={c}&kind={kind}&month={month}{window}");
+                let next = list.next.clone().map(|after| view! {
+                    <a class="button secondary" href=format!("{here}&after={}", crate::components::query::encode(&after))>"Older movements"</a>
+                });
+                let first = paged.then(|| view! { <a class="button secondary" href=here.clone()>"Newest movements"</a> });
+                // The roll-up: the matching movements per month, each bar opening its month.
+                let labels: Vec<String> = list.months.iter().map(|p| p.month.clone()).collect();
+                let pick = |f: fn(&crate::domain::metrics::MonthPoint) -> i64| list.months.iter().map(f).collect::<Vec<_>>();
+                let bar_links = |k: &str| labels.iter().map(|l| format!("/revenue?currency={c}&kind={k}&month={l}{window}")).collect::<Vec<_>>();
+                let wanted = |k: &str| kind.is_empty() || kind.split(',').any(|x| x.trim() == k);
+                let series: Vec<Series> = [
+                    ("New", "s-new", "new", pick(|p| p.new)),
+                    ("Expansion", "s-expansion", "expansion", pick(|p| p.expansion)),
+                    ("Reactivation", "s-reactivation", "reactivation", pick(|p| p.reactivation)),
+                    ("Contraction", "s-contraction", "contraction", pick(|p| p.contraction)),
+                    ("Churn", "s-churn", "churn", pick(|p| p.churn)),
+                ]
+                .into_iter()
+                .filter(|(_, _, k, _)| wanted(k))
+                .map(|(name, class, k, values)| Series { name, class, values, links: bar_links(k) })
+                .collect();
+                let whole = 10i64.pow(money::decimals(&c));
+                let months_options = labels.iter().rev().map(|l| {
+                    view! { <option value=l.clone() selected=*l == month>{l.clone()}</option> }
+                }).collect_view();
                 let rows = list.movements.into_iter().map(|r| {
                     let m = r.movement;
                     let delta = money::format(m.delta, &c);
                     let event = (m.event_id.starts_with("evt_")).then(|| m.event_id.clone());
                     view! {
                         <tr class=format!("movement {}", m.kind.as_str())>
-                            <td class="nowrap">{format_utc(m.at)}</td>
-                            <td><span class=format!("badge {}", m.kind.as_str())>{m.kind.as_str()}</span></td>
-                            <td><a href=format!("/customers/{}", m.customer_id)>{r.customer_label}</a></td>
-                            <td class="mono small">{m.subscription_id}</td>
-                            <td class="num">{delta}</td>
-                            <td class="mono small">{match event {
+                            <td class="nowrap" data-label="When">{format_utc(m.at)}</td>
+                            <td data-label="Kind"><span class=format!("badge {}", m.kind.as_str())>{crate::domain::status::label(m.kind.as_str())}</span></td>
+                            <td data-label="Customer"><a href=format!("/customers/{}", m.customer_id)>{r.customer_label}</a></td>
+                            <td class="mono small" data-label="Subscription"><a href=format!("/customers/{}#{}", m.customer_id, m.subscription_id)>{m.subscription_id.clone()}</a></td>
+                            <td class="num" data-label="MRR change">{delta}</td>
+                            <td class="mono small" data-label="Event">{match event {
                                 Some(e) => view! { <a href=format!("/webhooks/{e}")>{e.clone()}</a> }.into_any(),
                                 // A discount's start or end moved MRR (no event marks it).
                                 None if m.event_id == "discount" => view! { "discount started or ended" }.into_any(),
@@ -109,24 +138,36 @@ pub fn RevenuePage() -> impl IntoView {
                     <form method="get" class="filters">
                         <input type="hidden" name="currency" value=c.clone()/>
                         <input type="hidden" name="kind" value=kind.clone()/>
-                        <label>"Month " <input type="month" name="month" value=month.clone()/></label>
+                        <label>"Month " <select name="month">
+                            <option value="" selected=month.is_empty()>"Every month"</option>
+                            {months_options}
+                        </select></label>
                         <button type="submit" class="button">"Filter"</button>
                         <input type="hidden" name="since" value=since.clone()/>
                         <input type="hidden" name="through" value=through.clone()/>
                         <a href=format!("/export/movements.csv?currency={c}&kind={kind}&month={month}{window}") class="button secondary" download>"Download CSV"</a>
                     </form>
                     <section class="card">
+                        <h2>"Per month"</h2>
+                        <Chart title="Movements per month" months=labels.clone() kind=Kind::Stacked format=money::format axis_format=money::format_whole whole unit=c.clone() series/>
+                    </section>
+                    <section class="card">
                         <p class="muted">
+                            "All matching: "
                             <span data-test="movement-count" data-count=count>{money::count(count)}</span>
                             {if count == 1 { " movement, net change " } else { " movements, net change " }}
                             <strong data-test="movement-total" data-sum=list.total>{total}</strong>
-                            {(i64::try_from(shown).unwrap_or(i64::MAX) < count).then(|| format!(" (the newest {shown} shown)"))}
                             " · "
                             <a href="/definitions#movements">"How movements are classified"</a>
                             " " {crate::components::time::stale_note(list.as_of)}</p>
-                        <DataTable headers=&["When (UTC)", "Kind", "Customer", "Subscription", "MRR change", "Event"] numeric=&[4] class="movements">
+                        <p class="muted" data-test="movement-page">
+                            {format!("This page: {} movement{}, net change ", money::count(shown as i64), if shown == 1 { "" } else { "s" })}
+                            <strong data-sum=list.shown_total>{shown_total}</strong>
+                        </p>
+                        <DataTable headers=&["When (UTC)", "Kind", "Customer", "Subscription", "MRR change", "Event"] numeric=&[4] class="movements cards">
                             {rows}
                         </DataTable>
+                        <div class="inline-form">{first}{next}</div>
                     </section>
                 }.into_any())
             })}

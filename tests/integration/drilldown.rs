@@ -292,7 +292,7 @@ both_backends!(every_kpi_opens_the_rows_that_add_up_to_it, |backend| async move 
                     "Failed-payment rate" => {
                         assert!(href.contains("status=failed"), "{href}");
                         let (all, _) = rows_of(&app, &href.replace("status=failed", "status=all"), currency).await;
-                        let rate = (all > 0).then(|| ratio(rows * 10_000, all)).unwrap_or(0);
+                        let rate = if all > 0 { ratio(rows * 10_000, all) } else { 0 };
                         assert_eq!(shown, percent(Some(rate)), "{label}: {rows} of {all} payments");
                     }
                     other => panic!("{other} has links"),
@@ -359,6 +359,91 @@ both_backends!(
             )
             .await;
         assert!(res.text().await.unwrap().contains("Unix seconds"));
+        app.server.shutdown().await.unwrap();
+    }
+);
+
+both_backends!(
+    the_revenue_page_pages_through_every_movement_with_totals_and_a_monthly_roll_up,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        demo::seed(app.db(), 150, tally::db::now_unix()).await.unwrap();
+        let call = |after: String, kind: &'static str, month: String| {
+            let app = &app;
+            async move {
+                let res = app
+                    .call(
+                        &app.client,
+                        "metrics/movements",
+                        &[
+                            ("currency", "usd"),
+                            ("kind", kind),
+                            ("month", &month),
+                            ("after", &after),
+                        ],
+                    )
+                    .await;
+                assert_eq!(res.status(), 200);
+                res.json::<Value>().await.unwrap()
+            }
+        };
+        // Every movement once, a page at a time, newest first; each page's total is its rows' sum.
+        let first = call(String::new(), "", String::new()).await;
+        let (count, total) = (first["count"].as_i64().unwrap(), first["total"].as_i64().unwrap());
+        assert!(count > 100, "{count} movements: more than a page");
+        let (mut seen, mut sum, mut page, mut last_at) = (0i64, 0i64, first, i64::MAX);
+        loop {
+            let rows = page["movements"].as_array().unwrap();
+            assert!(rows.len() <= 100);
+            let deltas: i64 = rows.iter().map(|r| r["movement"]["delta"].as_i64().unwrap()).sum();
+            assert_eq!(page["shown_total"].as_i64().unwrap(), deltas);
+            for r in rows {
+                let at = r["movement"]["at"].as_i64().unwrap();
+                assert!(at <= last_at, "newest first");
+                last_at = at;
+            }
+            seen += rows.len() as i64;
+            sum += deltas;
+            match page["next"].as_str() {
+                Some(after) => page = call(after.to_string(), "", String::new()).await,
+                None => break,
+            }
+        }
+        assert_eq!(
+            (seen, sum),
+            (count, total),
+            "the pages hold every matching movement once"
+        );
+        let wrong = app
+            .call(
+                &app.client,
+                "metrics/movements",
+                &[("currency", "usd"), ("after", "nonsense")],
+            )
+            .await;
+        assert!(wrong.text().await.unwrap().contains("page link is broken"));
+        // The roll-up: each month's bar is that month's movements of its kind.
+        let months = page["months"].as_array().unwrap().clone();
+        assert_eq!(months.len(), 24);
+        let mut compared = 0;
+        for p in months.iter().rev().take(6) {
+            let month = p["month"].as_str().unwrap().to_string();
+            let churn = call(String::new(), "churn", month.clone()).await;
+            assert_eq!(
+                p["churn"].as_i64().unwrap(),
+                churn["total"].as_i64().unwrap(),
+                "{month}"
+            );
+            let new = call(String::new(), "new", month.clone()).await;
+            assert_eq!(p["new"].as_i64().unwrap(), new["total"].as_i64().unwrap(), "{month}");
+            compared += (churn["count"].as_i64().unwrap() + new["count"].as_i64().unwrap() > 0) as i32;
+        }
+        assert!(compared > 0, "some month had movements");
+        // The page shows both totals and a link to older movements; the month picker lists months.
+        let html = app.get("/revenue?currency=usd").await.text().await.unwrap();
+        assert!(html.contains("data-test=\"movement-page\"") && html.contains("Older movements"));
+        assert!(html.contains("data-chart=\"Movements per month\""));
+        assert!(html.contains("Every month") && !html.contains("type=\"month\""));
         app.server.shutdown().await.unwrap();
     }
 );
