@@ -159,7 +159,7 @@ for (const width of [1440, 390]) {
   });
 }
 
-test('on a phone no page scrolls sideways and list rows keep their amount and status in view', async () => {
+test('on a phone no page scrolls sideways or logs an error, and list rows keep their amount and status in view', async () => {
   const context = await browser.newContext({ viewport: { width: 390, height: 800 } });
   const p = await context.newPage();
   const errors = [];
@@ -167,7 +167,12 @@ test('on a phone no page scrolls sideways and list rows keep their amount and st
   p.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
   await logIn(p, tally.base);
   const lists = ['/customers', '/subscriptions', '/payments?status=all', '/invoices?status=all', '/refunds?status=all', '/disputes?status=all'];
-  for (const path of [...lists, '/?currency=usd', '/revenue', '/webhooks', '/definitions', '/settings']) {
+  // One customer's and one payment's own pages too.
+  await p.goto(`${tally.base}/payments?status=succeeded`);
+  const payment = await p.locator('table tbody a[href^="/payments/"]').first().getAttribute('href');
+  const customer = await p.locator('table tbody a[href^="/customers/"]').first().getAttribute('href');
+  const others = ['/?currency=usd', '/?currency=jpy&months=12', '/revenue', '/webhooks', '/definitions', '/settings', '/pricing', payment, customer];
+  for (const path of [...lists, ...others]) {
     await p.goto(`${tally.base}${path}`);
     const width = await p.evaluate(() => document.documentElement.scrollWidth);
     assert.ok(width <= 390, `${path} scrolls sideways (${width} px)`);
