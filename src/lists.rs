@@ -514,6 +514,7 @@ fn cell(kind: Kind, row: &sqlx::any::AnyRow, i: usize, currency: &str, customer:
                     .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
                     .unwrap_or_default(),
                 raw: time.map(|d| d.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default(),
+                time: true,
                 ..Cell::default()
             }
         }
@@ -547,6 +548,7 @@ fn cell(kind: Kind, row: &sqlx::any::AnyRow, i: usize, currency: &str, customer:
                 text: shown,
                 href,
                 numeric: false,
+                time: false,
             }
         }
     }

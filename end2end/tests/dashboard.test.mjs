@@ -189,3 +189,16 @@ test('on a phone no page scrolls sideways or logs an error, and list rows keep t
   assert.deepEqual(errors, []);
   await context.close();
 });
+
+test('at 1440 px every list fits its card: no column is cut off', async () => {
+  const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+  const p = await context.newPage();
+  await logIn(p, tally.base);
+  for (const path of ['/customers', '/subscriptions', '/payments?status=all', '/invoices?status=all', '/refunds?status=all', '/disputes?status=all', '/revenue']) {
+    await p.goto(`${tally.base}${path}`);
+    const wraps = await p.locator('.table-wrap').evaluateAll((nodes) => nodes.map((n) => [n.scrollWidth, n.clientWidth]));
+    assert.ok(wraps.length > 0, `${path}: a table`);
+    for (const [scroll, client] of wraps) assert.ok(scroll <= client, `${path}: the table is ${scroll} px wide in ${client} px`);
+  }
+  await context.close();
+});

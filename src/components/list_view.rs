@@ -92,6 +92,10 @@ pub fn ListView(
                         match (c.href, c.badge) {
                             (Some(href), _) => view! { <td class=class data-label=label><a href=href>{c.text}</a></td> }.into_any(),
                             (None, Some(tone)) => view! { <td class=class data-label=label><span class=format!("status tone-{tone}")>{c.text}</span></td> }.into_any(),
+                            (None, None) if c.time => {
+                                let (day, clock) = c.text.split_once(' ').map(|(d, t)| (d.to_string(), t.to_string())).unwrap_or((c.text.clone(), String::new()));
+                                view! { <td class="time" data-label=label><span class="nowrap">{day}</span> " " <span class="nowrap">{clock}</span></td> }.into_any()
+                            }
                             (None, None) => view! { <td class=class data-label=label>{c.text}</td> }.into_any(),
                         }
                     }).collect_view();

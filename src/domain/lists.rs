@@ -13,6 +13,9 @@ pub struct Cell {
     /// Shown as a status badge of this tone (`good`, `bad`, `wait`, `neutral`).
     #[serde(default)]
     pub badge: Option<String>,
+    /// A time ("2026-11-09 11:26 UTC"): it may break between the date and the time, nowhere else.
+    #[serde(default)]
+    pub time: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
