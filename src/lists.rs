@@ -91,21 +91,12 @@ const CUSTOMER_MRR_SORT: &str = concat!("COALESCE(", active_subscriptions!("SUM(
 const CUSTOMER_PAYING: &str = concat!("EXISTS ", active_subscriptions!("1"));
 const CUSTOMER_NOT_PAYING: &str = concat!("NOT EXISTS ", active_subscriptions!("1"), " AND c.deleted = 0");
 
-/// A subscription's largest item: its interval, interval count, how many items the subscription
-/// has, and its product's name last (a name may hold any character) (`Kind::Plan`).
 /// The evidence deadline of a dispute that still needs a response (else NULL).
 const DISPUTE_DEADLINE: &str =
     "CASE WHEN d.status IN ('needs_response', 'warning_needs_response') THEN d.evidence_due_by END";
 /// Disputes by how soon their evidence is due (those not waiting for a response last).
 const DISPUTE_URGENCY: &str = "COALESCE(CASE WHEN d.status IN ('needs_response', 'warning_needs_response') \
     THEN d.evidence_due_by END, 4102444800)";
-
-pub(crate) const SUBSCRIPTION_PLAN: &str = "(SELECT COALESCE(si.recurring_interval, '') \
-    || '|' || CAST(COALESCE(si.recurring_interval_count, 1) AS TEXT) \
-    || '|' || CAST((SELECT COUNT(*) FROM subscription_items sj WHERE sj.subscription_id = s.id) AS TEXT) \
-    || '|' || COALESCE(p.name, si.product_id, '') \
-    FROM subscription_items si LEFT JOIN products p ON p.id = si.product_id WHERE si.subscription_id = s.id \
-    ORDER BY COALESCE(si.unit_amount, 0) * COALESCE(si.quantity, 1) DESC, si.id LIMIT 1)";
 
 const SPECS: [Spec; 6] = [
     Spec {
@@ -139,7 +130,7 @@ const SPECS: [Spec; 6] = [
         tab_sorts: &[],
         columns: &[
             col("Customer", "COALESCE(c.name, c.email, s.customer_id)", Kind::Customer),
-            col("Plan", SUBSCRIPTION_PLAN, Kind::Plan),
+            col("Plan", crate::db::customers::SUBSCRIPTION_PLAN, Kind::Plan),
             col("Status", "s.status", Kind::Status),
             col("MRR", "s.mrr", Kind::Money),
             col("Started", "s.start_date", Kind::Time),

@@ -7,6 +7,16 @@ use super::{Db, DbError};
 use crate::api::customers::{CustomerDetail, CustomerRow, MoneyRow, PaymentMethodRow, SubscriptionRow};
 use crate::webhooks::inbox;
 
+/// A subscription's largest item: its interval, interval count, how many items the subscription
+/// has, and its product's name last (a name may hold any character), packed for
+/// `domain::lists::plan`; the subscriptions list shows it too.
+pub const SUBSCRIPTION_PLAN: &str = "(SELECT COALESCE(si.recurring_interval, '') \
+    || '|' || CAST(COALESCE(si.recurring_interval_count, 1) AS TEXT) \
+    || '|' || CAST((SELECT COUNT(*) FROM subscription_items sj WHERE sj.subscription_id = s.id) AS TEXT) \
+    || '|' || COALESCE(p.name, si.product_id, '') \
+    FROM subscription_items si LEFT JOIN products p ON p.id = si.product_id WHERE si.subscription_id = s.id \
+    ORDER BY COALESCE(si.unit_amount, 0) * COALESCE(si.quantity, 1) DESC, si.id LIMIT 1)";
+
 const LIVE_SUBSCRIPTION: &str = "('active', 'trialing', 'past_due')";
 
 fn customer_row(r: &AnyRow) -> Result<CustomerRow, sqlx::Error> {
@@ -58,7 +68,7 @@ pub async fn detail(db: &Db, id: &str) -> Result<Option<CustomerDetail>, DbError
          CAST({} AS TEXT) AS plan, \
          CAST((SELECT SUM(COALESCE(i.quantity, 1)) FROM subscription_items i WHERE i.subscription_id = s.id) AS BIGINT) AS seats \
          FROM subscriptions s WHERE s.customer_id = $1 ORDER BY COALESCE(s.created, 0) DESC",
-        crate::lists::SUBSCRIPTION_PLAN
+        SUBSCRIPTION_PLAN
     ))
     .bind(id)
     .fetch_all(pool)
