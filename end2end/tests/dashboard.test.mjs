@@ -171,15 +171,17 @@ test('on a phone no page scrolls sideways or logs an error, and list rows keep t
   await p.goto(`${tally.base}/payments?status=succeeded`);
   const payment = await p.locator('table tbody a[href^="/payments/"]').first().getAttribute('href');
   const customer = await p.locator('table tbody a[href^="/customers/"]').first().getAttribute('href');
-  const others = ['/?currency=usd', '/?currency=jpy&months=12', '/revenue', '/webhooks', '/definitions', '/settings', '/pricing', payment, customer];
+  const others = ['/?currency=usd', '/?currency=jpy&months=12', '/revenue', '/webhooks', '/settings/audit', '/definitions', '/settings', '/pricing', payment, customer];
   for (const path of [...lists, ...others]) {
     await p.goto(`${tally.base}${path}`);
     const width = await p.evaluate(() => document.documentElement.scrollWidth);
     assert.ok(width <= 390, `${path} scrolls sideways (${width} px)`);
   }
-  for (const path of lists) {
+  // The webhooks page too: its rows become cards with the status in view.
+  for (const path of [...lists, '/webhooks']) {
     await p.goto(`${tally.base}${path}`);
     const cells = p.locator('table.cards tbody tr').first().locator('td.num, td:has(.status)');
+    assert.ok((await cells.count()) > 0, `${path}: key cells found`);
     const n = await cells.count();
     for (let i = 0; i < n; i++) {
       const box = await cells.nth(i).boundingBox();

@@ -84,7 +84,7 @@ fn AuditView(page: AuditPage, current: leptos_router::params::ParamsMap) -> impl
             view! { <p class="muted">"No entries match these filters."</p> }.into_any()
         } else {
             view! {
-                <DataTable headers=&["When (UTC)", "Admin", "Action", "Target", "Outcome", "Address", "Request"]>
+                <DataTable headers=&["When (UTC)", "Admin", "Action", "Target", "Outcome", "Address", "Request"] class="cards">
                     {page.entries.into_iter().map(entry_row).collect_view()}
                 </DataTable>
             }
@@ -98,13 +98,13 @@ fn entry_row(e: AuditRow) -> impl IntoView {
     let outcome_class = format!("outcome outcome-{}", e.outcome);
     view! {
         <tr>
-            <td class="nowrap">{format_utc(e.at)}</td>
-            <td>{e.admin_email.unwrap_or_else(|| "—".into())}</td>
-            <td><code>{e.action}</code></td>
-            <td>{e.target.unwrap_or_default()} {e.detail.map(|d| view! { <span class="muted small">" " {d}</span> })}</td>
-            <td><span class=outcome_class>{e.outcome}</span></td>
-            <td>{e.client_addr.unwrap_or_default()}</td>
-            <td class="muted small mono">{e.request_id.unwrap_or_default()}</td>
+            <td class="nowrap" data-label="When">{format_utc(e.at)}</td>
+            <td data-label="Admin">{e.admin_email.unwrap_or_else(|| "—".into())}</td>
+            <td data-label="Action"><code>{e.action}</code></td>
+            <td data-label="Target">{e.target.unwrap_or_default()} {e.detail.map(|d| view! { <span class="muted small">" " {d}</span> })}</td>
+            <td data-label="Outcome"><span class=outcome_class>{e.outcome}</span></td>
+            <td data-label="Address">{e.client_addr.unwrap_or_default()}</td>
+            <td class="muted small mono" data-label="Request">{e.request_id.unwrap_or_default()}</td>
         </tr>
     }
 }

@@ -98,7 +98,7 @@ fn EventTable(list: EventList, current: leptos_router::params::ParamsMap) -> imp
                 .into_any()
         } else {
             view! {
-                <DataTable headers=&["Received (UTC)", "Type", "Object", "Status", "Attempts"] class="events">
+                <DataTable headers=&["Received (UTC)", "Type", "Object", "Status", "Attempts"] class="events cards">
                     {list.events.into_iter().map(event_row).collect_view()}
                 </DataTable>
             }
@@ -122,13 +122,13 @@ fn event_row(e: EventRow) -> impl IntoView {
     let badge = status_badge(&e);
     view! {
         <tr>
-            <td class="nowrap">{format_utc(e.received_at)}</td>
-            <td>
+            <td class="nowrap" data-label="Received">{format_utc(e.received_at)}</td>
+            <td data-label="Type">
                 <a href=href><code>{e.event_type}</code></a>
             </td>
-            <td class="mono small">{e.object_id.unwrap_or_default()}</td>
-            <td>{badge} {e.last_error.map(|err| view! { <div class="muted small">{err}</div> })}</td>
-            <td>{e.attempts}</td>
+            <td class="mono small" data-label="Object">{e.object_id.unwrap_or_default()}</td>
+            <td data-label="Status">{badge} {e.last_error.map(|err| view! { <div class="muted small">{err}</div> })}</td>
+            <td data-label="Attempts">{e.attempts}</td>
         </tr>
     }
 }
