@@ -60,7 +60,7 @@ pub fn AdminsPage() -> impl IntoView {
                         .map(|list| {
                             view! {
                                 <div class="table-wrap">
-                                    <table class="table">
+                                    <table class="table cards">
                                         <thead>
                                             <tr>
                                                 <th>"Email"</th>
@@ -124,15 +124,15 @@ fn AdminRow(
     let toggle_label = if admin.disabled { "Enable" } else { "Disable" };
     view! {
         <tr class:muted=admin.disabled>
-            <td>{admin.email.clone()} {admin.is_you.then(|| view! { <span class="badge">"you"</span> })}</td>
-            <td>
+            <td data-label="Email">{admin.email.clone()} {admin.is_you.then(|| view! { <span class="badge">"you"</span> })}</td>
+            <td data-label="Role">
                 <ActionForm action=role attr:class="row-form">
                     <input type="hidden" name="id" value=id.to_string()/>
                     <RoleSelect name="role" selected=admin.role/>
                     <button type="submit" class="button secondary small">"Change"</button>
                 </ActionForm>
             </td>
-            <td>
+            <td data-label="Status">
                 {status}
                 <ActionForm action=disable attr:class="row-form">
                     <input type="hidden" name="id" value=id.to_string()/>
@@ -140,8 +140,8 @@ fn AdminRow(
                     <button type="submit" class="button secondary small">{toggle_label}</button>
                 </ActionForm>
             </td>
-            <td>{admin.last_login_at.map(format_utc).unwrap_or_else(|| "never".into())}</td>
-            <td>
+            <td data-label="Last login">{admin.last_login_at.map(format_utc).unwrap_or_else(|| "never".into())}</td>
+            <td data-label="Password">
                 <ActionForm action=reset attr:class="row-form">
                     <input type="hidden" name="id" value=id.to_string()/>
                     <input

@@ -47,13 +47,13 @@ pub fn ApiKeysPage() -> impl IntoView {
                 keys.await.map(|keys| {
                     let empty = keys.is_empty();
                     view! {
-                        <TableCard title="Keys" headers=&["Name", "Key", "Created", "Last used", ""] empty>
+                        <TableCard title="Keys" headers=&["Name", "Key", "Created", "Last used", ""] class="cards" empty>
                             {keys.into_iter().map(|k| view! {
                                 <tr>
-                                    <td>{k.name}</td>
-                                    <td class="mono small">{k.prefix} "…"</td>
-                                    <td class="small">{format_utc(k.created_at)} " by " {k.created_by}</td>
-                                    <td class="small">{k.last_used_at.map(format_utc).unwrap_or_else(|| "never".into())}</td>
+                                    <td data-label="Name">{k.name}</td>
+                                    <td class="mono small" data-label="Key">{k.prefix} "…"</td>
+                                    <td class="small" data-label="Created">{format_utc(k.created_at)} " by " {k.created_by}</td>
+                                    <td class="small" data-label="Last used">{k.last_used_at.map(format_utc).unwrap_or_else(|| "never".into())}</td>
                                     <td>
                                         {match k.revoked_at {
                                             Some(at) => view! { <span class="muted small">"revoked " {format_utc(at)}</span> }.into_any(),

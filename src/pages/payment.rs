@@ -65,20 +65,20 @@ fn PaymentCard(p: PaymentView, refund: ServerAction<RefundPayment>) -> impl Into
             </dl>
         </section>
         {can_refund.then(|| view! { <RefundSteps p=p.clone() refund/> })}
-        <TableCard title="Refunds" headers=&["Id", "Date (UTC)", "Status", "Amount", "Reason", "By"] numeric=&[3] empty=refunds_empty>
+        <TableCard title="Refunds" headers=&["Id", "Date (UTC)", "Status", "Amount", "Reason", "By"] numeric=&[3] class="cards" empty=refunds_empty>
             {p.refunds.into_iter().map(|r| {
                 let amount = money::format(r.amount, &p.currency);
                 let id = r.id.clone();
                 view! {
                     <tr data-refund=id>
-                        <td class="mono small">{r.id}</td>
-                        <td class="nowrap">{r.created.map(format_utc).unwrap_or_default()}</td>
-                        <td class="refund-status">{r.status.map(|st| view! {
+                        <td class="mono small" data-label="Id">{r.id}</td>
+                        <td class="nowrap" data-label="Date">{r.created.map(format_utc).unwrap_or_default()}</td>
+                        <td class="refund-status" data-label="Status">{r.status.map(|st| view! {
                             <span class=format!("status tone-{}", crate::domain::status::tone(&st))>{crate::domain::status::label(&st)}</span>
                         })}</td>
-                        <td class="num">{amount}</td>
-                        <td>{r.reason.map(|r| crate::domain::status::label(&r)).unwrap_or_default()}</td>
-                        <td class="small">{r.requested_by.unwrap_or_default()} {r.note.map(|n| view! { <div class="muted">{n}</div> })}</td>
+                        <td class="num" data-label="Amount">{amount}</td>
+                        <td data-label="Reason">{r.reason.map(|r| crate::domain::status::label(&r)).unwrap_or_default()}</td>
+                        <td class="small" data-label="By">{r.requested_by.unwrap_or_default()} {r.note.map(|n| view! { <div class="muted">{n}</div> })}</td>
                     </tr>
                 }
             }).collect_view()}
