@@ -172,8 +172,8 @@ pub async fn list_movements(
     })
 }
 
-#[cfg(feature = "ssr")]
 /// Movements on the Revenue page.
+#[cfg(feature = "ssr")]
 pub const MOVEMENTS_PAGE: i64 = 100;
 
 #[cfg(feature = "ssr")]

@@ -68,12 +68,11 @@ pub fn ListView(
                 }).collect_view();
                 // A window the overview's 30-day figures link with (Unix seconds).
                 let window = (!field("since").is_empty() || !field("through").is_empty()).then(|| {
-                    let at = |k: &str| field(k).parse::<i64>().ok().map(crate::components::time::format_utc).unwrap_or_else(|| "…".into());
                     let on = if field("on") == "trial_end" { "Trial ended" } else { "Created" };
                     let clear: Vec<&str> = KEYS.iter().copied().filter(|k| !matches!(*k, "on" | "since" | "through")).collect();
                     view! {
                         <p class="muted" data-test="list-window">
-                            {format!("{on} between {} and {} (UTC). ", at("since"), at("through"))}
+                            {format!("{on} {}. ", crate::components::time::window_text(&field("since"), &field("through")))}
                             <a href=format!("/{list}?{}", carry(&params, &clear, ("status", &status)))>"Show every date"</a>
                         </p>
                     }

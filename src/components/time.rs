@@ -8,6 +8,18 @@ pub fn format_utc(unix_seconds: i64) -> String {
     }
 }
 
+/// A link's window as people read it: `since` and `through` are Unix seconds as in the URL
+/// (`since` excluded, `through` included): "after 2026-10-31 12:00 UTC, up to 2026-11-30 12:00 UTC".
+pub fn window_text(since: &str, through: &str) -> String {
+    let at = |t: &str| t.trim().parse::<i64>().ok().map(format_utc);
+    match (at(since), at(through)) {
+        (Some(a), Some(b)) => format!("after {a}, up to {b}"),
+        (Some(a), None) => format!("after {a}"),
+        (None, Some(b)) => format!("up to {b}"),
+        (None, None) => "any time".to_string(),
+    }
+}
+
 /// `16:50:07 UTC`.
 pub fn format_clock(unix_seconds: i64) -> String {
     match chrono::DateTime::from_timestamp(unix_seconds, 0) {

@@ -50,7 +50,8 @@ fn bp_fmt(v: i64, _: &str) -> String {
 
 /// One figure: its value, what it means, where its definition and its rows are. `rows` opens
 /// exactly the rows the figure adds up (same currency and period); a ratio without rows of its
-/// own (LTV) has none and shows its inputs instead.
+/// own (LTV) has none and shows its inputs instead. A main figure (one of the four that lead)
+/// also shows its change against the previous period and a sparkline.
 #[component]
 fn Kpi(
     label: &'static str,
@@ -58,12 +59,19 @@ fn Kpi(
     #[prop(optional, into)] note: String,
     definition: &'static str,
     #[prop(optional, into)] rows: Option<String>,
+    /// For a main figure: its change, as text and tone (see `change`).
+    #[prop(optional)]
+    change: Option<(String, &'static str)>,
+    /// For a main figure: the last months' values.
+    #[prop(optional)]
+    spark: Vec<i64>,
     /// A note with links to the rows of each part.
     #[prop(optional)]
     children: Option<Children>,
 ) -> AnyView {
+    let class = if change.is_some() { "kpi main" } else { "kpi" };
     view! {
-        <div class="kpi" data-kpi=definition>
+        <div class=class data-kpi=definition>
             <div class="kpi-label">
                 {label} " "
                 <a class="kpi-help" href=format!("/definitions#{definition}") title="How this is computed">"?"</a>
@@ -74,6 +82,8 @@ fn Kpi(
             }}
             {(!note.is_empty()).then(|| view! { <div class="kpi-note muted small">{note}</div> })}
             {children.map(|c| view! { <div class="kpi-note muted small">{c()}</div> })}
+            {change.map(|(text, tone)| view! { <div class=format!("kpi-change tone-{tone}") data-test="kpi-change">{text}</div> })}
+            {sparkline(&spark)}
         </div>
     }
     .into_any()
@@ -127,34 +137,6 @@ fn change(
         format!("{sign}{}{} {against}", fmt(delta), pct.unwrap_or_default()),
         tone,
     )
-}
-
-/// One of the four main figures: larger, with its change and a sparkline.
-#[component]
-fn MainKpi(
-    label: &'static str,
-    value: String,
-    definition: &'static str,
-    rows: String,
-    change: (String, &'static str),
-    spark: Vec<i64>,
-    /// The figure's parts, each linking to its rows.
-    #[prop(optional)]
-    children: Option<Children>,
-) -> AnyView {
-    view! {
-        <div class="kpi main" data-kpi=definition>
-            <div class="kpi-label">
-                {label} " "
-                <a class="kpi-help" href=format!("/definitions#{definition}") title="How this is computed">"?"</a>
-            </div>
-            <a class="kpi-value" href=rows>{value}</a>
-            {children.map(|c| view! { <div class="kpi-note muted small">{c()}</div> })}
-            <div class=format!("kpi-change tone-{}", change.1) data-test="kpi-change">{change.0}</div>
-            {sparkline(&spark)}
-        </div>
-    }
-    .into_any()
 }
 
 #[component]
@@ -264,21 +246,21 @@ fn Dashboard(d: OverviewData, months: usize) -> AnyView {
     let subscriber_spark: Vec<i64> = d.subscribers.iter().rev().take(12).rev().map(|(_, n)| *n).collect();
     let main = view! {
         <section class="kpis main" aria-label="Main figures">
-            <MainKpi label="MRR" value=m(k.mrr) definition="mrr" rows=active.clone()
+            <Kpi label="MRR" value=m(k.mrr) definition="mrr" rows=active.clone()
                 change=change(k.mrr, k.mrr_30d_ago, &money_change, "vs 30 days ago", true)
                 spark=last12(|p| p.mrr, &d.mrr_months)/>
-            <MainKpi label="Net revenue (30 days)" value=m(k.net_revenue_30d) definition="net-revenue" rows=net_parts[0].1.clone()
+            <Kpi label="Net revenue (30 days)" value=m(k.net_revenue_30d) definition="net-revenue" rows=net_parts[0].1.clone()
                 change=change(k.net_revenue_30d, k.net_revenue_prev_30d, &money_change, "vs the 30 days before", true)
                 spark=last12(|p| p.net, &d.revenue_months)>
                 {net_parts.into_iter().enumerate().map(|(i, (part, href, text))| view! {
                     {(i > 0).then_some(" − ")}
                     <a data-part=part href=href>{text}</a>
                 }).collect_view()}
-            </MainKpi>
-            <MainKpi label="Active subscriptions" value=count(k.active_subscriptions) definition="active-subscriptions" rows=active.clone()
+            </Kpi>
+            <Kpi label="Active subscriptions" value=count(k.active_subscriptions) definition="active-subscriptions" rows=active.clone()
                 change=change(k.active_subscriptions, k.subscriptions_30d_ago, &count_change, "vs 30 days ago", true)
                 spark=subscriber_spark/>
-            <MainKpi label="Churned MRR (30 days)" value=m(k.churned_mrr_30d) definition="churned-mrr" rows=churn.clone()
+            <Kpi label="Churned MRR (30 days)" value=m(k.churned_mrr_30d) definition="churned-mrr" rows=churn.clone()
                 change=change(k.churned_mrr_30d, k.churned_mrr_prev_30d, &money_change, "vs the 30 days before", false)
                 spark=last12(|p| -p.churn, &d.mrr_months)/>
         </section>

@@ -61,10 +61,9 @@ pub fn RevenuePage() -> impl IntoView {
                     format!("&since={since}&through={through}")
                 };
                 let window_note = (!window.is_empty()).then(|| {
-                    let at = |t: &str| t.parse::<i64>().ok().map(format_utc).unwrap_or_else(|| "…".into());
                     view! {
                         <p class="muted" data-test="movement-window">
-                            {format!("Between {} and {} (UTC). ", at(&since), at(&through))}
+                            {format!("Movements {}. ", crate::components::time::window_text(&since, &through))}
                             <a href=format!("/revenue?currency={c}&kind={kind}")>"Show every date"</a>
                         </p>
                     }
