@@ -46,6 +46,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn windows_read_in_utc() {
+        assert_eq!(
+            super::window_text("1767225600", "1769903999"),
+            "after 2026-01-01 00:00 UTC, up to 2026-01-31 23:59 UTC"
+        );
+        assert_eq!(super::window_text("", "1767225600"), "up to 2026-01-01 00:00 UTC");
+        assert_eq!(super::window_text("x", ""), "any time");
+    }
+
+    #[test]
     fn formats_in_utc() {
         assert_eq!(format_utc(0), "1970-01-01 00:00 UTC");
         assert_eq!(format_utc(1_795_453_800), "2026-11-23 17:10 UTC");
