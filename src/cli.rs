@@ -259,7 +259,7 @@ async fn connect_migrated(config: &Config) -> Result<Db, String> {
         .await
         .map_err(|e| e.to_string())?;
     db.migrate().await.map_err(|e| e.to_string())?;
-    crate::webhooks::projection::mrr_history::use_policy(&db, config.mrr_discounts)
+    crate::projection::mrr_history::use_policy(&db, config.mrr_discounts)
         .await
         .map_err(|e| e.to_string())?;
     Ok(db)
@@ -398,7 +398,7 @@ async fn create_demo_owner(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
-fn parse_types(only: &[String]) -> Result<Vec<crate::webhooks::projection::Resource>, String> {
+fn parse_types(only: &[String]) -> Result<Vec<crate::projection::Resource>, String> {
     only.iter()
         .map(|name| crate::sync::parse_resource(name).ok_or_else(|| format!("--only: unknown type {name:?}")))
         .collect()

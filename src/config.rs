@@ -265,7 +265,7 @@ pub struct Config {
     /// Which coupon durations reduce MRR (`MRR_DISCOUNTS`, default `forever`: Stripe Billing's
     /// default; `forever,repeating`, `forever,once` or `forever,repeating,once` follow Stripe's
     /// other settings). Changing it recomputes the MRR history at the next start.
-    pub mrr_discounts: crate::metrics::mrr::DiscountPolicy,
+    pub mrr_discounts: crate::projection::mrr::DiscountPolicy,
     /// The clock for sessions and login lockouts (the system's; tests move it forward).
     pub clock: crate::clock::Clock,
     /// Proxies whose `X-Forwarded-For` Tally believes (`TRUSTED_PROXIES`: addresses or CIDRs,
@@ -653,7 +653,7 @@ impl Config {
             None => Default::default(),
         };
         let mrr_discounts = match get("MRR_DISCOUNTS") {
-            Some(v) => crate::metrics::mrr::DiscountPolicy::parse(&v).map_err(|m| err("MRR_DISCOUNTS", m))?,
+            Some(v) => crate::projection::mrr::DiscountPolicy::parse(&v).map_err(|m| err("MRR_DISCOUNTS", m))?,
             None => Default::default(),
         };
 

@@ -734,7 +734,7 @@ pub async fn seed_with(
         drop(events);
         while worker.run_once().await? > 0 {}
         // The running sums the triggers appended, folded as the server does every second.
-        crate::metrics::sums::compact(db).await?;
+        crate::revenue::sums::compact(db).await?;
         progress((first + CHUNK).min(customers), stored);
     }
     // A running server's worker may have claimed the last batches while this one found nothing
@@ -753,7 +753,7 @@ pub async fn seed_with(
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    crate::metrics::sums::compact(db).await?;
+    crate::revenue::sums::compact(db).await?;
     let unapplied: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM stripe_events WHERE source = 'demo' AND status NOT IN ('applied', 'ignored')",
     )

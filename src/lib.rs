@@ -27,7 +27,9 @@ pub mod demo;
 #[cfg(feature = "ssr")]
 pub mod lists;
 #[cfg(feature = "ssr")]
-pub mod metrics;
+pub mod projection;
+#[cfg(feature = "ssr")]
+pub mod revenue;
 #[cfg(feature = "ssr")]
 pub mod observability;
 #[cfg(feature = "ssr")]

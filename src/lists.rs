@@ -757,7 +757,7 @@ pub async fn kept_totals(db: &Db, name: &str, q: &HashMap<String, String>) -> Re
     if build(spec, &rest)?.sql != "1 = 1" {
         return Ok(None);
     }
-    let sums = crate::metrics::sums::list_totals(db, name, statuses)
+    let sums = crate::revenue::sums::list_totals(db, name, statuses)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, list = name, "list totals failed");
@@ -919,7 +919,7 @@ fn csv_response(name: &str, rx: tokio::sync::mpsc::Receiver<Bytes>) -> Response 
         rx.recv().await.map(|chunk| (Ok::<_, Infallible>(chunk), rx))
     })
     .fuse();
-    let date = crate::metrics::month_label(crate::db::now_unix());
+    let date = crate::domain::calendar::month_label(crate::db::now_unix());
     (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
@@ -934,7 +934,7 @@ fn csv_response(name: &str, rx: tokio::sync::mpsc::Receiver<Bytes>) -> Response 
 }
 
 async fn export_movements(state: AppState, q: HashMap<String, String>) -> Response {
-    use crate::metrics::movements;
+    use crate::revenue::movements;
     let Some(currency) = q.get("currency").filter(|c| !c.is_empty()).cloned() else {
         return (StatusCode::BAD_REQUEST, "Choose a currency.").into_response();
     };

@@ -177,7 +177,7 @@ pub async fn start_checkout(price_id: String, token: String) -> Result<String, S
         })?;
     crate::billing::project_or_log(
         &state.db,
-        crate::webhooks::projection::Resource::CheckoutSession,
+        crate::projection::Resource::CheckoutSession,
         &session.body,
         sent_at,
     )
@@ -213,7 +213,7 @@ pub struct CheckoutOutcome {
 pub async fn checkout_result(session_id: String) -> Result<Option<CheckoutOutcome>, ServerFnError> {
     use crate::domain::money;
     use crate::stripe::{ops, ErrorKind};
-    use crate::webhooks::projection::{read, Resource};
+    use crate::projection::{read, Resource};
 
     let state = crate::state::AppState::from_context()?;
     let id = session_id.trim();
@@ -428,7 +428,7 @@ pub async fn change_subscription(
     let response = result.map_err(|e| ServerFnError::new(e.admin_message()))?;
     crate::billing::project_or_log(
         &state.db,
-        crate::webhooks::projection::Resource::Subscription,
+        crate::projection::Resource::Subscription,
         &response.body,
         sent_at,
     )

@@ -27,7 +27,7 @@ async fn pick_currency(
     db: &crate::db::Db,
     requested: Option<String>,
 ) -> Result<(Vec<String>, Option<String>), crate::db::DbError> {
-    let currencies = crate::metrics::currencies(db).await?;
+    let currencies = crate::revenue::currencies(db).await?;
     let wanted = requested
         .map(|c| c.trim().to_ascii_lowercase())
         .filter(|c| currencies.contains(c));
@@ -40,7 +40,7 @@ async fn pick_currency(
 #[server(endpoint = "metrics/overview")]
 pub async fn get_overview(currency: Option<String>) -> Result<Option<OverviewData>, ServerFnError> {
     use crate::db::cache::Cached;
-    use crate::metrics;
+    use crate::revenue;
     static OVERVIEW: Cached<Option<OverviewData>> = Cached::new();
 
     crate::auth::server::require_role(crate::auth::Role::Viewer)?;
@@ -60,11 +60,11 @@ pub async fn get_overview(currency: Option<String>) -> Result<Option<OverviewDat
                 let (currencies, Some(currency)) = pick_currency(db, currency).await? else {
                     return Ok(None);
                 };
-                let kpis = metrics::kpis(db, &currency, now).await?;
-                let (mrr_months, subscribers) = metrics::monthly_series(db, &currency, 24, now).await?;
+                let kpis = revenue::kpis(db, &currency, now).await?;
+                let (mrr_months, subscribers) = revenue::monthly_series(db, &currency, 24, now).await?;
                 Ok::<_, crate::db::DbError>(Some(OverviewData {
                     mrr_months,
-                    revenue_months: metrics::revenue_by_month(db, &currency, 24, now).await?,
+                    revenue_months: revenue::revenue_by_month(db, &currency, 24, now).await?,
                     subscribers,
                     currencies,
                     currency,
@@ -131,7 +131,7 @@ pub async fn list_movements(
                 .map_err(|_| ServerFnError::new(format!("{what} must be a time in Unix seconds, like 1767225600."))),
         }
     };
-    let filter = crate::metrics::movements::Filter {
+    let filter = crate::revenue::movements::Filter {
         kind,
         month,
         since: seconds(since, "since")?,
@@ -180,8 +180,8 @@ pub const MOVEMENTS_PAGE: i64 = 100;
 async fn movement_list(
     db: &crate::db::Db,
     currency: Option<String>,
-    filter: crate::metrics::movements::Filter,
-    cursor: Option<crate::metrics::movements::Cursor>,
+    filter: crate::revenue::movements::Filter,
+    cursor: Option<crate::revenue::movements::Cursor>,
     now: i64,
 ) -> Result<MovementList, crate::db::DbError> {
     use std::collections::HashMap;
@@ -192,7 +192,7 @@ async fn movement_list(
         return Ok(MovementList::default());
     };
     // The newest 500 only: the whole history can be hundreds of thousands of movements.
-    use crate::metrics::{self, movements};
+    use crate::revenue::movements;
     let sums = movements::sums(db, &currency, &filter).await?;
     let mut selected = movements::page_after(db, &currency, &filter, cursor.as_ref(), MOVEMENTS_PAGE + 1).await?;
     let next = (selected.len() as i64 > MOVEMENTS_PAGE).then(|| {
@@ -204,7 +204,7 @@ async fn movement_list(
     });
     let shown_total = selected.iter().map(|m| m.delta).sum();
     // The roll-up: the last 24 months, each kind.
-    let first = metrics::month_number(now) - 23;
+    let first = crate::domain::calendar::month_number(now) - 23;
     let mut months: Vec<MonthPoint> = (0..24)
         .map(|i| MonthPoint {
             month: format!(

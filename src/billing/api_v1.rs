@@ -19,7 +19,7 @@ use super::api_keys::{self, ApiKeyRow};
 use crate::domain::money;
 use crate::state::AppState;
 use crate::stripe::{ops, valid_id, ErrorKind, StripeApiError};
-use crate::webhooks::projection::Resource;
+use crate::projection::Resource;
 
 /// Largest amount the API accepts (Stripe's limit for most currencies), minor units.
 pub const MAX_AMOUNT: i64 = 99_999_999;
@@ -526,7 +526,7 @@ async fn create_subscription(
     let response = ops::create_subscription(state.stripe.as_ref(), customer, price, idempotency.as_deref()).await?;
     // The expanded invoice is not a subscription field the projection reads; store the rest.
     super::project_or_log(&state.db, Resource::Subscription, &response.body, sent_at).await;
-    let client_secret = crate::webhooks::projection::read::at(
+    let client_secret = crate::projection::read::at(
         &response.body,
         &["latest_invoice", "confirmation_secret", "client_secret"],
     )

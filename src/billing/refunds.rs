@@ -11,7 +11,7 @@ use crate::db::{now_unix, Db, DbError};
 use crate::domain::money;
 use crate::stripe::ops::{self, RefundReason};
 use crate::stripe::{StripeApi, StripeApiError};
-use crate::webhooks::projection::Resource;
+use crate::projection::Resource;
 
 /// What an admin submitted.
 #[derive(Clone, Debug, Default)]
@@ -510,7 +510,7 @@ async fn settle_one(
     match stripe.list_path("/refunds", &filters, None).await {
         Ok(page) => {
             let ours = page.data.into_iter().find(|r| {
-                crate::webhooks::projection::read::at(r, &["metadata", "tally_refund_key"]).and_then(Value::as_str)
+                crate::projection::read::at(r, &["metadata", "tally_refund_key"]).and_then(Value::as_str)
                     == Some(key)
                     && r.get("amount").and_then(Value::as_i64) == Some(amount)
             });

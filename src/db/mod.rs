@@ -237,7 +237,7 @@ impl Db {
         self.migrator().run(&self.write).await?;
         settings::record_install_time(self).await?;
         // Derived data a migration cannot compute in SQL: stored MRR movements (once).
-        crate::metrics::movements::ensure_built(self).await?;
+        crate::projection::movements::ensure_built(self).await?;
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! Pure types and logic shared by the server and the browser.
 
 pub mod api_key;
+pub mod calendar;
 pub mod lists;
 pub mod metrics;
 pub mod money;

@@ -251,9 +251,9 @@ pub async fn start(config: Config, leptos_options: LeptosOptions) -> Result<Runn
     let db = Db::connect_with(&config.database_url, config.sqlite_sync).await?;
     db.migrate().await?;
     // The MRR history follows MRR_DISCOUNTS (recomputed when it changed; a no-op otherwise).
-    crate::webhooks::projection::mrr_history::use_policy(&db, config.mrr_discounts).await?;
+    crate::projection::mrr_history::use_policy(&db, config.mrr_discounts).await?;
     // The running sums folded before the first request reads them (then every second).
-    crate::metrics::sums::compact(&db).await?;
+    crate::revenue::sums::compact(&db).await?;
     let listener = TcpListener::bind(config.listen_addr)
         .await
         .map_err(|source| StartError::Bind {

@@ -14,7 +14,7 @@ use serde_json::Value;
 pub use stripe_client_core::{RequestBuilder, StripeMethod};
 
 use crate::config::Config;
-use crate::webhooks::projection::Resource;
+use crate::projection::Resource;
 pub use error::{ErrorKind, StripeApiError};
 pub use transport::{Pause, RetryPolicy, StripeResponse, Timeouts, Transport, API_VERSION};
 

@@ -11,7 +11,7 @@ use super::{drift, reconcile, SyncError, SyncOptions};
 use crate::config::Config;
 use crate::db::Db;
 use crate::stripe::StripeApi;
-use crate::webhooks::projection::Resource;
+use crate::projection::Resource;
 
 /// What a job needs.
 #[derive(Clone)]

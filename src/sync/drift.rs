@@ -14,7 +14,7 @@ use sqlx::Row;
 
 use crate::db::{now_unix, Db};
 use crate::stripe::{ErrorKind, StripeApi};
-use crate::webhooks::projection::{self, Col, Resource};
+use crate::projection::{self, Col, Resource};
 
 use super::{SyncError, ORDER};
 pub use crate::domain::sync_report::{DiffKind, Difference, DriftReport, TypeSummary};

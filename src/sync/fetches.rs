@@ -15,7 +15,7 @@ use sqlx::Row;
 
 use crate::db::{now_unix, Db, DbError};
 use crate::stripe::{ErrorKind, StripeApi};
-use crate::webhooks::projection::{self, Resource, Version};
+use crate::projection::{self, Resource, Version};
 
 /// Fetches tried before an object is left as the events had it.
 const MAX_ATTEMPTS: i64 = 5;
@@ -29,7 +29,7 @@ pub async fn run(db: Db, stripe: Option<Arc<dyn StripeApi>>) {
         if let Err(e) = projection::mrr_history::settle_due(&db).await {
             tracing::warn!(error = %e, "could not apply the discounts' starts and ends to MRR");
         }
-        if let Err(e) = crate::metrics::sums::compact(&db).await {
+        if let Err(e) = crate::revenue::sums::compact(&db).await {
             tracing::warn!(error = %e, "could not fold the running sums");
         }
         // Refunds Stripe did not confirm are settled with Stripe (never sent twice).

@@ -4,7 +4,7 @@
 use serde_json::Value;
 use sqlx::Row;
 
-use super::projection;
+use crate::projection;
 use crate::db::{now_unix, Db, DbError};
 
 /// The envelope fields of a Stripe event; the payload is kept verbatim.

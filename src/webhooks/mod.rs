@@ -1,8 +1,7 @@
-//! Stripe → Tally: verify (`signature`), store durably (`inbox`), acknowledge (`handler`), then apply
-//! asynchronously (`worker`) through one projector per resource (`projection`).
+//! Stripe → Tally, the receiving half: verify (`signature`), store durably (`inbox`), acknowledge
+//! (`handler`), then apply asynchronously (`worker`) through the projection (`crate::projection`).
 
 pub mod handler;
 pub mod inbox;
-pub mod projection;
 pub mod signature;
 pub mod worker;

@@ -12,7 +12,7 @@ use sqlx::Row;
 use tokio::sync::Notify;
 
 use super::inbox;
-use super::projection::{self, Applied, Version};
+use crate::projection::{self, Applied, Version};
 use crate::config::Backend;
 use crate::db::{now_unix, Db, DbError};
 use crate::stripe::{ErrorKind, StripeApi};

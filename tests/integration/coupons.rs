@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{json, Value};
 use tally::db::{now_unix, Db};
-use tally::metrics::mrr::DiscountPolicy;
-use tally::metrics::{self, MovementKind};
-use tally::webhooks::projection::{self, mrr_history, Version};
+use tally::projection::mrr::DiscountPolicy;
+use tally::revenue::{self, MovementKind};
+use tally::projection::{self, mrr_history, Version};
 
 const DAY: i64 = 86_400;
 static EVENTS: AtomicU64 = AtomicU64::new(0);
@@ -69,11 +69,11 @@ async fn mrr_of(db: &Db, sub: &str) -> i64 {
 }
 
 async fn total_mrr(db: &Db) -> i64 {
-    metrics::kpis(db, "usd", now_unix()).await.unwrap().mrr
+    revenue::kpis(db, "usd", now_unix()).await.unwrap().mrr
 }
 
 async fn moves(db: &Db) -> Vec<(MovementKind, i64, i64)> {
-    metrics::movements(db, "usd")
+    revenue::movements(db, "usd")
         .await
         .unwrap()
         .iter()
@@ -110,7 +110,7 @@ both_backends!(a_forever_percent_off_coupon_by_id, |backend| async move {
     .await;
     // $50 less 20% = $40, in MRR, ARR and the movement that started it.
     assert_eq!(mrr_of(&db, "sub_f").await, 4000);
-    let k = metrics::kpis(&db, "usd", now_unix()).await.unwrap();
+    let k = revenue::kpis(&db, "usd", now_unix()).await.unwrap();
     assert_eq!((k.mrr, k.arr, k.arpu), (4000, 48000, 4000));
     assert_eq!(moves(&db).await, vec![(MovementKind::New, 4000, t)]);
 });
@@ -412,7 +412,7 @@ both_backends!(a_coupon_removed_mid_month_is_an_expansion_then, |backend| async 
         ]
     );
     // The expansion lands in the month of the removal.
-    let k = metrics::kpis(&db, "usd", now).await.unwrap();
+    let k = revenue::kpis(&db, "usd", now).await.unwrap();
     assert_eq!(k.expansion_mrr_30d, 2000);
 });
 

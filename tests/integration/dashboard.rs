@@ -90,7 +90,7 @@ both_backends!(demo_data_gives_a_consistent_overview, |backend| async move {
     ] {
         assert!(scalar(&app, sql).await > 0, "no {what} in the demo");
     }
-    let kinds: Vec<String> = tally::metrics::movements(app.db(), "usd")
+    let kinds: Vec<String> = tally::revenue::movements(app.db(), "usd")
         .await
         .unwrap()
         .iter()
@@ -384,13 +384,13 @@ both_backends!(stored_movements_equal_a_replay_of_the_history, |backend| async m
             .collect()
     };
     for currency in ["usd", "jpy"] {
-        let stored = as_tuples(tally::metrics::movements(app.db(), currency).await.unwrap());
+        let stored = as_tuples(tally::revenue::movements(app.db(), currency).await.unwrap());
         let replayed = replayed_movements(&app, currency).await;
         assert!(replayed.len() > 10, "{currency}: {} movements", replayed.len());
         assert_eq!(stored, replayed, "{currency}");
     }
     // Walking the list newest first, a page of 7 at a time, gives every movement once.
-    use tally::metrics::movements::{page_after, Filter};
+    use tally::revenue::movements::{page_after, Filter};
     let mut walked = Vec::new();
     let mut cursor = None;
     loop {
@@ -428,7 +428,7 @@ both_backends!(stored_movements_equal_a_replay_of_the_history, |backend| async m
         sqlx::query(sql).execute(app.db().writer()).await.unwrap();
     }
     app.db().migrate().await.unwrap();
-    let rebuilt = as_tuples(tally::metrics::movements(app.db(), "usd").await.unwrap());
+    let rebuilt = as_tuples(tally::revenue::movements(app.db(), "usd").await.unwrap());
     assert_eq!(rebuilt, replayed_movements(&app, "usd").await);
     assert_eq!(figures(overview(&app, "usd").await), overview_before);
     app.server.shutdown().await.unwrap();
@@ -442,7 +442,7 @@ both_backends!(stored_movements_equal_a_replay_of_the_history, |backend| async m
 /// computation wait without a timing (SQLite's readers never wait for a writer).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_overview_shows_previous_figures_while_new_ones_wait_with_the_production_wait() {
-    use tally::webhooks::projection::{self, Version};
+    use tally::projection::{self, Version};
     let app = TestApp::spawn_with(Backend::Postgres, &[("FIGURES_WAIT_MS", "20")]).await;
     let subscription = |id: &str, amount: i64| {
         serde_json::json!({"id": id, "object": "subscription", "customer": format!("cus_{id}"), "status": "active",

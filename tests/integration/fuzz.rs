@@ -14,7 +14,7 @@ use proptest::sample::{select, Index};
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{json, Map, Value};
 use tally::webhooks::inbox::{self, IncomingEvent, Source};
-use tally::webhooks::projection::HANDLED_EVENT_TYPES;
+use tally::projection::HANDLED_EVENT_TYPES;
 use tally::webhooks::worker::Worker;
 
 /// What happens to one field of the object.

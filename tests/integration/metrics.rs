@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
 use tally::db::Db;
-use tally::metrics::{self, Kpis, MovementKind};
-use tally::webhooks::projection::{self, Version};
+use tally::revenue::{self, Kpis, MovementKind};
+use tally::projection::{self, Version};
 
 /// 2026-06-15 12:00 UTC: "now" in every scenario.
 fn now() -> i64 {
@@ -52,11 +52,11 @@ fn sub(id: &str, customer: &str, status: &str, currency: &str, items: &[(Value, 
 }
 
 async fn kpis(db: &Db, currency: &str) -> Kpis {
-    metrics::kpis(db, currency, now()).await.unwrap()
+    revenue::kpis(db, currency, now()).await.unwrap()
 }
 
 async fn kinds(db: &Db, currency: &str) -> Vec<(MovementKind, i64)> {
-    metrics::movements(db, currency)
+    revenue::movements(db, currency)
         .await
         .unwrap()
         .iter()
@@ -373,7 +373,7 @@ both_backends!(a_mid_month_upgrade_is_expansion, |backend| async move {
         kinds(&db, "usd").await,
         [(MovementKind::New, 2000), (MovementKind::Expansion, 3000)]
     );
-    let june = metrics::monthly(&db, "usd", 3, now()).await.unwrap();
+    let june = revenue::monthly(&db, "usd", 3, now()).await.unwrap();
     assert_eq!(
         june.iter()
             .map(|p| (p.month.as_str(), p.mrr, p.new, p.expansion))
@@ -458,7 +458,7 @@ both_backends!(churn_then_reactivation, |backend| async move {
             (MovementKind::Reactivation, 3000)
         ]
     );
-    let moves = metrics::movements(&db, "usd").await.unwrap();
+    let moves = revenue::movements(&db, "usd").await.unwrap();
     assert_eq!(moves[2].subscription_id, "sub_r2");
     assert!(moves[2].event_id.starts_with("evt_"), "each movement names its event");
     assert_eq!(kpis(&db, "usd").await.mrr, 3000);
@@ -515,7 +515,7 @@ both_backends!(
             (k.gross_30d, k.refunds_30d, k.disputes_lost_30d, k.net_revenue_30d),
             (14000, 3000, 4000, 7000)
         );
-        let months = metrics::revenue_by_month(&db, "usd", 3, now()).await.unwrap();
+        let months = revenue::revenue_by_month(&db, "usd", 3, now()).await.unwrap();
         assert_eq!(months[2].net, 7000);
         assert_eq!(months[0].gross, 99900);
     }
@@ -607,7 +607,7 @@ both_backends!(two_currencies_are_kept_apart, |backend| async move {
         (1, 2)
     );
     assert_eq!(
-        metrics::currencies(&db).await.unwrap(),
+        revenue::currencies(&db).await.unwrap(),
         ["eur", "usd"],
         "the main currency (most MRR) first"
     );
@@ -818,7 +818,7 @@ both_backends!(
             day(2026, 6, 2),
         )
         .await;
-        let months = metrics::monthly(&db, "usd", 3, now()).await.unwrap();
+        let months = revenue::monthly(&db, "usd", 3, now()).await.unwrap();
         let got: Vec<_> = months
             .iter()
             .map(|p| (p.month.as_str(), p.mrr, p.new, p.expansion, p.churn))
@@ -831,7 +831,7 @@ both_backends!(
                 ("2026-06", 4000, 0, 0, -1000)
             ]
         );
-        let subscribers = metrics::subscribers_by_month(&db, "usd", 3, now()).await.unwrap();
+        let subscribers = revenue::subscribers_by_month(&db, "usd", 3, now()).await.unwrap();
         assert_eq!(subscribers.iter().map(|(_, n)| *n).collect::<Vec<_>>(), [1, 2, 1]);
     }
 );
@@ -847,14 +847,14 @@ both_backends!(
         let (db, _t) = common::migrated_db(backend).await;
         // Real time: the cache's notion of a closed month is the calendar's.
         let now = tally::db::now_unix();
-        let this_month = metrics::month_start(now, 0);
-        let last_month = metrics::month_start(now, -1) + 86_400;
+        let this_month = tally::domain::calendar::month_start(now, 0);
+        let last_month = tally::domain::calendar::month_start(now, -1) + 86_400;
         apply(&db, "charge.succeeded", charge("ch_last", 5000, last_month), last_month).await;
         apply(&db, "charge.succeeded", charge("ch_this", 700, this_month), this_month).await;
-        let before = metrics::revenue_by_month(&db, "usd", 3, now).await.unwrap();
+        let before = revenue::revenue_by_month(&db, "usd", 3, now).await.unwrap();
         assert_eq!((before[1].gross, before[1].net, before[2].gross), (5000, 5000, 700));
         // Served again from the cache: same figures.
-        assert_eq!(metrics::revenue_by_month(&db, "usd", 3, now).await.unwrap(), before);
+        assert_eq!(revenue::revenue_by_month(&db, "usd", 3, now).await.unwrap(), before);
 
         // A refund dated last month (a closed month) shows at once.
         apply(
@@ -865,14 +865,14 @@ both_backends!(
             now,
         )
         .await;
-        let after = metrics::revenue_by_month(&db, "usd", 3, now).await.unwrap();
+        let after = revenue::revenue_by_month(&db, "usd", 3, now).await.unwrap();
         assert_eq!((after[1].refunds, after[1].net), (1250, 3750));
         // So does a later version of last month's charge (now failed), and a new charge this month.
         let mut failed = charge("ch_last", 5000, last_month);
         failed["status"] = json!("failed");
         apply(&db, "charge.failed", failed, now).await;
         apply(&db, "charge.succeeded", charge("ch_this2", 300, now - 1), now - 1).await;
-        let later = metrics::revenue_by_month(&db, "usd", 3, now).await.unwrap();
+        let later = revenue::revenue_by_month(&db, "usd", 3, now).await.unwrap();
         assert_eq!((later[1].gross, later[1].failed_payments, later[1].net), (0, 1, -1250));
         assert_eq!((later[2].gross, later[2].payments), (1000, 2));
     }
@@ -884,7 +884,7 @@ both_backends!(
         let (db, _t) = common::migrated_db(backend).await;
         // Real time: the cache's notion of a closed month is the calendar's.
         let now = tally::db::now_unix();
-        let last_month = metrics::month_start(now, -1) + 86_400;
+        let last_month = tally::domain::calendar::month_start(now, -1) + 86_400;
         let plan = |n: i64| [(price(1000, "usd", "month", 1), n)];
         apply(
             &db,
@@ -893,10 +893,10 @@ both_backends!(
             last_month,
         )
         .await;
-        let before = metrics::monthly(&db, "usd", 2, now).await.unwrap();
+        let before = revenue::monthly(&db, "usd", 2, now).await.unwrap();
         assert_eq!((before[0].new, before[0].mrr, before[1].mrr), (1000, 1000, 1000));
         // Served again from the cache: the same.
-        assert_eq!(metrics::monthly(&db, "usd", 2, now).await.unwrap(), before);
+        assert_eq!(revenue::monthly(&db, "usd", 2, now).await.unwrap(), before);
 
         // An event dated last month that arrives now (out of order) changes last month at once…
         apply(
@@ -906,15 +906,15 @@ both_backends!(
             last_month + 60,
         )
         .await;
-        let after = metrics::monthly(&db, "usd", 2, now).await.unwrap();
+        let after = revenue::monthly(&db, "usd", 2, now).await.unwrap();
         assert_eq!((after[0].new, after[0].mrr, after[1].mrr), (3000, 3000, 3000));
-        let k = metrics::kpis(&db, "usd", now).await.unwrap();
+        let k = revenue::kpis(&db, "usd", now).await.unwrap();
         assert_eq!(k.mrr, 3000);
         // …and so does an upgrade this month, in this month only.
         apply(&db, UPDATED, sub("sub_a", "cus_a", "active", "usd", &plan(3)), now - 5).await;
-        let later = metrics::monthly(&db, "usd", 2, now).await.unwrap();
+        let later = revenue::monthly(&db, "usd", 2, now).await.unwrap();
         assert_eq!((later[0].mrr, later[1].expansion, later[1].mrr), (3000, 2000, 5000));
-        let subscribers = metrics::subscribers_by_month(&db, "usd", 2, now).await.unwrap();
+        let subscribers = revenue::subscribers_by_month(&db, "usd", 2, now).await.unwrap();
         assert_eq!(subscribers.iter().map(|(_, n)| *n).collect::<Vec<_>>(), [2, 2]);
     }
 );

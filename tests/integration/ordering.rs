@@ -7,7 +7,7 @@ use common::Backend;
 use serde_json::{json, Value};
 use sqlx::Row;
 use tally::webhooks::inbox::{self, IncomingEvent, Source};
-use tally::webhooks::projection::{self, Version};
+use tally::projection::{self, Version};
 
 fn event(id: &str, event_type: &str, created: i64, object: Value, previous: Option<Value>) -> Value {
     let mut data = json!({ "object": object });
@@ -505,7 +505,7 @@ both_backends!(with_a_key_a_tie_is_settled_by_one_fetch, |backend| async move {
             .fetch_one(app.db().reader())
             .await
             .unwrap(),
-        tally::webhooks::projection::FETCHED
+        tally::projection::FETCHED
     );
     app.server.shutdown().await.unwrap();
 });

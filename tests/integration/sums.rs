@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use serde_json::json;
 use sqlx::Row;
 use tally::db::Db;
-use tally::metrics::sums::{self, ChargeSums, SubscriptionSums};
-use tally::webhooks::projection::{self, Version};
+use tally::revenue::sums::{self, ChargeSums, SubscriptionSums};
+use tally::projection::{self, Version};
 
 const CURRENCIES: [Option<&str>; 3] = [Some("usd"), Some("jpy"), None];
 const STATUSES: [Option<&str>; 6] = [

@@ -185,7 +185,7 @@ both_backends!(pages_through_lists_and_resumes_after_a_failure, |backend| async 
         &db,
         stripe.as_ref(),
         &SyncOptions {
-            only: vec![tally::webhooks::projection::Resource::Customer],
+            only: vec![tally::projection::Resource::Customer],
             ..Default::default()
         },
         |_| {},
@@ -196,7 +196,7 @@ both_backends!(pages_through_lists_and_resumes_after_a_failure, |backend| async 
     assert_eq!(count(&db, "SELECT COUNT(*) FROM customers").await, CUSTOMERS as i64);
 
     // Drift walks the same three pages (has_more) and finds a change on the last one.
-    let only = [tally::webhooks::projection::Resource::Customer];
+    let only = [tally::projection::Resource::Customer];
     let clean = sync::drift::run(&db, stripe.as_ref(), &only, |_| {}).await.unwrap();
     assert!(!clean.has_drift(), "{:?}", clean.differences);
     assert_eq!(
@@ -215,7 +215,7 @@ both_backends!(pages_through_lists_and_resumes_after_a_failure, |backend| async 
 });
 
 both_backends!(a_newer_webhook_wins_whichever_arrives_first, |backend| async move {
-    use tally::webhooks::projection::{self, Version};
+    use tally::projection::{self, Version};
     let s = stand_in().await;
     let (db, stripe, _keep) = setup(backend, &s.base).await;
     let now = tally::db::now_unix();
@@ -341,7 +341,7 @@ both_backends!(nested_lists_are_fetched_past_their_first_page, |backend| async m
     let (base, seen) = nested_stand_in().await;
     let (db, stripe, _keep) = setup(backend, &base).await;
     let options = SyncOptions {
-        only: vec![tally::webhooks::projection::Resource::Subscription],
+        only: vec![tally::projection::Resource::Subscription],
         ..SyncOptions::default()
     };
     sync::run(&db, stripe.as_ref(), &options, |_| {}).await.unwrap();
@@ -501,7 +501,7 @@ both_backends!(
     drift_is_reported_for_changed_rows_and_not_for_identical_data,
     |backend| async move {
         use tally::sync::drift::{self, DiffKind};
-        use tally::webhooks::projection::Resource;
+        use tally::projection::Resource;
         let base = drift_stand_in().await;
         let (db, stripe, _keep) = setup(backend, &base).await;
         let only = [Resource::Customer, Resource::Charge];

@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::{Backend, TestApp};
 use serde_json::{json, Value};
 use sqlx::Row;
-use tally::webhooks::projection::{self, Applied, Version};
+use tally::projection::{self, Applied, Version};
 use tally::webhooks::signature;
 
 const SECRET: &str = "whsec_test_secret_for_tally";

@@ -10,7 +10,7 @@
 
 use sqlx::Row;
 
-use super::DAY;
+use crate::domain::calendar::DAY;
 use crate::config::Backend;
 use crate::db::{Db, DbError};
 

@@ -18,6 +18,8 @@ pub mod customers;
 pub mod discounts;
 pub mod disputes;
 pub mod invoices;
+pub mod movements;
+pub mod mrr;
 pub mod mrr_history;
 pub mod order;
 pub mod payment_intents;
@@ -710,7 +712,7 @@ async fn write_rows(
 fn touches_closed_revenue(resource: Resource, object: &Value) -> bool {
     matches!(resource, Resource::Charge | Resource::Refund | Resource::Dispute)
         && read::int(object, "created")
-            .is_none_or(|created| created < crate::metrics::month_start(crate::db::now_unix() + 3600, 0))
+            .is_none_or(|created| created < crate::domain::calendar::month_start(crate::db::now_unix() + 3600, 0))
 }
 
 /// One row per process (db::cache), so instances on one Postgres never wait on each other here.

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::webhooks::projection::read::{at, int, list, text};
+use crate::projection::read::{at, int, list, text};
 
 /// Statuses whose subscriptions count in MRR.
 pub const COUNTED: [&str; 2] = ["active", "past_due"];
@@ -131,7 +131,7 @@ impl Basis {
         let status = text(s, "status").unwrap_or_default();
         let mut items = Vec::new();
         for item in list(s.get("items")) {
-            let (price, recurring) = crate::webhooks::projection::subscriptions::item_price(item);
+            let (price, recurring) = crate::projection::subscriptions::item_price(item);
             if text(recurring, "usage_type").as_deref() == Some("metered") {
                 continue;
             }
@@ -249,7 +249,7 @@ impl Discount {
             id: text(d, "id"),
             coupon: terms,
             coupon_id,
-            promotion_code: crate::webhooks::projection::read::id(d, "promotion_code"),
+            promotion_code: crate::projection::read::id(d, "promotion_code"),
             start: int(d, "start"),
             end: int(d, "end"),
             removed_at: None,

@@ -12,7 +12,7 @@ use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 
 use super::{id, text, ProjectionError, Resource, Version};
-use crate::metrics::mrr::{self, Basis, Discount, DiscountPolicy, Lookup, Terms};
+use crate::projection::mrr::{self, Basis, Discount, DiscountPolicy, Lookup, Terms};
 
 /// The settings key holding the policy in force (written at start from `MRR_DISCOUNTS`).
 pub const POLICY_KEY: &str = "mrr_discount_policy";
@@ -521,12 +521,12 @@ async fn rebuild(
     let mut customers: Vec<&Owner> = customers.iter().collect();
     customers.sort();
     for (currency, customer, sub_id) in customers {
-        crate::metrics::movements::rebuild_customer(conn, currency, customer.as_deref(), sub_id).await?;
+        crate::projection::movements::rebuild_customer(conn, currency, customer.as_deref(), sub_id).await?;
     }
     // Movements before the change are unchanged (they are derived in time order): closed months
     // change only when it is in one. An hour of margin covers a transaction that straddles the
     // turn of a month.
-    if earliest.is_some_and(|at| at < crate::metrics::month_start(crate::db::now_unix() + 3600, 0)) {
+    if earliest.is_some_and(|at| at < crate::domain::calendar::month_start(crate::db::now_unix() + 3600, 0)) {
         crate::db::cache::bump_counter(conn, crate::db::cache::MOVEMENTS_CLOSED).await?;
     }
     Ok(())
