@@ -27,11 +27,11 @@ pub mod demo;
 #[cfg(feature = "ssr")]
 pub mod lists;
 #[cfg(feature = "ssr")]
+pub mod observability;
+#[cfg(feature = "ssr")]
 pub mod projection;
 #[cfg(feature = "ssr")]
 pub mod revenue;
-#[cfg(feature = "ssr")]
-pub mod observability;
 #[cfg(feature = "ssr")]
 pub mod server;
 #[cfg(feature = "ssr")]

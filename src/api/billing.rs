@@ -212,8 +212,8 @@ pub struct CheckoutOutcome {
 #[server(endpoint = "public/checkout-result")]
 pub async fn checkout_result(session_id: String) -> Result<Option<CheckoutOutcome>, ServerFnError> {
     use crate::domain::money;
-    use crate::stripe::{ops, ErrorKind};
     use crate::projection::{read, Resource};
+    use crate::stripe::{ops, ErrorKind};
 
     let state = crate::state::AppState::from_context()?;
     let id = session_id.trim();

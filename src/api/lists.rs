@@ -13,7 +13,7 @@ pub async fn list_page(list: String, query: String) -> Result<ListResult, Server
         url::form_urlencoded::parse(query.trim_start_matches('?').as_bytes())
             .into_owned()
             .collect();
-    crate::lists::page(&state.db, &list, &q, state.config.figures_wait)
+    crate::lists::query::page(&state.db, &list, &q, state.config.figures_wait)
         .await
         .map_err(ServerFnError::new)
 }

@@ -17,9 +17,9 @@ use serde_json::{json, Map, Value};
 
 use super::api_keys::{self, ApiKeyRow};
 use crate::domain::money;
+use crate::projection::Resource;
 use crate::state::AppState;
 use crate::stripe::{ops, valid_id, ErrorKind, StripeApiError};
-use crate::projection::Resource;
 
 /// Largest amount the API accepts (Stripe's limit for most currencies), minor units.
 pub const MAX_AMOUNT: i64 = 99_999_999;

@@ -9,9 +9,9 @@ use sqlx::Row;
 
 use crate::db::{now_unix, Db, DbError};
 use crate::domain::money;
+use crate::projection::Resource;
 use crate::stripe::ops::{self, RefundReason};
 use crate::stripe::{StripeApi, StripeApiError};
-use crate::projection::Resource;
 
 /// What an admin submitted.
 #[derive(Clone, Debug, Default)]
@@ -510,8 +510,7 @@ async fn settle_one(
     match stripe.list_path("/refunds", &filters, None).await {
         Ok(page) => {
             let ours = page.data.into_iter().find(|r| {
-                crate::projection::read::at(r, &["metadata", "tally_refund_key"]).and_then(Value::as_str)
-                    == Some(key)
+                crate::projection::read::at(r, &["metadata", "tally_refund_key"]).and_then(Value::as_str) == Some(key)
                     && r.get("amount").and_then(Value::as_i64) == Some(amount)
             });
             if let Some(refund) = ours {

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use futures_util::TryStreamExt;
 use sqlx::{AnyConnection, Row};
 
-use crate::domain::metrics::{Movement, MovementKind};
 use crate::db::{Db, DbError};
+use crate::domain::metrics::{Movement, MovementKind};
 
 /// A movement and what it changes besides MRR.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -3,8 +3,8 @@
 
 use sqlx::Row;
 
-use crate::domain::metrics::{Movement, MovementKind};
 use crate::db::{Db, DbError};
+use crate::domain::metrics::{Movement, MovementKind};
 
 /// Which movements a list shows: kinds (`new`, `churn`, or several: `churn,contraction`), a
 /// month (`YYYY-MM`) and a window in Unix seconds (`since` excluded, `through` included: the
@@ -203,4 +203,3 @@ pub async fn all(db: &Db, currency: &str) -> Result<Vec<Movement>, DbError> {
         .await?;
     Ok(rows.iter().map(movement).collect::<Result<Vec<_>, _>>()?)
 }
-

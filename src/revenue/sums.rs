@@ -10,9 +10,9 @@
 
 use sqlx::Row;
 
-use crate::domain::calendar::DAY;
 use crate::config::Backend;
 use crate::db::{Db, DbError};
+use crate::domain::calendar::DAY;
 
 /// One currency's subscriptions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -87,7 +87,7 @@ pub fn router(state: AppState) -> Router {
         .route("/logout", post(handlers::logout))
         .nest("/api/v1", crate::billing::api_v1::router())
         .route("/billing/portal", get(crate::billing::portal_link::open))
-        .route("/export/{file}", get(crate::lists::export))
+        .route("/export/{file}", get(crate::lists::export::export))
         .route("/metrics", get(crate::observability::export))
         // Server functions answer POST only: none of them changes state on a GET.
         .route("/api/{*fn_name}", post(server_fn_handler))

@@ -10,8 +10,8 @@ use super::jobs::{self, JobKind, Trigger};
 use super::{drift, reconcile, SyncError, SyncOptions};
 use crate::config::Config;
 use crate::db::Db;
-use crate::stripe::StripeApi;
 use crate::projection::Resource;
+use crate::stripe::StripeApi;
 
 /// What a job needs.
 #[derive(Clone)]

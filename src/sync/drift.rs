@@ -13,8 +13,8 @@ use serde_json::Value;
 use sqlx::Row;
 
 use crate::db::{now_unix, Db};
-use crate::stripe::{ErrorKind, StripeApi};
 use crate::projection::{self, Col, Resource};
+use crate::stripe::{ErrorKind, StripeApi};
 
 use super::{SyncError, ORDER};
 pub use crate::domain::sync_report::{DiffKind, Difference, DriftReport, TypeSummary};

@@ -14,8 +14,8 @@ use std::time::Duration;
 use sqlx::Row;
 
 use crate::db::{now_unix, Db, DbError};
-use crate::stripe::{ErrorKind, StripeApi};
 use crate::projection::{self, Resource, Version};
+use crate::stripe::{ErrorKind, StripeApi};
 
 /// Fetches tried before an object is left as the events had it.
 const MAX_ATTEMPTS: i64 = 5;

@@ -16,8 +16,8 @@ use sqlx::Row;
 
 use crate::db::{now_unix, Db, DbError};
 pub use crate::domain::sync_report::TypeProgress;
-use crate::stripe::{StripeApi, StripeApiError};
 use crate::projection::{self, Resource, Version};
+use crate::stripe::{StripeApi, StripeApiError};
 
 /// Parents before children, so pages make sense as soon as each type finishes.
 pub const ORDER: [Resource; 12] = [

@@ -4,8 +4,8 @@
 use serde_json::Value;
 use sqlx::Row;
 
-use crate::projection;
 use crate::db::{now_unix, Db, DbError};
+use crate::projection;
 
 /// The envelope fields of a Stripe event; the payload is kept verbatim.
 #[derive(Clone, Debug, PartialEq, Eq)]

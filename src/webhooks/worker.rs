@@ -12,9 +12,9 @@ use sqlx::Row;
 use tokio::sync::Notify;
 
 use super::inbox;
-use crate::projection::{self, Applied, Version};
 use crate::config::Backend;
 use crate::db::{now_unix, Db, DbError};
+use crate::projection::{self, Applied, Version};
 use crate::stripe::{ErrorKind, StripeApi};
 
 /// Events claimed at once.

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::{json, Value};
 use tally::db::{now_unix, Db};
 use tally::projection::mrr::DiscountPolicy;
-use tally::revenue::{self, MovementKind};
 use tally::projection::{self, mrr_history, Version};
+use tally::revenue::{self, MovementKind};
 
 const DAY: i64 = 86_400;
 static EVENTS: AtomicU64 = AtomicU64::new(0);

@@ -13,8 +13,8 @@ use proptest::prelude::*;
 use proptest::sample::{select, Index};
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{json, Map, Value};
-use tally::webhooks::inbox::{self, IncomingEvent, Source};
 use tally::projection::HANDLED_EVENT_TYPES;
+use tally::webhooks::inbox::{self, IncomingEvent, Source};
 use tally::webhooks::worker::Worker;
 
 /// What happens to one field of the object.

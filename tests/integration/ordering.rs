@@ -6,8 +6,8 @@ use crate::common;
 use common::Backend;
 use serde_json::{json, Value};
 use sqlx::Row;
-use tally::webhooks::inbox::{self, IncomingEvent, Source};
 use tally::projection::{self, Version};
+use tally::webhooks::inbox::{self, IncomingEvent, Source};
 
 fn event(id: &str, event_type: &str, created: i64, object: Value, previous: Option<Value>) -> Value {
     let mut data = json!({ "object": object });

@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use serde_json::json;
 use sqlx::Row;
 use tally::db::Db;
-use tally::revenue::sums::{self, ChargeSums, SubscriptionSums};
 use tally::projection::{self, Version};
+use tally::revenue::sums::{self, ChargeSums, SubscriptionSums};
 
 const CURRENCIES: [Option<&str>; 3] = [Some("usd"), Some("jpy"), None];
 const STATUSES: [Option<&str>; 6] = [
@@ -142,12 +142,12 @@ async fn check(db: &Db, rng: &mut Rng, step: usize) {
     ] {
         for tab in std::iter::once(None).chain(tabs.iter().map(|t| Some(*t))) {
             let q: HashMap<String, String> = tab.map(|t| ("status".to_string(), t.to_string())).into_iter().collect();
-            let kept = tally::lists::kept_totals(db, list, &q).await.unwrap();
+            let kept = tally::lists::query::kept_totals(db, list, &q).await.unwrap();
             if tab == Some(default) {
                 assert!(kept.is_some(), "{list} opens on tab {default}, which the sums total");
             }
             let Some(mut kept) = kept else { continue };
-            let mut scanned = tally::lists::scanned_totals(db, list, &q).await.unwrap();
+            let mut scanned = tally::lists::query::scanned_totals(db, list, &q).await.unwrap();
             let key = |t: &tally::domain::lists::Total| (t.currency.clone(), t.count, t.amount.clone());
             kept.sort_by_key(key);
             scanned.sort_by_key(key);

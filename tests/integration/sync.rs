@@ -500,8 +500,8 @@ async fn drift_stand_in() -> String {
 both_backends!(
     drift_is_reported_for_changed_rows_and_not_for_identical_data,
     |backend| async move {
-        use tally::sync::drift::{self, DiffKind};
         use tally::projection::Resource;
+        use tally::sync::drift::{self, DiffKind};
         let base = drift_stand_in().await;
         let (db, stripe, _keep) = setup(backend, &base).await;
         let only = [Resource::Customer, Resource::Charge];

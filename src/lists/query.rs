@@ -1,331 +1,27 @@
-//! The lists (subscriptions, payments, invoices, refunds, disputes, customers): one description
-//! per list — its columns, status tabs, search and sort — and one query builder for the page
-//! (keyset pagination, totals per currency) and the CSV export (streamed, same filters). Every
-//! row comes from one query with joins; nothing is queried per row.
+//! One page of a list and its totals: the query string's filters turned into SQL over the list's
+//! `Spec`, keyset pagination, totals per currency from the running sums or a scan.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
 use sqlx::Row;
 
+use super::{spec, Kind, Spec, PAGE_SIZE};
 use crate::db::Db;
 use crate::domain::lists::{Cell, ListResult, Total};
 use crate::domain::money;
-use crate::state::AppState;
-
-pub const PAGE_SIZE: i64 = 50;
-
-#[derive(Clone, Copy)]
-enum Kind {
-    Text,
-    /// A link to `prefix` + the cell's text.
-    Link(&'static str),
-    /// Customer label, linking to the customer (needs `customer_id` selected).
-    Customer,
-    /// Minor units in the row's currency.
-    Money,
-    Time,
-    /// A Stripe status, shown as a badge with a readable label.
-    Status,
-    /// A Stripe enum value (a reason) as words.
-    Label,
-    /// `name|interval|interval count|items` of a subscription's main item, as "Pro · monthly".
-    Plan,
-    /// An id shown where it lives on its customer's page (`/customers/{customer}#{id}`).
-    Anchor,
-    /// A deadline (Unix seconds) as the days left until it: "3 days left", "Overdue by 2 days".
-    DueIn,
-}
-
-struct Column {
-    header: &'static str,
-    sql: &'static str,
-    kind: Kind,
-}
-
-struct Spec {
-    name: &'static str,
-    from: &'static str,
-    id: &'static str,
-    created: &'static str,
-    currency: &'static str,
-    /// The amount summed in the totals (per currency), if any.
-    amount: Option<&'static str>,
-    /// (tab value, SQL condition).
-    tabs: &'static [(&'static str, &'static str)],
-    /// Columns `q` searches (a prefix of the id, or anywhere in email and name).
-    search: &'static [&'static str],
-    /// (sort value, SQL expression).
-    sorts: &'static [(&'static str, &'static str)],
-    /// Dates other than `created` that `on=` can put the `since`/`through` window on.
-    dates: &'static [(&'static str, &'static str)],
-    /// Tabs whose totals add up another amount than `amount` (tab, SQL, what it is).
-    tab_amounts: &'static [(&'static str, &'static str, &'static str)],
-    /// Tabs that open sorted another way than by date, ascending (tab, sort value).
-    tab_sorts: &'static [(&'static str, &'static str)],
-    columns: &'static [Column],
-}
-
-const fn col(header: &'static str, sql: &'static str, kind: Kind) -> Column {
-    Column { header, sql, kind }
-}
-
-/// A subquery over the customer's active subscriptions (index subscriptions_customer_active).
-macro_rules! active_subscriptions {
-    ($select:literal) => {
-        concat!(
-            "(SELECT ",
-            $select,
-            " FROM subscriptions sa WHERE sa.customer_id = c.id AND sa.status IN ('active', 'past_due') AND sa.deleted = 0)"
-        )
-    };
-}
-const CUSTOMER_ACTIVE: &str = active_subscriptions!("COUNT(*)");
-const CUSTOMER_MRR: &str = active_subscriptions!("SUM(sa.mrr)");
-const CUSTOMER_MRR_SORT: &str = concat!("COALESCE(", active_subscriptions!("SUM(sa.mrr)"), ", 0)");
-const CUSTOMER_PAYING: &str = concat!("EXISTS ", active_subscriptions!("1"));
-const CUSTOMER_NOT_PAYING: &str = concat!("NOT EXISTS ", active_subscriptions!("1"), " AND c.deleted = 0");
-
-/// The evidence deadline of a dispute that still needs a response (else NULL).
-const DISPUTE_DEADLINE: &str =
-    "CASE WHEN d.status IN ('needs_response', 'warning_needs_response') THEN d.evidence_due_by END";
-/// Disputes by how soon their evidence is due (those not waiting for a response last).
-const DISPUTE_URGENCY: &str = "COALESCE(CASE WHEN d.status IN ('needs_response', 'warning_needs_response') \
-    THEN d.evidence_due_by END, 4102444800)";
-
-const SPECS: [Spec; 6] = [
-    Spec {
-        name: "subscriptions",
-        from: "subscriptions s LEFT JOIN customers c ON c.id = s.customer_id",
-        id: "s.id",
-        created: "s.created",
-        currency: "s.currency",
-        amount: Some("s.mrr"),
-        tabs: &[
-            // `s.status || ''` keeps SQLite from picking the status index and sorting every
-            // match: walking (created, id) backwards stops after one page.
-            ("active", "s.status || '' IN ('active', 'past_due')"),
-            ("trialing", "s.status || '' = 'trialing'"),
-            ("past_due", "s.status || '' = 'past_due'"),
-            ("canceled", "s.status || '' = 'canceled'"),
-            (
-                "incomplete",
-                "s.status || '' IN ('incomplete', 'incomplete_expired', 'unpaid', 'paused')",
-            ),
-            // Trials that are over (the overview's trial conversion: those active now converted).
-            (
-                "trial_ended",
-                "s.trial_end IS NOT NULL AND s.status || '' <> 'trialing' AND s.deleted = 0",
-            ),
-        ],
-        search: &["s.id", "c.email", "c.name"],
-        sorts: &[("created", "s.created"), ("mrr", "COALESCE(s.mrr, 0)")],
-        dates: &[("trial_end", "s.trial_end")],
-        tab_amounts: &[],
-        tab_sorts: &[],
-        columns: &[
-            col("Customer", "COALESCE(c.name, c.email, s.customer_id)", Kind::Customer),
-            col("Plan", crate::db::customers::SUBSCRIPTION_PLAN, Kind::Plan),
-            col("Status", "s.status", Kind::Status),
-            col("MRR", "s.mrr", Kind::Money),
-            col("Started", "s.start_date", Kind::Time),
-            col("Period ends", "s.current_period_end", Kind::Time),
-            col(
-                "Cancels at period end",
-                "CASE WHEN s.cancel_at_period_end = 1 THEN 'yes' ELSE '' END",
-                Kind::Text,
-            ),
-            col("Subscription", "s.id", Kind::Anchor),
-        ],
-    },
-    Spec {
-        name: "payments",
-        from: "charges ch LEFT JOIN customers c ON c.id = ch.customer_id",
-        id: "ch.id",
-        created: "ch.created",
-        currency: "ch.currency",
-        amount: Some("ch.amount"),
-        tabs: &[
-            ("succeeded", "ch.status = 'succeeded'"),
-            ("failed", "ch.status = 'failed'"),
-            ("refunded", "COALESCE(ch.amount_refunded, 0) > 0"),
-            ("disputed", "ch.disputed = 1"),
-        ],
-        search: &["ch.id", "c.email", "c.name"],
-        sorts: &[("created", "ch.created"), ("amount", "COALESCE(ch.amount, 0)")],
-        dates: &[],
-        tab_amounts: &[],
-        tab_sorts: &[],
-        columns: &[
-            col("Date", "ch.created", Kind::Time),
-            col("Payment", "ch.id", Kind::Link("/payments/")),
-            col("Customer", "COALESCE(c.name, c.email, ch.customer_id)", Kind::Customer),
-            col("Status", "ch.status", Kind::Status),
-            col("Amount", "ch.amount", Kind::Money),
-            col("Refunded", "ch.amount_refunded", Kind::Money),
-            col("Failure", "ch.failure_message", Kind::Text),
-        ],
-    },
-    Spec {
-        name: "invoices",
-        from: "invoices i LEFT JOIN customers c ON c.id = i.customer_id",
-        id: "i.id",
-        created: "i.created",
-        currency: "i.currency",
-        amount: Some("i.amount_due"),
-        tabs: &[
-            ("paid", "i.status = 'paid'"),
-            ("open", "i.status = 'open'"),
-            (
-                "failed",
-                "i.status = 'open' AND COALESCE(i.attempt_count, 0) > 0 AND i.deleted = 0",
-            ),
-            ("void", "i.status = 'void'"),
-            ("uncollectible", "i.status = 'uncollectible'"),
-        ],
-        search: &["i.id", "c.email", "c.name"],
-        sorts: &[("created", "i.created"), ("amount", "COALESCE(i.amount_due, 0)")],
-        dates: &[],
-        // What is still owed on unpaid invoices (the overview's open failed payments).
-        tab_amounts: &[("failed", "i.amount_remaining", "remaining")],
-        tab_sorts: &[],
-        columns: &[
-            col("Date", "i.created", Kind::Time),
-            col("Invoice", "i.id", Kind::Anchor),
-            col("Customer", "COALESCE(c.name, c.email, i.customer_id)", Kind::Customer),
-            col("Status", "i.status", Kind::Status),
-            col("Amount due", "i.amount_due", Kind::Money),
-            col("Paid", "i.amount_paid", Kind::Money),
-            col("Attempts", "i.attempt_count", Kind::Text),
-        ],
-    },
-    Spec {
-        name: "refunds",
-        from: "refunds r LEFT JOIN charges ch ON ch.id = r.charge_id LEFT JOIN customers c ON c.id = ch.customer_id",
-        id: "r.id",
-        created: "r.created",
-        currency: "r.currency",
-        amount: Some("r.amount"),
-        tabs: &[
-            ("succeeded", "r.status = 'succeeded'"),
-            ("pending", "r.status = 'pending'"),
-            // What the overview's net revenue subtracts (a refund without a status succeeded).
-            ("counted", "COALESCE(r.status, 'succeeded') IN ('succeeded', 'pending')"),
-            ("failed", "r.status IN ('failed', 'canceled')"),
-        ],
-        search: &["r.id", "r.charge_id", "c.email", "c.name"],
-        sorts: &[("created", "r.created"), ("amount", "COALESCE(r.amount, 0)")],
-        dates: &[],
-        tab_amounts: &[],
-        tab_sorts: &[],
-        columns: &[
-            col("Date", "r.created", Kind::Time),
-            col("Refund", "r.id", Kind::Anchor),
-            col("Payment", "r.charge_id", Kind::Link("/payments/")),
-            col("Customer", "COALESCE(c.name, c.email, ch.customer_id)", Kind::Customer),
-            col("Status", "r.status", Kind::Status),
-            col("Amount", "r.amount", Kind::Money),
-            col("Reason", "r.reason", Kind::Label),
-        ],
-    },
-    Spec {
-        name: "disputes",
-        from: "disputes d LEFT JOIN charges ch ON ch.id = d.charge_id LEFT JOIN customers c ON c.id = ch.customer_id",
-        id: "d.id",
-        created: "d.created",
-        currency: "d.currency",
-        amount: Some("d.amount"),
-        tabs: &[
-            (
-                "open",
-                "d.status IN ('needs_response', 'warning_needs_response', 'under_review', 'warning_under_review')",
-            ),
-            (
-                "needs_response",
-                "d.status IN ('needs_response', 'warning_needs_response')",
-            ),
-            ("won", "d.status = 'won'"),
-            ("lost", "d.status = 'lost'"),
-        ],
-        search: &["d.id", "d.charge_id", "c.email", "c.name"],
-        sorts: &[
-            ("created", "d.created"),
-            ("evidence_due", "COALESCE(d.evidence_due_by, 0)"),
-            ("amount", "COALESCE(d.amount, 0)"),
-            // The soonest deadline of a dispute still waiting for evidence first.
-            ("urgency", DISPUTE_URGENCY),
-        ],
-        dates: &[],
-        tab_amounts: &[],
-        tab_sorts: &[("open", "urgency"), ("needs_response", "urgency")],
-        columns: &[
-            col("Opened", "d.created", Kind::Time),
-            col("Dispute", "d.id", Kind::Anchor),
-            col("Payment", "d.charge_id", Kind::Link("/payments/")),
-            col("Customer", "COALESCE(c.name, c.email, ch.customer_id)", Kind::Customer),
-            col("Status", "d.status", Kind::Status),
-            col("Amount", "d.amount", Kind::Money),
-            col("Reason", "d.reason", Kind::Label),
-            col("Evidence due", "d.evidence_due_by", Kind::Time),
-            col("Respond within", DISPUTE_DEADLINE, Kind::DueIn),
-        ],
-    },
-    Spec {
-        name: "customers",
-        // Per-customer figures as correlated subqueries over index subscriptions_customer_active:
-        // a page evaluates them for its rows only, not for every customer.
-        from: "customers c",
-        id: "c.id",
-        created: "c.created",
-        currency: "c.currency",
-        amount: Some(CUSTOMER_MRR),
-        tabs: &[
-            ("all", "1 = 1"),
-            ("paying", CUSTOMER_PAYING),
-            ("not_paying", CUSTOMER_NOT_PAYING),
-            ("deleted", "c.deleted = 1"),
-        ],
-        search: &["c.id", "c.email", "c.name"],
-        sorts: &[("created", "c.created"), ("mrr", CUSTOMER_MRR_SORT)],
-        dates: &[],
-        tab_amounts: &[],
-        tab_sorts: &[],
-        columns: &[
-            col("Customer", "COALESCE(c.name, c.email, c.id)", Kind::Customer),
-            col("Email", "c.email", Kind::Text),
-            col("Active subscriptions", CUSTOMER_ACTIVE, Kind::Text),
-            col("MRR", CUSTOMER_MRR, Kind::Money),
-            col("Since", "c.created", Kind::Time),
-            col(
-                "Status",
-                "CASE WHEN c.deleted = 1 THEN 'deleted' ELSE '' END",
-                Kind::Status,
-            ),
-        ],
-    },
-];
-
-fn spec(name: &str) -> Option<&'static Spec> {
-    SPECS.iter().find(|s| s.name == name)
-}
 
 #[derive(Clone)]
-enum Param {
+pub(super) enum Param {
     Text(String),
     Int(i64),
 }
 
 /// The WHERE clause and its parameters for a query string's filters.
-struct Filter {
-    sql: String,
-    params: Vec<Param>,
-    sort: &'static str,
-    ascending: bool,
+pub(super) struct Filter {
+    pub(super) sql: String,
+    pub(super) params: Vec<Param>,
+    pub(super) sort: &'static str,
+    pub(super) ascending: bool,
 }
 
 fn day(value: &str) -> Option<i64> {
@@ -335,7 +31,7 @@ fn day(value: &str) -> Option<i64> {
         .map(|t| t.and_utc().timestamp())
 }
 
-fn build(spec: &Spec, q: &HashMap<String, String>) -> Result<Filter, String> {
+pub(super) fn build(spec: &Spec, q: &HashMap<String, String>) -> Result<Filter, String> {
     let mut conditions: Vec<String> = Vec::new();
     let mut params: Vec<Param> = Vec::new();
     let next = |p: Param, params: &mut Vec<Param>| {
@@ -441,7 +137,7 @@ fn build(spec: &Spec, q: &HashMap<String, String>) -> Result<Filter, String> {
     })
 }
 
-fn bind<'q>(
+pub(super) fn bind<'q>(
     mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     params: &'q [Param],
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
@@ -454,7 +150,7 @@ fn bind<'q>(
     query
 }
 
-fn select_list(spec: &Spec, sort: &str) -> String {
+pub(super) fn select_list(spec: &Spec, sort: &str) -> String {
     let mut cols: Vec<String> = spec
         .columns
         .iter()
@@ -473,7 +169,7 @@ fn select_list(spec: &Spec, sort: &str) -> String {
     cols.join(", ")
 }
 
-fn cell(kind: Kind, row: &sqlx::any::AnyRow, i: usize, currency: &str, customer: Option<&str>) -> Cell {
+pub(super) fn cell(kind: Kind, row: &sqlx::any::AnyRow, i: usize, currency: &str, customer: Option<&str>) -> Cell {
     let name = format!("c{i}");
     match kind {
         Kind::Money => {
@@ -808,17 +504,6 @@ fn result(
     }
 }
 
-fn csv_field(text: &str) -> String {
-    // Quote everything; double inner quotes; neutralise spreadsheet formulas.
-    // (OWASP's list: = + - @, tab and carriage return; a plain number such as -12.50 stays one.)
-    let safe = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) && text.parse::<f64>().is_err() {
-        format!("'{text}")
-    } else {
-        text.to_string()
-    };
-    format!("\"{}\"", safe.replace('"', "\"\""))
-}
-
 /// A list's totals per currency from its totals query's rows.
 fn rows_to_totals(spec: &Spec, q: &HashMap<String, String>, rows: &[sqlx::any::AnyRow]) -> Vec<Total> {
     let (amount, measure) = amount_of(spec, q);
@@ -842,196 +527,11 @@ fn rows_to_totals(spec: &Spec, q: &HashMap<String, String>, rows: &[sqlx::any::A
 }
 
 /// `GET /export/{list}.csv?filters`: every row of the filtered list, streamed as CSV (amounts as
-/// plain decimals with a currency column).
-pub async fn export(State(state): State<AppState>, Path(file): Path<String>, RawQuery(query): RawQuery) -> Response {
-    let q: HashMap<String, String> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .into_owned()
-        .collect();
-    let Some(name) = file.strip_suffix(".csv") else {
-        return (StatusCode::NOT_FOUND, "No such export.").into_response();
-    };
-    if name == "movements" {
-        return export_movements(state, q).await;
-    }
-    let Some(spec) = spec(name) else {
-        return (StatusCode::NOT_FOUND, "No such export.").into_response();
-    };
-    let filter = match build(spec, &q) {
-        Ok(f) => f,
-        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
-    };
-    let (cmp_order, _) = if filter.ascending { ("ASC", ()) } else { ("DESC", ()) };
-    let sql = format!(
-        "SELECT {} FROM {} WHERE {} ORDER BY {} {cmp_order}, {} {cmp_order}",
-        select_list(spec, filter.sort),
-        spec.from,
-        filter.sql,
-        filter.sort,
-        spec.id
-    );
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
-    let db = state.db.clone();
-    tokio::spawn(async move {
-        let mut header: Vec<String> = spec.columns.iter().map(|c| csv_field(c.header)).collect();
-        header.push(csv_field("Currency"));
-        if tx.send(Bytes::from(header.join(",") + "\r\n")).await.is_err() {
-            return;
-        }
-        let mut rows = bind(sqlx::query(&sql), &filter.params).fetch(db.reader());
-        let mut buffer = String::new();
-        while let Some(row) = rows.next().await {
-            let row = match row {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(error = %e, list = spec.name, "CSV export failed midway");
-                    return;
-                }
-            };
-            let currency: String = row
-                .try_get::<Option<String>, _>("row_currency")
-                .ok()
-                .flatten()
-                .unwrap_or_default();
-            let mut fields: Vec<String> = spec
-                .columns
-                .iter()
-                .enumerate()
-                .map(|(i, c)| csv_field(&cell(c.kind, &row, i, &currency, None).raw))
-                .collect();
-            fields.push(csv_field(&currency));
-            buffer.push_str(&fields.join(","));
-            buffer.push_str("\r\n");
-            if buffer.len() > 32 * 1024 && tx.send(Bytes::from(std::mem::take(&mut buffer))).await.is_err() {
-                return;
-            }
-        }
-        if !buffer.is_empty() {
-            let _ = tx.send(Bytes::from(buffer)).await;
-        }
-    });
-    csv_response(name, rx)
-}
-
-fn csv_response(name: &str, rx: tokio::sync::mpsc::Receiver<Bytes>) -> Response {
-    // Fused: a compressing layer polls once more after the end, which a bare unfold answers
-    // with a panic.
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|chunk| (Ok::<_, Infallible>(chunk), rx))
-    })
-    .fuse();
-    let date = crate::domain::calendar::month_label(crate::db::now_unix());
-    (
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"tally-{name}-{date}.csv\""),
-            ),
-        ],
-        Body::from_stream(stream),
-    )
-        .into_response()
-}
-
-async fn export_movements(state: AppState, q: HashMap<String, String>) -> Response {
-    use crate::revenue::movements;
-    let Some(currency) = q.get("currency").filter(|c| !c.is_empty()).cloned() else {
-        return (StatusCode::BAD_REQUEST, "Choose a currency.").into_response();
-    };
-    let mut filter = movements::Filter {
-        kind: q.get("kind").filter(|k| !k.is_empty()).cloned(),
-        month: q.get("month").filter(|m| !m.is_empty()).cloned(),
-        ..Default::default()
-    };
-    for (key, slot) in [("since", &mut filter.since), ("through", &mut filter.through)] {
-        match q
-            .get(key)
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
-            .map(str::parse::<i64>)
-        {
-            None => {}
-            Some(Ok(t)) => *slot = Some(t),
-            Some(Err(_)) => {
-                return (
-                    StatusCode::BAD_REQUEST,
-                    format!("{key} must be a time in Unix seconds."),
-                )
-                    .into_response()
-            }
-        }
-    }
-    // The first page before answering, so a database fault is a 503 rather than a cut file.
-    const PAGE: i64 = 2_000;
-    let first = match movements::page_after(&state.db, &currency, &filter, None, PAGE).await {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::error!(error = %e, "movement export failed");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The database did not answer; try again in a moment.",
-            )
-                .into_response();
-        }
-    };
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
-    tokio::spawn(async move {
-        let mut out = String::from(
-            "\"When (UTC)\",\"Kind\",\"Customer\",\"Subscription\",\"MRR change\",\"Currency\",\"Event\"\r\n",
-        );
-        let mut page = first;
-        loop {
-            let cursor = page
-                .last()
-                .map(|m| (m.at, m.event_id.clone(), m.subscription_id.clone()));
-            let full = page.len() as i64 == PAGE;
-            for m in page.drain(..) {
-                let when = chrono::DateTime::from_timestamp(m.at, 0)
-                    .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
-                    .unwrap_or_default();
-                let fields = [
-                    when,
-                    m.kind.as_str().to_string(),
-                    m.customer_id,
-                    m.subscription_id,
-                    money::to_input(m.delta, &currency),
-                    currency.clone(),
-                    m.event_id,
-                ];
-                out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
-                out.push_str("\r\n");
-            }
-            if tx.send(Bytes::from(std::mem::take(&mut out))).await.is_err() {
-                return;
-            }
-            let (true, Some(cursor)) = (full, cursor) else { return };
-            page = match movements::page_after(&state.db, &currency, &filter, Some(&cursor), PAGE).await {
-                Ok(p) => p,
-                Err(e) => {
-                    // The file ends early; the log says why (the status line is already sent).
-                    tracing::error!(error = %e, "movement export failed midway");
-                    return;
-                }
-            };
-        }
-    });
-    csv_response("movements", rx)
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn csv_fields_are_quoted_and_formulas_neutralised() {
-        assert_eq!(csv_field("a\"b"), "\"a\"\"b\"");
-        assert_eq!(csv_field("=HYPERLINK(1)"), "\"'=HYPERLINK(1)\"");
-        assert_eq!(csv_field("-12.50"), "\"-12.50\"");
-        assert_eq!(csv_field("\t=1+1"), "\"'\t=1+1\"");
-        assert_eq!(csv_field("\r=cmd"), "\"'\r=cmd\"");
-        assert_eq!(csv_field("+1-2@x"), "\"'+1-2@x\"");
-        assert_eq!(csv_field("@SUM(A1)"), "\"'@SUM(A1)\"");
-    }
+    use crate::lists::DISPUTE_URGENCY;
 
     #[test]
     fn deadlines_count_days_left_and_days_late() {
