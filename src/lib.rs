@@ -11,8 +11,6 @@ pub mod domain;
 pub mod pages;
 
 #[cfg(feature = "ssr")]
-pub mod bench;
-#[cfg(feature = "ssr")]
 pub mod billing;
 #[cfg(feature = "ssr")]
 pub mod cli;
@@ -22,8 +20,6 @@ pub mod clock;
 pub mod config;
 #[cfg(feature = "ssr")]
 pub mod db;
-#[cfg(feature = "ssr")]
-pub mod demo;
 #[cfg(feature = "ssr")]
 pub mod lists;
 #[cfg(feature = "ssr")]

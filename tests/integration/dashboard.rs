@@ -5,7 +5,7 @@ use crate::common;
 
 use common::{Backend, TestApp};
 use serde_json::Value;
-use tally::demo;
+use tally::cli::demo;
 
 async fn seeded(backend: Backend, customers: usize) -> TestApp {
     let app = TestApp::spawn(backend).await;

@@ -7,7 +7,7 @@ use crate::common;
 
 use common::TestApp;
 use serde_json::Value;
-use tally::demo;
+use tally::cli::demo;
 use tally::domain::metrics::percent;
 use tally::domain::money::{count, format};
 

@@ -2,6 +2,9 @@
 //!
 //! Every failure at start becomes one line on stderr naming what is wrong, and exit code 1.
 
+pub mod bench;
+pub mod demo;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -179,14 +182,14 @@ fn run(cli: Cli) -> Result<u8, String> {
                 concurrency,
                 rate,
             }) => {
-                let options = crate::bench::IngestOptions {
+                let options = bench::IngestOptions {
                     url,
                     secret,
                     events,
                     concurrency: concurrency.max(1),
                     rate,
                 };
-                crate::bench::ingest(options).await.map(|_| 0)
+                bench::ingest(options).await.map(|_| 0)
             }
             Command::Bench(BenchCommand::Pages {
                 url,
@@ -207,7 +210,7 @@ fn run(cli: Cli) -> Result<u8, String> {
                     return Err("--webhooks-per-sec takes one --url".to_string());
                 }
                 let interval = std::time::Duration::from_millis(interval_ms);
-                crate::bench::pages(&url, &email, &password, requests.max(1), &pages, live, interval)
+                bench::pages(&url, &email, &password, requests.max(1), &pages, live, interval)
                     .await
                     .map(|_| 0)
             }
@@ -334,7 +337,7 @@ async fn seed_demo(
     let db = connect_migrated(config).await?;
     let started = std::time::Instant::now();
     let now = crate::db::now_unix();
-    let profile = crate::demo::Profile::sized(customers, subscriptions, charges, now);
+    let profile = demo::Profile::sized(customers, subscriptions, charges, now);
     if subscriptions.is_some() || charges.is_some() {
         println!(
             "demo data: {:.0}% of customers take the add-on, {:.2} credit packs a month",
@@ -343,7 +346,7 @@ async fn seed_demo(
         );
     }
     let verbose = customers > 10_000;
-    let seeded = crate::demo::seed_with(&db, customers, profile, now, |done, events| {
+    let seeded = demo::seed_with(&db, customers, profile, now, |done, events| {
         if verbose {
             println!(
                 "  {done} customers, {events} events applied ({:.0}s)",
@@ -363,8 +366,8 @@ async fn seed_demo(
         }
     };
     match seeded {
-        crate::demo::Seeded::AlreadyHasData => println!("demo data: skipped, the database already has customers"),
-        crate::demo::Seeded::Events(n) => println!(
+        demo::Seeded::AlreadyHasData => println!("demo data: skipped, the database already has customers"),
+        demo::Seeded::Events(n) => println!(
             "demo data: {customers} customers, {} subscriptions, {} charges, {n} Stripe events applied in {:.1}s",
             count("subscriptions").await,
             count("charges").await,
