@@ -245,7 +245,7 @@ pub struct Config {
     pub stripe_rate_limit: u32,
     /// Retries of transient Stripe failures (`STRIPE_MAX_ATTEMPTS`, default 4;
     /// `STRIPE_RETRY_BASE_MS`, default 500, doubling with jitter up to 8 s).
-    pub stripe_retry: crate::stripe::RetryPolicy,
+    pub stripe_retry: RetryPolicy,
     pub public_base_url: Url,
     pub listen_addr: SocketAddr,
     pub log_format: LogFormat,
@@ -265,7 +265,7 @@ pub struct Config {
     /// Which coupon durations reduce MRR (`MRR_DISCOUNTS`, default `forever`: Stripe Billing's
     /// default; `forever,repeating`, `forever,once` or `forever,repeating,once` follow Stripe's
     /// other settings). Changing it recomputes the MRR history at the next start.
-    pub mrr_discounts: crate::projection::mrr::DiscountPolicy,
+    pub mrr_discounts: DiscountPolicy,
     /// The clock for sessions and login lockouts (the system's; tests move it forward).
     pub clock: crate::clock::Clock,
     /// Proxies whose `X-Forwarded-For` Tally believes (`TRUSTED_PROXIES`: addresses or CIDRs,
@@ -273,7 +273,7 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// How SQLite commits (`SQLITE_SYNCHRONOUS`: `full`, the default, survives power loss;
     /// `normal` may lose the last commits then). See docs/deploy.md.
-    pub sqlite_sync: crate::db::SqliteSync,
+    pub sqlite_sync: SqliteSync,
 }
 
 /// Scheduled reconciliation against Stripe's event list.
@@ -455,7 +455,7 @@ impl Config {
             None if stripe_key.as_ref().is_some_and(|k| k.mode.is_live()) => 80,
             None => 20,
         };
-        let mut stripe_retry = crate::stripe::RetryPolicy::default();
+        let mut stripe_retry = RetryPolicy::default();
         if let Some(v) = get("STRIPE_MAX_ATTEMPTS") {
             stripe_retry.max_attempts = v.parse().ok().filter(|n| (1..=10).contains(n)).ok_or_else(|| {
                 err(
@@ -648,12 +648,13 @@ impl Config {
             .map(Secret::new);
 
         let sqlite_sync = match get("SQLITE_SYNCHRONOUS") {
-            Some(v) => crate::db::SqliteSync::parse(&v)
-                .ok_or_else(|| err("SQLITE_SYNCHRONOUS", "must be full or normal".into()))?,
+            Some(v) => {
+                SqliteSync::parse(&v).ok_or_else(|| err("SQLITE_SYNCHRONOUS", "must be full or normal".into()))?
+            }
             None => Default::default(),
         };
         let mrr_discounts = match get("MRR_DISCOUNTS") {
-            Some(v) => crate::projection::mrr::DiscountPolicy::parse(&v).map_err(|m| err("MRR_DISCOUNTS", m))?,
+            Some(v) => DiscountPolicy::parse(&v).map_err(|m| err("MRR_DISCOUNTS", m))?,
             None => Default::default(),
         };
 
@@ -699,6 +700,123 @@ fn parse_http_url(value: Option<String>, default: &str) -> Result<Url, String> {
         return Err("must be an http:// or https:// URL with a host".into());
     }
     Ok(url)
+}
+
+// Value types of settings that other modules act on (the Stripe transport, the database, MRR):
+// defined here so configuration depends on nothing above it.
+
+/// How often and how patiently transient failures are retried.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// The first backoff; each retry doubles it, up to `max_delay`. The wait is drawn at random
+    /// between half and all of it (jitter), so many clients do not retry in step.
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(8),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `retry` (1 for the first retry), given a random `unit` in [0, 1).
+    pub fn delay(&self, retry: u32, unit: f64) -> Duration {
+        let full = self
+            .base_delay
+            .saturating_mul(2u32.saturating_pow(retry.saturating_sub(1)))
+            .min(self.max_delay);
+        full.mul_f64(0.5 + unit.clamp(0.0, 1.0) / 2.0)
+    }
+}
+
+/// How SQLite's writer commits (`SQLITE_SYNCHRONOUS`). In WAL mode `Full` syncs the log at every
+/// commit, so a transaction Tally acknowledged (an event Stripe was told 200 for) survives a
+/// power loss; `Normal` syncs only at checkpoints and can lose the last commits on power loss
+/// (never on a crash of Tally alone). The inbox's group commit keeps `Full` cheap: one sync per
+/// batch of events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SqliteSync {
+    #[default]
+    Full,
+    Normal,
+}
+
+impl SqliteSync {
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "full" => Some(SqliteSync::Full),
+            "normal" => Some(SqliteSync::Normal),
+            _ => None,
+        }
+    }
+
+    /// The statement that sets it on a connection.
+    pub fn pragma(self) -> &'static str {
+        match self {
+            SqliteSync::Full => "PRAGMA synchronous = FULL",
+            SqliteSync::Normal => "PRAGMA synchronous = NORMAL",
+        }
+    }
+}
+
+/// Which coupon durations reduce MRR. Stripe Billing's default subtracts only *forever* coupons;
+/// its settings can also subtract recurring (*repeating*) and one-time (*once*) discounts
+/// (`MRR_DISCOUNTS`: `forever`, `forever,repeating`, `forever,once`, `forever,repeating,once`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiscountPolicy {
+    pub repeating: bool,
+    pub once: bool,
+}
+
+impl DiscountPolicy {
+    /// A comma-separated list of durations; `forever` always counts and may be left out.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let mut policy = DiscountPolicy::default();
+        for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part.to_ascii_lowercase().as_str() {
+                "forever" => {}
+                "repeating" => policy.repeating = true,
+                "once" => policy.once = true,
+                "all" => {
+                    policy.repeating = true;
+                    policy.once = true;
+                }
+                other => {
+                    return Err(format!(
+                        "has an unknown coupon duration {other:?} (use forever, repeating, once, comma-separated)"
+                    ))
+                }
+            }
+        }
+        Ok(policy)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match (self.repeating, self.once) {
+            (false, false) => "forever",
+            (true, false) => "forever,repeating",
+            (false, true) => "forever,once",
+            (true, true) => "forever,repeating,once",
+        }
+    }
+
+    /// Whether a coupon of this duration (`forever`, `repeating`, `once`) reduces MRR.
+    pub fn counts(self, duration: &str) -> bool {
+        match duration {
+            "forever" => true,
+            "repeating" => self.repeating,
+            "once" => self.once,
+            _ => false,
+        }
+    }
 }
 
 #[cfg(test)]

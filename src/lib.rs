@@ -5,11 +5,12 @@
 
 pub mod api;
 pub mod app;
-pub mod auth;
 pub mod components;
 pub mod domain;
 pub mod pages;
 
+#[cfg(feature = "ssr")]
+pub mod auth;
 #[cfg(feature = "ssr")]
 pub mod billing;
 #[cfg(feature = "ssr")]

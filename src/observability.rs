@@ -141,7 +141,7 @@ pub async fn track_http(request: Request, next: Next) -> Response {
 /// `Authorization: Bearer <token>`.
 pub async fn export(
     State(state): State<AppState>,
-    admin: Option<axum::Extension<crate::auth::CurrentAdmin>>,
+    admin: Option<axum::Extension<crate::domain::admins::CurrentAdmin>>,
     headers: HeaderMap,
 ) -> Response {
     // Not public: a scraper shows METRICS_TOKEN as a bearer token; without one configured, only

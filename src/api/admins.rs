@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::Role;
+use crate::domain::admins::Role;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdminView {
@@ -21,9 +21,9 @@ mod server {
     use leptos::prelude::ServerFnError;
 
     use crate::auth::server::{require_role, RequestInfo};
-    use crate::auth::{CurrentAdmin, Role};
     use crate::db::admins::AdminChangeError;
     use crate::db::audit;
+    use crate::domain::admins::{CurrentAdmin, Role};
     use crate::state::AppState;
 
     pub fn owner() -> Result<(CurrentAdmin, AppState), ServerFnError> {
@@ -87,9 +87,9 @@ pub async fn list_admins() -> Result<Vec<AdminView>, ServerFnError> {
 #[server(endpoint = "admins/create")]
 pub async fn create_admin(email: String, password: String, role: String) -> Result<String, ServerFnError> {
     let (me, state) = server::owner()?;
-    let email = crate::auth::normalize_email(&email).map_err(ServerFnError::new)?;
+    let email = crate::domain::admins::normalize_email(&email).map_err(ServerFnError::new)?;
     let role = Role::parse(&role).ok_or_else(|| ServerFnError::new("Choose a role: owner, admin or viewer."))?;
-    crate::auth::check_new_password(&password).map_err(ServerFnError::new)?;
+    crate::domain::admins::check_new_password(&password).map_err(ServerFnError::new)?;
     let hash = crate::auth::server::password::hash(password)
         .await
         .map_err(|e| super::internal("password hashing failed", e))?;
@@ -141,7 +141,7 @@ pub async fn set_disabled(id: i64, disabled: bool) -> Result<String, ServerFnErr
 #[server(endpoint = "admins/password")]
 pub async fn reset_password(id: i64, password: String) -> Result<String, ServerFnError> {
     let (me, state) = server::owner()?;
-    crate::auth::check_new_password(&password).map_err(ServerFnError::new)?;
+    crate::domain::admins::check_new_password(&password).map_err(ServerFnError::new)?;
     let hash = crate::auth::server::password::hash(password)
         .await
         .map_err(|e| super::internal("password hashing failed", e))?;

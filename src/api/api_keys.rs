@@ -6,7 +6,8 @@ pub use crate::domain::api_key::ApiKeyView;
 
 #[server(endpoint = "api-keys/list")]
 pub async fn list_api_keys() -> Result<Vec<ApiKeyView>, ServerFnError> {
-    use crate::auth::{server::require_role, Role};
+    use crate::auth::server::require_role;
+    use crate::domain::admins::Role;
     require_role(Role::Owner)?;
     let state = crate::state::AppState::from_context()?;
     let rows = crate::billing::api_keys::list(&state.db)
@@ -16,7 +17,7 @@ pub async fn list_api_keys() -> Result<Vec<ApiKeyView>, ServerFnError> {
 }
 
 #[cfg(feature = "ssr")]
-async fn audit(me: &crate::auth::CurrentAdmin, action: &'static str, target: &str, detail: String) {
+async fn audit(me: &crate::domain::admins::CurrentAdmin, action: &'static str, target: &str, detail: String) {
     if let Ok(state) = crate::state::AppState::from_context() {
         super::audit_action(&state.db, me, action, Some(target), "success", Some(detail)).await;
     }
@@ -25,7 +26,8 @@ async fn audit(me: &crate::auth::CurrentAdmin, action: &'static str, target: &st
 /// Creates a key; the answer is the key itself, shown this once.
 #[server(endpoint = "api-keys/create")]
 pub async fn create_api_key(name: String) -> Result<String, ServerFnError> {
-    use crate::auth::{server::require_role, Role};
+    use crate::auth::server::require_role;
+    use crate::domain::admins::Role;
     let me = require_role(Role::Owner)?;
     let state = crate::state::AppState::from_context()?;
     let name = name.trim();
@@ -43,7 +45,8 @@ pub async fn create_api_key(name: String) -> Result<String, ServerFnError> {
 
 #[server(endpoint = "api-keys/revoke")]
 pub async fn revoke_api_key(id: String) -> Result<String, ServerFnError> {
-    use crate::auth::{server::require_role, Role};
+    use crate::auth::server::require_role;
+    use crate::domain::admins::Role;
     let me = require_role(Role::Owner)?;
     let state = crate::state::AppState::from_context()?;
     let revoked = crate::billing::api_keys::revoke(&state.db, &id)

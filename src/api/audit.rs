@@ -36,8 +36,9 @@ pub async fn list_audit(
     until: Option<String>,
     before: Option<i64>,
 ) -> Result<AuditPage, ServerFnError> {
-    use crate::auth::{server::require_role, Role};
+    use crate::auth::server::require_role;
     use crate::db::audit;
+    use crate::domain::admins::Role;
     use crate::state::AppState;
 
     require_role(Role::Admin)?;

@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use crate::auth::CurrentAdmin;
+use crate::domain::admins::CurrentAdmin;
 
 /// The signed-in admin, or `None` on public pages.
 #[server(endpoint = "whoami")]

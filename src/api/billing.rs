@@ -284,7 +284,7 @@ pub async fn checkout_result(session_id: String) -> Result<Option<CheckoutOutcom
 #[cfg(feature = "ssr")]
 async fn audit(
     state: &crate::state::AppState,
-    me: &crate::auth::CurrentAdmin,
+    me: &crate::domain::admins::CurrentAdmin,
     action: &'static str,
     target: &str,
     ok: bool,
@@ -298,7 +298,8 @@ async fn audit(
 /// page in Tally.
 #[server(endpoint = "billing/portal")]
 pub async fn open_customer_portal(customer_id: String) -> Result<String, ServerFnError> {
-    use crate::auth::{server::require_role, Role};
+    use crate::auth::server::require_role;
+    use crate::domain::admins::Role;
 
     let me = require_role(Role::Admin)?;
     let state = crate::state::AppState::from_context()?;
@@ -334,8 +335,9 @@ pub async fn refund_payment(
     note: Option<String>,
     idempotency_key: String,
 ) -> Result<String, ServerFnError> {
-    use crate::auth::{server::require_role, Role};
+    use crate::auth::server::require_role;
     use crate::billing::refunds::{self, RefundError, RefundForm};
+    use crate::domain::admins::Role;
     use crate::domain::money;
 
     let me = require_role(Role::Admin)?;
@@ -391,7 +393,8 @@ pub async fn change_subscription(
     action: String,
     token: String,
 ) -> Result<String, ServerFnError> {
-    use crate::auth::{server::require_role, Role};
+    use crate::auth::server::require_role;
+    use crate::domain::admins::Role;
     use crate::stripe::ops::{self, SubscriptionChange};
 
     let me = require_role(Role::Admin)?;
@@ -480,7 +483,9 @@ pub struct RefundRow {
 pub async fn payment_detail(id: String) -> Result<Option<PaymentView>, ServerFnError> {
     use sqlx::Row;
 
-    use crate::auth::{server::require_role, Role};
+    use crate::auth::server::require_role;
+
+    use crate::domain::admins::Role;
 
     require_role(Role::Viewer)?;
     let state = crate::state::AppState::from_context()?;

@@ -73,7 +73,8 @@ pub struct CustomerDetail {
 
 #[server(endpoint = "customers/get")]
 pub async fn get_customer(id: String) -> Result<Option<CustomerDetail>, ServerFnError> {
-    use crate::auth::{server::require_role, Role};
+    use crate::auth::server::require_role;
+    use crate::domain::admins::Role;
     use crate::state::AppState;
 
     require_role(Role::Viewer)?;

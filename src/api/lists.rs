@@ -7,7 +7,7 @@ use crate::domain::lists::ListResult;
 /// One page of list `list` with the filters of `query` (the page's URL query string).
 #[server(endpoint = "lists/page")]
 pub async fn list_page(list: String, query: String) -> Result<ListResult, ServerFnError> {
-    crate::auth::server::require_role(crate::auth::Role::Viewer)?;
+    crate::auth::server::require_role(crate::domain::admins::Role::Viewer)?;
     let state = crate::state::AppState::from_context()?;
     let q: std::collections::HashMap<String, String> =
         url::form_urlencoded::parse(query.trim_start_matches('?').as_bytes())

@@ -43,7 +43,7 @@ pub async fn get_overview(currency: Option<String>) -> Result<Option<OverviewDat
     use crate::revenue;
     static OVERVIEW: Cached<Option<OverviewData>> = Cached::new();
 
-    crate::auth::server::require_role(crate::auth::Role::Viewer)?;
+    crate::auth::server::require_role(crate::domain::admins::Role::Viewer)?;
     let state = crate::state::AppState::from_context()?;
     let now = crate::db::now_unix();
     let key = format!("overview:{}", currency.as_deref().unwrap_or(""));
@@ -118,7 +118,7 @@ pub async fn list_movements(
     use crate::db::cache::Cached;
     static MOVEMENTS: Cached<MovementList> = Cached::new();
 
-    crate::auth::server::require_role(crate::auth::Role::Viewer)?;
+    crate::auth::server::require_role(crate::domain::admins::Role::Viewer)?;
     let state = crate::state::AppState::from_context()?;
     let kind = kind.filter(|k| !k.is_empty());
     let month = month.filter(|m| !m.is_empty());

@@ -18,7 +18,7 @@ pub mod webhooks;
 #[cfg(feature = "ssr")]
 pub(crate) async fn audit_action(
     db: &crate::db::Db,
-    me: &crate::auth::CurrentAdmin,
+    me: &crate::domain::admins::CurrentAdmin,
     action: &'static str,
     target: Option<&str>,
     outcome: &'static str,

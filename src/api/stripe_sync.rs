@@ -33,7 +33,8 @@ impl SyncPageData {
 
 #[server(endpoint = "stripe-sync/overview")]
 pub async fn sync_overview() -> Result<SyncPageData, ServerFnError> {
-    use crate::auth::{server::require_role, Role};
+    use crate::auth::server::require_role;
+    use crate::domain::admins::Role;
     use crate::state::AppState;
     use crate::sync::jobs::{self, JobKind};
 
@@ -108,7 +109,7 @@ async fn start(
     started: &str,
 ) -> Result<String, ServerFnError> {
     use crate::auth::server::require_role;
-    use crate::auth::Role;
+    use crate::domain::admins::Role;
     use crate::state::AppState;
     use crate::sync::background::{self, JobError};
 

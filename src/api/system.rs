@@ -46,7 +46,7 @@ pub async fn system_status() -> Result<InstallStatus, ServerFnError> {
     use crate::db::settings;
     use crate::state::AppState;
 
-    crate::auth::server::require_role(crate::auth::Role::Viewer)?;
+    crate::auth::server::require_role(crate::domain::admins::Role::Viewer)?;
     let state = AppState::from_context()?;
     let config = &state.config;
     let installed_at = settings::get(&state.db, settings::INSTALLED_AT)

@@ -43,7 +43,8 @@ pub async fn list_events(
     until: Option<String>,
     before: Option<String>,
 ) -> Result<EventList, ServerFnError> {
-    use crate::auth::{server::require_role, Role};
+    use crate::auth::server::require_role;
+    use crate::domain::admins::Role;
     use crate::state::AppState;
     use crate::webhooks::inbox;
 
@@ -73,7 +74,8 @@ pub async fn list_events(
 
 #[server(endpoint = "webhooks/get")]
 pub async fn get_event(id: String) -> Result<Option<EventDetail>, ServerFnError> {
-    use crate::auth::{server::require_role, Role};
+    use crate::auth::server::require_role;
+    use crate::domain::admins::Role;
     use crate::state::AppState;
 
     require_role(Role::Viewer)?;
@@ -98,8 +100,8 @@ pub async fn get_event(id: String) -> Result<Option<EventDetail>, ServerFnError>
 #[server(endpoint = "webhooks/requeue")]
 pub async fn requeue_event(id: String) -> Result<String, ServerFnError> {
     use crate::auth::server::{require_role, RequestInfo};
-    use crate::auth::Role;
     use crate::db::audit;
+    use crate::domain::admins::Role;
     use crate::state::AppState;
 
     let me = require_role(Role::Admin)?;
@@ -145,8 +147,8 @@ pub async fn requeue_event(id: String) -> Result<String, ServerFnError> {
 #[server(endpoint = "webhooks/retry_failed")]
 pub async fn retry_failed(event_type: String) -> Result<String, ServerFnError> {
     use crate::auth::server::{require_role, RequestInfo};
-    use crate::auth::Role;
     use crate::db::audit;
+    use crate::domain::admins::Role;
     use crate::state::AppState;
 
     let me = require_role(Role::Admin)?;

@@ -1,107 +1,13 @@
-//! Who is signed in, and what they may do. Types here are shared with the browser; the checks
-//! themselves run on the server (`server`).
-
-use serde::{Deserialize, Serialize};
+//! Who is signed in, and what they may do: the checks run on the server (`server`); the types
+//! they share with the browser (roles, the current admin) are in `domain::admins`.
 
 #[cfg(feature = "ssr")]
 pub mod server;
-
-/// Roles, in increasing privilege: each can do everything the one before it can.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Reads everything.
-    Viewer,
-    /// Plus refunds, billing portal, subscription changes, sync.
-    Admin,
-    /// Plus admins, API keys and settings.
-    Owner,
-}
-
-impl Role {
-    pub const ALL: [Role; 3] = [Role::Owner, Role::Admin, Role::Viewer];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Admin => "admin",
-            Role::Owner => "owner",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Self> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "viewer" => Some(Role::Viewer),
-            "admin" => Some(Role::Admin),
-            "owner" => Some(Role::Owner),
-            _ => None,
-        }
-    }
-
-    /// Whether someone with this role may do what `required` allows.
-    pub fn allows(self, required: Role) -> bool {
-        self >= required
-    }
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The admin making the current request.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CurrentAdmin {
-    pub id: i64,
-    pub email: String,
-    pub role: Role,
-}
-
-pub const MIN_PASSWORD_BYTES: usize = 12;
-pub const MAX_PASSWORD_BYTES: usize = 1024;
-
-/// Length limits for a new password, with a message an admin can act on.
-pub fn check_new_password(password: &str) -> Result<(), String> {
-    let len = password.len();
-    if len < MIN_PASSWORD_BYTES {
-        Err(format!(
-            "The password must be at least {MIN_PASSWORD_BYTES} characters long."
-        ))
-    } else if len > MAX_PASSWORD_BYTES {
-        Err(format!("The password must be at most {MAX_PASSWORD_BYTES} bytes long."))
-    } else {
-        Ok(())
-    }
-}
-
-/// Lower-cased, trimmed; a plausible address (one @, something on each side, a dot after it).
-pub fn normalize_email(email: &str) -> Result<String, String> {
-    let email = email.trim().to_lowercase();
-    let valid = match email.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !domain.contains('@')
-                && email.len() <= 254
-                && !email.chars().any(char::is_whitespace)
-        }
-        None => false,
-    };
-    if valid {
-        Ok(email)
-    } else {
-        Err("Enter an email address such as name@example.com.".into())
-    }
-}
 
 /// Only same-origin paths may follow a login, never another site. `next` is read as a browser
 /// reads a URL (WHATWG parsing: tabs and newlines dropped, backslashes as slashes, dot segments
 /// resolved), so `/\t/evil.example`, `/\\evil.example` and `/.//evil.example` are seen for what
 /// they become; what is returned is that parsed path, which no browser reads as another host.
-#[cfg(feature = "ssr")]
 pub fn safe_next(next: Option<&str>) -> String {
     const HOME: &str = "/";
     let Some(next) = next.filter(|n| n.starts_with('/') && n.len() <= 2048) else {
@@ -136,43 +42,6 @@ pub fn safe_next(next: Option<&str>) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn roles_are_ordered_by_privilege() {
-        assert!(Role::Owner.allows(Role::Admin) && Role::Owner.allows(Role::Viewer));
-        assert!(Role::Admin.allows(Role::Admin) && !Role::Admin.allows(Role::Owner));
-        assert!(!Role::Viewer.allows(Role::Admin));
-        for role in Role::ALL {
-            assert_eq!(Role::parse(role.as_str()), Some(role));
-        }
-        assert_eq!(Role::parse("root"), None);
-    }
-
-    #[test]
-    fn passwords_between_12_and_1024_bytes() {
-        assert!(check_new_password("short").is_err());
-        assert!(check_new_password(&"a".repeat(11)).is_err());
-        assert!(check_new_password(&"a".repeat(12)).is_ok());
-        assert!(check_new_password(&"a".repeat(1024)).is_ok());
-        assert!(check_new_password(&"a".repeat(1025)).is_err());
-    }
-
-    #[test]
-    fn emails_are_normalized() {
-        assert_eq!(normalize_email("  Ada@Example.COM "), Ok("ada@example.com".into()));
-        for bad in [
-            "",
-            "ada",
-            "@example.com",
-            "ada@",
-            "ada@example",
-            "a b@example.com",
-            "a@b@c.com",
-        ] {
-            assert!(normalize_email(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[cfg(feature = "ssr")]
     #[test]
     fn next_stays_on_this_site() {
         assert_eq!(safe_next(Some("/customers?x=1")), "/customers?x=1");

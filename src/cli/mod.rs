@@ -293,7 +293,7 @@ fn read_password() -> Result<String, String> {
 }
 
 async fn create_admin(config: Config, email: &str, role: &str) -> Result<(), String> {
-    use crate::auth::{check_new_password, normalize_email, Role};
+    use crate::domain::admins::{check_new_password, normalize_email, Role};
     let email = normalize_email(email).map_err(|m| format!("--email: {m}"))?;
     let role = Role::parse(role).ok_or("--role must be owner, admin or viewer")?;
     let password = read_password()?;
@@ -387,7 +387,7 @@ async fn create_demo_owner(config: &Config) -> Result<(), String> {
         let hash = crate::auth::server::password::hash(password.clone())
             .await
             .map_err(|e| e.to_string())?;
-        crate::db::admins::create(&db, DEMO_EMAIL, &hash, crate::auth::Role::Owner)
+        crate::db::admins::create(&db, DEMO_EMAIL, &hash, crate::domain::admins::Role::Owner)
             .await
             .map_err(|e| e.to_string())?;
         println!();

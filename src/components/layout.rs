@@ -5,7 +5,7 @@ use leptos_router::components::A;
 
 use super::error_page::ErrorPage;
 use crate::api::auth::whoami;
-use crate::auth::CurrentAdmin;
+use crate::domain::admins::CurrentAdmin;
 
 const NAV: [(&str, &str); 7] = [
     ("/", "Overview"),

@@ -1,7 +1,7 @@
 use leptos::prelude::*;
 use leptos_router::components::A;
 
-use crate::auth::{CurrentAdmin, Role};
+use crate::domain::admins::{CurrentAdmin, Role};
 
 /// The resource the layout provides: who is signed in.
 pub type WhoAmI = Resource<Result<Option<CurrentAdmin>, ServerFnError>>;

@@ -3,7 +3,7 @@
 use sqlx::Row;
 
 use super::{now_unix, Db, DbError};
-use crate::auth::Role;
+use crate::domain::admins::Role;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AdminRow {

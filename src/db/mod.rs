@@ -18,7 +18,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyPool, Executor, Transaction};
 
-use crate::config::{Backend, DatabaseUrl};
+use crate::config::{Backend, DatabaseUrl, SqliteSync};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -102,35 +102,6 @@ pub struct Readiness {
 impl Readiness {
     pub fn is_ready(&self) -> bool {
         self.database && self.migrations_applied >= self.migrations_expected
-    }
-}
-
-/// How SQLite's writer commits (`SQLITE_SYNCHRONOUS`). In WAL mode `Full` syncs the log at every
-/// commit, so a transaction Tally acknowledged (an event Stripe was told 200 for) survives a
-/// power loss; `Normal` syncs only at checkpoints and can lose the last commits on power loss
-/// (never on a crash of Tally alone). The inbox's group commit keeps `Full` cheap: one sync per
-/// batch of events.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum SqliteSync {
-    #[default]
-    Full,
-    Normal,
-}
-
-impl SqliteSync {
-    pub fn parse(value: &str) -> Option<Self> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "full" => Some(SqliteSync::Full),
-            "normal" => Some(SqliteSync::Normal),
-            _ => None,
-        }
-    }
-
-    fn pragma(self) -> &'static str {
-        match self {
-            SqliteSync::Full => "PRAGMA synchronous = FULL",
-            SqliteSync::Normal => "PRAGMA synchronous = NORMAL",
-        }
     }
 }
 

@@ -25,7 +25,7 @@ const MAX_LOCKOUT_SECS: i64 = 3600;
 /// The key of an account, from what was typed in the email field (normalised when it is an
 /// email; anything else is hashed as typed, at most its first kilobyte).
 pub fn account_key(typed: &str) -> String {
-    let normal = crate::auth::normalize_email(typed)
+    let normal = crate::domain::admins::normalize_email(typed)
         .unwrap_or_else(|_| typed.trim().chars().take(1024).collect::<String>().to_lowercase());
     format!("account:{}", hex::encode(Sha256::digest(normal.as_bytes())))
 }

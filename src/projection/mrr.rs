@@ -17,61 +17,11 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::config::DiscountPolicy;
 use crate::projection::read::{at, int, list, text};
 
 /// Statuses whose subscriptions count in MRR.
 pub const COUNTED: [&str; 2] = ["active", "past_due"];
-
-/// Which coupon durations reduce MRR. Stripe Billing's default subtracts only *forever* coupons;
-/// its settings can also subtract recurring (*repeating*) and one-time (*once*) discounts
-/// (`MRR_DISCOUNTS`: `forever`, `forever,repeating`, `forever,once`, `forever,repeating,once`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DiscountPolicy {
-    pub repeating: bool,
-    pub once: bool,
-}
-
-impl DiscountPolicy {
-    /// A comma-separated list of durations; `forever` always counts and may be left out.
-    pub fn parse(value: &str) -> Result<Self, String> {
-        let mut policy = DiscountPolicy::default();
-        for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            match part.to_ascii_lowercase().as_str() {
-                "forever" => {}
-                "repeating" => policy.repeating = true,
-                "once" => policy.once = true,
-                "all" => {
-                    policy.repeating = true;
-                    policy.once = true;
-                }
-                other => {
-                    return Err(format!(
-                        "has an unknown coupon duration {other:?} (use forever, repeating, once, comma-separated)"
-                    ))
-                }
-            }
-        }
-        Ok(policy)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match (self.repeating, self.once) {
-            (false, false) => "forever",
-            (true, false) => "forever,repeating",
-            (false, true) => "forever,once",
-            (true, true) => "forever,repeating,once",
-        }
-    }
-
-    fn counts(self, duration: &str) -> bool {
-        match duration {
-            "forever" => true,
-            "repeating" => self.repeating,
-            "once" => self.once,
-            _ => false,
-        }
-    }
-}
 
 /// What a subscription says about its MRR: whether its status counts, its licensed recurring
 /// items, and its own discounts (ids, or objects when Stripe sent them expanded), in order.

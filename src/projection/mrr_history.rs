@@ -12,7 +12,8 @@ use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 
 use super::{id, text, ProjectionError, Resource, Version};
-use crate::projection::mrr::{self, Basis, Discount, DiscountPolicy, Lookup, Terms};
+use crate::config::DiscountPolicy;
+use crate::projection::mrr::{self, Basis, Discount, Lookup, Terms};
 
 /// The settings key holding the policy in force (written at start from `MRR_DISCOUNTS`).
 pub const POLICY_KEY: &str = "mrr_discount_policy";

@@ -16,7 +16,7 @@ pub use stripe_client_core::{RequestBuilder, StripeMethod};
 use crate::config::Config;
 use crate::projection::Resource;
 pub use error::{ErrorKind, StripeApiError};
-pub use transport::{Pause, RetryPolicy, StripeResponse, Timeouts, Transport, API_VERSION};
+pub use transport::{Pause, StripeResponse, Timeouts, Transport, API_VERSION};
 
 /// One page of a list endpoint.
 #[derive(Clone, Debug, PartialEq)]

@@ -18,41 +18,10 @@ use stripe_client_core::{RequestBuilder, StripeMethod};
 
 use super::error::{ErrorKind, StripeApiError};
 use super::RateLimiter;
+use crate::config::RetryPolicy;
 
 /// The API version every request pins (async-stripe's types are generated for it).
 pub const API_VERSION: &str = "2026-09-30.endive";
-
-/// How often and how patiently transient failures are retried.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included.
-    pub max_attempts: u32,
-    /// The first backoff; each retry doubles it, up to `max_delay`. The wait is drawn at random
-    /// between half and all of it (jitter), so many clients do not retry in step.
-    pub base_delay: Duration,
-    pub max_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 4,
-            base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(8),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The wait before retry number `retry` (1 for the first retry), given a random `unit` in [0, 1).
-    pub fn delay(&self, retry: u32, unit: f64) -> Duration {
-        let full = self
-            .base_delay
-            .saturating_mul(2u32.saturating_pow(retry.saturating_sub(1)))
-            .min(self.max_delay);
-        full.mul_f64(0.5 + unit.clamp(0.0, 1.0) / 2.0)
-    }
-}
 
 /// A random number in [0, 1), from the operating system's generator (through uuid's v4).
 fn random_unit() -> f64 {

@@ -5,7 +5,7 @@ use crate::common;
 use std::time::Duration;
 
 use common::{browser, Backend, TestApp, OWNER_EMAIL, PASSWORD};
-use tally::auth::Role;
+use tally::domain::admins::Role;
 
 fn session_cookie(res: &reqwest::Response) -> Option<String> {
     res.headers().get_all("set-cookie").iter().find_map(|v| {

@@ -617,7 +617,8 @@ both_backends!(
         );
 
         // A viewer may not refund.
-        app.create_admin("viewer@example.com", tally::auth::Role::Viewer).await;
+        app.create_admin("viewer@example.com", tally::domain::admins::Role::Viewer)
+            .await;
         let viewer = app.logged_in("viewer@example.com").await;
         let res = app
             .call(
@@ -745,7 +746,8 @@ both_backends!(admins_open_portals_and_change_subscriptions, |backend| async mov
             "subscription.change"
         ]
     );
-    app.create_admin("viewer@example.com", tally::auth::Role::Viewer).await;
+    app.create_admin("viewer@example.com", tally::domain::admins::Role::Viewer)
+        .await;
     let viewer = app.logged_in("viewer@example.com").await;
     assert_eq!(
         app.call(

@@ -8,8 +8,8 @@ use crate::common;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{json, Value};
+use tally::config::DiscountPolicy;
 use tally::db::{now_unix, Db};
-use tally::projection::mrr::DiscountPolicy;
 use tally::projection::{self, mrr_history, Version};
 use tally::revenue::{self, MovementKind};
 

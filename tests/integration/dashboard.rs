@@ -285,7 +285,8 @@ both_backends!(lists_filter_page_and_export, |backend| async move {
         .unwrap();
     assert!(moves.lines().skip(1).all(|l| l.contains("\"churn\"")) && moves.lines().count() > 1);
     // Every export needs a login; a logged-in viewer gets each.
-    app.create_admin("viewer@example.com", tally::auth::Role::Viewer).await;
+    app.create_admin("viewer@example.com", tally::domain::admins::Role::Viewer)
+        .await;
     let viewer = app.logged_in("viewer@example.com").await;
     for list in [
         "customers",

@@ -78,7 +78,8 @@ both_backends!(
     a_message_reaches_only_the_page_of_its_own_action_and_only_that_browser,
     |backend| async move {
         let app = TestApp::spawn(backend).await;
-        app.create_admin("second@example.com", tally::auth::Role::Owner).await;
+        app.create_admin("second@example.com", tally::domain::admins::Role::Owner)
+            .await;
         let other = app.logged_in("second@example.com").await;
         create_key(&app, "backend").await;
         // The other owner's next page shows nothing.

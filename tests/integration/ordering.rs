@@ -965,7 +965,8 @@ both_backends!(admins_retry_every_failed_event_of_a_type, |backend| async move {
         .unwrap();
     assert!(page.contains("Retry every failed customer.created event"), "{page}");
     // Viewers may not.
-    app.create_admin("viewer@example.com", tally::auth::Role::Viewer).await;
+    app.create_admin("viewer@example.com", tally::domain::admins::Role::Viewer)
+        .await;
     let viewer = app.logged_in("viewer@example.com").await;
     let res = app
         .call(&viewer, "webhooks/retry_failed", &[("event_type", "customer.created")])

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use serde_json::{json, Value};
-use tally::stripe::{ErrorKind, Pause, RequestBuilder, RetryPolicy, StripeApi, StripeMethod, Timeouts, Transport};
+use tally::config::RetryPolicy;
+use tally::stripe::{ErrorKind, Pause, RequestBuilder, StripeApi, StripeMethod, Timeouts, Transport};
 
 #[derive(Clone, Debug)]
 struct Seen {

@@ -9,7 +9,7 @@ use axum::extract::{Path, Query};
 use axum::routing::get;
 use common::{TestApp, PASSWORD};
 use serde_json::{json, Value};
-use tally::auth::Role;
+use tally::domain::admins::Role;
 
 /// Stripe with 120 customers (two pages, each answered after `delay_ms`) and two events.
 async fn stand_in(delay_ms: u64) -> String {

@@ -95,7 +95,8 @@ both_backends!(
         // Stored as Stripe sent it, case included (Stripe keeps the case it was given).
         assert_eq!(email, "Ada@Example.com");
         // Searching ignores case.
-        app.create_admin(common::OWNER_EMAIL, tally::auth::Role::Owner).await;
+        app.create_admin(common::OWNER_EMAIL, tally::domain::admins::Role::Owner)
+            .await;
         let admin = app.logged_in(common::OWNER_EMAIL).await;
         let search = |q: &'static str| {
             let (admin, url) = (admin.clone(), app.url(&format!("/customers?q={q}")));
@@ -837,7 +838,8 @@ both_backends!(webhooks_page_lists_filters_shows_and_requeues, |backend| async m
     assert!(overview.contains("1 webhook event could not be applied"));
 
     // Viewers may look but not requeue; admins requeue, and it is audited.
-    app.create_admin("viewer@example.com", tally::auth::Role::Viewer).await;
+    app.create_admin("viewer@example.com", tally::domain::admins::Role::Viewer)
+        .await;
     let viewer = app.logged_in("viewer@example.com").await;
     assert_eq!(
         app.call(&viewer, "webhooks/requeue", &[("id", "evt_page")])

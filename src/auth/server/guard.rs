@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use leptos::prelude::{use_context, ServerFnError};
 use leptos_axum::ResponseOptions;
 
-use crate::auth::{CurrentAdmin, Role};
+use crate::domain::admins::{CurrentAdmin, Role};
 
 /// Where a request came from, for the audit log.
 #[derive(Clone, Debug, Default)]

@@ -8,8 +8,9 @@ use tower_sessions::Session;
 
 use super::password::{self, Verified};
 use super::{device, RequestInfo, SessionAuth, SESSION_KEY};
-use crate::auth::{normalize_email, safe_next};
+use crate::auth::safe_next;
 use crate::db::{admins, audit, throttle};
+use crate::domain::admins::normalize_email;
 use crate::state::AppState;
 
 #[derive(Deserialize)]

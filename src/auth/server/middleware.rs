@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use tower_sessions::Session;
 
 use super::{SessionAuth, SESSION_KEY};
-use crate::auth::CurrentAdmin;
 use crate::db::admins;
+use crate::domain::admins::CurrentAdmin;
 use crate::state::AppState;
 
 /// Paths anyone may reach; everything else needs a login.

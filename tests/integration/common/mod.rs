@@ -129,14 +129,14 @@ impl TestApp {
 
     pub async fn spawn_with(backend: Backend, extra: &[(&str, &str)]) -> Self {
         let app = Self::spawn_anonymous(backend, extra).await;
-        app.create_admin(OWNER_EMAIL, tally::auth::Role::Owner).await;
+        app.create_admin(OWNER_EMAIL, tally::domain::admins::Role::Owner).await;
         let res = app.login(&app.client, OWNER_EMAIL, PASSWORD).await;
         assert_eq!(res.headers()["location"], "/", "owner login failed");
         app
     }
 
     /// Creates an admin whose password is `PASSWORD`; returns its id.
-    pub async fn create_admin(&self, email: &str, role: tally::auth::Role) -> i64 {
+    pub async fn create_admin(&self, email: &str, role: tally::domain::admins::Role) -> i64 {
         let hash = tally::auth::server::password::hash(PASSWORD.into()).await.unwrap();
         tally::db::admins::create(self.db(), email, &hash, role).await.unwrap()
     }
