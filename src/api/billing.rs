@@ -177,7 +177,7 @@ pub async fn start_checkout(price_id: String, token: String) -> Result<String, S
         })?;
     crate::billing::project_or_log(
         &state.db,
-        crate::projection::Resource::CheckoutSession,
+        crate::domain::resource::Resource::CheckoutSession,
         &session.body,
         sent_at,
     )
@@ -212,7 +212,8 @@ pub struct CheckoutOutcome {
 #[server(endpoint = "public/checkout-result")]
 pub async fn checkout_result(session_id: String) -> Result<Option<CheckoutOutcome>, ServerFnError> {
     use crate::domain::money;
-    use crate::projection::{read, Resource};
+    use crate::domain::resource::Resource;
+    use crate::projection::read;
     use crate::stripe::{ops, ErrorKind};
 
     let state = crate::state::AppState::from_context()?;
@@ -431,7 +432,7 @@ pub async fn change_subscription(
     let response = result.map_err(|e| ServerFnError::new(e.admin_message()))?;
     crate::billing::project_or_log(
         &state.db,
-        crate::projection::Resource::Subscription,
+        crate::domain::resource::Resource::Subscription,
         &response.body,
         sent_at,
     )

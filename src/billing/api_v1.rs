@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 
 use super::api_keys::{self, ApiKeyRow};
 use crate::domain::money;
-use crate::projection::Resource;
+use crate::domain::resource::Resource;
 use crate::state::AppState;
 use crate::stripe::{ops, valid_id, ErrorKind, StripeApiError};
 

@@ -9,7 +9,8 @@ pub mod refunds;
 use serde_json::Value;
 
 use crate::db::{now_unix, Db};
-use crate::projection::{self, Resource, Version};
+use crate::domain::resource::Resource;
+use crate::projection::{self, Version};
 
 /// Writes an object Stripe returned from an API call through the webhook projection. It is dated
 /// by the time the request was sent (`Version::fetched`): Stripe's answer is at least that fresh,

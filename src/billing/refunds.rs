@@ -9,7 +9,7 @@ use sqlx::Row;
 
 use crate::db::{now_unix, Db, DbError};
 use crate::domain::money;
-use crate::projection::Resource;
+use crate::domain::resource::Resource;
 use crate::stripe::ops::{self, RefundReason};
 use crate::stripe::{StripeApi, StripeApiError};
 

@@ -401,7 +401,7 @@ async fn create_demo_owner(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
-fn parse_types(only: &[String]) -> Result<Vec<crate::projection::Resource>, String> {
+fn parse_types(only: &[String]) -> Result<Vec<crate::domain::resource::Resource>, String> {
     only.iter()
         .map(|name| crate::sync::parse_resource(name).ok_or_else(|| format!("--only: unknown type {name:?}")))
         .collect()

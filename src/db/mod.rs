@@ -73,6 +73,17 @@ impl Params {
     }
 }
 
+/// Rows per multi-row statement: 16 on SQLite (several small statements in one transaction were
+/// faster than one large one, measured at 16 and 64 rows with `db::Params`' plain placeholders),
+/// 256 on Postgres (one round trip).
+pub fn rows_per_statement(conn: &sqlx::AnyConnection) -> usize {
+    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+        16
+    } else {
+        256
+    }
+}
+
 /// The current time as Unix seconds, the unit every table uses.
 pub fn now_unix() -> i64 {
     std::time::SystemTime::now()

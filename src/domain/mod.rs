@@ -6,5 +6,6 @@ pub mod calendar;
 pub mod lists;
 pub mod metrics;
 pub mod money;
+pub mod resource;
 pub mod status;
 pub mod sync_report;

@@ -48,7 +48,10 @@ pub fn columns(inv: &Value) -> Vec<(&'static str, Col)> {
         ("attempt_count", Col::Int(int(inv, "attempt_count"))),
         (
             "lines_incomplete",
-            Col::Int(Some(i64::from(super::incomplete_list(super::Resource::Invoice, inv)))),
+            Col::Int(Some(i64::from(super::incomplete_list(
+                crate::domain::resource::Resource::Invoice,
+                inv,
+            )))),
         ),
     ]
 }

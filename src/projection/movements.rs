@@ -141,7 +141,7 @@ pub async fn rebuild_customer(
 }
 
 async fn insert(conn: &mut AnyConnection, currency: &str, rows: &[Derived]) -> Result<(), sqlx::Error> {
-    let per_statement = crate::webhooks::inbox::rows_per_statement(conn);
+    let per_statement = crate::db::rows_per_statement(conn);
     for chunk in rows.chunks(per_statement) {
         let mut params = crate::db::Params::new(conn);
         let values: Vec<String> = (0..chunk.len()).map(|_| format!("({})", params.list(11))).collect();

@@ -11,8 +11,10 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 
-use super::{id, text, ProjectionError, Resource, Version};
+use super::{id, text, ProjectionError, Version};
+
 use crate::config::DiscountPolicy;
+use crate::domain::resource::Resource;
 use crate::projection::mrr::{self, Basis, Discount, Lookup, Terms};
 
 /// The settings key holding the policy in force (written at start from `MRR_DISCOUNTS`).

@@ -21,7 +21,7 @@ use std::cmp::Ordering;
 
 use serde_json::Value;
 
-use super::Resource;
+use crate::domain::resource::Resource;
 
 /// One version of an object at a given second.
 #[derive(Clone, Debug, PartialEq)]

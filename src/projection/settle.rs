@@ -9,7 +9,8 @@ use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 
 use super::order::{self, Candidate};
-use super::{is_handled, read, ProjectionError, Resource, DELETION_EVENT_TYPES};
+use super::{is_handled, read, ProjectionError, DELETION_EVENT_TYPES};
+use crate::domain::resource::Resource;
 
 /// Why an object is queued for a fetch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -33,7 +33,7 @@ pub fn columns(s: &Value) -> Vec<(&'static str, Col)> {
         (
             "items_incomplete",
             Col::Int(Some(i64::from(super::incomplete_list(
-                super::Resource::Subscription,
+                crate::domain::resource::Resource::Subscription,
                 s,
             )))),
         ),

@@ -14,7 +14,7 @@ use serde_json::Value;
 pub use stripe_client_core::{RequestBuilder, StripeMethod};
 
 use crate::config::Config;
-use crate::projection::Resource;
+use crate::domain::resource::Resource;
 pub use error::{ErrorKind, StripeApiError};
 pub use transport::{Pause, StripeResponse, Timeouts, Transport, API_VERSION};
 

@@ -10,7 +10,7 @@ use super::jobs::{self, JobKind, Trigger};
 use super::{drift, reconcile, SyncError, SyncOptions};
 use crate::config::Config;
 use crate::db::Db;
-use crate::projection::Resource;
+use crate::domain::resource::Resource;
 use crate::stripe::StripeApi;
 
 /// What a job needs.

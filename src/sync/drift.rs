@@ -13,7 +13,8 @@ use serde_json::Value;
 use sqlx::Row;
 
 use crate::db::{now_unix, Db};
-use crate::projection::{self, Col, Resource};
+use crate::domain::resource::Resource;
+use crate::projection::{self, Col};
 use crate::stripe::{ErrorKind, StripeApi};
 
 use super::{SyncError, ORDER};

@@ -14,7 +14,8 @@ use std::time::Duration;
 use sqlx::Row;
 
 use crate::db::{now_unix, Db, DbError};
-use crate::projection::{self, Resource, Version};
+use crate::domain::resource::Resource;
+use crate::projection::{self, Version};
 use crate::stripe::{ErrorKind, StripeApi};
 
 /// Fetches tried before an object is left as the events had it.

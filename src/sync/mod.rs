@@ -15,8 +15,9 @@ use std::time::Instant;
 use sqlx::Row;
 
 use crate::db::{now_unix, Db, DbError};
+use crate::domain::resource::Resource;
 pub use crate::domain::sync_report::TypeProgress;
-use crate::projection::{self, Resource, Version};
+use crate::projection::{self, Version};
 use crate::stripe::{StripeApi, StripeApiError};
 
 /// Parents before children, so pages make sense as soon as each type finishes.

@@ -174,7 +174,7 @@ pub async fn store_many(
     let mut order: Vec<usize> = (0..events.len()).collect();
     order.sort_by(|a, b| events[*a].id.cmp(&events[*b].id));
     let mut new = vec![false; events.len()];
-    for chunk in order.chunks(rows_per_statement(conn)) {
+    for chunk in order.chunks(crate::db::rows_per_statement(conn)) {
         let part: Vec<&IncomingEvent> = chunk.iter().map(|i| events[*i]).collect();
         for (i, was_new) in chunk
             .iter()
@@ -184,17 +184,6 @@ pub async fn store_many(
         }
     }
     Ok(new)
-}
-
-/// Rows per multi-row statement: 16 on SQLite (several small statements in one transaction were
-/// faster than one large one, measured at 16 and 64 rows with `db::Params`' plain placeholders),
-/// 256 on Postgres (one round trip).
-pub fn rows_per_statement(conn: &sqlx::AnyConnection) -> usize {
-    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
-        16
-    } else {
-        256
-    }
 }
 
 /// One multi-row INSERT of `events` (already in id order).

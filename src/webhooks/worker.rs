@@ -316,7 +316,8 @@ impl Worker {
         use std::collections::HashMap;
         let mut outcomes: Vec<Option<(String, &'static str, Option<&'static str>)>> = vec![None; events.len()];
         // Each event with its object's id and the resource when it can be batched.
-        let mut parsed: Vec<(Parsed, String, Option<projection::Resource>)> = Vec::with_capacity(events.len());
+        let mut parsed: Vec<(Parsed, String, Option<crate::domain::resource::Resource>)> =
+            Vec::with_capacity(events.len());
         for p in events {
             // A connected account's event goes one by one: project_in marks it ignored.
             let batch = (!p.connected)
@@ -327,7 +328,7 @@ impl Worker {
         }
         // (resource, object id) → index of its newest version in this batch, and whether another
         // event of the batch has the same second (a tie: those go one by one, which settles it).
-        let mut newest: HashMap<(projection::Resource, &str), (usize, bool)> = HashMap::new();
+        let mut newest: HashMap<(crate::domain::resource::Resource, &str), (usize, bool)> = HashMap::new();
         for (i, (p, id, batch)) in parsed.iter().enumerate() {
             let Some(resource) = *batch else {
                 continue;
@@ -340,9 +341,9 @@ impl Worker {
                 entry.1 = true;
             }
         }
-        let tied: std::collections::HashSet<(projection::Resource, &str)> =
+        let tied: std::collections::HashSet<(crate::domain::resource::Resource, &str)> =
             newest.iter().filter(|(_, (_, tie))| *tie).map(|(k, _)| *k).collect();
-        let mut by_resource: HashMap<projection::Resource, Vec<usize>> = HashMap::new();
+        let mut by_resource: HashMap<crate::domain::resource::Resource, Vec<usize>> = HashMap::new();
         for ((resource, _), (i, tie)) in &newest {
             if !tie {
                 by_resource.entry(*resource).or_default().push(*i);
@@ -352,7 +353,7 @@ impl Worker {
             // Rows in id order: two instances writing overlapping objects lock them in the same
             // order, so their batches wait for each other instead of deadlocking.
             indexes.sort_unstable_by(|a, b| parsed[*a].1.cmp(&parsed[*b].1));
-            for chunk in indexes.chunks(inbox::rows_per_statement(tx)) {
+            for chunk in indexes.chunks(crate::db::rows_per_statement(tx)) {
                 let items: Vec<(&Value, &Version)> = chunk
                     .iter()
                     .map(|i| (&parsed[*i].0.object, &parsed[*i].0.version))
@@ -505,7 +506,7 @@ async fn refetched(stripe: &dyn StripeApi, event_type: &str, object: Value) -> R
         return Ok(object);
     }
     let (Some(resource), Some(id)) = (
-        projection::Resource::of_object(&object),
+        crate::domain::resource::Resource::of_object(&object),
         projection::read::text(&object, "id"),
     ) else {
         return Ok(object);

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use common::{Backend, TestApp};
 use serde_json::{json, Value};
-use tally::projection::Resource;
+use tally::domain::resource::Resource;
 
 #[derive(Clone, Debug)]
 struct Seen {

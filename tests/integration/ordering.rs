@@ -648,7 +648,7 @@ both_backends!(
             let (db, api) = (db.clone(), api.clone());
             tokio::spawn(async move {
                 let options = tally::sync::SyncOptions {
-                    only: vec![projection::Resource::Customer],
+                    only: vec![tally::domain::resource::Resource::Customer],
                     ..Default::default()
                 };
                 tally::sync::run(&db, api.as_ref(), &options, |_| {}).await.unwrap();
@@ -724,7 +724,7 @@ both_backends!(drift_reports_what_moves_mrr_and_confirms_it, |backend| async mov
     let list = |subs: Vec<Value>| json!({"object": "list", "has_more": false, "data": subs});
     stripe.set("/v1/subscriptions", list(ids.iter().map(|id| base_sub(id)).collect()));
     let (db, api, _test_db) = common::db_with_stripe(backend, &base).await;
-    let only = [projection::Resource::Subscription];
+    let only = [tally::domain::resource::Resource::Subscription];
     tally::sync::run(
         &db,
         api.as_ref(),

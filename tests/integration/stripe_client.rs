@@ -245,7 +245,7 @@ async fn client_errors_are_typed_and_not_retried() {
     assert_eq!(auth.kind, ErrorKind::Authentication);
     assert!(!auth.to_string().contains("sk_test"), "{auth}");
     let missing = transport
-        .retrieve(tally::projection::Resource::Customer, "cus_x")
+        .retrieve(tally::domain::resource::Resource::Customer, "cus_x")
         .await
         .unwrap_err();
     assert_eq!(missing.kind, ErrorKind::NotFound);

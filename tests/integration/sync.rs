@@ -185,7 +185,7 @@ both_backends!(pages_through_lists_and_resumes_after_a_failure, |backend| async 
         &db,
         stripe.as_ref(),
         &SyncOptions {
-            only: vec![tally::projection::Resource::Customer],
+            only: vec![tally::domain::resource::Resource::Customer],
             ..Default::default()
         },
         |_| {},
@@ -196,7 +196,7 @@ both_backends!(pages_through_lists_and_resumes_after_a_failure, |backend| async 
     assert_eq!(count(&db, "SELECT COUNT(*) FROM customers").await, CUSTOMERS as i64);
 
     // Drift walks the same three pages (has_more) and finds a change on the last one.
-    let only = [tally::projection::Resource::Customer];
+    let only = [tally::domain::resource::Resource::Customer];
     let clean = sync::drift::run(&db, stripe.as_ref(), &only, |_| {}).await.unwrap();
     assert!(!clean.has_drift(), "{:?}", clean.differences);
     assert_eq!(
@@ -341,7 +341,7 @@ both_backends!(nested_lists_are_fetched_past_their_first_page, |backend| async m
     let (base, seen) = nested_stand_in().await;
     let (db, stripe, _keep) = setup(backend, &base).await;
     let options = SyncOptions {
-        only: vec![tally::projection::Resource::Subscription],
+        only: vec![tally::domain::resource::Resource::Subscription],
         ..SyncOptions::default()
     };
     sync::run(&db, stripe.as_ref(), &options, |_| {}).await.unwrap();
@@ -500,7 +500,7 @@ async fn drift_stand_in() -> String {
 both_backends!(
     drift_is_reported_for_changed_rows_and_not_for_identical_data,
     |backend| async move {
-        use tally::projection::Resource;
+        use tally::domain::resource::Resource;
         use tally::sync::drift::{self, DiffKind};
         let base = drift_stand_in().await;
         let (db, stripe, _keep) = setup(backend, &base).await;

@@ -708,7 +708,7 @@ both_backends!(every_handled_type_projects_real_stripe_objects, |backend| async 
             .unwrap();
         tx.commit().await.unwrap();
         assert_eq!(applied, Applied::Written, "{event_type}");
-        let table = projection::Resource::of_object(&object).unwrap().table();
+        let table = tally::domain::resource::Resource::of_object(&object).unwrap().table();
         let id = object["id"].as_str().unwrap();
         let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} WHERE id = $1"))
             .bind(id)
