@@ -1,20 +1,8 @@
 //! Settings → Admins (owners only): create admins, change roles, disable, reset passwords.
 
 use leptos::prelude::*;
-use serde::{Deserialize, Serialize};
 
-use crate::domain::admins::Role;
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AdminView {
-    pub id: i64,
-    pub email: String,
-    pub role: Role,
-    pub disabled: bool,
-    pub created_at: i64,
-    pub last_login_at: Option<i64>,
-    pub is_you: bool,
-}
+use crate::domain::admins::AdminView;
 
 #[cfg(feature = "ssr")]
 mod server {
@@ -88,7 +76,8 @@ pub async fn list_admins() -> Result<Vec<AdminView>, ServerFnError> {
 pub async fn create_admin(email: String, password: String, role: String) -> Result<String, ServerFnError> {
     let (me, state) = server::owner()?;
     let email = crate::domain::admins::normalize_email(&email).map_err(ServerFnError::new)?;
-    let role = Role::parse(&role).ok_or_else(|| ServerFnError::new("Choose a role: owner, admin or viewer."))?;
+    let role = crate::domain::admins::Role::parse(&role)
+        .ok_or_else(|| ServerFnError::new("Choose a role: owner, admin or viewer."))?;
     crate::domain::admins::check_new_password(&password).map_err(ServerFnError::new)?;
     let hash = crate::auth::server::password::hash(password)
         .await
@@ -105,7 +94,8 @@ pub async fn create_admin(email: String, password: String, role: String) -> Resu
 #[server(endpoint = "admins/role")]
 pub async fn change_role(id: i64, role: String) -> Result<String, ServerFnError> {
     let (me, state) = server::owner()?;
-    let role = Role::parse(&role).ok_or_else(|| ServerFnError::new("Choose a role: owner, admin or viewer."))?;
+    let role = crate::domain::admins::Role::parse(&role)
+        .ok_or_else(|| ServerFnError::new("Choose a role: owner, admin or viewer."))?;
     match crate::db::admins::update_access(&state.db, id, Some(role), None).await {
         Ok(row) => {
             server::audit_change(&state, &me, "admin.role", id, "success", Some(format!("role {role}"))).await;

@@ -1,31 +1,8 @@
 //! The audit log page (admins and owners).
 
 use leptos::prelude::*;
-use serde::{Deserialize, Serialize};
 
-pub const PAGE_SIZE: i64 = 100;
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditPage {
-    pub entries: Vec<AuditRow>,
-    pub actions: Vec<String>,
-    /// Pass as `before` to get the next (older) page.
-    pub next_before: Option<i64>,
-}
-
-/// One audit entry as pages show it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditRow {
-    pub id: i64,
-    pub at: i64,
-    pub admin_email: Option<String>,
-    pub action: String,
-    pub target: Option<String>,
-    pub outcome: String,
-    pub client_addr: Option<String>,
-    pub request_id: Option<String>,
-    pub detail: Option<String>,
-}
+use crate::domain::audit::AuditPage;
 
 /// `from` and `until` are dates (`YYYY-MM-DD`, UTC); `until` includes that whole day.
 #[server(endpoint = "audit/list")]
@@ -51,13 +28,13 @@ pub async fn list_audit(
         until: super::parse_day(until, "until")?.map(|t| t + 86_400),
         before_id: before,
     };
-    let entries = audit::list(&state.db, &filter, PAGE_SIZE)
+    let entries = audit::list(&state.db, &filter, crate::domain::audit::PAGE_SIZE)
         .await
         .map_err(|e| super::internal("reading the audit log failed", e))?;
     let actions = audit::actions(&state.db)
         .await
         .map_err(|e| super::internal("reading the audit log failed", e))?;
-    let next_before = (entries.len() as i64 == PAGE_SIZE)
+    let next_before = (entries.len() as i64 == crate::domain::audit::PAGE_SIZE)
         .then(|| entries.last().map(|e| e.id))
         .flatten();
     Ok(AuditPage {

@@ -1,75 +1,8 @@
 //! Customers: the list (search, newest first, keyset pages) and one customer's billing history.
 
 use leptos::prelude::*;
-use serde::{Deserialize, Serialize};
 
-pub const PAGE_SIZE: i64 = 50;
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CustomerRow {
-    pub id: String,
-    pub email: Option<String>,
-    pub name: Option<String>,
-    pub created: Option<i64>,
-    pub deleted: bool,
-    pub active_subscriptions: i64,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SubscriptionRow {
-    pub id: String,
-    pub status: Option<String>,
-    pub currency: Option<String>,
-    pub cancel_at_period_end: bool,
-    pub current_period_end: Option<i64>,
-    /// "Pro · monthly + 1 more item".
-    pub plan: String,
-    /// Units over all its items.
-    pub quantity: i64,
-    /// In minor units of `currency`.
-    pub mrr: Option<i64>,
-    /// Stripe sent only the first page of its items; MRR counts only those until the rest is
-    /// fetched.
-    pub items_incomplete: bool,
-}
-
-/// A money-bearing row (invoice, charge, refund, dispute) with its status.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MoneyRow {
-    pub id: String,
-    pub created: Option<i64>,
-    pub status: Option<String>,
-    pub amount: Option<i64>,
-    pub currency: Option<String>,
-    pub note: Option<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PaymentMethodRow {
-    pub id: String,
-    pub kind: Option<String>,
-    pub card_brand: Option<String>,
-    pub card_last4: Option<String>,
-    pub exp_month: Option<i64>,
-    pub exp_year: Option<i64>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CustomerDetail {
-    pub customer: CustomerRow,
-    pub subscriptions: Vec<SubscriptionRow>,
-    pub invoices: Vec<MoneyRow>,
-    pub charges: Vec<MoneyRow>,
-    pub refunds: Vec<MoneyRow>,
-    pub disputes: Vec<MoneyRow>,
-    pub payment_methods: Vec<PaymentMethodRow>,
-    pub events: Vec<crate::api::webhooks::EventRow>,
-    /// Fixed per page view: the idempotency key of the page's Stripe actions derives from it.
-    pub form_token: String,
-    /// A Stripe key is configured, so the page's Stripe actions can run.
-    #[serde(default)]
-    pub stripe_ready: bool,
-}
+use crate::domain::customers::CustomerDetail;
 
 #[server(endpoint = "customers/get")]
 pub async fn get_customer(id: String) -> Result<Option<CustomerDetail>, ServerFnError> {
@@ -89,4 +22,93 @@ pub async fn get_customer(id: String) -> Result<Option<CustomerDetail>, ServerFn
             })
         })
         .map_err(|e| super::internal("reading a customer failed", e))
+}
+
+/// Opens the customer's billing portal (admins and owners); the portal returns to the customer's
+/// page in Tally.
+#[server(endpoint = "billing/portal")]
+pub async fn open_customer_portal(customer_id: String) -> Result<String, ServerFnError> {
+    use crate::auth::server::require_role;
+    use crate::domain::admins::Role;
+
+    let me = require_role(Role::Admin)?;
+    let state = crate::state::AppState::from_context()?;
+    if !customer_id.starts_with("cus_") || !crate::stripe::valid_id(&customer_id) {
+        return Err(ServerFnError::new("No such customer."));
+    }
+    let base = state.config.public_base_url.as_str().trim_end_matches('/').to_string();
+    let return_url = format!("{base}/customers/{customer_id}");
+    let result = crate::stripe::ops::create_portal_session(state.stripe.as_ref(), &customer_id, &return_url).await;
+    let detail = match &result {
+        Ok(r) => format!("request {}", r.request_id.as_deref().unwrap_or("?")),
+        Err(e) => e.to_string(),
+    };
+    super::audit_stripe_action(&state, &me, "billing.portal", &customer_id, result.is_ok(), detail).await;
+    let session = result.map_err(|e| ServerFnError::new(e.admin_message()))?;
+    let url = session
+        .body
+        .get("url")
+        .and_then(|u| u.as_str())
+        .ok_or_else(|| ServerFnError::new("Stripe did not return a portal address."))?
+        .to_string();
+    leptos_axum::redirect(&url);
+    Ok(url)
+}
+
+/// Cancel at period end, cancel now or resume (admins and owners), audited.
+#[server(endpoint = "billing/subscription")]
+pub async fn change_subscription(
+    subscription_id: String,
+    action: String,
+    token: String,
+) -> Result<String, ServerFnError> {
+    use crate::auth::server::require_role;
+    use crate::domain::admins::Role;
+    use crate::stripe::ops::{self, SubscriptionChange};
+
+    let me = require_role(Role::Admin)?;
+    let state = crate::state::AppState::from_context()?;
+    let change = SubscriptionChange::parse(&action).ok_or_else(|| ServerFnError::new("Unknown action."))?;
+    if !subscription_id.starts_with("sub_") || !crate::stripe::valid_id(&subscription_id) {
+        return Err(ServerFnError::new("No such subscription."));
+    }
+    if token.len() < 8 || token.len() > 64 || !token.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(ServerFnError::new(
+            "The form has expired; reload the page and try again.",
+        ));
+    }
+    let key = format!("tally-sub-{subscription_id}-{}-{token}", change.as_str());
+    let sent_at = crate::billing::sent_at();
+    let result = ops::change_subscription(state.stripe.as_ref(), &subscription_id, change, &key).await;
+    let detail = match &result {
+        Ok(r) => format!(
+            "{} · key {key} · request {}",
+            change.as_str(),
+            r.request_id.as_deref().unwrap_or("?")
+        ),
+        Err(e) => format!("{}: {e}", change.as_str()),
+    };
+    super::audit_stripe_action(
+        &state,
+        &me,
+        "subscription.change",
+        &subscription_id,
+        result.is_ok(),
+        detail,
+    )
+    .await;
+    let response = result.map_err(|e| ServerFnError::new(e.admin_message()))?;
+    crate::billing::project_or_log(
+        &state.db,
+        crate::domain::resource::Resource::Subscription,
+        &response.body,
+        sent_at,
+    )
+    .await;
+    Ok(match change {
+        SubscriptionChange::CancelAtPeriodEnd => "The subscription will cancel at the end of its period.",
+        SubscriptionChange::CancelNow => "The subscription is canceled.",
+        SubscriptionChange::Resume => "The subscription will continue; the scheduled cancellation is removed.",
+    }
+    .to_string())
 }

@@ -5,10 +5,12 @@ pub mod admins;
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
-pub mod billing;
 pub mod customers;
 pub mod lists;
-pub mod metrics;
+pub mod overview;
+pub mod payment;
+pub mod pricing;
+pub mod revenue;
 pub mod stripe_sync;
 pub mod system;
 pub mod webhooks;
@@ -58,4 +60,18 @@ pub(crate) fn parse_day(value: Option<String>, label: &str) -> Result<Option<i64
             .map(|t| Some(t.and_utc().timestamp()))
             .ok_or_else(|| leptos::prelude::ServerFnError::new(format!("The {label} date must look like 2026-01-31."))),
     }
+}
+
+/// Records an admin's action at Stripe in the audit log: success or failure, with what Stripe said.
+#[cfg(feature = "ssr")]
+pub(crate) async fn audit_stripe_action(
+    state: &crate::state::AppState,
+    me: &crate::domain::admins::CurrentAdmin,
+    action: &'static str,
+    target: &str,
+    ok: bool,
+    detail: String,
+) {
+    let outcome = if ok { "success" } else { "failure" };
+    audit_action(&state.db, me, action, Some(target), outcome, Some(detail)).await;
 }

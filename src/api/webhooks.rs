@@ -1,38 +1,8 @@
 //! The Webhooks page: received events, their processing state, and retry/replay.
 
 use leptos::prelude::*;
-use serde::{Deserialize, Serialize};
 
-pub const PAGE_SIZE: i64 = 100;
-
-/// One received event as the Webhooks page shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EventRow {
-    pub id: String,
-    pub event_type: String,
-    pub created: i64,
-    pub received_at: i64,
-    pub status: String,
-    pub attempts: i64,
-    pub object_id: Option<String>,
-    pub livemode: bool,
-    pub mode_mismatch: bool,
-    pub last_error: Option<String>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EventList {
-    pub events: Vec<EventRow>,
-    /// `before` for the next (older) page: "received_at:id".
-    pub next_before: Option<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EventDetail {
-    pub event: EventRow,
-    /// The payload, pretty-printed.
-    pub payload: String,
-}
+use crate::domain::events::{EventDetail, EventList};
 
 /// `from` and `until` are dates (`YYYY-MM-DD`, UTC); `until` includes that whole day.
 #[server(endpoint = "webhooks/list")]
@@ -63,10 +33,10 @@ pub async fn list_events(
         until: super::parse_day(until, "until")?.map(|t| t + 86_400),
         before_received,
     };
-    let events = inbox::list(&state.db, &filter, PAGE_SIZE)
+    let events = inbox::list(&state.db, &filter, crate::domain::events::PAGE_SIZE)
         .await
         .map_err(|e| super::internal("listing webhook events failed", e))?;
-    let next_before = (events.len() as i64 == PAGE_SIZE)
+    let next_before = (events.len() as i64 == crate::domain::events::PAGE_SIZE)
         .then(|| events.last().map(|e| format!("{}:{}", e.received_at, e.id)))
         .flatten();
     Ok(EventList { events, next_before })

@@ -3,7 +3,7 @@
 use sqlx::Row;
 
 use super::{now_unix, Db, DbError};
-pub use crate::api::audit::AuditRow as Entry;
+use crate::domain::audit::AuditRow;
 
 /// One entry to record. Targets are ids (`admin:3`, `re_123`), never secrets.
 #[derive(Clone, Debug, Default)]
@@ -50,7 +50,7 @@ pub async fn record(db: &Db, entry: NewEntry) -> Result<(), DbError> {
 }
 
 /// Newest first, at most `limit` entries matching `filter`.
-pub async fn list(db: &Db, filter: &Filter, limit: i64) -> Result<Vec<Entry>, DbError> {
+pub async fn list(db: &Db, filter: &Filter, limit: i64) -> Result<Vec<AuditRow>, DbError> {
     // Each condition is either active or neutralised by its NULL parameter, so the SQL is fixed.
     let rows = sqlx::query(
         "SELECT id, at, admin_email, action, target, outcome, client_addr, request_id, detail FROM audit_log \
@@ -68,7 +68,7 @@ pub async fn list(db: &Db, filter: &Filter, limit: i64) -> Result<Vec<Entry>, Db
     .await?;
     rows.iter()
         .map(|row| {
-            Ok(Entry {
+            Ok(AuditRow {
                 id: row.try_get("id")?,
                 at: row.try_get("at")?,
                 admin_email: row.try_get("admin_email")?,

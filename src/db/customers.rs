@@ -4,7 +4,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{Db, DbError};
-use crate::api::customers::{CustomerDetail, CustomerRow, MoneyRow, PaymentMethodRow, SubscriptionRow};
+use crate::domain::customers::{CustomerDetail, CustomerRow, MoneyRow, PaymentMethodRow, SubscriptionRow};
 use crate::webhooks::inbox;
 
 /// A subscription's largest item: its interval, interval count, how many items the subscription

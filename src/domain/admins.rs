@@ -94,6 +94,17 @@ pub fn normalize_email(email: &str) -> Result<String, String> {
     }
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminView {
+    pub id: i64,
+    pub email: String,
+    pub role: Role,
+    pub disabled: bool,
+    pub created_at: i64,
+    pub last_login_at: Option<i64>,
+    pub is_you: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,10 +2,16 @@
 
 pub mod admins;
 pub mod api_key;
+pub mod audit;
 pub mod calendar;
+pub mod customers;
+pub mod events;
 pub mod lists;
-pub mod metrics;
 pub mod money;
+pub mod payments;
+pub mod pricing;
 pub mod resource;
+pub mod revenue;
 pub mod status;
 pub mod sync_report;
+pub mod system;

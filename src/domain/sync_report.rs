@@ -104,3 +104,29 @@ pub struct TypeProgress {
     #[serde(default)]
     pub skipped: Option<String>,
 }
+
+/// Everything the page shows.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SyncPageData {
+    pub stripe_configured: bool,
+    /// `https://dashboard.stripe.com/` plus `test/` in test mode, for links to objects.
+    pub dashboard: String,
+    /// The backfill's per-type progress (of the current or last run).
+    pub types: Vec<TypeProgress>,
+    pub last_sync: Option<JobRun>,
+    pub reconciliations: Vec<(JobRun, Option<ReconcileReport>)>,
+    /// e.g. "every 1h over the last 3 days", or "off".
+    pub reconcile_schedule: String,
+    pub last_drift: Option<JobRun>,
+    pub drift: Option<DriftReport>,
+}
+
+impl SyncPageData {
+    /// Something is running, so the page keeps polling.
+    pub fn busy(&self) -> bool {
+        let running = |j: &Option<JobRun>| j.as_ref().is_some_and(|j| j.status == "running");
+        running(&self.last_sync)
+            || running(&self.last_drift)
+            || self.reconciliations.first().is_some_and(|(j, _)| j.status == "running")
+    }
+}

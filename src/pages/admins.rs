@@ -3,10 +3,12 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use crate::api::admins::{list_admins, AdminView, ChangeRole, CreateAdmin, ResetPassword, SetDisabled};
+use crate::api::admins::{list_admins, ChangeRole, CreateAdmin, ResetPassword, SetDisabled};
+
 use crate::components::notice::action_outcome;
 use crate::components::settings_tabs::SettingsTabs;
 use crate::components::time::format_utc;
+use crate::domain::admins::AdminView;
 use crate::domain::admins::Role;
 
 #[component]

@@ -5,11 +5,13 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
-use crate::api::audit::{list_audit, AuditPage, AuditRow};
+use crate::api::audit::list_audit;
+
 use crate::components::query::carry;
 use crate::components::settings_tabs::SettingsTabs;
 use crate::components::table::DataTable;
 use crate::components::time::format_utc;
+use crate::domain::audit::{AuditPage, AuditRow};
 
 #[component]
 pub fn AuditPageView() -> impl IntoView {

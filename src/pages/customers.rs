@@ -4,12 +4,13 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use crate::api::billing::{ChangeSubscription, OpenCustomerPortal};
-use crate::api::customers::{get_customer, CustomerDetail, MoneyRow};
+use crate::api::customers::get_customer;
+use crate::api::customers::{ChangeSubscription, OpenCustomerPortal};
 use crate::components::list_view::ListView;
 use crate::components::notice::action_message;
 use crate::components::table::TableCard;
 use crate::components::time::format_utc;
+use crate::domain::customers::{CustomerDetail, MoneyRow};
 use crate::domain::money;
 
 /// Customers: search by email, name or id; paying or not; sorted by date or MRR; CSV.
@@ -103,7 +104,7 @@ const NO_KEY: &str =
 #[component]
 fn ConfirmCancel(
     action: String,
-    sub: crate::api::customers::SubscriptionRow,
+    sub: crate::domain::customers::SubscriptionRow,
     customer: String,
     customer_id: String,
     token: String,

@@ -6,11 +6,14 @@ use leptos_meta::Title;
 
 use leptos_router::hooks::use_query_map;
 
-use crate::api::metrics::{get_overview, OverviewData};
-use crate::api::system::{system_status, InstallStatus};
+use crate::api::overview::get_overview;
+
+use crate::api::system::system_status;
 use crate::components::chart::{Chart, Kind, Series};
-use crate::domain::metrics::percent;
 use crate::domain::money;
+use crate::domain::revenue::percent;
+use crate::domain::revenue::OverviewData;
+use crate::domain::system::InstallStatus;
 
 #[component]
 pub fn OverviewPage() -> impl IntoView {
@@ -158,11 +161,11 @@ fn Dashboard(d: OverviewData, months: usize) -> AnyView {
     });
     let mrr_points: Vec<_> = d.mrr_months.iter().skip(24 - months.min(24)).cloned().collect();
     let labels: Vec<String> = mrr_points.iter().map(|p| p.month.clone()).collect();
-    let pick = |f: fn(&crate::domain::metrics::MonthPoint) -> i64| mrr_points.iter().map(f).collect::<Vec<_>>();
+    let pick = |f: fn(&crate::domain::revenue::MonthPoint) -> i64| mrr_points.iter().map(f).collect::<Vec<_>>();
     // Each month's window for the links to its rows: `since` the second before it starts,
     // `through` its last second (or now, for the open month).
     let span =
-        |label: &str| crate::domain::metrics::month_span(label).map(|(start, next)| (start - 1, (next - 1).min(d.now)));
+        |label: &str| crate::domain::revenue::month_span(label).map(|(start, next)| (start - 1, (next - 1).min(d.now)));
     let links = |labels: &[String], href: &dyn Fn(&str, i64, i64) -> String| -> Vec<String> {
         labels
             .iter()
@@ -188,7 +191,7 @@ fn Dashboard(d: OverviewData, months: usize) -> AnyView {
     let kind_links = |kind: &str| kind_links.get(kind).cloned().unwrap_or_default();
     let revenue_months: Vec<_> = d.revenue_months.iter().skip(24 - months.min(24)).cloned().collect();
     let rev_labels: Vec<String> = revenue_months.iter().map(|p| p.month.clone()).collect();
-    let rev = |f: fn(&crate::domain::metrics::MonthPoint) -> i64| revenue_months.iter().map(f).collect::<Vec<_>>();
+    let rev = |f: fn(&crate::domain::revenue::MonthPoint) -> i64| revenue_months.iter().map(f).collect::<Vec<_>>();
     let rev_links = |list_and_tab: &str| {
         links(&rev_labels, &|_, since, through| {
             format!("/{list_and_tab}&{cq}&since={since}&through={through}")
@@ -213,7 +216,7 @@ fn Dashboard(d: OverviewData, months: usize) -> AnyView {
     let sub_labels: Vec<String> = subscribers.iter().map(|(mo, _)| mo.clone()).collect();
     let sub_values: Vec<i64> = subscribers.iter().map(|(_, n)| *n).collect();
     // The 30-day figures' rows: the same window, `since` excluded and `through` included.
-    let window = format!("since={}&through={}", d.now - crate::domain::metrics::WINDOW, d.now);
+    let window = format!("since={}&through={}", d.now - crate::domain::revenue::WINDOW, d.now);
     let active = format!("/subscriptions?status=active&{cq}");
     let paying = format!("/customers?status=paying&{cq}");
     let churn = format!("/revenue?{cq}&kind=churn&{window}");
@@ -238,7 +241,7 @@ fn Dashboard(d: OverviewData, months: usize) -> AnyView {
     let converted_href = format!("/subscriptions?status=active&on=trial_end&{cq}&{window}");
     let (converted, ended) = (count(k.trials_converted_30d), count(k.trials_ended_30d));
     // The last 12 months, for the sparklines.
-    let last12 = |f: fn(&crate::domain::metrics::MonthPoint) -> i64, points: &[crate::domain::metrics::MonthPoint]| {
+    let last12 = |f: fn(&crate::domain::revenue::MonthPoint) -> i64, points: &[crate::domain::revenue::MonthPoint]| {
         points.iter().rev().take(12).rev().map(f).collect::<Vec<_>>()
     };
     let money_change = |v: i64| m(v);
@@ -338,7 +341,7 @@ fn Dashboard(d: OverviewData, months: usize) -> AnyView {
             </section>
             <section class="card">
                 <h2>"Failed-payment rate"</h2>
-                <Chart title="Failed-payment rate" months=rev_labels.clone() kind=Kind::Grouped format=bp_fmt axis_format=crate::domain::metrics::percent_whole whole=100
+                <Chart title="Failed-payment rate" months=rev_labels.clone() kind=Kind::Grouped format=bp_fmt axis_format=crate::domain::revenue::percent_whole whole=100
                     series=vec![Series { name: "Failed payments", class: "s-churn", values: failed_rate, links: failed_links }]/>
             </section>
         </div>

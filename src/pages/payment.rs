@@ -4,11 +4,13 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use crate::api::billing::{payment_detail, PaymentView, RefundPayment};
+use crate::api::payment::{payment_detail, RefundPayment};
+
 use crate::components::notice::action_message;
 use crate::components::table::TableCard;
 use crate::components::time::format_utc;
 use crate::domain::money;
+use crate::domain::payments::PaymentView;
 
 #[component]
 pub fn PaymentPage() -> impl IntoView {

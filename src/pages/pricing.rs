@@ -4,9 +4,11 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
-use crate::api::billing::{checkout_result, pricing_plans, CheckoutOutcome, PlanPrice, StartCheckout};
+use crate::api::pricing::{checkout_result, pricing_plans, StartCheckout};
+
 use crate::components::notice::error_text;
 use crate::domain::money;
+use crate::domain::pricing::{CheckoutOutcome, PlanPrice};
 
 fn per(price: &PlanPrice) -> String {
     match (price.interval.as_deref(), price.interval_count) {

@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
-use crate::api::metrics::list_movements;
+use crate::api::revenue::list_movements;
 use crate::components::chart::{Chart, Kind, Series};
 use crate::components::empty_state::NoDataYet;
 use crate::components::table::DataTable;
@@ -92,7 +92,7 @@ pub fn RevenuePage() -> impl IntoView {
                 let first = paged.then(|| view! { <a class="button secondary" href=here.clone()>"Newest movements"</a> });
                 // The roll-up: the matching movements per month, each bar opening its month.
                 let labels: Vec<String> = list.months.iter().map(|p| p.month.clone()).collect();
-                let pick = |f: fn(&crate::domain::metrics::MonthPoint) -> i64| list.months.iter().map(f).collect::<Vec<_>>();
+                let pick = |f: fn(&crate::domain::revenue::MonthPoint) -> i64| list.months.iter().map(f).collect::<Vec<_>>();
                 let bar_links = |k: &str| labels.iter().map(|l| format!("/revenue?currency={c}&kind={k}&month={l}{window}")).collect::<Vec<_>>();
                 let wanted = |k: &str| kind.is_empty() || kind.split(',').any(|x| x.trim() == k);
                 let series: Vec<Series> = [

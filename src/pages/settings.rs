@@ -3,9 +3,11 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use crate::api::system::{system_status, InstallStatus};
+use crate::api::system::system_status;
+
 use crate::components::settings_tabs::SettingsTabs;
 use crate::components::time::format_utc;
+use crate::domain::system::InstallStatus;
 
 #[component]
 pub fn SettingsPage() -> impl IntoView {

@@ -4,11 +4,13 @@
 use leptos::prelude::*;
 use leptos_meta::{Meta, Title};
 
-use crate::api::stripe_sync::{sync_overview, StartDrift, StartReconcile, StartSync, SyncPageData};
+use crate::api::stripe_sync::{sync_overview, StartDrift, StartReconcile, StartSync};
+
 use crate::components::notice::action_message;
 use crate::components::settings_tabs::SettingsTabs;
 use crate::components::table::DataTable;
 use crate::components::time::format_utc;
+use crate::domain::sync_report::SyncPageData;
 use crate::domain::sync_report::{DiffKind, JobRun};
 
 /// The types a backfill can fetch, in its order.

@@ -7,10 +7,12 @@ use leptos_meta::Title;
 use crate::components::notice::action_message;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use crate::api::webhooks::{get_event, list_events, EventList, EventRow, RequeueEvent, RetryFailed};
+use crate::api::webhooks::{get_event, list_events, RequeueEvent, RetryFailed};
+
 use crate::components::query::carry;
 use crate::components::table::DataTable;
 use crate::components::time::format_utc;
+use crate::domain::events::{EventList, EventRow};
 
 const STATUSES: [&str; 5] = ["pending", "processing", "applied", "ignored", "failed"];
 

@@ -11,7 +11,7 @@ use futures_util::TryStreamExt;
 use sqlx::{AnyConnection, Row};
 
 use crate::db::{Db, DbError};
-use crate::domain::metrics::{Movement, MovementKind};
+use crate::domain::revenue::{Movement, MovementKind};
 
 /// A movement and what it changes besides MRR.
 #[derive(Clone, Debug, PartialEq, Eq)]

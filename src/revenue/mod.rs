@@ -8,9 +8,9 @@ use sqlx::Row;
 
 use crate::db::{Db, DbError};
 use crate::domain::calendar::{month_label, month_number, month_start};
-pub use crate::domain::metrics::{Kpis, MonthPoint, Movement, MovementKind};
+pub use crate::domain::revenue::{Kpis, MonthPoint, Movement, MovementKind};
 
-pub use crate::domain::metrics::WINDOW;
+pub use crate::domain::revenue::WINDOW;
 
 /// Currencies with any subscription or charge, the one with the most active MRR first (the
 /// overview's default), then by activity.
@@ -504,4 +504,14 @@ pub async fn kpis(db: &Db, currency: &str, now: i64) -> Result<Kpis, DbError> {
         trials_converted_30d: trials_converted,
         trial_conversion_bp: rate(trials_converted, trials_ended),
     })
+}
+
+/// The currencies with data, and the one to show: `requested` when it has data, else the first.
+pub async fn pick_currency(db: &Db, requested: Option<String>) -> Result<(Vec<String>, Option<String>), DbError> {
+    let currencies = currencies(db).await?;
+    let wanted = requested
+        .map(|c| c.trim().to_ascii_lowercase())
+        .filter(|c| currencies.contains(c));
+    let currency = wanted.or_else(|| currencies.first().cloned());
+    Ok((currencies, currency))
 }

@@ -4,7 +4,7 @@
 use sqlx::Row;
 
 use crate::db::{Db, DbError};
-use crate::domain::metrics::{Movement, MovementKind};
+use crate::domain::revenue::{Movement, MovementKind};
 
 /// Which movements a list shows: kinds (`new`, `churn`, or several: `churn,contraction`), a
 /// month (`YYYY-MM`) and a window in Unix seconds (`since` excluded, `through` included: the
@@ -83,7 +83,7 @@ fn bind_all<'q>(
 
 /// The first second of a `YYYY-MM` month and of the next one.
 pub fn month_bounds(month: &str) -> Option<(i64, i64)> {
-    crate::domain::metrics::month_span(month)
+    crate::domain::revenue::month_span(month)
 }
 
 fn movement(r: &sqlx::any::AnyRow) -> Result<Movement, sqlx::Error> {

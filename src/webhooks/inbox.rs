@@ -321,7 +321,7 @@ impl GroupCommit {
 }
 
 /// One row of the Webhooks page.
-pub use crate::api::webhooks::EventRow as EventSummary;
+use crate::domain::events::EventRow;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EventFilter {
@@ -333,8 +333,8 @@ pub struct EventFilter {
     pub before_received: Option<(i64, String)>,
 }
 
-fn summary(row: &sqlx::any::AnyRow) -> Result<EventSummary, sqlx::Error> {
-    Ok(EventSummary {
+fn summary(row: &sqlx::any::AnyRow) -> Result<EventRow, sqlx::Error> {
+    Ok(EventRow {
         id: row.try_get("id")?,
         event_type: row.try_get("type")?,
         created: row.try_get("created")?,
@@ -352,7 +352,7 @@ const SUMMARY_COLUMNS: &str =
     "id, type, created, received_at, status, attempts, object_id, livemode, mode_mismatch, last_error";
 
 /// Newest first.
-pub async fn list(db: &Db, filter: &EventFilter, limit: i64) -> Result<Vec<EventSummary>, DbError> {
+pub async fn list(db: &Db, filter: &EventFilter, limit: i64) -> Result<Vec<EventRow>, DbError> {
     let (before_at, before_id) = filter.before_received.clone().unzip();
     let rows = sqlx::query(&format!(
         "SELECT {SUMMARY_COLUMNS} FROM stripe_events \
@@ -376,7 +376,7 @@ pub async fn list(db: &Db, filter: &EventFilter, limit: i64) -> Result<Vec<Event
 
 /// Events about a customer or its subscriptions, invoices, charges, payment intents and payment
 /// methods, newest first.
-pub async fn for_customer(db: &Db, customer_id: &str, limit: i64) -> Result<Vec<EventSummary>, DbError> {
+pub async fn for_customer(db: &Db, customer_id: &str, limit: i64) -> Result<Vec<EventRow>, DbError> {
     let rows = sqlx::query(&format!(
         "SELECT {SUMMARY_COLUMNS} FROM stripe_events WHERE object_id = $1 OR object_id IN ( \
            SELECT id FROM subscriptions WHERE customer_id = $1 UNION SELECT id FROM invoices WHERE customer_id = $1 \
@@ -392,7 +392,7 @@ pub async fn for_customer(db: &Db, customer_id: &str, limit: i64) -> Result<Vec<
 }
 
 /// One event with its payload.
-pub async fn get(db: &Db, id: &str) -> Result<Option<(EventSummary, String)>, DbError> {
+pub async fn get(db: &Db, id: &str) -> Result<Option<(EventRow, String)>, DbError> {
     let row = sqlx::query(&format!(
         "SELECT {SUMMARY_COLUMNS}, payload FROM stripe_events WHERE id = $1"
     ))

@@ -131,7 +131,7 @@ both_backends!(demo_data_gives_a_consistent_overview, |backend| async move {
         "{}{} ({sign}{}) vs 30 days ago",
         if delta > 0 { "+" } else { "" },
         tally::domain::money::format(delta, "usd"),
-        tally::domain::metrics::percent(Some(bp))
+        tally::domain::revenue::percent(Some(bp))
     );
     assert!(html.contains(&expected), "{expected}");
     assert!(html.contains("class=\"sparkline\""));
@@ -367,7 +367,7 @@ async fn replayed_movements(app: &TestApp, currency: &str) -> Vec<(String, Strin
 
 both_backends!(stored_movements_equal_a_replay_of_the_history, |backend| async move {
     let app = seeded(backend, 150).await;
-    let as_tuples = |moves: Vec<tally::domain::metrics::Movement>| -> Vec<_> {
+    let as_tuples = |moves: Vec<tally::domain::revenue::Movement>| -> Vec<_> {
         moves
             .into_iter()
             .map(|m| {

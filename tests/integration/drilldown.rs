@@ -8,8 +8,8 @@ use crate::common;
 use common::TestApp;
 use serde_json::Value;
 use tally::cli::demo;
-use tally::domain::metrics::percent;
 use tally::domain::money::{count, format};
+use tally::domain::revenue::percent;
 
 /// `&amp;` and friends back to text.
 fn unescape(s: &str) -> String {

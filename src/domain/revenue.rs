@@ -148,6 +148,52 @@ pub fn percent(bp: Option<i64>) -> String {
     }
 }
 
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverviewData {
+    /// Currencies with data, the main one first.
+    pub currencies: Vec<String>,
+    pub currency: String,
+    pub kpis: Kpis,
+    /// The last 24 months: MRR at month end and the month's movements.
+    pub mrr_months: Vec<MonthPoint>,
+    /// The last 24 months: gross, refunds, net, payments, failed payments.
+    pub revenue_months: Vec<MonthPoint>,
+    /// The last 24 months: active subscribers at month end.
+    pub subscribers: Vec<(String, i64)>,
+    pub now: i64,
+    /// Set when these are the previous figures (from this time) while new ones are computed.
+    pub as_of: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovementList {
+    pub currencies: Vec<String>,
+    pub currency: String,
+    pub movements: Vec<MovementRow>,
+    /// The net change of every matching movement (not only those shown).
+    pub total: i64,
+    /// How many movements match (churn movements: one per churned customer).
+    pub count: i64,
+    /// The net change of the movements on this page.
+    pub shown_total: i64,
+    /// `after` for the next page.
+    pub next: Option<String>,
+    /// The matching movements per month and kind, the last 24 months (the roll-up chart).
+    pub months: Vec<MonthPoint>,
+    /// Set when this is the previous list (from this time) while a new one is computed.
+    pub as_of: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovementRow {
+    pub movement: Movement,
+    pub customer_label: String,
+}
+
+/// Movements on the Revenue page.
+#[cfg(feature = "ssr")]
+pub const MOVEMENTS_PAGE: i64 = 100;
+
 #[cfg(test)]
 mod tests {
     use super::*;

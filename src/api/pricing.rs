@@ -1,0 +1,241 @@
+//! The public pricing page and the Checkout return (`/api/public/`): anonymous, rate-limited per
+//! client address.
+
+use leptos::prelude::*;
+
+use crate::domain::pricing::{CheckoutOutcome, PricingData};
+
+/// Active products with their active licensed prices, from the synced tables.
+#[server(endpoint = "public/pricing")]
+pub async fn pricing_plans() -> Result<PricingData, ServerFnError> {
+    use sqlx::Row;
+
+    let state = crate::state::AppState::from_context()?;
+    let rows = sqlx::query(&format!(
+        "SELECT p.id AS price_id, p.unit_amount, p.currency, p.recurring_interval, p.recurring_interval_count, \
+                p.nickname, p.product_id, pr.name, pr.raw AS product_raw \
+         FROM prices p JOIN products pr ON pr.id = p.product_id \
+         WHERE {OFFERED} ORDER BY pr.name, pr.id, p.unit_amount, p.id"
+    ))
+    .fetch_all(state.db.reader())
+    .await
+    .map_err(|e| super::internal("listing prices failed", e))?;
+    let mut products: Vec<crate::domain::pricing::ProductPlans> = Vec::new();
+    for r in &rows {
+        let product_id: String = r.try_get("product_id").unwrap_or_default();
+        let price = crate::domain::pricing::PlanPrice {
+            id: r.try_get("price_id").unwrap_or_default(),
+            unit_amount: r.try_get::<Option<i64>, _>("unit_amount").ok().flatten().unwrap_or(0),
+            currency: r
+                .try_get::<Option<String>, _>("currency")
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
+            interval: r.try_get("recurring_interval").ok().flatten(),
+            interval_count: r
+                .try_get::<Option<i64>, _>("recurring_interval_count")
+                .ok()
+                .flatten()
+                .unwrap_or(1),
+            nickname: r.try_get("nickname").ok().flatten(),
+        };
+        match products.last_mut().filter(|p| p.product_id == product_id) {
+            Some(product) => product.prices.push(price),
+            None => {
+                let raw: String = r.try_get("product_raw").unwrap_or_default();
+                let description = serde_json::from_str::<serde_json::Value>(&raw)
+                    .ok()
+                    .and_then(|v| v.get("description").and_then(|d| d.as_str()).map(str::to_string));
+                products.push(crate::domain::pricing::ProductPlans {
+                    product_id,
+                    name: r
+                        .try_get::<Option<String>, _>("name")
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default(),
+                    description,
+                    prices: vec![price],
+                });
+            }
+        }
+    }
+    Ok(PricingData {
+        products,
+        token: uuid::Uuid::new_v4().simple().to_string(),
+        stripe_configured: state.config.stripe_key.is_some(),
+    })
+}
+
+/// The prices the pricing page shows and Checkout sells: active, licensed, recurring or one-time,
+/// with a unit amount, of an active product (`p` prices, `pr` products).
+#[cfg(feature = "ssr")]
+const OFFERED: &str = "p.active = 1 AND p.deleted = 0 AND pr.active = 1 AND pr.deleted = 0 \
+    AND p.unit_amount IS NOT NULL AND COALESCE(p.usage_type, 'licensed') = 'licensed' \
+    AND COALESCE(p.type, 'recurring') IN ('recurring', 'one_time')";
+
+/// Anonymous calls that reach Stripe: `PUBLIC_RATE_LIMIT` a minute per client address, else a
+/// 429 that says to wait.
+#[cfg(feature = "ssr")]
+fn public_budget(state: &crate::state::AppState) -> Result<(), ServerFnError> {
+    let info = crate::auth::server::RequestInfo::current();
+    let address = info.client_addr.unwrap_or_else(|| "unknown".into());
+    if state.public_limiter.allow(&address) {
+        return Ok(());
+    }
+    if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(axum::http::StatusCode::TOO_MANY_REQUESTS);
+    }
+    Err(ServerFnError::new(
+        "Too many requests from your network; please wait a minute and try again.",
+    ))
+}
+
+/// Stripe could not be asked now (its answer failed, or the visitors' share of the request budget
+/// stayed in use): 503, a condition to retry rather than a fault of Tally's.
+#[cfg(feature = "ssr")]
+fn stripe_unavailable(message: &'static str) -> ServerFnError {
+    if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(axum::http::StatusCode::SERVICE_UNAVAILABLE);
+    }
+    ServerFnError::new(message)
+}
+
+/// Creates a Checkout Session for the price and sends the browser to it (a 302 with JavaScript
+/// off). Returns the session's URL.
+#[server(endpoint = "public/checkout")]
+pub async fn start_checkout(price_id: String, token: String) -> Result<String, ServerFnError> {
+    use crate::stripe::ops::{self, CheckoutParams};
+
+    let state = crate::state::AppState::from_context()?;
+    public_budget(&state)?;
+    let price_id = price_id.trim().to_string();
+    if !crate::stripe::valid_id(&price_id) || token.len() != 32 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ServerFnError::new(
+            "This plan is not available; reload the pricing page.",
+        ));
+    }
+    // Only what the pricing page offers is sold: an archived product, a metered or tiered price,
+    // or any price the page does not show is refused before Stripe is called.
+    let recurring: Option<Option<String>> = sqlx::query_scalar(&format!(
+        "SELECT p.type FROM prices p JOIN products pr ON pr.id = p.product_id WHERE p.id = $1 AND {OFFERED}"
+    ))
+    .bind(&price_id)
+    .fetch_optional(state.db.reader())
+    .await
+    .map_err(|e| super::internal("reading a price failed", e))?;
+    let Some(kind) = recurring else {
+        return Err(ServerFnError::new(
+            "This plan is not available any more; reload the pricing page.",
+        ));
+    };
+    let base = state.config.public_base_url.as_str().trim_end_matches('/').to_string();
+    let success_url = format!("{base}/checkout/success?session_id={{CHECKOUT_SESSION_ID}}");
+    let cancel_url = format!("{base}/checkout/cancel");
+    let key = format!("tally-checkout-{token}-{price_id}");
+    let params = CheckoutParams {
+        price_id: &price_id,
+        recurring: kind.as_deref() != Some("one_time"),
+        success_url: &success_url,
+        cancel_url: &cancel_url,
+        reference: &token,
+        idempotency_key: &key,
+    };
+    let sent_at = crate::billing::sent_at();
+    let session = ops::create_checkout_session(state.stripe_public.as_ref(), &params)
+        .await
+        .map_err(|e| {
+            tracing::warn!(kind = e.kind.as_str(), request_id = ?e.request_id, "creating a Checkout Session failed");
+            stripe_unavailable("Checkout is not available right now; please try again in a minute.")
+        })?;
+    crate::billing::project_or_log(
+        &state.db,
+        crate::domain::resource::Resource::CheckoutSession,
+        &session.body,
+        sent_at,
+    )
+    .await;
+    let url = session
+        .body
+        .get("url")
+        .and_then(|u| u.as_str())
+        .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+        .ok_or_else(|| ServerFnError::new("Checkout is not available right now; please try again in a minute."))?
+        .to_string();
+    tracing::info!(price = %price_id, request_id = ?session.request_id, "Checkout Session created");
+    leptos_axum::redirect(&url);
+    Ok(url)
+}
+
+/// Retrieves the session from Stripe (not trusting the URL), stores what it learnt through the
+/// projection, and says what happened. Unknown or malformed ids get `None`, never Stripe's text.
+#[server(endpoint = "public/checkout-result")]
+pub async fn checkout_result(session_id: String) -> Result<Option<CheckoutOutcome>, ServerFnError> {
+    use crate::domain::money;
+    use crate::domain::resource::Resource;
+    use crate::projection::read;
+    use crate::stripe::{ops, ErrorKind};
+
+    let state = crate::state::AppState::from_context()?;
+    let id = session_id.trim();
+    if !id.starts_with("cs_") || !crate::stripe::valid_id(id) {
+        return Ok(None);
+    }
+    public_budget(&state)?;
+    let sent_at = crate::billing::sent_at();
+    let session = match ops::retrieve_checkout_session(state.stripe_public.as_ref(), id).await {
+        Ok(s) => s.body,
+        Err(e) if matches!(e.kind, ErrorKind::NotFound | ErrorKind::InvalidRequest) => return Ok(None),
+        Err(e) => {
+            tracing::warn!(kind = e.kind.as_str(), request_id = ?e.request_id, "retrieving a Checkout Session failed");
+            return Err(stripe_unavailable(
+                "We could not check your payment just now. It is safe to reload this page in a minute.",
+            ));
+        }
+    };
+    crate::billing::project_or_log(&state.db, Resource::CheckoutSession, &session, sent_at).await;
+    let subscription = session.get("subscription").filter(|s| s.is_object());
+    if let Some(sub) = subscription {
+        crate::billing::project_or_log(&state.db, Resource::Subscription, sub, sent_at).await;
+    }
+    let status = read::text(&session, "status").unwrap_or_default();
+    let payment_status = read::text(&session, "payment_status").unwrap_or_default();
+    let outcome_state = match (status.as_str(), payment_status.as_str()) {
+        (_, "paid") | (_, "no_payment_required") => "paid",
+        ("complete", "unpaid") => "processing",
+        ("expired", _) => "expired",
+        ("open", _) => "open",
+        _ => "unpaid",
+    };
+    let line = read::list(session.get("line_items")).first();
+    let plan = line
+        .and_then(|l| read::text(l, "description").or_else(|| l.get("price").and_then(|p| read::text(p, "nickname"))));
+    let amount = match (read::int(&session, "amount_total"), read::text(&session, "currency")) {
+        (Some(a), Some(c)) => Some(money::format(a, &c)),
+        _ => None,
+    };
+    // The buyer's email and a link to their billing portal only for a session this Tally made
+    // (its pricing page's reference) and only for a day: an old link (a browser's history, a
+    // forwarded email) or another session's id shows the outcome and nothing personal.
+    let ours = read::at(&session, &["metadata", "tally_reference"])
+        .and_then(|r| r.as_str())
+        .is_some_and(|r| r.len() == 32 && r.bytes().all(|b| b.is_ascii_hexdigit()));
+    let fresh = read::int(&session, "created").is_some_and(|c| crate::db::now_unix() - c <= 86_400);
+    let personal = ours && fresh;
+    let email = read::at(&session, &["customer_details", "email"])
+        .and_then(|e| e.as_str())
+        .map(str::to_string)
+        .or_else(|| read::text(&session, "customer_email"))
+        .filter(|_| personal);
+    let customer = read::id(&session, "customer").filter(|_| personal);
+    let portal_link = customer
+        .filter(|c| c.starts_with("cus_"))
+        .map(|c| crate::billing::portal_link::path(state.link_secret.expose(), &c, crate::db::now_unix()));
+    Ok(Some(CheckoutOutcome {
+        state: outcome_state.into(),
+        plan,
+        amount,
+        email,
+        subscription_status: subscription.and_then(|s| read::text(s, "status")),
+        portal_link,
+    }))
+}
