@@ -2,15 +2,15 @@
 
 use leptos::prelude::*;
 
-pub use crate::domain::api_key::ApiKeyView;
+use crate::domain::api_keys::ApiKey;
 
 #[server(endpoint = "api-keys/list")]
-pub async fn list_api_keys() -> Result<Vec<ApiKeyView>, ServerFnError> {
+pub async fn list_api_keys() -> Result<Vec<ApiKey>, ServerFnError> {
     use crate::auth::server::require_role;
     use crate::domain::admins::Role;
     require_role(Role::Owner)?;
     let state = crate::state::AppState::from_context()?;
-    let rows = crate::billing::api_keys::list(&state.db)
+    let rows = crate::db::api_keys::list(&state.db)
         .await
         .map_err(|e| super::internal("listing API keys failed", e))?;
     Ok(rows)
@@ -36,7 +36,7 @@ pub async fn create_api_key(name: String) -> Result<String, ServerFnError> {
             "Give the key a name of 1 to 80 characters (e.g. \"iOS app\").",
         ));
     }
-    let (row, key) = crate::billing::api_keys::create(&state.db, name, &me.email)
+    let (row, key) = crate::db::api_keys::create(&state.db, name, &me.email)
         .await
         .map_err(|e| super::internal("creating an API key failed", e))?;
     audit(&me, "api_key.create", &row.id, format!("{} ({})", row.name, row.prefix)).await;
@@ -49,7 +49,7 @@ pub async fn revoke_api_key(id: String) -> Result<String, ServerFnError> {
     use crate::domain::admins::Role;
     let me = require_role(Role::Owner)?;
     let state = crate::state::AppState::from_context()?;
-    let revoked = crate::billing::api_keys::revoke(&state.db, &id)
+    let revoked = crate::db::api_keys::revoke(&state.db, &id)
         .await
         .map_err(|e| super::internal("revoking an API key failed", e))?;
     if !revoked {

@@ -65,68 +65,22 @@ pub async fn refund_payment(
     }
 }
 
+/// A payment with its refunds and what is left to refund; `None` for an unknown id.
 #[server(endpoint = "billing/payment")]
 pub async fn payment_detail(id: String) -> Result<Option<PaymentView>, ServerFnError> {
-    use sqlx::Row;
-
     use crate::auth::server::require_role;
-
     use crate::domain::admins::Role;
 
     require_role(Role::Viewer)?;
     let state = crate::state::AppState::from_context()?;
     let db = &state.db;
-    let failed = |e: sqlx::Error| super::internal("reading a payment failed", e);
-    let Some(row) = sqlx::query(
-        "SELECT c.id, c.created, c.status, c.amount, c.currency, c.customer_id, c.card_brand, c.card_last4, \
-                c.failure_message, cu.email FROM charges c LEFT JOIN customers cu ON cu.id = c.customer_id WHERE c.id = $1",
-    )
-    .bind(&id)
-    .fetch_optional(db.reader())
-    .await
-    .map_err(failed)?
-    else {
+    let failed = |e| super::internal("reading a payment failed", e);
+    let Some(mut view) = crate::db::payments::view(db, &id).await.map_err(failed)? else {
         return Ok(None);
     };
     let refundable = crate::billing::refunds::refundable(db, &id)
         .await
         .map_err(|e| super::internal("reading a payment failed", e))?;
-    let refunds = sqlx::query(
-        "SELECT f.id, f.created, f.amount, f.status, f.reason, r.admin_email, r.note FROM refunds f \
-         LEFT JOIN refund_requests r ON r.refund_id = f.id WHERE f.charge_id = $1 ORDER BY f.created DESC, f.id",
-    )
-    .bind(&id)
-    .fetch_all(db.reader())
-    .await
-    .map_err(failed)?
-    .iter()
-    .map(|r| {
-        Ok(crate::domain::payments::RefundRow {
-            id: r.try_get("id")?,
-            created: r.try_get("created")?,
-            amount: r.try_get::<Option<i64>, _>("amount")?.unwrap_or(0),
-            status: r.try_get("status")?,
-            reason: r.try_get("reason")?,
-            requested_by: r.try_get("admin_email")?,
-            note: r.try_get("note")?,
-        })
-    })
-    .collect::<Result<Vec<_>, sqlx::Error>>()
-    .map_err(failed)?;
-    let card = match (
-        row.try_get::<Option<String>, _>("card_brand").map_err(failed)?,
-        row.try_get::<Option<String>, _>("card_last4").map_err(failed)?,
-    ) {
-        (Some(brand), Some(last4)) => Some(format!("{brand} •••• {last4}")),
-        _ => None,
-    };
-    let checking: i64 = sqlx::query_scalar(
-        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refund_requests WHERE charge_id = $1 AND status = 'unknown'",
-    )
-    .bind(&id)
-    .fetch_one(db.reader())
-    .await
-    .map_err(failed)?;
     let r = refundable.unwrap_or(crate::billing::refunds::Refundable {
         captured: 0,
         refunded: 0,
@@ -135,21 +89,10 @@ pub async fn payment_detail(id: String) -> Result<Option<PaymentView>, ServerFnE
         currency: "usd".into(),
         status: String::new(),
     });
-    Ok(Some(PaymentView {
-        id: row.try_get("id").map_err(failed)?,
-        created: row.try_get("created").map_err(failed)?,
-        status: row.try_get("status").map_err(failed)?,
-        amount: row.try_get::<Option<i64>, _>("amount").map_err(failed)?.unwrap_or(0),
-        currency: r.currency.clone(),
-        refunded: r.refunded,
-        remaining: if r.status == "succeeded" { r.remaining } else { 0 },
-        checking,
-        customer_id: row.try_get("customer_id").map_err(failed)?,
-        customer_email: row.try_get("email").map_err(failed)?,
-        card,
-        failure: row.try_get("failure_message").map_err(failed)?,
-        refunds,
-        form_key: uuid::Uuid::new_v4().simple().to_string(),
-        stripe_ready: state.config.stripe_mode().is_some(),
-    }))
+    view.refunded = r.refunded;
+    view.remaining = if r.status == "succeeded" { r.remaining } else { 0 };
+    view.currency = r.currency;
+    view.form_key = uuid::Uuid::new_v4().simple().to_string();
+    view.stripe_ready = state.config.stripe_mode().is_some();
+    Ok(Some(view))
 }

@@ -8,70 +8,16 @@ use crate::domain::pricing::{CheckoutOutcome, PricingData};
 /// Active products with their active licensed prices, from the synced tables.
 #[server(endpoint = "public/pricing")]
 pub async fn pricing_plans() -> Result<PricingData, ServerFnError> {
-    use sqlx::Row;
-
     let state = crate::state::AppState::from_context()?;
-    let rows = sqlx::query(&format!(
-        "SELECT p.id AS price_id, p.unit_amount, p.currency, p.recurring_interval, p.recurring_interval_count, \
-                p.nickname, p.product_id, pr.name, pr.raw AS product_raw \
-         FROM prices p JOIN products pr ON pr.id = p.product_id \
-         WHERE {OFFERED} ORDER BY pr.name, pr.id, p.unit_amount, p.id"
-    ))
-    .fetch_all(state.db.reader())
-    .await
-    .map_err(|e| super::internal("listing prices failed", e))?;
-    let mut products: Vec<crate::domain::pricing::ProductPlans> = Vec::new();
-    for r in &rows {
-        let product_id: String = r.try_get("product_id").unwrap_or_default();
-        let price = crate::domain::pricing::PlanPrice {
-            id: r.try_get("price_id").unwrap_or_default(),
-            unit_amount: r.try_get::<Option<i64>, _>("unit_amount").ok().flatten().unwrap_or(0),
-            currency: r
-                .try_get::<Option<String>, _>("currency")
-                .ok()
-                .flatten()
-                .unwrap_or_default(),
-            interval: r.try_get("recurring_interval").ok().flatten(),
-            interval_count: r
-                .try_get::<Option<i64>, _>("recurring_interval_count")
-                .ok()
-                .flatten()
-                .unwrap_or(1),
-            nickname: r.try_get("nickname").ok().flatten(),
-        };
-        match products.last_mut().filter(|p| p.product_id == product_id) {
-            Some(product) => product.prices.push(price),
-            None => {
-                let raw: String = r.try_get("product_raw").unwrap_or_default();
-                let description = serde_json::from_str::<serde_json::Value>(&raw)
-                    .ok()
-                    .and_then(|v| v.get("description").and_then(|d| d.as_str()).map(str::to_string));
-                products.push(crate::domain::pricing::ProductPlans {
-                    product_id,
-                    name: r
-                        .try_get::<Option<String>, _>("name")
-                        .ok()
-                        .flatten()
-                        .unwrap_or_default(),
-                    description,
-                    prices: vec![price],
-                });
-            }
-        }
-    }
+    let products = crate::db::pricing::offered(&state.db)
+        .await
+        .map_err(|e| super::internal("listing prices failed", e))?;
     Ok(PricingData {
         products,
         token: uuid::Uuid::new_v4().simple().to_string(),
         stripe_configured: state.config.stripe_key.is_some(),
     })
 }
-
-/// The prices the pricing page shows and Checkout sells: active, licensed, recurring or one-time,
-/// with a unit amount, of an active product (`p` prices, `pr` products).
-#[cfg(feature = "ssr")]
-const OFFERED: &str = "p.active = 1 AND p.deleted = 0 AND pr.active = 1 AND pr.deleted = 0 \
-    AND p.unit_amount IS NOT NULL AND COALESCE(p.usage_type, 'licensed') = 'licensed' \
-    AND COALESCE(p.type, 'recurring') IN ('recurring', 'one_time')";
 
 /// Anonymous calls that reach Stripe: `PUBLIC_RATE_LIMIT` a minute per client address, else a
 /// 429 that says to wait.
@@ -116,13 +62,9 @@ pub async fn start_checkout(price_id: String, token: String) -> Result<String, S
     }
     // Only what the pricing page offers is sold: an archived product, a metered or tiered price,
     // or any price the page does not show is refused before Stripe is called.
-    let recurring: Option<Option<String>> = sqlx::query_scalar(&format!(
-        "SELECT p.type FROM prices p JOIN products pr ON pr.id = p.product_id WHERE p.id = $1 AND {OFFERED}"
-    ))
-    .bind(&price_id)
-    .fetch_optional(state.db.reader())
-    .await
-    .map_err(|e| super::internal("reading a price failed", e))?;
+    let recurring = crate::db::pricing::offered_price_type(&state.db, &price_id)
+        .await
+        .map_err(|e| super::internal("reading a price failed", e))?;
     let Some(kind) = recurring else {
         return Err(ServerFnError::new(
             "This plan is not available any more; reload the pricing page.",

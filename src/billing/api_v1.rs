@@ -15,7 +15,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
-use super::api_keys::{self, ApiKeyRow};
+use crate::db::api_keys;
+use crate::domain::api_keys::ApiKey;
 use crate::domain::money;
 use crate::domain::resource::Resource;
 use crate::state::AppState;
@@ -162,7 +163,7 @@ impl IntoResponse for ApiError {
 }
 
 /// The key, checked and within its rate.
-async fn authorize(state: &AppState, headers: &HeaderMap) -> Result<ApiKeyRow, ApiError> {
+async fn authorize(state: &AppState, headers: &HeaderMap) -> Result<ApiKey, ApiError> {
     let unauthorized = || {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -288,7 +289,7 @@ pub fn metadata(value: Option<&Value>) -> Result<HashMap<String, String>, ApiErr
 }
 
 /// Records that `key` may act for `customer`.
-async fn own(state: &AppState, key: &ApiKeyRow, customer: &str) -> Result<(), ApiError> {
+async fn own(state: &AppState, key: &ApiKey, customer: &str) -> Result<(), ApiError> {
     sqlx::query(
         "INSERT INTO api_key_customers (key_id, customer_id, added_at) VALUES ($1, $2, $3) \
          ON CONFLICT (key_id, customer_id) DO NOTHING",
@@ -303,7 +304,7 @@ async fn own(state: &AppState, key: &ApiKeyRow, customer: &str) -> Result<(), Ap
 }
 
 /// Whether `key` may act for `customer` (it created it, or was given it).
-async fn owns(state: &AppState, key: &ApiKeyRow, customer: &str) -> Result<bool, ApiError> {
+async fn owns(state: &AppState, key: &ApiKey, customer: &str) -> Result<bool, ApiError> {
     let found: Option<i64> =
         sqlx::query_scalar("SELECT 1 FROM api_key_customers WHERE key_id = $1 AND customer_id = $2")
             .bind(&key.id)
@@ -381,7 +382,7 @@ async fn create_customer(State(state): State<AppState>, headers: HeaderMap, body
 }
 
 /// 403 unless `customer` is one of this key's own customers (created with it, or given to it).
-async fn require_own(state: &AppState, key: &ApiKeyRow, customer: &str, param: &'static str) -> Result<(), ApiError> {
+async fn require_own(state: &AppState, key: &ApiKey, customer: &str, param: &'static str) -> Result<(), ApiError> {
     if owns(state, key, customer).await? {
         return Ok(());
     }

@@ -1,7 +1,6 @@
 //! What Tally does at Stripe on behalf of admins, customers and the operator's backend:
 //! Checkout, the billing portal, refunds, subscription changes and the payments API.
 
-pub mod api_keys;
 pub mod api_v1;
 pub mod portal_link;
 pub mod refunds;

@@ -6,9 +6,12 @@
 //! SQLITE_BUSY, and a pool of readers that WAL lets run beside it.
 
 pub mod admins;
+pub mod api_keys;
 pub mod audit;
 pub mod cache;
 pub mod customers;
+pub mod payments;
+pub mod pricing;
 pub mod settings;
 pub mod throttle;
 

@@ -1,7 +1,7 @@
 //! Pure types and logic shared by the server and the browser.
 
 pub mod admins;
-pub mod api_key;
+pub mod api_keys;
 pub mod audit;
 pub mod calendar;
 pub mod customers;

@@ -5,25 +5,25 @@
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use crate::db::{now_unix, Db, DbError};
+use super::{now_unix, Db, DbError};
+use crate::domain::api_keys::ApiKey;
 
 pub const KEY_PREFIX: &str = "tly_";
 
 /// One key as Settings lists it (never the key itself).
-pub use crate::domain::api_key::ApiKeyView as ApiKeyRow;
 
 fn digest(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
 /// Creates a key; returns its row and the key, which is never shown again.
-pub async fn create(db: &Db, name: &str, created_by: &str) -> Result<(ApiKeyRow, String), DbError> {
+pub async fn create(db: &Db, name: &str, created_by: &str) -> Result<(ApiKey, String), DbError> {
     let key = format!(
         "{KEY_PREFIX}{}{}",
         uuid::Uuid::new_v4().simple(),
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
-    let row = ApiKeyRow {
+    let row = ApiKey {
         id: uuid::Uuid::new_v4().to_string(),
         name: name.to_string(),
         prefix: key[..12].to_string(),
@@ -46,8 +46,8 @@ pub async fn create(db: &Db, name: &str, created_by: &str) -> Result<(ApiKeyRow,
     Ok((row, key))
 }
 
-fn from_row(r: &sqlx::any::AnyRow) -> Result<ApiKeyRow, sqlx::Error> {
-    Ok(ApiKeyRow {
+fn from_row(r: &sqlx::any::AnyRow) -> Result<ApiKey, sqlx::Error> {
+    Ok(ApiKey {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
         prefix: r.try_get("prefix")?,
@@ -60,7 +60,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<ApiKeyRow, sqlx::Error> {
 
 const COLUMNS: &str = "id, name, prefix, created_by, created_at, last_used_at, revoked_at";
 
-pub async fn list(db: &Db) -> Result<Vec<ApiKeyRow>, DbError> {
+pub async fn list(db: &Db) -> Result<Vec<ApiKey>, DbError> {
     let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM api_keys ORDER BY created_at DESC, id"))
         .fetch_all(db.reader())
         .await?;
@@ -78,7 +78,7 @@ pub async fn revoke(db: &Db, id: &str) -> Result<bool, DbError> {
 }
 
 /// The active key this secret belongs to, noting its use (at most once a minute).
-pub async fn authenticate(db: &Db, key: &str) -> Result<Option<ApiKeyRow>, DbError> {
+pub async fn authenticate(db: &Db, key: &str) -> Result<Option<ApiKey>, DbError> {
     if !key.starts_with(KEY_PREFIX) || key.len() > 100 {
         return Ok(None);
     }

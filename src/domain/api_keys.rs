@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApiKeyView {
+pub struct ApiKey {
     pub id: String,
     pub name: String,
     pub prefix: String,
