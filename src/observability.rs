@@ -9,12 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-
-use crate::state::AppState;
+use axum::response::Response;
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -137,30 +134,9 @@ pub async fn track_http(request: Request, next: Next) -> Response {
     response
 }
 
-/// `GET /metrics` in Prometheus' text format; with `METRICS_TOKEN` set, only for
-/// `Authorization: Bearer <token>`.
-pub async fn export(
-    State(state): State<AppState>,
-    admin: Option<axum::Extension<crate::domain::admins::CurrentAdmin>>,
-    headers: HeaderMap,
-) -> Response {
-    // Not public: a scraper shows METRICS_TOKEN as a bearer token; without one configured, only
-    // a signed-in admin's browser may read it.
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let allowed = match (&state.config.metrics_token, given) {
-        (Some(token), Some(given)) => constant_time_eq(given.as_bytes(), token.expose().as_bytes()),
-        _ => admin.is_some(),
-    };
-    if !allowed {
-        return (
-            StatusCode::UNAUTHORIZED,
-            "metrics need METRICS_TOKEN as a bearer token (set it to let Prometheus scrape), or a signed-in admin",
-        )
-            .into_response();
-    }
+/// This process's counters and histograms in Prometheus' text format (`GET /metrics`, which
+/// `server::prometheus` serves, adds the inbox's depth).
+pub fn render() -> String {
     let m = metrics();
     let mut out = String::with_capacity(8192);
     describe(
@@ -251,38 +227,13 @@ pub async fn export(
             h.render(&mut out, "tally_http_request_seconds", &format!("route=\"{route}\""));
         }
     }
-    // The inbox, counted now.
-    let depth = sqlx::query_as::<_, (String, i64)>(
-        "SELECT status, CAST(COUNT(*) AS BIGINT) FROM stripe_events WHERE status IN ('pending', 'processing', 'failed') GROUP BY status",
-    )
-    .fetch_all(state.db.reader())
-    .await;
-    describe(
-        &mut out,
-        "tally_inbox_events",
-        "gauge",
-        "Events in the inbox by status (pending, processing, failed).",
-    );
-    match depth {
-        Ok(rows) => {
-            for status in ["pending", "processing", "failed"] {
-                let n = rows.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
-                let _ = writeln!(out, "tally_inbox_events{{status=\"{status}\"}} {n}");
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "could not count the inbox for /metrics"),
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    out
 }
 
 /// The `# HELP` and `# TYPE` lines of a metric.
-fn describe(out: &mut String, name: &str, kind: &str, help: &str) {
+pub fn describe(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

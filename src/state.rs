@@ -1,6 +1,8 @@
 //! What every request handler and server function can reach.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
@@ -24,13 +26,13 @@ pub struct AppState {
     pub stripe_public: Arc<dyn crate::stripe::StripeApi>,
     /// Per-client-address budgets for anonymous calls that reach Stripe.
     #[from_ref(skip)]
-    pub public_limiter: Arc<crate::billing::api_v1::KeyLimiter>,
+    pub public_limiter: Arc<KeyLimiter>,
     /// The key that signs customers' billing-portal links.
     pub link_secret: Arc<crate::config::Secret>,
     /// Stores webhook deliveries in shared transactions (group commit).
     pub inbox: Arc<crate::webhooks::inbox::GroupCommit>,
     /// Per-API-key request budgets for /api/v1.
-    pub api_limiter: Arc<crate::billing::api_v1::KeyLimiter>,
+    pub api_limiter: Arc<KeyLimiter>,
 }
 
 /// Leptos's handlers take the options by value; only they pay for the copy.
@@ -45,5 +47,60 @@ impl AppState {
     pub fn from_context() -> Result<Self, leptos::prelude::ServerFnError> {
         leptos::prelude::use_context::<Self>()
             .ok_or_else(|| leptos::prelude::ServerFnError::new("server state is missing"))
+    }
+}
+
+/// At most `max` requests per key in each window (a second for API keys, a minute for client
+/// addresses).
+#[derive(Debug)]
+pub struct KeyLimiter {
+    max: u32,
+    window: Duration,
+    windows: Mutex<HashMap<String, (Instant, u32)>>,
+}
+
+impl KeyLimiter {
+    pub fn new(per_second: u32) -> Self {
+        Self::per_window(per_second, Duration::from_secs(1))
+    }
+
+    pub fn per_window(max: u32, window: Duration) -> Self {
+        Self {
+            max: max.max(1),
+            window,
+            windows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether this key may make one more request now.
+    pub fn allow(&self, key_id: &str) -> bool {
+        let now = Instant::now();
+        let mut windows = self.windows.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if windows.len() > 10_000 {
+            windows.retain(|_, (start, _)| now.duration_since(*start) < self.window);
+        }
+        let (start, count) = windows.entry(key_id.to_string()).or_insert((now, 0));
+        if now.duration_since(*start) >= self.window {
+            *start = now;
+            *count = 0;
+        }
+        if *count >= self.max {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limiter_allows_a_burst_per_second_per_key() {
+        let limiter = KeyLimiter::new(3);
+        assert!((0..3).all(|_| limiter.allow("a")));
+        assert!(!limiter.allow("a"));
+        assert!(limiter.allow("b"), "keys are limited separately");
     }
 }

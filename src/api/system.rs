@@ -16,7 +16,7 @@ pub async fn system_status() -> Result<InstallStatus, ServerFnError> {
         .await
         .map_err(|e| super::internal("reading settings failed", e))?
         .and_then(|v| v.parse().ok());
-    let inbox = crate::webhooks::inbox::health(&state.db)
+    let inbox = crate::db::events::health(&state.db)
         .await
         .map_err(|e| super::internal("reading webhook health failed", e))?;
     let now = crate::db::now_unix();

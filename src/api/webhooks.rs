@@ -16,7 +16,6 @@ pub async fn list_events(
     use crate::auth::server::require_role;
     use crate::domain::admins::Role;
     use crate::state::AppState;
-    use crate::webhooks::inbox;
 
     require_role(Role::Viewer)?;
     let state = AppState::from_context()?;
@@ -25,7 +24,7 @@ pub async fn list_events(
         let (at, id) = b.split_once(':')?;
         Some((at.parse().ok()?, id.to_string()))
     });
-    let filter = inbox::EventFilter {
+    let filter = crate::db::events::EventFilter {
         event_type: non_empty(event_type),
         status: non_empty(status),
         object_id: None,
@@ -33,7 +32,7 @@ pub async fn list_events(
         until: super::parse_day(until, "until")?.map(|t| t + 86_400),
         before_received,
     };
-    let events = inbox::list(&state.db, &filter, crate::domain::events::PAGE_SIZE)
+    let events = crate::db::events::list(&state.db, &filter, crate::domain::events::PAGE_SIZE)
         .await
         .map_err(|e| super::internal("listing webhook events failed", e))?;
     let next_before = (events.len() as i64 == crate::domain::events::PAGE_SIZE)
@@ -50,7 +49,7 @@ pub async fn get_event(id: String) -> Result<Option<EventDetail>, ServerFnError>
 
     require_role(Role::Viewer)?;
     let state = AppState::from_context()?;
-    let found = crate::webhooks::inbox::get(&state.db, &id)
+    let found = crate::db::events::get(&state.db, &id)
         .await
         .map_err(|e| super::internal("reading a webhook event failed", e))?;
     Ok(found.map(|(summary, payload)| {
@@ -76,7 +75,7 @@ pub async fn requeue_event(id: String) -> Result<String, ServerFnError> {
 
     let me = require_role(Role::Admin)?;
     let state = AppState::from_context()?;
-    let before = crate::webhooks::inbox::get(&state.db, &id)
+    let before = crate::db::events::get(&state.db, &id)
         .await
         .map_err(|e| super::internal("reading a webhook event failed", e))?
         .map(|(s, _)| s.status);

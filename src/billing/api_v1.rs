@@ -4,8 +4,6 @@
 //! `{"error": {"type", "message", "param"}}`. Described by `/api/v1/openapi.json`.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -39,48 +37,6 @@ pub fn router() -> Router<AppState> {
                 None,
             )
         })
-}
-
-/// At most `max` requests per key in each window (a second for API keys, a minute for client
-/// addresses).
-#[derive(Debug)]
-pub struct KeyLimiter {
-    max: u32,
-    window: Duration,
-    windows: Mutex<HashMap<String, (Instant, u32)>>,
-}
-
-impl KeyLimiter {
-    pub fn new(per_second: u32) -> Self {
-        Self::per_window(per_second, Duration::from_secs(1))
-    }
-
-    pub fn per_window(max: u32, window: Duration) -> Self {
-        Self {
-            max: max.max(1),
-            window,
-            windows: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Whether this key may make one more request now.
-    pub fn allow(&self, key_id: &str) -> bool {
-        let now = Instant::now();
-        let mut windows = self.windows.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if windows.len() > 10_000 {
-            windows.retain(|_, (start, _)| now.duration_since(*start) < self.window);
-        }
-        let (start, count) = windows.entry(key_id.to_string()).or_insert((now, 0));
-        if now.duration_since(*start) >= self.window {
-            *start = now;
-            *count = 0;
-        }
-        if *count >= self.max {
-            return false;
-        }
-        *count += 1;
-        true
-    }
 }
 
 /// An error in Stripe's shape.
@@ -564,14 +520,6 @@ mod tests {
         assert!(metadata(Some(&Value::Object(many))).is_err());
         assert!(metadata(Some(&json!(["x"]))).is_err());
         assert!(metadata(Some(&json!({"nested": {"a": 1}}))).is_err());
-    }
-
-    #[test]
-    fn the_limiter_allows_a_burst_per_second_per_key() {
-        let limiter = KeyLimiter::new(3);
-        assert!((0..3).all(|_| limiter.allow("a")));
-        assert!(!limiter.allow("a"));
-        assert!(limiter.allow("b"), "keys are limited separately");
     }
 
     #[test]

@@ -246,6 +246,10 @@ async fn migrate(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     db.migrate().await.map_err(|e| e.to_string())?;
+    // Derived data a migration cannot compute in SQL: stored MRR movements (once).
+    crate::projection::movements::ensure_built(&db)
+        .await
+        .map_err(|e| e.to_string())?;
     let readiness = db.readiness().await;
     db.close().await;
     println!(
@@ -262,7 +266,7 @@ async fn connect_migrated(config: &Config) -> Result<Db, String> {
         .await
         .map_err(|e| e.to_string())?;
     db.migrate().await.map_err(|e| e.to_string())?;
-    crate::projection::mrr_history::use_policy(&db, config.mrr_discounts)
+    crate::projection::prepare(&db, config.mrr_discounts)
         .await
         .map_err(|e| e.to_string())?;
     Ok(db)

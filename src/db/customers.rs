@@ -5,7 +5,6 @@ use sqlx::Row;
 
 use super::{Db, DbError};
 use crate::domain::customers::{CustomerDetail, CustomerRow, MoneyRow, PaymentMethodRow, SubscriptionRow};
-use crate::webhooks::inbox;
 
 /// A subscription's largest item: its interval, interval count, how many items the subscription
 /// has, and its product's name last (a name may hold any character), packed for
@@ -139,7 +138,7 @@ pub async fn detail(db: &Db, id: &str) -> Result<Option<CustomerDetail>, DbError
     })
     .collect::<Result<Vec<_>, sqlx::Error>>()?;
     // The timeline: events about the customer or any of its objects.
-    let events = inbox::for_customer(db, id, 100).await?;
+    let events = super::events::for_customer(db, id, 100).await?;
     Ok(Some(CustomerDetail {
         customer,
         subscriptions,

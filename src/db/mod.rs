@@ -10,6 +10,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod cache;
 pub mod customers;
+pub mod events;
 pub mod payments;
 pub mod pricing;
 pub mod settings;
@@ -221,8 +222,6 @@ impl Db {
     pub async fn migrate(&self) -> Result<(), DbError> {
         self.migrator().run(&self.write).await?;
         settings::record_install_time(self).await?;
-        // Derived data a migration cannot compute in SQL: stored MRR movements (once).
-        crate::projection::movements::ensure_built(self).await?;
         Ok(())
     }
 

@@ -36,6 +36,15 @@ use sqlx::{AnyConnection, Row};
 
 use crate::domain::resource::Resource;
 
+/// Brings what the projection derives up to date at start, after the migrations: the stored MRR
+/// movements built once from the MRR history (databases from before the table), and the history
+/// following the configured discount policy (recomputed when it changed; a no-op otherwise).
+pub async fn prepare(db: &crate::db::Db, policy: crate::config::DiscountPolicy) -> Result<(), crate::db::DbError> {
+    movements::ensure_built(db).await?;
+    mrr_history::use_policy(db, policy).await?;
+    Ok(())
+}
+
 /// A typed column value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Col {

@@ -35,6 +35,7 @@ use crate::db::{Db, DbError};
 use crate::state::AppState;
 
 pub mod flash;
+mod prometheus;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -88,7 +89,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", crate::billing::api_v1::router())
         .route("/billing/portal", get(crate::billing::portal_link::open))
         .route("/export/{file}", get(crate::lists::export::export))
-        .route("/metrics", get(crate::observability::export))
+        .route("/metrics", get(prometheus::export))
         // Server functions answer POST only: none of them changes state on a GET.
         .route("/api/{*fn_name}", post(server_fn_handler))
         .leptos_routes_with_context(&state, routes, context.clone(), page_shell)
@@ -250,8 +251,7 @@ impl RunningServer {
 pub async fn start(config: Config, leptos_options: LeptosOptions) -> Result<RunningServer, StartError> {
     let db = Db::connect_with(&config.database_url, config.sqlite_sync).await?;
     db.migrate().await?;
-    // The MRR history follows MRR_DISCOUNTS (recomputed when it changed; a no-op otherwise).
-    crate::projection::mrr_history::use_policy(&db, config.mrr_discounts).await?;
+    crate::projection::prepare(&db, config.mrr_discounts).await?;
     // The running sums folded before the first request reads them (then every second).
     crate::revenue::sums::compact(&db).await?;
     let listener = TcpListener::bind(config.listen_addr)
@@ -285,8 +285,8 @@ pub async fn start(config: Config, leptos_options: LeptosOptions) -> Result<Runn
             .await?,
         ),
     };
-    let api_limiter = Arc::new(crate::billing::api_v1::KeyLimiter::new(config.api_rate_limit));
-    let public_limiter = Arc::new(crate::billing::api_v1::KeyLimiter::per_window(
+    let api_limiter = Arc::new(crate::state::KeyLimiter::new(config.api_rate_limit));
+    let public_limiter = Arc::new(crate::state::KeyLimiter::per_window(
         config.public_rate_limit,
         std::time::Duration::from_secs(60),
     ));
