@@ -2,6 +2,8 @@
 //! answer 2xx. Malformed requests get a 4xx with a short reason; a database fault gets 503 so
 //! Stripe retries.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -9,10 +11,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use super::inbox::IncomingEvent;
+use super::inbox::{GroupCommit, IncomingEvent};
 use super::signature;
+use crate::config::Config;
 use crate::db::now_unix;
-use crate::state::AppState;
 
 /// Stripe's events are far smaller; anything bigger is refused with 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -21,18 +23,24 @@ fn refuse(status: StatusCode, reason: &'static str) -> Response {
     (status, Json(json!({ "error": reason }))).into_response()
 }
 
-pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+/// The route's handler: the app state hands it the configuration (secrets, tolerance) and the
+/// inbox, nothing more.
+pub async fn receive(
+    State(config): State<Arc<Config>>,
+    State(inbox): State<Arc<GroupCommit>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let started = std::time::Instant::now();
-    let response = handle(&state, &headers, &body).await;
+    let response = handle(&config, &inbox, &headers, &body).await;
     crate::observability::metrics()
         .webhook_ack_seconds
         .observe(started.elapsed());
     response
 }
 
-async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Response {
+async fn handle(config: &Config, inbox: &GroupCommit, headers: &HeaderMap, body: &Bytes) -> Response {
     let m = crate::observability::metrics();
-    let config = &state.config;
     if config.webhook_secrets.is_empty() {
         tracing::error!("a webhook arrived but STRIPE_WEBHOOK_SECRET is not set; answering 503 so Stripe retries");
         m.webhooks_received.inc("unavailable");
@@ -59,7 +67,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Response
         }
     };
     let (id, event_type) = (event.id.clone(), event.event_type.clone());
-    match state.inbox.store(event).await {
+    match inbox.store(event).await {
         Ok(inserted) => {
             m.webhooks_received.inc(if inserted { "stored" } else { "duplicate" });
             tracing::debug!(event_id = %id, event_type = %event_type, duplicate = !inserted, "webhook event stored");
