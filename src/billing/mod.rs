@@ -16,11 +16,10 @@ use crate::projection::{self, Version};
 /// and a webhook about a change made since still wins.
 pub async fn project(db: &Db, resource: Resource, object: &Value, sent_at: i64) -> Result<(), String> {
     let version = Version::fetched(sent_at);
-    let mut tx = db.begin().await.map_err(|e| e.to_string())?;
+    let mut tx = projection::Tx::begin(db).await.map_err(|e| e.to_string())?;
     projection::apply_object(&mut tx, resource, object, &version, false)
         .await
         .map_err(|e| e.to_string())?;
-    crate::db::cache::bump(&mut tx).await.map_err(|e| e.to_string())?;
     tx.commit().await.map_err(|e| e.to_string())?;
     Ok(())
 }

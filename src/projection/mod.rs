@@ -1,8 +1,8 @@
 //! Projection: Stripe objects into tables. One module per resource; the same code serves webhooks,
 //! backfill and demo data.
 //!
-//! Whoever commits a transaction that wrote through this module calls `db::cache::bump` right
-//! before the commit, so cached figures (overview, list totals) are recomputed.
+//! Every write goes through a `Tx`, whose commit bumps the figures cache (`db::cache::bump`), so
+//! cached figures (overview, list totals) are recomputed.
 //!
 //! Parsing is lenient: objects are read as JSON values, unknown fields are ignored, unknown enum
 //! values are kept as text, every field may be null or missing, and fields Stripe moved between API
@@ -35,6 +35,42 @@ use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 
 use crate::domain::resource::Resource;
+
+/// A transaction that writes the projection. Its `commit` bumps the figures cache first
+/// (`db::cache::bump`), so cached figures (overview, list totals, movements) are recomputed after
+/// every write, whoever writes: the worker, backfill, fetches, billing actions, start-up.
+/// Dereferences to the connection that projectors and queries take.
+pub struct Tx(sqlx::Transaction<'static, sqlx::Any>);
+
+impl Tx {
+    pub async fn begin(db: &crate::db::Db) -> Result<Self, crate::db::DbError> {
+        Ok(Self(db.begin().await?))
+    }
+
+    /// Bumps the figures cache, then commits.
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        crate::db::cache::bump(&mut self.0).await?;
+        self.0.commit().await
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.0.rollback().await
+    }
+}
+
+impl std::ops::Deref for Tx {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.0
+    }
+}
 
 /// Brings what the projection derives up to date at start, after the migrations: the stored MRR
 /// movements built once from the MRR history (databases from before the table), and the history

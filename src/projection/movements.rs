@@ -182,7 +182,7 @@ pub async fn ensure_built(db: &Db) -> Result<(), DbError> {
     if crate::db::settings::get(db, BUILT).await?.as_deref() == Some(VERSION) {
         return Ok(());
     }
-    let mut tx = db.begin().await?;
+    let mut tx = super::Tx::begin(db).await?;
     if db.backend() == crate::config::Backend::Postgres {
         sqlx::query("SELECT pg_advisory_xact_lock(7243318401)")
             .execute(&mut *tx)
@@ -244,7 +244,6 @@ pub async fn ensure_built(db: &Db) -> Result<(), DbError> {
     .execute(&mut *tx)
     .await?;
     crate::db::cache::bump_counter(&mut tx, crate::db::cache::MOVEMENTS_CLOSED).await?;
-    crate::db::cache::bump(&mut tx).await?;
     tx.commit().await?;
     if built > 0 {
         tracing::info!(customers = built, "MRR movements built from the MRR history");

@@ -628,11 +628,10 @@ pub async fn settle_due(db: &crate::db::Db) -> Result<usize, crate::db::DbError>
             .fetch_all(db.reader())
             .await?;
     for sub in &due {
-        let mut tx = db.begin().await?;
+        let mut tx = super::Tx::begin(db).await?;
         settle_and_rebuild(&mut tx, sub)
             .await
             .map_err(|e| crate::db::DbError::Query(sqlx::Error::Protocol(e.to_string())))?;
-        crate::db::cache::bump(&mut tx).await?;
         tx.commit().await?;
     }
     Ok(due.len())
@@ -667,11 +666,10 @@ pub async fn use_policy(db: &crate::db::Db, policy: DiscountPolicy) -> Result<us
         .fetch_all(db.reader())
         .await?;
         let Some(last) = page.last().cloned() else { break };
-        let mut tx = db.begin().await?;
+        let mut tx = super::Tx::begin(db).await?;
         for sub in &page {
             settle_and_rebuild(&mut tx, sub).await.map_err(to_db)?;
         }
-        crate::db::cache::bump(&mut tx).await?;
         tx.commit().await?;
         settled += page.len();
         after = last;
@@ -679,12 +677,11 @@ pub async fn use_policy(db: &crate::db::Db, policy: DiscountPolicy) -> Result<us
     let unset: Vec<String> = sqlx::query_scalar("SELECT id FROM subscriptions WHERE mrr IS NULL")
         .fetch_all(db.reader())
         .await?;
-    let mut tx = db.begin().await?;
+    let mut tx = super::Tx::begin(db).await?;
     for sub in &unset {
         settle_and_rebuild(&mut tx, sub).await.map_err(to_db)?;
     }
     crate::db::cache::bump_counter(&mut tx, crate::db::cache::MOVEMENTS_CLOSED).await?;
-    crate::db::cache::bump(&mut tx).await?;
     tx.commit().await?;
     crate::db::settings::set(db, BASES_KEY, "1").await?;
     settled += unset.len();

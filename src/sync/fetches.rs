@@ -109,11 +109,10 @@ async fn fetch_and_apply(db: &Db, stripe: &dyn StripeApi, resource: Resource, id
         .map_err(|e| Failure::Other(e.to_string()))?;
     let deleted = object.get("deleted").and_then(serde_json::Value::as_bool) == Some(true);
     let apply = async {
-        let mut tx = db.begin().await?;
+        let mut tx = projection::Tx::begin(db).await?;
         projection::apply_object(&mut tx, resource, &object, &version, deleted)
             .await
             .map_err(|e| DbError::Query(sqlx::Error::Protocol(e.to_string())))?;
-        crate::db::cache::bump(&mut tx).await?;
         tx.commit().await?;
         Ok::<_, DbError>(())
     };

@@ -208,7 +208,7 @@ pub async fn run(
                 crate::stripe::complete_nested_lists(stripe, resource, object).await?;
             }
             let fetched_at = now_unix();
-            let mut tx = db.begin().await?;
+            let mut tx = projection::Tx::begin(db).await?;
             let mut applied = 0;
             for object in &page.data {
                 let deleted = object.get("deleted").and_then(serde_json::Value::as_bool) == Some(true);
@@ -238,7 +238,6 @@ pub async fn run(
             .bind(resource.table())
             .execute(&mut *tx)
             .await?;
-            crate::db::cache::bump(&mut tx).await?;
             tx.commit().await?;
             let secs = started.elapsed().as_secs_f64().max(0.001);
             let progress = Progress {

@@ -150,7 +150,7 @@ impl Worker {
     /// once, here.
     async fn claim_and_apply_batch(&self) -> Result<Option<usize>, DbError> {
         let started = Instant::now();
-        let mut tx = self.db.begin().await?;
+        let mut tx = projection::Tx::begin(&self.db).await?;
         let claimed = due(&mut tx, self.db.backend()).await?;
         if claimed.is_empty() {
             return Ok(Some(0));
@@ -185,7 +185,7 @@ impl Worker {
                 return Ok(None);
             }
         }
-        if crate::db::cache::bump(&mut tx).await.is_err() || tx.commit().await.is_err() {
+        if tx.commit().await.is_err() {
             return Ok(None);
         }
         let m = crate::observability::metrics();
@@ -298,9 +298,8 @@ impl Worker {
             let object = std::mem::take(&mut parsed.object);
             parsed.object = refetched(stripe.as_ref(), &parsed.event_type, object).await?;
         }
-        let mut tx = self.db.begin().await.map_err(|e| e.to_string())?;
+        let mut tx = projection::Tx::begin(&self.db).await.map_err(|e| e.to_string())?;
         let outcome = self.apply_in(&mut tx, event, parsed).await?;
-        crate::db::cache::bump(&mut tx).await.map_err(|e| e.to_string())?;
         tx.commit().await.map_err(|e| e.to_string())?;
         Ok(outcome)
     }
