@@ -82,7 +82,7 @@ pub async fn requeue_event(id: String) -> Result<String, ServerFnError> {
     let queued = crate::webhooks::inbox::requeue(&state.db, &id)
         .await
         .map_err(|e| super::internal("requeueing a webhook event failed", e))?;
-    let action = if before.as_deref() == Some("failed") {
+    let action = if before == Some(crate::domain::events::EventStatus::Failed) {
         "webhook.retry"
     } else {
         "webhook.replay"
@@ -96,7 +96,7 @@ pub async fn requeue_event(id: String) -> Result<String, ServerFnError> {
         outcome: if queued { "success" } else { "refused" },
         client_addr: info.client_addr,
         request_id: info.request_id,
-        detail: before.clone().map(|s| format!("was {s}")),
+        detail: before.map(|s| format!("was {s}")),
     };
     if let Err(e) = audit::record(&state.db, entry).await {
         tracing::error!(error = %e, "could not record an audit entry");

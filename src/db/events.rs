@@ -4,7 +4,7 @@
 use sqlx::Row;
 
 use super::{Db, DbError};
-use crate::domain::events::EventRow;
+use crate::domain::events::{EventRow, EventStatus};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EventFilter {
@@ -22,7 +22,11 @@ fn summary(row: &sqlx::any::AnyRow) -> Result<EventRow, sqlx::Error> {
         event_type: row.try_get("type")?,
         created: row.try_get("created")?,
         received_at: row.try_get("received_at")?,
-        status: row.try_get("status")?,
+        status: {
+            let status: String = row.try_get("status")?;
+            EventStatus::parse(&status)
+                .ok_or_else(|| sqlx::Error::Decode(format!("unknown event status {status:?}").into()))?
+        },
         attempts: row.try_get("attempts")?,
         object_id: row.try_get("object_id")?,
         livemode: row.try_get::<i64, _>("livemode")? != 0,

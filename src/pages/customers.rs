@@ -330,7 +330,7 @@ fn CustomerView(detail: CustomerDetail) -> impl IntoView {
                                     " "
                                     <a href=format!("/webhooks/{}", e.id)><code>{e.event_type}</code></a>
                                     " "
-                                    <span class=format!("status status-{}", e.status)>{e.status.clone()}</span>
+                                    <span class=format!("status status-{}", e.status)>{e.status.as_str()}</span>
                                 </li>
                             })
                             .collect_view()}

@@ -12,9 +12,7 @@ use crate::api::webhooks::{get_event, list_events, RequeueEvent, RetryFailed};
 use crate::components::query::carry;
 use crate::components::table::DataTable;
 use crate::components::time::format_utc;
-use crate::domain::events::{EventList, EventRow};
-
-const STATUSES: [&str; 5] = ["pending", "processing", "applied", "ignored", "failed"];
+use crate::domain::events::{EventList, EventRow, EventStatus};
 
 #[component]
 pub fn WebhooksPage() -> impl IntoView {
@@ -80,8 +78,9 @@ fn EventTable(list: EventList, current: leptos_router::params::ParamsMap) -> imp
                 "Status"
                 <select name="status">
                     <option value="">"All"</option>
-                    {STATUSES
+                    {EventStatus::ALL
                         .into_iter()
+                        .map(|s| s.as_str())
                         .map(|s| view! { <option value=s selected=s == chosen>{s}</option> })
                         .collect_view()}
                 </select>
@@ -112,9 +111,9 @@ fn EventTable(list: EventList, current: leptos_router::params::ParamsMap) -> imp
 
 fn status_badge(e: &EventRow) -> impl IntoView {
     let label = if e.mode_mismatch {
-        "other mode".to_string()
+        "other mode"
     } else {
-        e.status.clone()
+        e.status.as_str()
     };
     view! { <span class=format!("status status-{}", e.status)>{label}</span> }
 }
@@ -163,8 +162,8 @@ pub fn WebhookEventPage() -> impl IntoView {
                         None => view! { <section class="card"><p>"No event with this id was received."</p></section> }.into_any(),
                         Some(detail) => {
                             let e = detail.event;
-                            let can_requeue = matches!(e.status.as_str(), "applied" | "failed" | "ignored") && !e.mode_mismatch;
-                            let label = if e.status == "failed" { "Retry" } else { "Replay" };
+                            let can_requeue = e.status.can_requeue() && !e.mode_mismatch;
+                            let label = if e.status == EventStatus::Failed { "Retry" } else { "Replay" };
                             let badge = status_badge(&e);
                             view! {
                                 <section class="card">

@@ -296,7 +296,7 @@ pub fn is_handled(event_type: &str) -> bool {
 }
 
 /// What applying an event did.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Applied {
     /// The row was written (or was already at this version).
     Written,
@@ -304,6 +304,69 @@ pub enum Applied {
     Stale,
     /// Not something Tally projects.
     Ignored(&'static str),
+}
+
+/// A stored Stripe event, parsed once (by the worker, from the inbox's payload): what the
+/// projection needs of it.
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub event_type: String,
+    /// `created` and the event's id.
+    pub version: Version,
+    /// `data.object`.
+    pub object: Value,
+    /// A connected account's event (Stripe Connect: it carries `account`): stored, never applied
+    /// to this account's data.
+    pub connected: bool,
+}
+
+impl Event {
+    /// Parses a stored payload; `data.object` is taken out of the event, not copied.
+    pub fn parse(id: &str, payload: &str) -> Result<Self, String> {
+        let mut value: Value = serde_json::from_str(payload).map_err(|e| format!("stored payload unreadable: {e}"))?;
+        let event_type = value
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let created = value.get("created").and_then(Value::as_i64).unwrap_or(0);
+        let connected = value.get("account").and_then(Value::as_str).is_some();
+        let object = value
+            .get_mut("data")
+            .and_then(|data| data.get_mut("object"))
+            .map(Value::take)
+            .unwrap_or(Value::Null);
+        Ok(Self {
+            event_type,
+            version: Version {
+                at: created,
+                event_id: id.to_string(),
+            },
+            object,
+            connected,
+        })
+    }
+
+    /// The object's id (empty when it has none).
+    pub fn object_id(&self) -> String {
+        read::text(&self.object, "id").unwrap_or_default()
+    }
+
+    /// The resource when this event can go into a multi-row upsert with others (`batchable`).
+    pub fn batchable(&self) -> Option<Resource> {
+        if self.connected {
+            return None;
+        }
+        batchable(&self.event_type, &self.object)
+    }
+
+    /// Applies the event inside the caller's transaction; a connected account's event is ignored.
+    pub async fn apply(&self, conn: &mut AnyConnection) -> Result<Applied, ProjectionError> {
+        if self.connected {
+            return Ok(Applied::Ignored(CONNECTED_ACCOUNT_NOTE));
+        }
+        apply_event(conn, &self.event_type, &self.object, &self.version).await
+    }
 }
 
 /// Applies one event's object inside the caller's transaction.

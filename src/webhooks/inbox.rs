@@ -5,6 +5,7 @@ use serde_json::Value;
 use sqlx::Row;
 
 use crate::db::{now_unix, Db, DbError};
+use crate::domain::events::EventStatus;
 use crate::projection;
 
 /// The envelope fields of a Stripe event; the payload is kept verbatim.
@@ -215,13 +216,16 @@ async fn store_statement(
     for event in events {
         let mismatch = expected_livemode.is_some_and(|live| live != event.livemode);
         let (status, note) = if mismatch {
-            ("ignored", Some("livemode differs from the configured Stripe key"))
+            (
+                EventStatus::Ignored,
+                Some("livemode differs from the configured Stripe key"),
+            )
         } else if event.account.is_some() {
-            ("ignored", Some(projection::CONNECTED_ACCOUNT_NOTE))
+            (EventStatus::Ignored, Some(projection::CONNECTED_ACCOUNT_NOTE))
         } else if !projection::is_handled(&event.event_type) {
-            ("ignored", Some("event type not handled"))
+            (EventStatus::Ignored, Some("event type not handled"))
         } else {
-            ("pending", None)
+            (EventStatus::Pending, None)
         };
         query = query
             .bind(event.id.as_str())
@@ -234,10 +238,10 @@ async fn store_statement(
             .bind(event.payload.as_str())
             .bind(now)
             .bind(source.as_str())
-            .bind(status)
+            .bind(status.as_str())
             .bind(note)
             .bind(i64::from(mismatch));
-        query = query.bind((status == "ignored").then_some(now)).bind(now);
+        query = query.bind((status == EventStatus::Ignored).then_some(now)).bind(now);
     }
     let rows = query.fetch_all(&mut *conn).await?;
     let mut new: std::collections::HashSet<String> =

@@ -11,10 +11,10 @@ use serde_json::Value;
 use sqlx::Row;
 use tokio::sync::Notify;
 
-use super::inbox;
 use crate::config::Backend;
 use crate::db::{now_unix, Db, DbError};
-use crate::projection::{self, Applied, Version};
+use crate::domain::events::EventStatus;
+use crate::projection::{self, Applied, Event};
 use crate::stripe::{ErrorKind, StripeApi};
 
 /// Events claimed at once.
@@ -57,41 +57,63 @@ struct Claimed {
     received_at: i64,
 }
 
-/// A stored event, read once: what the projection needs of it.
-struct Parsed {
-    event_type: String,
-    version: Version,
-    /// `data.object` (taken out of the event, not copied).
-    object: Value,
-    /// A connected account's event (Stripe Connect): stored, never applied here.
-    connected: bool,
+/// What the worker did with an event: the label of `tally_events_processed_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    /// A newer version was already there.
+    Stale,
+    Ignored,
+    /// Given up after its retries.
+    Failed,
+    /// Failed this time; tried again later.
+    Retry,
 }
 
-impl Parsed {
-    fn of(event: &Claimed) -> Result<Self, String> {
-        let mut value: Value =
-            serde_json::from_str(&event.payload).map_err(|e| format!("stored payload unreadable: {e}"))?;
-        let event_type = value
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let created = value.get("created").and_then(Value::as_i64).unwrap_or(0);
-        let connected = inbox::of_connected_account(&value);
-        let object = value
-            .get_mut("data")
-            .and_then(|data| data.get_mut("object"))
-            .map(Value::take)
-            .unwrap_or(Value::Null);
-        Ok(Self {
+/// The note kept with an event a newer version had already overtaken.
+const STALE_NOTE: &str = "a newer version was already applied";
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Stale => "stale",
+            Outcome::Ignored => "ignored",
+            Outcome::Failed => "failed",
+            Outcome::Retry => "retry",
+        }
+    }
+
+    /// The status an event is left in after this outcome.
+    pub fn status(self) -> EventStatus {
+        match self {
+            Outcome::Applied | Outcome::Stale => EventStatus::Applied,
+            Outcome::Ignored => EventStatus::Ignored,
+            Outcome::Failed => EventStatus::Failed,
+            Outcome::Retry => EventStatus::Pending,
+        }
+    }
+}
+
+/// An event done with: its type (for the log), what happened and the note kept with it.
+struct Done {
+    event_type: String,
+    outcome: Outcome,
+    note: Option<&'static str>,
+}
+
+impl Done {
+    fn of(event_type: String, applied: Applied) -> Self {
+        let (outcome, note) = match applied {
+            Applied::Written => (Outcome::Applied, None),
+            Applied::Stale => (Outcome::Stale, Some(STALE_NOTE)),
+            Applied::Ignored(why) => (Outcome::Ignored, Some(why)),
+        };
+        Done {
             event_type,
-            version: Version {
-                at: created,
-                event_id: event.id.clone(),
-            },
-            object,
-            connected,
-        })
+            outcome,
+            note,
+        }
     }
 }
 
@@ -157,7 +179,7 @@ impl Worker {
         }
         let mut parsed = Vec::with_capacity(claimed.len());
         for event in &claimed {
-            match Parsed::of(event) {
+            match Event::parse(&event.id, &event.payload) {
                 Ok(p) => parsed.push(p),
                 // Applied one by one, where the error is kept with the event.
                 Err(_) => {
@@ -175,10 +197,12 @@ impl Worker {
         };
         // Statuses in one statement per (status, note) rather than one per event.
         let now = now_unix();
-        let mut groups: std::collections::BTreeMap<(&str, Option<&str>), Vec<&str>> = Default::default();
-        for (event, (_, outcome, note)) in claimed.iter().zip(&outcomes) {
-            let status = if *outcome == "ignored" { "ignored" } else { "applied" };
-            groups.entry((status, *note)).or_default().push(event.id.as_str());
+        let mut groups: std::collections::BTreeMap<(EventStatus, Option<&str>), Vec<&str>> = Default::default();
+        for (event, done) in claimed.iter().zip(&outcomes) {
+            groups
+                .entry((done.outcome.status(), done.note))
+                .or_default()
+                .push(event.id.as_str());
         }
         for ((status, note), ids) in groups {
             if mark_done(&mut tx, &ids, status, note, now, true).await.is_err() {
@@ -191,12 +215,13 @@ impl Worker {
         let m = crate::observability::metrics();
         let now = now_unix();
         let each = started.elapsed() / claimed.len() as u32;
-        for (event, (event_type, outcome, _)) in claimed.iter().zip(outcomes) {
+        for (event, done) in claimed.iter().zip(outcomes) {
+            let outcome = done.outcome.as_str();
             m.events_processed.inc(outcome);
             m.event_apply_seconds.observe(each);
             m.event_lag_seconds
                 .observe(Duration::from_secs((now - event.received_at).max(0) as u64));
-            tracing::debug!(event_id = %event.id, event_type, outcome, "webhook event processed");
+            tracing::debug!(event_id = %event.id, event_type = done.event_type, outcome, "webhook event processed");
         }
         Ok(Some(claimed.len()))
     }
@@ -247,7 +272,10 @@ impl Worker {
         let duration_ms = started.elapsed().as_millis() as i64;
         let now = now_unix();
         match result {
-            Ok((event_type, outcome)) => {
+            Ok(Done {
+                event_type, outcome, ..
+            }) => {
+                let outcome = outcome.as_str();
                 let m = crate::observability::metrics();
                 m.events_processed.inc(outcome);
                 m.event_apply_seconds.observe(started.elapsed());
@@ -268,10 +296,9 @@ impl Worker {
                 );
                 let failed = retry_at.is_none();
                 let next = retry_at.unwrap_or(now);
-                let status = if failed { "failed" } else { "pending" };
-                crate::observability::metrics()
-                    .events_processed
-                    .inc(if failed { "failed" } else { "retry" });
+                let outcome = if failed { Outcome::Failed } else { Outcome::Retry };
+                let status = outcome.status().as_str();
+                crate::observability::metrics().events_processed.inc(outcome.as_str());
                 tracing::warn!(event_id = %event.id, attempts = event.attempts, status, error = %error, duration_ms, "webhook event not applied");
                 sqlx::query(
                     "UPDATE stripe_events SET status = $1, next_attempt_at = $2, last_error = $3, locked_until = 0, \
@@ -292,8 +319,8 @@ impl Worker {
 
     /// Projects the event and marks it done, in one transaction. Errors come back as text for
     /// `last_error` (they name ids, never payload contents).
-    async fn apply(&self, event: &Claimed) -> Result<(String, &'static str), String> {
-        let mut parsed = Parsed::of(event)?;
+    async fn apply(&self, event: &Claimed) -> Result<Done, String> {
+        let mut parsed = Event::parse(&event.id, &event.payload)?;
         if let Some(stripe) = self.refetch.as_ref().filter(|_| !parsed.connected) {
             let object = std::mem::take(&mut parsed.object);
             parsed.object = refetched(stripe.as_ref(), &parsed.event_type, object).await?;
@@ -307,24 +334,18 @@ impl Worker {
     /// Projects a batch: plain objects of one resource with one multi-row statement (only the
     /// newest version of each object in the batch goes in; older ones are stale), the rest one by
     /// one. `None` if anything fails.
-    async fn project_batch(
-        &self,
-        tx: &mut sqlx::AnyConnection,
-        events: Vec<Parsed>,
-    ) -> Option<Vec<(String, &'static str, Option<&'static str>)>> {
+    async fn project_batch(&self, tx: &mut sqlx::AnyConnection, events: Vec<Event>) -> Option<Vec<Done>> {
         use std::collections::HashMap;
-        let mut outcomes: Vec<Option<(String, &'static str, Option<&'static str>)>> = vec![None; events.len()];
-        // Each event with its object's id and the resource when it can be batched.
-        let mut parsed: Vec<(Parsed, String, Option<crate::domain::resource::Resource>)> =
-            Vec::with_capacity(events.len());
-        for p in events {
-            // A connected account's event goes one by one: project_in marks it ignored.
-            let batch = (!p.connected)
-                .then(|| projection::batchable(&p.event_type, &p.object))
-                .flatten();
-            let id = projection::read::text(&p.object, "id").unwrap_or_default();
-            parsed.push((p, id, batch));
-        }
+        let mut outcomes: Vec<Option<Done>> = (0..events.len()).map(|_| None).collect();
+        // Each event with its object's id and the resource when it can be batched (a connected
+        // account's event goes one by one, where it is marked ignored).
+        let parsed: Vec<(Event, String, Option<crate::domain::resource::Resource>)> = events
+            .into_iter()
+            .map(|e| {
+                let (id, batch) = (e.object_id(), e.batchable());
+                (e, id, batch)
+            })
+            .collect();
         // (resource, object id) → index of its newest version in this batch, and whether another
         // event of the batch has the same second (a tie: those go one by one, which settles it).
         let mut newest: HashMap<(crate::domain::resource::Resource, &str), (usize, bool)> = HashMap::new();
@@ -353,7 +374,7 @@ impl Worker {
             // order, so their batches wait for each other instead of deadlocking.
             indexes.sort_unstable_by(|a, b| parsed[*a].1.cmp(&parsed[*b].1));
             for chunk in indexes.chunks(crate::db::rows_per_statement(tx)) {
-                let items: Vec<(&Value, &Version)> = chunk
+                let items: Vec<(&Value, &projection::Version)> = chunk
                     .iter()
                     .map(|i| (&parsed[*i].0.object, &parsed[*i].0.version))
                     .collect();
@@ -368,15 +389,12 @@ impl Worker {
                             .await
                             .ok()?
                     };
-                    outcomes[*i] = Some(if applied == Applied::Written {
-                        (p.event_type.clone(), "applied", None)
+                    let applied = if applied == Applied::Written {
+                        Applied::Written
                     } else {
-                        (
-                            p.event_type.clone(),
-                            "stale",
-                            Some("a newer version was already applied"),
-                        )
-                    });
+                        Applied::Stale
+                    };
+                    outcomes[*i] = Some(Done::of(p.event_type.clone(), applied));
                 }
             }
         }
@@ -391,7 +409,7 @@ impl Worker {
             }
             if batch.is_some() && !is_tied[i] {
                 // Superseded by a newer version of the same object in this batch.
-                outcomes[i] = Some((p.event_type, "stale", Some("a newer version was already applied")));
+                outcomes[i] = Some(Done::of(p.event_type, Applied::Stale));
                 continue;
             }
             outcomes[i] = Some(self.project_in(tx, p).await.ok()?);
@@ -400,43 +418,25 @@ impl Worker {
     }
 
     /// Projects one event inside the caller's transaction and marks it done there.
-    async fn apply_in(
-        &self,
-        tx: &mut sqlx::AnyConnection,
-        event: &Claimed,
-        parsed: Parsed,
-    ) -> Result<(String, &'static str), String> {
-        let (event_type, outcome, note) = self.project_in(tx, parsed).await?;
-        let status = if outcome == "ignored" { "ignored" } else { "applied" };
-        mark_done(tx, &[event.id.as_str()], status, note, now_unix(), false)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok((event_type, outcome))
+    async fn apply_in(&self, tx: &mut sqlx::AnyConnection, event: &Claimed, parsed: Event) -> Result<Done, String> {
+        let done = self.project_in(tx, parsed).await?;
+        mark_done(
+            tx,
+            &[event.id.as_str()],
+            done.outcome.status(),
+            done.note,
+            now_unix(),
+            false,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok(done)
     }
 
-    /// Projects one event inside the caller's transaction: (event type, outcome, note).
-    async fn project_in(
-        &self,
-        tx: &mut sqlx::AnyConnection,
-        parsed: Parsed,
-    ) -> Result<(String, &'static str, Option<&'static str>), String> {
-        let Parsed {
-            event_type,
-            version,
-            object,
-            connected,
-        } = parsed;
-        if connected {
-            return Ok((event_type, "ignored", Some(projection::CONNECTED_ACCOUNT_NOTE)));
-        }
-        let applied = projection::apply_event(tx, &event_type, &object, &version)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(match applied {
-            Applied::Written => (event_type, "applied", None),
-            Applied::Stale => (event_type, "stale", Some("a newer version was already applied")),
-            Applied::Ignored(why) => (event_type, "ignored", Some(why)),
-        })
+    /// Projects one event inside the caller's transaction.
+    async fn project_in(&self, tx: &mut sqlx::AnyConnection, event: Event) -> Result<Done, String> {
+        let applied = event.apply(tx).await.map_err(|e| e.to_string())?;
+        Ok(Done::of(event.event_type, applied))
     }
 }
 
@@ -474,7 +474,7 @@ async fn due(conn: &mut sqlx::AnyConnection, backend: Backend) -> Result<Vec<Cla
 async fn mark_done(
     conn: &mut sqlx::AnyConnection,
     ids: &[&str],
-    status: &str,
+    status: EventStatus,
     note: Option<&str>,
     now: i64,
     count_attempt: bool,
@@ -489,7 +489,7 @@ async fn mark_done(
         params.one(),
         params.list(ids.len())
     );
-    let mut query = sqlx::query(&sql).bind(status).bind(now).bind(note);
+    let mut query = sqlx::query(&sql).bind(status.as_str()).bind(now).bind(note);
     for id in ids {
         query = query.bind(*id);
     }
