@@ -7,54 +7,24 @@ use crate::common;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::StatusCode;
+use common::stripe::{Reply, Request, StandIn};
 use common::{Backend, TestApp};
 use serde_json::{json, Value};
 use tally::domain::resource::Resource;
 
-#[derive(Clone, Debug)]
-struct Seen {
-    method: String,
-    path: String,
-    form: HashMap<String, String>,
-    idempotency_key: Option<String>,
-    stripe_version: Option<String>,
-}
-
-type Log = Arc<Mutex<Vec<Seen>>>;
-
-fn decode(body: &str) -> HashMap<String, String> {
-    url::form_urlencoded::parse(body.as_bytes()).into_owned().collect()
-}
+type Log = StandIn;
 
 /// Answers like Stripe for the calls Tally makes; replays the first answer for a repeated
 /// idempotency key, as Stripe does.
 async fn stand_in() -> (String, Log) {
-    let log: Log = Arc::new(Mutex::new(Vec::new()));
-    let replies: Arc<Mutex<HashMap<String, (StatusCode, Value)>>> = Default::default();
     let base = Arc::new(Mutex::new(String::new()));
-    let (seen, base_for_handler) = (log.clone(), base.clone());
-    let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: String| {
-        let (seen, replies, base) = (seen.clone(), replies.clone(), base_for_handler.clone());
+    let base_for_handler = base.clone();
+    let stripe = StandIn::replaying(move |r: Request| {
+        let base = base_for_handler.clone();
         async move {
-            let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
-            let form = decode(&body);
-            let path = uri.path().to_string();
-            let key = header("idempotency-key");
-            seen.lock().unwrap().push(Seen {
-                method: method.to_string(),
-                path: path.clone(),
-                form: form.clone(),
-                idempotency_key: key.clone(),
-                stripe_version: header("stripe-version"),
-            });
-            if let Some(key) = &key {
-                if let Some((status, reply)) = replies.lock().unwrap().get(key).cloned() {
-                    return (status, [("request-id", "req_replayed")], axum::Json(reply));
-                }
-            }
+            let (method, path, form, n) = (&r.method, &r.path, &r.form, r.n);
             let base = base.lock().unwrap().clone();
-            let n = seen.lock().unwrap().len();
             let created = tally::db::now_unix();
             let (status, reply) = match (method.as_str(), path.as_str()) {
                 ("POST", "/v1/checkout/sessions") => (StatusCode::OK, json!({
@@ -140,17 +110,12 @@ async fn stand_in() -> (String, Log) {
                 })),
                 _ => (StatusCode::NOT_FOUND, json!({"error": {"type": "invalid_request_error", "message": "unknown stand-in route"}})),
             };
-            if let Some(key) = key {
-                replies.lock().unwrap().insert(key, (status, reply.clone()));
-            }
-            (status, [("request-id", "req_standin")], axum::Json(reply))
+            Reply::status(status.as_u16(), reply).header("request-id", "req_standin")
         }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    *base.lock().unwrap() = url.clone();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, log)
+    })
+    .await;
+    *base.lock().unwrap() = stripe.url.clone();
+    (stripe.url.clone(), stripe)
 }
 
 const WEBHOOK_SECRET: &str = "whsec_billingtests";
@@ -209,13 +174,8 @@ async fn page_text(client: &reqwest::Client, url: String) -> String {
     client.get(url).send().await.unwrap().text().await.unwrap()
 }
 
-fn calls(log: &Log, method: &str, path: &str) -> Vec<Seen> {
-    log.lock()
-        .unwrap()
-        .iter()
-        .filter(|s| s.method == method && s.path == path)
-        .cloned()
-        .collect()
+fn calls(log: &Log, method: &str, path: &str) -> Vec<Request> {
+    log.calls(method, path)
 }
 
 both_backends!(
@@ -264,10 +224,13 @@ both_backends!(
         assert_eq!(f["metadata[tally_price]"], "price_pro_month");
         assert_eq!(f["metadata[tally_source]"], "pricing");
         assert_eq!(
-            sent[0].idempotency_key.as_deref(),
+            sent[0].idempotency_key().as_deref(),
             Some(format!("tally-checkout-{token}-price_pro_month").as_str())
         );
-        assert_eq!(sent[0].stripe_version.as_deref(), Some(tally::stripe::API_VERSION));
+        assert_eq!(
+            sent[0].header("stripe-version").as_deref(),
+            Some(tally::stripe::API_VERSION)
+        );
         // A double click sends the same key; a one-time price uses payment mode.
         form_post(
             &app,
@@ -284,7 +247,7 @@ both_backends!(
         )
         .await;
         let sent = calls(&log, "POST", "/v1/checkout/sessions");
-        assert_eq!(sent[1].idempotency_key, sent[0].idempotency_key);
+        assert_eq!(sent[1].idempotency_key(), sent[0].idempotency_key());
         assert_eq!(sent[2].form["mode"], "payment");
         // What the pricing page does not offer never reaches Stripe: an unknown price, an active
         // price of an archived product, a metered price, a tiered price without a unit amount.
@@ -402,8 +365,7 @@ both_backends!(
             assert!(!html.contains("secret detail"));
         }
         assert_eq!(
-            log.lock()
-                .unwrap()
+            log.requests()
                 .iter()
                 .filter(|s| s.path.starts_with("/v1/checkout/sessions/"))
                 .count(),
@@ -506,7 +468,7 @@ both_backends!(
             "the internal note stays internal"
         );
         assert_eq!(
-            sent[0].idempotency_key.as_deref(),
+            sent[0].idempotency_key().as_deref(),
             Some("tally-refund-ch_1-form0001key-2000")
         );
         let refund_id: String = sqlx::query_scalar("SELECT id FROM refunds WHERE charge_id = 'ch_1'")
@@ -605,7 +567,7 @@ both_backends!(
         let sent = calls(&log, "POST", "/v1/refunds");
         assert_eq!(sent.len(), 3);
         assert_eq!(
-            sent[2].idempotency_key.as_deref(),
+            sent[2].idempotency_key().as_deref(),
             Some("tally-refund-ch_1-form0004key-1000")
         );
         assert_eq!(
@@ -718,14 +680,14 @@ both_backends!(admins_open_portals_and_change_subscriptions, |backend| async mov
     assert_eq!(updates.len(), 2);
     assert_eq!(updates[0].form["cancel_at_period_end"], "true");
     assert_eq!(
-        updates[0].idempotency_key.as_deref(),
+        updates[0].idempotency_key().as_deref(),
         Some("tally-sub-sub_1-cancel_at_period_end-tok12345abc")
     );
     assert_eq!(updates[1].form["cancel_at_period_end"], "false");
     let cancel = calls(&log, "DELETE", "/v1/subscriptions/sub_1");
     assert_eq!(cancel.len(), 1);
     // Stripe ignores idempotency keys on DELETE (cancelling twice is harmless), so none is sent.
-    assert_eq!(cancel[0].idempotency_key, None);
+    assert_eq!(cancel[0].idempotency_key(), None);
     let status: String = sqlx::query_scalar("SELECT status FROM subscriptions WHERE id = 'sub_1'")
         .fetch_one(app.db().reader())
         .await
@@ -839,7 +801,7 @@ both_backends!(
         let created = calls(&log, "POST", "/v1/customers");
         assert_eq!(created.len(), 1);
         assert_eq!(
-            created[0].idempotency_key.as_deref(),
+            created[0].idempotency_key().as_deref(),
             Some("cust-1"),
             "Idempotency-Key is passed through"
         );
@@ -896,11 +858,11 @@ both_backends!(
         assert_eq!(pi[0].form["customer"], id.as_str());
         assert_eq!(pi[0].form["metadata[order]"], "42");
         assert_eq!(pi[0].form["automatic_payment_methods[enabled]"], "true");
-        assert_eq!(pi[0].idempotency_key.as_deref(), Some("pi-order-42"));
+        assert_eq!(pi[0].idempotency_key().as_deref(), Some("pi-order-42"));
         let ek = calls(&log, "POST", "/v1/ephemeral_keys");
         assert_eq!(ek[0].form["customer"], id.as_str());
         assert_eq!(
-            ek[0].stripe_version.as_deref(),
+            ek[0].header("stripe-version").as_deref(),
             Some("2024-06-20"),
             "the ephemeral key uses the SDK's API version"
         );
@@ -1076,30 +1038,30 @@ impl FlakyRefunds {
     async fn start(&self) -> String {
         use std::sync::atomic::Ordering::SeqCst;
         let this = self.clone();
-        let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: String| {
+        let stripe = StandIn::start(move |r: Request| {
             let this = this.clone();
             async move {
                 let fail = json!({"error": {"type": "api_error", "message": "stand-in failure"}});
-                let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string);
-                match (method.as_str(), uri.path()) {
+                let key = r.idempotency_key();
+                let (status, body) = match (r.method.as_str(), r.path.as_str()) {
                     ("GET", "/v1/refunds") => {
                         if this.list_fails.load(SeqCst) {
-                            return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(fail));
+                            return Reply::status(500, fail);
                         }
                         let data = this.made.lock().unwrap().clone();
-                        (StatusCode::OK, axum::Json(json!({"object": "list", "has_more": false, "data": data})))
+                        (StatusCode::OK, json!({"object": "list", "has_more": false, "data": data}))
                     }
                     ("POST", "/v1/refunds") => {
                         let key = key.unwrap_or_default();
                         this.keys.lock().unwrap().push(key.clone());
                         if let Some((status, reply)) = this.replies.lock().unwrap().get(&key).cloned() {
-                            return (status, axum::Json(reply));
+                            return Reply::status(status.as_u16(), reply);
                         }
                         if this.drop_next.load(SeqCst) > 0 {
                             this.drop_next.fetch_sub(1, SeqCst);
-                            return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(fail));
+                            return Reply::status(500, fail);
                         }
-                        let form = decode(&body);
+                        let form = &r.form;
                         let refund = json!({"id": format!("re_flaky{}", this.made.lock().unwrap().len()), "object": "refund",
                             "status": "succeeded", "charge": form.get("charge"), "currency": "usd", "created": tally::db::now_unix(),
                             "amount": form.get("amount").and_then(|a| a.parse::<i64>().ok()),
@@ -1111,15 +1073,15 @@ impl FlakyRefunds {
                             (StatusCode::OK, refund)
                         };
                         this.replies.lock().unwrap().insert(key, answer.clone());
-                        (answer.0, axum::Json(answer.1))
+                        answer
                     }
-                    _ => (StatusCode::NOT_FOUND, axum::Json(json!({"error": {"type": "invalid_request_error"}}))),
-                }
+                    _ => (StatusCode::NOT_FOUND, json!({"error": {"type": "invalid_request_error"}})),
+                };
+                Reply::status(status.as_u16(), body)
             }
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        })
+        .await;
+        let base = stripe.url;
         base
     }
 }
@@ -1354,8 +1316,7 @@ both_backends!(admins_never_queue_behind_anonymous_stripe_calls, |backend| async
     let res = form_post(&app, &app.client, "billing/portal", &[("customer_id", "cus_sub")]).await;
     assert_eq!(res.status(), 302);
     let order: Vec<String> = log
-        .lock()
-        .unwrap()
+        .requests()
         .iter()
         .map(|s| format!("{} {}", s.method, s.path))
         .collect();

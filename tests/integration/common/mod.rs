@@ -2,6 +2,8 @@
 //! on a random loopback port.
 #![allow(dead_code)]
 
+pub mod stripe;
+
 use std::collections::HashMap;
 
 use tally::config::Config;
