@@ -5,8 +5,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use serde_json::{json, Value};
+use crate::common::stripe::{Reply, Request, StandIn};
 use tally::config::RetryPolicy;
 use tally::stripe::{ErrorKind, Pause, RequestBuilder, StripeApi, StripeMethod, Timeouts, Transport};
 
@@ -21,54 +21,51 @@ struct Seen {
 }
 
 /// Answers each request with the next scripted (status, extra headers, body); 200 `{}` when the
-/// script is used up. Every answer carries a `Request-Id`.
-struct StandIn {
+/// script is used up. Every answer carries a `Request-Id` (`req_1`, `req_2`…).
+struct Scripted {
     base: String,
-    seen: Arc<Mutex<Vec<Seen>>>,
+    stripe: StandIn,
+}
+
+impl Scripted {
+    fn seen(&self) -> Vec<Seen> {
+        self.stripe
+            .requests()
+            .into_iter()
+            .map(|r| Seen {
+                method: r.method.clone(),
+                uri: r.uri.clone(),
+                idempotency_key: r.idempotency_key(),
+                stripe_version: r.header("stripe-version"),
+                authorization: r.header("authorization"),
+                body: r.body,
+            })
+            .collect()
+    }
 }
 
 type Script = Vec<(u16, Vec<(&'static str, &'static str)>, Value)>;
 
-async fn stand_in(script: Script) -> StandIn {
+async fn stand_in(script: Script) -> Scripted {
     let script = Arc::new(Mutex::new(VecDeque::from(script)));
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: String| {
-        let (script, log) = (script.clone(), log.clone());
+    let stripe = StandIn::start(move |_: Request| {
+        let script = script.clone();
         async move {
-            let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
-            let n = {
-                let mut log = log.lock().unwrap();
-                log.push(Seen {
-                    method: method.to_string(),
-                    uri: uri.to_string(),
-                    idempotency_key: header("idempotency-key"),
-                    stripe_version: header("stripe-version"),
-                    authorization: header("authorization"),
-                    body,
-                });
-                log.len()
-            };
             let (status, extra, body) =
                 script
                     .lock()
                     .unwrap()
                     .pop_front()
                     .unwrap_or((200, vec![], json!({"id": "obj_1", "object": "thing"})));
-            let mut headers = HeaderMap::new();
-            headers.insert("request-id", format!("req_{n}").parse().unwrap());
-            for (k, v) in extra {
-                headers.insert(k, v.parse().unwrap());
-            }
-            (StatusCode::from_u16(status).unwrap(), headers, axum::Json(body))
+            extra
+                .into_iter()
+                .fold(Reply::status(status, body), |reply, (k, v)| reply.header(k, v))
         }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    StandIn {
-        base: format!("http://{addr}"),
-        seen,
+    })
+    .await;
+    Scripted {
+        base: stripe.url.clone(),
+        stripe,
     }
 }
 
@@ -122,7 +119,7 @@ async fn a_429_is_retried_with_backoff_then_succeeds() {
         .send(RequestBuilder::new(StripeMethod::Get, "/customers/cus_1"), None)
         .await
         .unwrap();
-    let seen = s.seen.lock().unwrap().clone();
+    let seen = s.seen();
     assert_eq!(seen.len(), 3, "two refusals, then the answer");
     assert_eq!(response.request_id.as_deref(), Some("req_3"));
     // Backoff with jitter: 20-40 ms before the second attempt, 40-80 ms before the third.
@@ -150,7 +147,7 @@ async fn a_500_then_success_keeps_the_idempotency_key() {
         .send(post("/refunds", "charge=ch_1&amount=500"), Some("refund-form-42"))
         .await
         .unwrap();
-    let seen = s.seen.lock().unwrap().clone();
+    let seen = s.seen();
     assert_eq!(seen.len(), 3);
     for request in &seen {
         assert_eq!(request.idempotency_key.as_deref(), Some("refund-form-42"));
@@ -167,9 +164,7 @@ async fn a_post_without_a_key_gets_one_random_key_for_all_its_retries() {
     transport.send(post("/customers", "email=a%40b.c"), None).await.unwrap();
     transport.send(post("/customers", "email=a%40b.c"), None).await.unwrap();
     let keys: Vec<String> = s
-        .seen
-        .lock()
-        .unwrap()
+        .seen()
         .iter()
         .map(|r| r.idempotency_key.clone().unwrap())
         .collect();
@@ -190,7 +185,7 @@ async fn stripe_should_retry_false_stops_at_once() {
         .send(post("/refunds", "charge=ch_1"), Some("k1"))
         .await
         .unwrap_err();
-    assert_eq!(s.seen.lock().unwrap().len(), 1);
+    assert_eq!(s.seen().len(), 1);
     assert_eq!(error.kind, ErrorKind::Api);
     assert_eq!(error.request_id.as_deref(), Some("req_1"));
 }
@@ -207,7 +202,7 @@ async fn stripe_should_retry_true_retries_even_a_409() {
         .send(post("/subscriptions/sub_1", "cancel_at_period_end=true"), Some("k2"))
         .await
         .unwrap();
-    assert_eq!(s.seen.lock().unwrap().len(), 2);
+    assert_eq!(s.seen().len(), 2);
 }
 
 #[tokio::test]
@@ -250,7 +245,7 @@ async fn client_errors_are_typed_and_not_retried() {
         .unwrap_err();
     assert_eq!(missing.kind, ErrorKind::NotFound);
     assert_eq!(missing.request_id.as_deref(), Some("req_4"));
-    assert_eq!(s.seen.lock().unwrap().len(), 4, "none of them was retried");
+    assert_eq!(s.seen().len(), 4, "none of them was retried");
 }
 
 #[tokio::test]
@@ -265,7 +260,7 @@ async fn retries_give_up_after_the_last_attempt() {
         .send(RequestBuilder::new(StripeMethod::Get, "/charges/ch_1"), None)
         .await
         .unwrap_err();
-    assert_eq!(s.seen.lock().unwrap().len(), 3);
+    assert_eq!(s.seen().len(), 3);
     assert_eq!(error.kind, ErrorKind::Api);
     assert!(error.is_transient());
 }
@@ -351,7 +346,7 @@ async fn waiting_for_the_request_budget_is_bounded_with_a_clear_error() {
     }
     assert!(refused >= 1, "a request waited past the bound");
     assert_eq!(
-        s.seen.lock().unwrap().len(),
+        s.seen().len(),
         3 - refused,
         "nothing was sent for a refused request"
     );
