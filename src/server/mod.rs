@@ -249,6 +249,17 @@ impl RunningServer {
 /// Connects to the database, applies migrations, binds `config.listen_addr` (port 0 picks a free
 /// port) and serves in the background.
 pub async fn start(config: Config, leptos_options: LeptosOptions) -> Result<RunningServer, StartError> {
+    let stripe = crate::stripe::from_config_split(&config)?;
+    start_with_stripe(config, leptos_options, stripe).await
+}
+
+/// As `start`, with the Stripe clients given (for admins, the worker and sync; for anonymous
+/// visitors) instead of built from the configuration: how tests put their own `StripeApi` in.
+pub async fn start_with_stripe(
+    config: Config,
+    leptos_options: LeptosOptions,
+    (stripe, stripe_public): (crate::stripe::SharedApi, crate::stripe::SharedApi),
+) -> Result<RunningServer, StartError> {
     let db = Db::connect_with(&config.database_url, config.sqlite_sync).await?;
     db.migrate().await?;
     crate::projection::prepare(&db, config.mrr_discounts).await?;
@@ -267,7 +278,6 @@ pub async fn start(config: Config, leptos_options: LeptosOptions) -> Result<Runn
     let mut leptos_options = leptos_options;
     leptos_options.site_addr = addr;
     let events = Arc::new(tokio::sync::Notify::new());
-    let (stripe, stripe_public) = crate::stripe::from_config_split(&config)?;
     let worker = crate::webhooks::worker::Worker {
         db: db.clone(),
         wake: events.clone(),

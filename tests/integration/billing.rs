@@ -599,15 +599,13 @@ both_backends!(
         let event = json!({"id": "evt_refund_ok", "object": "event", "type": "refund.updated", "created": tally::db::now_unix() + 1,
         "livemode": false, "data": {"object": {"id": refund_id, "object": "refund", "status": "succeeded", "charge": "ch_1",
         "amount": 2000, "currency": "usd", "created": 1_700_000_200}}});
-        let raw = event.to_string();
-        let header = tally::webhooks::signature::sign(raw.as_bytes(), WEBHOOK_SECRET, tally::db::now_unix());
-        let res = common::browser()
-            .post(app.url("/stripe/webhook"))
-            .header("stripe-signature", header)
-            .body(raw)
-            .send()
-            .await
-            .unwrap();
+        let res = common::post_webhook(
+            &common::browser(),
+            &app.base,
+            WEBHOOK_SECRET,
+            event.to_string().into_bytes(),
+        )
+        .await;
         assert_eq!(res.status(), 200);
         let mut settled = false;
         for _ in 0..100 {
@@ -1566,5 +1564,58 @@ both_backends!(
             );
         }
         app.server.shutdown().await.unwrap();
+    }
+);
+
+// Anonymous visitors' Checkout calls and admins' actions go through separate Stripe clients (so a
+// crowd on the pricing page cannot use up the admins' request budget): each client is given its
+// own stand-in here, and each stand-in sees only its side's calls.
+both_backends!(
+    visitors_and_admins_reach_stripe_through_their_own_clients,
+    |backend| async move {
+        let (admin_base, admins) = stand_in().await;
+        let (public_base, visitors) = stand_in().await;
+        let client = |base: &str| -> tally::stripe::SharedApi {
+            let retry = tally::config::RetryPolicy::default();
+            let timeouts = tally::stripe::Timeouts::default();
+            std::sync::Arc::new(tally::stripe::Transport::new("sk_test_51billing", base, 20, retry, timeouts).unwrap())
+        };
+        let vars = [
+            ("STRIPE_SECRET_KEY", "sk_test_51billing"),
+            ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
+            ("PUBLIC_BASE_URL", "http://tally.test"),
+        ];
+        let app = TestApp::spawn_with_stripe(backend, &vars, |_| (client(&admin_base), client(&public_base))).await;
+        seed_catalogue(&app).await;
+        seed_charge(&app).await;
+        let visitor = common::browser();
+        let token = "0123456789abcdef0123456789abcdef";
+        let res = form_post(
+            &app,
+            &visitor,
+            "public/checkout",
+            &[("price_id", "price_pro_month"), ("token", token)],
+        )
+        .await;
+        assert_eq!(res.status(), 302);
+        let refund = [
+            ("charge_id", "ch_1"),
+            ("amount", "5.00"),
+            ("reason", "requested_by_customer"),
+            ("note", ""),
+            ("idempotency_key", "formclientskey01"),
+        ];
+        let res = form_post(&app, &app.client, "billing/refund", &refund).await;
+        assert_eq!(res.status(), 302);
+        assert_eq!(calls(&visitors, "POST", "/v1/checkout/sessions").len(), 1);
+        assert_eq!(calls(&admins, "POST", "/v1/refunds").len(), 1);
+        assert!(
+            calls(&admins, "POST", "/v1/checkout/sessions").is_empty(),
+            "a visitor's checkout used the admins' client"
+        );
+        assert!(
+            calls(&visitors, "POST", "/v1/refunds").is_empty(),
+            "an admin's refund used the visitors' client"
+        );
     }
 );

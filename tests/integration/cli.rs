@@ -1,6 +1,7 @@
 //! The `tally` binary: start-up failures are one clear line and exit code 1; serve logs its
 //! redacted config and stops cleanly on SIGTERM.
 
+use crate::common::stripe::{Reply, Request, StandIn};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -285,46 +286,26 @@ fn sync_without_a_key_says_stripe_is_not_configured() {
 /// `tally sync`, then `tally drift`: exit 0 while the data match, 2 once a row differs (for cron).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_exits_with_2_when_local_data_differ_from_stripe() {
-    use axum::extract::Path as UrlPath;
-    let app = axum::Router::new()
-        .route(
-            "/v1/{resource}",
-            axum::routing::get(|UrlPath(resource): UrlPath<String>| async move {
-                let data = if resource == "customers" {
-                    customers()
-                } else if resource == "charges" {
-                    // A restricted key without charge access.
-                    return (
-                        axum::http::StatusCode::FORBIDDEN,
-                        axum::Json(serde_json::json!({"error": {"type": "invalid_request_error",
-                        "message": "The provided key 'rk_test_***abc' does not have the required permissions"}})),
-                    );
-                } else {
-                    serde_json::json!([])
-                };
-                (
-                    axum::http::StatusCode::OK,
-                    axum::Json(serde_json::json!({"object": "list", "has_more": false, "data": data})),
-                )
-            }),
-        )
-        .route(
-            "/v1/customers/{id}",
-            axum::routing::get(|UrlPath(id): UrlPath<String>| async move {
-                let found = customers()
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .find(|c| c["id"] == id.as_str())
-                    .cloned();
-                axum::Json(
-                    found.unwrap_or_else(|| serde_json::json!({"id": id, "object": "customer", "deleted": true})),
-                )
-            }),
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let stand_in = StandIn::start(|r: Request| async move {
+        let parts: Vec<&str> = r.path.trim_start_matches("/v1/").split('/').collect();
+        match parts.as_slice() {
+            ["customers", id] => {
+                let found = customers().as_array().unwrap().iter().find(|c| c["id"] == *id).cloned();
+                Reply::ok(found.unwrap_or_else(|| serde_json::json!({"id": id, "object": "customer", "deleted": true})))
+            }
+            // A restricted key without charge access.
+            ["charges"] => Reply::error(
+                403,
+                "invalid_request_error",
+                "The provided key 'rk_test_***abc' does not have the required permissions",
+            ),
+            ["customers"] => Reply::ok(serde_json::json!({"object": "list", "has_more": false, "data": customers()})),
+            [_] => Reply::ok(serde_json::json!({"object": "list", "has_more": false, "data": []})),
+            _ => Reply::status(404, serde_json::json!({})),
+        }
+    })
+    .await;
+    let base = stand_in.url.clone();
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("t.db").display());
     let vars = [

@@ -4,6 +4,7 @@
 //! any order. Figures worked out by hand in each test, to the cent.
 
 use crate::common;
+use crate::common::stripe::{Reply, Request, StandIn};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -590,26 +591,18 @@ both_backends!(the_clock_ends_a_discount_without_an_event, |backend| async move 
 both_backends!(
     an_unknown_discount_is_fetched_expanded_with_its_subscription,
     |backend| async move {
-        use std::sync::{Arc, Mutex};
         let t = now_unix() - 5 * DAY;
-        let seen: Arc<Mutex<Vec<String>>> = Default::default();
-        let log = seen.clone();
-        let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
-            let log = log.clone();
-            async move {
-                log.lock().unwrap().push(uri.to_string());
-                let mut s = sub("sub_x", "cus_x", vec![item("sub_x", 0, 6000, "month", &[])], &[]);
-                // What Stripe answers with expand[]=discounts: the discount object, its coupon by id
-                // (or expanded, as here).
-                let mut d = discount("di_x", "cus_x", Some("sub_x"), None, t);
-                d["source"]["coupon"] = coupon("THIRD", json!({"percent_off": 33.33, "duration": "forever"}));
-                s["discounts"] = json!([d]);
-                axum::Json(s)
-            }
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let stand_in = StandIn::start(move |_: Request| async move {
+            let mut s = sub("sub_x", "cus_x", vec![item("sub_x", 0, 6000, "month", &[])], &[]);
+            // What Stripe answers with expand[]=discounts: the discount object, its coupon by id
+            // (or expanded, as here).
+            let mut d = discount("di_x", "cus_x", Some("sub_x"), None, t);
+            d["source"]["coupon"] = coupon("THIRD", json!({"percent_off": 33.33, "duration": "forever"}));
+            s["discounts"] = json!([d]);
+            Reply::ok(s)
+        })
+        .await;
+        let base = stand_in.url.clone();
         let (db, stripe, _t) = common::db_with_stripe(backend, &base).await;
         apply(
             &db,
@@ -630,7 +623,7 @@ both_backends!(
                 .unwrap(),
             1
         );
-        let requests = seen.lock().unwrap().clone();
+        let requests: Vec<String> = stand_in.requests().into_iter().map(|r| r.uri).collect();
         assert_eq!(requests.len(), 1);
         assert!(
             requests[0].starts_with("/v1/subscriptions/sub_x?") && requests[0].contains("expand[]=discounts"),
@@ -652,17 +645,16 @@ both_backends!(
     |backend| async move {
         let t = now_unix() - 5 * DAY;
         // This Stripe answers with the discount by id only (as if it ignored expand).
-        let app = axum::Router::new().fallback(move || async move {
-            axum::Json(sub(
+        let stand_in = StandIn::start(move |_: Request| async move {
+            Reply::ok(sub(
                 "sub_n",
                 "cus_n",
                 vec![item("sub_n", 0, 6000, "month", &[])],
                 &["di_nowhere"],
             ))
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        })
+        .await;
+        let base = stand_in.url.clone();
         let (db, stripe, _t) = common::db_with_stripe(backend, &base).await;
         apply(
             &db,

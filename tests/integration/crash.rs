@@ -80,10 +80,6 @@ fn subscription_created(n: usize, created: i64) -> Vec<u8> {
     .into_bytes()
 }
 
-async fn scalar(db: &tally::db::Db, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(db.reader()).await.unwrap()
-}
-
 both_backends!(
     every_acknowledged_event_survives_a_sigkill_and_is_applied_once,
     |backend: Backend| async move {
@@ -155,7 +151,7 @@ both_backends!(
             .await
             .unwrap();
         let mut waited = 0;
-        while scalar(
+        while common::scalar::<i64>(
             &db,
             "SELECT CAST(COUNT(*) AS BIGINT) FROM stripe_events WHERE status <> 'applied'",
         )
@@ -188,11 +184,11 @@ both_backends!(
         );
         // Applied once each: one subscription row and one "new" movement of MRR per stored event.
         assert_eq!(
-            scalar(&db, "SELECT CAST(COUNT(*) AS BIGINT) FROM subscriptions").await,
+            common::scalar::<i64>(&db, "SELECT CAST(COUNT(*) AS BIGINT) FROM subscriptions").await,
             stored_count
         );
         assert_eq!(
-            scalar(
+            common::scalar::<i64>(
                 &db,
                 "SELECT CAST(COUNT(*) AS BIGINT) FROM mrr_movements WHERE kind = 'new'"
             )
@@ -200,11 +196,11 @@ both_backends!(
             stored_count
         );
         assert_eq!(
-            scalar(&db, "SELECT CAST(COALESCE(SUM(delta), 0) AS BIGINT) FROM mrr_movements").await,
+            common::scalar::<i64>(&db, "SELECT CAST(COALESCE(SUM(delta), 0) AS BIGINT) FROM mrr_movements").await,
             stored_count * MRR
         );
         assert_eq!(
-            scalar(&db, "SELECT CAST(COALESCE(SUM(mrr), 0) AS BIGINT) FROM subscriptions").await,
+            common::scalar::<i64>(&db, "SELECT CAST(COALESCE(SUM(mrr), 0) AS BIGINT) FROM subscriptions").await,
             stored_count * MRR
         );
     }

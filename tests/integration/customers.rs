@@ -4,26 +4,13 @@ use crate::common;
 
 use common::TestApp;
 use serde_json::{json, Value};
-use tally::webhooks::signature;
 
 const SECRET: &str = "whsec_customer_pages";
 
 async fn deliver(app: &TestApp, id: &str, event_type: &str, created: i64, object: Value) {
     let body = json!({"id": id, "object": "event", "type": event_type, "created": created, "livemode": false,
-                      "data": {"object": object}})
-    .to_string();
-    let res = app
-        .client
-        .post(app.url("/stripe/webhook"))
-        .header(
-            "stripe-signature",
-            signature::sign(body.as_bytes(), SECRET, tally::db::now_unix()),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+                      "data": {"object": object}});
+    assert_eq!(app.post_webhook(SECRET, &body).await.status(), 200);
 }
 
 async fn wait_applied(app: &TestApp, n: i64) {

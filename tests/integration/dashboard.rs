@@ -17,16 +17,9 @@ async fn seeded(backend: Backend, customers: usize) -> TestApp {
     app
 }
 
-async fn scalar(app: &TestApp, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(app.db().reader()).await.unwrap()
-}
-
 async fn overview(app: &TestApp, currency: &str) -> Value {
-    let res = app
-        .call(&app.client, "metrics/overview", &[("currency", currency)])
-        .await;
-    assert_eq!(res.status(), 200);
-    res.json().await.unwrap()
+    app.json(&app.client, "metrics/overview", &[("currency", currency)])
+        .await
 }
 
 both_backends!(demo_data_gives_a_consistent_overview, |backend| async move {
@@ -36,7 +29,7 @@ both_backends!(demo_data_gives_a_consistent_overview, |backend| async move {
         demo::seed(app.db(), 200, tally::db::now_unix()).await.unwrap(),
         demo::Seeded::AlreadyHasData
     );
-    assert_eq!(scalar(&app, "SELECT COUNT(*) FROM customers").await, 200);
+    assert_eq!(app.scalar::<i64>("SELECT COUNT(*) FROM customers").await, 200);
     for currency in ["usd", "jpy"] {
         let o = overview(&app, currency).await;
         assert_eq!(o["currency"], currency);
@@ -88,7 +81,7 @@ both_backends!(demo_data_gives_a_consistent_overview, |backend| async move {
             "events in the inbox",
         ),
     ] {
-        assert!(scalar(&app, sql).await > 0, "no {what} in the demo");
+        assert!(app.scalar::<i64>(sql).await > 0, "no {what} in the demo");
     }
     let kinds: Vec<String> = tally::revenue::movements(app.db(), "usd")
         .await
@@ -146,7 +139,9 @@ both_backends!(lists_filter_page_and_export, |backend| async move {
     let app = seeded(backend, 150).await;
     // Filters in the URL.
     let failed = app.get("/payments?status=failed").await.text().await.unwrap();
-    let failed_count = scalar(&app, "SELECT COUNT(*) FROM charges WHERE status = 'failed'").await;
+    let failed_count = app
+        .scalar::<i64>("SELECT COUNT(*) FROM charges WHERE status = 'failed'")
+        .await;
     assert!(failed_count > 0);
     // Totals of the whole filtered list, per currency: count and amount.
     let per_currency: Vec<(String, i64, i64)> = sqlx::query_as(
@@ -257,7 +252,7 @@ both_backends!(lists_filter_page_and_export, |backend| async move {
         .unwrap();
     assert_eq!(
         all_csv.trim_end().split("\r\n").count() as i64 - 1,
-        scalar(&app, "SELECT COUNT(*) FROM subscriptions").await,
+        app.scalar::<i64>("SELECT COUNT(*) FROM subscriptions").await,
         "more rows than a page"
     );
     // Compressed for a browser that accepts gzip, the same file once decoded (the stream ends

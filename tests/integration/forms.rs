@@ -4,8 +4,6 @@
 
 use crate::common::*;
 
-const HTML: &str = "text/html,application/xhtml+xml";
-
 /// Posts the new-key form from the API keys page as the owner; returns where the answer redirects.
 async fn create_key(app: &TestApp, name: &str) -> String {
     let res = app
@@ -16,9 +14,7 @@ async fn create_key(app: &TestApp, name: &str) -> String {
 }
 
 async fn page(app: &TestApp, client: &reqwest::Client, path: &str) -> String {
-    let res = client.get(app.url(path)).header("accept", HTML).send().await.unwrap();
-    assert_eq!(res.status(), 200, "GET {path}");
-    res.text().await.unwrap()
+    app.html(client, path).await
 }
 
 /// The text of the element marked `data-test="new-key"`.

@@ -2,6 +2,7 @@
 //! ids that carry no order, any arrival order with duplicates; on SQLite and Postgres.
 
 use crate::common;
+use crate::common::stripe::{Reply, Request, StandIn};
 
 use common::Backend;
 use serde_json::{json, Value};
@@ -248,10 +249,6 @@ async fn clear(db: &tally::db::Db) {
     }
 }
 
-async fn text(db: &tally::db::Db, sql: &str) -> String {
-    sqlx::query_scalar(sql).fetch_one(db.reader()).await.unwrap()
-}
-
 both_backends!(
     same_second_events_in_any_order_end_in_the_latest_state,
     |backend| async move {
@@ -265,17 +262,25 @@ both_backends!(
             deliver(&db, &events.iter().collect::<Vec<_>>()).await;
             let expected = dump(&db).await;
             // The in-order result is the truth at the end of every second.
-            assert_eq!(text(&db, "SELECT status FROM invoices WHERE id = 'in_1'").await, "paid");
-            assert_eq!(text(&db, "SELECT status FROM invoices WHERE id = 'in_2'").await, "open");
-            assert!(text(&db, "SELECT raw FROM invoices WHERE id = 'in_2'")
-                .await
-                .contains("\"attempt_count\":1"));
             assert_eq!(
-                text(&db, "SELECT status FROM payment_intents WHERE id = 'pi_1'").await,
+                common::scalar::<String>(&db, "SELECT status FROM invoices WHERE id = 'in_1'").await,
+                "paid"
+            );
+            assert_eq!(
+                common::scalar::<String>(&db, "SELECT status FROM invoices WHERE id = 'in_2'").await,
+                "open"
+            );
+            assert!(
+                common::scalar::<String>(&db, "SELECT raw FROM invoices WHERE id = 'in_2'")
+                    .await
+                    .contains("\"attempt_count\":1")
+            );
+            assert_eq!(
+                common::scalar::<String>(&db, "SELECT status FROM payment_intents WHERE id = 'pi_1'").await,
                 "succeeded"
             );
             assert_eq!(
-                text(
+                common::scalar::<String>(
                     &db,
                     "SELECT CAST(amount_refunded AS TEXT) FROM charges WHERE id = 'ch_1'"
                 )
@@ -283,15 +288,15 @@ both_backends!(
                 "900"
             );
             assert_eq!(
-                text(&db, "SELECT status FROM refunds WHERE id = 're_1'").await,
+                common::scalar::<String>(&db, "SELECT status FROM refunds WHERE id = 're_1'").await,
                 "succeeded"
             );
             assert_eq!(
-                text(&db, "SELECT email || '/' || name FROM customers WHERE id = 'cus_1'").await,
+                common::scalar::<String>(&db, "SELECT email || '/' || name FROM customers WHERE id = 'cus_1'").await,
                 "ada@lovelace.dev/Ada Lovelace"
             );
             assert_eq!(
-                text(&db, "SELECT status FROM subscriptions WHERE id = 'sub_1'").await,
+                common::scalar::<String>(&db, "SELECT status FROM subscriptions WHERE id = 'sub_1'").await,
                 "canceled"
             );
             // Movements: new 20.00 in the second it was created and activated (never a churn in
@@ -338,18 +343,7 @@ use std::time::Duration;
 use common::TestApp;
 
 async fn post_signed(app: &TestApp, body: &Value) {
-    let raw = body.to_string().into_bytes();
-    let header = tally::webhooks::signature::sign(&raw, SECRET, tally::db::now_unix());
-    let res = app
-        .client
-        .post(app.url("/stripe/webhook"))
-        .header("content-type", "application/json")
-        .header("stripe-signature", header)
-        .body(raw)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    assert_eq!(app.post_webhook(SECRET, body).await.status(), 200);
 }
 
 /// Waits until `sql` (one text value) gives `wanted`.
@@ -379,44 +373,45 @@ async fn wait_applied(app: &TestApp, ids: &[&str]) {
     }
 }
 
-/// A Stripe stand-in that answers GETs from a map of path → object and logs every request.
+/// The Stripe stand-in answering GETs from a map of path → object.
 #[derive(Clone, Default)]
 struct Stripe {
     objects: Arc<Mutex<HashMap<String, Value>>>,
-    requests: Arc<Mutex<Vec<String>>>,
     /// When set, each answer waits for a permit (the test decides when Stripe answers).
     gate: Arc<Mutex<Option<Arc<tokio::sync::Semaphore>>>>,
-    /// Where it listens, once started.
-    base: Arc<Mutex<String>>,
+    /// The stand-in, once started.
+    running: Arc<Mutex<Option<StandIn>>>,
 }
 
 impl Stripe {
     async fn start(&self) -> String {
         let this = self.clone();
-        let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let stand_in = StandIn::start(move |r: Request| {
             let this = this.clone();
             async move {
-                let path = uri.path().to_string();
-                this.requests.lock().unwrap().push(uri.to_string());
                 let gate = this.gate.lock().unwrap().clone();
                 if let Some(gate) = gate {
                     gate.acquire().await.unwrap().forget();
                 }
-                match this.objects.lock().unwrap().get(&path) {
-                    Some(v) => (axum::http::StatusCode::OK, axum::Json(v.clone())),
-                    None => (
-                        axum::http::StatusCode::NOT_FOUND,
-                        axum::Json(json!({"error": {"type": "invalid_request_error", "message": "No such object"}})),
-                    ),
+                match this.objects.lock().unwrap().get(&r.path) {
+                    Some(v) => Reply::ok(v.clone()),
+                    None => Reply::error(404, "invalid_request_error", "No such object"),
                 }
             }
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        let base = format!("http://{addr}");
-        *self.base.lock().unwrap() = base.clone();
+        })
+        .await;
+        let base = stand_in.url.clone();
+        *self.running.lock().unwrap() = Some(stand_in);
         base
+    }
+
+    fn base(&self) -> String {
+        self.running
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|s| s.url.clone())
+            .unwrap_or_default()
     }
 
     fn set(&self, path: &str, object: Value) {
@@ -424,12 +419,7 @@ impl Stripe {
     }
 
     fn count(&self, prefix: &str) -> usize {
-        self.requests
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.starts_with(prefix))
-            .count()
+        self.running.lock().unwrap().as_ref().map_or(0, |s| s.count(prefix))
     }
 }
 
@@ -657,13 +647,7 @@ both_backends!(
         // While the page is on its way (Stripe has the request and holds its answer), the
         // customer changes and its webhook arrives.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while !stripe
-            .requests
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|r| r.starts_with("/v1/customers"))
-        {
+        while stripe.count("/v1/customers") == 0 {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the backfill never asked for customers"
@@ -681,7 +665,7 @@ both_backends!(
         gate.add_permits(1_000);
         sync.await.unwrap();
         assert_eq!(
-            text(&db, "SELECT email FROM customers WHERE id = 'cus_race'").await,
+            common::scalar::<String>(&db, "SELECT email FROM customers WHERE id = 'cus_race'").await,
             "after@example.com",
             "the page fetched before the change did not overwrite it"
         );
@@ -925,11 +909,11 @@ both_backends!(reconciliation_applies_events_that_had_failed, |backend| async mo
     };
     worker.run_once().await.unwrap();
     assert_eq!(
-        text(&db, "SELECT status FROM stripe_events WHERE id = 'evt_failed_before'").await,
+        common::scalar::<String>(&db, "SELECT status FROM stripe_events WHERE id = 'evt_failed_before'").await,
         "applied"
     );
     assert_eq!(
-        text(&db, "SELECT email FROM customers WHERE id = 'cus_back'").await,
+        common::scalar::<String>(&db, "SELECT email FROM customers WHERE id = 'cus_back'").await,
         "back@example.com"
     );
     db.close().await;
@@ -1049,7 +1033,7 @@ both_backends!(
             &app.db,
             &[
                 ("STRIPE_SECRET_KEY", "sk_test_51partial"),
-                ("STRIPE_API_BASE", &stripe.base.lock().unwrap().clone()),
+                ("STRIPE_API_BASE", &stripe.base()),
             ],
         );
         let ctx = tally::sync::background::JobContext {
@@ -1064,7 +1048,7 @@ both_backends!(
             .unwrap();
         assert!(outcome.partial);
         assert_eq!(
-            text(app.db(), "SELECT email FROM customers WHERE id = 'cus_p'").await,
+            common::scalar::<String>(app.db(), "SELECT email FROM customers WHERE id = 'cus_p'").await,
             "p@example.com"
         );
         let progress = tally::sync::status(app.db()).await.unwrap();
@@ -1078,7 +1062,7 @@ both_backends!(
             .filter(|t| t.resource != "charges")
             .all(|t| t.done && t.skipped.is_none()));
         assert_eq!(
-            text(app.db(), "SELECT status FROM jobs WHERE kind = 'sync'").await,
+            common::scalar::<String>(app.db(), "SELECT status FROM jobs WHERE kind = 'sync'").await,
             "partial"
         );
         let page = app.get("/settings/sync").await.text().await.unwrap();

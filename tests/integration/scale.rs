@@ -59,20 +59,10 @@ fn event(n: usize) -> String {
 }
 
 async fn deliver(client: &reqwest::Client, base: &str, body: String) -> u16 {
-    let header = tally::webhooks::signature::sign(body.as_bytes(), SECRET, tally::db::now_unix());
-    client
-        .post(format!("{base}/stripe/webhook"))
-        .header("stripe-signature", header)
-        .body(body)
-        .send()
+    common::post_webhook(client, base, SECRET, body.into_bytes())
         .await
-        .unwrap()
         .status()
         .as_u16()
-}
-
-async fn scalar(db: &tally::db::Db, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(db.reader()).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -97,7 +87,7 @@ async fn two_instances_on_one_postgres_apply_every_event_exactly_once() {
         .await
         .unwrap();
     assert_eq!(
-        scalar(&a.db, "SELECT COUNT(*) FROM _sqlx_migrations").await,
+        common::scalar::<i64>(&a.db, "SELECT COUNT(*) FROM _sqlx_migrations").await,
         expected,
         "each migration once"
     );
@@ -125,7 +115,7 @@ async fn two_instances_on_one_postgres_apply_every_event_exactly_once() {
     // Both workers drain the inbox.
     let mut done = false;
     for _ in 0..300 {
-        if scalar(&a.db, "SELECT COUNT(*) FROM stripe_events WHERE status <> 'applied'").await == 0 {
+        if common::scalar::<i64>(&a.db, "SELECT COUNT(*) FROM stripe_events WHERE status <> 'applied'").await == 0 {
             done = true;
             break;
         }
@@ -133,16 +123,19 @@ async fn two_instances_on_one_postgres_apply_every_event_exactly_once() {
     }
     assert!(done, "no event is stuck");
     assert_eq!(
-        scalar(&a.db, "SELECT COUNT(*) FROM stripe_events").await,
+        common::scalar::<i64>(&a.db, "SELECT COUNT(*) FROM stripe_events").await,
         EVENTS as i64,
         "duplicates stored once"
     );
     assert_eq!(
-        scalar(&a.db, "SELECT COUNT(*) FROM stripe_events WHERE attempts <> 1").await,
+        common::scalar::<i64>(&a.db, "SELECT COUNT(*) FROM stripe_events WHERE attempts <> 1").await,
         0,
         "each event claimed and applied exactly once"
     );
-    assert_eq!(scalar(&a.db, "SELECT COUNT(*) FROM customers").await, EVENTS as i64);
+    assert_eq!(
+        common::scalar::<i64>(&a.db, "SELECT COUNT(*) FROM customers").await,
+        EVENTS as i64
+    );
     // Each delivery was counted by the instance that answered it.
     let metrics = reqwest::Client::new()
         .get(format!("{base_a}/metrics"))
@@ -290,18 +283,18 @@ both_backends!(
             assert_eq!(email, "v9@example.com");
         }
         assert_eq!(
-            scalar(&db, "SELECT COUNT(*) FROM stripe_events WHERE status = 'applied'").await,
+            common::scalar::<i64>(&db, "SELECT COUNT(*) FROM stripe_events WHERE status = 'applied'").await,
             n as i64
         );
         assert_eq!(
-            scalar(
+            common::scalar::<i64>(
                 &db,
                 "SELECT COUNT(*) FROM stripe_events WHERE last_error = 'a newer version was already applied'"
             )
             .await,
             45
         );
-        assert_eq!(scalar(&db, "SELECT COUNT(*) FROM products").await, 1);
+        assert_eq!(common::scalar::<i64>(&db, "SELECT COUNT(*) FROM products").await, 1);
         // An older version arriving later is stale against the row.
         let late = json!({"id": "evt_late", "object": "event", "type": "customer.updated", "created": 1_600_000_000, "livemode": false,
         "data": {"object": {"id": "cus_v0", "object": "customer", "email": "old@example.com"}}});
@@ -317,7 +310,7 @@ both_backends!(
             .unwrap();
         assert_eq!(email, "v9@example.com");
         assert_eq!(
-            scalar(&db, "SELECT COUNT(*) FROM customers WHERE id = 'cus_new'").await,
+            common::scalar::<i64>(&db, "SELECT COUNT(*) FROM customers WHERE id = 'cus_new'").await,
             1
         );
     }
@@ -345,7 +338,7 @@ both_backends!(
         // skips locked rows).
         assert_eq!(worker.run_once().await.unwrap(), 11);
         assert_eq!(
-            scalar(&db, "SELECT COUNT(*) FROM stripe_events WHERE status = 'applied'").await,
+            common::scalar::<i64>(&db, "SELECT COUNT(*) FROM stripe_events WHERE status = 'applied'").await,
             10
         );
         let (status, error): (String, Option<String>) =
@@ -357,10 +350,10 @@ both_backends!(
             (status.as_str(), error.as_deref()),
             ("failed", Some("the object has no id"))
         );
-        assert_eq!(scalar(&db, "SELECT COUNT(*) FROM customers").await, 10);
+        assert_eq!(common::scalar::<i64>(&db, "SELECT COUNT(*) FROM customers").await, 10);
         // Each good event counted one attempt: the rolled-back batch left none behind.
         assert_eq!(
-            scalar(&db, "SELECT COUNT(*) FROM stripe_events WHERE attempts <> 1").await,
+            common::scalar::<i64>(&db, "SELECT COUNT(*) FROM stripe_events WHERE attempts <> 1").await,
             0
         );
     }

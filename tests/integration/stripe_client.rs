@@ -5,8 +5,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{json, Value};
 use crate::common::stripe::{Reply, Request, StandIn};
+use serde_json::{json, Value};
 use tally::config::RetryPolicy;
 use tally::stripe::{ErrorKind, Pause, RequestBuilder, StripeApi, StripeMethod, Timeouts, Transport};
 
@@ -163,11 +163,7 @@ async fn a_post_without_a_key_gets_one_random_key_for_all_its_retries() {
     let transport = client(&s.base, fast_retries(3));
     transport.send(post("/customers", "email=a%40b.c"), None).await.unwrap();
     transport.send(post("/customers", "email=a%40b.c"), None).await.unwrap();
-    let keys: Vec<String> = s
-        .seen()
-        .iter()
-        .map(|r| r.idempotency_key.clone().unwrap())
-        .collect();
+    let keys: Vec<String> = s.seen().iter().map(|r| r.idempotency_key.clone().unwrap()).collect();
     assert_eq!(keys.len(), 3);
     assert_eq!(keys[0], keys[1], "a retry reuses the key");
     assert_ne!(keys[1], keys[2], "a new request gets a new key");
@@ -345,9 +341,5 @@ async fn waiting_for_the_request_budget_is_bounded_with_a_clear_error() {
         }
     }
     assert!(refused >= 1, "a request waited past the bound");
-    assert_eq!(
-        s.seen().len(),
-        3 - refused,
-        "nothing was sent for a refused request"
-    );
+    assert_eq!(s.seen().len(), 3 - refused, "nothing was sent for a refused request");
 }

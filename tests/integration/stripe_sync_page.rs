@@ -5,52 +5,44 @@ use crate::common;
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query};
-use axum::routing::get;
+use common::stripe::{Reply, Request, StandIn};
 use common::{TestApp, PASSWORD};
 use serde_json::{json, Value};
 use tally::domain::admins::Role;
 
 /// Stripe with 120 customers (two pages, each answered after `delay_ms`) and two events.
 async fn stand_in(delay_ms: u64) -> String {
-    let app = axum::Router::new().route(
-        "/v1/{resource}",
-        get(
-            move |Path(resource): Path<String>, Query(q): Query<std::collections::HashMap<String, String>>| async move {
-                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-                let (data, has_more): (Vec<Value>, bool) = match resource.as_str() {
-                    "customers" => {
-                        let start = q.get("starting_after").map_or(0, |_| 100);
-                        let data = (start..120.min(start + 100))
-                            .map(|i| json!({"id": format!("cus_{i:03}"), "object": "customer", "email": format!("c{i}@example.com"), "created": 1_700_000_000 + i}))
-                            .collect();
-                        (data, start == 0)
-                    }
-                    "events" => (
-                        vec![json!({"id": "evt_missed", "object": "event", "type": "customer.created", "created": 1_700_000_500,
-                                    "livemode": false, "data": {"object": {"id": "cus_new", "object": "customer", "email": "new@example.com"}}})],
-                        false,
-                    ),
-                    _ => (vec![], false),
-                };
-                axum::Json(json!({"object": "list", "data": data, "has_more": has_more}))
-            },
-        ),
-    );
-    let app = app.route(
-        "/v1/checkout/sessions",
-        get(|| async { axum::Json(json!({"object": "list", "data": [], "has_more": false})) }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
+    let stand_in = StandIn::start(move |r: Request| async move {
+        if r.path == "/v1/checkout/sessions" {
+            return Reply::list(vec![], false);
+        }
+        let Some(resource) = r.after("/v1/").filter(|p| !p.contains('/')) else {
+            return Reply::status(404, json!({}));
+        };
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        let (data, has_more): (Vec<Value>, bool) = match resource {
+            "customers" => {
+                let start = r.query.get("starting_after").map_or(0, |_| 100);
+                let data = (start..120.min(start + 100))
+                    .map(|i| json!({"id": format!("cus_{i:03}"), "object": "customer", "email": format!("c{i}@example.com"), "created": 1_700_000_000 + i}))
+                    .collect();
+                (data, start == 0)
+            }
+            "events" => (
+                vec![json!({"id": "evt_missed", "object": "event", "type": "customer.created", "created": 1_700_000_500,
+                            "livemode": false, "data": {"object": {"id": "cus_new", "object": "customer", "email": "new@example.com"}}})],
+                false,
+            ),
+            _ => (vec![], false),
+        };
+        Reply::list(data, has_more)
+    })
+    .await;
+    stand_in.url
 }
 
 async fn overview(app: &TestApp) -> Value {
-    let res = app.call(&app.client, "stripe-sync/overview", &[]).await;
-    assert_eq!(res.status(), 200);
-    res.json().await.unwrap()
+    app.json(&app.client, "stripe-sync/overview", &[]).await
 }
 
 /// Polls until the latest run of `key` (last_sync / last_drift) is no longer running.

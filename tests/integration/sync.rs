@@ -6,9 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Path, Query};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::get;
+use crate::common::stripe::{Reply, Request, StandIn as Stripe};
 use serde_json::{json, Value};
 use tally::sync::{self, SyncOptions};
 
@@ -38,79 +36,54 @@ async fn stand_in() -> StandIn {
     let seconds = Arc::new(Mutex::new(Vec::new()));
     let fail = Arc::new(AtomicBool::new(false));
     let (log, fail_flag, clock) = (requests.clone(), fail.clone(), seconds.clone());
-    let app = axum::Router::new().route(
-        "/v1/{resource}",
-        get(
-            move |Path(resource): Path<String>, Query(q): Query<HashMap<String, String>>| {
-                let (log, fail_flag, clock) = (log.clone(), fail_flag.clone(), clock.clone());
-                async move {
-                    clock.lock().unwrap().push(unix_second());
-                    let mut keys: Vec<_> = q.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    keys.sort();
-                    log.lock().unwrap().push(format!("{resource}?{}", keys.join("&")));
-                    let mut headers = HeaderMap::new();
-                    if resource != "customers" {
-                        return (
-                            StatusCode::OK,
-                            headers,
-                            axum::Json(json!({"object": "list", "data": [], "has_more": false})),
-                        );
-                    }
-                    // Newest first, as Stripe lists: cus_249 … cus_000.
-                    let all: Vec<usize> = (0..CUSTOMERS).rev().collect();
-                    let start = match q.get("starting_after") {
-                        Some(after) => all
-                            .iter()
-                            .position(|i| format!("cus_{i:03}") == *after)
-                            .map(|p| p + 1)
-                            .unwrap_or(all.len()),
-                        None => 0,
-                    };
-                    if start > 0 && fail_flag.load(Ordering::SeqCst) {
-                        headers.insert("stripe-should-retry", "false".parse().unwrap());
-                        return (
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            headers,
-                            axum::Json(json!({"error": {"type": "api_error", "message": "stand-in outage"}})),
-                        );
-                    }
-                    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(10);
-                    let page: Vec<Value> = all.iter().skip(start).take(limit).map(|i| customer(*i)).collect();
-                    let has_more = start + page.len() < all.len();
-                    (
-                        StatusCode::OK,
-                        headers,
-                        axum::Json(json!({"object": "list", "data": page, "has_more": has_more})),
-                    )
-                }
-            },
-        ),
-    );
-    // One customer, as drift re-fetches a suspect.
-    let app = app.route(
-        "/v1/customers/{id}",
-        get(|Path(id): Path<String>| async move {
-            let found = (0..CUSTOMERS).find(|i| format!("cus_{i:03}") == id);
-            axum::Json(found.map_or_else(|| json!({"id": id, "object": "customer", "deleted": true}), customer))
-        }),
-    );
-    let (log, clock) = (requests.clone(), seconds.clone());
-    let app = app.route(
-        "/v1/checkout/sessions",
-        get(move || {
-            let (log, clock) = (log.clone(), clock.clone());
-            async move {
+    let stripe = Stripe::start(move |r: Request| {
+        let (log, fail_flag, clock) = (log.clone(), fail_flag.clone(), clock.clone());
+        async move {
+            if r.path == "/v1/checkout/sessions" {
                 clock.lock().unwrap().push(unix_second());
                 log.lock().unwrap().push("checkout_sessions?".to_string());
-                axum::Json(json!({"object": "list", "data": [], "has_more": false}))
+                return Reply::list(vec![], false);
             }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+            // One customer, as drift re-fetches a suspect.
+            if let Some(id) = r.after("/v1/customers/") {
+                let found = (0..CUSTOMERS).find(|i| format!("cus_{i:03}") == id);
+                return Reply::ok(
+                    found.map_or_else(|| json!({"id": id, "object": "customer", "deleted": true}), customer),
+                );
+            }
+            let Some(resource) = r.after("/v1/").filter(|p| !p.contains('/')) else {
+                return Reply::status(404, json!({}));
+            };
+            clock.lock().unwrap().push(unix_second());
+            let q = &r.query;
+            let mut keys: Vec<_> = q.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            keys.sort();
+            log.lock().unwrap().push(format!("{resource}?{}", keys.join("&")));
+            if resource != "customers" {
+                return Reply::list(vec![], false);
+            }
+            // Newest first, as Stripe lists: cus_249 … cus_000.
+            let all: Vec<usize> = (0..CUSTOMERS).rev().collect();
+            let start = match q.get("starting_after") {
+                Some(after) => all
+                    .iter()
+                    .position(|i| format!("cus_{i:03}") == *after)
+                    .map(|p| p + 1)
+                    .unwrap_or(all.len()),
+                None => 0,
+            };
+            if start > 0 && fail_flag.load(Ordering::SeqCst) {
+                return Reply::error(500, "api_error", "stand-in outage").header("stripe-should-retry", "false");
+            }
+            let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(10);
+            let page: Vec<Value> = all.iter().skip(start).take(limit).map(|i| customer(*i)).collect();
+            let has_more = start + page.len() < all.len();
+            Reply::list(page, has_more)
+        }
+    })
+    .await;
     StandIn {
-        base: format!("http://{addr}"),
+        base: stripe.url,
         requests,
         seconds,
         fail_second_page: fail,
@@ -132,10 +105,6 @@ async fn setup_with(
     common::db_with_stripe_and(backend, base, extra).await
 }
 
-async fn count(db: &tally::db::Db, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(db.reader()).await.unwrap()
-}
-
 both_backends!(pages_through_lists_and_resumes_after_a_failure, |backend| async move {
     let s = stand_in().await;
     let (db, stripe, _keep) = setup(backend, &s.base).await;
@@ -148,7 +117,7 @@ both_backends!(pages_through_lists_and_resumes_after_a_failure, |backend| async 
         "{err:?}"
     );
     assert_eq!(
-        count(&db, "SELECT COUNT(*) FROM customers").await,
+        common::scalar::<i64>(&db, "SELECT COUNT(*) FROM customers").await,
         100,
         "the first page was kept"
     );
@@ -162,7 +131,10 @@ both_backends!(pages_through_lists_and_resumes_after_a_failure, |backend| async 
     })
     .await
     .unwrap();
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM customers").await, CUSTOMERS as i64);
+    assert_eq!(
+        common::scalar::<i64>(&db, "SELECT COUNT(*) FROM customers").await,
+        CUSTOMERS as i64
+    );
     let customers = summary.iter().find(|p| p.resource.table() == "customers").unwrap();
     assert_eq!(customers.fetched, CUSTOMERS as i64, "no object fetched twice");
     let requests = s.requests.lock().unwrap().clone();
@@ -193,7 +165,10 @@ both_backends!(pages_through_lists_and_resumes_after_a_failure, |backend| async 
     .await
     .unwrap();
     assert_eq!(again[0].fetched, CUSTOMERS as i64);
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM customers").await, CUSTOMERS as i64);
+    assert_eq!(
+        common::scalar::<i64>(&db, "SELECT COUNT(*) FROM customers").await,
+        CUSTOMERS as i64
+    );
 
     // Drift walks the same three pages (has_more) and finds a change on the last one.
     let only = [tally::domain::resource::Resource::Customer];
@@ -302,22 +277,20 @@ async fn nested_stand_in() -> (String, Arc<Mutex<Vec<String>>>) {
         "price": {"id": "price_1", "object": "price", "currency": "usd", "unit_amount": 100 + i as i64,
                   "recurring": {"interval": "month", "interval_count": 1, "usage_type": "licensed"}}})
     };
-    let app = axum::Router::new()
-        .route(
-            "/v1/subscriptions",
-            get(move || async move {
-                axum::Json(json!({"object": "list", "has_more": false, "data": [{
-                    "id": "sub_big", "object": "subscription", "customer": "cus_1", "status": "active",
-                    "currency": "usd", "created": 1_700_000_000,
-                    "items": {"object": "list", "has_more": true, "data": [item(0)]}
-                }]}))
-            }),
-        )
-        .route(
-            "/v1/subscription_items",
-            get(move |Query(q): Query<HashMap<String, String>>| {
-                let log = log.clone();
-                async move {
+    let stripe = Stripe::start(move |r: Request| {
+        let log = log.clone();
+        async move {
+            match r.path.as_str() {
+                "/v1/subscriptions" => Reply::list(
+                    vec![json!({
+                        "id": "sub_big", "object": "subscription", "customer": "cus_1", "status": "active",
+                        "currency": "usd", "created": 1_700_000_000,
+                        "items": {"object": "list", "has_more": true, "data": [item(0)]}
+                    })],
+                    false,
+                ),
+                "/v1/subscription_items" => {
+                    let q = &r.query;
                     let mut keys: Vec<_> = q.iter().map(|(k, v)| format!("{k}={v}")).collect();
                     keys.sort();
                     log.lock().unwrap().push(keys.join("&"));
@@ -327,14 +300,15 @@ async fn nested_stand_in() -> (String, Arc<Mutex<Vec<String>>>) {
                         .and_then(|n| n.parse::<usize>().ok())
                         .map_or(0, |n| n + 1);
                     let data: Vec<Value> = (start..250).take(100).map(item).collect();
-                    axum::Json(json!({"object": "list", "has_more": start + data.len() < 250, "data": data}))
+                    let has_more = start + data.len() < 250;
+                    Reply::list(data, has_more)
                 }
-            }),
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}"), seen)
+                _ => Reply::status(404, json!({})),
+            }
+        }
+    })
+    .await;
+    (stripe.url, seen)
 }
 
 both_backends!(nested_lists_are_fetched_past_their_first_page, |backend| async move {
@@ -346,7 +320,7 @@ both_backends!(nested_lists_are_fetched_past_their_first_page, |backend| async m
     };
     sync::run(&db, stripe.as_ref(), &options, |_| {}).await.unwrap();
     assert_eq!(
-        count(
+        common::scalar::<i64>(
             &db,
             "SELECT COUNT(*) FROM subscription_items WHERE subscription_id = 'sub_big'"
         )
@@ -354,7 +328,7 @@ both_backends!(nested_lists_are_fetched_past_their_first_page, |backend| async m
         250
     );
     assert_eq!(
-        count(&db, "SELECT CAST(SUM(unit_amount) AS BIGINT) FROM subscription_items").await,
+        common::scalar::<i64>(&db, "SELECT CAST(SUM(unit_amount) AS BIGINT) FROM subscription_items").await,
         (0..250).map(|i| 100 + i).sum::<i64>()
     );
     let requests = seen.lock().unwrap().clone();
@@ -372,36 +346,36 @@ both_backends!(nested_lists_are_fetched_past_their_first_page, |backend| async m
 async fn events_stand_in() -> (String, Arc<Mutex<Vec<String>>>) {
     let log = Arc::new(Mutex::new(Vec::new()));
     let seen = log.clone();
-    let app = axum::Router::new().route(
-        "/v1/events",
-        get(move |Query(q): Query<HashMap<String, String>>| {
-            let log = log.clone();
-            async move {
-                let mut keys: Vec<_> = q.keys().cloned().collect();
-                keys.sort();
-                log.lock().unwrap().push(keys.join("&"));
-                let all: Vec<usize> = (0..150).rev().collect();
-                let start = q
-                    .get("starting_after")
-                    .and_then(|a| all.iter().position(|i| format!("evt_{i:03}") == *a))
-                    .map_or(0, |p| p + 1);
-                let data: Vec<Value> = all[start..]
-                    .iter()
-                    .take(100)
-                    .map(|i| {
-                        json!({"id": format!("evt_{i:03}"), "object": "event", "type": "customer.created",
-                               "created": 1_700_000_000 + *i as i64, "livemode": false, "api_version": "2026-09-30.endive",
-                               "data": {"object": customer(*i)}})
-                    })
-                    .collect();
-                axum::Json(json!({"object": "list", "has_more": start + data.len() < all.len(), "data": data}))
+    let stripe = Stripe::start(move |r: Request| {
+        let log = log.clone();
+        async move {
+            if r.path != "/v1/events" {
+                return Reply::status(404, json!({}));
             }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}"), seen)
+            let q = &r.query;
+            let mut keys: Vec<_> = q.keys().cloned().collect();
+            keys.sort();
+            log.lock().unwrap().push(keys.join("&"));
+            let all: Vec<usize> = (0..150).rev().collect();
+            let start = q
+                .get("starting_after")
+                .and_then(|a| all.iter().position(|i| format!("evt_{i:03}") == *a))
+                .map_or(0, |p| p + 1);
+            let data: Vec<Value> = all[start..]
+                .iter()
+                .take(100)
+                .map(|i| {
+                    json!({"id": format!("evt_{i:03}"), "object": "event", "type": "customer.created",
+                           "created": 1_700_000_000 + *i as i64, "livemode": false, "api_version": "2026-09-30.endive",
+                           "data": {"object": customer(*i)}})
+                })
+                .collect();
+            let has_more = start + data.len() < all.len();
+            Reply::list(data, has_more)
+        }
+    })
+    .await;
+    (stripe.url, seen)
 }
 
 both_backends!(
@@ -426,9 +400,12 @@ both_backends!(
             .missing_ids
             .iter()
             .all(|id| id[4..].parse::<usize>().unwrap() % 2 == 1));
-        assert_eq!(count(&db, "SELECT COUNT(*) FROM stripe_events").await, 150);
         assert_eq!(
-            count(
+            common::scalar::<i64>(&db, "SELECT COUNT(*) FROM stripe_events").await,
+            150
+        );
+        assert_eq!(
+            common::scalar::<i64>(
                 &db,
                 "SELECT COUNT(*) FROM stripe_events WHERE source = 'reconcile' AND status = 'pending'"
             )
@@ -453,7 +430,7 @@ both_backends!(
             refetch: None,
         };
         while worker.run_once().await.unwrap() > 0 {}
-        assert_eq!(count(&db, "SELECT COUNT(*) FROM customers").await, 150);
+        assert_eq!(common::scalar::<i64>(&db, "SELECT COUNT(*) FROM customers").await, 150);
     }
 );
 
@@ -471,30 +448,20 @@ async fn drift_stand_in() -> String {
             _ => vec![],
         }
     }
-    let app = axum::Router::new()
-        .route(
-            "/v1/{resource}",
-            get(|Path(resource): Path<String>| async move {
-                axum::Json(json!({"object": "list", "has_more": false, "data": data(&resource)}))
-            }),
-        )
-        // Drift re-fetches each difference before reporting it.
-        .route(
-            "/v1/{resource}/{id}",
-            get(|Path((resource, id)): Path<(String, String)>| async move {
-                match data(&resource).into_iter().find(|o| o["id"] == id.as_str()) {
-                    Some(o) => (StatusCode::OK, axum::Json(o)),
-                    None => (
-                        StatusCode::NOT_FOUND,
-                        axum::Json(json!({"error": {"type": "invalid_request_error", "message": "No such object"}})),
-                    ),
-                }
-            }),
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
+    let stripe = Stripe::start(|r: Request| async move {
+        let parts: Vec<&str> = r.path.trim_start_matches("/v1/").split('/').collect();
+        match parts.as_slice() {
+            [resource] => Reply::list(data(resource), false),
+            // Drift re-fetches each difference before reporting it.
+            [resource, id] => match data(resource).into_iter().find(|o| o["id"] == *id) {
+                Some(o) => Reply::ok(o),
+                None => Reply::error(404, "invalid_request_error", "No such object"),
+            },
+            _ => Reply::status(404, json!({})),
+        }
+    })
+    .await;
+    stripe.url
 }
 
 both_backends!(
@@ -579,7 +546,7 @@ both_backends!(only_one_of_many_simultaneous_job_starts_runs, |backend| async mo
     }
     assert_eq!(claimed.len(), 1, "{claimed:?}");
     assert_eq!(
-        count(&db, "SELECT COUNT(*) FROM jobs WHERE status = 'running'").await,
+        common::scalar::<i64>(&db, "SELECT COUNT(*) FROM jobs WHERE status = 'running'").await,
         1
     );
     // Another kind may run beside it; after the first finishes, the next start claims again.

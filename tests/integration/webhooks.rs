@@ -2,6 +2,7 @@
 //! projection of real-shape Stripe objects; on SQLite and on Postgres.
 
 use crate::common;
+use crate::common::stripe::{Reply, Request, StandIn};
 
 use std::time::Duration;
 
@@ -48,9 +49,7 @@ async fn post_raw(app: &TestApp, body: Vec<u8>, header: Option<String>) -> reqwe
 }
 
 async fn post_signed(app: &TestApp, body: &Value) -> reqwest::Response {
-    let raw = body.to_string().into_bytes();
-    let header = signature::sign(&raw, SECRET, now());
-    post_raw(app, raw, Some(header)).await
+    app.post_webhook(SECRET, body).await
 }
 
 async fn status_of(app: &TestApp, id: &str) -> Option<String> {
@@ -69,10 +68,6 @@ async fn wait_for_status(app: &TestApp, id: &str, wanted: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("event {id} never reached {wanted}: {:?}", status_of(app, id).await);
-}
-
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(app.db().reader()).await.unwrap()
 }
 
 both_backends!(
@@ -151,10 +146,11 @@ both_backends!(
             }
         }
         assert_eq!(new, 1);
-        assert_eq!(count(&app, "SELECT COUNT(*) FROM stripe_events").await, 2);
+        assert_eq!(app.scalar::<i64>("SELECT COUNT(*) FROM stripe_events").await, 2);
         wait_for_status(&app, "evt_dup2", "applied").await;
         assert_eq!(
-            count(&app, "SELECT attempts FROM stripe_events WHERE id = 'evt_dup2'").await,
+            app.scalar::<i64>("SELECT attempts FROM stripe_events WHERE id = 'evt_dup2'")
+                .await,
             1,
             "applied once"
         );
@@ -258,7 +254,7 @@ both_backends!(malformed_deliveries_get_4xx_and_store_nothing, |backend| async m
             .status(),
         413
     );
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM stripe_events").await, 0);
+    assert_eq!(app.scalar::<i64>("SELECT COUNT(*) FROM stripe_events").await, 0);
     app.server.shutdown().await.unwrap();
 });
 
@@ -284,7 +280,7 @@ both_backends!(a_database_fault_answers_503_so_stripe_retries, |backend| async m
         .await
         .unwrap();
     assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM stripe_events").await,
+        app.scalar::<i64>("SELECT COUNT(*) FROM stripe_events").await,
         0,
         "nothing was acknowledged"
     );
@@ -326,12 +322,13 @@ both_backends!(
         assert_eq!(post_signed(&app, &live).await.status(), 200);
         assert_eq!(status_of(&app, "evt_live").await.as_deref(), Some("ignored"));
         assert_eq!(
-            count(&app, "SELECT mode_mismatch FROM stripe_events WHERE id = 'evt_live'").await,
+            app.scalar::<i64>("SELECT mode_mismatch FROM stripe_events WHERE id = 'evt_live'")
+                .await,
             1
         );
         // "ignored" is the worker's final word on it: nothing was written.
         assert_eq!(
-            count(&app, "SELECT COUNT(*) FROM customers").await,
+            app.scalar::<i64>("SELECT COUNT(*) FROM customers").await,
             0,
             "kept out of the figures"
         );
@@ -428,11 +425,8 @@ both_backends!(
         post_signed(&app, &event("evt_sub", "customer.subscription.created", t, sub)).await;
         wait_for_status(&app, "evt_sub", "applied").await;
         assert_eq!(
-            count(
-                &app,
-                "SELECT COUNT(*) FROM subscriptions WHERE customer_id = 'cus_later'"
-            )
-            .await,
+            app.scalar::<i64>("SELECT COUNT(*) FROM subscriptions WHERE customer_id = 'cus_later'")
+                .await,
             1
         );
         app.server.shutdown().await.unwrap();
@@ -856,13 +850,18 @@ both_backends!(webhooks_page_lists_filters_shows_and_requeues, |backend| async m
     let res = app.call(&app.client, "webhooks/requeue", &[("id", "evt_page")]).await;
     assert_eq!(res.status(), 200);
     for _ in 0..200 {
-        if count(&app, "SELECT COUNT(*) FROM customers WHERE id = 'cus_page'").await == 1 {
+        if app
+            .scalar::<i64>("SELECT COUNT(*) FROM customers WHERE id = 'cus_page'")
+            .await
+            == 1
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM customers WHERE id = 'cus_page'").await,
+        app.scalar::<i64>("SELECT COUNT(*) FROM customers WHERE id = 'cus_page'")
+            .await,
         1,
         "the replay wrote the row again"
     );
@@ -879,56 +878,42 @@ both_backends!(webhooks_page_lists_filters_shows_and_requeues, |backend| async m
 });
 
 /// A stand-in for Stripe's API on loopback: customers by id, counting requests and checking the key.
-async fn stripe_stand_in() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use axum::extract::Path;
-    use axum::http::{HeaderMap, StatusCode};
-    use axum::routing::get;
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let log = seen.clone();
+async fn stripe_stand_in() -> (String, StandIn) {
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let app = axum::Router::new().route(
-        "/v1/customers/{id}",
-        get(move |Path(id): Path<String>, headers: HeaderMap| {
-            let log = log.clone();
-            let calls = calls.clone();
-            async move {
-                let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-                log.lock().unwrap().push(format!("{id} {auth}"));
-                let flaky_call = if id == "cus_flaky" { calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) } else { 1 };
-                let mut headers = HeaderMap::new();
-                if id == "cus_never" {
-                    headers.insert("stripe-should-retry", "false".parse().unwrap());
-                }
-                let (status, body) = match id.as_str() {
-                    "cus_flaky" if flaky_call == 0 => (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        axum::Json(json!({"error": {"type": "api_error", "message": "Try again"}})),
-                    ),
-                    "cus_never" => (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        axum::Json(json!({"error": {"type": "api_error", "message": "Do not retry this"}})),
-                    ),
-                    "cus_gone" => (
-                        StatusCode::NOT_FOUND,
-                        axum::Json(json!({"error": {"type": "invalid_request_error", "code": "resource_missing", "message": "No such customer"}})),
-                    ),
-                    "cus_err" => (
-                        StatusCode::BAD_REQUEST,
-                        axum::Json(json!({"error": {"type": "invalid_request_error", "message": "Something is off"}})),
-                    ),
-                    _ => (
-                        StatusCode::OK,
-                        axum::Json(json!({"id": id, "object": "customer", "email": "fresh@example.com", "name": "Fresh", "livemode": false})),
-                    ),
-                };
-                (status, headers, body)
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}"), seen)
+    let stand_in = StandIn::start(move |r: Request| {
+        let calls = calls.clone();
+        async move {
+            let Some(id) = r.after("/v1/customers/").filter(|id| !id.contains('/')) else {
+                return Reply::status(404, json!({}));
+            };
+            let flaky_call = if id == "cus_flaky" { calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) } else { 1 };
+            let reply = match id {
+                "cus_flaky" if flaky_call == 0 => Reply::error(500, "api_error", "Try again"),
+                "cus_never" => Reply::error(503, "api_error", "Do not retry this").header("stripe-should-retry", "false"),
+                "cus_gone" => Reply::status(
+                    404,
+                    json!({"error": {"type": "invalid_request_error", "code": "resource_missing", "message": "No such customer"}}),
+                ),
+                "cus_err" => Reply::error(400, "invalid_request_error", "Something is off"),
+                _ => Reply::ok(json!({"id": id, "object": "customer", "email": "fresh@example.com", "name": "Fresh", "livemode": false})),
+            };
+            reply
+        }
+    })
+    .await;
+    (stand_in.url.clone(), stand_in)
+}
+
+/// Each request to the stand-in as "id authorization".
+fn customer_requests(stand_in: &StandIn) -> Vec<String> {
+    stand_in
+        .requests()
+        .iter()
+        .filter_map(|r| {
+            let id = r.after("/v1/customers/")?;
+            Some(format!("{id} {}", r.header("authorization").unwrap_or_default()))
+        })
+        .collect()
 }
 
 both_backends!(refetch_mode_applies_what_stripe_has_now, |backend| async move {
@@ -975,7 +960,8 @@ both_backends!(refetch_mode_applies_what_stripe_has_now, |backend| async move {
     .await;
     wait_for_status(&app, "evt_gone", "applied").await;
     assert_eq!(
-        count(&app, "SELECT deleted FROM customers WHERE id = 'cus_gone'").await,
+        app.scalar::<i64>("SELECT deleted FROM customers WHERE id = 'cus_gone'")
+            .await,
         1
     );
     // Stripe refuses: not applied from the untrusted payload; the error is kept.
@@ -999,10 +985,11 @@ both_backends!(refetch_mode_applies_what_stripe_has_now, |backend| async move {
         "{error}"
     );
     assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM customers WHERE id = 'cus_err'").await,
+        app.scalar::<i64>("SELECT COUNT(*) FROM customers WHERE id = 'cus_err'")
+            .await,
         0
     );
-    let requests = seen.lock().unwrap().clone();
+    let requests = customer_requests(&seen);
     assert!(
         requests.iter().all(|r| r.ends_with("Bearer sk_test_51standin")),
         "{requests:?}"

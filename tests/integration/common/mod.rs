@@ -10,6 +10,7 @@ use tally::config::Config;
 use tally::db::Db;
 use tally::server::{self, RunningServer};
 use tally::site::{self, SiteFile};
+use tally::stripe::SharedApi;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -190,8 +191,31 @@ impl TestApp {
             .unwrap()
     }
 
+    /// As `spawn_with`, with the Stripe clients the app uses (for admins, the worker and sync;
+    /// for anonymous visitors) made by `stripe` from the test's configuration.
+    pub async fn spawn_with_stripe(
+        backend: Backend,
+        extra: &[(&str, &str)],
+        stripe: impl FnOnce(&Config) -> (SharedApi, SharedApi),
+    ) -> Self {
+        let app = Self::start(backend, extra, Some(Box::new(stripe))).await;
+        app.create_admin(OWNER_EMAIL, tally::domain::admins::Role::Owner).await;
+        let res = app.login(&app.client, OWNER_EMAIL, PASSWORD).await;
+        assert_eq!(res.headers()["location"], "/", "owner login failed");
+        app
+    }
+
     /// The app with an empty admins table and a client that is not logged in.
     pub async fn spawn_anonymous(backend: Backend, extra: &[(&str, &str)]) -> Self {
+        Self::start(backend, extra, None).await
+    }
+
+    #[allow(clippy::type_complexity)]
+    async fn start(
+        backend: Backend,
+        extra: &[(&str, &str)],
+        stripe: Option<Box<dyn FnOnce(&Config) -> (SharedApi, SharedApi) + '_>>,
+    ) -> Self {
         if std::env::var("TALLY_TEST_LOG").is_ok() {
             let _ = tally::telemetry::init(tally::config::LogFormat::Text);
         }
@@ -211,7 +235,14 @@ impl TestApp {
             },
             |name| extra.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()),
         );
-        let server = server::start(config, site).await.expect("app starts");
+        let server = match stripe {
+            Some(make) => {
+                let clients = make(&config);
+                server::start_with_stripe(config, site, clients).await
+            }
+            None => server::start(config, site).await,
+        }
+        .expect("app starts");
         let base = format!("http://{}", server.addr);
         Self {
             base,
@@ -233,6 +264,60 @@ impl TestApp {
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.expect("request")
     }
+
+    /// A page as `client` sees it in a browser (`Accept: text/html`); it must answer 200.
+    pub async fn html(&self, client: &reqwest::Client, path: &str) -> String {
+        let res = client
+            .get(self.url(path))
+            .header("accept", "text/html,application/xhtml+xml")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "GET {path}");
+        res.text().await.unwrap()
+    }
+
+    /// A server function's answer as `client`, as JSON; it must answer 200.
+    pub async fn json(&self, client: &reqwest::Client, endpoint: &str, form: &[(&str, &str)]) -> serde_json::Value {
+        let res = self.call(client, endpoint, form).await;
+        assert_eq!(res.status(), 200, "{endpoint}");
+        res.json().await.unwrap()
+    }
+
+    /// One value from the app's database.
+    pub async fn scalar<T>(&self, sql: &str) -> T
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any> + Send + Unpin,
+    {
+        scalar(self.db(), sql).await
+    }
+
+    /// Posts `body` to the webhook endpoint signed with `secret`, as Stripe does.
+    pub async fn post_webhook(&self, secret: &str, body: &serde_json::Value) -> reqwest::Response {
+        post_webhook(&self.client, &self.base, secret, body.to_string().into_bytes()).await
+    }
+}
+
+/// One value from a database (`SELECT COUNT(*) …`).
+pub async fn scalar<T>(db: &Db, sql: &str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any> + Send + Unpin,
+{
+    sqlx::query_scalar(sql).fetch_one(db.reader()).await.unwrap()
+}
+
+/// Posts raw `body` to `{base}/stripe/webhook` with `client`, signed with `secret` at the current
+/// second as Stripe signs it (`Stripe-Signature: t=…,v1=…`).
+pub async fn post_webhook(client: &reqwest::Client, base: &str, secret: &str, body: Vec<u8>) -> reqwest::Response {
+    let header = tally::webhooks::signature::sign(&body, secret, tally::db::now_unix());
+    client
+        .post(format!("{base}/stripe/webhook"))
+        .header("content-type", "application/json")
+        .header("stripe-signature", header)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
 }
 
 /// Declares one test per backend: `both_backends!(name, |backend| async move { … });`
