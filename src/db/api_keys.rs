@@ -10,8 +10,6 @@ use crate::domain::api_keys::ApiKey;
 
 pub const KEY_PREFIX: &str = "tly_";
 
-/// One key as Settings lists it (never the key itself).
-
 fn digest(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }

@@ -27,6 +27,7 @@ fn csv_field(text: &str) -> String {
     format!("\"{}\"", safe.replace('"', "\"\""))
 }
 
+/// `GET /export/{list}.csv?filters`: every row of the filtered list, streamed as CSV (amounts as
 /// plain decimals with a currency column).
 pub async fn export(State(state): State<AppState>, Path(file): Path<String>, RawQuery(query): RawQuery) -> Response {
     let q: HashMap<String, String> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())

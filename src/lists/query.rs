@@ -334,7 +334,7 @@ pub async fn page(
         }
     }
     // Totals of the whole filtered list (not just this page), per currency: from the running
-    // sums the database keeps when the filters are at most a status tab (metrics::sums; a few
+    // sums the database keeps when the filters are at most a status tab (revenue::sums; a few
     // rows, current at once, whatever the size of the table), else from the rows.
     if let Some(totals) = kept_totals(db, name, q).await? {
         return Ok(result(spec, out, next, totals, None));
@@ -440,7 +440,7 @@ fn kept_tab(list: &str, tab: Option<&str>) -> Option<Option<&'static [&'static s
     Some(Some(statuses))
 }
 
-/// A list's totals from the running sums (metrics::sums), when its filters are at most a status
+/// A list's totals from the running sums (revenue::sums), when its filters are at most a status
 /// tab they can total (`Ok(None)` otherwise).
 pub async fn kept_totals(db: &Db, name: &str, q: &HashMap<String, String>) -> Result<Option<Vec<Total>>, String> {
     let spec = spec(name).ok_or("No such list.")?;
@@ -525,8 +525,6 @@ fn rows_to_totals(spec: &Spec, q: &HashMap<String, String>, rows: &[sqlx::any::A
         })
         .collect()
 }
-
-/// `GET /export/{list}.csv?filters`: every row of the filtered list, streamed as CSV (amounts as
 
 #[cfg(test)]
 mod tests {

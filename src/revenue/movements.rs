@@ -120,7 +120,7 @@ pub async fn sums(db: &Db, currency: &str, filter: &Filter) -> Result<Sums, DbEr
 }
 
 /// The matching movements' sums per month and kind, for the months from `first` (a month
-/// number, see `metrics::month_number`) on: the Revenue page's roll-up chart. The filter's month
+/// number, see `domain::calendar::month_number`) on: the Revenue page's roll-up chart. The filter's month
 /// is left out (the chart shows the months around it).
 pub async fn monthly(
     db: &Db,

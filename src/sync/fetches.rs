@@ -1,5 +1,5 @@
 //! Also, each round, applies the discounts that started or ended since the last one to MRR, and
-//! folds the running sums the database appended since (metrics::sums).
+//! folds the running sums the database appended since (revenue::sums).
 //!
 //! Fetches the objects the projection queued (`stripe_fetches`): a tie between events of the same
 //! second whose versions differ, settled by Stripe's answer; an object whose embedded list Stripe

@@ -1079,8 +1079,7 @@ impl FlakyRefunds {
             }
         })
         .await;
-        let base = stripe.url;
-        base
+        stripe.url
     }
 }
 

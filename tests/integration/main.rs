@@ -5,6 +5,7 @@
 mod common;
 
 mod app;
+mod architecture;
 mod assets;
 mod auth;
 mod billing;

@@ -1,4 +1,4 @@
-//! The running sums the database keeps (metrics::sums, migration 0021) equal a scan of the rows
+//! The running sums the database keeps (revenue::sums, migration 0021) equal a scan of the rows
 //! after any mix of writes: through the projection (as webhooks, backfill and billing write) and
 //! plain SQL inserts, updates and deletes of any column the sums read, with folding in between;
 //! on both databases; the same for the lists' unfiltered totals. Also: a database migrated with
@@ -83,7 +83,7 @@ async fn scan_currencies(db: &Db) -> Vec<String> {
     .collect()
 }
 
-/// A list's unfiltered totals from a scan, as src/lists.rs counts them (sorted for comparison).
+/// A list's unfiltered totals from a scan, as src/lists/query.rs counts them (sorted for comparison).
 async fn scan_list(db: &Db, list: &str) -> Vec<(Option<String>, i64, i64)> {
     let sql = match list {
         "payments" => "SELECT currency, COUNT(*) AS n, SUM(COALESCE(amount, 0)) AS t FROM charges GROUP BY currency",

@@ -887,7 +887,7 @@ async fn stripe_stand_in() -> (String, StandIn) {
                 return Reply::status(404, json!({}));
             };
             let flaky_call = if id == "cus_flaky" { calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) } else { 1 };
-            let reply = match id {
+            match id {
                 "cus_flaky" if flaky_call == 0 => Reply::error(500, "api_error", "Try again"),
                 "cus_never" => Reply::error(503, "api_error", "Do not retry this").header("stripe-should-retry", "false"),
                 "cus_gone" => Reply::status(
@@ -896,8 +896,7 @@ async fn stripe_stand_in() -> (String, StandIn) {
                 ),
                 "cus_err" => Reply::error(400, "invalid_request_error", "Something is off"),
                 _ => Reply::ok(json!({"id": id, "object": "customer", "email": "fresh@example.com", "name": "Fresh", "livemode": false})),
-            };
-            reply
+            }
         }
     })
     .await;
