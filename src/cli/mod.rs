@@ -586,7 +586,7 @@ async fn drift(config: Config, only: Vec<String>) -> Result<u8, String> {
     audit_cli(&ctx.db, "drift", result.is_ok()).await;
     ctx.db.close().await;
     let outcome = result.map_err(|e| format!("drift check stopped: {e}"))?;
-    let report: crate::sync::drift::DriftReport =
+    let report: crate::domain::sync_report::DriftReport =
         serde_json::from_value(outcome.summary).map_err(|e| format!("unreadable drift report: {e}"))?;
     println!(
         "{:<18} {:>9} {:>9} {:>8} {:>9} {:>8}",
@@ -602,7 +602,7 @@ async fn drift(config: Config, only: Vec<String>) -> Result<u8, String> {
         }
     }
     for d in &report.differences {
-        use crate::sync::drift::DiffKind;
+        use crate::domain::sync_report::DiffKind;
         match d.kind {
             DiffKind::MissingHere => println!("missing here   {} {}", d.resource, d.id),
             DiffKind::NotAtStripe => println!("not at Stripe  {} {}", d.resource, d.id),

@@ -8,9 +8,9 @@ use sqlx::Row;
 
 use crate::db::{Db, DbError};
 use crate::domain::calendar::{month_label, month_number, month_start};
-pub use crate::domain::revenue::{Kpis, MonthPoint, Movement, MovementKind};
+use crate::domain::revenue::{Kpis, MonthPoint, Movement, MovementKind};
 
-pub use crate::domain::revenue::WINDOW;
+use crate::domain::revenue::WINDOW;
 
 /// Currencies with any subscription or charge, the one with the most active MRR first (the
 /// overview's default), then by activity.

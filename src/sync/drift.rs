@@ -18,7 +18,7 @@ use crate::projection::{self, Col};
 use crate::stripe::{ErrorKind, StripeApi};
 
 use super::{SyncError, ORDER};
-pub use crate::domain::sync_report::{DiffKind, Difference, DriftReport, TypeSummary};
+use crate::domain::sync_report::{DiffKind, Difference, DriftReport, TypeSummary};
 
 /// The columns compared, where a type has them: what the figures and pages depend on.
 const COMPARED: [&str; 21] = [

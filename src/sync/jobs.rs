@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::db::{now_unix, Db, DbError};
-pub use crate::domain::sync_report::JobRun;
+use crate::domain::sync_report::JobRun;
 
 /// A running job whose heartbeat is older than this is taken as dead.
 pub const STALE_AFTER_SECS: i64 = 120;

@@ -16,7 +16,7 @@ use sqlx::Row;
 
 use crate::db::{now_unix, Db, DbError};
 use crate::domain::resource::Resource;
-pub use crate::domain::sync_report::TypeProgress;
+use crate::domain::sync_report::TypeProgress;
 use crate::projection::{self, Version};
 use crate::stripe::{StripeApi, StripeApiError};
 

@@ -9,7 +9,7 @@ use crate::stripe::StripeApi;
 use crate::webhooks::inbox::{self, IncomingEvent, Source};
 
 use super::SyncError;
-pub use crate::domain::sync_report::ReconcileReport;
+use crate::domain::sync_report::ReconcileReport;
 
 /// Stripe's event retention.
 pub const MAX_DAYS: u32 = 30;

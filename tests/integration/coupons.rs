@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::{json, Value};
 use tally::config::DiscountPolicy;
 use tally::db::{now_unix, Db};
+use tally::domain::revenue::MovementKind;
 use tally::projection::{self, mrr_history, Version};
-use tally::revenue::{self, MovementKind};
+use tally::revenue;
 
 const DAY: i64 = 86_400;
 static EVENTS: AtomicU64 = AtomicU64::new(0);

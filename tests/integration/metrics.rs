@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
 use tally::db::Db;
+use tally::domain::revenue::{Kpis, MovementKind};
 use tally::projection::{self, Version};
-use tally::revenue::{self, Kpis, MovementKind};
+use tally::revenue;
 
 /// 2026-06-15 12:00 UTC: "now" in every scenario.
 fn now() -> i64 {

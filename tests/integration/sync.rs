@@ -468,7 +468,8 @@ both_backends!(
     drift_is_reported_for_changed_rows_and_not_for_identical_data,
     |backend| async move {
         use tally::domain::resource::Resource;
-        use tally::sync::drift::{self, DiffKind};
+        use tally::domain::sync_report::DiffKind;
+        use tally::sync::drift;
         let base = drift_stand_in().await;
         let (db, stripe, _keep) = setup(backend, &base).await;
         let only = [Resource::Customer, Resource::Charge];
