@@ -9,19 +9,16 @@ use serde_json::Value;
 
 use crate::db::{now_unix, Db};
 use crate::domain::resource::Resource;
-use crate::projection::{self, Version};
+use crate::projection;
 
-/// Writes an object Stripe returned from an API call through the webhook projection. It is dated
-/// by the time the request was sent (`Version::fetched`): Stripe's answer is at least that fresh,
-/// and a webhook about a change made since still wins.
+/// Writes an object Stripe returned from an API call through the projection, as every fetched
+/// object is written (`projection::apply_fetched`): dated by the time the request was sent, so a
+/// webhook about a change made since still wins.
 pub async fn project(db: &Db, resource: Resource, object: &Value, sent_at: i64) -> Result<(), String> {
-    let version = Version::fetched(sent_at);
-    let mut tx = projection::Tx::begin(db).await.map_err(|e| e.to_string())?;
-    projection::apply_object(&mut tx, resource, object, &version, false)
+    projection::apply_fetched(db, resource, object, sent_at)
         .await
-        .map_err(|e| e.to_string())?;
-    tx.commit().await.map_err(|e| e.to_string())?;
-    Ok(())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// As `project`, logging instead of failing: the action at Stripe succeeded, and its webhook will

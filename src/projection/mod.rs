@@ -72,6 +72,27 @@ impl std::ops::DerefMut for Tx {
     }
 }
 
+/// Writes an object Stripe returned to a request sent at `requested_at` (our clock) in its own
+/// transaction: what backfill's fetches, billing actions and the Checkout return got back. It is
+/// dated a little before the request left (`Version::fetched`), so Stripe's answer replaces older
+/// data and a webhook about a change made since still wins. An object Stripe marks `deleted` is
+/// written as a deletion.
+pub async fn apply_fetched(
+    db: &crate::db::Db,
+    resource: Resource,
+    object: &Value,
+    requested_at: i64,
+) -> Result<Applied, crate::db::DbError> {
+    let version = Version::fetched(requested_at);
+    let deleted = object.get("deleted").and_then(Value::as_bool) == Some(true);
+    let mut tx = Tx::begin(db).await?;
+    let applied = apply_object(&mut tx, resource, object, &version, deleted)
+        .await
+        .map_err(|e| crate::db::DbError::Query(sqlx::Error::Protocol(e.to_string())))?;
+    tx.commit().await?;
+    Ok(applied)
+}
+
 /// Brings what the projection derives up to date at start, after the migrations: the stored MRR
 /// movements built once from the MRR history (databases from before the table), and the history
 /// following the configured discount policy (recomputed when it changed; a no-op otherwise).

@@ -15,7 +15,7 @@ use sqlx::Row;
 
 use crate::db::{now_unix, Db, DbError};
 use crate::domain::resource::Resource;
-use crate::projection::{self, Version};
+use crate::projection;
 use crate::stripe::{ErrorKind, StripeApi};
 
 /// Fetches tried before an object is left as the events had it.
@@ -98,7 +98,7 @@ enum Failure {
 }
 
 async fn fetch_and_apply(db: &Db, stripe: &dyn StripeApi, resource: Resource, id: &str) -> Result<(), Failure> {
-    let version = Version::fetched(now_unix());
+    let requested_at = now_unix();
     let mut object = match stripe.retrieve(resource, id).await {
         Ok(object) => object,
         Err(e) if e.kind == ErrorKind::NotFound => return Err(Failure::Gone),
@@ -107,16 +107,9 @@ async fn fetch_and_apply(db: &Db, stripe: &dyn StripeApi, resource: Resource, id
     crate::stripe::complete_nested_lists(stripe, resource, &mut object)
         .await
         .map_err(|e| Failure::Other(e.to_string()))?;
-    let deleted = object.get("deleted").and_then(serde_json::Value::as_bool) == Some(true);
-    let apply = async {
-        let mut tx = projection::Tx::begin(db).await?;
-        projection::apply_object(&mut tx, resource, &object, &version, deleted)
-            .await
-            .map_err(|e| DbError::Query(sqlx::Error::Protocol(e.to_string())))?;
-        tx.commit().await?;
-        Ok::<_, DbError>(())
-    };
-    apply.await.map_err(|e| Failure::Other(e.to_string()))?;
+    projection::apply_fetched(db, resource, &object, requested_at)
+        .await
+        .map_err(|e| Failure::Other(e.to_string()))?;
     tracing::info!(object_id = %id, resource = resource.table(), "applied an object fetched from Stripe");
     Ok(())
 }
