@@ -239,6 +239,10 @@ pub struct Config {
     /// Signs customers' billing-portal links (`LINK_SECRET`, at least 32 characters). When unset,
     /// a random one is generated once and kept in the database.
     pub link_secret: Option<Secret>,
+    /// Seals the Stripe keys and webhook secrets of accounts added in Settings or with `tally
+    /// accounts add` (`TALLY_SECRETS_KEY`, 64 hex characters). Without it such accounts cannot be
+    /// added; the environment's account needs none.
+    pub secrets_key: Option<crate::seal::SealKey>,
     pub stripe_api_base: Url,
     /// Requests per second Tally allows itself against Stripe's API (`STRIPE_MAX_REQUESTS_PER_SECOND`;
     /// default 20 in test mode and 80 in live mode, a little under Stripe's 25 and 100).
@@ -590,6 +594,10 @@ impl Config {
             Some(_) => return Err(err("LINK_SECRET", "must be at least 32 characters".into())),
             None => None,
         };
+        let secrets_key = match get("TALLY_SECRETS_KEY") {
+            Some(v) => Some(crate::seal::SealKey::parse(&v).map_err(|m| err("TALLY_SECRETS_KEY", m))?),
+            None => None,
+        };
         let reconcile_defaults = ReconcileSettings::default();
         let reconcile = ReconcileSettings {
             interval: match get("RECONCILE_INTERVAL").as_deref().map(str::trim) {
@@ -663,6 +671,7 @@ impl Config {
             stripe_key,
             webhook_secrets,
             link_secret,
+            secrets_key,
             stripe_api_base,
             stripe_rate_limit,
             stripe_retry,

@@ -30,6 +30,8 @@ pub mod projection;
 #[cfg(feature = "ssr")]
 pub mod revenue;
 #[cfg(feature = "ssr")]
+pub mod seal;
+#[cfg(feature = "ssr")]
 pub mod server;
 #[cfg(feature = "ssr")]
 pub mod site;

@@ -29,6 +29,8 @@ pub struct AppState {
     pub public_limiter: Arc<KeyLimiter>,
     /// The key that signs customers' billing-portal links.
     pub link_secret: Arc<crate::config::Secret>,
+    /// The webhook signing secrets of accounts added in Settings or with the command line.
+    pub account_secrets: Arc<crate::webhooks::endpoints::AccountSecrets>,
     /// Stores webhook deliveries in shared transactions (group commit).
     pub inbox: Arc<crate::webhooks::inbox::GroupCommit>,
     /// Per-API-key request budgets for /api/v1.

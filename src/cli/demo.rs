@@ -619,6 +619,7 @@ fn drain_events(g: &mut Generator, next_id: &mut usize) -> Vec<IncomingEvent> {
                 created: at,
                 livemode: false,
                 account: None,
+                received_for: None,
                 object_id: object.get("id").and_then(Value::as_str).map(str::to_string),
                 payload,
             }

@@ -75,6 +75,9 @@ enum Command {
     /// Load generators for the benchmarks (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The Stripe accounts Tally knows (docs/accounts.md).
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
     /// Create an admin. The password is read from standard input (or asked for on a terminal),
     /// never from the command line, where other users could see it.
     CreateAdmin {
@@ -83,6 +86,29 @@ enum Command {
         #[arg(long, default_value = "owner", value_parser = ["owner", "admin", "viewer"])]
         role: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum AccountsCommand {
+    /// Add an account reached with its own secret or restricted key. The key is read from standard
+    /// input (or asked for on a terminal), never from the command line; Tally asks Stripe which
+    /// account it belongs to. Needs TALLY_SECRETS_KEY: the key and secrets are stored sealed.
+    Add {
+        /// A display name (default: the account's name at Stripe).
+        #[arg(long)]
+        name: Option<String>,
+        /// The signing secret of this account's webhook endpoint (`whsec_…`); repeat for several.
+        #[arg(long = "webhook-secret")]
+        webhook_secrets: Vec<String>,
+    },
+    /// List the accounts: id, name, mode, how Tally reaches them, whether enabled.
+    List,
+    /// Disable an account: its webhook secrets verify nothing until it is enabled again.
+    Disable { id: String },
+    /// Enable a disabled account.
+    Enable { id: String },
+    /// Give an account another display name.
+    Rename { id: String, name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,6 +198,7 @@ fn run(cli: Cli) -> Result<u8, String> {
                 charges,
             } => seed_demo(&config, customers, subscriptions, charges).await.map(|_| 0),
             Command::CreateAdmin { email, role } => create_admin(config, &email, &role).await.map(|_| 0),
+            Command::Accounts(command) => accounts(config, command).await.map(|_| 0),
             Command::Sync { since, only, restart } => sync(config, since, only, restart).await,
             Command::Reconcile { days } => reconcile(config, days).await,
             Command::Drift { only } => drift(config, only).await,
@@ -294,6 +321,168 @@ fn read_password() -> Result<String, String> {
             .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
         Ok(line.trim_end_matches(['\r', '\n']).to_string())
     }
+}
+
+/// Reads a Stripe key: one line from standard input when it is not a terminal, else a prompt
+/// that does not echo.
+fn read_stripe_key() -> Result<String, String> {
+    use std::io::{BufRead, IsTerminal};
+    let stdin = std::io::stdin();
+    let key = if stdin.is_terminal() {
+        rpassword::prompt_password("Secret or restricted key (sk_… or rk_…): ")
+            .map_err(|e| format!("cannot read the key: {e}"))?
+    } else {
+        let mut line = String::new();
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the key from standard input: {e}"))?;
+        line
+    };
+    Ok(key.trim().to_string())
+}
+
+async fn accounts(config: Config, command: AccountsCommand) -> Result<(), String> {
+    let db = connect_migrated(&config).await?;
+    let result = accounts_with(&config, &db, command).await;
+    db.close().await;
+    result
+}
+
+async fn accounts_with(config: &Config, db: &Db, command: AccountsCommand) -> Result<(), String> {
+    use crate::db::accounts;
+    let audit = |action: &'static str, target: &str, detail: String| crate::db::audit::NewEntry {
+        action,
+        target: Some(target.to_string()),
+        outcome: "success",
+        detail: Some(format!("{detail}, from the command line")),
+        ..Default::default()
+    };
+    match command {
+        AccountsCommand::Add { name, webhook_secrets } => {
+            let seal = config.secrets_key.as_ref().ok_or(
+                "TALLY_SECRETS_KEY is not set: Tally stores an account's key sealed with it (64 hex characters; \
+                 make one with `openssl rand -hex 32` and keep it with your backups)",
+            )?;
+            let key = crate::config::StripeKey::parse(&read_stripe_key()?).map_err(|m| format!("the key {m}"))?;
+            if let Some(bad) = webhook_secrets.iter().find(|s| !s.trim().starts_with("whsec_")) {
+                let shown: String = bad.chars().take(6).collect();
+                return Err(format!(
+                    "--webhook-secret must start with whsec_ (got one starting {shown:?})"
+                ));
+            }
+            let transport = crate::stripe::Transport::new(
+                key.key.expose(),
+                config.stripe_api_base.as_str(),
+                2,
+                config.stripe_retry.clone(),
+                crate::stripe::Timeouts::default(),
+            )
+            .map_err(|e| e.to_string())?;
+            let answer = crate::stripe::ops::retrieve_account(&transport)
+                .await
+                .map_err(|e| format!("Stripe did not accept the key: {}", e.admin_message()))?;
+            let id = answer
+                .body
+                .get("id")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
+            if !id.starts_with("acct_") {
+                return Err("Stripe's answer names no account (expected an id starting acct_)".into());
+            }
+            let name = name
+                .map(|n| n.trim().to_string())
+                .filter(|n| !n.is_empty())
+                .or_else(|| crate::domain::accounts::display_name(&answer.body))
+                .unwrap_or_else(|| id.clone());
+            let secrets: Vec<String> = webhook_secrets.iter().map(|s| s.trim().to_string()).collect();
+            let livemode = key.mode == crate::config::StripeMode::Live;
+            accounts::add_direct(
+                db,
+                seal,
+                &accounts::NewDirect {
+                    id: &id,
+                    name: &name,
+                    livemode,
+                    source: "cli",
+                    secret_key: key.key.expose(),
+                    webhook_secrets: &secrets,
+                    raw: &answer.body,
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let detail = format!(
+                "{} webhook secret(s), {}",
+                secrets.len(),
+                if livemode { "live" } else { "test" }
+            );
+            crate::db::audit::record(db, audit("account.add", &id, detail))
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "added {id} ({name}), {} mode, {} webhook secret(s)",
+                if livemode { "live" } else { "test" },
+                secrets.len()
+            );
+        }
+        AccountsCommand::List => {
+            let all = accounts::list(db).await.map_err(|e| e.to_string())?;
+            if all.is_empty() {
+                println!("no accounts yet (the environment's key is registered when the server first reaches Stripe)");
+            }
+            for a in all {
+                println!(
+                    "{}\t{}\t{}\t{}{}\t{}",
+                    a.id,
+                    a.name,
+                    a.mode_label(),
+                    a.kind.as_str(),
+                    a.platform_id.map(|p| format!(" of {p}")).unwrap_or_default(),
+                    if a.disabled { "disabled" } else { "enabled" }
+                );
+            }
+        }
+        AccountsCommand::Disable { id } | AccountsCommand::Enable { id } if !id.starts_with("acct_") => {
+            return Err(format!("{id:?} is not an account id (acct_…)"));
+        }
+        AccountsCommand::Disable { id } => {
+            if !accounts::set_disabled(db, &id, true).await.map_err(|e| e.to_string())? {
+                return Err(format!("no account {id} (see tally accounts list)"));
+            }
+            crate::db::audit::record(db, audit("account.disable", &id, "disabled".into()))
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("disabled {id}");
+        }
+        AccountsCommand::Enable { id } => {
+            if !accounts::set_disabled(db, &id, false)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                return Err(format!("no account {id} (see tally accounts list)"));
+            }
+            crate::db::audit::record(db, audit("account.enable", &id, "enabled".into()))
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("enabled {id}");
+        }
+        AccountsCommand::Rename { id, name } => {
+            let name = name.trim();
+            if name.is_empty() || name.chars().count() > 100 {
+                return Err("the name must have 1 to 100 characters".into());
+            }
+            if !accounts::rename(db, &id, name).await.map_err(|e| e.to_string())? {
+                return Err(format!("no account {id} (see tally accounts list)"));
+            }
+            crate::db::audit::record(db, audit("account.rename", &id, format!("named {name:?}")))
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("renamed {id} to {name}");
+        }
+    }
+    Ok(())
 }
 
 async fn create_admin(config: Config, email: &str, role: &str) -> Result<(), String> {

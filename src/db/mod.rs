@@ -5,6 +5,7 @@
 //! SQLite gets one writer connection so concurrent requests queue instead of failing with
 //! SQLITE_BUSY, and a pool of readers that WAL lets run beside it.
 
+pub mod accounts;
 pub mod admins;
 pub mod api_keys;
 pub mod audit;

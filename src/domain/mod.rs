@@ -1,5 +1,6 @@
 //! Pure types and logic shared by the server and the browser.
 
+pub mod accounts;
 pub mod admins;
 pub mod api_keys;
 pub mod audit;

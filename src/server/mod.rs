@@ -305,6 +305,10 @@ pub async fn start_with_stripe(
         config.stripe_mode().map(|m| m.is_live()),
         events.clone(),
     ));
+    let account_secrets = Arc::new(crate::webhooks::endpoints::AccountSecrets::new(
+        db.clone(),
+        config.secrets_key.clone(),
+    ));
     let state = AppState {
         leptos_options: leptos_options.into(),
         config: Arc::new(config),
@@ -315,6 +319,7 @@ pub async fn start_with_stripe(
         api_limiter,
         public_limiter,
         stripe_public,
+        account_secrets,
         inbox,
     };
     let (state_db, state_stripe, state_config, state_events) = (
@@ -335,6 +340,11 @@ pub async fn start_with_stripe(
             tracing::info!("WEBHOOK_WORKER=off: events are stored here and applied by another instance");
         }
     });
+    let environment_account = tokio::spawn(register_environment_account(
+        state_db.clone(),
+        state_stripe.clone(),
+        state_config.stripe_mode().map(|m| m.is_live()),
+    ));
     let reconcile = tokio::spawn(crate::sync::background::reconcile_on_schedule(
         crate::sync::background::JobContext {
             db: state_db.clone(),
@@ -353,6 +363,7 @@ pub async fn start_with_stripe(
         worker.abort();
         fetches.abort();
         reconcile.abort();
+        environment_account.abort();
         result
     });
     Ok(RunningServer {
@@ -361,6 +372,42 @@ pub async fn start_with_stripe(
         shutdown: Some(tx),
         task,
     })
+}
+
+/// Records the account of `STRIPE_SECRET_KEY` as the first account (`GET /v1/account`), so it has
+/// an id and a name beside the accounts added later; tried again with growing pauses until Stripe
+/// answers. Nothing else waits for it: that account's events need no id (they are its own).
+async fn register_environment_account(db: Db, stripe: crate::stripe::SharedApi, livemode: Option<bool>) {
+    let Some(livemode) = livemode else {
+        return;
+    };
+    let mut pause = std::time::Duration::from_secs(30);
+    loop {
+        match crate::stripe::ops::retrieve_account(stripe.as_ref()).await {
+            Ok(answer)
+                if answer
+                    .body
+                    .get("id")
+                    .and_then(|v| v.as_str())
+                    .is_some_and(|id| id.starts_with("acct_")) =>
+            {
+                match crate::db::accounts::register_environment(&db, &answer.body, livemode).await {
+                    Ok(account) => {
+                        tracing::info!(account = %account.id, "the environment's Stripe account is registered");
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not record the environment's Stripe account"),
+                }
+            }
+            Ok(_) => tracing::warn!("Stripe's answer to GET /v1/account names no account"),
+            Err(e) => tracing::warn!(
+                kind = e.kind.as_str(),
+                "could not ask Stripe which account the key belongs to"
+            ),
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_secs(3600));
+    }
 }
 
 /// Removes expired sessions and login counters that no longer count every ten minutes (loading

@@ -61,6 +61,12 @@ pub async fn create_checkout_session(
     api.send(build(&request), Some(p.idempotency_key)).await
 }
 
+/// The account the key belongs to (`GET /v1/account`): its id, settings and mode.
+pub async fn retrieve_account(api: &dyn StripeApi) -> Result<StripeResponse, StripeApiError> {
+    api.send(RequestBuilder::new(super::StripeMethod::Get, "/account"), None)
+        .await
+}
+
 /// A Checkout Session with what the success page shows: line items and the subscription.
 pub async fn retrieve_checkout_session(api: &dyn StripeApi, id: &str) -> Result<StripeResponse, StripeApiError> {
     if !super::valid_id(id) {

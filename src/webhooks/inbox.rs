@@ -17,6 +17,9 @@ pub struct IncomingEvent {
     pub created: i64,
     pub livemode: bool,
     pub account: Option<String>,
+    /// The account whose endpoint secret verified the event, when it is not the environment's
+    /// (`STRIPE_WEBHOOK_SECRET`); set by the webhook handler.
+    pub received_for: Option<String>,
     pub object_id: Option<String>,
     pub payload: String,
 }
@@ -111,11 +114,18 @@ impl IncomingEvent {
             created,
             livemode: envelope.livemode.as_ref().and_then(Value::as_bool).unwrap_or(false),
             account: account.map(str::to_string),
+            received_for: None,
             object_id,
             payload: body.to_string(),
         })
     }
 }
+
+/// Why an event of another direct account (verified with that account's endpoint secret) is
+/// stored but not applied yet: Tally's tables hold one account's data until rows carry their
+/// account (docs/accounts.md). Stored, it can be requeued then; nothing is lost.
+pub const OTHER_ACCOUNT_NOTE: &str =
+    "event of another Stripe account: stored under that account, not applied yet (docs/accounts.md)";
 
 /// The connected account (Stripe Connect) an event is about: its `account`, when set.
 fn connected_account(event: &Value) -> Option<&str> {
@@ -197,11 +207,11 @@ async fn store_statement(
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    const COLUMNS: usize = 14;
+    const COLUMNS: usize = 15;
     let now = now_unix();
     let mut sql = String::from(
-        "INSERT INTO stripe_events (id, type, api_version, created, livemode, account, object_id, payload, received_at, \
-         source, status, last_error, mode_mismatch, processed_at, attempts, next_attempt_at) VALUES ",
+        "INSERT INTO stripe_events (id, type, api_version, created, livemode, account, account_id, object_id, payload, \
+         received_at, source, status, last_error, mode_mismatch, processed_at, attempts, next_attempt_at) VALUES ",
     );
     let mut params = crate::db::Params::new(conn);
     for i in 0..events.len() {
@@ -214,7 +224,8 @@ async fn store_statement(
     sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id");
     let mut query = sqlx::query(&sql);
     for event in events {
-        let mismatch = expected_livemode.is_some_and(|live| live != event.livemode);
+        // The configured key's mode says nothing about another account's events.
+        let mismatch = event.received_for.is_none() && expected_livemode.is_some_and(|live| live != event.livemode);
         let (status, note) = if mismatch {
             (
                 EventStatus::Ignored,
@@ -222,6 +233,8 @@ async fn store_statement(
             )
         } else if event.account.is_some() {
             (EventStatus::Ignored, Some(projection::CONNECTED_ACCOUNT_NOTE))
+        } else if event.received_for.is_some() {
+            (EventStatus::Ignored, Some(OTHER_ACCOUNT_NOTE))
         } else if !projection::is_handled(&event.event_type) {
             (EventStatus::Ignored, Some("event type not handled"))
         } else {
@@ -234,6 +247,7 @@ async fn store_statement(
             .bind(event.created)
             .bind(i64::from(event.livemode))
             .bind(event.account.as_deref())
+            .bind(event.account.as_deref().or(event.received_for.as_deref()))
             .bind(event.object_id.as_deref())
             .bind(event.payload.as_str())
             .bind(now)

@@ -7,7 +7,7 @@ use std::path::Path;
 
 /// Top-level modules of `src/` by floor, from the ground up.
 const FLOORS: &[&[&str]] = &[
-    &["domain", "observability", "clock", "site"],
+    &["domain", "observability", "clock", "site", "seal"],
     &["config"],
     &["db", "stripe", "telemetry"],
     &["projection", "revenue"],

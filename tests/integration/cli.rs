@@ -393,3 +393,86 @@ fn customers() -> serde_json::Value {
         {"id": "cus_b", "object": "customer", "email": "b@example.com", "created": 1_700_000_001}
     ])
 }
+
+fn accounts(dir: &Path, vars: &[(&str, &str)], args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut all = vec!["accounts"];
+    all.extend_from_slice(args);
+    let mut child = tally(dir, vars, &all)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// `tally accounts add` reads the key from standard input, asks Stripe whose it is, and stores it
+/// sealed; `list`, `rename`, `disable` and `enable` follow; without TALLY_SECRETS_KEY it refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_are_added_with_the_key_on_stdin_and_listed() {
+    let stripe = StandIn::start(|r: Request| async move {
+        match (r.path.as_str(), r.header("authorization").as_deref()) {
+            ("/v1/account", Some("Bearer sk_test_51secondaccount")) => Reply::ok(serde_json::json!({
+                "id": "acct_second", "object": "account", "business_profile": {"name": "Acme EU"}})),
+            ("/v1/account", _) => Reply::error(401, "invalid_request_error", "Invalid API Key provided: sk_test_***"),
+            _ => Reply::not_found(),
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("t.db").display());
+    let seal = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let vars = [
+        ("DATABASE_URL", db.as_str()),
+        ("STRIPE_API_BASE", stripe.url.as_str()),
+        ("TALLY_SECRETS_KEY", seal),
+    ];
+    let out = accounts(dir.path(), &vars[..2], &["add"], "sk_test_51secondaccount\n");
+    assert_one_line_failure(&out, &["TALLY_SECRETS_KEY is not set", "openssl rand -hex 32"]);
+    let out = accounts(dir.path(), &vars, &["add"], "sk_test_51wrongkey\n");
+    let stderr = assert_one_line_failure(&out, &["Stripe did not accept the key"]);
+    assert!(!stderr.contains("sk_test_51wrongkey"), "{stderr}");
+    let out = accounts(
+        dir.path(),
+        &vars,
+        &["add", "--webhook-secret", "whsec_one", "--webhook-secret", "whsec_two"],
+        "sk_test_51secondaccount\n",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "added acct_second (Acme EU), test mode, 2 webhook secret(s)"
+    );
+    let out = accounts(dir.path(), &vars, &["add"], "sk_test_51secondaccount\n");
+    assert_one_line_failure(&out, &["acct_second is already known"]);
+    let out = accounts(dir.path(), &vars, &["rename", "acct_second", "Europe"], "");
+    assert!(out.status.success());
+    let out = accounts(dir.path(), &vars, &["disable", "acct_second"], "");
+    assert!(out.status.success());
+    let out = accounts(dir.path(), &vars, &["list"], "");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "acct_second\tEurope\tTest mode\tdirect\tdisabled"
+    );
+    let out = accounts(dir.path(), &vars, &["disable", "acct_nobody"], "");
+    assert_one_line_failure(&out, &["no account acct_nobody"]);
+    // Sealed at rest; audited without secrets.
+    for file in ["t.db", "t.db-wal"] {
+        let bytes = std::fs::read(dir.path().join(file)).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains("sk_test_51secondaccount") && !text.contains("whsec_one"),
+            "{file}"
+        );
+    }
+    let db = tally::db::Db::connect(&tally::config::DatabaseUrl::parse(&db).unwrap())
+        .await
+        .unwrap();
+    let actions: Vec<String> = sqlx::query_scalar("SELECT action FROM audit_log ORDER BY id")
+        .fetch_all(db.reader())
+        .await
+        .unwrap();
+    assert_eq!(actions, ["account.add", "account.rename", "account.disable"]);
+}

@@ -1,0 +1,295 @@
+//! Several Stripe accounts: the registry (secrets sealed at rest), the environment's account
+//! registered from `GET /v1/account`, deliveries verified with any enabled account's secret and
+//! filed under it, Connect accounts registered on first sight and kept current.
+
+use crate::common;
+
+use common::stripe::{Reply, Request, StandIn};
+use common::{Backend, TestApp};
+use serde_json::{json, Value};
+use tally::db::accounts::{self, NewDirect};
+use tally::domain::accounts::AccountKind;
+
+const SECRET: &str = "whsec_environment";
+const OTHER_SECRET: &str = "whsec_second_account";
+const SEAL: &str = "8f3c2a1b4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8";
+
+/// Stripe answering `GET /v1/account` for the environment's key.
+async fn stripe() -> StandIn {
+    StandIn::start(|r: Request| async move {
+        match r.path.as_str() {
+            "/v1/account" => Reply::ok(json!({"id": "acct_env", "object": "account",
+                "settings": {"dashboard": {"display_name": "Acme US"}}})),
+            _ => Reply::not_found(),
+        }
+    })
+    .await
+}
+
+async fn spawn(backend: Backend, stripe: &StandIn) -> TestApp {
+    TestApp::spawn_with(
+        backend,
+        &[
+            ("STRIPE_WEBHOOK_SECRET", SECRET),
+            ("STRIPE_SECRET_KEY", "sk_test_51environment"),
+            ("STRIPE_API_BASE", &stripe.url),
+            ("TALLY_SECRETS_KEY", SEAL),
+            ("RECONCILE_INTERVAL", "off"),
+        ],
+    )
+    .await
+}
+
+fn seal() -> tally::seal::SealKey {
+    tally::seal::SealKey::parse(SEAL).unwrap()
+}
+
+async fn add_second(app: &TestApp) {
+    let raw = json!({"id": "acct_second", "object": "account"});
+    accounts::add_direct(
+        app.db(),
+        &seal(),
+        &NewDirect {
+            id: "acct_second",
+            name: "Acme EU",
+            livemode: false,
+            source: "settings",
+            secret_key: "sk_test_51secondaccount",
+            webhook_secrets: &[OTHER_SECRET.to_string()],
+            raw: &raw,
+        },
+    )
+    .await
+    .unwrap();
+}
+
+fn customer_created(id: &str, customer: &str, account: Option<&str>) -> Value {
+    let mut event = json!({"id": id, "object": "event", "type": "customer.created", "created": tally::db::now_unix(),
+        "livemode": false, "data": {"object": {"id": customer, "object": "customer", "email": "a@example.com"}}});
+    if let Some(account) = account {
+        event["account"] = json!(account);
+    }
+    event
+}
+
+/// (status, account_id, last_error) of a stored event.
+async fn filed(app: &TestApp, id: &str) -> (String, Option<String>, Option<String>) {
+    sqlx::query_as("SELECT status, account_id, last_error FROM stripe_events WHERE id = $1")
+        .bind(id)
+        .fetch_one(app.db().reader())
+        .await
+        .unwrap()
+}
+
+async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    for _ in 0..200 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+both_backends!(
+    the_environments_account_is_registered_from_stripe,
+    |backend| async move {
+        let stripe = stripe().await;
+        let app = spawn(backend, &stripe).await;
+        wait_until("the environment's account is registered", async || {
+            accounts::get(app.db(), "acct_env").await.unwrap().is_some()
+        })
+        .await;
+        let account = accounts::get(app.db(), "acct_env").await.unwrap().unwrap();
+        assert_eq!(account.name, "Acme US");
+        assert_eq!(
+            (account.kind, account.source.as_str()),
+            (AccountKind::Direct, "environment")
+        );
+        assert_eq!(account.livemode, Some(false));
+        assert!(
+            !account.has_secret_key,
+            "the environment's key stays in the environment"
+        );
+        assert_eq!(stripe.calls("GET", "/v1/account").len(), 1);
+    }
+);
+
+both_backends!(
+    secrets_are_sealed_at_rest_and_bound_to_their_account,
+    |backend| async move {
+        let stripe = stripe().await;
+        let app = spawn(backend, &stripe).await;
+        add_second(&app).await;
+        let (key, secrets): (String, String) =
+            sqlx::query_as("SELECT secret_key, webhook_secrets FROM stripe_accounts WHERE id = 'acct_second'")
+                .fetch_one(app.db().reader())
+                .await
+                .unwrap();
+        assert!(key.starts_with("v1:") && !key.contains("sk_test") && !secrets.contains("whsec"));
+        assert_eq!(
+            accounts::secret_key(app.db(), &seal(), "acct_second")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("sk_test_51secondaccount")
+        );
+        // Copied onto another row, the sealed key does not open.
+        let raw = json!({"id": "acct_third"});
+        accounts::add_direct(
+            app.db(),
+            &seal(),
+            &NewDirect {
+                id: "acct_third",
+                name: "Third",
+                livemode: false,
+                source: "settings",
+                secret_key: "sk_test_51third",
+                webhook_secrets: &[],
+                raw: &raw,
+            },
+        )
+        .await
+        .unwrap();
+        sqlx::query("UPDATE stripe_accounts SET secret_key = $1 WHERE id = 'acct_third'")
+            .bind(&key)
+            .execute(app.db().writer())
+            .await
+            .unwrap();
+        assert_eq!(
+            accounts::secret_key(app.db(), &seal(), "acct_third").await.unwrap(),
+            None
+        );
+        // Adding a known account again is refused and changes nothing.
+        let again = accounts::add_direct(
+            app.db(),
+            &seal(),
+            &NewDirect {
+                id: "acct_second",
+                name: "Other",
+                livemode: true,
+                source: "cli",
+                secret_key: "sk_live_51x",
+                webhook_secrets: &[],
+                raw: &raw,
+            },
+        )
+        .await;
+        assert!(matches!(again, Err(accounts::AddError::Exists(_))));
+        let second = accounts::get(app.db(), "acct_second").await.unwrap().unwrap();
+        assert_eq!((second.name.as_str(), second.webhook_secrets), ("Acme EU", 1));
+    }
+);
+
+both_backends!(
+    a_delivery_is_filed_under_the_account_whose_secret_verifies_it,
+    |backend| async move {
+        let stripe = stripe().await;
+        let app = spawn(backend, &stripe).await;
+        add_second(&app).await;
+        // The environment's secret: the first account's event, applied.
+        let own = customer_created("evt_own", "cus_own", None);
+        assert_eq!(app.post_webhook(SECRET, &own).await.status(), 200);
+        // The second account's secret: stored under it, not applied to the first account's rows.
+        let other = customer_created("evt_other", "cus_other", None);
+        assert_eq!(app.post_webhook(OTHER_SECRET, &other).await.status(), 200);
+        // A secret nobody configured: refused.
+        let stranger = customer_created("evt_stranger", "cus_stranger", None);
+        assert_eq!(app.post_webhook("whsec_nobody", &stranger).await.status(), 400);
+        wait_until("the first account's event is applied", async || {
+            app.scalar::<i64>("SELECT COUNT(*) FROM customers WHERE id = 'cus_own'")
+                .await
+                == 1
+        })
+        .await;
+        assert_eq!(filed(&app, "evt_own").await.1, None);
+        let (status, account, note) = filed(&app, "evt_other").await;
+        assert_eq!((status.as_str(), account.as_deref()), ("ignored", Some("acct_second")));
+        assert_eq!(note.as_deref(), Some(tally::webhooks::inbox::OTHER_ACCOUNT_NOTE));
+        assert_eq!(
+            app.scalar::<i64>("SELECT COUNT(*) FROM customers WHERE id = 'cus_other'")
+                .await,
+            0
+        );
+        assert_eq!(
+            app.scalar::<i64>("SELECT COUNT(*) FROM stripe_events WHERE id = 'evt_stranger'")
+                .await,
+            0
+        );
+        // Disabled, its secret verifies nothing once the secrets are read again (at most 5 s:
+        // the command line that disables it is another process).
+        assert!(accounts::set_disabled(app.db(), "acct_second", true).await.unwrap());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut n = 0;
+        loop {
+            n += 1;
+            let id = format!("evt_other_later_{n}");
+            let status = app
+                .post_webhook(OTHER_SECRET, &customer_created(&id, "cus_other2", None))
+                .await
+                .status();
+            if status == 400 {
+                let sql = format!("SELECT COUNT(*) FROM stripe_events WHERE id = '{id}'");
+                assert_eq!(app.scalar::<i64>(&sql).await, 0);
+                break;
+            }
+            assert_eq!(status, 200);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the disabled account's secret still verifies"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+);
+
+both_backends!(
+    a_connect_event_registers_its_account_and_account_updated_keeps_it_current,
+    |backend| async move {
+        let stripe = stripe().await;
+        let app = spawn(backend, &stripe).await;
+        let event = customer_created("evt_connect", "cus_connect", Some("acct_conn"));
+        assert_eq!(app.post_webhook(SECRET, &event).await.status(), 200);
+        let account = accounts::get(app.db(), "acct_conn").await.unwrap().unwrap();
+        assert_eq!(
+            (account.kind, account.name.as_str()),
+            (AccountKind::Connected, "acct_conn")
+        );
+        assert_eq!(account.platform_id, None, "received on the environment's endpoint");
+        let (status, filed_under, _) = filed(&app, "evt_connect").await;
+        assert_eq!(
+            (status.as_str(), filed_under.as_deref()),
+            ("ignored", Some("acct_conn"))
+        );
+        // Its own account.updated names it.
+        let updated = json!({"id": "evt_conn_upd", "object": "event", "type": "account.updated", "account": "acct_conn",
+            "created": tally::db::now_unix(), "livemode": false,
+            "data": {"object": {"id": "acct_conn", "object": "account", "business_profile": {"name": "Seller One"}}}});
+        assert_eq!(app.post_webhook(SECRET, &updated).await.status(), 200);
+        let account = accounts::get(app.db(), "acct_conn").await.unwrap().unwrap();
+        assert_eq!(account.name, "Seller One");
+        let renamed_at_stripe = json!({"id": "evt_conn_upd1", "object": "event", "type": "account.updated", "account": "acct_conn",
+            "created": tally::db::now_unix(), "livemode": false,
+            "data": {"object": {"id": "acct_conn", "object": "account", "settings": {"dashboard": {"display_name": "Seller Uno"}}}}});
+        assert_eq!(app.post_webhook(SECRET, &renamed_at_stripe).await.status(), 200);
+        assert_eq!(
+            accounts::get(app.db(), "acct_conn").await.unwrap().unwrap().name,
+            "Seller Uno"
+        );
+        // A name an owner gave is kept.
+        assert!(accounts::rename(app.db(), "acct_conn", "Seller (ours)").await.unwrap());
+        let again = json!({"id": "evt_conn_upd2", "object": "event", "type": "account.updated", "account": "acct_conn",
+            "created": tally::db::now_unix(), "livemode": false,
+            "data": {"object": {"id": "acct_conn", "object": "account", "business_profile": {"name": "Seller Renamed"}}}});
+        assert_eq!(app.post_webhook(SECRET, &again).await.status(), 200);
+        assert_eq!(
+            accounts::get(app.db(), "acct_conn").await.unwrap().unwrap().name,
+            "Seller (ours)"
+        );
+        assert_eq!(
+            app.scalar::<i64>("SELECT COUNT(*) FROM customers").await,
+            0,
+            "nothing of it was applied"
+        );
+    }
+);
