@@ -7,6 +7,7 @@ use leptos_router::{ParamSegment, SsrMode, StaticSegment};
 
 use crate::components::layout::Layout;
 use crate::pages::{
+    accounts::AccountsPage,
     admins::AdminsPage,
     api_keys::ApiKeysPage,
     audit::AuditPageView,
@@ -112,6 +113,11 @@ pub fn App() -> impl IntoView {
                     <Route
                         path=(StaticSegment("payments"), ParamSegment("id"))
                         view=PaymentPage
+                        ssr=SsrMode::Async
+                    />
+                    <Route
+                        path=(StaticSegment("settings"), StaticSegment("accounts"))
+                        view=AccountsPage
                         ssr=SsrMode::Async
                     />
                     <Route

@@ -10,7 +10,7 @@ let browser;
 let page;
 
 before(async () => {
-  tally = await startTally({ RECONCILE_INTERVAL: 'off' }, { seedDemo: 300 });
+  tally = await startTally({ RECONCILE_INTERVAL: 'off', TALLY_SECRETS_KEY: '5a'.repeat(32) }, { seedDemo: 300 });
   browser = await launchBrowser();
   page = await (await browser.newContext({ acceptDownloads: true })).newPage();
   await logIn(page, tally.base);
@@ -171,7 +171,7 @@ test('on a phone no page scrolls sideways or logs an error, and list rows keep t
   await p.goto(`${tally.base}/payments?status=succeeded`);
   const payment = await p.locator('table tbody a[href^="/payments/"]').first().getAttribute('href');
   const customer = await p.locator('table tbody a[href^="/customers/"]').first().getAttribute('href');
-  const others = ['/?currency=usd', '/?currency=jpy&months=12', '/revenue', '/webhooks', '/settings/audit', '/settings/admins', '/settings/api-keys', '/settings/sync', '/definitions', '/settings', '/pricing', payment, customer];
+  const others = ['/?currency=usd', '/?currency=jpy&months=12', '/revenue', '/webhooks', '/settings/audit', '/settings/admins', '/settings/api-keys', '/settings/accounts', '/settings/sync', '/definitions', '/settings', '/pricing', payment, customer];
   for (const path of [...lists, ...others]) {
     await p.goto(`${tally.base}${path}`);
     const width = await p.evaluate(() => document.documentElement.scrollWidth);

@@ -1,6 +1,7 @@
 //! Server functions, grouped by the page that calls them. Each is thin: check the caller's role,
 //! check input, call a service, map errors to messages an admin can act on.
 
+pub mod accounts;
 pub mod admins;
 pub mod api_keys;
 pub mod audit;

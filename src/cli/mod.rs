@@ -360,71 +360,27 @@ async fn accounts_with(config: &Config, db: &Db, command: AccountsCommand) -> Re
     };
     match command {
         AccountsCommand::Add { name, webhook_secrets } => {
-            let seal = config.secrets_key.as_ref().ok_or(
-                "TALLY_SECRETS_KEY is not set: Tally stores an account's key sealed with it (64 hex characters; \
-                 make one with `openssl rand -hex 32` and keep it with your backups)",
-            )?;
-            let key = crate::config::StripeKey::parse(&read_stripe_key()?).map_err(|m| format!("the key {m}"))?;
-            if let Some(bad) = webhook_secrets.iter().find(|s| !s.trim().starts_with("whsec_")) {
-                let shown: String = bad.chars().take(6).collect();
-                return Err(format!(
-                    "--webhook-secret must start with whsec_ (got one starting {shown:?})"
-                ));
+            if config.secrets_key.is_none() {
+                return Err(crate::accounts::AddAccountError::NoSecretsKey.to_string());
             }
-            let transport = crate::stripe::Transport::new(
-                key.key.expose(),
-                config.stripe_api_base.as_str(),
-                2,
-                config.stripe_retry.clone(),
-                crate::stripe::Timeouts::default(),
-            )
-            .map_err(|e| e.to_string())?;
-            let answer = crate::stripe::ops::retrieve_account(&transport)
+            let key = read_stripe_key()?;
+            let request = crate::accounts::AddAccount {
+                secret_key: &key,
+                name: name.as_deref(),
+                webhook_secrets,
+                source: "cli",
+            };
+            let account = crate::accounts::add(db, config, request)
                 .await
-                .map_err(|e| format!("Stripe did not accept the key: {}", e.admin_message()))?;
-            let id = answer
-                .body
-                .get("id")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string();
-            if !id.starts_with("acct_") {
-                return Err("Stripe's answer names no account (expected an id starting acct_)".into());
-            }
-            let name = name
-                .map(|n| n.trim().to_string())
-                .filter(|n| !n.is_empty())
-                .or_else(|| crate::domain::accounts::display_name(&answer.body))
-                .unwrap_or_else(|| id.clone());
-            let secrets: Vec<String> = webhook_secrets.iter().map(|s| s.trim().to_string()).collect();
-            let livemode = key.mode == crate::config::StripeMode::Live;
-            accounts::add_direct(
-                db,
-                seal,
-                &accounts::NewDirect {
-                    id: &id,
-                    name: &name,
-                    livemode,
-                    source: "cli",
-                    secret_key: key.key.expose(),
-                    webhook_secrets: &secrets,
-                    raw: &answer.body,
-                },
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            let detail = format!(
-                "{} webhook secret(s), {}",
-                secrets.len(),
-                if livemode { "live" } else { "test" }
-            );
-            crate::db::audit::record(db, audit("account.add", &id, detail))
+                .map_err(|e| e.to_string())?;
+            let mode = if account.livemode == Some(true) { "live" } else { "test" };
+            let detail = format!("{} webhook secret(s), {mode}", account.webhook_secrets);
+            crate::db::audit::record(db, audit("account.add", &account.id, detail))
                 .await
                 .map_err(|e| e.to_string())?;
             println!(
-                "added {id} ({name}), {} mode, {} webhook secret(s)",
-                if livemode { "live" } else { "test" },
-                secrets.len()
+                "added {} ({}), {mode} mode, {} webhook secret(s)",
+                account.id, account.name, account.webhook_secrets
             );
         }
         AccountsCommand::List => {

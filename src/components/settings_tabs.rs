@@ -22,6 +22,7 @@ pub fn SettingsTabs() -> impl IntoView {
                     <nav class="tabs" aria-label="Settings">
                         <A href="/settings" exact=true>"Configuration"</A>
                         <A href="/settings/sync">"Stripe sync"</A>
+                        {allowed(Role::Admin).then(|| view! { <A href="/settings/accounts">"Stripe accounts"</A> })}
                         {allowed(Role::Owner).then(|| view! { <A href="/settings/admins">"Admins"</A> })}
                         {allowed(Role::Owner).then(|| view! { <A href="/settings/api-keys">"API keys"</A> })}
                         {allowed(Role::Admin).then(|| view! { <A href="/settings/audit">"Audit log"</A> })}

@@ -59,6 +59,18 @@ impl Account {
     }
 }
 
+/// Settings → Stripe accounts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountsPage {
+    pub accounts: Vec<Account>,
+    /// The viewer is an owner: may add, rename, disable and enable.
+    pub can_manage: bool,
+    /// TALLY_SECRETS_KEY is set, so accounts can be added.
+    pub secrets_key_set: bool,
+    /// Where Stripe should send every account's events.
+    pub webhook_url: String,
+}
+
 /// An account's display name from its Stripe object: the dashboard's display name, the business
 /// name, else the id.
 pub fn display_name(account: &serde_json::Value) -> Option<String> {

@@ -1,5 +1,6 @@
 //! One module per route.
 
+pub mod accounts;
 pub mod admins;
 pub mod api_keys;
 pub mod audit;

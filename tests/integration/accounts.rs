@@ -293,3 +293,129 @@ both_backends!(
         );
     }
 );
+
+/// Stripe answering `GET /v1/account` for the environment's key and for a second account's key.
+async fn two_keys_stripe() -> StandIn {
+    StandIn::start(|r: Request| async move {
+        match (r.path.as_str(), r.header("authorization").as_deref()) {
+            ("/v1/account", Some("Bearer sk_test_51secondaccount")) => {
+                Reply::ok(json!({"id": "acct_second", "object": "account", "business_profile": {"name": "Acme EU"}}))
+            }
+            ("/v1/account", Some("Bearer sk_test_51environment")) => {
+                Reply::ok(json!({"id": "acct_env", "object": "account"}))
+            }
+            ("/v1/account", _) => Reply::error(
+                401,
+                "invalid_request_error",
+                "Invalid API Key provided: sk_test_****oops",
+            ),
+            _ => Reply::not_found(),
+        }
+    })
+    .await
+}
+
+both_backends!(
+    owners_add_rename_and_disable_accounts_in_settings,
+    |backend| async move {
+        let stripe = two_keys_stripe().await;
+        let app = spawn(backend, &stripe).await;
+        let add = [
+            ("name", ""),
+            ("secret_key", "sk_test_51secondaccount"),
+            ("webhook_secrets", &format!("{OTHER_SECRET}, whsec_spare")),
+        ];
+        // Admins see the page, and may not add.
+        app.create_admin("admin@example.com", tally::domain::admins::Role::Admin)
+            .await;
+        let admin = app.logged_in("admin@example.com").await;
+        assert_eq!(app.call(&admin, "accounts/add", &add).await.status(), 403);
+        let listed = app.json(&admin, "accounts/list", &[]).await;
+        assert_eq!(listed["can_manage"], false);
+        // A key Stripe refuses: a message that says so, without the key.
+        let res = app
+            .call(
+                &app.client,
+                "accounts/add",
+                &[("name", ""), ("secret_key", "sk_test_51oops"), ("webhook_secrets", "")],
+            )
+            .await;
+        let text = res.text().await.unwrap();
+        assert!(
+            text.contains("Stripe did not accept the key") && !text.contains("sk_test_51oops"),
+            "{text}"
+        );
+        let res = app
+            .call(
+                &app.client,
+                "accounts/add",
+                &[
+                    ("name", ""),
+                    ("secret_key", "sk_test_51secondaccount"),
+                    ("webhook_secrets", "nope"),
+                ],
+            )
+            .await;
+        assert!(res.text().await.unwrap().contains("starts with whsec_"));
+        // The owner adds it.
+        let res = app.call(&app.client, "accounts/add", &add).await;
+        assert_eq!(res.status(), 200);
+        let message: String = res.json().await.unwrap();
+        assert_eq!(
+            message,
+            "Added Acme EU (acct_second, test mode). Point its webhook endpoint at this Tally; its events are filed under it."
+        );
+        let page = app.html(&app.client, "/settings/accounts").await;
+        assert!(page.contains("Acme EU") && page.contains("acct_second"));
+        assert!(!page.contains("sk_test_51secondaccount") && !page.contains(OTHER_SECRET));
+        let listed = app.json(&app.client, "accounts/list", &[]).await;
+        let second = listed["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == "acct_second")
+            .cloned()
+            .unwrap();
+        assert_eq!(
+            (second["webhook_secrets"].as_i64(), second["source"].as_str()),
+            (Some(2), Some("settings"))
+        );
+        // Its deliveries are filed under it at once.
+        let event = customer_created("evt_after_add", "cus_x", None);
+        assert_eq!(app.post_webhook(OTHER_SECRET, &event).await.status(), 200);
+        assert_eq!(filed(&app, "evt_after_add").await.1.as_deref(), Some("acct_second"));
+        // Renamed, then disabled: refused at once (this process forgets the secrets it read).
+        let res = app
+            .call(
+                &app.client,
+                "accounts/rename",
+                &[("id", "acct_second"), ("name", "Europe")],
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        let res = app
+            .call(
+                &app.client,
+                "accounts/disabled",
+                &[("id", "acct_second"), ("disabled", "true")],
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        let event = customer_created("evt_after_disable", "cus_y", None);
+        assert_eq!(app.post_webhook(OTHER_SECRET, &event).await.status(), 400);
+        let actions: Vec<String> =
+            sqlx::query_scalar("SELECT action FROM audit_log WHERE action LIKE 'account.%' ORDER BY id")
+                .fetch_all(app.db().reader())
+                .await
+                .unwrap();
+        assert_eq!(actions, ["account.add", "account.rename", "account.disable"]);
+        let details: Vec<Option<String>> = sqlx::query_scalar("SELECT detail FROM audit_log")
+            .fetch_all(app.db().reader())
+            .await
+            .unwrap();
+        assert!(details
+            .iter()
+            .flatten()
+            .all(|d| !d.contains("sk_test") && !d.contains("whsec")));
+    }
+);

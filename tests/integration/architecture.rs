@@ -13,7 +13,7 @@ const FLOORS: &[&[&str]] = &[
     &["projection", "revenue"],
     &["webhooks"],
     &["state"],
-    &["auth", "billing", "lists"],
+    &["accounts", "auth", "billing", "lists"],
     &["sync"],
     &["api"],
     &["components"],

@@ -1,0 +1,131 @@
+//! Settings → Stripe accounts: the accounts Tally knows, where their events come from; owners add,
+//! rename, disable and enable them (docs/accounts.md).
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use crate::api::accounts::{list_accounts, AddAccount, RenameAccount, SetAccountDisabled};
+use crate::components::notice::action_message;
+use crate::components::settings_tabs::SettingsTabs;
+use crate::components::table::TableCard;
+use crate::components::time::format_utc;
+use crate::domain::accounts::{Account, AccountKind};
+
+#[component]
+pub fn AccountsPage() -> impl IntoView {
+    let add = ServerAction::<AddAccount>::new();
+    let rename = ServerAction::<RenameAccount>::new();
+    let disable = ServerAction::<SetAccountDisabled>::new();
+    let page = Resource::new(
+        move || (add.version().get(), rename.version().get(), disable.version().get()),
+        |_| list_accounts(),
+    );
+    view! {
+        <Title text="Stripe accounts"/>
+        <div class="page-header"><h1>"Settings"</h1></div>
+        <SettingsTabs/>
+        {action_message(add)}
+        {action_message(rename)}
+        {action_message(disable)}
+        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                page.await.map(|p| {
+                    let empty = p.accounts.is_empty();
+                    let manage = p.can_manage;
+                    let add_form = manage.then(|| add_card(add, p.secrets_key_set, p.webhook_url.clone()));
+                    view! {
+                        <TableCard title="Accounts" headers=&["Account", "Mode", "Reached", "Webhook secrets", "Added", ""] class="cards" empty>
+                            {p.accounts.into_iter().map(|a| account_row(a, manage, rename, disable)).collect_view()}
+                        </TableCard>
+                        {add_form}
+                    }
+                })
+            })}
+        </Suspense>
+    }
+}
+
+fn account_row(
+    a: Account,
+    manage: bool,
+    rename: ServerAction<RenameAccount>,
+    disable: ServerAction<SetAccountDisabled>,
+) -> impl IntoView {
+    let reached = match (a.kind, a.platform_id.as_deref(), a.source.as_str()) {
+        (AccountKind::Connected, Some(platform), _) => format!("Connect, through {platform}"),
+        (AccountKind::Connected, None, _) => "Connect, through the environment's account".to_string(),
+        (AccountKind::Direct, _, "environment") => "Its own key (STRIPE_SECRET_KEY)".to_string(),
+        (AccountKind::Direct, _, _) => "Its own key (sealed)".to_string(),
+    };
+    let secrets = match (a.kind, a.source.as_str()) {
+        (AccountKind::Direct, "environment") => "STRIPE_WEBHOOK_SECRET".to_string(),
+        (AccountKind::Connected, _) => "the platform's".to_string(),
+        _ => a.webhook_secrets.to_string(),
+    };
+    let status = if a.disabled {
+        view! { <span class="badge bad">"Disabled"</span> }.into_any()
+    } else {
+        view! { <span class="badge ok">"Enabled"</span> }.into_any()
+    };
+    let (name_id, current_name) = (format!("name-{}", a.id), a.name.clone());
+    let actions = manage.then(|| {
+        let (id, id2) = (a.id.clone(), a.id.clone());
+        let (label, value) = if a.disabled { ("Enable", "false") } else { ("Disable", "true") };
+        view! {
+            <ActionForm action=rename attr:class="inline-form">
+                <input type="hidden" name="id" value=id/>
+                <label class="visually-hidden" for=name_id.clone()>"Name"</label>
+                <input type="text" name="name" id=name_id value=current_name maxlength="100" required/>
+                <button type="submit" class="button secondary">"Rename"</button>
+            </ActionForm>
+            <ActionForm action=disable attr:class="inline-form">
+                <input type="hidden" name="id" value=id2/>
+                <input type="hidden" name="disabled" value=value/>
+                <button type="submit" class=if value == "false" { "button secondary" } else { "button danger" }>{label}</button>
+            </ActionForm>
+        }
+    });
+    view! {
+        <tr id=a.id.clone()>
+            <td data-label="Account">
+                <strong>{a.name.clone()}</strong> " " {status}
+                <div class="mono small muted">{a.id.clone()}</div>
+            </td>
+            <td data-label="Mode">{a.mode_label()}</td>
+            <td class="small" data-label="Reached">{reached}</td>
+            <td class="small" data-label="Webhook secrets">{secrets}</td>
+            <td class="small" data-label="Added">{format_utc(a.created_at)}</td>
+            <td>{actions}</td>
+        </tr>
+    }
+}
+
+fn add_card(add: ServerAction<AddAccount>, secrets_key_set: bool, webhook_url: String) -> impl IntoView {
+    view! {
+        <section class="card">
+            <h2>"Add an account"</h2>
+            <p class="muted">
+                "Another Stripe account of yours (another entity or region, or test beside live). Tally asks Stripe "
+                "which account the key belongs to, and keeps the key and webhook secrets sealed. In that account's "
+                "dashboard, add a webhook endpoint for " <code>{webhook_url}</code> " and paste its signing secret here."
+            </p>
+            {if secrets_key_set {
+                view! {
+                    <ActionForm action=add attr:class="inline-form">
+                        <label>"Name " <input type="text" name="name" placeholder="Acme EU (default: its name at Stripe)" maxlength="100"/></label>
+                        <label>"Secret or restricted key " <input type="password" name="secret_key" autocomplete="off" placeholder="sk_live_… or rk_live_…" required/></label>
+                        <label>"Webhook signing secrets " <input type="password" name="webhook_secrets" autocomplete="off" placeholder="whsec_… (several: separate with commas)"/></label>
+                        <button type="submit" class="button primary">"Add account"</button>
+                    </ActionForm>
+                }.into_any()
+            } else {
+                view! {
+                    <p class="form-error" role="alert">
+                        "Set TALLY_SECRETS_KEY (64 hex characters: " <code>"openssl rand -hex 32"</code>
+                        ") and restart Tally to add accounts: their keys are stored sealed with it."
+                    </p>
+                }.into_any()
+            }}
+        </section>
+    }
+}
