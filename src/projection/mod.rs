@@ -306,6 +306,12 @@ pub(crate) const DELETION_EVENT_TYPES: &[&str] = &[
     "customer.discount.deleted",
 ];
 
+/// Why an event of another direct account (verified with that account's endpoint secret) is
+/// stored but not applied: Tally's tables hold the environment's account's data until rows carry
+/// their account (docs/accounts.md). Stored, it can be requeued then; nothing is lost.
+pub const OTHER_ACCOUNT_NOTE: &str =
+    "event of another Stripe account: stored under that account, not applied yet (docs/accounts.md)";
+
 /// Why an event of a connected account (Stripe Connect: the event carries `account`) is stored
 /// but never applied: its objects are another account's, and must not change the platform's rows
 /// or figures.
@@ -336,14 +342,25 @@ pub struct Event {
     pub version: Version,
     /// `data.object`.
     pub object: Value,
-    /// A connected account's event (Stripe Connect: it carries `account`): stored, never applied
-    /// to this account's data.
-    pub connected: bool,
+    /// Filed under another account than the environment's (a Stripe Connect event carries
+    /// `account`; an event verified with another account's secret is filed under it): stored,
+    /// never applied to the environment's account's rows.
+    pub other_account: Option<OtherAccount>,
+}
+
+/// Why an event is another account's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OtherAccount {
+    /// A connected account's (Stripe Connect).
+    Connected,
+    /// Verified with another account's endpoint secret.
+    Direct,
 }
 
 impl Event {
-    /// Parses a stored payload; `data.object` is taken out of the event, not copied.
-    pub fn parse(id: &str, payload: &str) -> Result<Self, String> {
+    /// Parses a stored payload filed under `account_id` (`None`: the environment's account);
+    /// `data.object` is taken out of the event, not copied.
+    pub fn parse(id: &str, payload: &str, account_id: Option<&str>) -> Result<Self, String> {
         let mut value: Value = serde_json::from_str(payload).map_err(|e| format!("stored payload unreadable: {e}"))?;
         let event_type = value
             .get("type")
@@ -351,7 +368,11 @@ impl Event {
             .unwrap_or_default()
             .to_string();
         let created = value.get("created").and_then(Value::as_i64).unwrap_or(0);
-        let connected = value.get("account").and_then(Value::as_str).is_some();
+        let other_account = if value.get("account").and_then(Value::as_str).is_some() {
+            Some(OtherAccount::Connected)
+        } else {
+            account_id.map(|_| OtherAccount::Direct)
+        };
         let object = value
             .get_mut("data")
             .and_then(|data| data.get_mut("object"))
@@ -364,7 +385,7 @@ impl Event {
                 event_id: id.to_string(),
             },
             object,
-            connected,
+            other_account,
         })
     }
 
@@ -375,16 +396,18 @@ impl Event {
 
     /// The resource when this event can go into a multi-row upsert with others (`batchable`).
     pub fn batchable(&self) -> Option<Resource> {
-        if self.connected {
+        if self.other_account.is_some() {
             return None;
         }
         batchable(&self.event_type, &self.object)
     }
 
-    /// Applies the event inside the caller's transaction; a connected account's event is ignored.
+    /// Applies the event inside the caller's transaction; another account's event is ignored.
     pub async fn apply(&self, conn: &mut AnyConnection) -> Result<Applied, ProjectionError> {
-        if self.connected {
-            return Ok(Applied::Ignored(CONNECTED_ACCOUNT_NOTE));
+        match self.other_account {
+            Some(OtherAccount::Connected) => return Ok(Applied::Ignored(CONNECTED_ACCOUNT_NOTE)),
+            Some(OtherAccount::Direct) => return Ok(Applied::Ignored(OTHER_ACCOUNT_NOTE)),
+            None => {}
         }
         apply_event(conn, &self.event_type, &self.object, &self.version).await
     }

@@ -121,12 +121,6 @@ impl IncomingEvent {
     }
 }
 
-/// Why an event of another direct account (verified with that account's endpoint secret) is
-/// stored but not applied yet: Tally's tables hold one account's data until rows carry their
-/// account (docs/accounts.md). Stored, it can be requeued then; nothing is lost.
-pub const OTHER_ACCOUNT_NOTE: &str =
-    "event of another Stripe account: stored under that account, not applied yet (docs/accounts.md)";
-
 /// The connected account (Stripe Connect) an event is about: its `account`, when set.
 fn connected_account(event: &Value) -> Option<&str> {
     event.get("account").and_then(Value::as_str)
@@ -234,7 +228,7 @@ async fn store_statement(
         } else if event.account.is_some() {
             (EventStatus::Ignored, Some(projection::CONNECTED_ACCOUNT_NOTE))
         } else if event.received_for.is_some() {
-            (EventStatus::Ignored, Some(OTHER_ACCOUNT_NOTE))
+            (EventStatus::Ignored, Some(projection::OTHER_ACCOUNT_NOTE))
         } else if !projection::is_handled(&event.event_type) {
             (EventStatus::Ignored, Some("event type not handled"))
         } else {

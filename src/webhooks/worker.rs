@@ -55,6 +55,14 @@ struct Claimed {
     payload: String,
     attempts: i64,
     received_at: i64,
+    /// The account the event is filed under (NULL: the environment's).
+    account_id: Option<String>,
+}
+
+impl Claimed {
+    fn parse(&self) -> Result<Event, String> {
+        Event::parse(&self.id, &self.payload, self.account_id.as_deref())
+    }
 }
 
 /// What the worker did with an event: the label of `tally_events_processed_total`.
@@ -179,7 +187,7 @@ impl Worker {
         }
         let mut parsed = Vec::with_capacity(claimed.len());
         for event in &claimed {
-            match Event::parse(&event.id, &event.payload) {
+            match event.parse() {
                 Ok(p) => parsed.push(p),
                 // Applied one by one, where the error is kept with the event.
                 Err(_) => {
@@ -239,7 +247,7 @@ impl Worker {
              WHERE id IN (SELECT id FROM stripe_events \
                           WHERE status = 'pending' AND next_attempt_at <= $2 \
                           ORDER BY created, id LIMIT $3 {lock}) \
-             RETURNING id, payload, attempts, created, received_at"
+             RETURNING id, payload, attempts, created, received_at, account_id"
         );
         let rows = sqlx::query(&sql)
             .bind(now + CLAIM_SECS)
@@ -257,6 +265,7 @@ impl Worker {
                         payload: r.try_get("payload")?,
                         attempts: r.try_get("attempts")?,
                         received_at: r.try_get("received_at")?,
+                        account_id: r.try_get("account_id")?,
                     },
                 ))
             })
@@ -320,8 +329,8 @@ impl Worker {
     /// Projects the event and marks it done, in one transaction. Errors come back as text for
     /// `last_error` (they name ids, never payload contents).
     async fn apply(&self, event: &Claimed) -> Result<Done, String> {
-        let mut parsed = Event::parse(&event.id, &event.payload)?;
-        if let Some(stripe) = self.refetch.as_ref().filter(|_| !parsed.connected) {
+        let mut parsed = event.parse()?;
+        if let Some(stripe) = self.refetch.as_ref().filter(|_| parsed.other_account.is_none()) {
             let object = std::mem::take(&mut parsed.object);
             parsed.object = refetched(stripe.as_ref(), &parsed.event_type, object).await?;
         }
@@ -449,7 +458,7 @@ async fn due(conn: &mut sqlx::AnyConnection, backend: Backend) -> Result<Vec<Cla
         Backend::Sqlite => "",
     };
     let sql = format!(
-        "SELECT id, payload, attempts, received_at FROM stripe_events \
+        "SELECT id, payload, attempts, received_at, account_id FROM stripe_events \
          WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY created, id LIMIT $2 {lock}"
     );
     let rows = sqlx::query(&sql)
@@ -465,6 +474,7 @@ async fn due(conn: &mut sqlx::AnyConnection, backend: Backend) -> Result<Vec<Cla
                 payload: r.try_get("payload")?,
                 attempts: r.try_get::<i64, _>("attempts")? + 1,
                 received_at: r.try_get("received_at")?,
+                account_id: r.try_get("account_id")?,
             })
         })
         .collect::<Result<_, sqlx::Error>>()?)

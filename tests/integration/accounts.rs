@@ -205,7 +205,7 @@ both_backends!(
         assert_eq!(filed(&app, "evt_own").await.1, None);
         let (status, account, note) = filed(&app, "evt_other").await;
         assert_eq!((status.as_str(), account.as_deref()), ("ignored", Some("acct_second")));
-        assert_eq!(note.as_deref(), Some(tally::webhooks::inbox::OTHER_ACCOUNT_NOTE));
+        assert_eq!(note.as_deref(), Some(tally::projection::OTHER_ACCOUNT_NOTE));
         assert_eq!(
             app.scalar::<i64>("SELECT COUNT(*) FROM customers WHERE id = 'cus_other'")
                 .await,
@@ -215,6 +215,26 @@ both_backends!(
             app.scalar::<i64>("SELECT COUNT(*) FROM stripe_events WHERE id = 'evt_stranger'")
                 .await,
             0
+        );
+        // Replayed from the Webhooks page, it is still not applied to the first account's rows.
+        let res = app.call(&app.client, "webhooks/requeue", &[("id", "evt_other")]).await;
+        assert_eq!(res.status(), 200);
+        let sql =
+            "SELECT COUNT(*) FROM stripe_events WHERE id = 'evt_other' AND status NOT IN ('pending', 'processing')";
+        wait_until("the replayed event is processed", async || {
+            app.scalar::<i64>(sql).await == 1
+        })
+        .await;
+        let (status, _, note) = filed(&app, "evt_other").await;
+        assert_eq!(
+            (status.as_str(), note.as_deref()),
+            ("ignored", Some(tally::projection::OTHER_ACCOUNT_NOTE))
+        );
+        let sql = "SELECT COUNT(*) FROM customers WHERE id = 'cus_other'";
+        assert_eq!(
+            app.scalar::<i64>(sql).await,
+            0,
+            "a replayed event of another account changed the first account's rows"
         );
         // Disabled, its secret verifies nothing once the secrets are read again (at most 5 s:
         // the command line that disables it is another process).
