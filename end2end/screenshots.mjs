@@ -30,6 +30,7 @@ const pages = [
   ['definitions', '/definitions'],
   ['webhooks', '/webhooks'],
   ['settings', '/settings'],
+  ['accounts', '/settings/accounts'],
   ['pricing', '/pricing'],
 ];
 const errors = [];

@@ -20,7 +20,8 @@ cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
 export DATABASE_URL="sqlite://$work/tally.db" LISTEN_ADDR="127.0.0.1:$port" RUST_LOG=warn \
-  LEPTOS_SITE_ROOT="$PWD/target/site" TALLY_SITE_CONFIG="$PWD/Leptos.toml"
+  LEPTOS_SITE_ROOT="$PWD/target/site" TALLY_SITE_CONFIG="$PWD/Leptos.toml" \
+  TALLY_SECRETS_KEY=$(printf "5a%.0s" $(seq 32))
 # The owner the browser logs in as (end2end/tests/harness.mjs).
 echo 'correct horse battery staple' | "$target/release/tally" create-admin --email owner@example.com --role owner >/dev/null
 "$target/release/tally" seed-demo --customers "$CUSTOMERS"

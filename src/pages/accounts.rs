@@ -63,33 +63,43 @@ fn account_row(
         _ => a.webhook_secrets.to_string(),
     };
     let status = if a.disabled {
-        view! { <span class="badge bad">"Disabled"</span> }.into_any()
+        view! { <span class="status tone-bad">"Disabled"</span> }.into_any()
     } else {
-        view! { <span class="badge ok">"Enabled"</span> }.into_any()
+        view! { <span class="status tone-good">"Enabled"</span> }.into_any()
     };
+    // Only an account added here verifies with its own secrets, so only it can be switched off
+    // here: the environment's comes from STRIPE_WEBHOOK_SECRET, a connected one's events arrive on
+    // its platform's endpoint.
+    let switchable = a.kind == AccountKind::Direct && a.source != "environment";
     let (name_id, current_name) = (format!("name-{}", a.id), a.name.clone());
     let actions = manage.then(|| {
         let (id, id2) = (a.id.clone(), a.id.clone());
         let (label, value) = if a.disabled { ("Enable", "false") } else { ("Disable", "true") };
         view! {
-            <ActionForm action=rename attr:class="inline-form">
-                <input type="hidden" name="id" value=id/>
-                <label class="visually-hidden" for=name_id.clone()>"Name"</label>
-                <input type="text" name="name" id=name_id value=current_name maxlength="100" required/>
-                <button type="submit" class="button secondary">"Rename"</button>
-            </ActionForm>
-            <ActionForm action=disable attr:class="inline-form">
-                <input type="hidden" name="id" value=id2/>
-                <input type="hidden" name="disabled" value=value/>
-                <button type="submit" class=if value == "false" { "button secondary" } else { "button danger" }>{label}</button>
-            </ActionForm>
+            <div class="row-actions">
+                <ActionForm action=rename attr:class="row-form">
+                    <input type="hidden" name="id" value=id/>
+                    <label class="visually-hidden" for=name_id.clone()>"Name"</label>
+                    <input type="text" name="name" id=name_id value=current_name maxlength="100" required/>
+                    <button type="submit" class="button secondary">"Rename"</button>
+                </ActionForm>
+                {switchable.then(|| view! {
+                    <ActionForm action=disable attr:class="row-form">
+                        <input type="hidden" name="id" value=id2/>
+                        <input type="hidden" name="disabled" value=value/>
+                        <button type="submit" class=if value == "false" { "button secondary" } else { "button danger" }>{label}</button>
+                    </ActionForm>
+                })}
+            </div>
         }
     });
     view! {
         <tr id=a.id.clone()>
             <td data-label="Account">
-                <strong>{a.name.clone()}</strong> " " {status}
-                <div class="mono small muted">{a.id.clone()}</div>
+                <div>
+                    <strong>{a.name.clone()}</strong> " " {status}
+                    <div class="mono small muted">{a.id.clone()}</div>
+                </div>
             </td>
             <td data-label="Mode">{a.mode_label()}</td>
             <td class="small" data-label="Reached">{reached}</td>
