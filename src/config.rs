@@ -86,7 +86,7 @@ impl StripeKey {
         } else if value.starts_with("sk_live_") || value.starts_with("rk_live_") {
             StripeMode::Live
         } else if value.starts_with("pk_") {
-            return Err("this is a publishable key (pk_…); Tally needs the secret key (sk_test_…, sk_live_…) or a restricted key (rk_…)".into());
+            return Err("is a publishable key (pk_…); Tally needs the secret key (sk_test_…, sk_live_…) or a restricted key (rk_…)".into());
         } else {
             return Err("must start with sk_test_, sk_live_ or rk_ (rk_test_/rk_live_)".into());
         };

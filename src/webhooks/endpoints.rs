@@ -22,6 +22,8 @@ pub struct AccountSecrets {
     db: Db,
     key: Option<SealKey>,
     cached: tokio::sync::Mutex<Option<(Instant, Secrets)>>,
+    /// Connected accounts this process has registered: their next events need no write.
+    registered: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl AccountSecrets {
@@ -30,6 +32,7 @@ impl AccountSecrets {
             db,
             key,
             cached: tokio::sync::Mutex::new(None),
+            registered: Default::default(),
         }
     }
 
@@ -54,6 +57,33 @@ impl AccountSecrets {
         );
         *cached = Some((Instant::now(), secrets.clone()));
         Ok(secrets)
+    }
+
+    /// Registers a connected account the first time this process sees one of its events, and
+    /// whenever its `account.updated` arrives (`object`: the account); other events of a known
+    /// account cost no write.
+    pub async fn register_connected(
+        &self,
+        account: &str,
+        platform: Option<&str>,
+        livemode: bool,
+        object: Option<&serde_json::Value>,
+    ) -> Result<(), crate::db::DbError> {
+        let known = self
+            .registered
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(account);
+        if known && object.is_none() {
+            return Ok(());
+        }
+        crate::db::accounts::register_connected(&self.db, account, platform, livemode, object).await?;
+        let mut registered = self.registered.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if registered.len() > 100_000 {
+            registered.clear();
+        }
+        registered.insert(account.to_string());
+        Ok(())
     }
 
     /// Forgets the cached secrets (an account was added, changed or disabled in this process).

@@ -15,7 +15,7 @@ use super::endpoints::AccountSecrets;
 use super::inbox::{GroupCommit, IncomingEvent};
 use super::signature;
 use crate::config::Config;
-use crate::db::{now_unix, Db};
+use crate::db::now_unix;
 
 /// Stripe's events are far smaller; anything bigger is refused with 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -25,12 +25,11 @@ fn refuse(status: StatusCode, reason: &'static str) -> Response {
 }
 
 /// The route's handler: the app state hands it the configuration (secrets, tolerance), the other
-/// accounts' secrets, the inbox and the database (to register connected accounts).
+/// accounts (their secrets; connected accounts are registered there) and the inbox.
 pub async fn receive(
     State(config): State<Arc<Config>>,
     State(accounts): State<Arc<AccountSecrets>>,
     State(inbox): State<Arc<GroupCommit>>,
-    State(db): State<Db>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -39,7 +38,6 @@ pub async fn receive(
         config: &config,
         accounts: &accounts,
         inbox: &inbox,
-        db: &db,
     };
     let response = receiver.handle(&headers, &body).await;
     crate::observability::metrics()
@@ -52,7 +50,6 @@ struct Receiver<'a> {
     config: &'a Config,
     accounts: &'a AccountSecrets,
     inbox: &'a GroupCommit,
-    db: &'a Db,
 }
 
 /// Whose secret verified a delivery.
@@ -152,14 +149,10 @@ impl Receiver<'_> {
                 if let Some((account, platform, livemode, object)) = connected {
                     // The event is stored: registering its account is a convenience, and a fault
                     // here is logged, never a reason for Stripe to send it again.
-                    if let Err(e) = crate::db::accounts::register_connected(
-                        self.db,
-                        &account,
-                        platform.as_deref(),
-                        livemode,
-                        object.as_ref(),
-                    )
-                    .await
+                    if let Err(e) = self
+                        .accounts
+                        .register_connected(&account, platform.as_deref(), livemode, object.as_ref())
+                        .await
                     {
                         tracing::warn!(event_id = %id, account = %account, error = %e, "could not register a connected account");
                     }
