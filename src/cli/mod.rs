@@ -302,7 +302,7 @@ async fn connect_migrated(config: &Config) -> Result<Db, String> {
 /// Reads a password: one line from standard input when it is not a terminal (scripts), else a
 /// prompt that does not echo.
 fn read_password() -> Result<String, String> {
-    use std::io::{BufRead, IsTerminal};
+    use std::io::IsTerminal;
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
         let first = rpassword::prompt_password("Password (12 characters or more): ")
@@ -314,30 +314,30 @@ fn read_password() -> Result<String, String> {
         }
         Ok(first)
     } else {
-        let mut line = String::new();
-        stdin
-            .lock()
-            .read_line(&mut line)
-            .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
-        Ok(line.trim_end_matches(['\r', '\n']).to_string())
+        stdin_line("the password")
     }
+}
+
+/// One line from standard input, without its line ending.
+fn stdin_line(what: &str) -> Result<String, String> {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read {what} from standard input: {e}"))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
 /// Reads a Stripe key: one line from standard input when it is not a terminal, else a prompt
 /// that does not echo.
 fn read_stripe_key() -> Result<String, String> {
-    use std::io::{BufRead, IsTerminal};
-    let stdin = std::io::stdin();
-    let key = if stdin.is_terminal() {
+    use std::io::IsTerminal;
+    let key = if std::io::stdin().is_terminal() {
         rpassword::prompt_password("Secret or restricted key (sk_… or rk_…): ")
             .map_err(|e| format!("cannot read the key: {e}"))?
     } else {
-        let mut line = String::new();
-        stdin
-            .lock()
-            .read_line(&mut line)
-            .map_err(|e| format!("cannot read the key from standard input: {e}"))?;
-        line
+        stdin_line("the key")?
     };
     Ok(key.trim().to_string())
 }
