@@ -5,7 +5,7 @@
 use crate::config::{Config, StripeKey, StripeMode};
 use crate::db::accounts::{self, AddError, NewDirect};
 use crate::db::Db;
-use crate::domain::accounts::Account;
+use crate::domain::accounts::{Account, AccountKind};
 
 /// Why an account was not added; each message says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -103,4 +103,109 @@ pub async fn add(db: &Db, config: &Config, request: AddAccount<'_>) -> Result<Ac
         .await
         .map_err(AddAccountError::Db)?
         .ok_or(AddAccountError::NoAccount)
+}
+
+/// Why Tally cannot call Stripe for an account; each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("No such account.")]
+    Unknown,
+    #[error("The account is disabled; enable it first.")]
+    Disabled,
+    #[error("STRIPE_SECRET_KEY is not set, and this account is reached with it.")]
+    NoEnvironmentKey,
+    #[error(
+        "The account's key cannot be opened: TALLY_SECRETS_KEY is not set or is not the key it was \
+         sealed with (add the account again with its key)."
+    )]
+    Sealed,
+    #[error("{0}")]
+    Stripe(String),
+    #[error("the database did not answer: {0}")]
+    Db(crate::db::DbError),
+}
+
+/// The environment's key, or the sealed key of the direct account `id`.
+async fn key_of(db: &Db, config: &Config, id: Option<&str>) -> Result<String, ClientError> {
+    let environment = |_| {
+        config
+            .stripe_key
+            .as_ref()
+            .map(|k| k.key.expose().to_string())
+            .ok_or(ClientError::NoEnvironmentKey)
+    };
+    let Some(id) = id else {
+        return environment(());
+    };
+    match accounts::get(db, id).await.map_err(ClientError::Db)? {
+        Some(a) if a.source == "environment" => environment(()),
+        Some(_) => {
+            let seal = config.secrets_key.as_ref().ok_or(ClientError::Sealed)?;
+            accounts::secret_key(db, seal, id)
+                .await
+                .map_err(ClientError::Db)?
+                .ok_or(ClientError::Sealed)
+        }
+        None => Err(ClientError::Unknown),
+    }
+}
+
+/// A Stripe client acting for account `id`, with its own request budget: a direct account's own
+/// key (the environment's for the environment's account), or, for a connected account, its
+/// platform's key with `Stripe-Account`.
+pub async fn client(db: &Db, config: &Config, id: &str) -> Result<crate::stripe::Transport, ClientError> {
+    let account = accounts::get(db, id)
+        .await
+        .map_err(ClientError::Db)?
+        .ok_or(ClientError::Unknown)?;
+    if account.disabled {
+        return Err(ClientError::Disabled);
+    }
+    let key = match account.kind {
+        AccountKind::Direct => key_of(db, config, Some(&account.id)).await?,
+        AccountKind::Connected => key_of(db, config, account.platform_id.as_deref()).await?,
+    };
+    let transport = crate::stripe::Transport::new(
+        &key,
+        config.stripe_api_base.as_str(),
+        config.stripe_rate_limit,
+        config.stripe_retry.clone(),
+        crate::stripe::Timeouts::default(),
+    )
+    .map_err(|e| ClientError::Stripe(e.admin_message()))?;
+    match account.kind {
+        AccountKind::Direct => Ok(transport),
+        AccountKind::Connected => transport
+            .on_behalf_of(&account.id)
+            .map_err(|e| ClientError::Stripe(e.admin_message())),
+    }
+}
+
+/// Asks Stripe about the account with the client Tally would use for it, and keeps what it says
+/// (a connected account's name): whether Tally can act for that account now.
+pub async fn check(db: &Db, config: &Config, id: &str) -> Result<String, ClientError> {
+    let transport = client(db, config, id).await?;
+    let answer = crate::stripe::ops::retrieve_account(&transport)
+        .await
+        .map_err(|e| ClientError::Stripe(format!("Stripe did not answer for {id}: {}", e.admin_message())))?;
+    let answered = answer.body.get("id").and_then(|v| v.as_str()).unwrap_or_default();
+    if answered != id {
+        return Err(ClientError::Stripe(format!(
+            "Stripe answered for another account ({answered}): the key belongs to another account than {id}."
+        )));
+    }
+    if let Some(account) = accounts::get(db, id).await.map_err(ClientError::Db)? {
+        if account.kind == AccountKind::Connected {
+            let live = answer
+                .body
+                .get("livemode")
+                .and_then(|v| v.as_bool())
+                .or(account.livemode)
+                .unwrap_or(false);
+            accounts::register_connected(db, id, account.platform_id.as_deref(), live, Some(&answer.body))
+                .await
+                .map_err(ClientError::Db)?;
+        }
+    }
+    Ok(format!("Tally can reach {id} at Stripe."))
 }

@@ -107,3 +107,24 @@ pub async fn set_account_disabled(id: String, disabled: bool) -> Result<String, 
     changed(&state, &me, action, &id, word.into()).await;
     Ok(format!("{id} is {word}."))
 }
+
+/// Asks Stripe about an account with the client Tally would use for it (admins and owners):
+/// whether its key works, or, for a connected account, whether the platform may act for it.
+#[server(endpoint = "accounts/check")]
+pub async fn check_account(id: String) -> Result<String, ServerFnError> {
+    use crate::accounts::ClientError;
+    let me = crate::auth::server::require_role(crate::domain::admins::Role::Admin)?;
+    let state = crate::state::AppState::from_context()?;
+    let result = crate::accounts::check(&state.db, &state.config, &id).await;
+    let outcome = if result.is_ok() { "success" } else { "failure" };
+    let detail = match &result {
+        Ok(_) => "reachable".to_string(),
+        Err(e) => e.to_string(),
+    };
+    super::audit_action(&state.db, &me, "account.check", Some(&id), outcome, Some(detail)).await;
+    match result {
+        Ok(message) => Ok(message),
+        Err(ClientError::Db(e)) => Err(super::internal("checking a Stripe account failed", e)),
+        Err(e) => Err(ServerFnError::new(e.to_string())),
+    }
+}

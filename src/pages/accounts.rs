@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use crate::api::accounts::{list_accounts, AddAccount, RenameAccount, SetAccountDisabled};
+use crate::api::accounts::{list_accounts, AddAccount, CheckAccount, RenameAccount, SetAccountDisabled};
 use crate::components::notice::action_message;
 use crate::components::settings_tabs::SettingsTabs;
 use crate::components::table::TableCard;
@@ -16,6 +16,7 @@ pub fn AccountsPage() -> impl IntoView {
     let add = ServerAction::<AddAccount>::new();
     let rename = ServerAction::<RenameAccount>::new();
     let disable = ServerAction::<SetAccountDisabled>::new();
+    let check = ServerAction::<CheckAccount>::new();
     let page = Resource::new(
         move || (add.version().get(), rename.version().get(), disable.version().get()),
         |_| list_accounts(),
@@ -27,6 +28,7 @@ pub fn AccountsPage() -> impl IntoView {
         {action_message(add)}
         {action_message(rename)}
         {action_message(disable)}
+        {action_message(check)}
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 page.await.map(|p| {
@@ -35,7 +37,7 @@ pub fn AccountsPage() -> impl IntoView {
                     let add_form = manage.then(|| add_card(add, p.secrets_key_set, p.webhook_url.clone()));
                     view! {
                         <TableCard title="Accounts" headers=&["Account", "Mode", "Reached", "Webhook secrets", "Added", ""] class="cards" empty>
-                            {p.accounts.into_iter().map(|a| account_row(a, manage, rename, disable)).collect_view()}
+                            {p.accounts.into_iter().map(|a| account_row(a, manage, Actions { rename, disable, check })).collect_view()}
                         </TableCard>
                         {add_form}
                     }
@@ -45,12 +47,16 @@ pub fn AccountsPage() -> impl IntoView {
     }
 }
 
-fn account_row(
-    a: Account,
-    manage: bool,
+/// What a row's buttons do.
+#[derive(Clone, Copy)]
+struct Actions {
     rename: ServerAction<RenameAccount>,
     disable: ServerAction<SetAccountDisabled>,
-) -> impl IntoView {
+    check: ServerAction<CheckAccount>,
+}
+
+fn account_row(a: Account, manage: bool, actions: Actions) -> impl IntoView {
+    let Actions { rename, disable, check } = actions;
     let reached = match (a.kind, a.platform_id.as_deref(), a.source.as_str()) {
         (AccountKind::Connected, Some(platform), _) => format!("Connect, through {platform}"),
         (AccountKind::Connected, None, _) => "Connect, through the environment's account".to_string(),
@@ -72,6 +78,7 @@ fn account_row(
     // its platform's endpoint.
     let switchable = a.kind == AccountKind::Direct && a.source != "environment";
     let (name_id, current_name) = (format!("name-{}", a.id), a.name.clone());
+    let check_id = a.id.clone();
     let actions = manage.then(|| {
         let (id, id2) = (a.id.clone(), a.id.clone());
         let (label, value) = if a.disabled { ("Enable", "false") } else { ("Disable", "true") };
@@ -105,7 +112,15 @@ fn account_row(
             <td class="small" data-label="Reached">{reached}</td>
             <td class="small" data-label="Webhook secrets">{secrets}</td>
             <td class="small" data-label="Added">{format_utc(a.created_at)}</td>
-            <td>{actions}</td>
+            <td>
+                <div class="row-actions">
+                    <ActionForm action=check attr:class="row-form">
+                        <input type="hidden" name="id" value=check_id/>
+                        <button type="submit" class="button secondary">"Check"</button>
+                    </ActionForm>
+                    {actions}
+                </div>
+            </td>
         </tr>
     }
 }

@@ -87,6 +87,8 @@ pub struct Transport {
     retry: RetryPolicy,
     timeouts: Timeouts,
     pause: Pause,
+    /// `Stripe-Account`: requests on behalf of a connected account (Stripe Connect).
+    on_behalf_of: Option<HeaderValue>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -144,7 +146,19 @@ impl Transport {
             retry,
             timeouts,
             pause: Pause::Sleep,
+            on_behalf_of: None,
         })
+    }
+
+    /// The same transport, acting for a connected account: every request carries
+    /// `Stripe-Account: account` (the platform's key authenticates it).
+    pub fn on_behalf_of(mut self, account: &str) -> Result<Self, StripeApiError> {
+        if !account.starts_with("acct_") || !super::valid_id(account) {
+            return Err(StripeApiError::unexpected("not a Stripe account id"));
+        }
+        self.on_behalf_of =
+            Some(HeaderValue::from_str(account).map_err(|_| StripeApiError::unexpected("not a Stripe account id"))?);
+        Ok(self)
     }
 
     /// The same transport, waiting between attempts as `pause` says.
@@ -243,6 +257,9 @@ impl Transport {
             .header(HeaderName::from_static("stripe-version"), version.clone());
         if let Some(key) = key {
             builder = builder.header(HeaderName::from_static("idempotency-key"), key);
+        }
+        if let Some(account) = &self.on_behalf_of {
+            builder = builder.header(HeaderName::from_static("stripe-account"), account.clone());
         }
         if !body.is_empty() {
             builder = builder.header(CONTENT_TYPE, "application/x-www-form-urlencoded");

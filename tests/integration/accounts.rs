@@ -439,3 +439,67 @@ both_backends!(
             .all(|d| !d.contains("sk_test") && !d.contains("whsec")));
     }
 );
+
+// The client Tally uses for an account: a direct account's own key and no `Stripe-Account`; a
+// connected account's platform key (here the environment's) with `Stripe-Account`. Checked from
+// Settings, with what Stripe answers asserted at the stand-in.
+both_backends!(
+    calls_for_a_connected_account_carry_stripe_account,
+    |backend| async move {
+        let stripe = StandIn::start(|r: Request| async move {
+            let auth = r.header("authorization").unwrap_or_default();
+            match (r.path.as_str(), auth.as_str(), r.header("stripe-account").as_deref()) {
+                ("/v1/account", "Bearer sk_test_51environment", Some("acct_conn")) => Reply::ok(
+                    json!({"id": "acct_conn", "object": "account", "livemode": false, "business_profile": {"name": "Seller One"}}),
+                ),
+                ("/v1/account", "Bearer sk_test_51environment", None) => Reply::ok(json!({"id": "acct_env", "object": "account"})),
+                ("/v1/account", "Bearer sk_test_51secondaccount", None) => {
+                    Reply::ok(json!({"id": "acct_second", "object": "account"}))
+                }
+                _ => Reply::error(401, "invalid_request_error", "Invalid API Key provided"),
+            }
+        })
+        .await;
+        let app = spawn(backend, &stripe).await;
+        add_second(&app).await;
+        let event = customer_created("evt_connect", "cus_connect", Some("acct_conn"));
+        assert_eq!(app.post_webhook(SECRET, &event).await.status(), 200);
+        let res = app.call(&app.client, "accounts/check", &[("id", "acct_conn")]).await;
+        assert_eq!(res.status(), 200, "{:?}", res.text().await);
+        let res = app.call(&app.client, "accounts/check", &[("id", "acct_second")]).await;
+        assert_eq!(res.status(), 200, "{:?}", res.text().await);
+        let connected: Vec<Request> = stripe
+            .calls("GET", "/v1/account")
+            .into_iter()
+            .filter(|r| r.header("stripe-account").is_some())
+            .collect();
+        assert_eq!(connected.len(), 1);
+        assert_eq!(connected[0].header("stripe-account").as_deref(), Some("acct_conn"));
+        assert_eq!(
+            connected[0].header("authorization").as_deref(),
+            Some("Bearer sk_test_51environment")
+        );
+        let second: Vec<Request> = stripe
+            .calls("GET", "/v1/account")
+            .into_iter()
+            .filter(|r| r.header("authorization").as_deref() == Some("Bearer sk_test_51secondaccount"))
+            .collect();
+        assert_eq!(second.len(), 1);
+        assert_eq!(second[0].header("stripe-account"), None);
+        // What Stripe said names the connected account.
+        assert_eq!(
+            accounts::get(app.db(), "acct_conn").await.unwrap().unwrap().name,
+            "Seller One"
+        );
+        // A disabled account is not called for.
+        assert!(accounts::set_disabled(app.db(), "acct_second", true).await.unwrap());
+        let res = app.call(&app.client, "accounts/check", &[("id", "acct_second")]).await;
+        assert!(res.text().await.unwrap().contains("disabled"));
+        let with_second_key = stripe
+            .requests()
+            .iter()
+            .filter(|r| r.header("authorization").as_deref() == Some("Bearer sk_test_51secondaccount"))
+            .count();
+        assert_eq!(with_second_key, 1, "a disabled account's key was used");
+    }
+);
