@@ -18,6 +18,7 @@ before(async () => {
     STRIPE_API_BASE: stripe.base,
     PUBLIC_BASE_URL: base,
     RECONCILE_INTERVAL: 'off',
+    TALLY_SECRETS_KEY: '3c'.repeat(32),
   }));
   stripe.tallyBase = tally.base;
   browser = await launchBrowser();
@@ -113,4 +114,26 @@ test('a customer subscribes through Checkout and an admin refunds part of the pa
     return status.trim() === 'Succeeded';
   }, 'the refund to settle');
   assert.equal(await admin.locator('[data-field="refunded"]').innerText(), '$5.00');
+});
+
+test('an owner adds a second Stripe account in Settings; its key is never shown again', async () => {
+  const page = await browser.newPage();
+  await logIn(page, tally.base);
+  await page.goto(`${tally.base}/settings/accounts`);
+  // The environment's account, registered from GET /v1/account at start.
+  await eventually(async () => {
+    await page.reload();
+    return (await page.locator('tr#acct_e2e_env').count()) === 1;
+  }, "the environment's account to be listed");
+  await page.getByLabel('Secret or restricted key').fill('sk_test_51secondaccount');
+  await page.getByLabel('Webhook signing secrets').fill('whsec_e2e_second');
+  await page.getByRole('button', { name: 'Add account' }).click();
+  await page.getByRole('status').filter({ hasText: 'Added Acme EU (acct_e2e_second, test mode)' }).waitFor();
+  const row = page.locator('tr#acct_e2e_second');
+  await row.waitFor();
+  assert.match(await row.innerText(), /Acme EU/);
+  const html = await page.content();
+  assert.ok(!html.includes('sk_test_51secondaccount') && !html.includes('whsec_e2e_second'), 'a secret is on the page');
+  assert.equal(await page.getByLabel('Secret or restricted key').inputValue(), '', 'the key field is empty again');
+  await page.close();
 });

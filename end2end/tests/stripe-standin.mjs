@@ -126,6 +126,13 @@ export async function startStripeStandIn() {
       }, 700);
       return json(200, refund);
     }
+    // Whose key it is: the environment's, or the second account's (Settings → Stripe accounts).
+    if (req.method === 'GET' && url.pathname === '/v1/account') {
+      if (req.headers.authorization === 'Bearer sk_test_51secondaccount') {
+        return json(200, { id: 'acct_e2e_second', object: 'account', business_profile: { name: 'Acme EU' } });
+      }
+      return json(200, { id: 'acct_e2e_env', object: 'account', settings: { dashboard: { display_name: 'Acme US' } } });
+    }
     if (req.method === 'POST' && url.pathname === '/v1/billing_portal/sessions') {
       return json(200, { id: 'bps_e2e', object: 'billing_portal.session', url: `${base}/portal/${form.customer}` });
     }
