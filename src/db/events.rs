@@ -19,6 +19,7 @@ pub struct EventFilter {
 fn summary(row: &sqlx::any::AnyRow) -> Result<EventRow, sqlx::Error> {
     Ok(EventRow {
         id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
         event_type: row.try_get("type")?,
         created: row.try_get("created")?,
         received_at: row.try_get("received_at")?,
@@ -36,7 +37,7 @@ fn summary(row: &sqlx::any::AnyRow) -> Result<EventRow, sqlx::Error> {
 }
 
 const SUMMARY_COLUMNS: &str =
-    "id, type, created, received_at, status, attempts, object_id, livemode, mode_mismatch, last_error";
+    "id, type, created, received_at, status, attempts, object_id, livemode, mode_mismatch, last_error, account_id";
 
 /// Newest first.
 pub async fn list(db: &Db, filter: &EventFilter, limit: i64) -> Result<Vec<EventRow>, DbError> {

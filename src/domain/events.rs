@@ -55,6 +55,9 @@ pub struct EventRow {
     pub created: i64,
     pub received_at: i64,
     pub status: EventStatus,
+    /// The account it is filed under, when not the environment's (docs/accounts.md).
+    #[serde(default)]
+    pub account_id: Option<String>,
     pub attempts: i64,
     pub object_id: Option<String>,
     pub livemode: bool,

@@ -126,6 +126,7 @@ fn event_row(e: EventRow) -> impl IntoView {
             <td class="nowrap" data-label="Received">{format_utc(e.received_at)}</td>
             <td data-label="Type">
                 <a href=href><code>{e.event_type}</code></a>
+                {e.account_id.map(|a| view! { <div class="mono small muted" title="Filed under this account">{a}</div> })}
             </td>
             <td class="mono small" data-label="Object">{e.object_id.unwrap_or_default()}</td>
             <td data-label="Status">{badge} {e.last_error.map(|err| view! { <div class="muted small">{err}</div> })}</td>
@@ -175,6 +176,11 @@ pub fn WebhookEventPage() -> impl IntoView {
                                         <dt>"Received"</dt><dd>{format_utc(e.received_at)}</dd>
                                         <dt>"Attempts"</dt><dd>{e.attempts}</dd>
                                         <dt>"Mode"</dt><dd>{if e.livemode { "live" } else { "test" }}</dd>
+                                        <dt>"Account"</dt>
+                                        <dd>{match e.account_id.clone() {
+                                            Some(a) => view! { <a class="mono" href=format!("/settings/accounts#{a}")>{a.clone()}</a> }.into_any(),
+                                            None => view! { <span>"The environment's (STRIPE_SECRET_KEY)"</span> }.into_any(),
+                                        }}</dd>
                                         <dt>"Error"</dt><dd>{e.last_error.clone().unwrap_or_else(|| "—".into())}</dd>
                                     </dl>
                                     {can_requeue.then(|| view! {

@@ -216,6 +216,13 @@ both_backends!(
                 .await,
             0
         );
+        // The Webhooks page says which account an event is filed under.
+        let detail = app.json(&app.client, "webhooks/get", &[("id", "evt_other")]).await;
+        assert_eq!(detail["event"]["account_id"], "acct_second");
+        let detail = app.json(&app.client, "webhooks/get", &[("id", "evt_own")]).await;
+        assert_eq!(detail["event"]["account_id"], Value::Null);
+        let page = app.html(&app.client, "/webhooks/evt_other").await;
+        assert!(page.contains("href=\"/settings/accounts#acct_second\""), "{page}");
         // Replayed from the Webhooks page, it is still not applied to the first account's rows.
         let res = app.call(&app.client, "webhooks/requeue", &[("id", "evt_other")]).await;
         assert_eq!(res.status(), 200);
