@@ -127,7 +127,7 @@ pub enum ClientError {
 
 /// The environment's key, or the sealed key of the direct account `id`.
 async fn key_of(db: &Db, config: &Config, id: Option<&str>) -> Result<String, ClientError> {
-    let environment = |_| {
+    let environment = || {
         config
             .stripe_key
             .as_ref()
@@ -135,10 +135,10 @@ async fn key_of(db: &Db, config: &Config, id: Option<&str>) -> Result<String, Cl
             .ok_or(ClientError::NoEnvironmentKey)
     };
     let Some(id) = id else {
-        return environment(());
+        return environment();
     };
     match accounts::get(db, id).await.map_err(ClientError::Db)? {
-        Some(a) if a.source == "environment" => environment(()),
+        Some(a) if a.source == "environment" => environment(),
         Some(_) => {
             let seal = config.secrets_key.as_ref().ok_or(ClientError::Sealed)?;
             accounts::secret_key(db, seal, id)
