@@ -38,7 +38,8 @@ pub async fn open_customer_portal(customer_id: String) -> Result<String, ServerF
     }
     let base = state.config.public_base_url.as_str().trim_end_matches('/').to_string();
     let return_url = format!("{base}/customers/{customer_id}");
-    let result = crate::stripe::ops::create_portal_session(state.stripe.as_ref(), &customer_id, &return_url).await;
+    let (_, stripe) = super::acting_for(&state, &me, "customers", &customer_id).await?;
+    let result = crate::stripe::ops::create_portal_session(stripe.as_ref(), &customer_id, &return_url).await;
     let detail = match &result {
         Ok(r) => format!("request {}", r.request_id.as_deref().unwrap_or("?")),
         Err(e) => e.to_string(),
@@ -79,7 +80,8 @@ pub async fn change_subscription(
     }
     let key = format!("tally-sub-{subscription_id}-{}-{token}", change.as_str());
     let sent_at = crate::billing::sent_at();
-    let result = ops::change_subscription(state.stripe.as_ref(), &subscription_id, change, &key).await;
+    let (account, stripe) = super::acting_for(&state, &me, "subscriptions", &subscription_id).await?;
+    let result = ops::change_subscription(stripe.as_ref(), &subscription_id, change, &key).await;
     let detail = match &result {
         Ok(r) => format!(
             "{} · key {key} · request {}",
@@ -100,6 +102,7 @@ pub async fn change_subscription(
     let response = result.map_err(|e| ServerFnError::new(e.admin_message()))?;
     crate::billing::project_or_log(
         &state.db,
+        &account,
         crate::domain::resource::Resource::Subscription,
         &response.body,
         sent_at,

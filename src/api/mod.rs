@@ -76,3 +76,27 @@ pub(crate) async fn audit_stripe_action(
     let outcome = if ok { "success" } else { "failure" };
     audit_action(&state.db, me, action, Some(target), outcome, Some(detail)).await;
 }
+
+/// The account of row `id` in projected table `table` (the environment's when Tally does not have
+/// the row) and the Stripe client that acts for it (`accounts::client`: its key, or the platform's
+/// with `Stripe-Account`); 403 when `me` may not act on that account.
+#[cfg(feature = "ssr")]
+pub(crate) async fn acting_for(
+    state: &crate::state::AppState,
+    me: &crate::domain::admins::CurrentAdmin,
+    table: &str,
+    id: &str,
+) -> Result<(String, std::sync::Arc<dyn crate::stripe::StripeApi>), leptos::prelude::ServerFnError> {
+    let account = crate::db::accounts::owner_of(&state.db, table, id)
+        .await
+        .map_err(|e| internal("reading a row's account failed", e))?
+        .unwrap_or_default();
+    crate::auth::server::require_account(&state.db, me, &account).await?;
+    if account == crate::domain::accounts::ENVIRONMENT {
+        return Ok((account, state.stripe.clone()));
+    }
+    let client = crate::accounts::client(&state.db, &state.config, &account)
+        .await
+        .map_err(|e| leptos::prelude::ServerFnError::new(e.to_string()))?;
+    Ok((account, std::sync::Arc::new(client)))
+}

@@ -28,7 +28,9 @@ pub async fn refund_payment(
         note,
         idempotency_key: idempotency_key.clone(),
     };
-    let result = refunds::refund(&state.db, state.stripe.as_ref(), &me.email, me.id, &form).await;
+    // The charge's account's client: its key, or the platform's with `Stripe-Account`.
+    let (_, stripe) = super::acting_for(&state, &me, "charges", &charge_id).await?;
+    let result = refunds::refund(&state.db, stripe.as_ref(), &me.email, me.id, &form).await;
     match result {
         Ok(done) => {
             if done.sent_now {

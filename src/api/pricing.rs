@@ -91,6 +91,7 @@ pub async fn start_checkout(price_id: String, token: String) -> Result<String, S
         })?;
     crate::billing::project_or_log(
         &state.db,
+        crate::domain::accounts::ENVIRONMENT,
         crate::domain::resource::Resource::CheckoutSession,
         &session.body,
         sent_at,
@@ -134,10 +135,10 @@ pub async fn checkout_result(session_id: String) -> Result<Option<CheckoutOutcom
             ));
         }
     };
-    crate::billing::project_or_log(&state.db, Resource::CheckoutSession, &session, sent_at).await;
+    crate::billing::project_or_log(&state.db, crate::domain::accounts::ENVIRONMENT, Resource::CheckoutSession, &session, sent_at).await;
     let subscription = session.get("subscription").filter(|s| s.is_object());
     if let Some(sub) = subscription {
-        crate::billing::project_or_log(&state.db, Resource::Subscription, sub, sent_at).await;
+        crate::billing::project_or_log(&state.db, crate::domain::accounts::ENVIRONMENT, Resource::Subscription, sub, sent_at).await;
     }
     let status = read::text(&session, "status").unwrap_or_default();
     let payment_status = read::text(&session, "payment_status").unwrap_or_default();

@@ -14,8 +14,8 @@ use crate::projection;
 /// Writes an object Stripe returned from an API call through the projection, as every fetched
 /// object is written (`projection::apply_fetched`): dated by the time the request was sent, so a
 /// webhook about a change made since still wins.
-pub async fn project(db: &Db, resource: Resource, object: &Value, sent_at: i64) -> Result<(), String> {
-    projection::apply_fetched(db, resource, object, sent_at)
+pub async fn project(db: &Db, account: &str, resource: Resource, object: &Value, sent_at: i64) -> Result<(), String> {
+    projection::apply_fetched(db, account, resource, object, sent_at)
         .await
         .map(|_| ())
         .map_err(|e| e.to_string())
@@ -23,8 +23,8 @@ pub async fn project(db: &Db, resource: Resource, object: &Value, sent_at: i64) 
 
 /// As `project`, logging instead of failing: the action at Stripe succeeded, and its webhook will
 /// bring the same data anyway.
-pub async fn project_or_log(db: &Db, resource: Resource, object: &Value, sent_at: i64) {
-    if let Err(e) = project(db, resource, object, sent_at).await {
+pub async fn project_or_log(db: &Db, account: &str, resource: Resource, object: &Value, sent_at: i64) {
+    if let Err(e) = project(db, account, resource, object, sent_at).await {
         tracing::warn!(error = %e, resource = resource.table(), "could not store what Stripe returned; the webhook will");
     }
 }

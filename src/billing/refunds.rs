@@ -274,7 +274,10 @@ pub async fn refund(
             .bind(&form.idempotency_key)
             .execute(db.writer())
             .await?;
-            super::project_or_log(db, Resource::Refund, &response.body, sent_at).await;
+            let account = crate::db::accounts::owner_of(db, "charges", &form.charge_id)
+                .await?
+                .unwrap_or_default();
+            super::project_or_log(db, &account, Resource::Refund, &response.body, sent_at).await;
             Ok(RefundDone {
                 refund_id,
                 status,
@@ -377,7 +380,8 @@ async fn check_and_record(
     }
     let inserted = sqlx::query(
         "INSERT INTO refund_requests (idempotency_key, charge_id, amount, currency, reason, note, admin_id, admin_email, \
-         status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'sending', $9) ON CONFLICT (idempotency_key) DO NOTHING",
+         status, created_at, account_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'sending', $9, \
+         COALESCE((SELECT account_id FROM charges WHERE id = $2), '')) ON CONFLICT (idempotency_key) DO NOTHING",
     )
     .bind(&form.idempotency_key)
     .bind(&form.charge_id)
@@ -415,13 +419,32 @@ enum Settled {
 /// out at most once. `now` is the clock's time (now_unix; tests pass a later one). Returns how
 /// many it looked at.
 pub async fn settle_unknown(db: &Db, stripe: &dyn StripeApi, now: i64) -> Result<usize, DbError> {
+    settle_unknown_of(db, crate::domain::accounts::ENVIRONMENT, stripe, now).await
+}
+
+/// The accounts (other than the environment's) with refunds to settle (`settle_unknown_of`).
+pub async fn accounts_to_settle(db: &Db, now: i64) -> Result<Vec<String>, DbError> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT account_id FROM refund_requests WHERE account_id <> '' \
+         AND ((status = 'unknown' AND next_check_at <= $1) OR (status = 'sending' AND created_at <= $2))",
+    )
+    .bind(now)
+    .bind(now - INTERRUPTED_AFTER_SECS)
+    .fetch_all(db.reader())
+    .await?)
+}
+
+/// `settle_unknown` for the refunds of `account`, with the client that acts for it.
+pub async fn settle_unknown_of(db: &Db, account: &str, stripe: &dyn StripeApi, now: i64) -> Result<usize, DbError> {
     let rows = sqlx::query(
         "SELECT idempotency_key, charge_id, amount, reason, admin_id, admin_email, created_at, checks \
-         FROM refund_requests WHERE (status = 'unknown' AND next_check_at <= $1) OR (status = 'sending' AND created_at <= $2) \
+         FROM refund_requests WHERE account_id = $3 \
+         AND ((status = 'unknown' AND next_check_at <= $1) OR (status = 'sending' AND created_at <= $2)) \
          ORDER BY created_at LIMIT 20",
     )
     .bind(now)
     .bind(now - INTERRUPTED_AFTER_SECS)
+    .bind(account)
     .fetch_all(db.reader())
     .await?;
     for row in &rows {
@@ -456,7 +479,7 @@ pub async fn settle_unknown(db: &Db, stripe: &dyn StripeApi, now: i64) -> Result
                 .bind(&key)
                 .execute(db.writer())
                 .await?;
-                super::project_or_log(db, Resource::Refund, &refund, sent_at).await;
+                super::project_or_log(db, account, Resource::Refund, &refund, sent_at).await;
                 (
                     "success",
                     format!("refund {refund_id} confirmed after its outcome was unknown"),

@@ -228,3 +228,68 @@ pub async fn secret_key(db: &Db, key: &SealKey, id: &str) -> Result<Option<Strin
             }
         }))
 }
+
+/// The `acct_…` of the environment's account, once registered.
+pub async fn environment_id(db: &Db) -> Result<Option<String>, DbError> {
+    Ok(
+        sqlx::query_scalar("SELECT id FROM stripe_accounts WHERE source = 'environment' ORDER BY created_at LIMIT 1")
+            .fetch_optional(db.reader())
+            .await?,
+    )
+}
+
+/// The storage key (`account_id`) of account `id`: `''` for the environment's account.
+pub async fn storage_key(db: &Db, id: &str) -> Result<Option<String>, DbError> {
+    if id == crate::domain::accounts::ENVIRONMENT_PARAM {
+        return Ok(Some(crate::domain::accounts::ENVIRONMENT.to_string()));
+    }
+    let source: Option<String> = sqlx::query_scalar("SELECT source FROM stripe_accounts WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db.reader())
+        .await?;
+    Ok(source.map(|s| {
+        if s == "environment" {
+            crate::domain::accounts::ENVIRONMENT.to_string()
+        } else {
+            id.to_string()
+        }
+    }))
+}
+
+/// The account (`account_id`) of row `id` in projected table `table`, if the row exists.
+pub async fn owner_of(db: &Db, table: &str, id: &str) -> Result<Option<String>, DbError> {
+    Ok(
+        sqlx::query_scalar(&format!("SELECT account_id FROM {table} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(db.reader())
+            .await?,
+    )
+}
+
+/// The accounts (storage keys) admin `admin_id` is limited to; empty: not limited.
+pub async fn limits(db: &Db, admin_id: i64) -> Result<Vec<String>, DbError> {
+    Ok(
+        sqlx::query_scalar("SELECT account_id FROM admin_accounts WHERE admin_id = $1 ORDER BY account_id")
+            .bind(admin_id)
+            .fetch_all(db.reader())
+            .await?,
+    )
+}
+
+/// Limits admin `admin_id` to `accounts` (storage keys; empty: every account).
+pub async fn set_limits(db: &Db, admin_id: i64, accounts: &[String]) -> Result<(), DbError> {
+    let mut tx = db.begin().await?;
+    sqlx::query("DELETE FROM admin_accounts WHERE admin_id = $1")
+        .bind(admin_id)
+        .execute(&mut *tx)
+        .await?;
+    for account in accounts {
+        sqlx::query("INSERT INTO admin_accounts (admin_id, account_id) VALUES ($1, $2)")
+            .bind(admin_id)
+            .bind(account)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

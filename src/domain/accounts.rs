@@ -109,3 +109,87 @@ mod tests {
         }
     }
 }
+
+/// The `account_id` of the environment's account (`STRIPE_SECRET_KEY`) in every table: `''`, for
+/// good (its `acct_…` lives in the registry; rotating its key rewrites no row).
+pub const ENVIRONMENT: &str = "";
+
+/// What `?account=` says for the environment's account before its `acct_…` is known.
+pub const ENVIRONMENT_PARAM: &str = "main";
+
+/// What `?account=` says for every account together (also the default).
+pub const ALL_PARAM: &str = "all";
+
+/// The accounts a read covers: every account, or some (one picked in the switcher, or those an
+/// admin is limited to). Holds storage keys (`''` for the environment's account, else `acct_…`),
+/// checked to be plain identifiers, so `filter` can write them into SQL as literals.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Scope {
+    #[default]
+    All,
+    Only(Vec<String>),
+}
+
+impl Scope {
+    /// Some accounts; keys that are not plain identifiers are dropped (they name no account).
+    pub fn only<I: IntoIterator<Item = String>>(keys: I) -> Self {
+        let mut keys: Vec<String> = keys.into_iter().filter(|k| is_key(k)).collect();
+        keys.sort();
+        keys.dedup();
+        Scope::Only(keys)
+    }
+
+    /// The environment's account alone.
+    pub fn environment() -> Self {
+        Scope::Only(vec![ENVIRONMENT.to_string()])
+    }
+
+    /// A condition on `column` (an `account_id`) for a WHERE clause: `1 = 1` for every account,
+    /// `column IN ('…')` for some, `1 = 0` for none.
+    pub fn filter(&self, column: &str) -> String {
+        match self {
+            Scope::All => "1 = 1".to_string(),
+            Scope::Only(keys) if keys.is_empty() => "1 = 0".to_string(),
+            Scope::Only(keys) => format!(
+                "{column} IN ({})",
+                keys.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+
+    /// Whether rows of `account` are in scope.
+    pub fn covers(&self, account: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Only(keys) => keys.iter().any(|k| k == account),
+        }
+    }
+
+    /// The part of a cache key that tells scopes apart.
+    pub fn cache_key(&self) -> String {
+        match self {
+            Scope::All => "*".to_string(),
+            Scope::Only(keys) => keys.join("|"),
+        }
+    }
+}
+
+/// A storage key: empty (the environment's account) or letters, digits and `_` (`acct_…`).
+pub fn is_key(key: &str) -> bool {
+    key.len() <= 64 && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod scope_tests {
+    use super::*;
+
+    #[test]
+    fn a_scope_renders_only_plain_keys() {
+        assert_eq!(Scope::All.filter("account_id"), "1 = 1");
+        assert_eq!(Scope::environment().filter("c.account_id"), "c.account_id IN ('')");
+        let s = Scope::only(["acct_B".to_string(), "x' OR '1'='1".to_string(), "acct_A".to_string()]);
+        assert_eq!(s.filter("account_id"), "account_id IN ('acct_A', 'acct_B')");
+        assert_eq!(Scope::only(Vec::new()).filter("account_id"), "1 = 0");
+        assert!(s.covers("acct_A") && !s.covers("") && Scope::All.covers("acct_Z"));
+    }
+}

@@ -79,6 +79,7 @@ impl std::ops::DerefMut for Tx {
 /// written as a deletion.
 pub async fn apply_fetched(
     db: &crate::db::Db,
+    account: &str,
     resource: Resource,
     object: &Value,
     requested_at: i64,
@@ -86,7 +87,7 @@ pub async fn apply_fetched(
     let version = Version::fetched(requested_at);
     let deleted = object.get("deleted").and_then(Value::as_bool) == Some(true);
     let mut tx = Tx::begin(db).await?;
-    let applied = apply_object(&mut tx, resource, object, &version, deleted)
+    let applied = apply_object(&mut tx, account, resource, object, &version, deleted)
         .await
         .map_err(|e| crate::db::DbError::Query(sqlx::Error::Protocol(e.to_string())))?;
     tx.commit().await?;
@@ -306,18 +307,6 @@ pub(crate) const DELETION_EVENT_TYPES: &[&str] = &[
     "customer.discount.deleted",
 ];
 
-/// Why an event of another direct account (verified with that account's endpoint secret) is
-/// stored but not applied: Tally's tables hold the environment's account's data until rows carry
-/// their account (docs/accounts.md). Stored, it can be requeued then; nothing is lost.
-pub const OTHER_ACCOUNT_NOTE: &str =
-    "event of another Stripe account: stored under that account, not applied yet (docs/accounts.md)";
-
-/// Why an event of a connected account (Stripe Connect: the event carries `account`) is stored
-/// but never applied: its objects are another account's, and must not change the platform's rows
-/// or figures.
-pub const CONNECTED_ACCOUNT_NOTE: &str =
-    "event of a connected account (Stripe Connect): stored, not applied to this account's data";
-
 pub fn is_handled(event_type: &str) -> bool {
     HANDLED_EVENT_TYPES.contains(&event_type)
 }
@@ -342,19 +331,9 @@ pub struct Event {
     pub version: Version,
     /// `data.object`.
     pub object: Value,
-    /// Filed under another account than the environment's (a Stripe Connect event carries
-    /// `account`; an event verified with another account's secret is filed under it): stored,
-    /// never applied to the environment's account's rows.
-    pub other_account: Option<OtherAccount>,
-}
-
-/// Why an event is another account's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OtherAccount {
-    /// A connected account's (Stripe Connect).
-    Connected,
-    /// Verified with another account's endpoint secret.
-    Direct,
+    /// The account whose rows it changes (`account_id`; `''` the environment's): a Stripe Connect
+    /// event's `account`, else the account it was filed under (whose secret verified it).
+    pub account: String,
 }
 
 impl Event {
@@ -368,11 +347,12 @@ impl Event {
             .unwrap_or_default()
             .to_string();
         let created = value.get("created").and_then(Value::as_i64).unwrap_or(0);
-        let other_account = if value.get("account").and_then(Value::as_str).is_some() {
-            Some(OtherAccount::Connected)
-        } else {
-            account_id.map(|_| OtherAccount::Direct)
-        };
+        let account = value
+            .get("account")
+            .and_then(Value::as_str)
+            .or(account_id)
+            .unwrap_or(crate::domain::accounts::ENVIRONMENT)
+            .to_string();
         let object = value
             .get_mut("data")
             .and_then(|data| data.get_mut("object"))
@@ -385,7 +365,7 @@ impl Event {
                 event_id: id.to_string(),
             },
             object,
-            other_account,
+            account,
         })
     }
 
@@ -396,26 +376,29 @@ impl Event {
 
     /// The resource when this event can go into a multi-row upsert with others (`batchable`).
     pub fn batchable(&self) -> Option<Resource> {
-        if self.other_account.is_some() {
-            return None;
-        }
         batchable(&self.event_type, &self.object)
     }
 
-    /// Applies the event inside the caller's transaction; another account's event is ignored.
+    /// Applies the event to its account's rows inside the caller's transaction.
     pub async fn apply(&self, conn: &mut AnyConnection) -> Result<Applied, ProjectionError> {
-        match self.other_account {
-            Some(OtherAccount::Connected) => return Ok(Applied::Ignored(CONNECTED_ACCOUNT_NOTE)),
-            Some(OtherAccount::Direct) => return Ok(Applied::Ignored(OTHER_ACCOUNT_NOTE)),
-            None => {}
-        }
-        apply_event(conn, &self.event_type, &self.object, &self.version).await
+        apply_event_for(conn, &self.account, &self.event_type, &self.object, &self.version).await
     }
 }
 
-/// Applies one event's object inside the caller's transaction.
+/// Applies one event of the environment's account inside the caller's transaction.
 pub async fn apply_event(
     conn: &mut AnyConnection,
+    event_type: &str,
+    object: &Value,
+    version: &Version,
+) -> Result<Applied, ProjectionError> {
+    apply_event_for(conn, crate::domain::accounts::ENVIRONMENT, event_type, object, version).await
+}
+
+/// Applies one event of `account` inside the caller's transaction.
+pub async fn apply_event_for(
+    conn: &mut AnyConnection,
+    account: &str,
     event_type: &str,
     object: &Value,
     version: &Version,
@@ -428,28 +411,42 @@ pub async fn apply_event(
     };
     let delete =
         DELETION_EVENT_TYPES.contains(&event_type) || object.get("deleted").and_then(Value::as_bool) == Some(true);
-    apply_object(conn, resource, object, version, delete).await
+    apply_object(conn, account, resource, object, version, delete).await
 }
 
-/// Writes one object (and what it embeds: subscription items, a charge's refunds).
+/// Why an object is not written: its id is already another account's row. Stripe's ids are unique
+/// across accounts, so this is a misfiled or forged event; it never changes the other account's
+/// rows.
+pub const OTHER_ACCOUNTS_OBJECT: &str = "the object is another Stripe account's: not applied";
+
+/// Writes one object of `account` (and what it embeds: subscription items, a charge's refunds).
 pub async fn apply_object(
     conn: &mut AnyConnection,
+    account: &str,
     resource: Resource,
     object: &Value,
     version: &Version,
     delete: bool,
 ) -> Result<Applied, ProjectionError> {
+    let object_id = read::text(object, "id").ok_or(ProjectionError::NoId)?;
+    let owner: Option<String> = sqlx::query_scalar(&format!("SELECT account_id FROM {} WHERE id = $1", resource.table()))
+        .bind(&object_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if owner.is_some_and(|o| o != account) {
+        return Ok(Applied::Ignored(OTHER_ACCOUNTS_OBJECT));
+    }
     let applied = if delete {
-        if mark_deleted(conn, resource, object, version).await? {
+        if mark_deleted(conn, account, resource, object, version).await? {
             Applied::Written
         } else {
             Applied::Stale
         }
-    } else if !upsert_many(conn, resource, &[(object, version)]).await?.is_empty() {
-        write_embedded(conn, resource, object, version).await?;
+    } else if !upsert_many(conn, account, resource, &[(object, version)]).await?.is_empty() {
+        write_embedded(conn, account, resource, object, version).await?;
         Applied::Written
     } else {
-        resolve_tie(conn, resource, object, version).await?
+        resolve_tie(conn, account, resource, object, version).await?
     };
     if resource == Resource::Subscription {
         // History for MRR movements: every version counts, even one older than the row.
@@ -464,7 +461,7 @@ pub async fn apply_object(
         mrr_history::terms_changed(conn, resource, object).await?;
     }
     if !delete {
-        request_missing_list(conn, resource, object, version).await?;
+        request_missing_list(conn, account, resource, object, version).await?;
     }
     Ok(applied)
 }
@@ -472,18 +469,19 @@ pub async fn apply_object(
 /// What an object embeds, written with it: a subscription's items, a charge's refunds.
 async fn write_embedded(
     conn: &mut AnyConnection,
+    account: &str,
     resource: Resource,
     object: &Value,
     version: &Version,
 ) -> Result<(), ProjectionError> {
     match resource {
         Resource::Subscription => {
-            subscriptions::replace_items(conn, object).await?;
+            subscriptions::replace_items(conn, account, object).await?;
             // Discounts Stripe sent expanded (the legacy `discount`, or expanded lists) are kept,
             // so a later version listing them by id finds them. The subscription's history is
             // settled right after (apply_object).
             for discount in expanded_discounts(object) {
-                write_discount(conn, &discount, version).await?;
+                write_discount(conn, account, &discount, version).await?;
             }
         }
         // A customer's own discount (the Customer object carries it expanded) applies to its
@@ -493,7 +491,7 @@ async fn write_embedded(
                 .get("discount")
                 .filter(|d| d.get("object").and_then(Value::as_str) == Some("discount"))
             {
-                if write_discount(conn, discount, version).await? {
+                if write_discount(conn, account, discount, version).await? {
                     mrr_history::terms_changed(conn, Resource::Discount, discount).await?;
                 }
             }
@@ -504,16 +502,16 @@ async fn write_embedded(
                 .or_else(|| read::at(object, &["source", "coupon"]))
                 .filter(|c| c.get("object").and_then(Value::as_str) == Some("coupon"));
             if let Some(coupon) = coupon {
-                upsert_many(conn, Resource::Coupon, &[(coupon, version)]).await?;
+                upsert_many(conn, account, Resource::Coupon, &[(coupon, version)]).await?;
             }
         }
         Resource::Charge => {
             for refund in read::list(object.get("refunds")) {
-                if upsert_many(conn, Resource::Refund, &[(refund, version)])
+                if upsert_many(conn, account, Resource::Refund, &[(refund, version)])
                     .await?
                     .is_empty()
                 {
-                    Box::pin(resolve_tie(conn, Resource::Refund, refund, version)).await?;
+                    Box::pin(resolve_tie(conn, account, Resource::Refund, refund, version)).await?;
                 }
             }
         }
@@ -545,17 +543,18 @@ fn expanded_discounts(s: &Value) -> Vec<Value> {
 /// Writes a discount another object embeds (and its coupon when expanded); whether it wrote.
 async fn write_discount(
     conn: &mut AnyConnection,
+    account: &str,
     discount: &Value,
     version: &Version,
 ) -> Result<bool, ProjectionError> {
     if read::text(discount, "id").is_none() {
         return Ok(false);
     }
-    let written = !upsert_many(conn, Resource::Discount, &[(discount, version)])
+    let written = !upsert_many(conn, account, Resource::Discount, &[(discount, version)])
         .await?
         .is_empty();
     if written {
-        Box::pin(write_embedded(conn, Resource::Discount, discount, version)).await?;
+        Box::pin(write_embedded(conn, account, Resource::Discount, discount, version)).await?;
     }
     Ok(written)
 }
@@ -575,6 +574,7 @@ pub fn incomplete_list(resource: Resource, object: &Value) -> bool {
 /// until the whole object arrives.
 async fn request_missing_list(
     conn: &mut AnyConnection,
+    account: &str,
     resource: Resource,
     object: &Value,
     version: &Version,
@@ -585,7 +585,7 @@ async fn request_missing_list(
     let Some(id) = read::text(object, "id") else {
         return Ok(());
     };
-    settle::request_fetch(conn, resource, &id, version.at, settle::FetchReason::IncompleteList).await
+    settle::request_fetch(conn, account, resource, &id, version.at, settle::FetchReason::IncompleteList).await
 }
 
 /// After a write that did not replace the row: if the row holds another event of the same second
@@ -593,6 +593,7 @@ async fn request_missing_list(
 /// version.
 pub async fn resolve_tie(
     conn: &mut AnyConnection,
+    account: &str,
     resource: Resource,
     object: &Value,
     version: &Version,
@@ -602,10 +603,11 @@ pub async fn resolve_tie(
     }
     let id = read::text(object, "id").ok_or(ProjectionError::NoId)?;
     let row = sqlx::query(&format!(
-        "SELECT raw, version_at, version_event, deleted, deleted_at FROM {} WHERE id = $1",
+        "SELECT raw, version_at, version_event, deleted, deleted_at FROM {} WHERE id = $1 AND account_id = $2",
         resource.table()
     ))
     .bind(&id)
+    .bind(account)
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else {
@@ -636,7 +638,7 @@ pub async fn resolve_tie(
     }
     let (winner, differ) = settle::latest_of_second(conn, resource, &id, version.at, known).await?;
     if differ {
-        settle::request_fetch(conn, resource, &id, version.at, settle::FetchReason::Tie).await?;
+        settle::request_fetch(conn, account, resource, &id, version.at, settle::FetchReason::Tie).await?;
     }
     if winner.event_id == row_event {
         return Ok(Applied::Stale);
@@ -645,8 +647,8 @@ pub async fn resolve_tie(
         at: version.at,
         event_id: winner.event_id.clone(),
     };
-    write_rows(conn, resource, &[(&winner.object, &standing)], Rule::SameSecondToo).await?;
-    write_embedded(conn, resource, &winner.object, &standing).await?;
+    write_rows(conn, account, resource, &[(&winner.object, &standing)], Rule::SameSecondToo).await?;
+    write_embedded(conn, account, resource, &winner.object, &standing).await?;
     Ok(if winner.event_id == version.event_id {
         Applied::Written
     } else {
@@ -685,10 +687,11 @@ pub fn batchable(event_type: &str, object: &Value) -> Option<Resource> {
 /// (`resolve_tie`). A deleted row takes data only from events up to its deletion.
 pub async fn upsert_many(
     conn: &mut AnyConnection,
+    account: &str,
     resource: Resource,
     objects: &[(&Value, &Version)],
 ) -> Result<std::collections::HashSet<String>, ProjectionError> {
-    write_rows(conn, resource, objects, Rule::Newer).await
+    write_rows(conn, account, resource, objects, Rule::Newer).await
 }
 
 /// When a write replaces a row.
@@ -702,6 +705,7 @@ enum Rule {
 
 async fn write_rows(
     conn: &mut AnyConnection,
+    account: &str,
     resource: Resource,
     objects: &[(&Value, &Version)],
     rule: Rule,
@@ -720,6 +724,7 @@ async fn write_rows(
         "deleted_at",
         "version_at",
         "version_event",
+        "account_id",
     ];
     names.extend(first.iter().map(|(n, _)| *n));
     let width = names.len();
@@ -730,7 +735,7 @@ async fn write_rows(
     let data_columns: Vec<&str> = names
         .iter()
         .copied()
-        .filter(|c| !matches!(*c, "id" | "deleted" | "deleted_at"))
+        .filter(|c| !matches!(*c, "id" | "deleted" | "deleted_at" | "account_id"))
         .collect();
     let same_second = match rule {
         Rule::Newer => {
@@ -740,7 +745,8 @@ async fn write_rows(
     };
     let sql = format!(
         "INSERT INTO {table} ({cols}) VALUES {rows} ON CONFLICT (id) DO UPDATE SET {set} \
-         WHERE ({table}.deleted = 0 OR excluded.version_at <= {table}.deleted_at) \
+         WHERE {table}.account_id = excluded.account_id \
+           AND ({table}.deleted = 0 OR excluded.version_at <= {table}.deleted_at) \
            AND ({table}.version_at < excluded.version_at \
                 OR ({table}.version_at = excluded.version_at AND {same_second})) \
          RETURNING id",
@@ -762,7 +768,8 @@ async fn write_rows(
             .bind(0i64)
             .bind(None::<i64>)
             .bind(version.at)
-            .bind(version.event_id.clone());
+            .bind(version.event_id.clone())
+            .bind(account);
         for (_, value) in resource.columns(object) {
             query = match value {
                 Col::Text(v) => query.bind(v),
@@ -801,6 +808,7 @@ async fn bump_revenue_closed(conn: &mut AnyConnection) -> Result<(), ProjectionE
 /// the same whatever order events arrive in. Returns whether it wrote.
 async fn mark_deleted(
     conn: &mut AnyConnection,
+    account: &str,
     resource: Resource,
     object: &Value,
     version: &Version,
@@ -817,6 +825,7 @@ async fn mark_deleted(
         "deleted_at",
         "version_at",
         "version_event",
+        "account_id",
     ];
     names.extend(typed.iter().map(|(n, _)| *n));
     let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
@@ -824,7 +833,8 @@ async fn mark_deleted(
     let sql = format!(
         "INSERT INTO {table} ({cols}) VALUES ({vals}) ON CONFLICT (id) DO UPDATE \
          SET deleted = 1, deleted_at = excluded.deleted_at \
-         WHERE {table}.deleted = 0 OR excluded.deleted_at < {table}.deleted_at",
+         WHERE {table}.account_id = excluded.account_id \
+           AND ({table}.deleted = 0 OR excluded.deleted_at < {table}.deleted_at)",
         cols = names.join(", "),
         vals = placeholders.join(", "),
     );
@@ -837,7 +847,8 @@ async fn mark_deleted(
         .bind(1i64)
         .bind(Some(version.at))
         .bind(i64::MIN)
-        .bind(String::new());
+        .bind(String::new())
+        .bind(account);
     for (_, value) in typed {
         query = match value {
             Col::Text(v) => query.bind(v),

@@ -141,13 +141,23 @@ pub async fn rebuild_customer(
 }
 
 async fn insert(conn: &mut AnyConnection, currency: &str, rows: &[Derived]) -> Result<(), sqlx::Error> {
+    let Some(first) = rows.first() else {
+        return Ok(());
+    };
+    // A customer's movements are its account's (one customer, one account): the account of its
+    // subscription.
+    let account: String = sqlx::query_scalar("SELECT account_id FROM subscriptions WHERE id = $1")
+        .bind(&first.movement.subscription_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .unwrap_or_default();
     let per_statement = crate::db::rows_per_statement(conn);
     for chunk in rows.chunks(per_statement) {
         let mut params = crate::db::Params::new(conn);
-        let values: Vec<String> = (0..chunk.len()).map(|_| format!("({})", params.list(11))).collect();
+        let values: Vec<String> = (0..chunk.len()).map(|_| format!("({})", params.list(12))).collect();
         let sql = format!(
             "INSERT INTO mrr_movements (currency, customer_id, subscription_id, at, month, event_id, kind, delta, \
-             mrr_after, subscribers, customers) VALUES {}",
+             mrr_after, subscribers, customers, account_id) VALUES {}",
             values.join(", ")
         );
         let mut q = sqlx::query(&sql);
@@ -164,7 +174,8 @@ async fn insert(conn: &mut AnyConnection, currency: &str, rows: &[Derived]) -> R
                 .bind(m.delta)
                 .bind(m.mrr_after)
                 .bind(d.subscribers)
-                .bind(d.customers);
+                .bind(d.customers)
+                .bind(&account);
         }
         q.execute(&mut *conn).await?;
     }

@@ -56,8 +56,9 @@ pub async fn record(conn: &mut AnyConnection, s: &Value, version: &Version) -> R
         return settle_and_rebuild(conn, &sub_id).await;
     }
     let added = sqlx::query(
-        "INSERT INTO subscription_mrr (subscription_id, at, event_id, customer_id, currency, status, mrr, basis) \
-         VALUES ($1, $2, $3, $4, $5, $6, 0, $7) ON CONFLICT (subscription_id, at) DO NOTHING",
+        "INSERT INTO subscription_mrr (subscription_id, at, event_id, customer_id, currency, status, mrr, basis, account_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, 0, $7, COALESCE((SELECT account_id FROM subscriptions WHERE id = $1), '')) \
+         ON CONFLICT (subscription_id, at) DO NOTHING",
     )
     .bind(&sub_id)
     .bind(version.at)
@@ -456,8 +457,10 @@ async fn settle(conn: &mut AnyConnection, sub_id: &str) -> Result<Settled, Proje
             Some(_) => {}
             None => {
                 sqlx::query(
-                    "INSERT INTO subscription_mrr (subscription_id, at, event_id, customer_id, currency, status, mrr, basis) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (subscription_id, at) DO NOTHING",
+                    "INSERT INTO subscription_mrr (subscription_id, at, event_id, customer_id, currency, status, mrr, basis, \
+                     account_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+                     COALESCE((SELECT account_id FROM subscriptions WHERE id = $1), '')) \
+                     ON CONFLICT (subscription_id, at) DO NOTHING",
                 )
                 .bind(sub_id)
                 .bind(at)
@@ -549,14 +552,26 @@ async fn request_unknown(
     unknown: &[Unknown],
 ) -> Result<(), ProjectionError> {
     use super::settle::{request_fetch, FetchReason};
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    // Fetched with the subscription's account's client.
+    let account: String = sqlx::query_scalar("SELECT account_id FROM subscriptions WHERE id = $1")
+        .bind(sub_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .unwrap_or_default();
+    let account = account.as_str();
     for u in unknown {
         match u {
             Unknown::Discount => {
-                request_fetch(conn, Resource::Subscription, sub_id, at, FetchReason::UnknownDiscount).await?
+                request_fetch(conn, account, Resource::Subscription, sub_id, at, FetchReason::UnknownDiscount).await?
             }
-            Unknown::Coupon(c) => request_fetch(conn, Resource::Coupon, c, at, FetchReason::UnknownDiscount).await?,
+            Unknown::Coupon(c) => {
+                request_fetch(conn, account, Resource::Coupon, c, at, FetchReason::UnknownDiscount).await?
+            }
             Unknown::PromotionCode(p) => {
-                request_fetch(conn, Resource::PromotionCode, p, at, FetchReason::UnknownDiscount).await?
+                request_fetch(conn, account, Resource::PromotionCode, p, at, FetchReason::UnknownDiscount).await?
             }
         }
     }

@@ -150,6 +150,7 @@ pub async fn latest_of_second(
 /// Stripe's clock too), so that Stripe's answer is newer than every event of that second.
 pub async fn request_fetch(
     conn: &mut AnyConnection,
+    account: &str,
     resource: Resource,
     id: &str,
     at: i64,
@@ -157,7 +158,7 @@ pub async fn request_fetch(
 ) -> Result<(), ProjectionError> {
     let due_at = at + TIE_FETCH_DELAY_SECS;
     sqlx::query(
-        "INSERT INTO stripe_fetches (object_id, at, resource, reason, due_at) VALUES ($1, $2, $3, $4, $5) \
+        "INSERT INTO stripe_fetches (object_id, at, resource, reason, due_at, account_id) VALUES ($1, $2, $3, $4, $5, $6) \
          ON CONFLICT (object_id, at) DO NOTHING",
     )
     .bind(id)
@@ -165,6 +166,7 @@ pub async fn request_fetch(
     .bind(resource.table())
     .bind(reason.as_str())
     .bind(due_at)
+    .bind(account)
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -51,7 +51,7 @@ pub fn item_price(item: &Value) -> (&Value, &Value) {
 }
 
 /// Replaces the subscription's items with those in this (newer) version of it.
-pub async fn replace_items(conn: &mut AnyConnection, s: &Value) -> Result<(), ProjectionError> {
+pub async fn replace_items(conn: &mut AnyConnection, account: &str, s: &Value) -> Result<(), ProjectionError> {
     let Some(sub_id) = text(s, "id") else {
         return Err(ProjectionError::NoId);
     };
@@ -68,8 +68,8 @@ pub async fn replace_items(conn: &mut AnyConnection, s: &Value) -> Result<(), Pr
         let (price, recurring) = item_price(item);
         sqlx::query(
             "INSERT INTO subscription_items (id, subscription_id, price_id, product_id, quantity, unit_amount, currency, \
-             recurring_interval, recurring_interval_count, usage_type, current_period_start, current_period_end, raw) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             recurring_interval, recurring_interval_count, usage_type, current_period_start, current_period_end, raw, \
+             account_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
              ON CONFLICT (id) DO UPDATE SET subscription_id = excluded.subscription_id, price_id = excluded.price_id, \
              product_id = excluded.product_id, quantity = excluded.quantity, unit_amount = excluded.unit_amount, \
              currency = excluded.currency, recurring_interval = excluded.recurring_interval, \
@@ -90,6 +90,7 @@ pub async fn replace_items(conn: &mut AnyConnection, s: &Value) -> Result<(), Pr
         .bind(int(item, "current_period_start").or_else(|| int(s, "current_period_start")))
         .bind(int(item, "current_period_end").or_else(|| int(s, "current_period_end")))
         .bind(item.to_string())
+        .bind(account)
         .execute(&mut *conn)
         .await?;
     }

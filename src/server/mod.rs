@@ -332,7 +332,7 @@ pub async fn start_with_stripe(
     let (tx, rx) = oneshot::channel::<()>();
     let cleanup = tokio::spawn(delete_expired_sessions(DbSessionStore::new(db.clone()), db.clone()));
     let run_worker = state_config.webhooks.worker;
-    let fetches = tokio::spawn(crate::sync::fetches::run(db.clone(), fetch_with));
+    let fetches = tokio::spawn(crate::sync::fetches::run(db.clone(), fetch_with, state_config.clone()));
     let worker = tokio::spawn(async move {
         if run_worker {
             worker.run().await

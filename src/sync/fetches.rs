@@ -24,7 +24,7 @@ const MAX_ATTEMPTS: i64 = 5;
 const ROUND: i64 = 20;
 
 /// Runs until the task is aborted.
-pub async fn run(db: Db, stripe: Option<Arc<dyn StripeApi>>) {
+pub async fn run(db: Db, stripe: Option<Arc<dyn StripeApi>>, config: Arc<crate::config::Config>) {
     loop {
         // Discounts that started or ended since the last round move MRR now (no event says so).
         if let Err(e) = projection::mrr_history::settle_due(&db).await {
@@ -39,8 +39,19 @@ pub async fn run(db: Db, stripe: Option<Arc<dyn StripeApi>>) {
                 tracing::warn!(error = %e, "could not check refunds of unknown outcome");
             }
         }
+        // Other accounts' objects, each through its account's client.
+        let others = match drain_accounts(&db, &config).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the queue of other accounts' objects to fetch");
+                0
+            }
+        };
+        if let Err(e) = settle_accounts_refunds(&db, &config).await {
+            tracing::warn!(error = %e, "could not check other accounts' refunds of unknown outcome");
+        }
         match drain_once(&db, stripe.as_deref()).await {
-            Ok(n) if n > 0 => continue,
+            Ok(n) if n + others > 0 => continue,
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not read the queue of objects to fetch from Stripe"),
         }
@@ -48,12 +59,57 @@ pub async fn run(db: Db, stripe: Option<Arc<dyn StripeApi>>) {
     }
 }
 
-/// Fetches and applies the objects that are due; returns how many it handled.
+/// Fetches and applies the environment's account's objects that are due; returns how many it
+/// handled.
 pub async fn drain_once(db: &Db, stripe: Option<&dyn StripeApi>) -> Result<usize, DbError> {
-    let rows = sqlx::query(
-        "SELECT object_id, at, resource, reason, attempts FROM stripe_fetches WHERE due_at <= $1 ORDER BY due_at LIMIT $2",
+    drain_account(db, crate::domain::accounts::ENVIRONMENT, stripe).await
+}
+
+/// Fetches and applies other accounts' objects that are due, each account through its own client
+/// (`accounts::client`: its key, or its platform's with `Stripe-Account`); returns how many.
+pub async fn drain_accounts(db: &Db, config: &crate::config::Config) -> Result<usize, DbError> {
+    let accounts: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT account_id FROM stripe_fetches WHERE due_at <= $1 AND account_id <> ''",
     )
     .bind(now_unix())
+    .fetch_all(db.reader())
+    .await?;
+    let mut handled = 0;
+    for account in accounts {
+        match crate::accounts::client(db, config, &account).await {
+            Ok(client) => handled += drain_account(db, &account, Some(&client)).await?,
+            // Without a client (account disabled, no secrets key) the queue is dropped: the
+            // events' own order stands, as for the environment's account without a key.
+            Err(e) => {
+                tracing::info!(account = %account, error = %e, "no Stripe client for the account; its queued fetches are dropped");
+                handled += drain_account(db, &account, None).await?;
+            }
+        }
+    }
+    Ok(handled)
+}
+
+/// Other accounts' refunds of unknown outcome, each settled with its account's client.
+async fn settle_accounts_refunds(db: &Db, config: &crate::config::Config) -> Result<(), DbError> {
+    let now = crate::db::now_unix();
+    for account in crate::billing::refunds::accounts_to_settle(db, now).await? {
+        match crate::accounts::client(db, config, &account).await {
+            Ok(client) => {
+                crate::billing::refunds::settle_unknown_of(db, &account, &client, now).await?;
+            }
+            Err(e) => tracing::warn!(account = %account, error = %e, "no Stripe client to check the account's refunds"),
+        }
+    }
+    Ok(())
+}
+
+async fn drain_account(db: &Db, account: &str, stripe: Option<&dyn StripeApi>) -> Result<usize, DbError> {
+    let rows = sqlx::query(
+        "SELECT object_id, at, resource, reason, attempts FROM stripe_fetches WHERE due_at <= $1 AND account_id = $2 \
+         ORDER BY due_at LIMIT $3",
+    )
+    .bind(now_unix())
+    .bind(account)
     .bind(ROUND)
     .fetch_all(db.reader())
     .await?;
@@ -65,7 +121,7 @@ pub async fn drain_once(db: &Db, stripe: Option<&dyn StripeApi>) -> Result<usize
             forget(db, &id, at).await?;
             continue;
         };
-        match fetch_and_apply(db, stripe, resource, &id).await {
+        match fetch_and_apply(db, account, stripe, resource, &id).await {
             Ok(()) => forget(db, &id, at).await?,
             Err(Failure::Gone) => {
                 tracing::info!(object_id = %id, "queued object is gone at Stripe; the events' state stands");
@@ -97,7 +153,13 @@ enum Failure {
     Other(String),
 }
 
-async fn fetch_and_apply(db: &Db, stripe: &dyn StripeApi, resource: Resource, id: &str) -> Result<(), Failure> {
+async fn fetch_and_apply(
+    db: &Db,
+    account: &str,
+    stripe: &dyn StripeApi,
+    resource: Resource,
+    id: &str,
+) -> Result<(), Failure> {
     let requested_at = now_unix();
     let mut object = match stripe.retrieve(resource, id).await {
         Ok(object) => object,
@@ -107,7 +169,7 @@ async fn fetch_and_apply(db: &Db, stripe: &dyn StripeApi, resource: Resource, id
     crate::stripe::complete_nested_lists(stripe, resource, &mut object)
         .await
         .map_err(|e| Failure::Other(e.to_string()))?;
-    projection::apply_fetched(db, resource, &object, requested_at)
+    projection::apply_fetched(db, account, resource, &object, requested_at)
         .await
         .map_err(|e| Failure::Other(e.to_string()))?;
     tracing::info!(object_id = %id, resource = resource.table(), "applied an object fetched from Stripe");

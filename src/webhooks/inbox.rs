@@ -219,16 +219,14 @@ async fn store_statement(
     let mut query = sqlx::query(&sql);
     for event in events {
         // The configured key's mode says nothing about another account's events.
-        let mismatch = event.received_for.is_none() && expected_livemode.is_some_and(|live| live != event.livemode);
+        let mismatch = event.received_for.is_none()
+            && event.account.is_none()
+            && expected_livemode.is_some_and(|live| live != event.livemode);
         let (status, note) = if mismatch {
             (
                 EventStatus::Ignored,
                 Some("livemode differs from the configured Stripe key"),
             )
-        } else if event.account.is_some() {
-            (EventStatus::Ignored, Some(projection::CONNECTED_ACCOUNT_NOTE))
-        } else if event.received_for.is_some() {
-            (EventStatus::Ignored, Some(projection::OTHER_ACCOUNT_NOTE))
         } else if !projection::is_handled(&event.event_type) {
             (EventStatus::Ignored, Some("event type not handled"))
         } else {

@@ -330,7 +330,9 @@ impl Worker {
     /// `last_error` (they name ids, never payload contents).
     async fn apply(&self, event: &Claimed) -> Result<Done, String> {
         let mut parsed = event.parse()?;
-        if let Some(stripe) = self.refetch.as_ref().filter(|_| parsed.other_account.is_none()) {
+        if let Some(stripe) = self.refetch
+            .as_ref()
+            .filter(|_| parsed.account == crate::domain::accounts::ENVIRONMENT) {
             let object = std::mem::take(&mut parsed.object);
             parsed.object = refetched(stripe.as_ref(), &parsed.event_type, object).await?;
         }
@@ -372,13 +374,17 @@ impl Worker {
         }
         let tied: std::collections::HashSet<(crate::domain::resource::Resource, &str)> =
             newest.iter().filter(|(_, (_, tie))| *tie).map(|(k, _)| *k).collect();
-        let mut by_resource: HashMap<crate::domain::resource::Resource, Vec<usize>> = HashMap::new();
+        // One statement per account and resource: a statement writes one account's rows.
+        let mut by_resource: HashMap<(&str, crate::domain::resource::Resource), Vec<usize>> = HashMap::new();
         for ((resource, _), (i, tie)) in &newest {
             if !tie {
-                by_resource.entry(*resource).or_default().push(*i);
+                by_resource
+                    .entry((parsed[*i].0.account.as_str(), *resource))
+                    .or_default()
+                    .push(*i);
             }
         }
-        for (resource, mut indexes) in by_resource {
+        for ((account, resource), mut indexes) in by_resource {
             // Rows in id order: two instances writing overlapping objects lock them in the same
             // order, so their batches wait for each other instead of deadlocking.
             indexes.sort_unstable_by(|a, b| parsed[*a].1.cmp(&parsed[*b].1));
@@ -387,14 +393,14 @@ impl Worker {
                     .iter()
                     .map(|i| (&parsed[*i].0.object, &parsed[*i].0.version))
                     .collect();
-                let written = projection::upsert_many(tx, resource, &items).await.ok()?;
+                let written = projection::upsert_many(tx, account, resource, &items).await.ok()?;
                 for i in chunk {
                     let (p, id, _) = &parsed[*i];
                     let applied = if written.contains(id) {
                         Applied::Written
                     } else {
                         // Not newer: maybe a tie with the row's event of the same second.
-                        projection::resolve_tie(tx, resource, &p.object, &p.version)
+                        projection::resolve_tie(tx, account, resource, &p.object, &p.version)
                             .await
                             .ok()?
                     };

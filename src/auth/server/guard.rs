@@ -115,6 +115,67 @@ pub fn require_role(required: Role) -> Result<CurrentAdmin, ServerFnError> {
     }
 }
 
+/// The accounts a read by `me` covers: `account` as `?account=` gives it (`acct_…`, `main` for the
+/// environment's account, `all` or nothing for every account `me` may see). Owners see every
+/// account; an admin or viewer limited to some accounts sees those (403 for another).
+pub async fn account_scope(
+    db: &crate::db::Db,
+    me: &CurrentAdmin,
+    account: Option<&str>,
+) -> Result<crate::domain::accounts::Scope, ServerFnError> {
+    use crate::domain::accounts::{Scope, ALL_PARAM};
+    let limits = if me.role == Role::Owner {
+        Vec::new()
+    } else {
+        crate::db::accounts::limits(db, me.id)
+            .await
+            .map_err(|e| database_error("reading an admin's accounts failed", e))?
+    };
+    let allowed = if limits.is_empty() {
+        Scope::All
+    } else {
+        Scope::only(limits)
+    };
+    let wanted = account.map(str::trim).filter(|a| !a.is_empty() && *a != ALL_PARAM);
+    let Some(wanted) = wanted else {
+        return Ok(allowed);
+    };
+    let key = crate::db::accounts::storage_key(db, wanted)
+        .await
+        .map_err(|e| database_error("reading the Stripe accounts failed", e))?;
+    match key {
+        Some(key) if allowed.covers(&key) => Ok(Scope::only([key])),
+        Some(_) => Err(forbidden_account()),
+        None => {
+            set_status(StatusCode::NOT_FOUND);
+            Err(ServerFnError::new(
+                "No such Stripe account in Tally. Pick one in the account menu, or add it in Settings → Stripe accounts.",
+            ))
+        }
+    }
+}
+
+/// Whether `me` may act on rows of account `account` (a storage key): owners always; others when
+/// they are not limited, or limited to it. Otherwise the 403 error to return.
+pub async fn require_account(db: &crate::db::Db, me: &CurrentAdmin, account: &str) -> Result<(), ServerFnError> {
+    if account_scope(db, me, None).await?.covers(account) {
+        Ok(())
+    } else {
+        Err(forbidden_account())
+    }
+}
+
+fn forbidden_account() -> ServerFnError {
+    set_status(StatusCode::FORBIDDEN);
+    ServerFnError::new("You do not have access to this Stripe account. Ask an owner for access.")
+}
+
+fn database_error(context: &str, error: impl std::fmt::Display) -> ServerFnError {
+    tracing::error!(error = %error, "{context}");
+    set_status(StatusCode::SERVICE_UNAVAILABLE);
+    ServerFnError::new("The database did not answer; try again in a moment.")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
