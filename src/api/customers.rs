@@ -10,8 +10,15 @@ pub async fn get_customer(id: String) -> Result<Option<CustomerDetail>, ServerFn
     use crate::domain::admins::Role;
     use crate::state::AppState;
 
-    require_role(Role::Viewer)?;
+    let me = require_role(Role::Viewer)?;
     let state = AppState::from_context()?;
+    // A customer of an account the admin may not see: 403.
+    let account = crate::db::accounts::owner_of(&state.db, "customers", &id)
+        .await
+        .map_err(|e| super::internal("reading a customer failed", e))?;
+    if let Some(account) = account {
+        crate::auth::server::require_account(&state.db, &me, &account).await?;
+    }
     let ready = state.config.stripe_mode().is_some();
     crate::db::customers::detail(&state.db, &id)
         .await

@@ -14,12 +14,14 @@ pub async fn list_movements(
     since: Option<String>,
     through: Option<String>,
     after: Option<String>,
+    account: Option<String>,
 ) -> Result<MovementList, ServerFnError> {
     use crate::db::cache::Cached;
     static MOVEMENTS: Cached<MovementList> = Cached::new();
 
-    crate::auth::server::require_role(crate::domain::admins::Role::Viewer)?;
+    let me = crate::auth::server::require_role(crate::domain::admins::Role::Viewer)?;
     let state = crate::state::AppState::from_context()?;
+    let scope = crate::auth::server::account_scope(&state.db, &me, account.as_deref()).await?;
     let kind = kind.filter(|k| !k.is_empty());
     let month = month.filter(|m| !m.is_empty());
     let seconds = |v: Option<String>, what: &str| -> Result<Option<i64>, ServerFnError> {
@@ -32,6 +34,7 @@ pub async fn list_movements(
         }
     };
     let filter = crate::revenue::movements::Filter {
+        scope,
         kind,
         month,
         since: seconds(since, "since")?,
@@ -84,7 +87,7 @@ async fn movement_list(
 
     use sqlx::Row;
 
-    let (currencies, Some(currency)) = crate::revenue::pick_currency(db, currency).await? else {
+    let (currencies, Some(currency)) = crate::revenue::pick_currency(db, &filter.scope, currency).await? else {
         return Ok(MovementList::default());
     };
     // The newest 500 only: the whole history can be hundreds of thousands of movements.

@@ -12,13 +12,15 @@ pub async fn list_events(
     from: Option<String>,
     until: Option<String>,
     before: Option<String>,
+    account: Option<String>,
 ) -> Result<EventList, ServerFnError> {
     use crate::auth::server::require_role;
     use crate::domain::admins::Role;
     use crate::state::AppState;
 
-    require_role(Role::Viewer)?;
+    let me = require_role(Role::Viewer)?;
     let state = AppState::from_context()?;
+    let scope = crate::auth::server::account_scope(&state.db, &me, account.as_deref()).await?;
     let non_empty = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     let before_received = non_empty(before).and_then(|b| {
         let (at, id) = b.split_once(':')?;
@@ -31,6 +33,7 @@ pub async fn list_events(
         from: super::parse_day(from, "from")?,
         until: super::parse_day(until, "until")?.map(|t| t + 86_400),
         before_received,
+        scope,
     };
     let events = crate::db::events::list(&state.db, &filter, crate::domain::events::PAGE_SIZE)
         .await
@@ -47,11 +50,15 @@ pub async fn get_event(id: String) -> Result<Option<EventDetail>, ServerFnError>
     use crate::domain::admins::Role;
     use crate::state::AppState;
 
-    require_role(Role::Viewer)?;
+    let me = require_role(Role::Viewer)?;
     let state = AppState::from_context()?;
     let found = crate::db::events::get(&state.db, &id)
         .await
         .map_err(|e| super::internal("reading a webhook event failed", e))?;
+    // Another account's event than the admin may see: 403.
+    if let Some((event, _)) = &found {
+        crate::auth::server::require_account(&state.db, &me, event.account_id.as_deref().unwrap_or_default()).await?;
+    }
     Ok(found.map(|(summary, payload)| {
         let pretty = serde_json::from_str::<serde_json::Value>(&payload)
             .ok()

@@ -14,6 +14,8 @@ pub struct EventFilter {
     pub from: Option<i64>,
     pub until: Option<i64>,
     pub before_received: Option<(i64, String)>,
+    /// The accounts whose events are listed (`account_id` NULL: the environment's).
+    pub scope: crate::domain::accounts::Scope,
 }
 
 fn summary(row: &sqlx::any::AnyRow) -> Result<EventRow, sqlx::Error> {
@@ -46,8 +48,9 @@ pub async fn list(db: &Db, filter: &EventFilter, limit: i64) -> Result<Vec<Event
         "SELECT {SUMMARY_COLUMNS} FROM stripe_events \
          WHERE ($1 IS NULL OR type = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR object_id = $3) \
            AND ($4 IS NULL OR received_at >= $4) AND ($5 IS NULL OR received_at < $5) \
-           AND ($6 IS NULL OR received_at < $6 OR (received_at = $6 AND id < $7)) \
-         ORDER BY received_at DESC, id DESC LIMIT $8"
+           AND ($6 IS NULL OR received_at < $6 OR (received_at = $6 AND id < $7)) AND {} \
+         ORDER BY received_at DESC, id DESC LIMIT $8",
+        filter.scope.filter("COALESCE(account_id, '')")
     ))
     .bind(filter.event_type.as_deref())
     .bind(filter.status.as_deref())

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use sqlx::Row;
 
-use super::query::{bind, build, cell, select_list};
+use super::query::{bind, build, cell, scoped, select_list};
 use super::spec;
 use crate::domain::money;
 use crate::state::AppState;
@@ -28,27 +28,53 @@ fn csv_field(text: &str) -> String {
 }
 
 /// `GET /export/{list}.csv?filters`: every row of the filtered list, streamed as CSV (amounts as
-/// plain decimals with a currency column).
-pub async fn export(State(state): State<AppState>, Path(file): Path<String>, RawQuery(query): RawQuery) -> Response {
+/// plain decimals with a currency column, and the Stripe account of each row), over the accounts
+/// of `?account=` that the admin may see.
+pub async fn export(
+    State(state): State<AppState>,
+    Path(file): Path<String>,
+    RawQuery(query): RawQuery,
+    admin: Option<axum::Extension<crate::domain::admins::CurrentAdmin>>,
+) -> Response {
     let q: HashMap<String, String> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .into_owned()
         .collect();
+    let Some(axum::Extension(me)) = admin else {
+        return (StatusCode::UNAUTHORIZED, "Log in first.").into_response();
+    };
+    let scope = match crate::auth::server::resolve_scope(&state.db, &me, q.get("account").map(String::as_str)).await {
+        Ok(scope) => scope,
+        Err(e) => return (e.status(), e.message()).into_response(),
+    };
     let Some(name) = file.strip_suffix(".csv") else {
         return (StatusCode::NOT_FOUND, "No such export.").into_response();
     };
     if name == "movements" {
-        return export_movements(state, q).await;
+        return export_movements(state, q, scope).await;
     }
     let Some(spec) = spec(name) else {
         return (StatusCode::NOT_FOUND, "No such export.").into_response();
     };
     let filter = match build(spec, &q) {
-        Ok(f) => f,
+        Ok(f) => scoped(spec, f, &scope),
         Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
     };
+    // The environment's account by its `acct_…` once known.
+    let main_account = match crate::db::accounts::environment_id(&state.db).await {
+        Ok(id) => id.unwrap_or_else(|| crate::domain::accounts::ENVIRONMENT_PARAM.to_string()),
+        Err(e) => {
+            tracing::error!(error = %e, "reading the Stripe accounts failed");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The database did not answer; try again in a moment.",
+            )
+                .into_response();
+        }
+    };
+    let table = spec.id.split('.').next().unwrap_or_default();
     let (cmp_order, _) = if filter.ascending { ("ASC", ()) } else { ("DESC", ()) };
     let sql = format!(
-        "SELECT {} FROM {} WHERE {} ORDER BY {} {cmp_order}, {} {cmp_order}",
+        "SELECT {}, {table}.account_id AS row_account FROM {} WHERE {} ORDER BY {} {cmp_order}, {} {cmp_order}",
         select_list(spec, filter.sort),
         spec.from,
         filter.sql,
@@ -60,6 +86,7 @@ pub async fn export(State(state): State<AppState>, Path(file): Path<String>, Raw
     tokio::spawn(async move {
         let mut header: Vec<String> = spec.columns.iter().map(|c| csv_field(c.header)).collect();
         header.push(csv_field("Currency"));
+        header.push(csv_field("Stripe account"));
         if tx.send(Bytes::from(header.join(",") + "\r\n")).await.is_err() {
             return;
         }
@@ -85,6 +112,8 @@ pub async fn export(State(state): State<AppState>, Path(file): Path<String>, Raw
                 .map(|(i, c)| csv_field(&cell(c.kind, &row, i, &currency, None).raw))
                 .collect();
             fields.push(csv_field(&currency));
+            let account: String = row.try_get("row_account").unwrap_or_default();
+            fields.push(csv_field(if account.is_empty() { &main_account } else { &account }));
             buffer.push_str(&fields.join(","));
             buffer.push_str("\r\n");
             if buffer.len() > 32 * 1024 && tx.send(Bytes::from(std::mem::take(&mut buffer))).await.is_err() {
@@ -119,12 +148,13 @@ fn csv_response(name: &str, rx: tokio::sync::mpsc::Receiver<Bytes>) -> Response 
         .into_response()
 }
 
-async fn export_movements(state: AppState, q: HashMap<String, String>) -> Response {
+async fn export_movements(state: AppState, q: HashMap<String, String>, scope: crate::domain::accounts::Scope) -> Response {
     use crate::revenue::movements;
     let Some(currency) = q.get("currency").filter(|c| !c.is_empty()).cloned() else {
         return (StatusCode::BAD_REQUEST, "Choose a currency.").into_response();
     };
     let mut filter = movements::Filter {
+        scope,
         kind: q.get("kind").filter(|k| !k.is_empty()).cloned(),
         month: q.get("month").filter(|m| !m.is_empty()).cloned(),
         ..Default::default()

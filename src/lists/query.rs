@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use sqlx::Row;
 
 use super::{spec, Kind, Spec, PAGE_SIZE};
+use crate::domain::accounts::Scope;
 use crate::db::Db;
 use crate::domain::lists::{Cell, ListResult, Total};
 use crate::domain::money;
@@ -266,15 +267,26 @@ fn due_in(due: i64, now: i64) -> (String, &'static str) {
     }
 }
 
-/// One page of a list, after the cursor in `q["after"]` ("sortvalue:id").
+/// `filter` narrowed to the accounts of `scope` (on the list's own table).
+pub(super) fn scoped(spec: &Spec, mut filter: Filter, scope: &Scope) -> Filter {
+    if *scope != Scope::All {
+        let table = spec.id.split('.').next().unwrap_or_default();
+        filter.sql = format!("{} AND {}", filter.sql, scope.filter(&format!("{table}.account_id")));
+    }
+    filter
+}
+
+/// One page of a list of the accounts of `scope`, after the cursor in `q["after"]`
+/// ("sortvalue:id").
 pub async fn page(
     db: &Db,
     name: &str,
     q: &HashMap<String, String>,
+    scope: &Scope,
     wait: std::time::Duration,
 ) -> Result<ListResult, String> {
     let spec = spec(name).ok_or("No such list.")?;
-    let mut filter = build(spec, q)?;
+    let mut filter = scoped(spec, build(spec, q)?, scope);
     let (cmp, order) = if filter.ascending { (">", "ASC") } else { ("<", "DESC") };
     let mut sql_where = filter.sql.clone();
     if let Some((sort, id)) = q.get("after").and_then(|a| a.split_once(':')) {
@@ -336,10 +348,10 @@ pub async fn page(
     // Totals of the whole filtered list (not just this page), per currency: from the running
     // sums the database keeps when the filters are at most a status tab (revenue::sums; a few
     // rows, current at once, whatever the size of the table), else from the rows.
-    if let Some(totals) = kept_totals(db, name, q).await? {
+    if let Some(totals) = kept_totals(db, name, q, scope).await? {
         return Ok(result(spec, out, next, totals, None));
     }
-    let (totals_sql, base, searching) = totals_query(spec, q)?;
+    let (totals_sql, base, searching) = totals_query(spec, q, scope)?;
     // Totals scan every matching row: cached until the projection changes.
     static TOTALS: crate::db::cache::Cached<Vec<Total>> = crate::db::cache::Cached::new();
     let params_key: Vec<String> = base
@@ -396,8 +408,8 @@ fn amount_of(spec: &Spec, q: &HashMap<String, String>) -> (Option<&'static str>,
 }
 
 /// A list's totals query for the filters of `q` (its SQL, the filter, whether it searches).
-fn totals_query(spec: &Spec, q: &HashMap<String, String>) -> Result<(String, Filter, bool), String> {
-    let base = build(spec, q)?;
+fn totals_query(spec: &Spec, q: &HashMap<String, String>, scope: &Scope) -> Result<(String, Filter, bool), String> {
+    let base = scoped(spec, build(spec, q)?, scope);
     let amount = amount_of(spec, q)
         .0
         .map_or("0".to_string(), |a| format!("COALESCE({a}, 0)"));
@@ -442,7 +454,12 @@ fn kept_tab(list: &str, tab: Option<&str>) -> Option<Option<&'static [&'static s
 
 /// A list's totals from the running sums (revenue::sums), when its filters are at most a status
 /// tab they can total (`Ok(None)` otherwise).
-pub async fn kept_totals(db: &Db, name: &str, q: &HashMap<String, String>) -> Result<Option<Vec<Total>>, String> {
+pub async fn kept_totals(
+    db: &Db,
+    name: &str,
+    q: &HashMap<String, String>,
+    scope: &Scope,
+) -> Result<Option<Vec<Total>>, String> {
     let spec = spec(name).ok_or("No such list.")?;
     let tab = q.get("status").map(|s| s.trim()).filter(|s| !s.is_empty());
     let Some(statuses) = kept_tab(name, tab) else {
@@ -453,7 +470,7 @@ pub async fn kept_totals(db: &Db, name: &str, q: &HashMap<String, String>) -> Re
     if build(spec, &rest)?.sql != "1 = 1" {
         return Ok(None);
     }
-    let sums = crate::revenue::sums::list_totals(db, name, statuses)
+    let sums = crate::revenue::sums::list_totals(db, scope, name, statuses)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, list = name, "list totals failed");
@@ -476,9 +493,14 @@ pub async fn kept_totals(db: &Db, name: &str, q: &HashMap<String, String>) -> Re
 }
 
 /// A list's totals counted from its rows, uncached: what `kept_totals` must equal.
-pub async fn scanned_totals(db: &Db, name: &str, q: &HashMap<String, String>) -> Result<Vec<Total>, String> {
+pub async fn scanned_totals(
+    db: &Db,
+    name: &str,
+    q: &HashMap<String, String>,
+    scope: &Scope,
+) -> Result<Vec<Total>, String> {
     let spec = spec(name).ok_or("No such list.")?;
-    let (sql, base, _) = totals_query(spec, q)?;
+    let (sql, base, _) = totals_query(spec, q, scope)?;
     let rows = bind(sqlx::query(&sql), &base.params)
         .fetch_all(db.reader())
         .await

@@ -19,7 +19,10 @@ use crate::domain::system::InstallStatus;
 pub fn OverviewPage() -> impl IntoView {
     let query = use_query_map();
     let status = Resource::new(|| (), |_| system_status());
-    let data = Resource::new(move || query.with(|q| q.get("currency")), get_overview);
+    let data = Resource::new(
+        move || query.with(|q| (q.get("currency"), q.get("account"))),
+        |(currency, account)| get_overview(currency, account),
+    );
     view! {
         <Title text="Overview"/>
         <div class="page-header">

@@ -34,10 +34,11 @@ pub fn RevenuePage() -> impl IntoView {
                     q.get("since"),
                     q.get("through"),
                     q.get("after"),
+                    q.get("account"),
                 )
             })
         },
-        |(c, k, m, since, through, after)| list_movements(c, k, m, since, through, after),
+        |(c, k, m, since, through, after, account)| list_movements(c, k, m, since, through, after, account),
     );
     view! {
         <Title text="Revenue"/>

@@ -26,9 +26,12 @@ pub fn WebhooksPage() -> impl IntoView {
                 param("from"),
                 param("until"),
                 param("before"),
+                param("account"),
             )
         },
-        |(event_type, status, from, until, before)| list_events(event_type, status, from, until, before),
+        |(event_type, status, from, until, before, account)| {
+            list_events(event_type, status, from, until, before, account)
+        },
     );
     view! {
         <Title text="Webhooks"/>

@@ -7,6 +7,7 @@ pub mod sums;
 use sqlx::Row;
 
 use crate::db::{Db, DbError};
+use crate::domain::accounts::Scope;
 use crate::domain::calendar::{month_label, month_number, month_start};
 use crate::domain::revenue::{Kpis, MonthPoint, Movement, MovementKind};
 
@@ -14,14 +15,14 @@ use crate::domain::revenue::WINDOW;
 
 /// Currencies with any subscription or charge, the one with the most active MRR first (the
 /// overview's default), then by activity.
-pub async fn currencies(db: &Db) -> Result<Vec<String>, DbError> {
+pub async fn currencies(db: &Db, scope: &Scope) -> Result<Vec<String>, DbError> {
     // Subscriptions decide the order (their running sums); currencies with payments only follow
     // (found through the (currency, created) index one currency at a time, not by scanning every
     // charge).
-    let mut out = sums::subscription_currencies(db).await?;
+    let mut out = sums::subscription_currencies(db, scope).await?;
     let mut after = String::new();
     loop {
-        let next: Option<String> = sqlx::query_scalar("SELECT MIN(currency) FROM charges WHERE currency > $1")
+        let next: Option<String> = sqlx::query_scalar(&scoped(scope, "SELECT MIN(currency) FROM charges WHERE currency > $1 AND {scope}"))
             .bind(&after)
             .fetch_one(db.reader())
             .await?;
@@ -66,17 +67,16 @@ struct ClosedMonth {
 /// until the projection adds history dated in a closed month (counter `movements_closed`).
 async fn closed_movement_months(
     db: &Db,
+    scope: &Scope,
     currency: &str,
     current: i64,
 ) -> Result<std::sync::Arc<Vec<ClosedMonth>>, DbError> {
     use crate::db::cache::{self, Cached};
     static CLOSED: Cached<Vec<ClosedMonth>> = Cached::new();
     let sum = || async {
-        let rows = sqlx::query(
-            "SELECT month, kind, CAST(SUM(delta) AS BIGINT) AS delta, CAST(SUM(subscribers) AS BIGINT) AS subscribers, \
-             CAST(SUM(customers) AS BIGINT) AS customers FROM mrr_movements WHERE currency = $1 AND month < $2 \
-             GROUP BY month, kind",
-        )
+        let rows = sqlx::query(&scoped(scope, "SELECT month, kind, CAST(SUM(delta) AS BIGINT) AS delta, CAST(SUM(subscribers) AS BIGINT) AS subscribers, \
+             CAST(SUM(customers) AS BIGINT) AS customers FROM mrr_movements WHERE currency = $1 AND {scope} AND month < $2 \
+             GROUP BY month, kind"))
         .bind(currency)
         .bind(current)
         .fetch_all(db.reader())
@@ -101,7 +101,7 @@ async fn closed_movement_months(
     // Read before the sums, so a cached entry is never older than its counter.
     let stamp = (cache::counter(db, cache::MOVEMENTS_CLOSED).await?, current, 0);
     CLOSED
-        .get_persisted(db, &format!("movements:{currency}"), stamp, sum)
+        .get_persisted(db, &format!("movements:{}:{currency}", scope.cache_key()), stamp, sum)
         .await
 }
 
@@ -111,6 +111,7 @@ async fn closed_movement_months(
 /// up to `now`.
 async fn movement_sums(
     db: &Db,
+    scope: &Scope,
     currency: &str,
     months: i32,
     now: i64,
@@ -118,11 +119,9 @@ async fn movement_sums(
     let months = months.max(1) as usize;
     let current = month_number(now);
     let first = current - (months as i64 - 1);
-    let closed = closed_movement_months(db, currency, current).await?;
-    let open = sqlx::query(
-        "SELECT kind, CAST(SUM(delta) AS BIGINT) AS delta, CAST(SUM(subscribers) AS BIGINT) AS subscribers \
-         FROM mrr_movements WHERE currency = $1 AND at >= $2 AND at <= $3 GROUP BY kind",
-    )
+    let closed = closed_movement_months(db, scope, currency, current).await?;
+    let open = sqlx::query(&scoped(scope, "SELECT kind, CAST(SUM(delta) AS BIGINT) AS delta, CAST(SUM(subscribers) AS BIGINT) AS subscribers \
+         FROM mrr_movements WHERE currency = $1 AND {scope} AND at >= $2 AND at <= $3 GROUP BY kind"))
     .bind(currency)
     .bind(month_start(now, 0))
     .bind(now)
@@ -184,12 +183,13 @@ impl MovementMonth {
 /// MRR) at each month end, for the last `months` months (the current one included, as of `now`).
 pub async fn monthly_series(
     db: &Db,
+    scope: &Scope,
     currency: &str,
     months: i32,
     now: i64,
 ) -> Result<(Vec<MonthPoint>, Vec<(String, i64)>), DbError> {
     let first = month_start(now, -(months.max(1) - 1));
-    let (before, sums) = movement_sums(db, currency, months, now).await?;
+    let (before, sums) = movement_sums(db, scope, currency, months, now).await?;
     let (mut mrr, mut live) = before;
     let mut points = Vec::with_capacity(sums.len());
     let mut subscribers = Vec::with_capacity(sums.len());
@@ -213,24 +213,31 @@ pub async fn monthly_series(
 }
 
 /// Month-end MRR and each month's movements (see `monthly_series`).
-pub async fn monthly(db: &Db, currency: &str, months: i32, now: i64) -> Result<Vec<MonthPoint>, DbError> {
-    Ok(monthly_series(db, currency, months, now).await?.0)
+pub async fn monthly(db: &Db, scope: &Scope, currency: &str, months: i32, now: i64) -> Result<Vec<MonthPoint>, DbError> {
+    Ok(monthly_series(db, scope, currency, months, now).await?.0)
 }
 
 /// Active subscribers at each month end (see `monthly_series`).
 pub async fn subscribers_by_month(
     db: &Db,
+    scope: &Scope,
     currency: &str,
     months: i32,
     now: i64,
 ) -> Result<Vec<(String, i64)>, DbError> {
-    Ok(monthly_series(db, currency, months, now).await?.1)
+    Ok(monthly_series(db, scope, currency, months, now).await?.1)
 }
 
 /// Revenue per month: gross (succeeded charges), refunds, lost disputes, net. Closed months are
 /// cached per database and currency until the projection writes a charge, refund or dispute
 /// created before the current month (counter `revenue_closed`); the open month is summed per call.
-pub async fn revenue_by_month(db: &Db, currency: &str, months: i32, now: i64) -> Result<Vec<MonthPoint>, DbError> {
+pub async fn revenue_by_month(
+    db: &Db,
+    scope: &Scope,
+    currency: &str,
+    months: i32,
+    now: i64,
+) -> Result<Vec<MonthPoint>, DbError> {
     use crate::db::cache::{self, Cached};
     static CLOSED: Cached<Vec<MonthPoint>> = Cached::new();
 
@@ -243,22 +250,28 @@ pub async fn revenue_by_month(db: &Db, currency: &str, months: i32, now: i64) ->
     let mut points: Vec<MonthPoint> = if current <= month_start(crate::db::now_unix(), 0) {
         // The counter is read before the sums, so a cached entry is never older than its counter.
         let stamp = (cache::counter(db, cache::REVENUE_CLOSED).await?, 0, 0);
-        let key = format!("revenue:{currency}:{first}:{current}");
+        let key = format!("revenue:{}:{currency}:{first}:{current}", scope.cache_key());
         CLOSED
-            .get_persisted(db, &key, stamp, || sum_months(db, currency, &closed_starts, current))
+            .get_persisted(db, &key, stamp, || sum_months(db, scope, currency, &closed_starts, current))
             .await?
             .as_ref()
             .clone()
     } else {
-        sum_months(db, currency, &closed_starts, current).await?
+        sum_months(db, scope, currency, &closed_starts, current).await?
     };
-    points.extend(sum_months(db, currency, &[current], now + 1).await?);
+    points.extend(sum_months(db, scope, currency, &[current], now + 1).await?);
     Ok(points)
 }
 
 /// Sums charges, refunds and lost disputes per month for months starting at `starts` (ascending,
 /// consecutive), the last one ending at `end`: one grouped query per table, whatever the rows.
-async fn sum_months(db: &Db, currency: &str, starts: &[i64], end: i64) -> Result<Vec<MonthPoint>, DbError> {
+async fn sum_months(
+    db: &Db,
+    scope: &Scope,
+    currency: &str,
+    starts: &[i64],
+    end: i64,
+) -> Result<Vec<MonthPoint>, DbError> {
     let mut points: Vec<MonthPoint> = starts
         .iter()
         .map(|s| MonthPoint {
@@ -273,7 +286,8 @@ async fn sum_months(db: &Db, currency: &str, starts: &[i64], end: i64) -> Result
     let bucket = month_bucket("created", starts.len(), 4);
     let grouped = |table: &str, sums: &str, filter: &str| {
         format!(
-            "SELECT {bucket} AS m, {sums} FROM {table} WHERE currency = $1 AND created >= $2 AND created < $3 {filter} GROUP BY m"
+            "SELECT {bucket} AS m, {sums} FROM {table} WHERE currency = $1 AND {scope} AND created >= $2 AND created < $3 {filter} GROUP BY m",
+            scope = scope.filter("account_id")
         )
     };
     async fn rows(
@@ -297,7 +311,7 @@ async fn sum_months(db: &Db, currency: &str, starts: &[i64], end: i64) -> Result
     // Charges from the day sums (sums::charge_months), not their rows.
     for (p, c) in points
         .iter_mut()
-        .zip(sums::charge_months(db, currency, starts, end).await?)
+        .zip(sums::charge_months(db, scope, currency, starts, end).await?)
     {
         p.gross = c.gross;
         p.failed_payments = c.failed;
@@ -335,21 +349,17 @@ struct Net {
 
 /// Charges (whole days from the day sums, the two partial days from rows), refunds and lost
 /// disputes created in `(from, to]`.
-async fn net_revenue(db: &Db, currency: &str, from: i64, to: i64) -> Result<Net, DbError> {
-    let charges = sums::charges(db, currency, from + 1, to + 1).await?;
-    let refunds: i64 = sqlx::query_scalar(
-        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refunds WHERE currency = $1 AND created > $2 AND created <= $3 \
-         AND COALESCE(status, 'succeeded') IN ('succeeded', 'pending')",
-    )
+async fn net_revenue(db: &Db, scope: &Scope, currency: &str, from: i64, to: i64) -> Result<Net, DbError> {
+    let charges = sums::charges(db, scope, currency, from + 1, to + 1).await?;
+    let refunds: i64 = sqlx::query_scalar(&scoped(scope, "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refunds WHERE currency = $1 AND {scope} AND created > $2 AND created <= $3 \
+         AND COALESCE(status, 'succeeded') IN ('succeeded', 'pending')"))
     .bind(currency)
     .bind(from)
     .bind(to)
     .fetch_one(db.reader())
     .await?;
-    let disputes_lost: i64 = sqlx::query_scalar(
-        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM disputes WHERE currency = $1 AND status = 'lost' \
-         AND created > $2 AND created <= $3",
-    )
+    let disputes_lost: i64 = sqlx::query_scalar(&scoped(scope, "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM disputes WHERE currency = $1 AND {scope} AND status = 'lost' \
+         AND created > $2 AND created <= $3"))
     .bind(currency)
     .bind(from)
     .bind(to)
@@ -362,19 +372,17 @@ async fn net_revenue(db: &Db, currency: &str, from: i64, to: i64) -> Result<Net,
     })
 }
 
-pub async fn kpis(db: &Db, currency: &str, now: i64) -> Result<Kpis, DbError> {
+pub async fn kpis(db: &Db, scope: &Scope, currency: &str, now: i64) -> Result<Kpis, DbError> {
     let reader = db.reader();
     // Running sums kept by the database (sums.rs): a few rows, however many subscriptions.
-    let subs = sums::subscriptions(db, currency).await?;
+    let subs = sums::subscriptions(db, scope, currency).await?;
     let (mrr, active_subscriptions, active_customers, trials) =
         (subs.active_mrr, subs.active, subs.active_customers, subs.trialing);
     // Trials that ended in the last 30 days, and how many of them now pay.
-    let trial_row = sqlx::query(
-        "SELECT CAST(COUNT(*) AS BIGINT) AS ended, \
+    let trial_row = sqlx::query(&scoped(scope, "SELECT CAST(COUNT(*) AS BIGINT) AS ended, \
                 CAST(COALESCE(SUM(CASE WHEN status IN ('active', 'past_due') THEN 1 ELSE 0 END), 0) AS BIGINT) AS converted \
-         FROM subscriptions WHERE currency = $1 AND deleted = 0 AND trial_end IS NOT NULL \
-           AND trial_end > $2 AND trial_end <= $3 AND status <> 'trialing'",
-    )
+         FROM subscriptions WHERE currency = $1 AND {scope} AND deleted = 0 AND trial_end IS NOT NULL \
+           AND trial_end > $2 AND trial_end <= $3 AND status <> 'trialing'"))
     .bind(currency)
     .bind(now - WINDOW)
     .bind(now)
@@ -389,18 +397,16 @@ pub async fn kpis(db: &Db, currency: &str, now: i64) -> Result<Kpis, DbError> {
     // (cached), then that month up to the window's start; and the window's movements. Only
     // about two months of movements are read.
     let window_month = month_number(window_start);
-    let closed = closed_movement_months(db, currency, month_number(now)).await?;
+    let closed = closed_movement_months(db, scope, currency, month_number(now)).await?;
     let (mut mrr_30d_ago, mut customers_30d_ago, mut subscriptions_30d_ago) = (0i64, 0i64, 0i64);
     for c in closed.iter().filter(|c| c.month < window_month) {
         mrr_30d_ago += c.delta;
         customers_30d_ago += c.customers;
         subscriptions_30d_ago += c.subscribers;
     }
-    let partial = sqlx::query(
-        "SELECT CAST(COALESCE(SUM(delta), 0) AS BIGINT) AS delta, CAST(COALESCE(SUM(customers), 0) AS BIGINT) AS customers, \
+    let partial = sqlx::query(&scoped(scope, "SELECT CAST(COALESCE(SUM(delta), 0) AS BIGINT) AS delta, CAST(COALESCE(SUM(customers), 0) AS BIGINT) AS customers, \
          CAST(COALESCE(SUM(subscribers), 0) AS BIGINT) AS subscribers \
-         FROM mrr_movements WHERE currency = $1 AND at >= $2 AND at <= $3",
-    )
+         FROM mrr_movements WHERE currency = $1 AND {scope} AND at >= $2 AND at <= $3"))
     .bind(currency)
     .bind(month_start(window_start, 0))
     .bind(window_start)
@@ -411,23 +417,19 @@ pub async fn kpis(db: &Db, currency: &str, now: i64) -> Result<Kpis, DbError> {
     subscriptions_30d_ago += partial.try_get::<i64, _>("subscribers")?;
     // The 30 days before the window, for the main figures' change.
     let previous_start = window_start - WINDOW;
-    let churned_prev: i64 = sqlx::query_scalar(
-        "SELECT CAST(COALESCE(SUM(-delta), 0) AS BIGINT) FROM mrr_movements \
-         WHERE currency = $1 AND kind = 'churn' AND at > $2 AND at <= $3",
-    )
+    let churned_prev: i64 = sqlx::query_scalar(&scoped(scope, "SELECT CAST(COALESCE(SUM(-delta), 0) AS BIGINT) FROM mrr_movements \
+         WHERE currency = $1 AND {scope} AND kind = 'churn' AND at > $2 AND at <= $3"))
     .bind(currency)
     .bind(previous_start)
     .bind(window_start)
     .fetch_one(reader)
     .await?;
-    let net_prev = net_revenue(db, currency, previous_start, window_start).await?;
-    let moves = sqlx::query(
-        "SELECT CAST(COALESCE(SUM(CASE WHEN kind = 'churn' THEN -delta ELSE 0 END), 0) AS BIGINT) AS churned, \
+    let net_prev = net_revenue(db, scope, currency, previous_start, window_start).await?;
+    let moves = sqlx::query(&scoped(scope, "SELECT CAST(COALESCE(SUM(CASE WHEN kind = 'churn' THEN -delta ELSE 0 END), 0) AS BIGINT) AS churned, \
                 CAST(COALESCE(SUM(CASE WHEN kind = 'churn' THEN 1 ELSE 0 END), 0) AS BIGINT) AS churned_customers, \
                 CAST(COALESCE(SUM(CASE WHEN kind = 'contraction' THEN -delta ELSE 0 END), 0) AS BIGINT) AS contraction, \
                 CAST(COALESCE(SUM(CASE WHEN kind = 'expansion' THEN delta ELSE 0 END), 0) AS BIGINT) AS expansion \
-         FROM mrr_movements WHERE currency = $1 AND at > $2 AND at <= $3",
-    )
+         FROM mrr_movements WHERE currency = $1 AND {scope} AND at > $2 AND at <= $3"))
     .bind(currency)
     .bind(window_start)
     .bind(now)
@@ -437,10 +439,8 @@ pub async fn kpis(db: &Db, currency: &str, now: i64) -> Result<Kpis, DbError> {
     let churned_customers_30d: i64 = moves.try_get("churned_customers")?;
     let contraction_mrr_30d: i64 = moves.try_get("contraction")?;
     let expansion_mrr_30d: i64 = moves.try_get("expansion")?;
-    let new_mrr_this_month: i64 = sqlx::query_scalar(
-        "SELECT CAST(COALESCE(SUM(delta), 0) AS BIGINT) FROM mrr_movements \
-         WHERE currency = $1 AND kind = 'new' AND at >= $2 AND at <= $3",
-    )
+    let new_mrr_this_month: i64 = sqlx::query_scalar(&scoped(scope, "SELECT CAST(COALESCE(SUM(delta), 0) AS BIGINT) FROM mrr_movements \
+         WHERE currency = $1 AND {scope} AND kind = 'new' AND at >= $2 AND at <= $3"))
     .bind(currency)
     .bind(this_month)
     .bind(now)
@@ -450,12 +450,10 @@ pub async fn kpis(db: &Db, currency: &str, now: i64) -> Result<Kpis, DbError> {
         charges: net,
         refunds: refunds_30d,
         disputes_lost: disputes_lost_30d,
-    } = net_revenue(db, currency, window_start, now).await?;
+    } = net_revenue(db, scope, currency, window_start, now).await?;
     let gross_30d = net.gross;
-    let failed = sqlx::query(
-        "SELECT CAST(COUNT(*) AS BIGINT) AS n, CAST(COALESCE(SUM(amount_remaining), 0) AS BIGINT) AS amount FROM invoices \
-         WHERE currency = $1 AND deleted = 0 AND status = 'open' AND COALESCE(attempt_count, 0) > 0",
-    )
+    let failed = sqlx::query(&scoped(scope, "SELECT CAST(COUNT(*) AS BIGINT) AS n, CAST(COALESCE(SUM(amount_remaining), 0) AS BIGINT) AS amount FROM invoices \
+         WHERE currency = $1 AND {scope} AND deleted = 0 AND status = 'open' AND COALESCE(attempt_count, 0) > 0"))
     .bind(currency)
     .fetch_one(reader)
     .await?;
@@ -507,11 +505,20 @@ pub async fn kpis(db: &Db, currency: &str, now: i64) -> Result<Kpis, DbError> {
 }
 
 /// The currencies with data, and the one to show: `requested` when it has data, else the first.
-pub async fn pick_currency(db: &Db, requested: Option<String>) -> Result<(Vec<String>, Option<String>), DbError> {
-    let currencies = currencies(db).await?;
+pub async fn pick_currency(
+    db: &Db,
+    scope: &Scope,
+    requested: Option<String>,
+) -> Result<(Vec<String>, Option<String>), DbError> {
+    let currencies = currencies(db, scope).await?;
     let wanted = requested
         .map(|c| c.trim().to_ascii_lowercase())
         .filter(|c| currencies.contains(c));
     let currency = wanted.or_else(|| currencies.first().cloned());
     Ok((currencies, currency))
+}
+
+/// `sql` with `{scope}` replaced by the scope's condition on `account_id`.
+fn scoped(scope: &Scope, sql: &str) -> String {
+    sql.replace("{scope}", &scope.filter("account_id"))
 }

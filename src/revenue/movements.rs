@@ -11,6 +11,8 @@ use crate::domain::revenue::{Movement, MovementKind};
 /// overview's 30-day figures link with theirs).
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
+    /// The accounts whose movements count.
+    pub scope: crate::domain::accounts::Scope,
     pub kind: Option<String>,
     pub month: Option<String>,
     pub since: Option<i64>,
@@ -21,7 +23,7 @@ impl Filter {
     /// `WHERE` conditions after `currency = $1`, and their values. `None` when a kind is not a
     /// kind or the month not a month: nothing matches.
     fn clause(&self) -> Option<(String, Vec<QueryArg>)> {
-        let mut sql = String::new();
+        let mut sql = format!(" AND {}", self.scope.filter("account_id"));
         let mut args = Vec::new();
         if let Some(kind) = &self.kind {
             let kinds = kind

@@ -12,6 +12,7 @@ use sqlx::Row;
 
 use crate::config::Backend;
 use crate::db::{Db, DbError};
+use crate::domain::accounts::Scope;
 use crate::domain::calendar::DAY;
 
 /// One currency's subscriptions.
@@ -47,17 +48,18 @@ impl std::ops::AddAssign for ChargeSums {
     }
 }
 
-/// The sums of one currency's subscriptions.
-pub async fn subscriptions(db: &Db, currency: &str) -> Result<SubscriptionSums, DbError> {
-    let r = sqlx::query(
+/// The sums of one currency's subscriptions in the accounts of `scope`.
+pub async fn subscriptions(db: &Db, scope: &Scope, currency: &str) -> Result<SubscriptionSums, DbError> {
+    let r = sqlx::query(&format!(
         "SELECT CAST(COALESCE(SUM(subscriptions), 0) AS BIGINT) AS subscriptions, \
                 CAST(COALESCE(SUM(mrr), 0) AS BIGINT) AS mrr, \
                 CAST(COALESCE(SUM(active), 0) AS BIGINT) AS active, \
                 CAST(COALESCE(SUM(active_mrr), 0) AS BIGINT) AS active_mrr, \
                 CAST(COALESCE(SUM(active_customers), 0) AS BIGINT) AS active_customers, \
                 CAST(COALESCE(SUM(trialing), 0) AS BIGINT) AS trialing \
-         FROM subscription_sums WHERE currency = $1",
-    )
+         FROM subscription_sums WHERE currency = $1 AND {}",
+        scope.filter("account_id")
+    ))
     .bind(currency)
     .fetch_one(db.reader())
     .await?;
@@ -72,12 +74,13 @@ pub async fn subscriptions(db: &Db, currency: &str) -> Result<SubscriptionSums, 
 }
 
 /// Currencies with any subscription, the most MRR first (then the most subscriptions).
-pub async fn subscription_currencies(db: &Db) -> Result<Vec<String>, DbError> {
-    let rows = sqlx::query(
+pub async fn subscription_currencies(db: &Db, scope: &Scope) -> Result<Vec<String>, DbError> {
+    let rows = sqlx::query(&format!(
         "SELECT currency, CAST(SUM(mrr) AS BIGINT) AS total, CAST(SUM(subscriptions) AS BIGINT) AS n \
-         FROM subscription_sums GROUP BY currency HAVING SUM(subscriptions) > 0 \
+         FROM subscription_sums WHERE {} GROUP BY currency HAVING SUM(subscriptions) > 0 \
          ORDER BY total DESC, n DESC, currency",
-    )
+        scope.filter("account_id")
+    ))
     .fetch_all(db.reader())
     .await?;
     Ok(rows.iter().filter_map(|r| r.try_get("currency").ok()).collect())
@@ -95,20 +98,21 @@ fn day_ceil(t: i64) -> i64 {
 
 /// Charges created in `[from, to)`: whole days from the day sums, the ends of partial days from
 /// the charges themselves (at most two days' rows, over the `(currency, created)` index).
-pub async fn charges(db: &Db, currency: &str, from: i64, to: i64) -> Result<ChargeSums, DbError> {
+pub async fn charges(db: &Db, scope: &Scope, currency: &str, from: i64, to: i64) -> Result<ChargeSums, DbError> {
     if from >= to {
         return Ok(ChargeSums::default());
     }
     let (first, last) = (day_ceil(from), day_floor(to));
     if first >= last {
-        return charge_rows(db, currency, from, to).await;
+        return charge_rows(db, scope, currency, from, to).await;
     }
-    let mut sums = charge_rows(db, currency, from, first).await?;
-    let r = sqlx::query(
+    let mut sums = charge_rows(db, scope, currency, from, first).await?;
+    let r = sqlx::query(&format!(
         "SELECT CAST(COALESCE(SUM(gross), 0) AS BIGINT) AS g, CAST(COALESCE(SUM(failed), 0) AS BIGINT) AS f, \
                 CAST(COALESCE(SUM(payments), 0) AS BIGINT) AS n \
-         FROM charge_day_sums WHERE currency = $1 AND day >= $2 AND day < $3",
-    )
+         FROM charge_day_sums WHERE currency = $1 AND day >= $2 AND day < $3 AND {}",
+        scope.filter("account_id")
+    ))
     .bind(currency)
     .bind(first)
     .bind(last)
@@ -119,21 +123,22 @@ pub async fn charges(db: &Db, currency: &str, from: i64, to: i64) -> Result<Char
         failed: r.try_get("f")?,
         payments: r.try_get("n")?,
     };
-    sums += charge_rows(db, currency, last, to).await?;
+    sums += charge_rows(db, scope, currency, last, to).await?;
     Ok(sums)
 }
 
 /// Charges created in `[from, to)`, summed from their rows.
-async fn charge_rows(db: &Db, currency: &str, from: i64, to: i64) -> Result<ChargeSums, DbError> {
+async fn charge_rows(db: &Db, scope: &Scope, currency: &str, from: i64, to: i64) -> Result<ChargeSums, DbError> {
     if from >= to {
         return Ok(ChargeSums::default());
     }
-    let r = sqlx::query(
+    let r = sqlx::query(&format!(
         "SELECT CAST(COALESCE(SUM(CASE WHEN status = 'succeeded' THEN COALESCE(amount_captured, amount, 0) ELSE 0 END), 0) AS BIGINT) AS g, \
                 CAST(COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) AS BIGINT) AS f, \
                 CAST(COUNT(*) AS BIGINT) AS n \
-         FROM charges WHERE currency = $1 AND created >= $2 AND created < $3",
-    )
+         FROM charges WHERE currency = $1 AND created >= $2 AND created < $3 AND {}",
+        scope.filter("account_id")
+    ))
     .bind(currency)
     .bind(from)
     .bind(to)
@@ -149,7 +154,13 @@ async fn charge_rows(db: &Db, currency: &str, from: i64, to: i64) -> Result<Char
 /// Charges per month for months starting at `starts` (ascending, consecutive, each the start of
 /// a UTC day), the last one ending at `end`: one grouped read of the day sums, and the rows of
 /// the last, partial day.
-pub async fn charge_months(db: &Db, currency: &str, starts: &[i64], end: i64) -> Result<Vec<ChargeSums>, DbError> {
+pub async fn charge_months(
+    db: &Db,
+    scope: &Scope,
+    currency: &str,
+    starts: &[i64],
+    end: i64,
+) -> Result<Vec<ChargeSums>, DbError> {
     let mut out = vec![ChargeSums::default(); starts.len()];
     let Some(&from) = starts.first() else {
         return Ok(out);
@@ -160,7 +171,8 @@ pub async fn charge_months(db: &Db, currency: &str, starts: &[i64], end: i64) ->
     let sql = format!(
         "SELECT {bucket} AS m, CAST(SUM(gross) AS BIGINT) AS g, CAST(SUM(failed) AS BIGINT) AS f, \
          CAST(SUM(payments) AS BIGINT) AS n FROM charge_day_sums \
-         WHERE currency = $1 AND day >= $2 AND day < $3 GROUP BY m"
+         WHERE currency = $1 AND day >= $2 AND day < $3 AND {} GROUP BY m",
+        scope.filter("account_id")
     );
     let mut q = sqlx::query(&sql).bind(currency.to_string()).bind(from).bind(whole);
     for s in &starts[1..] {
@@ -175,7 +187,7 @@ pub async fn charge_months(db: &Db, currency: &str, starts: &[i64], end: i64) ->
             payments: r.try_get("n")?,
         };
     }
-    out[last] += charge_rows(db, currency, whole, end).await?;
+    out[last] += charge_rows(db, scope, currency, whole, end).await?;
     Ok(out)
 }
 
@@ -184,6 +196,7 @@ pub async fn charge_months(db: &Db, currency: &str, starts: &[i64], end: i64) ->
 /// rows and the sum of the list's amount, the most rows first.
 pub async fn list_totals(
     db: &Db,
+    scope: &Scope,
     list: &str,
     statuses: Option<&[&str]>,
 ) -> Result<Vec<(Option<String>, i64, i64)>, DbError> {
@@ -197,7 +210,8 @@ pub async fn list_totals(
     };
     let sql = format!(
         "SELECT currency, CAST(SUM(n) AS BIGINT) AS n, CAST(SUM(amount) AS BIGINT) AS total FROM list_sums \
-         WHERE list = $1{among} GROUP BY currency HAVING SUM(n) > 0 ORDER BY n DESC, currency"
+         WHERE list = $1{among} AND {} GROUP BY currency HAVING SUM(n) > 0 ORDER BY n DESC, currency",
+        scope.filter("account_id")
     );
     let mut q = sqlx::query(&sql).bind(list);
     for s in statuses.unwrap_or_default() {
@@ -216,11 +230,11 @@ pub async fn compact(db: &Db) -> Result<(), DbError> {
     const TABLES: [(&str, &str, &str); 3] = [
         (
             "subscription_sums",
-            "currency",
+            "account_id, currency",
             "subscriptions, mrr, active, active_mrr, active_customers, trialing",
         ),
-        ("charge_day_sums", "currency, day", "gross, failed, payments"),
-        ("list_sums", "list, status, currency", "n, amount"),
+        ("charge_day_sums", "account_id, currency, day", "gross, failed, payments"),
+        ("list_sums", "account_id, list, status, currency", "n, amount"),
     ];
     for (table, key, columns) in TABLES {
         let folded: Option<i64> = sqlx::query_scalar(&format!(

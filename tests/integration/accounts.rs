@@ -190,7 +190,7 @@ both_backends!(
         // The environment's secret: the first account's event, applied.
         let own = customer_created("evt_own", "cus_own", None);
         assert_eq!(app.post_webhook(SECRET, &own).await.status(), 200);
-        // The second account's secret: stored under it, not applied to the first account's rows.
+        // The second account's secret: stored under it, applied to its own rows.
         let other = customer_created("evt_other", "cus_other", None);
         assert_eq!(app.post_webhook(OTHER_SECRET, &other).await.status(), 200);
         // A secret nobody configured: refused.
@@ -203,13 +203,19 @@ both_backends!(
         })
         .await;
         assert_eq!(filed(&app, "evt_own").await.1, None);
-        let (status, account, note) = filed(&app, "evt_other").await;
-        assert_eq!((status.as_str(), account.as_deref()), ("ignored", Some("acct_second")));
-        assert_eq!(note.as_deref(), Some(tally::projection::OTHER_ACCOUNT_NOTE));
+        wait_until("the second account's event is applied", async || {
+            filed(&app, "evt_other").await.0 == "applied"
+        })
+        .await;
+        let (_, account, note) = filed(&app, "evt_other").await;
+        assert_eq!((account.as_deref(), note), (Some("acct_second"), None));
+        let owners = "SELECT account_id FROM customers WHERE id IN ('cus_own', 'cus_other') ORDER BY id";
         assert_eq!(
-            app.scalar::<i64>("SELECT COUNT(*) FROM customers WHERE id = 'cus_other'")
-                .await,
-            0
+            sqlx::query_scalar::<_, String>(owners)
+                .fetch_all(app.db().reader())
+                .await
+                .unwrap(),
+            ["acct_second", ""]
         );
         assert_eq!(
             app.scalar::<i64>("SELECT COUNT(*) FROM stripe_events WHERE id = 'evt_stranger'")
@@ -223,7 +229,7 @@ both_backends!(
         assert_eq!(detail["event"]["account_id"], Value::Null);
         let page = app.html(&app.client, "/webhooks/evt_other").await;
         assert!(page.contains("href=\"/settings/accounts#acct_second\""), "{page}");
-        // Replayed from the Webhooks page, it is still not applied to the first account's rows.
+        // Replayed from the Webhooks page, it lands in the second account's rows again.
         let res = app.call(&app.client, "webhooks/requeue", &[("id", "evt_other")]).await;
         assert_eq!(res.status(), 200);
         let sql =
@@ -232,16 +238,13 @@ both_backends!(
             app.scalar::<i64>(sql).await == 1
         })
         .await;
-        let (status, _, note) = filed(&app, "evt_other").await;
-        assert_eq!(
-            (status.as_str(), note.as_deref()),
-            ("ignored", Some(tally::projection::OTHER_ACCOUNT_NOTE))
-        );
-        let sql = "SELECT COUNT(*) FROM customers WHERE id = 'cus_other'";
+        let (status, _, _) = filed(&app, "evt_other").await;
+        assert_eq!(status.as_str(), "applied");
+        let sql = "SELECT COUNT(*) FROM customers WHERE id = 'cus_other' AND account_id = 'acct_second'";
         assert_eq!(
             app.scalar::<i64>(sql).await,
-            0,
-            "a replayed event of another account changed the first account's rows"
+            1,
+            "a replayed event of another account left its account's rows"
         );
         // Disabled, its secret verifies nothing once the secrets are read again (at most 5 s:
         // the command line that disables it is another process).
@@ -283,11 +286,12 @@ both_backends!(
             (AccountKind::Connected, "acct_conn")
         );
         assert_eq!(account.platform_id, None, "received on the environment's endpoint");
-        let (status, filed_under, _) = filed(&app, "evt_connect").await;
-        assert_eq!(
-            (status.as_str(), filed_under.as_deref()),
-            ("ignored", Some("acct_conn"))
-        );
+        // Filed under the connected account and applied to its rows.
+        wait_until("the Connect event is applied", async || {
+            filed(&app, "evt_connect").await.0 == "applied"
+        })
+        .await;
+        assert_eq!(filed(&app, "evt_connect").await.1.as_deref(), Some("acct_conn"));
         // Its own account.updated names it.
         let updated = json!({"id": "evt_conn_upd", "object": "event", "type": "account.updated", "account": "acct_conn",
             "created": tally::db::now_unix(), "livemode": false,
@@ -314,9 +318,16 @@ both_backends!(
             "Seller (ours)"
         );
         assert_eq!(
-            app.scalar::<i64>("SELECT COUNT(*) FROM customers").await,
+            app.scalar::<i64>("SELECT COUNT(*) FROM customers WHERE account_id = 'acct_conn'")
+                .await,
+            1,
+            "the connected account's customer is its own row"
+        );
+        assert_eq!(
+            app.scalar::<i64>("SELECT COUNT(*) FROM customers WHERE account_id = ''")
+                .await,
             0,
-            "nothing of it was applied"
+            "nothing of it landed in the platform's rows"
         );
     }
 );

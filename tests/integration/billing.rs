@@ -133,7 +133,7 @@ async fn spawn(backend: Backend, base: &str, extra: &[(&str, &str)]) -> TestApp 
 }
 
 async fn seed(app: &TestApp, resource: Resource, object: Value) {
-    tally::billing::project(app.db(), resource, &object, 1_700_000_000)
+    tally::billing::project(app.db(), "", resource, &object, 1_700_000_000)
         .await
         .unwrap();
 }
@@ -1153,6 +1153,7 @@ both_backends!(
         let (db, api, _t) = common::db_with_stripe_and(backend, &base, &[("STRIPE_RETRY_BASE_MS", "5")]).await;
         tally::billing::project(
             &db,
+            "",
             Resource::Charge,
             &json!({"id": "ch_1", "object": "charge", "amount": 9000,
             "amount_captured": 9000, "amount_refunded": 0, "currency": "usd", "status": "succeeded", "captured": true,

@@ -115,21 +115,53 @@ pub fn require_role(required: Role) -> Result<CurrentAdmin, ServerFnError> {
     }
 }
 
+/// Why `?account=` was refused.
+#[derive(Debug)]
+pub enum ScopeError {
+    /// `me` may not see that account (403).
+    Forbidden,
+    /// Tally knows no such account (404).
+    Unknown,
+    Db(crate::db::DbError),
+}
+
+impl ScopeError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ScopeError::Forbidden => StatusCode::FORBIDDEN,
+            ScopeError::Unknown => StatusCode::NOT_FOUND,
+            ScopeError::Db(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// What the admin reads (a database error's detail goes to the log).
+    pub fn message(&self) -> &'static str {
+        match self {
+            ScopeError::Forbidden => "You do not have access to this Stripe account. Ask an owner for access.",
+            ScopeError::Unknown => {
+                "No such Stripe account in Tally. Pick one in the account menu, or add it in Settings → Stripe accounts."
+            }
+            ScopeError::Db(e) => {
+                tracing::error!(error = %e, "reading the Stripe accounts failed");
+                "The database did not answer; try again in a moment."
+            }
+        }
+    }
+}
+
 /// The accounts a read by `me` covers: `account` as `?account=` gives it (`acct_…`, `main` for the
 /// environment's account, `all` or nothing for every account `me` may see). Owners see every
 /// account; an admin or viewer limited to some accounts sees those (403 for another).
-pub async fn account_scope(
+pub async fn resolve_scope(
     db: &crate::db::Db,
     me: &CurrentAdmin,
     account: Option<&str>,
-) -> Result<crate::domain::accounts::Scope, ServerFnError> {
+) -> Result<crate::domain::accounts::Scope, ScopeError> {
     use crate::domain::accounts::{Scope, ALL_PARAM};
     let limits = if me.role == Role::Owner {
         Vec::new()
     } else {
-        crate::db::accounts::limits(db, me.id)
-            .await
-            .map_err(|e| database_error("reading an admin's accounts failed", e))?
+        crate::db::accounts::limits(db, me.id).await.map_err(ScopeError::Db)?
     };
     let allowed = if limits.is_empty() {
         Scope::All
@@ -140,19 +172,23 @@ pub async fn account_scope(
     let Some(wanted) = wanted else {
         return Ok(allowed);
     };
-    let key = crate::db::accounts::storage_key(db, wanted)
-        .await
-        .map_err(|e| database_error("reading the Stripe accounts failed", e))?;
-    match key {
+    match crate::db::accounts::storage_key(db, wanted).await.map_err(ScopeError::Db)? {
         Some(key) if allowed.covers(&key) => Ok(Scope::only([key])),
-        Some(_) => Err(forbidden_account()),
-        None => {
-            set_status(StatusCode::NOT_FOUND);
-            Err(ServerFnError::new(
-                "No such Stripe account in Tally. Pick one in the account menu, or add it in Settings → Stripe accounts.",
-            ))
-        }
+        Some(_) => Err(ScopeError::Forbidden),
+        None => Err(ScopeError::Unknown),
     }
+}
+
+/// `resolve_scope` for a server function: the error sets the response's status.
+pub async fn account_scope(
+    db: &crate::db::Db,
+    me: &CurrentAdmin,
+    account: Option<&str>,
+) -> Result<crate::domain::accounts::Scope, ServerFnError> {
+    resolve_scope(db, me, account).await.map_err(|e| {
+        set_status(e.status());
+        ServerFnError::new(e.message())
+    })
 }
 
 /// Whether `me` may act on rows of account `account` (a storage key): owners always; others when
@@ -167,13 +203,7 @@ pub async fn require_account(db: &crate::db::Db, me: &CurrentAdmin, account: &st
 
 fn forbidden_account() -> ServerFnError {
     set_status(StatusCode::FORBIDDEN);
-    ServerFnError::new("You do not have access to this Stripe account. Ask an owner for access.")
-}
-
-fn database_error(context: &str, error: impl std::fmt::Display) -> ServerFnError {
-    tracing::error!(error = %error, "{context}");
-    set_status(StatusCode::SERVICE_UNAVAILABLE);
-    ServerFnError::new("The database did not answer; try again in a moment.")
+    ServerFnError::new(ScopeError::Forbidden.message())
 }
 
 #[cfg(test)]

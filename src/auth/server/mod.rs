@@ -8,7 +8,7 @@ pub mod middleware;
 pub mod password;
 pub mod session_store;
 
-pub use guard::{account_scope, current_admin, require_account, require_role, RequestInfo};
+pub use guard::{account_scope, current_admin, require_account, require_role, resolve_scope, RequestInfo, ScopeError};
 
 /// Session key holding the signed-in admin.
 pub const SESSION_KEY: &str = "auth";
