@@ -128,3 +128,42 @@ pub async fn check_account(id: String) -> Result<String, ServerFnError> {
         Err(e) => Err(ServerFnError::new(e.to_string())),
     }
 }
+
+/// The accounts the signed-in admin may switch between (the layout's account menu): every
+/// account for owners and unlimited admins, else those they are limited to. Empty on public pages.
+#[server(endpoint = "accounts/menu")]
+pub async fn account_menu() -> Result<Vec<crate::domain::accounts::AccountChoice>, ServerFnError> {
+    use crate::domain::accounts::{AccountChoice, AccountKind, ENVIRONMENT, ENVIRONMENT_PARAM};
+
+    let Some(me) = crate::auth::server::current_admin() else {
+        return Ok(Vec::new());
+    };
+    let state = crate::state::AppState::from_context()?;
+    let scope = crate::auth::server::account_scope(&state.db, &me, None).await?;
+    let accounts = crate::db::accounts::list(&state.db)
+        .await
+        .map_err(|e| super::internal("listing Stripe accounts failed", e))?;
+    let mut out: Vec<AccountChoice> = Vec::new();
+    if !accounts.iter().any(|a| a.source == "environment") && scope.covers(ENVIRONMENT) {
+        out.push(AccountChoice {
+            param: ENVIRONMENT_PARAM.to_string(),
+            name: "Main account".to_string(),
+            kind: AccountKind::Direct,
+        });
+    }
+    for a in accounts {
+        let key = if a.source == "environment" {
+            ENVIRONMENT
+        } else {
+            a.id.as_str()
+        };
+        if scope.covers(key) {
+            out.push(AccountChoice {
+                param: a.id.clone(),
+                name: a.name.clone(),
+                kind: a.kind,
+            });
+        }
+    }
+    Ok(out)
+}

@@ -7,7 +7,10 @@ use crate::domain::revenue::OverviewData;
 /// `None` when there is no billing data yet (the overview then shows how to connect Stripe).
 /// Cached until the projection changes, and for at most a minute (the 30-day windows move).
 #[server(endpoint = "metrics/overview")]
-pub async fn get_overview(currency: Option<String>, account: Option<String>) -> Result<Option<OverviewData>, ServerFnError> {
+pub async fn get_overview(
+    currency: Option<String>,
+    account: Option<String>,
+) -> Result<Option<OverviewData>, ServerFnError> {
     use crate::db::cache::Cached;
     use crate::revenue;
     static OVERVIEW: Cached<Option<OverviewData>> = Cached::new();

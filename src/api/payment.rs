@@ -78,7 +78,10 @@ pub async fn payment_detail(id: String) -> Result<Option<PaymentView>, ServerFnE
     let db = &state.db;
     let failed = |e| super::internal("reading a payment failed", e);
     // A payment of an account the admin may not see: 403.
-    if let Some(account) = crate::db::accounts::owner_of(db, "charges", &id).await.map_err(failed)? {
+    if let Some(account) = crate::db::accounts::owner_of(db, "charges", &id)
+        .await
+        .map_err(failed)?
+    {
         crate::auth::server::require_account(db, &me, &account).await?;
     }
     let Some(mut view) = crate::db::payments::view(db, &id).await.map_err(failed)? else {

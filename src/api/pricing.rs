@@ -135,10 +135,24 @@ pub async fn checkout_result(session_id: String) -> Result<Option<CheckoutOutcom
             ));
         }
     };
-    crate::billing::project_or_log(&state.db, crate::domain::accounts::ENVIRONMENT, Resource::CheckoutSession, &session, sent_at).await;
+    crate::billing::project_or_log(
+        &state.db,
+        crate::domain::accounts::ENVIRONMENT,
+        Resource::CheckoutSession,
+        &session,
+        sent_at,
+    )
+    .await;
     let subscription = session.get("subscription").filter(|s| s.is_object());
     if let Some(sub) = subscription {
-        crate::billing::project_or_log(&state.db, crate::domain::accounts::ENVIRONMENT, Resource::Subscription, sub, sent_at).await;
+        crate::billing::project_or_log(
+            &state.db,
+            crate::domain::accounts::ENVIRONMENT,
+            Resource::Subscription,
+            sub,
+            sent_at,
+        )
+        .await;
     }
     let status = read::text(&session, "status").unwrap_or_default();
     let payment_status = read::text(&session, "payment_status").unwrap_or_default();

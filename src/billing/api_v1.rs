@@ -328,7 +328,14 @@ async fn create_customer(State(state): State<AppState>, headers: HeaderMap, body
     }
     let sent_at = super::sent_at();
     let response = ops::create_customer(state.stripe.as_ref(), email, name, idempotency.as_deref()).await?;
-    super::project_or_log(&state.db, crate::domain::accounts::ENVIRONMENT, Resource::Customer, &response.body, sent_at).await;
+    super::project_or_log(
+        &state.db,
+        crate::domain::accounts::ENVIRONMENT,
+        Resource::Customer,
+        &response.body,
+        sent_at,
+    )
+    .await;
     let id = response.body.get("id").and_then(Value::as_str).unwrap_or_default();
     if !id.is_empty() {
         own(&state, &key, id).await?;
@@ -424,7 +431,14 @@ async fn create_payment_intent(
         idempotency.as_deref(),
     )
     .await?;
-    super::project_or_log(&state.db, crate::domain::accounts::ENVIRONMENT, Resource::PaymentIntent, &intent.body, sent_at).await;
+    super::project_or_log(
+        &state.db,
+        crate::domain::accounts::ENVIRONMENT,
+        Resource::PaymentIntent,
+        &intent.body,
+        sent_at,
+    )
+    .await;
     let ephemeral_key = match (customer, stripe_version) {
         (Some(customer), Some(version)) => {
             let ek = ops::create_ephemeral_key(state.stripe.as_ref(), customer, version).await?;
@@ -482,7 +496,14 @@ async fn create_subscription(
     let sent_at = super::sent_at();
     let response = ops::create_subscription(state.stripe.as_ref(), customer, price, idempotency.as_deref()).await?;
     // The expanded invoice is not a subscription field the projection reads; store the rest.
-    super::project_or_log(&state.db, crate::domain::accounts::ENVIRONMENT, Resource::Subscription, &response.body, sent_at).await;
+    super::project_or_log(
+        &state.db,
+        crate::domain::accounts::ENVIRONMENT,
+        Resource::Subscription,
+        &response.body,
+        sent_at,
+    )
+    .await;
     let client_secret = crate::projection::read::at(
         &response.body,
         &["latest_invoice", "confirmation_secret", "client_secret"],

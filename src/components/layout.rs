@@ -4,7 +4,9 @@ use leptos::prelude::*;
 use leptos_router::components::A;
 
 use super::error_page::ErrorPage;
+use crate::api::accounts::account_menu;
 use crate::api::auth::whoami;
+use crate::domain::accounts::AccountChoice;
 use crate::domain::admins::CurrentAdmin;
 
 const NAV: [(&str, &str); 7] = [
@@ -20,6 +22,7 @@ const NAV: [(&str, &str); 7] = [
 #[component]
 pub fn Layout(children: Children) -> impl IntoView {
     let me = Resource::new_blocking(|| (), |_| whoami());
+    let menu = Resource::new_blocking(|| (), |_| account_menu());
     // Pages that adapt to the admin's role (Settings tabs) read the same resource.
     provide_context(me);
     view! {
@@ -27,7 +30,8 @@ pub fn Layout(children: Children) -> impl IntoView {
             <Suspense fallback=|| view! { <header class="topbar"></header> }>
                 {move || Suspend::new(async move {
                     let admin = me.await.ok().flatten();
-                    view! { <TopBar admin/> }
+                    let accounts = menu.await.unwrap_or_default();
+                    view! { <TopBar admin accounts/> }
                 })}
             </Suspense>
             <main class="content">
@@ -38,8 +42,40 @@ pub fn Layout(children: Children) -> impl IntoView {
 }
 
 #[component]
-fn TopBar(admin: Option<CurrentAdmin>) -> impl IntoView {
+fn TopBar(admin: Option<CurrentAdmin>, accounts: Vec<AccountChoice>) -> impl IntoView {
     let signed_in = admin.is_some();
+    let query = leptos_router::hooks::use_query_map();
+    let location = leptos_router::hooks::use_location();
+    let chosen = query.with_untracked(|q| q.get("account")).filter(|a| !a.is_empty());
+    // The chosen account stays in the navigation's links, so a link can be shared.
+    let carried = chosen
+        .as_ref()
+        .map(|a| format!("?account={}", super::query::encode(a)))
+        .unwrap_or_default();
+    let switcher = (signed_in && accounts.len() > 1).then(|| {
+        let here = location.pathname.get_untracked();
+        let chosen = chosen.clone().unwrap_or_default();
+        view! {
+            <form method="get" action=here class="account-switcher" data-test="account-switcher">
+                <label for="account-menu" class="visually-hidden">"Stripe account"</label>
+                <select id="account-menu" name="account">
+                    <option value="all" selected=chosen.is_empty() || chosen == "all">"All accounts"</option>
+                    {accounts
+                        .into_iter()
+                        .map(|a| {
+                            let selected = a.param == chosen;
+                            let label = match a.kind {
+                                crate::domain::accounts::AccountKind::Connected => format!("{} (connected)", a.name),
+                                crate::domain::accounts::AccountKind::Direct => a.name.clone(),
+                            };
+                            view! { <option value=a.param selected=selected>{label}</option> }
+                        })
+                        .collect_view()}
+                </select>
+                <button type="submit" class="button secondary small">"Switch"</button>
+            </form>
+        }
+    });
     view! {
         <header class="topbar">
             <a class="brand" href="/">
@@ -54,12 +90,18 @@ fn TopBar(admin: Option<CurrentAdmin>) -> impl IntoView {
                                 .iter()
                                 .map(|(href, label)| {
                                     let exact = *href != "/settings";
-                                    view! { <A href=*href exact=exact>{*label}</A> }
+                                    let href = if *href == "/settings" {
+                                        href.to_string()
+                                    } else {
+                                        format!("{href}{carried}")
+                                    };
+                                    view! { <A href=href exact=exact>{*label}</A> }
                                 })
                                 .collect_view()}
                         </Menu>
                     }
                 })}
+            {switcher}
             {admin
                 .map(|a| {
                     view! {

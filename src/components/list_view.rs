@@ -113,6 +113,7 @@ pub fn ListView(
                     </nav>
                     {window}
                     <form method="get" class="filters" action=format!("/{list}")>
+                        <crate::components::query::AccountField/>
                         <input type="hidden" name="status" value=status.clone()/>
                         {["on", "since", "through"].into_iter().filter(|k| !field(k).is_empty()).map(|k| {
                             view! { <input type="hidden" name=k value=field(k)/> }

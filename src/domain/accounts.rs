@@ -193,3 +193,13 @@ mod scope_tests {
         assert!(s.covers("acct_A") && !s.covers("") && Scope::All.covers("acct_Z"));
     }
 }
+
+/// One entry of the account switcher.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountChoice {
+    /// What `?account=` says for it (`acct_…`, or `main` for the environment's account before its
+    /// id is known).
+    pub param: String,
+    pub name: String,
+    pub kind: AccountKind,
+}

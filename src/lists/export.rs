@@ -148,7 +148,11 @@ fn csv_response(name: &str, rx: tokio::sync::mpsc::Receiver<Bytes>) -> Response 
         .into_response()
 }
 
-async fn export_movements(state: AppState, q: HashMap<String, String>, scope: crate::domain::accounts::Scope) -> Response {
+async fn export_movements(
+    state: AppState,
+    q: HashMap<String, String>,
+    scope: crate::domain::accounts::Scope,
+) -> Response {
     use crate::revenue::movements;
     let Some(currency) = q.get("currency").filter(|c| !c.is_empty()).cloned() else {
         return (StatusCode::BAD_REQUEST, "Choose a currency.").into_response();

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use sqlx::Row;
 
 use super::{spec, Kind, Spec, PAGE_SIZE};
-use crate::domain::accounts::Scope;
 use crate::db::Db;
+use crate::domain::accounts::Scope;
 use crate::domain::lists::{Cell, ListResult, Total};
 use crate::domain::money;
 

@@ -150,14 +150,15 @@ fn Dashboard(d: OverviewData, months: usize) -> AnyView {
     let c = d.currency.clone();
     let k = d.kpis.clone();
     let m = |v: i64| money::format(v, &c);
-    let cq = format!("currency={c}");
+    let acct = crate::components::query::account_suffix();
+    let cq = format!("currency={c}{acct}");
     let switch = (d.currencies.len() > 1).then(|| {
         let links = d
             .currencies
             .iter()
             .map(|cur| {
                 let current = *cur == c;
-                view! { <a href=format!("/?currency={cur}&months={months}") aria-current=current.then_some("page")>{cur.to_uppercase()}</a> }
+                view! { <a href=format!("/?currency={cur}&months={months}{acct}") aria-current=current.then_some("page")>{cur.to_uppercase()}</a> }
             })
             .collect_view();
         view! { <nav class="tabs" aria-label="Currency">{links}</nav> }

@@ -51,6 +51,8 @@ pub fn RevenuePage() -> impl IntoView {
                     return Ok::<_, ServerFnError>(view! { <NoDataYet page="Revenue" heading="No revenue data yet" explanation/> }.into_any());
                 }
                 let c = list.currency.clone();
+                // The chosen Stripe account travels with every link below.
+                let acct = crate::components::query::account_suffix();
                 let kind = query.with(|q| q.get("kind")).unwrap_or_default();
                 let month = query.with(|q| q.get("month")).unwrap_or_default();
                 // The overview's 30-day figures link here with their exact window.
@@ -65,28 +67,28 @@ pub fn RevenuePage() -> impl IntoView {
                     view! {
                         <p class="muted" data-test="movement-window">
                             {format!("Movements {}. ", crate::components::time::window_text(&since, &through))}
-                            <a href=format!("/revenue?currency={c}&kind={kind}")>"Show every date"</a>
+                            <a href=format!("/revenue?currency={c}{acct}&kind={kind}")>"Show every date"</a>
                         </p>
                     }
                 });
                 let tabs = KINDS.iter().map(|(k, label)| {
-                    let href = format!("/revenue?currency={c}&kind={k}&month={month}{window}");
+                    let href = format!("/revenue?currency={c}{acct}&kind={k}&month={month}{window}");
                     view! { <a href=href aria-current=(kind == *k).then_some("page")>{*label}</a> }
                 }).collect_view();
                 // Several kinds at once (the overview's revenue churn: churn and contraction).
                 let combined = (kind.contains(',')).then(|| {
                     let names = kind.split(',').map(str::trim).collect::<Vec<_>>().join(" and ");
-                    view! { <a href=format!("/revenue?currency={c}&kind={kind}&month={month}{window}") aria-current="page">{names}</a> }
+                    view! { <a href=format!("/revenue?currency={c}{acct}&kind={kind}&month={month}{window}") aria-current="page">{names}</a> }
                 });
                 let currencies = list.currencies.iter().map(|cur| {
-                    view! { <a href=format!("/revenue?currency={cur}&kind={kind}&month={month}{window}") aria-current=(*cur == c).then_some("page")>{cur.to_uppercase()}</a> }
+                    view! { <a href=format!("/revenue?currency={cur}{acct}&kind={kind}&month={month}{window}") aria-current=(*cur == c).then_some("page")>{cur.to_uppercase()}</a> }
                 }).collect_view();
                 let total = money::format(list.total, &c);
                 let count = list.count;
                 let shown = list.movements.len();
                 let shown_total = money::format(list.shown_total, &c);
                 let paged = query.with(|q| q.get("after")).is_some_and(|a| !a.is_empty());
-                let here = format!("/revenue?currency={c}&kind={kind}&month={month}{window}");
+                let here = format!("/revenue?currency={c}{acct}&kind={kind}&month={month}{window}");
                 let next = list.next.clone().map(|after| view! {
                     <a class="button secondary" href=format!("{here}&after={}", crate::components::query::encode(&after))>"Older movements"</a>
                 });
@@ -94,7 +96,7 @@ pub fn RevenuePage() -> impl IntoView {
                 // The roll-up: the matching movements per month, each bar opening its month.
                 let labels: Vec<String> = list.months.iter().map(|p| p.month.clone()).collect();
                 let pick = |f: fn(&crate::domain::revenue::MonthPoint) -> i64| list.months.iter().map(f).collect::<Vec<_>>();
-                let bar_links = |k: &str| labels.iter().map(|l| format!("/revenue?currency={c}&kind={k}&month={l}{window}")).collect::<Vec<_>>();
+                let bar_links = |k: &str| labels.iter().map(|l| format!("/revenue?currency={c}{acct}&kind={k}&month={l}{window}")).collect::<Vec<_>>();
                 let wanted = |k: &str| kind.is_empty() || kind.split(',').any(|x| x.trim() == k);
                 let series: Vec<Series> = [
                     ("New", "s-new", "new", pick(|p| p.new)),
@@ -136,6 +138,7 @@ pub fn RevenuePage() -> impl IntoView {
                     <nav class="tabs" aria-label="Kind">{tabs}{combined}</nav>
                     {window_note}
                     <form method="get" class="filters">
+                        <crate::components::query::AccountField/>
                         <input type="hidden" name="currency" value=c.clone()/>
                         <input type="hidden" name="kind" value=kind.clone()/>
                         <label>"Month " <select name="month">
@@ -145,7 +148,7 @@ pub fn RevenuePage() -> impl IntoView {
                         <button type="submit" class="button">"Filter"</button>
                         <input type="hidden" name="since" value=since.clone()/>
                         <input type="hidden" name="through" value=through.clone()/>
-                        <a href=format!("/export/movements.csv?currency={c}&kind={kind}&month={month}{window}") class="button secondary" download>"Download CSV"</a>
+                        <a href=format!("/export/movements.csv?currency={c}{acct}&kind={kind}&month={month}{window}") class="button secondary" download>"Download CSV"</a>
                     </form>
                     <section class="card">
                         <h2>"Per month"</h2>

@@ -76,6 +76,7 @@ fn EventTable(list: EventList, current: leptos_router::params::ParamsMap) -> imp
     let empty = list.events.is_empty();
     view! {
         <form method="get" action="/webhooks" class="filters">
+            <crate::components::query::AccountField/>
             <label>"Type" <input type="text" name="type" value=value("type") placeholder="invoice.paid"/></label>
             <label>
                 "Status"

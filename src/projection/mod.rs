@@ -429,10 +429,11 @@ pub async fn apply_object(
     delete: bool,
 ) -> Result<Applied, ProjectionError> {
     let object_id = read::text(object, "id").ok_or(ProjectionError::NoId)?;
-    let owner: Option<String> = sqlx::query_scalar(&format!("SELECT account_id FROM {} WHERE id = $1", resource.table()))
-        .bind(&object_id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let owner: Option<String> =
+        sqlx::query_scalar(&format!("SELECT account_id FROM {} WHERE id = $1", resource.table()))
+            .bind(&object_id)
+            .fetch_optional(&mut *conn)
+            .await?;
     if owner.is_some_and(|o| o != account) {
         return Ok(Applied::Ignored(OTHER_ACCOUNTS_OBJECT));
     }
@@ -442,7 +443,10 @@ pub async fn apply_object(
         } else {
             Applied::Stale
         }
-    } else if !upsert_many(conn, account, resource, &[(object, version)]).await?.is_empty() {
+    } else if !upsert_many(conn, account, resource, &[(object, version)])
+        .await?
+        .is_empty()
+    {
         write_embedded(conn, account, resource, object, version).await?;
         Applied::Written
     } else {
@@ -585,7 +589,15 @@ async fn request_missing_list(
     let Some(id) = read::text(object, "id") else {
         return Ok(());
     };
-    settle::request_fetch(conn, account, resource, &id, version.at, settle::FetchReason::IncompleteList).await
+    settle::request_fetch(
+        conn,
+        account,
+        resource,
+        &id,
+        version.at,
+        settle::FetchReason::IncompleteList,
+    )
+    .await
 }
 
 /// After a write that did not replace the row: if the row holds another event of the same second
@@ -647,7 +659,14 @@ pub async fn resolve_tie(
         at: version.at,
         event_id: winner.event_id.clone(),
     };
-    write_rows(conn, account, resource, &[(&winner.object, &standing)], Rule::SameSecondToo).await?;
+    write_rows(
+        conn,
+        account,
+        resource,
+        &[(&winner.object, &standing)],
+        Rule::SameSecondToo,
+    )
+    .await?;
     write_embedded(conn, account, resource, &winner.object, &standing).await?;
     Ok(if winner.event_id == version.event_id {
         Applied::Written

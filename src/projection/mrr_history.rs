@@ -565,13 +565,29 @@ async fn request_unknown(
     for u in unknown {
         match u {
             Unknown::Discount => {
-                request_fetch(conn, account, Resource::Subscription, sub_id, at, FetchReason::UnknownDiscount).await?
+                request_fetch(
+                    conn,
+                    account,
+                    Resource::Subscription,
+                    sub_id,
+                    at,
+                    FetchReason::UnknownDiscount,
+                )
+                .await?
             }
             Unknown::Coupon(c) => {
                 request_fetch(conn, account, Resource::Coupon, c, at, FetchReason::UnknownDiscount).await?
             }
             Unknown::PromotionCode(p) => {
-                request_fetch(conn, account, Resource::PromotionCode, p, at, FetchReason::UnknownDiscount).await?
+                request_fetch(
+                    conn,
+                    account,
+                    Resource::PromotionCode,
+                    p,
+                    at,
+                    FetchReason::UnknownDiscount,
+                )
+                .await?
             }
         }
     }

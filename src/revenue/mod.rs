@@ -22,10 +22,13 @@ pub async fn currencies(db: &Db, scope: &Scope) -> Result<Vec<String>, DbError> 
     let mut out = sums::subscription_currencies(db, scope).await?;
     let mut after = String::new();
     loop {
-        let next: Option<String> = sqlx::query_scalar(&scoped(scope, "SELECT MIN(currency) FROM charges WHERE currency > $1 AND {scope}"))
-            .bind(&after)
-            .fetch_one(db.reader())
-            .await?;
+        let next: Option<String> = sqlx::query_scalar(&scoped(
+            scope,
+            "SELECT MIN(currency) FROM charges WHERE currency > $1 AND {scope}",
+        ))
+        .bind(&after)
+        .fetch_one(db.reader())
+        .await?;
         let Some(currency) = next else { break };
         if !out.contains(&currency) {
             out.push(currency.clone());
@@ -120,8 +123,11 @@ async fn movement_sums(
     let current = month_number(now);
     let first = current - (months as i64 - 1);
     let closed = closed_movement_months(db, scope, currency, current).await?;
-    let open = sqlx::query(&scoped(scope, "SELECT kind, CAST(SUM(delta) AS BIGINT) AS delta, CAST(SUM(subscribers) AS BIGINT) AS subscribers \
-         FROM mrr_movements WHERE currency = $1 AND {scope} AND at >= $2 AND at <= $3 GROUP BY kind"))
+    let open = sqlx::query(&scoped(
+        scope,
+        "SELECT kind, CAST(SUM(delta) AS BIGINT) AS delta, CAST(SUM(subscribers) AS BIGINT) AS subscribers \
+         FROM mrr_movements WHERE currency = $1 AND {scope} AND at >= $2 AND at <= $3 GROUP BY kind",
+    ))
     .bind(currency)
     .bind(month_start(now, 0))
     .bind(now)
@@ -213,7 +219,13 @@ pub async fn monthly_series(
 }
 
 /// Month-end MRR and each month's movements (see `monthly_series`).
-pub async fn monthly(db: &Db, scope: &Scope, currency: &str, months: i32, now: i64) -> Result<Vec<MonthPoint>, DbError> {
+pub async fn monthly(
+    db: &Db,
+    scope: &Scope,
+    currency: &str,
+    months: i32,
+    now: i64,
+) -> Result<Vec<MonthPoint>, DbError> {
     Ok(monthly_series(db, scope, currency, months, now).await?.0)
 }
 
@@ -252,7 +264,9 @@ pub async fn revenue_by_month(
         let stamp = (cache::counter(db, cache::REVENUE_CLOSED).await?, 0, 0);
         let key = format!("revenue:{}:{currency}:{first}:{current}", scope.cache_key());
         CLOSED
-            .get_persisted(db, &key, stamp, || sum_months(db, scope, currency, &closed_starts, current))
+            .get_persisted(db, &key, stamp, || {
+                sum_months(db, scope, currency, &closed_starts, current)
+            })
             .await?
             .as_ref()
             .clone()
@@ -417,8 +431,11 @@ pub async fn kpis(db: &Db, scope: &Scope, currency: &str, now: i64) -> Result<Kp
     subscriptions_30d_ago += partial.try_get::<i64, _>("subscribers")?;
     // The 30 days before the window, for the main figures' change.
     let previous_start = window_start - WINDOW;
-    let churned_prev: i64 = sqlx::query_scalar(&scoped(scope, "SELECT CAST(COALESCE(SUM(-delta), 0) AS BIGINT) FROM mrr_movements \
-         WHERE currency = $1 AND {scope} AND kind = 'churn' AND at > $2 AND at <= $3"))
+    let churned_prev: i64 = sqlx::query_scalar(&scoped(
+        scope,
+        "SELECT CAST(COALESCE(SUM(-delta), 0) AS BIGINT) FROM mrr_movements \
+         WHERE currency = $1 AND {scope} AND kind = 'churn' AND at > $2 AND at <= $3",
+    ))
     .bind(currency)
     .bind(previous_start)
     .bind(window_start)
@@ -439,8 +456,11 @@ pub async fn kpis(db: &Db, scope: &Scope, currency: &str, now: i64) -> Result<Kp
     let churned_customers_30d: i64 = moves.try_get("churned_customers")?;
     let contraction_mrr_30d: i64 = moves.try_get("contraction")?;
     let expansion_mrr_30d: i64 = moves.try_get("expansion")?;
-    let new_mrr_this_month: i64 = sqlx::query_scalar(&scoped(scope, "SELECT CAST(COALESCE(SUM(delta), 0) AS BIGINT) FROM mrr_movements \
-         WHERE currency = $1 AND {scope} AND kind = 'new' AND at >= $2 AND at <= $3"))
+    let new_mrr_this_month: i64 = sqlx::query_scalar(&scoped(
+        scope,
+        "SELECT CAST(COALESCE(SUM(delta), 0) AS BIGINT) FROM mrr_movements \
+         WHERE currency = $1 AND {scope} AND kind = 'new' AND at >= $2 AND at <= $3",
+    ))
     .bind(currency)
     .bind(this_month)
     .bind(now)

@@ -233,7 +233,11 @@ pub async fn compact(db: &Db) -> Result<(), DbError> {
             "account_id, currency",
             "subscriptions, mrr, active, active_mrr, active_customers, trialing",
         ),
-        ("charge_day_sums", "account_id, currency, day", "gross, failed, payments"),
+        (
+            "charge_day_sums",
+            "account_id, currency, day",
+            "gross, failed, payments",
+        ),
         ("list_sums", "account_id, list, status, currency", "n, amount"),
     ];
     for (table, key, columns) in TABLES {

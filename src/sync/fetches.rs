@@ -68,12 +68,11 @@ pub async fn drain_once(db: &Db, stripe: Option<&dyn StripeApi>) -> Result<usize
 /// Fetches and applies other accounts' objects that are due, each account through its own client
 /// (`accounts::client`: its key, or its platform's with `Stripe-Account`); returns how many.
 pub async fn drain_accounts(db: &Db, config: &crate::config::Config) -> Result<usize, DbError> {
-    let accounts: Vec<String> = sqlx::query_scalar(
-        "SELECT DISTINCT account_id FROM stripe_fetches WHERE due_at <= $1 AND account_id <> ''",
-    )
-    .bind(now_unix())
-    .fetch_all(db.reader())
-    .await?;
+    let accounts: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT account_id FROM stripe_fetches WHERE due_at <= $1 AND account_id <> ''")
+            .bind(now_unix())
+            .fetch_all(db.reader())
+            .await?;
     let mut handled = 0;
     for account in accounts {
         match crate::accounts::client(db, config, &account).await {

@@ -212,12 +212,19 @@ pub async fn run(
             let mut applied = 0;
             for object in &page.data {
                 let deleted = object.get("deleted").and_then(serde_json::Value::as_bool) == Some(true);
-                let written = projection::apply_object(&mut tx, crate::domain::accounts::ENVIRONMENT, resource, object, &version, deleted)
-                    .await
-                    .map_err(|e| SyncError::Apply {
-                        id: projection::read::text(object, "id").unwrap_or_default(),
-                        message: e.to_string(),
-                    })?;
+                let written = projection::apply_object(
+                    &mut tx,
+                    crate::domain::accounts::ENVIRONMENT,
+                    resource,
+                    object,
+                    &version,
+                    deleted,
+                )
+                .await
+                .map_err(|e| SyncError::Apply {
+                    id: projection::read::text(object, "id").unwrap_or_default(),
+                    message: e.to_string(),
+                })?;
                 if written == projection::Applied::Written {
                     applied += 1;
                 }

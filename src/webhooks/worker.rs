@@ -330,9 +330,11 @@ impl Worker {
     /// `last_error` (they name ids, never payload contents).
     async fn apply(&self, event: &Claimed) -> Result<Done, String> {
         let mut parsed = event.parse()?;
-        if let Some(stripe) = self.refetch
+        if let Some(stripe) = self
+            .refetch
             .as_ref()
-            .filter(|_| parsed.account == crate::domain::accounts::ENVIRONMENT) {
+            .filter(|_| parsed.account == crate::domain::accounts::ENVIRONMENT)
+        {
             let object = std::mem::take(&mut parsed.object);
             parsed.object = refetched(stripe.as_ref(), &parsed.event_type, object).await?;
         }

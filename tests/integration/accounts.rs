@@ -20,6 +20,9 @@ async fn stripe() -> StandIn {
         match r.path.as_str() {
             "/v1/account" => Reply::ok(json!({"id": "acct_env", "object": "account",
                 "settings": {"dashboard": {"display_name": "Acme US"}}})),
+            "/v1/refunds" if r.method == "POST" => Reply::ok(json!({"id": "re_conn1", "object": "refund",
+                "charge": r.form.get("charge"), "amount": r.form.get("amount").and_then(|a| a.parse::<i64>().ok()),
+                "currency": "usd", "status": "succeeded", "created": tally::db::now_unix()})),
             _ => Reply::not_found(),
         }
     })
@@ -519,5 +522,385 @@ both_backends!(
             .filter(|r| r.header("authorization").as_deref() == Some("Bearer sk_test_51secondaccount"))
             .count();
         assert_eq!(with_second_key, 1, "a disabled account's key was used");
+    }
+);
+
+/// An event of `account` (`None`: the environment's) about `object`.
+fn event(id: &str, event_type: &str, object: Value) -> Value {
+    json!({"id": id, "object": "event", "type": event_type, "created": tally::db::now_unix(),
+        "livemode": false, "data": {"object": object}})
+}
+
+fn subscription(id: &str, customer: &str, unit_amount: i64) -> Value {
+    let now = tally::db::now_unix();
+    json!({"id": id, "object": "subscription", "customer": customer, "status": "active", "currency": "usd",
+        "created": now - 3600, "start_date": now - 3600, "current_period_start": now - 3600,
+        "current_period_end": now + 29 * 86_400,
+        "items": {"object": "list", "has_more": false, "data": [{"id": format!("si_{id}"), "object": "subscription_item",
+            "quantity": 1, "price": {"id": format!("price_{id}"), "object": "price", "currency": "usd",
+            "unit_amount": unit_amount, "recurring": {"interval": "month", "interval_count": 1}}}]}})
+}
+
+fn charge(id: &str, customer: &str, amount: i64) -> Value {
+    json!({"id": id, "object": "charge", "customer": customer, "amount": amount, "amount_captured": amount,
+        "amount_refunded": 0, "currency": "usd", "status": "succeeded", "captured": true, "paid": true,
+        "created": tally::db::now_unix() - 60, "refunds": {"object": "list", "data": [], "has_more": false}})
+}
+
+async fn all_applied(app: &TestApp, n: i64) {
+    wait_until("every event is applied", async || {
+        app.scalar::<i64>("SELECT COUNT(*) FROM stripe_events WHERE status = 'applied'")
+            .await
+            == n
+    })
+    .await;
+}
+
+/// The overview's figures for `account` (`None`: every account) as `client` sees them.
+async fn kpis(app: &TestApp, client: &reqwest::Client, account: Option<&str>) -> Value {
+    let mut form = vec![("currency", "usd")];
+    if let Some(account) = account {
+        form.push(("account", account));
+    }
+    app.json(client, "metrics/overview", &form).await["kpis"].clone()
+}
+
+both_backends!(
+    two_accounts_events_interleaved_land_in_their_own_rows_and_figures,
+    |backend| async move {
+        let stripe = stripe().await;
+        let app = spawn(backend, &stripe).await;
+        add_second(&app).await;
+        wait_until("the environment's account is registered", async || {
+            accounts::get(app.db(), "acct_env").await.unwrap().is_some()
+        })
+        .await;
+        // Interleaved: the environment's account, the second, the environment's…
+        let deliveries = [
+            (
+                SECRET,
+                event(
+                    "evt_a1",
+                    "customer.created",
+                    json!({"id": "cus_a", "object": "customer", "currency": "usd"}),
+                ),
+            ),
+            (
+                OTHER_SECRET,
+                event(
+                    "evt_b1",
+                    "customer.created",
+                    json!({"id": "cus_b", "object": "customer", "currency": "usd"}),
+                ),
+            ),
+            (
+                SECRET,
+                event(
+                    "evt_a2",
+                    "customer.subscription.created",
+                    subscription("sub_a", "cus_a", 1_000),
+                ),
+            ),
+            (
+                OTHER_SECRET,
+                event(
+                    "evt_b2",
+                    "customer.subscription.created",
+                    subscription("sub_b", "cus_b", 3_000),
+                ),
+            ),
+            (
+                SECRET,
+                event("evt_a3", "charge.succeeded", charge("ch_a", "cus_a", 5_000)),
+            ),
+            (
+                OTHER_SECRET,
+                event("evt_b3", "charge.succeeded", charge("ch_b", "cus_b", 2_000)),
+            ),
+        ];
+        for (secret, body) in &deliveries {
+            assert_eq!(app.post_webhook(secret, body).await.status(), 200);
+        }
+        all_applied(&app, 6).await;
+        for (table, id, account) in [
+            ("customers", "cus_a", ""),
+            ("subscriptions", "sub_a", ""),
+            ("charges", "ch_a", ""),
+            ("customers", "cus_b", "acct_second"),
+            ("subscriptions", "sub_b", "acct_second"),
+            ("charges", "ch_b", "acct_second"),
+        ] {
+            let sql = format!("SELECT account_id FROM {table} WHERE id = '{id}'");
+            assert_eq!(app.scalar::<String>(&sql).await, account, "{table} {id}");
+        }
+        let movements =
+            "SELECT COUNT(*) FROM mrr_movements WHERE account_id = 'acct_second' AND subscription_id = 'sub_b'";
+        assert_eq!(
+            app.scalar::<i64>(movements).await,
+            1,
+            "the second account's MRR movement is its own"
+        );
+        // Each account's figures, by its id or `main` for the environment's, and the roll-up.
+        let first = kpis(&app, &app.client, Some("acct_env")).await;
+        assert_eq!(kpis(&app, &app.client, Some("main")).await["mrr"], first["mrr"]);
+        let second = kpis(&app, &app.client, Some("acct_second")).await;
+        let all = kpis(&app, &app.client, None).await;
+        for (figure, one, two) in [
+            ("mrr", 1_000, 3_000),
+            ("active_subscriptions", 1, 1),
+            ("active_customers", 1, 1),
+            ("gross_30d", 5_000, 2_000),
+            ("new_mrr_this_month", 1_000, 3_000),
+        ] {
+            assert_eq!(
+                (first[figure].as_i64(), second[figure].as_i64()),
+                (Some(one), Some(two)),
+                "{figure}"
+            );
+            assert_eq!(
+                all[figure].as_i64(),
+                Some(one + two),
+                "the roll-up of {figure} is the sum of the accounts"
+            );
+        }
+        // Lists: the account's own rows, with totals from the running sums.
+        let list = |account: &'static str| {
+            let app = &app;
+            async move {
+                app.json(
+                    &app.client,
+                    "lists/page",
+                    &[("list", "customers"), ("query", &format!("account={account}"))],
+                )
+                .await
+            }
+        };
+        let second_list = list("acct_second").await;
+        let text = second_list.to_string();
+        assert!(text.contains("cus_b") && !text.contains("cus_a"), "{text}");
+        assert_eq!(second_list["totals"][0]["count"], 1);
+        let all_list = app
+            .json(&app.client, "lists/page", &[("list", "payments"), ("query", "")])
+            .await;
+        assert_eq!(all_list["totals"][0]["count"], 2);
+        assert_eq!(all_list["totals"][0]["sum"], 7_000);
+        // The export names each row's account.
+        let csv = app
+            .client
+            .get(app.url("/export/payments.csv?account=all"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(csv.lines().next().unwrap().ends_with("\"Stripe account\""), "{csv}");
+        assert!(
+            csv.lines()
+                .any(|l| l.contains("ch_b") && l.ends_with("\"acct_second\"")),
+            "{csv}"
+        );
+        assert!(
+            csv.lines().any(|l| l.contains("ch_a") && l.ends_with("\"acct_env\"")),
+            "{csv}"
+        );
+        // An event of the second account about the first account's customer changes nothing of it.
+        let forged = event(
+            "evt_b4",
+            "customer.updated",
+            json!({"id": "cus_a", "object": "customer", "currency": "usd", "email": "taken@example.com"}),
+        );
+        assert_eq!(app.post_webhook(OTHER_SECRET, &forged).await.status(), 200);
+        wait_until("the forged event is processed", async || {
+            filed(&app, "evt_b4").await.0 != "pending"
+        })
+        .await;
+        let (status, _, note) = filed(&app, "evt_b4").await;
+        assert_eq!(
+            (status.as_str(), note.as_deref()),
+            ("ignored", Some(tally::projection::OTHER_ACCOUNTS_OBJECT))
+        );
+        let sql = "SELECT COUNT(*) FROM customers WHERE id = 'cus_a' AND account_id = '' AND email IS NULL";
+        assert_eq!(
+            app.scalar::<i64>(sql).await,
+            1,
+            "another account's event changed the first account's customer"
+        );
+        // An account Tally does not know: 404, not every account.
+        let res = app
+            .call(&app.client, "metrics/overview", &[("account", "acct_nobody")])
+            .await;
+        assert_eq!(res.status(), 404);
+    }
+);
+
+both_backends!(
+    a_refund_of_a_connected_accounts_charge_is_sent_with_stripe_account,
+    |backend| async move {
+        let stripe = stripe().await;
+        let app = spawn(backend, &stripe).await;
+        let mut delivery = event("evt_conn_ch", "charge.succeeded", charge("ch_conn", "cus_conn", 4_000));
+        delivery["account"] = json!("acct_conn");
+        assert_eq!(app.post_webhook(SECRET, &delivery).await.status(), 200);
+        all_applied(&app, 1).await;
+        assert_eq!(
+            app.scalar::<String>("SELECT account_id FROM charges WHERE id = 'ch_conn'")
+                .await,
+            "acct_conn"
+        );
+        let res = app
+            .call(
+                &app.client,
+                "billing/refund",
+                &[
+                    ("charge_id", "ch_conn"),
+                    ("amount", "15.00"),
+                    ("idempotency_key", "connrefund01"),
+                ],
+            )
+            .await;
+        assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+        let sent = stripe.calls("POST", "/v1/refunds");
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].form["charge"], "ch_conn");
+        assert_eq!(sent[0].form["amount"], "1500");
+        assert_eq!(
+            sent[0].header("stripe-account").as_deref(),
+            Some("acct_conn"),
+            "sent on behalf of the connected account"
+        );
+        assert_eq!(
+            sent[0].header("authorization").as_deref(),
+            Some("Bearer sk_test_51environment"),
+            "with the platform's key"
+        );
+        // What Stripe returned is the connected account's row.
+        assert_eq!(
+            app.scalar::<String>("SELECT account_id FROM refunds WHERE id = 're_conn1'")
+                .await,
+            "acct_conn"
+        );
+        assert_eq!(
+            app.scalar::<String>("SELECT account_id FROM refund_requests WHERE idempotency_key = 'connrefund01'")
+                .await,
+            "acct_conn"
+        );
+    }
+);
+
+both_backends!(
+    an_admin_limited_to_one_account_gets_403_for_another,
+    |backend| async move {
+        use tally::domain::admins::Role;
+        let stripe = stripe().await;
+        let app = spawn(backend, &stripe).await;
+        add_second(&app).await;
+        wait_until("the environment's account is registered", async || {
+            accounts::get(app.db(), "acct_env").await.unwrap().is_some()
+        })
+        .await;
+        let deliveries = [
+            (
+                SECRET,
+                event(
+                    "evt_a2",
+                    "customer.subscription.created",
+                    subscription("sub_a", "cus_a", 1_000),
+                ),
+            ),
+            (
+                OTHER_SECRET,
+                event(
+                    "evt_b2",
+                    "customer.subscription.created",
+                    subscription("sub_b", "cus_b", 3_000),
+                ),
+            ),
+            (
+                SECRET,
+                event("evt_a3", "charge.succeeded", charge("ch_a", "cus_a", 5_000)),
+            ),
+            (
+                SECRET,
+                event(
+                    "evt_a1",
+                    "customer.created",
+                    json!({"id": "cus_a", "object": "customer", "currency": "usd"}),
+                ),
+            ),
+        ];
+        for (secret, body) in &deliveries {
+            assert_eq!(app.post_webhook(secret, body).await.status(), 200);
+        }
+        all_applied(&app, 4).await;
+        let id = app.create_admin("eu@example.com", Role::Admin).await;
+        accounts::set_limits(app.db(), id, &["acct_second".to_string()])
+            .await
+            .unwrap();
+        let eu = app.logged_in("eu@example.com").await;
+        // Their accounts: every figure is the second account's, whatever they ask for.
+        assert_eq!(kpis(&app, &eu, None).await["mrr"], 3_000);
+        assert_eq!(kpis(&app, &eu, Some("acct_second")).await["mrr"], 3_000);
+        // Another account's pages and server functions: 403.
+        for account in ["acct_env", "main"] {
+            let res = app.call(&eu, "metrics/overview", &[("account", account)]).await;
+            assert_eq!(res.status(), 403, "overview of {account}");
+            let res = app.call(&eu, "metrics/movements", &[("account", account)]).await;
+            assert_eq!(res.status(), 403, "movements of {account}");
+            let res = app
+                .call(
+                    &eu,
+                    "lists/page",
+                    &[("list", "payments"), ("query", &format!("account={account}"))],
+                )
+                .await;
+            assert_eq!(res.status(), 403, "payments of {account}");
+            let res = app.call(&eu, "webhooks/list", &[("account", account)]).await;
+            assert_eq!(res.status(), 403, "events of {account}");
+        }
+        assert_eq!(app.call(&eu, "customers/get", &[("id", "cus_a")]).await.status(), 403);
+        assert_eq!(app.call(&eu, "billing/payment", &[("id", "ch_a")]).await.status(), 403);
+        assert_eq!(app.call(&eu, "webhooks/get", &[("id", "evt_a1")]).await.status(), 403);
+        let res = app
+            .call(
+                &eu,
+                "billing/refund",
+                &[
+                    ("charge_id", "ch_a"),
+                    ("amount", "1.00"),
+                    ("idempotency_key", "limited0001"),
+                ],
+            )
+            .await;
+        assert_eq!(res.status(), 403);
+        let res = app
+            .call(
+                &eu,
+                "billing/subscription",
+                &[
+                    ("subscription_id", "sub_a"),
+                    ("action", "cancel_now"),
+                    ("token", "limited0001"),
+                ],
+            )
+            .await;
+        assert_eq!(res.status(), 403);
+        assert!(stripe.calls("POST", "/v1/refunds").is_empty() && stripe.count("/v1/subscriptions") == 0);
+        let res = eu
+            .get(app.url("/export/payments.csv?account=main"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403);
+        // Lists without an account show theirs only.
+        let list = app
+            .json(&eu, "lists/page", &[("list", "subscriptions"), ("query", "")])
+            .await
+            .to_string();
+        assert!(list.contains("sub_b") && !list.contains("sub_a"), "{list}");
+        let events = app.json(&eu, "webhooks/list", &[]).await.to_string();
+        assert!(events.contains("evt_b2") && !events.contains("evt_a1"), "{events}");
+        // The owner sees both.
+        assert_eq!(kpis(&app, &app.client, None).await["mrr"], 4_000);
     }
 );

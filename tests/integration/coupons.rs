@@ -71,7 +71,10 @@ async fn mrr_of(db: &Db, sub: &str) -> i64 {
 }
 
 async fn total_mrr(db: &Db) -> i64 {
-    revenue::kpis(db, &tally::domain::accounts::Scope::All, "usd", now_unix()).await.unwrap().mrr
+    revenue::kpis(db, &tally::domain::accounts::Scope::All, "usd", now_unix())
+        .await
+        .unwrap()
+        .mrr
 }
 
 async fn moves(db: &Db) -> Vec<(MovementKind, i64, i64)> {
@@ -112,7 +115,9 @@ both_backends!(a_forever_percent_off_coupon_by_id, |backend| async move {
     .await;
     // $50 less 20% = $40, in MRR, ARR and the movement that started it.
     assert_eq!(mrr_of(&db, "sub_f").await, 4000);
-    let k = revenue::kpis(&db, &tally::domain::accounts::Scope::All, "usd", now_unix()).await.unwrap();
+    let k = revenue::kpis(&db, &tally::domain::accounts::Scope::All, "usd", now_unix())
+        .await
+        .unwrap();
     assert_eq!((k.mrr, k.arr, k.arpu), (4000, 48000, 4000));
     assert_eq!(moves(&db).await, vec![(MovementKind::New, 4000, t)]);
 });
@@ -414,7 +419,9 @@ both_backends!(a_coupon_removed_mid_month_is_an_expansion_then, |backend| async 
         ]
     );
     // The expansion lands in the month of the removal.
-    let k = revenue::kpis(&db, &tally::domain::accounts::Scope::All, "usd", now).await.unwrap();
+    let k = revenue::kpis(&db, &tally::domain::accounts::Scope::All, "usd", now)
+        .await
+        .unwrap();
     assert_eq!(k.expansion_mrr_30d, 2000);
 });
 

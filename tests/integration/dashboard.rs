@@ -240,7 +240,7 @@ both_backends!(lists_filter_page_and_export, |backend| async move {
     let lines: Vec<&str> = csv.trim_end().split("\r\n").collect();
     assert_eq!(
         lines[0],
-        "\"Date\",\"Payment\",\"Customer\",\"Status\",\"Amount\",\"Refunded\",\"Failure\",\"Currency\""
+        "\"Date\",\"Payment\",\"Customer\",\"Status\",\"Amount\",\"Refunded\",\"Failure\",\"Currency\",\"Stripe account\""
     );
     assert_eq!(lines.len() as i64 - 1, failed_count);
     assert!(lines[1..].iter().all(|l| l.contains("\"failed\"")));

@@ -53,7 +53,9 @@ fn sub(id: &str, customer: &str, status: &str, currency: &str, items: &[(Value, 
 }
 
 async fn kpis(db: &Db, currency: &str) -> Kpis {
-    revenue::kpis(db, &tally::domain::accounts::Scope::All, currency, now()).await.unwrap()
+    revenue::kpis(db, &tally::domain::accounts::Scope::All, currency, now())
+        .await
+        .unwrap()
 }
 
 async fn kinds(db: &Db, currency: &str) -> Vec<(MovementKind, i64)> {
@@ -374,7 +376,9 @@ both_backends!(a_mid_month_upgrade_is_expansion, |backend| async move {
         kinds(&db, "usd").await,
         [(MovementKind::New, 2000), (MovementKind::Expansion, 3000)]
     );
-    let june = revenue::monthly(&db, &tally::domain::accounts::Scope::All, "usd", 3, now()).await.unwrap();
+    let june = revenue::monthly(&db, &tally::domain::accounts::Scope::All, "usd", 3, now())
+        .await
+        .unwrap();
     assert_eq!(
         june.iter()
             .map(|p| (p.month.as_str(), p.mrr, p.new, p.expansion))
@@ -516,7 +520,9 @@ both_backends!(
             (k.gross_30d, k.refunds_30d, k.disputes_lost_30d, k.net_revenue_30d),
             (14000, 3000, 4000, 7000)
         );
-        let months = revenue::revenue_by_month(&db, &tally::domain::accounts::Scope::All, "usd", 3, now()).await.unwrap();
+        let months = revenue::revenue_by_month(&db, &tally::domain::accounts::Scope::All, "usd", 3, now())
+            .await
+            .unwrap();
         assert_eq!(months[2].net, 7000);
         assert_eq!(months[0].gross, 99900);
     }
@@ -608,7 +614,9 @@ both_backends!(two_currencies_are_kept_apart, |backend| async move {
         (1, 2)
     );
     assert_eq!(
-        revenue::currencies(&db, &tally::domain::accounts::Scope::All).await.unwrap(),
+        revenue::currencies(&db, &tally::domain::accounts::Scope::All)
+            .await
+            .unwrap(),
         ["eur", "usd"],
         "the main currency (most MRR) first"
     );
@@ -819,7 +827,9 @@ both_backends!(
             day(2026, 6, 2),
         )
         .await;
-        let months = revenue::monthly(&db, &tally::domain::accounts::Scope::All, "usd", 3, now()).await.unwrap();
+        let months = revenue::monthly(&db, &tally::domain::accounts::Scope::All, "usd", 3, now())
+            .await
+            .unwrap();
         let got: Vec<_> = months
             .iter()
             .map(|p| (p.month.as_str(), p.mrr, p.new, p.expansion, p.churn))
@@ -832,7 +842,9 @@ both_backends!(
                 ("2026-06", 4000, 0, 0, -1000)
             ]
         );
-        let subscribers = revenue::subscribers_by_month(&db, &tally::domain::accounts::Scope::All, "usd", 3, now()).await.unwrap();
+        let subscribers = revenue::subscribers_by_month(&db, &tally::domain::accounts::Scope::All, "usd", 3, now())
+            .await
+            .unwrap();
         assert_eq!(subscribers.iter().map(|(_, n)| *n).collect::<Vec<_>>(), [1, 2, 1]);
     }
 );
@@ -852,10 +864,17 @@ both_backends!(
         let last_month = tally::domain::calendar::month_start(now, -1) + 86_400;
         apply(&db, "charge.succeeded", charge("ch_last", 5000, last_month), last_month).await;
         apply(&db, "charge.succeeded", charge("ch_this", 700, this_month), this_month).await;
-        let before = revenue::revenue_by_month(&db, &tally::domain::accounts::Scope::All, "usd", 3, now).await.unwrap();
+        let before = revenue::revenue_by_month(&db, &tally::domain::accounts::Scope::All, "usd", 3, now)
+            .await
+            .unwrap();
         assert_eq!((before[1].gross, before[1].net, before[2].gross), (5000, 5000, 700));
         // Served again from the cache: same figures.
-        assert_eq!(revenue::revenue_by_month(&db, &tally::domain::accounts::Scope::All, "usd", 3, now).await.unwrap(), before);
+        assert_eq!(
+            revenue::revenue_by_month(&db, &tally::domain::accounts::Scope::All, "usd", 3, now)
+                .await
+                .unwrap(),
+            before
+        );
 
         // A refund dated last month (a closed month) shows at once.
         apply(
@@ -866,14 +885,18 @@ both_backends!(
             now,
         )
         .await;
-        let after = revenue::revenue_by_month(&db, &tally::domain::accounts::Scope::All, "usd", 3, now).await.unwrap();
+        let after = revenue::revenue_by_month(&db, &tally::domain::accounts::Scope::All, "usd", 3, now)
+            .await
+            .unwrap();
         assert_eq!((after[1].refunds, after[1].net), (1250, 3750));
         // So does a later version of last month's charge (now failed), and a new charge this month.
         let mut failed = charge("ch_last", 5000, last_month);
         failed["status"] = json!("failed");
         apply(&db, "charge.failed", failed, now).await;
         apply(&db, "charge.succeeded", charge("ch_this2", 300, now - 1), now - 1).await;
-        let later = revenue::revenue_by_month(&db, &tally::domain::accounts::Scope::All, "usd", 3, now).await.unwrap();
+        let later = revenue::revenue_by_month(&db, &tally::domain::accounts::Scope::All, "usd", 3, now)
+            .await
+            .unwrap();
         assert_eq!((later[1].gross, later[1].failed_payments, later[1].net), (0, 1, -1250));
         assert_eq!((later[2].gross, later[2].payments), (1000, 2));
     }
@@ -894,10 +917,17 @@ both_backends!(
             last_month,
         )
         .await;
-        let before = revenue::monthly(&db, &tally::domain::accounts::Scope::All, "usd", 2, now).await.unwrap();
+        let before = revenue::monthly(&db, &tally::domain::accounts::Scope::All, "usd", 2, now)
+            .await
+            .unwrap();
         assert_eq!((before[0].new, before[0].mrr, before[1].mrr), (1000, 1000, 1000));
         // Served again from the cache: the same.
-        assert_eq!(revenue::monthly(&db, &tally::domain::accounts::Scope::All, "usd", 2, now).await.unwrap(), before);
+        assert_eq!(
+            revenue::monthly(&db, &tally::domain::accounts::Scope::All, "usd", 2, now)
+                .await
+                .unwrap(),
+            before
+        );
 
         // An event dated last month that arrives now (out of order) changes last month at once…
         apply(
@@ -907,15 +937,23 @@ both_backends!(
             last_month + 60,
         )
         .await;
-        let after = revenue::monthly(&db, &tally::domain::accounts::Scope::All, "usd", 2, now).await.unwrap();
+        let after = revenue::monthly(&db, &tally::domain::accounts::Scope::All, "usd", 2, now)
+            .await
+            .unwrap();
         assert_eq!((after[0].new, after[0].mrr, after[1].mrr), (3000, 3000, 3000));
-        let k = revenue::kpis(&db, &tally::domain::accounts::Scope::All, "usd", now).await.unwrap();
+        let k = revenue::kpis(&db, &tally::domain::accounts::Scope::All, "usd", now)
+            .await
+            .unwrap();
         assert_eq!(k.mrr, 3000);
         // …and so does an upgrade this month, in this month only.
         apply(&db, UPDATED, sub("sub_a", "cus_a", "active", "usd", &plan(3)), now - 5).await;
-        let later = revenue::monthly(&db, &tally::domain::accounts::Scope::All, "usd", 2, now).await.unwrap();
+        let later = revenue::monthly(&db, &tally::domain::accounts::Scope::All, "usd", 2, now)
+            .await
+            .unwrap();
         assert_eq!((later[0].mrr, later[1].expansion, later[1].mrr), (3000, 2000, 5000));
-        let subscribers = revenue::subscribers_by_month(&db, &tally::domain::accounts::Scope::All, "usd", 2, now).await.unwrap();
+        let subscribers = revenue::subscribers_by_month(&db, &tally::domain::accounts::Scope::All, "usd", 2, now)
+            .await
+            .unwrap();
         assert_eq!(subscribers.iter().map(|(_, n)| *n).collect::<Vec<_>>(), [2, 2]);
     }
 );

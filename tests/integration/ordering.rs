@@ -588,33 +588,46 @@ both_backends!(connected_account_events_are_kept_apart, |backend| async move {
         "own@example.com",
     )
     .await;
-    for id in ["evt_connected", "evt_connected_sub"] {
-        let (status, note): (String, Option<String>) =
-            sqlx::query_as("SELECT status, last_error FROM stripe_events WHERE id = $1")
+    let status = |id: &'static str| {
+        let app = &app;
+        async move {
+            sqlx::query_as::<_, (String, Option<String>)>("SELECT status, last_error FROM stripe_events WHERE id = $1")
                 .bind(id)
                 .fetch_one(app.db().reader())
                 .await
-                .unwrap();
-        assert_eq!(status, "ignored");
-        assert!(note.unwrap().contains("connected account"));
+                .unwrap()
+        }
+    };
+    // The connected account's event about the platform's customer changes nothing of it.
+    let (state, note) = status("evt_connected").await;
+    assert_eq!(state, "ignored");
+    assert_eq!(note.as_deref(), Some(tally::projection::OTHER_ACCOUNTS_OBJECT));
+    // Its subscription is its own row, with its own MRR movement; nothing in the platform's.
+    assert_eq!(status("evt_connected_sub").await.0, "applied");
+    for (sql, n) in [
+        ("SELECT COUNT(*) FROM subscriptions WHERE account_id = ''", 0),
+        (
+            "SELECT COUNT(*) FROM subscriptions WHERE account_id = 'acct_1Connected'",
+            1,
+        ),
+        ("SELECT COUNT(*) FROM mrr_movements WHERE account_id = ''", 0),
+        (
+            "SELECT COUNT(*) FROM mrr_movements WHERE account_id = 'acct_1Connected'",
+            1,
+        ),
+    ] {
+        assert_eq!(
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(app.db().reader())
+                .await
+                .unwrap(),
+            n,
+            "{sql}"
+        );
     }
-    assert_eq!(
-        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM subscriptions")
-            .fetch_one(app.db().reader())
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(
-        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM mrr_movements")
-            .fetch_one(app.db().reader())
-            .await
-            .unwrap(),
-        0
-    );
     // Visible on the Webhooks page with the reason.
     let page = app.get("/webhooks/evt_connected").await.text().await.unwrap();
-    assert!(page.contains("connected account"), "{page}");
+    assert!(page.contains("another Stripe account"), "{page}");
     // A replay does not apply it either.
     app.server.shutdown().await.unwrap();
 });

@@ -111,12 +111,16 @@ async fn scan_list(db: &Db, list: &str) -> Vec<(Option<String>, i64, i64)> {
 /// and end inside days, on day boundaries, within one day, and per month.
 async fn check(db: &Db, rng: &mut Rng, step: usize) {
     assert_eq!(
-        sums::subscription_currencies(db, &tally::domain::accounts::Scope::All).await.unwrap(),
+        sums::subscription_currencies(db, &tally::domain::accounts::Scope::All)
+            .await
+            .unwrap(),
         scan_currencies(db).await,
         "currencies after step {step}"
     );
     for list in ["payments", "invoices", "subscriptions", "customers"] {
-        let mut kept = sums::list_totals(db, &tally::domain::accounts::Scope::All, list, None).await.unwrap();
+        let mut kept = sums::list_totals(db, &tally::domain::accounts::Scope::All, list, None)
+            .await
+            .unwrap();
         kept.sort();
         assert_eq!(kept, scan_list(db, list).await, "{list} list totals after step {step}");
     }
@@ -142,12 +146,16 @@ async fn check(db: &Db, rng: &mut Rng, step: usize) {
     ] {
         for tab in std::iter::once(None).chain(tabs.iter().map(|t| Some(*t))) {
             let q: HashMap<String, String> = tab.map(|t| ("status".to_string(), t.to_string())).into_iter().collect();
-            let kept = tally::lists::query::kept_totals(db, list, &q, &tally::domain::accounts::Scope::All).await.unwrap();
+            let kept = tally::lists::query::kept_totals(db, list, &q, &tally::domain::accounts::Scope::All)
+                .await
+                .unwrap();
             if tab == Some(default) {
                 assert!(kept.is_some(), "{list} opens on tab {default}, which the sums total");
             }
             let Some(mut kept) = kept else { continue };
-            let mut scanned = tally::lists::query::scanned_totals(db, list, &q, &tally::domain::accounts::Scope::All).await.unwrap();
+            let mut scanned = tally::lists::query::scanned_totals(db, list, &q, &tally::domain::accounts::Scope::All)
+                .await
+                .unwrap();
             let key = |t: &tally::domain::lists::Total| (t.currency.clone(), t.count, t.amount.clone());
             kept.sort_by_key(key);
             scanned.sort_by_key(key);
@@ -156,7 +164,9 @@ async fn check(db: &Db, rng: &mut Rng, step: usize) {
     }
     for currency in ["usd", "jpy"] {
         assert_eq!(
-            sums::subscriptions(db, &tally::domain::accounts::Scope::All, currency).await.unwrap(),
+            sums::subscriptions(db, &tally::domain::accounts::Scope::All, currency)
+                .await
+                .unwrap(),
             scan_subscriptions(db, currency).await,
             "{currency} subscriptions after step {step}"
         );
@@ -172,7 +182,9 @@ async fn check(db: &Db, rng: &mut Rng, step: usize) {
                 to -= to.rem_euclid(DAY);
             }
             assert_eq!(
-                sums::charges(db, &tally::domain::accounts::Scope::All, currency, from, to).await.unwrap(),
+                sums::charges(db, &tally::domain::accounts::Scope::All, currency, from, to)
+                    .await
+                    .unwrap(),
                 scan_charges(db, currency, from, to).await,
                 "{currency} charges in [{from}, {to}) after step {step}"
             );
@@ -180,7 +192,9 @@ async fn check(db: &Db, rng: &mut Rng, step: usize) {
         // Three "months" of two days each, the last ending inside a day.
         let starts = [BASE - 2 * DAY, BASE, BASE + 2 * DAY];
         let end = BASE + 3 * DAY + rng.below(DAY as usize) as i64;
-        let months = sums::charge_months(db, &tally::domain::accounts::Scope::All, currency, &starts, end).await.unwrap();
+        let months = sums::charge_months(db, &tally::domain::accounts::Scope::All, currency, &starts, end)
+            .await
+            .unwrap();
         for (i, got) in months.iter().enumerate() {
             let to = starts.get(i + 1).copied().unwrap_or(end);
             assert_eq!(
@@ -473,19 +487,27 @@ both_backends!(sums_start_from_the_data_a_migration_finds, |backend| async move 
     db.migrate().await.unwrap();
     // The customers list: cus_1 with its two active subscriptions, cus_3 (no currency) with its
     // active one in yen (the trial does not count).
-    let mut customers = sums::list_totals(&db, &tally::domain::accounts::Scope::All, "customers", None).await.unwrap();
+    let mut customers = sums::list_totals(&db, &tally::domain::accounts::Scope::All, "customers", None)
+        .await
+        .unwrap();
     customers.sort();
     assert_eq!(customers, [(None, 1, 3_000), (Some("usd".to_string()), 1, 1_500)]);
     assert_eq!(
-        sums::list_totals(&db, &tally::domain::accounts::Scope::All, "payments", None).await.unwrap(),
+        sums::list_totals(&db, &tally::domain::accounts::Scope::All, "payments", None)
+            .await
+            .unwrap(),
         [(Some("usd".to_string()), 3, 1_650)]
     );
     assert_eq!(
-        sums::list_totals(&db, &tally::domain::accounts::Scope::All, "subscriptions", None).await.unwrap(),
+        sums::list_totals(&db, &tally::domain::accounts::Scope::All, "subscriptions", None)
+            .await
+            .unwrap(),
         [(Some("usd".to_string()), 5, 4_700), (Some("jpy".to_string()), 1, 3_000)]
     );
     assert_eq!(
-        sums::subscriptions(&db, &tally::domain::accounts::Scope::All, "usd").await.unwrap(),
+        sums::subscriptions(&db, &tally::domain::accounts::Scope::All, "usd")
+            .await
+            .unwrap(),
         SubscriptionSums {
             subscriptions: 5,
             mrr: 4_700,
@@ -495,9 +517,22 @@ both_backends!(sums_start_from_the_data_a_migration_finds, |backend| async move 
             trialing: 1,
         }
     );
-    assert_eq!(sums::subscription_currencies(&db, &tally::domain::accounts::Scope::All).await.unwrap(), ["usd", "jpy"]);
     assert_eq!(
-        sums::charges(&db, &tally::domain::accounts::Scope::All, "usd", BASE - DAY, BASE + 2 * DAY).await.unwrap(),
+        sums::subscription_currencies(&db, &tally::domain::accounts::Scope::All)
+            .await
+            .unwrap(),
+        ["usd", "jpy"]
+    );
+    assert_eq!(
+        sums::charges(
+            &db,
+            &tally::domain::accounts::Scope::All,
+            "usd",
+            BASE - DAY,
+            BASE + 2 * DAY
+        )
+        .await
+        .unwrap(),
         ChargeSums {
             gross: 1_250,
             failed: 1,
@@ -509,6 +544,8 @@ both_backends!(sums_start_from_the_data_a_migration_finds, |backend| async move 
         .execute(db.writer())
         .await
         .unwrap();
-    let usd = sums::subscriptions(&db, &tally::domain::accounts::Scope::All, "usd").await.unwrap();
+    let usd = sums::subscriptions(&db, &tally::domain::accounts::Scope::All, "usd")
+        .await
+        .unwrap();
     assert_eq!((usd.active, usd.active_mrr, usd.active_customers), (3, 2_200, 1));
 });

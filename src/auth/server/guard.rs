@@ -172,7 +172,10 @@ pub async fn resolve_scope(
     let Some(wanted) = wanted else {
         return Ok(allowed);
     };
-    match crate::db::accounts::storage_key(db, wanted).await.map_err(ScopeError::Db)? {
+    match crate::db::accounts::storage_key(db, wanted)
+        .await
+        .map_err(ScopeError::Db)?
+    {
         Some(key) if allowed.covers(&key) => Ok(Scope::only([key])),
         Some(_) => Err(ScopeError::Forbidden),
         None => Err(ScopeError::Unknown),
