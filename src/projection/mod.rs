@@ -615,16 +615,19 @@ pub async fn resolve_tie(
     }
     let id = read::text(object, "id").ok_or(ProjectionError::NoId)?;
     let row = sqlx::query(&format!(
-        "SELECT raw, version_at, version_event, deleted, deleted_at FROM {} WHERE id = $1 AND account_id = $2",
+        "SELECT raw, version_at, version_event, deleted, deleted_at, account_id FROM {} WHERE id = $1",
         resource.table()
     ))
     .bind(&id)
-    .bind(account)
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else {
         return Ok(Applied::Stale);
     };
+    // Not written because the row is another account's (`write_rows` never moves a row).
+    if row.try_get::<String, _>("account_id")? != account {
+        return Ok(Applied::Ignored(OTHER_ACCOUNTS_OBJECT));
+    }
     let (row_at, row_event): (i64, String) = (row.try_get("version_at")?, row.try_get("version_event")?);
     let deleted_before = row.try_get::<i64, _>("deleted")? != 0
         && row

@@ -406,11 +406,6 @@ impl Worker {
                             .await
                             .ok()?
                     };
-                    let applied = if applied == Applied::Written {
-                        Applied::Written
-                    } else {
-                        Applied::Stale
-                    };
                     outcomes[*i] = Some(Done::of(p.event_type.clone(), applied));
                 }
             }
