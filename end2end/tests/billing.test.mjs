@@ -135,5 +135,26 @@ test('an owner adds a second Stripe account in Settings; its key is never shown 
   const html = await page.content();
   assert.ok(!html.includes('sk_test_51secondaccount') && !html.includes('whsec_e2e_second'), 'a secret is on the page');
   assert.equal(await page.getByLabel('Secret or restricted key').inputValue(), '', 'the key field is empty again');
+
+  // With two accounts the layout offers a switcher; the choice is kept in the URL and the links.
+  await page.goto(`${tally.base}/`);
+  const switcher = page.locator('[data-test=account-switcher]');
+  await switcher.waitFor();
+  assert.equal(await switcher.locator('select').inputValue(), 'all', 'every account at first');
+  await switcher.locator('select').selectOption({ label: 'Acme EU' });
+  await switcher.getByRole('button', { name: 'Switch' }).click();
+  await page.waitForURL(/[?&]account=acct_e2e_second/);
+  assert.equal(await page.locator('[data-test=account-switcher] select').inputValue(), 'acct_e2e_second');
+  const customers = page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Customers' });
+  assert.equal(await customers.getAttribute('href'), '/customers?account=acct_e2e_second');
+  await customers.click();
+  await page.waitForURL(/\/customers\?account=acct_e2e_second/);
+  assert.equal(await page.locator('[data-test=account-switcher] select').inputValue(), 'acct_e2e_second');
+  // The second account has no customers of the first: the list is empty.
+  assert.ok(!(await page.content()).includes('cus_'), "another account's customer is listed");
+  // Back to every account.
+  await page.locator('[data-test=account-switcher] select').selectOption('all');
+  await page.locator('[data-test=account-switcher]').getByRole('button', { name: 'Switch' }).click();
+  await page.waitForURL(/[?&]account=all/);
   await page.close();
 });
