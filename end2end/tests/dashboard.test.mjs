@@ -72,7 +72,7 @@ test('a customer search, a filter in the URL and a CSV download', async () => {
   const [download] = await Promise.all([page.waitForEvent('download'), page.locator('[data-test="csv"]').click()]);
   assert.match(download.suggestedFilename(), /^tally-payments-.*\.csv$/);
   const csv = readFileSync(await download.path(), 'utf8').trim().split('\r\n');
-  assert.equal(csv[0], '"Date","Payment","Customer","Status","Amount","Refunded","Failure","Currency"');
+  assert.equal(csv[0], '"Date","Payment","Customer","Status","Amount","Refunded","Failure","Currency","Stripe account"');
   assert.ok(csv.length > 1);
   assert.ok(csv.slice(1).every((line) => line.includes('"failed"')));
 });

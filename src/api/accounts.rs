@@ -167,3 +167,15 @@ pub async fn account_menu() -> Result<Vec<crate::domain::accounts::AccountChoice
     }
     Ok(out)
 }
+
+/// Stripe Connect: the connected accounts the signed-in admin may see, with their volume and MRR
+/// and the application fees the platform took from them, per currency.
+#[server(endpoint = "accounts/connected")]
+pub async fn connected_accounts() -> Result<Vec<crate::domain::accounts::ConnectedAccount>, ServerFnError> {
+    let me = crate::auth::server::require_role(crate::domain::admins::Role::Viewer)?;
+    let state = crate::state::AppState::from_context()?;
+    let scope = crate::auth::server::account_scope(&state.db, &me, None).await?;
+    crate::revenue::connected::list(&state.db, &scope, crate::db::now_unix())
+        .await
+        .map_err(|e| super::internal("listing connected accounts failed", e))
+}

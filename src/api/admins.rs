@@ -30,6 +30,7 @@ mod server {
     ) {
         let info = RequestInfo::current();
         let entry = audit::NewEntry {
+            account_id: None,
             admin_id: Some(me.id),
             admin_email: Some(me.email.clone()),
             action,
@@ -58,9 +59,26 @@ pub async fn list_admins() -> Result<Vec<AdminView>, ServerFnError> {
     let rows = crate::db::admins::list(&state.db)
         .await
         .map_err(|e| super::internal("listing admins failed", e))?;
+    let main = crate::db::accounts::environment_id(&state.db)
+        .await
+        .map_err(|e| super::internal("listing admins failed", e))?
+        .unwrap_or_else(|| crate::domain::accounts::ENVIRONMENT_PARAM.to_string());
+    let mut limits = Vec::with_capacity(rows.len());
+    for a in &rows {
+        let keys = crate::db::accounts::limits(&state.db, a.id)
+            .await
+            .map_err(|e| super::internal("listing admins failed", e))?;
+        limits.push(
+            keys.into_iter()
+                .map(|k| if k.is_empty() { main.clone() } else { k })
+                .collect::<Vec<_>>(),
+        );
+    }
     Ok(rows
         .into_iter()
-        .map(|a| AdminView {
+        .zip(limits)
+        .map(|(a, accounts)| AdminView {
+            accounts,
             is_you: a.id == me.id,
             id: a.id,
             email: a.email,
@@ -106,6 +124,57 @@ pub async fn change_role(id: i64, role: String) -> Result<String, ServerFnError>
             Err(server::change_error(e))
         }
     }
+}
+
+/// Limits an admin or viewer to some Stripe accounts (`accounts`: their ids, separated by commas
+/// or spaces; empty: every account). Owners only; audited.
+#[server(endpoint = "admins/accounts")]
+pub async fn limit_admin_accounts(id: i64, accounts: String) -> Result<String, ServerFnError> {
+    let (me, state) = server::owner()?;
+    let failed = |e| super::internal("changing an admin's accounts failed", e);
+    let Some(target) = crate::db::admins::find(&state.db, id).await.map_err(failed)? else {
+        return Err(ServerFnError::new("No such admin."));
+    };
+    if target.role == crate::domain::admins::Role::Owner {
+        return Err(ServerFnError::new(
+            "Owners see every Stripe account. Make them an admin or viewer first to limit them.",
+        ));
+    }
+    let mut keys = Vec::new();
+    let mut names = Vec::new();
+    for wanted in accounts
+        .split([',', ' ', '\n', '\t'])
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+    {
+        let Some(key) = crate::db::accounts::storage_key(&state.db, wanted)
+            .await
+            .map_err(failed)?
+        else {
+            let shown: String = wanted.chars().take(40).collect();
+            return Err(ServerFnError::new(format!(
+                "Tally knows no Stripe account {shown:?}: use the acct_… ids listed under Settings → Stripe accounts."
+            )));
+        };
+        keys.push(key);
+        names.push(wanted.to_string());
+    }
+    keys.sort();
+    keys.dedup();
+    crate::db::accounts::set_limits(&state.db, id, &keys)
+        .await
+        .map_err(failed)?;
+    let detail = if names.is_empty() {
+        "every account".to_string()
+    } else {
+        names.join(", ")
+    };
+    server::audit_change(&state, &me, "admin.accounts", id, "success", Some(detail.clone())).await;
+    Ok(if names.is_empty() {
+        format!("{} sees every Stripe account.", target.email)
+    } else {
+        format!("{} sees only {detail}.", target.email)
+    })
 }
 
 #[server(endpoint = "admins/disabled")]

@@ -27,8 +27,23 @@ pub(crate) async fn audit_action(
     outcome: &'static str,
     detail: Option<String>,
 ) {
+    audit_for(db, me, action, target, outcome, detail, None).await;
+}
+
+/// `audit_action` for an action concerning Stripe account `account`.
+#[cfg(feature = "ssr")]
+async fn audit_for(
+    db: &crate::db::Db,
+    me: &crate::domain::admins::CurrentAdmin,
+    action: &'static str,
+    target: Option<&str>,
+    outcome: &'static str,
+    detail: Option<String>,
+    account: Option<String>,
+) {
     let info = crate::auth::server::RequestInfo::current();
     let entry = crate::db::audit::NewEntry {
+        account_id: account,
         admin_id: Some(me.id),
         admin_email: Some(me.email.clone()),
         action,
@@ -74,7 +89,21 @@ pub(crate) async fn audit_stripe_action(
     detail: String,
 ) {
     let outcome = if ok { "success" } else { "failure" };
-    audit_action(&state.db, me, action, Some(target), outcome, Some(detail)).await;
+    // The account of the charge, customer or subscription acted on.
+    let table = match target.split('_').next() {
+        Some("ch") => Some("charges"),
+        Some("cus") => Some("customers"),
+        Some("sub") => Some("subscriptions"),
+        _ => None,
+    };
+    let account = match table {
+        Some(table) => crate::db::accounts::owner_of(&state.db, table, target)
+            .await
+            .ok()
+            .flatten(),
+        None => None,
+    };
+    audit_for(&state.db, me, action, Some(target), outcome, Some(detail), account).await;
 }
 
 /// The account of row `id` in projected table `table` (the environment's when Tally does not have

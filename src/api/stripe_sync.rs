@@ -67,6 +67,7 @@ pub async fn sync_overview() -> Result<SyncPageData, ServerFnError> {
 #[cfg(feature = "ssr")]
 fn job_context(state: &crate::state::AppState) -> crate::sync::background::JobContext {
     crate::sync::background::JobContext {
+        account: String::new(),
         db: state.db.clone(),
         stripe: state.stripe.clone(),
         config: state.config.clone(),
@@ -129,6 +130,7 @@ pub async fn start_sync(
         since,
         only,
         restart: restart.is_some_and(|r| !r.is_empty() && r != "false"),
+        account: crate::domain::accounts::ENVIRONMENT.to_string(),
     };
     start(
         crate::sync::background::Job::Sync(options),

@@ -96,6 +96,7 @@ pub async fn requeue_event(id: String) -> Result<String, ServerFnError> {
     };
     let info = RequestInfo::current();
     let entry = audit::NewEntry {
+        account_id: None,
         admin_id: Some(me.id),
         admin_email: Some(me.email),
         action,
@@ -150,6 +151,7 @@ pub async fn retry_failed(event_type: String) -> Result<String, ServerFnError> {
         event_type.clone()
     };
     let entry = audit::NewEntry {
+        account_id: None,
         admin_id: Some(me.id),
         admin_email: Some(me.email),
         action: "webhook.retry_failed",

@@ -681,6 +681,74 @@ impl Profile {
     }
 }
 
+/// The connected account (Stripe Connect) the demo can add, so the account switcher and the
+/// per-account figures have something to show.
+pub const CONNECTED: &str = "acct_1DemoNorthwind";
+pub const CONNECTED_NAME: &str = "Northwind Market";
+
+/// The events of the demo's connected account: a smaller business of its own (another story:
+/// another seed), as a Connect endpoint delivers them (`account` set). Its ids are its own: the
+/// generator's `_demo` ids become `_demc` ids and the catalogue's coupon gets a suffix, so no id is
+/// shared with the main account (Stripe's ids are unique across accounts).
+pub fn connected_events(customers: usize, now: i64) -> Vec<IncomingEvent> {
+    let mut g = Generator::new(Profile::default(), now);
+    let start = add_months(now, -24);
+    catalogue(&mut g, start);
+    // Other customers' stories than the main account's first ones (each story follows from its
+    // number), spread over the same 24 months.
+    for n in 0..customers {
+        g.customer(n * 7 + 3, customers * 7 + 3, start);
+    }
+    let mut next_id = 0;
+    let coupon = format!("\"{LAUNCH_COUPON}\"");
+    let own_coupon = format!("\"{LAUNCH_COUPON}C\"");
+    drain_events(&mut g, &mut next_id)
+        .into_iter()
+        .map(|e| {
+            let own = |s: &str| s.replace("_demo", "_demc").replace(&coupon, &own_coupon);
+            let mut payload: Value = serde_json::from_str(&own(&e.payload)).unwrap_or(Value::Null);
+            payload["account"] = json!(CONNECTED);
+            IncomingEvent {
+                id: e.id.replace("evt_demo", "evt_demc"),
+                account: Some(CONNECTED.to_string()),
+                object_id: e
+                    .object_id
+                    .map(|id| own(&format!("\"{id}\"")).trim_matches('"').to_string()),
+                payload: payload.to_string(),
+                ..e
+            }
+        })
+        .collect()
+}
+
+/// Adds the demo's connected account (registered as Connect delivers it) with `customers`
+/// customers of its own, applied the real way in; returns the events stored. Nothing when it is
+/// already there.
+pub async fn seed_connected(db: &Db, customers: usize, now: i64) -> Result<usize, DbError> {
+    if crate::db::accounts::get(db, CONNECTED).await?.is_some() {
+        return Ok(0);
+    }
+    let account = json!({"id": CONNECTED, "object": "account", "business_profile": {"name": CONNECTED_NAME}});
+    crate::db::accounts::register_connected(db, CONNECTED, None, false, Some(&account)).await?;
+    let events = connected_events(customers, now);
+    let worker = crate::webhooks::worker::Worker {
+        db: db.clone(),
+        wake: std::sync::Arc::new(tokio::sync::Notify::new()),
+        max_attempts: 3,
+        retry_for_secs: 3 * 86_400,
+        refetch: None,
+    };
+    for chunk in events.chunks(5_000) {
+        let refs: Vec<&IncomingEvent> = chunk.iter().collect();
+        let mut tx = db.begin().await?;
+        crate::webhooks::inbox::store_many(&mut tx, &refs, Source::Demo, None).await?;
+        tx.commit().await?;
+        while worker.run_once().await? > 0 {}
+    }
+    crate::revenue::sums::compact(db).await?;
+    Ok(events.len())
+}
+
 /// What seeding did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Seeded {

@@ -44,6 +44,10 @@ enum Command {
         /// About how many charges in all (beyond the plans' own: one-off credit packs).
         #[arg(long)]
         charges: Option<usize>,
+        /// Also a Stripe Connect account with this many customers of its own (0: none), so the
+        /// account switcher has two accounts to show.
+        #[arg(long, default_value_t = 0)]
+        connected: usize,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -59,18 +63,30 @@ enum Command {
         /// Start over instead of resuming an unfinished run.
         #[arg(long)]
         restart: bool,
+        /// The Stripe account (`acct_…`, as `tally accounts list` shows); the environment's by
+        /// default.
+        #[arg(long)]
+        account: Option<String>,
     },
     /// List Stripe's events of the last days and apply any that Tally missed.
     Reconcile {
         /// How many days back (1-30; default RECONCILE_DAYS, 3).
         #[arg(long)]
         days: Option<u32>,
+        /// The Stripe account (`acct_…`, as `tally accounts list` shows); the environment's by
+        /// default.
+        #[arg(long)]
+        account: Option<String>,
     },
     /// Compare local data with Stripe's, per type; exits with 2 when they differ (for cron).
     Drift {
         /// Only these types, comma-separated (as for sync).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
+        /// The Stripe account (`acct_…`, as `tally accounts list` shows); the environment's by
+        /// default.
+        #[arg(long)]
+        account: Option<String>,
     },
     /// Load generators for the benchmarks (see docs/benchmarks.md).
     #[command(subcommand)]
@@ -196,12 +212,20 @@ fn run(cli: Cli) -> Result<u8, String> {
                 customers,
                 subscriptions,
                 charges,
-            } => seed_demo(&config, customers, subscriptions, charges).await.map(|_| 0),
+                connected,
+            } => seed_demo(&config, customers, subscriptions, charges, connected)
+                .await
+                .map(|_| 0),
             Command::CreateAdmin { email, role } => create_admin(config, &email, &role).await.map(|_| 0),
             Command::Accounts(command) => accounts(config, command).await.map(|_| 0),
-            Command::Sync { since, only, restart } => sync(config, since, only, restart).await,
-            Command::Reconcile { days } => reconcile(config, days).await,
-            Command::Drift { only } => drift(config, only).await,
+            Command::Sync {
+                since,
+                only,
+                restart,
+                account,
+            } => sync(config, since, only, restart, account).await,
+            Command::Reconcile { days, account } => reconcile(config, days, account).await,
+            Command::Drift { only, account } => drift(config, only, account).await,
             Command::Bench(BenchCommand::Ingest {
                 url,
                 secret,
@@ -251,7 +275,7 @@ async fn serve(config: Config, site_config: &std::path::Path, demo: bool) -> Res
     let shutdown = server::shutdown_signal();
     let site = crate::site::load(site_config, |name| std::env::var(name).ok())?;
     if demo {
-        seed_demo(&config, 2000, None, None).await?;
+        seed_demo(&config, 2000, None, None, 150).await?;
         create_demo_owner(&config).await?;
     }
     tracing::info!(config = ?config, site_root = %site.site_root, "starting Tally");
@@ -476,9 +500,13 @@ async fn seed_demo(
     customers: usize,
     subscriptions: Option<usize>,
     charges: Option<usize>,
+    connected: usize,
 ) -> Result<(), String> {
     if !(1..=200_000).contains(&customers) {
         return Err("--customers must be from 1 to 200000".into());
+    }
+    if connected > 200_000 {
+        return Err("--connected must be at most 200000".into());
     }
     if subscriptions.is_some_and(|s| s > customers * 3) || charges.is_some_and(|c| c > customers * 60) {
         return Err("--subscriptions can be at most 3 per customer, --charges at most 60 per customer".into());
@@ -523,6 +551,16 @@ async fn seed_demo(
             started.elapsed().as_secs_f64()
         ),
     }
+    if connected > 0 && matches!(seeded, demo::Seeded::Events(_)) {
+        let n = demo::seed_connected(&db, connected, now)
+            .await
+            .map_err(|e| format!("could not seed the demo's connected account: {e}"))?;
+        println!(
+            "demo data: connected account {} ({}) with {connected} customers, {n} Stripe events applied",
+            demo::CONNECTED_NAME,
+            demo::CONNECTED
+        );
+    }
     db.close().await;
     Ok(())
 }
@@ -557,13 +595,38 @@ fn parse_types(only: &[String]) -> Result<Vec<crate::domain::resource::Resource>
 }
 
 /// The database and the Stripe client for a job run from the command line.
-async fn job_context(config: Config, what: &str) -> Result<crate::sync::background::JobContext, String> {
+async fn job_context(
+    config: Config,
+    what: &str,
+    account: Option<String>,
+) -> Result<crate::sync::background::JobContext, String> {
+    if let Some(id) = account.filter(|a| !a.trim().is_empty()) {
+        let db = connect_migrated(&config).await?;
+        let key = crate::db::accounts::storage_key(&db, id.trim())
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no Stripe account {id} in Tally (tally accounts list shows them)"))?;
+        if key != crate::domain::accounts::ENVIRONMENT {
+            let client = crate::accounts::client(&db, &config, &key)
+                .await
+                .map_err(|e| format!("cannot act for {id}: {e}"))?;
+            return Ok(crate::sync::background::JobContext {
+                db,
+                account: key,
+                stripe: std::sync::Arc::new(client),
+                config: std::sync::Arc::new(config),
+                events: Default::default(),
+            });
+        }
+        db.close().await;
+    }
     if config.stripe_key.is_none() {
         return Err(format!("Stripe is not configured: set STRIPE_SECRET_KEY to run {what}"));
     }
     let stripe = crate::stripe::from_config(&config).map_err(|e| e.to_string())?;
     let db = connect_migrated(&config).await?;
     Ok(crate::sync::background::JobContext {
+        account: String::new(),
         db,
         stripe,
         config: std::sync::Arc::new(config),
@@ -608,7 +671,13 @@ fn progress_line(p: &crate::sync::Progress, expected: i64) -> String {
     )
 }
 
-async fn sync(config: Config, since: Option<String>, only: Vec<String>, restart: bool) -> Result<u8, String> {
+async fn sync(
+    config: Config,
+    since: Option<String>,
+    only: Vec<String>,
+    restart: bool,
+    account: Option<String>,
+) -> Result<u8, String> {
     use std::io::{IsTerminal, Write};
 
     use crate::sync::SyncOptions;
@@ -623,18 +692,27 @@ async fn sync(config: Config, since: Option<String>, only: Vec<String>, restart:
         ),
     };
     let only = parse_types(&only)?;
-    let ctx = job_context(config, "a backfill").await?;
+    let ctx = job_context(config, "a backfill", account).await?;
     // What Tally already holds is the best guess at what Stripe will list.
     let mut expected = std::collections::HashMap::new();
     for resource in crate::sync::ORDER {
-        let known: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {}", resource.table()))
-            .fetch_one(ctx.db.reader())
-            .await
-            .unwrap_or(0);
+        let known: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM {} WHERE account_id = $1",
+            resource.table()
+        ))
+        .bind(&ctx.account)
+        .fetch_one(ctx.db.reader())
+        .await
+        .unwrap_or(0);
         expected.insert(resource, known);
     }
     let terminal = std::io::stderr().is_terminal();
-    let options = SyncOptions { since, only, restart };
+    let options = SyncOptions {
+        since,
+        only,
+        restart,
+        account: ctx.account.clone(),
+    };
     let job = crate::sync::background::Job::Sync(options);
     let result = crate::sync::background::run_with(&ctx, job, crate::sync::jobs::Trigger::Cli, |p| {
         let line = progress_line(p, expected.get(&p.resource).copied().unwrap_or(0));
@@ -671,12 +749,12 @@ async fn sync(config: Config, since: Option<String>, only: Vec<String>, restart:
 /// were skipped and the rest finished.
 pub const PARTIAL: u8 = 3;
 
-async fn reconcile(config: Config, days: Option<u32>) -> Result<u8, String> {
+async fn reconcile(config: Config, days: Option<u32>, account: Option<String>) -> Result<u8, String> {
     let days = days.unwrap_or(config.reconcile.days);
     if !(1..=crate::sync::reconcile::MAX_DAYS).contains(&days) {
         return Err("--days must be from 1 to 30 (Stripe keeps events for 30 days)".into());
     }
-    let ctx = job_context(config, "a reconciliation").await?;
+    let ctx = job_context(config, "a reconciliation", account).await?;
     let job = crate::sync::background::Job::Reconcile { days };
     let result = crate::sync::background::run(&ctx, job, crate::sync::jobs::Trigger::Cli).await;
     audit_cli(&ctx.db, "reconcile", result.is_ok()).await;
@@ -723,9 +801,9 @@ async fn apply_pending(ctx: &crate::sync::background::JobContext) -> Result<usiz
     }
 }
 
-async fn drift(config: Config, only: Vec<String>) -> Result<u8, String> {
+async fn drift(config: Config, only: Vec<String>, account: Option<String>) -> Result<u8, String> {
     let only = parse_types(&only)?;
-    let ctx = job_context(config, "a drift check").await?;
+    let ctx = job_context(config, "a drift check", account).await?;
     let job = crate::sync::background::Job::Drift { only };
     let result = crate::sync::background::run(&ctx, job, crate::sync::jobs::Trigger::Cli).await;
     audit_cli(&ctx.db, "drift", result.is_ok()).await;

@@ -16,6 +16,8 @@ pub struct NewEntry {
     pub client_addr: Option<String>,
     pub request_id: Option<String>,
     pub detail: Option<String>,
+    /// The Stripe account the action concerned (`''`: the environment's), for actions at Stripe.
+    pub account_id: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -32,8 +34,8 @@ pub struct Filter {
 
 pub async fn record(db: &Db, entry: NewEntry) -> Result<(), DbError> {
     sqlx::query(
-        "INSERT INTO audit_log (at, admin_id, admin_email, action, target, outcome, client_addr, request_id, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO audit_log (at, admin_id, admin_email, action, target, outcome, client_addr, request_id, detail, \
+         account_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(now_unix())
     .bind(entry.admin_id)
@@ -44,6 +46,7 @@ pub async fn record(db: &Db, entry: NewEntry) -> Result<(), DbError> {
     .bind(entry.client_addr)
     .bind(entry.request_id)
     .bind(entry.detail)
+    .bind(entry.account_id)
     .execute(db.writer())
     .await?;
     Ok(())

@@ -203,3 +203,25 @@ pub struct AccountChoice {
     pub name: String,
     pub kind: AccountKind,
 }
+
+/// A connected account's figures in one currency (the Connect list).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectedFigures {
+    pub currency: String,
+    /// Succeeded charges' captured amount over the last 30 days.
+    pub volume_30d: i64,
+    /// Monthly recurring revenue now (active and past-due subscriptions).
+    pub mrr: i64,
+    /// Application fees the platform collected from it over the last 30 days, less their refunds.
+    pub fees_30d: i64,
+}
+
+/// One connected account in the Connect list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectedAccount {
+    pub id: String,
+    pub name: String,
+    pub disabled: bool,
+    /// Per currency, the most volume first.
+    pub figures: Vec<ConnectedFigures>,
+}

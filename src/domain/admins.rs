@@ -103,6 +103,9 @@ pub struct AdminView {
     pub created_at: i64,
     pub last_login_at: Option<i64>,
     pub is_you: bool,
+    /// The Stripe accounts (as `?account=` names them) the admin is limited to; empty: every
+    /// account. Owners see every account whatever this says.
+    pub accounts: Vec<String>,
 }
 
 #[cfg(test)]

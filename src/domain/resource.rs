@@ -19,10 +19,12 @@ pub enum Resource {
     Coupon,
     PromotionCode,
     Discount,
+    /// A Connect platform's fee on a connected account's payment.
+    ApplicationFee,
 }
 
 impl Resource {
-    pub const ALL: [Resource; 14] = [
+    pub const ALL: [Resource; 15] = [
         Resource::Customer,
         Resource::PaymentMethod,
         Resource::Product,
@@ -37,6 +39,7 @@ impl Resource {
         Resource::Coupon,
         Resource::PromotionCode,
         Resource::Discount,
+        Resource::ApplicationFee,
     ];
 
     /// The resource a Stripe object belongs to, from its `object` field.
@@ -56,6 +59,7 @@ impl Resource {
             "coupon" => Resource::Coupon,
             "promotion_code" => Resource::PromotionCode,
             "discount" => Resource::Discount,
+            "application_fee" => Resource::ApplicationFee,
             _ => return None,
         })
     }
@@ -76,6 +80,7 @@ impl Resource {
             Resource::Coupon => "coupons",
             Resource::PromotionCode => "promotion_codes",
             Resource::Discount => "discounts",
+            Resource::ApplicationFee => "application_fees",
         }
     }
 

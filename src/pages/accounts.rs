@@ -4,12 +4,15 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use crate::api::accounts::{list_accounts, AddAccount, CheckAccount, RenameAccount, SetAccountDisabled};
+use crate::api::accounts::{
+    connected_accounts, list_accounts, AddAccount, CheckAccount, RenameAccount, SetAccountDisabled,
+};
 use crate::components::notice::action_message;
 use crate::components::settings_tabs::SettingsTabs;
 use crate::components::table::TableCard;
 use crate::components::time::format_utc;
-use crate::domain::accounts::{Account, AccountKind};
+use crate::domain::accounts::{Account, AccountKind, ConnectedAccount};
+use crate::domain::money;
 
 #[component]
 pub fn AccountsPage() -> impl IntoView {
@@ -21,6 +24,7 @@ pub fn AccountsPage() -> impl IntoView {
         move || (add.version().get(), rename.version().get(), disable.version().get()),
         |_| list_accounts(),
     );
+    let connected = Resource::new(|| (), |_| connected_accounts());
     view! {
         <Title text="Stripe accounts"/>
         <div class="page-header"><h1>"Settings"</h1></div>
@@ -44,6 +48,57 @@ pub fn AccountsPage() -> impl IntoView {
                 })
             })}
         </Suspense>
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                connected.await.map(|list| (!list.is_empty()).then(|| connected_card(list)))
+            })}
+        </Suspense>
+    }
+}
+
+/// Stripe Connect: each connected account with its last 30 days and its MRR, per currency; a
+/// click opens Tally's pages for that account alone.
+fn connected_card(list: Vec<ConnectedAccount>) -> impl IntoView {
+    let rows = list
+        .into_iter()
+        .map(|a| {
+            let open = format!("/?account={}", crate::components::query::encode(&a.id));
+            let figures = if a.figures.is_empty() {
+                view! { <td data-label="Figures" colspan="4" class="muted">"No payments or subscriptions yet"</td> }
+                    .into_any()
+            } else {
+                let per = |f: fn(&crate::domain::accounts::ConnectedFigures) -> i64| {
+                    a.figures
+                        .iter()
+                        .map(|x| money::format(f(x), &x.currency))
+                        .collect::<Vec<_>>()
+                        .join(" · ")
+                };
+                view! {
+                    <td data-label="Volume (30 days)" class="num">{per(|f| f.volume_30d)}</td>
+                    <td data-label="MRR" class="num">{per(|f| f.mrr)}</td>
+                    <td data-label="Application fees (30 days)" class="num">{per(|f| f.fees_30d)}</td>
+                }
+                .into_any()
+            };
+            view! {
+                <tr id=format!("connected-{}", a.id)>
+                    <td data-label="Account">
+                        <a href=open>{a.name.clone()}</a>
+                        <br/>
+                        <code class="muted small">{a.id.clone()}</code>
+                        {a.disabled.then(|| view! { <span class="badge">"disabled"</span> })}
+                    </td>
+                    {figures}
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <TableCard title="Connected accounts" headers=&["Account", "Volume (30 days)", "MRR", "Application fees (30 days)"] numeric=&[1, 2, 3] class="cards" empty=false>
+            {rows}
+        </TableCard>
+        <p class="muted small">"Volume: succeeded payments' captured amounts. Application fees: what the platform collected from the account, less refunded fees. Each currency on its own."</p>
     }
 }
 

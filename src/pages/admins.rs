@@ -3,7 +3,8 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use crate::api::admins::{list_admins, ChangeRole, CreateAdmin, ResetPassword, SetDisabled};
+use crate::api::accounts::account_menu;
+use crate::api::admins::{list_admins, ChangeRole, CreateAdmin, LimitAdminAccounts, ResetPassword, SetDisabled};
 
 use crate::components::notice::action_outcome;
 use crate::components::settings_tabs::SettingsTabs;
@@ -17,6 +18,8 @@ pub fn AdminsPage() -> impl IntoView {
     let role = ServerAction::<ChangeRole>::new();
     let disable = ServerAction::<SetDisabled>::new();
     let reset = ServerAction::<ResetPassword>::new();
+    let limit = ServerAction::<LimitAdminAccounts>::new();
+    let menu = Resource::new(|| (), |_| account_menu());
     let admins = Resource::new(
         move || {
             (
@@ -24,6 +27,7 @@ pub fn AdminsPage() -> impl IntoView {
                 role.version().get(),
                 disable.version().get(),
                 reset.version().get(),
+                limit.version().get(),
             )
         },
         |_| list_admins(),
@@ -35,6 +39,7 @@ pub fn AdminsPage() -> impl IntoView {
             action_outcome(role),
             action_outcome(disable),
             action_outcome(reset),
+            action_outcome(limit),
         ]
         .into_iter()
         .flatten()
@@ -70,18 +75,37 @@ pub fn AdminsPage() -> impl IntoView {
                                                 <th>"Status"</th>
                                                 <th>"Last login"</th>
                                                 <th>"Password"</th>
+                                                <th>"Stripe accounts"</th>
                                             </tr>
                                         </thead>
                                         <tbody>
                                             {list
                                                 .into_iter()
-                                                .map(|a| view! { <AdminRow admin=a role disable reset/> })
+                                                .map(|a| view! { <AdminRow admin=a role disable reset limit/> })
                                                 .collect_view()}
                                         </tbody>
                                     </table>
                                 </div>
                             }
                         })
+                })}
+            </Suspense>
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    let accounts = menu.await.unwrap_or_default();
+                    (accounts.len() > 1).then(|| {
+                        let listed = accounts
+                            .into_iter()
+                            .map(|a| format!("{} ({})", a.param, a.name))
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        view! {
+                            <p class="muted small" data-test="account-ids">
+                                "Limit an admin or viewer to some Stripe accounts by their ids, separated by commas (empty: every account; owners always see every account): "
+                                {listed}
+                            </p>
+                        }
+                    })
                 })}
             </Suspense>
         </section>
@@ -119,7 +143,10 @@ fn AdminRow(
     role: ServerAction<ChangeRole>,
     disable: ServerAction<SetDisabled>,
     reset: ServerAction<ResetPassword>,
+    limit: ServerAction<LimitAdminAccounts>,
 ) -> impl IntoView {
+    let accounts = admin.accounts.join(", ");
+    let is_owner = admin.role == Role::Owner;
     let id = admin.id;
     let status = if admin.disabled { "Disabled" } else { "Active" };
     let toggle_to = !admin.disabled;
@@ -156,6 +183,26 @@ fn AdminRow(
                     />
                     <button type="submit" class="button secondary small">"Reset"</button>
                 </ActionForm>
+            </td>
+            <td data-label="Stripe accounts">
+                {if is_owner {
+                    view! { <span class="muted">"every account"</span> }.into_any()
+                } else {
+                    view! {
+                        <ActionForm action=limit attr:class="row-form">
+                            <input type="hidden" name="id" value=id.to_string()/>
+                            <input
+                                type="text"
+                                name="accounts"
+                                value=accounts
+                                placeholder="every account"
+                                aria-label=format!("Stripe accounts {} may see", admin.email)
+                            />
+                            <button type="submit" class="button secondary small">"Limit"</button>
+                        </ActionForm>
+                    }
+                        .into_any()
+                }}
             </td>
         </tr>
     }

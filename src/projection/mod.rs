@@ -11,6 +11,7 @@
 //! deleted row stays deleted. Projections have no foreign keys, so a subscription that arrives
 //! before its customer still lands.
 
+pub mod application_fees;
 pub mod charges;
 pub mod checkout_sessions;
 pub mod coupons;
@@ -235,6 +236,7 @@ impl Resource {
             Resource::Coupon => coupons::columns(object),
             Resource::PromotionCode => promotion_codes::columns(object),
             Resource::Discount => discounts::columns(object),
+            Resource::ApplicationFee => application_fees::columns(object),
         }
     }
 }
@@ -296,6 +298,8 @@ pub const HANDLED_EVENT_TYPES: &[&str] = &[
     "customer.discount.created",
     "customer.discount.updated",
     "customer.discount.deleted",
+    "application_fee.created",
+    "application_fee.refunded",
 ];
 
 /// Event types whose object is gone for good in Stripe.

@@ -153,6 +153,8 @@ pub fn lifecycle(resource: Resource, object: &Value) -> Vec<Option<i64>> {
         // A coupon only ever becomes invalid; redemptions only grow.
         Resource::Coupon => vec![flag(object, "valid").map(|v| 1 - v), int(object, "times_redeemed")],
         Resource::PromotionCode => vec![int(object, "times_redeemed")],
+        // A fee is only ever refunded, in part then in full.
+        Resource::ApplicationFee => vec![int(object, "amount_refunded"), flag(object, "refunded")],
         Resource::Customer | Resource::PaymentMethod | Resource::Product | Resource::Price | Resource::Discount => {
             Vec::new()
         }

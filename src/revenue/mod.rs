@@ -1,6 +1,7 @@
 //! Revenue analytics: KPIs, MRR movements and monthly series, per currency (never summed across
 //! currencies). Definitions in docs/metrics.md.
 
+pub mod connected;
 pub mod movements;
 pub mod sums;
 

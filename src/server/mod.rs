@@ -347,6 +347,7 @@ pub async fn start_with_stripe(
     ));
     let reconcile = tokio::spawn(crate::sync::background::reconcile_on_schedule(
         crate::sync::background::JobContext {
+            account: String::new(),
             db: state_db.clone(),
             stripe: state_stripe,
             config: state_config,

@@ -215,6 +215,7 @@ pub fn path(resource: Resource) -> &'static str {
         // Stripe has no discounts endpoint: Tally reads discounts expanded on their subscription
         // or customer and never requests this path.
         Resource::Discount => "/discounts",
+        Resource::ApplicationFee => "/application_fees",
     }
 }
 

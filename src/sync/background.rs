@@ -17,6 +17,8 @@ use crate::stripe::StripeApi;
 #[derive(Clone)]
 pub struct JobContext {
     pub db: Db,
+    /// The account the jobs act for (`''`: the environment's) and the client acting for it.
+    pub account: String,
     pub stripe: Arc<dyn StripeApi>,
     pub config: Arc<Config>,
     /// Woken when reconciliation stores events, so the worker applies them at once.
@@ -76,7 +78,7 @@ pub async fn run_with(
     on_sync_page: impl FnMut(&super::Progress),
 ) -> Result<Outcome, JobError> {
     let kind = job.kind();
-    let Some(id) = jobs::start(&ctx.db, kind, &trigger).await? else {
+    let Some(id) = jobs::start_for(&ctx.db, kind, &ctx.account, &trigger).await? else {
         return Err(JobError::AlreadyRunning(kind.as_str()));
     };
     run_claimed(ctx, job, id, on_sync_page).await
@@ -122,6 +124,10 @@ async fn execute(ctx: &JobContext, job: Job, on_sync_page: impl FnMut(&super::Pr
     let stripe = ctx.stripe.as_ref();
     match job {
         Job::Sync(options) => {
+            let options = super::SyncOptions {
+                account: ctx.account.clone(),
+                ..options
+            };
             let summary = super::run(&ctx.db, stripe, &options, on_sync_page).await?;
             let types: Vec<_> = summary
                 .iter()
@@ -139,7 +145,7 @@ async fn execute(ctx: &JobContext, job: Job, on_sync_page: impl FnMut(&super::Pr
         }
         Job::Reconcile { days } => {
             let expected_livemode = ctx.config.stripe_mode().map(|m| m.is_live());
-            let report = reconcile::run(&ctx.db, stripe, days, expected_livemode, |r| {
+            let report = reconcile::run_for(&ctx.db, &ctx.account, stripe, days, expected_livemode, |r| {
                 if r.missing > 0 {
                     ctx.events.notify_one();
                 }
@@ -152,7 +158,7 @@ async fn execute(ctx: &JobContext, job: Job, on_sync_page: impl FnMut(&super::Pr
             })
         }
         Job::Drift { only } => {
-            let report = drift::run(&ctx.db, stripe, &only, |_| {}).await?;
+            let report = drift::run_for(&ctx.db, &ctx.account, stripe, &only, |_| {}).await?;
             Ok(Outcome {
                 drift: report.has_drift(),
                 partial: report.partial(),
@@ -168,7 +174,7 @@ pub async fn spawn(ctx: JobContext, job: Job, admin_email: String) -> Result<(),
     // Claim before answering, so a second click (or another instance) hears at once that a run
     // is already in progress instead of racing the spawned task.
     let kind = job.kind();
-    let Some(id) = jobs::start(&ctx.db, kind, &Trigger::Admin(admin_email)).await? else {
+    let Some(id) = jobs::start_for(&ctx.db, kind, &ctx.account, &Trigger::Admin(admin_email)).await? else {
         return Err(JobError::AlreadyRunning(kind.as_str()));
     };
     tokio::spawn(async move {

@@ -120,7 +120,12 @@ enum Rows<'a> {
 }
 
 /// Our side: rows not deleted, as id → fields.
-async fn local_fields(db: &Db, resource: Resource, which: Rows<'_>) -> Result<Vec<(String, Fields)>, SyncError> {
+async fn local_fields(
+    db: &Db,
+    account: &str,
+    resource: Resource,
+    which: Rows<'_>,
+) -> Result<Vec<(String, Fields)>, SyncError> {
     let names = compared_columns(resource);
     let select: Vec<String> = names.iter().map(|n| format!(", CAST({n} AS TEXT) AS {n}")).collect();
     let filter = match which {
@@ -128,7 +133,7 @@ async fn local_fields(db: &Db, resource: Resource, which: Rows<'_>) -> Result<Ve
         Rows::One(_) => "id = $1",
     };
     let sql = format!(
-        "SELECT id{} FROM {} WHERE deleted = 0 AND {filter} ORDER BY id",
+        "SELECT id{} FROM {} WHERE deleted = 0 AND {filter} AND account_id = $2 ORDER BY id",
         select.concat(),
         resource.table()
     );
@@ -137,12 +142,17 @@ async fn local_fields(db: &Db, resource: Resource, which: Rows<'_>) -> Result<Ve
         Rows::CreatedBefore(t) => query.bind(t),
         Rows::One(id) => query.bind(id),
     };
-    let rows = query.fetch_all(db.reader()).await?;
+    let rows = query.bind(account).fetch_all(db.reader()).await?;
     let mut items: HashMap<String, Vec<Item>> = HashMap::new();
     if resource == Resource::Subscription {
         let sql = "SELECT subscription_id, price_id, quantity FROM subscription_items";
         let found = match which {
-            Rows::CreatedBefore(_) => sqlx::query(sql).fetch_all(db.reader()).await?,
+            Rows::CreatedBefore(_) => {
+                sqlx::query(&format!("{sql} WHERE account_id = $1"))
+                    .bind(account)
+                    .fetch_all(db.reader())
+                    .await?
+            }
             Rows::One(id) => {
                 sqlx::query(&format!("{sql} WHERE subscription_id = $1"))
                     .bind(id)
@@ -211,9 +221,21 @@ async fn fetch_fields(stripe: &dyn StripeApi, resource: Resource, id: &str) -> R
     }
 }
 
-/// Compares the given types (all when empty), calling `progress` after each type.
+/// Compares the environment's account's given types (all when empty), calling `progress` after
+/// each type.
 pub async fn run(
     db: &Db,
+    stripe: &dyn StripeApi,
+    only: &[Resource],
+    progress: impl FnMut(&TypeSummary),
+) -> Result<DriftReport, SyncError> {
+    run_for(db, crate::domain::accounts::ENVIRONMENT, stripe, only, progress).await
+}
+
+/// `run` for `account`, with the client acting for it: only its rows are compared.
+pub async fn run_for(
+    db: &Db,
+    account: &str,
     stripe: &dyn StripeApi,
     only: &[Resource],
     mut progress: impl FnMut(&TypeSummary),
@@ -272,7 +294,7 @@ pub async fn run(
 
         // Our side: rows not deleted, created before the check began (newer ones may postdate
         // Stripe's list).
-        let rows = local_fields(db, resource, Rows::CreatedBefore(started)).await?;
+        let rows = local_fields(db, account, resource, Rows::CreatedBefore(started)).await?;
         summary.here = rows.len() as i64;
         let mut suspects: Vec<(String, Vec<Difference>)> = Vec::new();
         for (id, ours) in &rows {
@@ -295,7 +317,10 @@ pub async fn run(
             let found = if confirmed_budget > 0 {
                 confirmed_budget -= 1;
                 let theirs = fetch_fields(stripe, resource, &id).await?;
-                let ours = local_fields(db, resource, Rows::One(&id)).await?.pop().map(|(_, f)| f);
+                let ours = local_fields(db, account, resource, Rows::One(&id))
+                    .await?
+                    .pop()
+                    .map(|(_, f)| f);
                 compare(resource, &id, ours.as_ref(), theirs.as_ref())
             } else {
                 found

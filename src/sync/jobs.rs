@@ -35,24 +35,33 @@ pub enum Trigger {
     Schedule,
 }
 
-/// Starts a run unless one of the same kind is already running (then `Ok(None)`).
+/// Starts a run for the environment's account unless one of the same kind is already running
+/// (then `Ok(None)`).
 pub async fn start(db: &Db, kind: JobKind, trigger: &Trigger) -> Result<Option<String>, DbError> {
+    start_for(db, kind, crate::domain::accounts::ENVIRONMENT, trigger).await
+}
+
+/// Starts a run for `account` unless one of the same kind is already running for it.
+pub async fn start_for(db: &Db, kind: JobKind, account: &str, trigger: &Trigger) -> Result<Option<String>, DbError> {
     let now = now_unix();
     let mut tx = db.begin().await?;
     // A run that stopped beating died with its process.
     sqlx::query(
         "UPDATE jobs SET status = 'failed', finished_at = $1, error = 'the process running it stopped' \
-         WHERE kind = $2 AND status = 'running' AND heartbeat_at < $3",
+         WHERE kind = $2 AND status = 'running' AND heartbeat_at < $3 AND account_id = $4",
     )
     .bind(now)
     .bind(kind.as_str())
     .bind(now - STALE_AFTER_SECS)
+    .bind(account)
     .execute(&mut *tx)
     .await?;
-    let running: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = $1 AND status = 'running'")
-        .bind(kind.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
+    let running: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = $1 AND status = 'running' AND account_id = $2")
+            .bind(kind.as_str())
+            .bind(account)
+            .fetch_one(&mut *tx)
+            .await?;
     if running > 0 {
         return Ok(None);
     }
@@ -63,14 +72,15 @@ pub async fn start(db: &Db, kind: JobKind, trigger: &Trigger) -> Result<Option<S
         Trigger::Schedule => ("schedule", None),
     };
     let inserted = sqlx::query(
-        "INSERT INTO jobs (id, kind, status, trigger, requested_by, started_at, heartbeat_at) \
-         VALUES ($1, $2, 'running', $3, $4, $5, $5)",
+        "INSERT INTO jobs (id, kind, status, trigger, requested_by, started_at, heartbeat_at, account_id) \
+         VALUES ($1, $2, 'running', $3, $4, $5, $5, $6)",
     )
     .bind(&id)
     .bind(kind.as_str())
     .bind(trigger_name)
     .bind(by)
     .bind(now)
+    .bind(account)
     .execute(&mut *tx)
     .await;
     match inserted {
@@ -121,11 +131,11 @@ pub async fn finish(db: &Db, id: &str, outcome: Result<(&str, bool), &str>) -> R
     Ok(())
 }
 
-/// The latest runs of a kind, newest first.
+/// The latest runs of a kind for the environment's account, newest first.
 pub async fn latest(db: &Db, kind: JobKind, limit: i64) -> Result<Vec<JobRun>, DbError> {
     let rows = sqlx::query(
         "SELECT id, status, trigger, requested_by, started_at, finished_at, summary, error FROM jobs \
-         WHERE kind = $1 ORDER BY started_at DESC, id DESC LIMIT $2",
+         WHERE kind = $1 AND account_id = '' ORDER BY started_at DESC, id DESC LIMIT $2",
     )
     .bind(kind.as_str())
     .bind(limit)

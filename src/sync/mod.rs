@@ -44,6 +44,9 @@ pub struct SyncOptions {
     pub only: Vec<Resource>,
     /// Start over even if an earlier run did not finish.
     pub restart: bool,
+    /// The account whose objects these are (`''`: the environment's); the Stripe client given to
+    /// `run` must act for it (`accounts::client`).
+    pub account: String,
 }
 
 /// Progress of one resource, reported after every page.
@@ -103,11 +106,13 @@ struct State {
     applied: i64,
 }
 
-async fn load_state(db: &Db, resource: Resource) -> Result<Option<State>, SyncError> {
-    let row = sqlx::query("SELECT cursor, done, fetched, applied FROM sync_state WHERE resource = $1")
-        .bind(resource.table())
-        .fetch_optional(db.reader())
-        .await?;
+async fn load_state(db: &Db, account: &str, resource: Resource) -> Result<Option<State>, SyncError> {
+    let row =
+        sqlx::query("SELECT cursor, done, fetched, applied FROM sync_state WHERE resource = $1 AND account_id = $2")
+            .bind(resource.table())
+            .bind(account)
+            .fetch_optional(db.reader())
+            .await?;
     Ok(match row {
         Some(r) => Some(State {
             cursor: r.try_get("cursor")?,
@@ -124,7 +129,8 @@ async fn begin_run(db: &Db, options: &SyncOptions, resources: &[Resource]) -> Re
     let unfinished: Option<(String, Option<i64>)> = if options.restart {
         None
     } else {
-        sqlx::query("SELECT run_id, since FROM sync_state WHERE done = 0 LIMIT 1")
+        sqlx::query("SELECT run_id, since FROM sync_state WHERE done = 0 AND account_id = $1 LIMIT 1")
+            .bind(&options.account)
             .fetch_optional(db.reader())
             .await?
             .map(|r| Ok::<_, sqlx::Error>((r.try_get("run_id")?, r.try_get("since")?)))
@@ -137,16 +143,20 @@ async fn begin_run(db: &Db, options: &SyncOptions, resources: &[Resource]) -> Re
     let run_id = uuid::Uuid::new_v4().to_string();
     let now = now_unix();
     let mut tx = db.begin().await?;
-    sqlx::query("DELETE FROM sync_state").execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM sync_state WHERE account_id = $1")
+        .bind(&options.account)
+        .execute(&mut *tx)
+        .await?;
     for resource in resources {
         sqlx::query(
-            "INSERT INTO sync_state (resource, run_id, since, cursor, done, fetched, applied, started_at, updated_at, skipped) \
-             VALUES ($1, $2, $3, NULL, 0, 0, 0, $4, $4, NULL)",
+            "INSERT INTO sync_state (resource, run_id, since, cursor, done, fetched, applied, started_at, updated_at, skipped, \
+             account_id) VALUES ($1, $2, $3, NULL, 0, 0, 0, $4, $4, NULL, $5)",
         )
         .bind(resource.table())
         .bind(&run_id)
         .bind(options.since)
         .bind(now)
+        .bind(&options.account)
         .execute(&mut *tx)
         .await?;
     }
@@ -169,7 +179,7 @@ pub async fn run(
     let since = begin_run(db, options, &resources).await?;
     let mut summary = Vec::new();
     for resource in resources {
-        let Some(mut state) = load_state(db, resource).await? else {
+        let Some(mut state) = load_state(db, &options.account, resource).await? else {
             continue;
         };
         let started = Instant::now();
@@ -185,10 +195,13 @@ pub async fn run(
                         return Err(e.into());
                     };
                     tracing::warn!(resource = resource.table(), reason, "sync skipped a type");
-                    sqlx::query("UPDATE sync_state SET done = 1, skipped = $1, updated_at = $2 WHERE resource = $3")
-                        .bind(&reason)
-                        .bind(now_unix())
-                        .bind(resource.table())
+                    sqlx::query(
+                        "UPDATE sync_state SET done = 1, skipped = $1, updated_at = $2 WHERE resource = $3 AND account_id = $4",
+                    )
+                    .bind(&reason)
+                    .bind(now_unix())
+                    .bind(resource.table())
+                    .bind(&options.account)
                         .execute(db.writer())
                         .await?;
                     let progress = Progress {
@@ -212,19 +225,12 @@ pub async fn run(
             let mut applied = 0;
             for object in &page.data {
                 let deleted = object.get("deleted").and_then(serde_json::Value::as_bool) == Some(true);
-                let written = projection::apply_object(
-                    &mut tx,
-                    crate::domain::accounts::ENVIRONMENT,
-                    resource,
-                    object,
-                    &version,
-                    deleted,
-                )
-                .await
-                .map_err(|e| SyncError::Apply {
-                    id: projection::read::text(object, "id").unwrap_or_default(),
-                    message: e.to_string(),
-                })?;
+                let written = projection::apply_object(&mut tx, &options.account, resource, object, &version, deleted)
+                    .await
+                    .map_err(|e| SyncError::Apply {
+                        id: projection::read::text(object, "id").unwrap_or_default(),
+                        message: e.to_string(),
+                    })?;
                 if written == projection::Applied::Written {
                     applied += 1;
                 }
@@ -235,7 +241,8 @@ pub async fn run(
             state.applied += applied;
             state.done = !page.has_more || page.data.is_empty();
             sqlx::query(
-                "UPDATE sync_state SET cursor = $1, done = $2, fetched = $3, applied = $4, updated_at = $5 WHERE resource = $6",
+                "UPDATE sync_state SET cursor = $1, done = $2, fetched = $3, applied = $4, updated_at = $5 \
+                 WHERE resource = $6 AND account_id = $7",
             )
             .bind(state.cursor.as_deref())
             .bind(i64::from(state.done))
@@ -243,6 +250,7 @@ pub async fn run(
             .bind(state.applied)
             .bind(fetched_at)
             .bind(resource.table())
+            .bind(&options.account)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
@@ -264,11 +272,19 @@ pub async fn run(
     Ok(summary)
 }
 
-/// The backfill's state per type (empty when no sync ever ran).
+/// The environment's account's backfill state per type (empty when no sync ever ran).
 pub async fn status(db: &Db) -> Result<Vec<TypeProgress>, SyncError> {
-    let rows = sqlx::query("SELECT resource, done, fetched, applied, started_at, updated_at, skipped FROM sync_state")
-        .fetch_all(db.reader())
-        .await?;
+    status_of(db, crate::domain::accounts::ENVIRONMENT).await
+}
+
+/// An account's backfill state per type.
+pub async fn status_of(db: &Db, account: &str) -> Result<Vec<TypeProgress>, SyncError> {
+    let rows = sqlx::query(
+        "SELECT resource, done, fetched, applied, started_at, updated_at, skipped FROM sync_state WHERE account_id = $1",
+    )
+    .bind(account)
+    .fetch_all(db.reader())
+    .await?;
     let mut out = Vec::new();
     for resource in ORDER {
         let Some(row) = rows
@@ -281,9 +297,13 @@ pub async fn status(db: &Db) -> Result<Vec<TypeProgress>, SyncError> {
         let done = row.try_get::<i64, _>("done")? != 0;
         let started_at: i64 = row.try_get("started_at")?;
         let updated_at: i64 = row.try_get("updated_at")?;
-        let known_rows: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {}", resource.table()))
-            .fetch_one(db.reader())
-            .await?;
+        let known_rows: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM {} WHERE account_id = $1",
+            resource.table()
+        ))
+        .bind(account)
+        .fetch_one(db.reader())
+        .await?;
         let rate = if updated_at > started_at {
             fetched / (updated_at - started_at)
         } else {

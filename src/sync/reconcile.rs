@@ -21,6 +21,26 @@ pub async fn run(
     stripe: &dyn StripeApi,
     days: u32,
     expected_livemode: Option<bool>,
+    progress: impl FnMut(&ReconcileReport),
+) -> Result<ReconcileReport, SyncError> {
+    run_for(
+        db,
+        crate::domain::accounts::ENVIRONMENT,
+        stripe,
+        days,
+        expected_livemode,
+        progress,
+    )
+    .await
+}
+
+/// `run` for `account` (`stripe` acts for it): the events it stores are filed under it.
+pub async fn run_for(
+    db: &Db,
+    account: &str,
+    stripe: &dyn StripeApi,
+    days: u32,
+    expected_livemode: Option<bool>,
     mut progress: impl FnMut(&ReconcileReport),
 ) -> Result<ReconcileReport, SyncError> {
     let days = days.clamp(1, MAX_DAYS);
@@ -54,10 +74,14 @@ pub async fn run(
             if known.contains(id) {
                 continue;
             }
-            let parsed = IncomingEvent::parse(&event.to_string()).map_err(|why| SyncError::Apply {
+            let mut parsed = IncomingEvent::parse(&event.to_string()).map_err(|why| SyncError::Apply {
                 id: id.to_string(),
                 message: why.to_string(),
             })?;
+            // Another account's events are filed under it, as its webhooks are.
+            if account != crate::domain::accounts::ENVIRONMENT && parsed.account.is_none() {
+                parsed.received_for = Some(account.to_string());
+            }
             if inbox::store(db, &parsed, Source::Reconcile, expected_livemode).await? {
                 report.missing += 1;
                 if report.missing_ids.len() < 100 {

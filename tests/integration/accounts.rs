@@ -785,6 +785,12 @@ both_backends!(
                 .await,
             "acct_conn"
         );
+        // The audit entry names the account the refund was made in.
+        assert_eq!(
+            app.scalar::<String>("SELECT account_id FROM audit_log WHERE action = 'payment.refund'")
+                .await,
+            "acct_conn"
+        );
     }
 );
 
@@ -902,5 +908,305 @@ both_backends!(
         assert!(events.contains("evt_b2") && !events.contains("evt_a1"), "{events}");
         // The owner sees both.
         assert_eq!(kpis(&app, &app.client, None).await["mrr"], 4_000);
+    }
+);
+
+both_backends!(owners_limit_admins_to_accounts_in_settings, |backend| async move {
+    use tally::domain::admins::Role;
+    let stripe = stripe().await;
+    let app = spawn(backend, &stripe).await;
+    add_second(&app).await;
+    wait_until("the environment's account is registered", async || {
+        accounts::get(app.db(), "acct_env").await.unwrap().is_some()
+    })
+    .await;
+    let id = app.create_admin("viewer@example.com", Role::Viewer).await;
+    let owner_id = app.create_admin("owner2@example.com", Role::Owner).await;
+    let limit = |id: i64, accounts: &'static str| {
+        let app = &app;
+        async move {
+            app.call(
+                &app.client,
+                "admins/accounts",
+                &[("id", &id.to_string()), ("accounts", accounts)],
+            )
+            .await
+        }
+    };
+    let res = limit(id, "acct_second, acct_env").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        accounts::limits(app.db(), id).await.unwrap(),
+        ["", "acct_second"],
+        "the environment's account is kept as ''"
+    );
+    let admins = app.json(&app.client, "admins/list", &[]).await;
+    let listed = admins.as_array().unwrap().iter().find(|a| a["id"] == id).unwrap();
+    assert_eq!(listed["accounts"], json!(["acct_env", "acct_second"]));
+    // Unknown accounts and owners are refused with a message; nothing changes.
+    let res = limit(id, "acct_nobody").await;
+    assert_eq!(res.status(), 500);
+    assert!(res.text().await.unwrap().contains("knows no Stripe account"));
+    assert_eq!(accounts::limits(app.db(), id).await.unwrap().len(), 2);
+    let res = limit(owner_id, "acct_second").await;
+    assert!(res.text().await.unwrap().contains("Owners see every Stripe account"));
+    assert!(accounts::limits(app.db(), owner_id).await.unwrap().is_empty());
+    // Only owners may limit.
+    let viewer = app.logged_in("viewer@example.com").await;
+    let res = app
+        .call(&viewer, "admins/accounts", &[("id", &id.to_string()), ("accounts", "")])
+        .await;
+    assert_eq!(res.status(), 403);
+    // Empty: every account again; audited.
+    assert_eq!(limit(id, "").await.status(), 200);
+    assert!(accounts::limits(app.db(), id).await.unwrap().is_empty());
+    let audited = "SELECT COUNT(*) FROM audit_log WHERE action = 'admin.accounts' AND outcome = 'success'";
+    assert_eq!(app.scalar::<i64>(audited).await, 2);
+});
+
+both_backends!(
+    the_connect_list_shows_each_connected_accounts_volume_mrr_and_fees,
+    |backend| async move {
+        let stripe = stripe().await;
+        let app = spawn(backend, &stripe).await;
+        let connect = |mut e: Value| {
+            e["account"] = json!("acct_seller");
+            e
+        };
+        let deliveries = [
+            connect(event(
+                "evt_s1",
+                "customer.subscription.created",
+                subscription("sub_s", "cus_s", 2_500),
+            )),
+            connect(event("evt_s2", "charge.succeeded", charge("ch_s1", "cus_s", 10_000))),
+            connect(event("evt_s3", "charge.succeeded", charge("ch_s2", "cus_s", 5_000))),
+            // The platform's own: the fee it took from the seller, a part refunded.
+            event(
+                "evt_fee",
+                "application_fee.created",
+                json!({"id": "fee_1", "object": "application_fee",
+                "account": "acct_seller", "charge": "ch_s1", "amount": 1_000, "amount_refunded": 200,
+                "currency": "usd", "refunded": false, "created": tally::db::now_unix() - 30, "livemode": false}),
+            ),
+            // The platform's own payment is not the seller's volume.
+            event("evt_p1", "charge.succeeded", charge("ch_p", "cus_p", 99_000)),
+        ];
+        for body in &deliveries {
+            assert_eq!(app.post_webhook(SECRET, body).await.status(), 200);
+        }
+        all_applied(&app, 5).await;
+        assert_eq!(
+            app.scalar::<String>("SELECT connected_account_id FROM application_fees WHERE id = 'fee_1'")
+                .await,
+            "acct_seller"
+        );
+        let list = app.json(&app.client, "accounts/connected", &[]).await;
+        assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+        assert_eq!(list[0]["id"], "acct_seller");
+        assert_eq!(
+            list[0]["figures"],
+            json!([{"currency": "usd", "volume_30d": 15_000, "mrr": 2_500, "fees_30d": 800}])
+        );
+        // The list links to the account's own pages.
+        let page = app.html(&app.client, "/settings/accounts").await;
+        assert!(page.contains("href=\"/?account=acct_seller\""), "{page}");
+        assert!(
+            page.contains("$150.00") && page.contains("$25.00") && page.contains("$8.00"),
+            "{page}"
+        );
+    }
+);
+
+both_backends!(
+    the_demo_adds_a_connected_account_whose_figures_add_up_with_the_main_one,
+    |backend| async move {
+        use tally::cli::demo;
+        let stripe = stripe().await;
+        let app = spawn(backend, &stripe).await;
+        wait_until("the environment's account is registered", async || {
+            accounts::get(app.db(), "acct_env").await.unwrap().is_some()
+        })
+        .await;
+        let now = tally::db::now_unix();
+        demo::seed(app.db(), 60, now).await.unwrap();
+        let stored = demo::seed_connected(app.db(), 30, now).await.unwrap();
+        assert!(stored > 100, "{stored} events");
+        let account = accounts::get(app.db(), demo::CONNECTED).await.unwrap().unwrap();
+        assert_eq!(
+            (account.kind, account.name.as_str()),
+            (AccountKind::Connected, demo::CONNECTED_NAME)
+        );
+        // Its own rows: no id is shared with the main account, every event applied.
+        assert_eq!(
+            app.scalar::<i64>("SELECT COUNT(*) FROM customers WHERE account_id = ''")
+                .await,
+            60
+        );
+        let sql = format!(
+            "SELECT COUNT(*) FROM customers WHERE account_id = '{}'",
+            demo::CONNECTED
+        );
+        assert_eq!(app.scalar::<i64>(&sql).await, 30);
+        let sql = "SELECT COUNT(*) FROM stripe_events WHERE source = 'demo' AND status <> 'applied'";
+        assert_eq!(app.scalar::<i64>(sql).await, 0);
+        // Per currency, every account's figures add up to the roll-up.
+        for currency in ["usd", "jpy"] {
+            let figures = |account: Option<&'static str>| {
+                let app = &app;
+                async move {
+                    let mut form = vec![("currency", currency)];
+                    if let Some(account) = account {
+                        form.push(("account", account));
+                    }
+                    let overview = app.json(&app.client, "metrics/overview", &form).await;
+                    // An account without data in this currency shows another: it counts 0 here.
+                    if overview["currency"] == currency {
+                        overview["kpis"].clone()
+                    } else {
+                        Value::Null
+                    }
+                }
+            };
+            let (main, connected, all) = (
+                figures(Some("main")).await,
+                figures(Some(demo::CONNECTED)).await,
+                figures(None).await,
+            );
+            for figure in [
+                "mrr",
+                "active_subscriptions",
+                "active_customers",
+                "gross_30d",
+                "refunds_30d",
+                "churned_mrr_30d",
+                "net_revenue_30d",
+            ] {
+                let (a, b, sum) = (
+                    main[figure].as_i64().unwrap_or(0),
+                    connected[figure].as_i64().unwrap_or(0),
+                    all[figure].as_i64().unwrap_or(0),
+                );
+                assert_eq!(a + b, sum, "{currency} {figure}: {a} + {b}");
+            }
+            if currency == "usd" {
+                assert!(
+                    connected["mrr"].as_i64().unwrap_or(0) > 0,
+                    "the connected account has MRR in usd"
+                );
+            }
+        }
+        // The switcher lists both.
+        let menu = app.json(&app.client, "accounts/menu", &[]).await.to_string();
+        assert!(menu.contains("acct_env") && menu.contains(demo::CONNECTED), "{menu}");
+    }
+);
+
+both_backends!(
+    a_backfill_and_drift_check_for_another_account_use_its_key_and_only_its_rows,
+    |backend| async move {
+        use tally::sync::background::{self, Job, JobContext};
+        let stripe = StandIn::start(|r: Request| async move {
+            let second = r.header("authorization").as_deref() == Some("Bearer sk_test_51secondaccount");
+            match (r.path.as_str(), second) {
+                ("/v1/account", false) => Reply::ok(json!({"id": "acct_env", "object": "account"})),
+                ("/v1/customers", true) => Reply::list(
+                    vec![json!({"id": "cus_sec1", "object": "customer", "email": "eu@example.com", "created": 1_700_000_000})],
+                    false,
+                ),
+                ("/v1/customers", false) => Reply::list(
+                    vec![json!({"id": "cus_env1", "object": "customer", "email": "us@example.com", "created": 1_700_000_000})],
+                    false,
+                ),
+                _ => Reply::not_found(),
+            }
+        })
+        .await;
+        let app = spawn(backend, &stripe).await;
+        add_second(&app).await;
+        // The environment's own customer, from a webhook.
+        let own = event(
+            "evt_env1",
+            "customer.created",
+            json!({"id": "cus_env0", "object": "customer", "created": 1_700_000_000}),
+        );
+        assert_eq!(app.post_webhook(SECRET, &own).await.status(), 200);
+        all_applied(&app, 1).await;
+        let config = common::config_with(
+            &app.db,
+            &[
+                ("STRIPE_SECRET_KEY", "sk_test_51environment"),
+                ("STRIPE_API_BASE", &stripe.url),
+                ("TALLY_SECRETS_KEY", SEAL),
+            ],
+        );
+        let client = tally::accounts::client(app.db(), &config, "acct_second").await.unwrap();
+        let ctx = JobContext {
+            db: app.db().clone(),
+            account: "acct_second".to_string(),
+            stripe: std::sync::Arc::new(client),
+            config: std::sync::Arc::new(config),
+            events: Default::default(),
+        };
+        let job = Job::Sync(tally::sync::SyncOptions {
+            only: vec![tally::domain::resource::Resource::Customer],
+            ..Default::default()
+        });
+        background::run(&ctx, job, tally::sync::jobs::Trigger::Cli)
+            .await
+            .unwrap();
+        let lists = stripe.calls("GET", "/v1/customers");
+        assert_eq!(lists.len(), 1);
+        assert_eq!(
+            lists[0].header("authorization").as_deref(),
+            Some("Bearer sk_test_51secondaccount")
+        );
+        assert_eq!(
+            app.scalar::<String>("SELECT account_id FROM customers WHERE id = 'cus_sec1'")
+                .await,
+            "acct_second"
+        );
+        assert_eq!(
+            app.scalar::<i64>("SELECT COUNT(*) FROM sync_state WHERE account_id = 'acct_second'")
+                .await,
+            1
+        );
+        assert_eq!(
+            app.scalar::<i64>("SELECT COUNT(*) FROM sync_state WHERE account_id = ''")
+                .await,
+            0
+        );
+        assert_eq!(
+            app.scalar::<String>("SELECT account_id FROM jobs WHERE kind = 'sync'")
+                .await,
+            "acct_second"
+        );
+        // Its drift check compares its own rows only: the environment's customer is not "missing".
+        let report = background::run(
+            &ctx,
+            Job::Drift {
+                only: vec![tally::domain::resource::Resource::Customer],
+            },
+            tally::sync::jobs::Trigger::Cli,
+        )
+        .await
+        .unwrap();
+        assert!(!report.drift, "{}", report.summary);
+        // A drift check of the environment's account does not see the second account's customer
+        // (it compares cus_env0 and cus_env1, Stripe's list for its key).
+        let env_config = common::config_with(
+            &app.db,
+            &[
+                ("STRIPE_SECRET_KEY", "sk_test_51environment"),
+                ("STRIPE_API_BASE", &stripe.url),
+            ],
+        );
+        let env_client = tally::stripe::from_config(&env_config).unwrap();
+        let only = [tally::domain::resource::Resource::Customer];
+        let env = tally::sync::drift::run(app.db(), env_client.as_ref(), &only, |_| {})
+            .await
+            .unwrap();
+        let text = serde_json::to_string(&env).unwrap();
+        assert!(!text.contains("cus_sec1") && text.contains("cus_env0"), "{text}");
     }
 );

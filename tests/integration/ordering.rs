@@ -1050,6 +1050,7 @@ both_backends!(
             ],
         );
         let ctx = tally::sync::background::JobContext {
+            account: String::new(),
             db: app.db().clone(),
             stripe: tally::stripe::from_config(&config).unwrap(),
             config: Arc::new(config),

@@ -118,6 +118,7 @@ async fn attempt_login(
     };
     let refuse_locked = |until: i64, detail: String| {
         let entry = audit::NewEntry {
+            account_id: None,
             outcome: "locked",
             detail: Some(detail),
             ..audit_base.clone()
@@ -163,6 +164,7 @@ async fn attempt_login(
             audit::record(
                 db,
                 audit::NewEntry {
+                    account_id: None,
                     outcome: "failure",
                     detail: (!detail.is_empty()).then(|| detail.join("; ")),
                     ..audit_base.clone()
@@ -178,6 +180,7 @@ async fn attempt_login(
                 audit::record(
                     db,
                     audit::NewEntry {
+                        account_id: None,
                         action: "login.lockout",
                         outcome: "locked",
                         detail: Some(format!("{kind} locked for {} s", until - now)),
@@ -218,6 +221,7 @@ async fn attempt_login(
     audit::record(
         db,
         audit::NewEntry {
+            account_id: None,
             admin_id: Some(admin.id),
             outcome: "success",
             detail: slowed.then(|| "address over its limit: slowed".to_string()),
