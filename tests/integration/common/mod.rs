@@ -378,6 +378,7 @@ pub fn fixture_for(event_type: &str) -> &'static str {
         "coupon" => "coupon",
         "promotion_code" => "promotion_code",
         "customer.discount" => "discount",
+        "application_fee" => "application_fee",
         other => panic!("no fixture for {other}"),
     }
 }
