@@ -2,6 +2,9 @@
 //! mobile checkout needs. Authenticated with API keys from Settings, rate-limited per key,
 //! validated before Stripe is called, `Idempotency-Key` passed through, errors as
 //! `{"error": {"type", "message", "param"}}`. Described by `/api/v1/openapi.json`.
+//!
+//! It acts for the environment's Stripe account (`STRIPE_SECRET_KEY`): customers and prices of
+//! other accounts are not its to bill.
 
 use std::collections::HashMap;
 
@@ -279,7 +282,7 @@ async fn create_customer(State(state): State<AppState>, headers: HeaderMap, body
     let idempotency = idempotency_key(&headers)?;
     let body = body_object(&body)?;
     if let Some(customer) = stripe_id(&body, "customer_id", "cus_")? {
-        let known: Option<String> = sqlx::query_scalar("SELECT id FROM customers WHERE id = $1 AND deleted = 0")
+        let known: Option<String> = sqlx::query_scalar("SELECT id FROM customers WHERE id = $1 AND deleted = 0 AND account_id = ''")
             .bind(customer)
             .fetch_optional(state.db.reader())
             .await
@@ -477,7 +480,7 @@ async fn create_subscription(
     // Billing a customer is acting for them: only this key's own customers.
     require_own(&state, &key, customer, "customer_id").await?;
     // A price Tally knows must be active and recurring; unknown ones are left to Stripe.
-    let known: Option<(Option<i64>, Option<String>)> = sqlx::query_as("SELECT active, type FROM prices WHERE id = $1")
+    let known: Option<(Option<i64>, Option<String>)> = sqlx::query_as("SELECT active, type FROM prices WHERE id = $1 AND account_id = ''")
         .bind(price)
         .fetch_optional(state.db.reader())
         .await

@@ -6,8 +6,10 @@ use super::{Db, DbError};
 use crate::domain::pricing::{PlanPrice, ProductPlans};
 
 /// The prices the pricing page shows and Checkout sells: active, licensed, recurring or one-time,
-/// with a unit amount, of an active product (`p` prices, `pr` products).
-const OFFERED: &str = "p.active = 1 AND p.deleted = 0 AND pr.active = 1 AND pr.deleted = 0 \
+/// with a unit amount, of an active product (`p` prices, `pr` products), of the environment's
+/// account (Checkout sells with its key; other accounts' catalogues are not for sale here).
+const OFFERED: &str = "p.account_id = '' AND pr.account_id = '' \
+    AND p.active = 1 AND p.deleted = 0 AND pr.active = 1 AND pr.deleted = 0 \
     AND p.unit_amount IS NOT NULL AND COALESCE(p.usage_type, 'licensed') = 'licensed' \
     AND COALESCE(p.type, 'recurring') IN ('recurring', 'one_time')";
 

@@ -1096,6 +1096,10 @@ both_backends!(
                 );
             }
         }
+        // The pricing page sells the environment's catalogue only (Checkout uses its key): each
+        // plan once, though the connected account has products of the same names.
+        let pricing = app.json(&app.client, "public/pricing", &[]).await.to_string();
+        assert!(pricing.contains("prod_demo_starter") && !pricing.contains("prod_demc_"), "{pricing}");
         // The switcher lists both.
         let menu = app.json(&app.client, "accounts/menu", &[]).await.to_string();
         assert!(menu.contains("acct_env") && menu.contains(demo::CONNECTED), "{menu}");
