@@ -4,22 +4,62 @@ use leptos::prelude::*;
 
 use crate::domain::sync_report::SyncPageData;
 
+/// The one account a sync page or job is for: the one `?account=` picks, else the environment's
+/// (or, for an admin limited to other accounts, the first of theirs). Its storage key, its
+/// `?account=` value and its name.
+#[cfg(feature = "ssr")]
+async fn one_account(
+    state: &crate::state::AppState,
+    me: &crate::domain::admins::CurrentAdmin,
+    account: Option<&str>,
+) -> Result<(String, String, String), ServerFnError> {
+    use crate::domain::accounts::{Scope, ENVIRONMENT, ENVIRONMENT_PARAM};
+    let scope = crate::auth::server::account_scope(&state.db, me, account).await?;
+    let key = match &scope {
+        Scope::Only(keys) if !scope.covers(ENVIRONMENT) => keys.first().cloned().unwrap_or_default(),
+        _ => ENVIRONMENT.to_string(),
+    };
+    let failed = |e| super::internal("reading the Stripe accounts failed", e);
+    if key == ENVIRONMENT {
+        let id = crate::db::accounts::environment_id(&state.db).await.map_err(failed)?;
+        let name = match &id {
+            Some(id) => crate::db::accounts::get(&state.db, id)
+                .await
+                .map_err(failed)?
+                .map(|a| a.name)
+                .unwrap_or_else(|| id.clone()),
+            None => "the main account".to_string(),
+        };
+        return Ok((key, id.unwrap_or_else(|| ENVIRONMENT_PARAM.to_string()), name));
+    }
+    let name = crate::db::accounts::get(&state.db, &key)
+        .await
+        .map_err(failed)?
+        .map(|a| a.name)
+        .unwrap_or_else(|| key.clone());
+    Ok((key.clone(), key, name))
+}
+
 #[server(endpoint = "stripe-sync/overview")]
-pub async fn sync_overview() -> Result<SyncPageData, ServerFnError> {
+pub async fn sync_overview(account: Option<String>) -> Result<SyncPageData, ServerFnError> {
     use crate::auth::server::require_role;
     use crate::domain::admins::Role;
     use crate::state::AppState;
     use crate::sync::jobs::{self, JobKind};
 
-    require_role(Role::Viewer)?;
+    let me = require_role(Role::Viewer)?;
     let state = AppState::from_context()?;
     let db = &state.db;
+    let (key, param, name) = one_account(&state, &me, account.as_deref()).await?;
     let failed = |e: crate::db::DbError| super::internal("reading the sync state failed", e);
-    let types = crate::sync::status(db)
+    let types = crate::sync::status_of(db, &key)
         .await
         .map_err(|e| super::internal("reading the sync state failed", e))?;
-    let last_sync = jobs::latest(db, JobKind::Sync, 1).await.map_err(failed)?.pop();
-    let reconciliations = jobs::latest(db, JobKind::Reconcile, 5)
+    let last_sync = jobs::latest_for(db, JobKind::Sync, &key, 1)
+        .await
+        .map_err(failed)?
+        .pop();
+    let reconciliations = jobs::latest_for(db, JobKind::Reconcile, &key, 5)
         .await
         .map_err(failed)?
         .into_iter()
@@ -28,7 +68,10 @@ pub async fn sync_overview() -> Result<SyncPageData, ServerFnError> {
             (run, report)
         })
         .collect();
-    let last_drift = jobs::latest(db, JobKind::Drift, 1).await.map_err(failed)?.pop();
+    let last_drift = jobs::latest_for(db, JobKind::Drift, &key, 1)
+        .await
+        .map_err(failed)?
+        .pop();
     let drift = last_drift
         .as_ref()
         .filter(|run| run.status == "done" || run.status == "partial")
@@ -49,8 +92,16 @@ pub async fn sync_overview() -> Result<SyncPageData, ServerFnError> {
         }
         _ => "off".to_string(),
     };
+    // Another account is reached with its own key, or its platform's.
+    let reachable = if key.is_empty() {
+        state.config.stripe_key.is_some()
+    } else {
+        crate::accounts::client(db, &state.config, &key).await.is_ok()
+    };
     Ok(SyncPageData {
-        stripe_configured: state.config.stripe_key.is_some(),
+        account_name: name,
+        account: param,
+        stripe_configured: reachable,
         dashboard: match state.config.stripe_mode() {
             Some(mode) if mode.is_live() => "https://dashboard.stripe.com/".into(),
             _ => "https://dashboard.stripe.com/test/".into(),
@@ -64,15 +115,32 @@ pub async fn sync_overview() -> Result<SyncPageData, ServerFnError> {
     })
 }
 
+/// The jobs' context for account `key`: the environment's client, or the account's own.
 #[cfg(feature = "ssr")]
-fn job_context(state: &crate::state::AppState) -> crate::sync::background::JobContext {
-    crate::sync::background::JobContext {
-        account: String::new(),
+async fn job_context(
+    state: &crate::state::AppState,
+    key: &str,
+) -> Result<crate::sync::background::JobContext, ServerFnError> {
+    let stripe: std::sync::Arc<dyn crate::stripe::StripeApi> = if key.is_empty() {
+        if state.config.stripe_key.is_none() {
+            return Err(ServerFnError::new(
+                "Stripe is not configured: set STRIPE_SECRET_KEY and restart Tally.",
+            ));
+        }
+        state.stripe.clone()
+    } else {
+        let client = crate::accounts::client(&state.db, &state.config, key)
+            .await
+            .map_err(|e| ServerFnError::new(e.to_string()))?;
+        std::sync::Arc::new(client)
+    };
+    Ok(crate::sync::background::JobContext {
+        account: key.to_string(),
         db: state.db.clone(),
-        stripe: state.stripe.clone(),
+        stripe,
         config: state.config.clone(),
         events: state.events.clone(),
-    }
+    })
 }
 
 /// Starts a job for an admin, audited; the message says what happens next.
@@ -81,6 +149,7 @@ async fn start(
     job: crate::sync::background::Job,
     action: &'static str,
     started: &str,
+    account: Option<String>,
 ) -> Result<String, ServerFnError> {
     use crate::auth::server::require_role;
     use crate::domain::admins::Role;
@@ -89,13 +158,10 @@ async fn start(
 
     let me = require_role(Role::Admin)?;
     let state = AppState::from_context()?;
-    if state.config.stripe_key.is_none() {
-        return Err(ServerFnError::new(
-            "Stripe is not configured: set STRIPE_SECRET_KEY and restart Tally.",
-        ));
-    }
-    let detail = format!("{job:?}");
-    let result = background::spawn(job_context(&state), job, me.email.clone()).await;
+    let (key, param, _) = one_account(&state, &me, account.as_deref()).await?;
+    let ctx = job_context(&state, &key).await?;
+    let detail = format!("{job:?} · account {param}");
+    let result = background::spawn(ctx, job, me.email.clone()).await;
     let outcome = if result.is_ok() { "success" } else { "refused" };
     super::audit_action(&state.db, &me, action, None, outcome, Some(detail)).await;
     match result {
@@ -113,6 +179,7 @@ pub async fn start_sync(
     since: Option<String>,
     types: Option<String>,
     restart: Option<String>,
+    account: Option<String>,
 ) -> Result<String, ServerFnError> {
     use crate::sync::{parse_resource, SyncOptions};
 
@@ -136,12 +203,13 @@ pub async fn start_sync(
         crate::sync::background::Job::Sync(options),
         "stripe.sync",
         "The sync has started; progress appears below.",
+        account,
     )
     .await
 }
 
 #[server(endpoint = "stripe-sync/reconcile")]
-pub async fn start_reconcile(days: Option<u32>) -> Result<String, ServerFnError> {
+pub async fn start_reconcile(days: Option<u32>, account: Option<String>) -> Result<String, ServerFnError> {
     let state = crate::state::AppState::from_context()?;
     let days = days.unwrap_or(state.config.reconcile.days);
     if !(1..=30).contains(&days) {
@@ -153,16 +221,18 @@ pub async fn start_reconcile(days: Option<u32>) -> Result<String, ServerFnError>
         crate::sync::background::Job::Reconcile { days },
         "stripe.reconcile",
         "Reconciliation has started; missing events are applied as they are found.",
+        account,
     )
     .await
 }
 
 #[server(endpoint = "stripe-sync/drift")]
-pub async fn start_drift() -> Result<String, ServerFnError> {
+pub async fn start_drift(account: Option<String>) -> Result<String, ServerFnError> {
     start(
         crate::sync::background::Job::Drift { only: Vec::new() },
         "stripe.drift",
         "The drift check has started; its report appears below when it is done.",
+        account,
     )
     .await
 }

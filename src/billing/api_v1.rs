@@ -282,11 +282,12 @@ async fn create_customer(State(state): State<AppState>, headers: HeaderMap, body
     let idempotency = idempotency_key(&headers)?;
     let body = body_object(&body)?;
     if let Some(customer) = stripe_id(&body, "customer_id", "cus_")? {
-        let known: Option<String> = sqlx::query_scalar("SELECT id FROM customers WHERE id = $1 AND deleted = 0 AND account_id = ''")
-            .bind(customer)
-            .fetch_optional(state.db.reader())
-            .await
-            .map_err(ApiError::database("could not look up a customer"))?;
+        let known: Option<String> =
+            sqlx::query_scalar("SELECT id FROM customers WHERE id = $1 AND deleted = 0 AND account_id = ''")
+                .bind(customer)
+                .fetch_optional(state.db.reader())
+                .await
+                .map_err(ApiError::database("could not look up a customer"))?;
         let Some(id) = known else {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -480,11 +481,12 @@ async fn create_subscription(
     // Billing a customer is acting for them: only this key's own customers.
     require_own(&state, &key, customer, "customer_id").await?;
     // A price Tally knows must be active and recurring; unknown ones are left to Stripe.
-    let known: Option<(Option<i64>, Option<String>)> = sqlx::query_as("SELECT active, type FROM prices WHERE id = $1 AND account_id = ''")
-        .bind(price)
-        .fetch_optional(state.db.reader())
-        .await
-        .map_err(ApiError::database("could not look up a price"))?;
+    let known: Option<(Option<i64>, Option<String>)> =
+        sqlx::query_as("SELECT active, type FROM prices WHERE id = $1 AND account_id = ''")
+            .bind(price)
+            .fetch_optional(state.db.reader())
+            .await
+            .map_err(ApiError::database("could not look up a price"))?;
     if let Some((active, kind)) = known {
         if active == Some(0) {
             return Err(ApiError::invalid("This price is archived.", "price_id"));

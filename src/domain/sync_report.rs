@@ -108,6 +108,9 @@ pub struct TypeProgress {
 /// Everything the page shows.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SyncPageData {
+    /// The Stripe account the page is about (its name), and its `?account=` value.
+    pub account_name: String,
+    pub account: String,
     pub stripe_configured: bool,
     /// `https://dashboard.stripe.com/` plus `test/` in test mode, for links to objects.
     pub dashboard: String,

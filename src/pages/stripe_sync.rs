@@ -68,9 +68,17 @@ pub fn StripeSyncPage() -> impl IntoView {
     let sync = ServerAction::<StartSync>::new();
     let reconcile = ServerAction::<StartReconcile>::new();
     let drift = ServerAction::<StartDrift>::new();
+    let query = leptos_router::hooks::use_query_map();
     let overview = Resource::new(
-        move || (sync.version().get(), reconcile.version().get(), drift.version().get()),
-        |_| sync_overview(),
+        move || {
+            (
+                sync.version().get(),
+                reconcile.version().get(),
+                drift.version().get(),
+                query.with(|q| q.get("account")),
+            )
+        },
+        |(_, _, _, account)| sync_overview(account),
     );
     view! {
         <Title text="Stripe sync"/>
@@ -119,14 +127,23 @@ fn SyncCards(
     let reconciliations = o.reconciliations.clone();
     let drift_report = o.drift.clone();
     let drift_line = o.last_drift.as_ref().map(run_line);
+    let hidden = {
+        let account = o.account.clone();
+        move || view! { <input type="hidden" name="account" value=account.clone()/> }
+    };
+    let (hidden_reconcile, hidden_drift) = (hidden.clone(), hidden.clone());
     view! {
         {not_configured}
+        <p class="muted" data-test="sync-account">
+            "For the Stripe account " <strong>{o.account_name.clone()}</strong> " (" <code>{o.account.clone()}</code> "); another account: pick it in the account menu."
+        </p>
         <section class="card" id="sync">
             <h2>"Sync from Stripe"</h2>
             <p class="muted">
                 "Imports what happened before webhooks were set up: every type, all statuses, through the same code as webhooks. Newer data always wins, so it is safe while webhooks arrive. An interrupted sync resumes where it stopped."
             </p>
             <ActionForm action=sync attr:class="stack-form">
+                {hidden()}
                 <label>
                     "Only objects created since (optional) "
                     <input type="date" name="since"/>
@@ -176,6 +193,7 @@ fn SyncCards(
                 {o.reconcile_schedule.clone()} "."
             </p>
             <ActionForm action=reconcile attr:class="inline-form">
+                {hidden_reconcile()}
                 <label>"Days " <input type="number" name="days" min="1" max="30" value="3"/></label>
                 <button type="submit" class="button" disabled=disabled>"Reconcile now"</button>
             </ActionForm>
@@ -205,6 +223,7 @@ fn SyncCards(
                 <code>"tally drift"</code> " (exit code 2 on drift, for cron)."
             </p>
             <ActionForm action=drift attr:class="inline-form">
+                {hidden_drift()}
                 <button type="submit" class="button" disabled=disabled>"Check for drift"</button>
             </ActionForm>
             {drift_line.map(|line| view! { <p class="small">{line}</p> })}

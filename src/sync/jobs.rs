@@ -133,12 +133,18 @@ pub async fn finish(db: &Db, id: &str, outcome: Result<(&str, bool), &str>) -> R
 
 /// The latest runs of a kind for the environment's account, newest first.
 pub async fn latest(db: &Db, kind: JobKind, limit: i64) -> Result<Vec<JobRun>, DbError> {
+    latest_for(db, kind, crate::domain::accounts::ENVIRONMENT, limit).await
+}
+
+/// The latest runs of a kind for `account`, newest first.
+pub async fn latest_for(db: &Db, kind: JobKind, account: &str, limit: i64) -> Result<Vec<JobRun>, DbError> {
     let rows = sqlx::query(
         "SELECT id, status, trigger, requested_by, started_at, finished_at, summary, error FROM jobs \
-         WHERE kind = $1 AND account_id = '' ORDER BY started_at DESC, id DESC LIMIT $2",
+         WHERE kind = $1 AND account_id = $3 ORDER BY started_at DESC, id DESC LIMIT $2",
     )
     .bind(kind.as_str())
     .bind(limit)
+    .bind(account)
     .fetch_all(db.reader())
     .await?;
     rows.iter()

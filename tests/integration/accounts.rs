@@ -1099,7 +1099,10 @@ both_backends!(
         // The pricing page sells the environment's catalogue only (Checkout uses its key): each
         // plan once, though the connected account has products of the same names.
         let pricing = app.json(&app.client, "public/pricing", &[]).await.to_string();
-        assert!(pricing.contains("prod_demo_starter") && !pricing.contains("prod_demc_"), "{pricing}");
+        assert!(
+            pricing.contains("prod_demo_starter") && !pricing.contains("prod_demc_"),
+            "{pricing}"
+        );
         // The switcher lists both.
         let menu = app.json(&app.client, "accounts/menu", &[]).await.to_string();
         assert!(menu.contains("acct_env") && menu.contains(demo::CONNECTED), "{menu}");
@@ -1212,5 +1215,65 @@ both_backends!(
             .unwrap();
         let text = serde_json::to_string(&env).unwrap();
         assert!(!text.contains("cus_sec1") && text.contains("cus_env0"), "{text}");
+    }
+);
+
+both_backends!(
+    the_sync_page_runs_a_backfill_for_the_account_picked_in_the_menu,
+    |backend| async move {
+        let stripe = StandIn::start(|r: Request| async move {
+            let second = r.header("authorization").as_deref() == Some("Bearer sk_test_51secondaccount");
+            match (r.path.as_str(), second) {
+                ("/v1/account", false) => Reply::ok(json!({"id": "acct_env", "object": "account"})),
+                ("/v1/customers", true) => Reply::list(
+                    vec![json!({"id": "cus_page1", "object": "customer", "created": 1_700_000_000})],
+                    false,
+                ),
+                (p, _) if p.starts_with("/v1/") && r.method == "GET" => Reply::list(Vec::new(), false),
+                _ => Reply::not_found(),
+            }
+        })
+        .await;
+        let app = spawn(backend, &stripe).await;
+        add_second(&app).await;
+        let page = app
+            .json(&app.client, "stripe-sync/overview", &[("account", "acct_second")])
+            .await;
+        assert_eq!(
+            (page["account"].as_str(), page["account_name"].as_str()),
+            (Some("acct_second"), Some("Acme EU"))
+        );
+        assert_eq!(page["stripe_configured"], true);
+        let res = app
+            .call(
+                &app.client,
+                "stripe-sync/start",
+                &[("types", "customers"), ("account", "acct_second")],
+            )
+            .await;
+        assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+        wait_until("the account's backfill is done", async || {
+            app.scalar::<i64>("SELECT COUNT(*) FROM jobs WHERE account_id = 'acct_second' AND status = 'done'")
+                .await
+                == 1
+        })
+        .await;
+        assert_eq!(
+            app.scalar::<String>("SELECT account_id FROM customers WHERE id = 'cus_page1'")
+                .await,
+            "acct_second"
+        );
+        assert!(stripe
+            .calls("GET", "/v1/customers")
+            .iter()
+            .all(|r| r.header("authorization").as_deref() == Some("Bearer sk_test_51secondaccount")));
+        // The page for that account shows its run; the environment's shows none.
+        let page = app
+            .json(&app.client, "stripe-sync/overview", &[("account", "acct_second")])
+            .await;
+        assert_eq!(page["last_sync"]["status"], "done");
+        let main = app.json(&app.client, "stripe-sync/overview", &[]).await;
+        assert_eq!(main["last_sync"], Value::Null);
+        assert_eq!(main["account"], "acct_env");
     }
 );
