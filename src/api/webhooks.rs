@@ -82,10 +82,14 @@ pub async fn requeue_event(id: String) -> Result<String, ServerFnError> {
 
     let me = require_role(Role::Admin)?;
     let state = AppState::from_context()?;
-    let before = crate::db::events::get(&state.db, &id)
+    let found = crate::db::events::get(&state.db, &id)
         .await
-        .map_err(|e| super::internal("reading a webhook event failed", e))?
-        .map(|(s, _)| s.status);
+        .map_err(|e| super::internal("reading a webhook event failed", e))?;
+    // Another account's event than the admin may act on: 403.
+    if let Some((event, _)) = &found {
+        crate::auth::server::require_account(&state.db, &me, event.account_id.as_deref().unwrap_or_default()).await?;
+    }
+    let before = found.map(|(s, _)| s.status);
     let queued = crate::webhooks::inbox::requeue(&state.db, &id)
         .await
         .map_err(|e| super::internal("requeueing a webhook event failed", e))?;
@@ -140,7 +144,9 @@ pub async fn retry_failed(event_type: String) -> Result<String, ServerFnError> {
         ));
     }
     let state = AppState::from_context()?;
-    let which = crate::webhooks::inbox::Failed::OfType(Some(event_type.as_str()).filter(|t| !t.is_empty()));
+    // The failed events of the accounts the admin may act on.
+    let scope = crate::auth::server::account_scope(&state.db, &me, None).await?;
+    let which = crate::webhooks::inbox::Failed::OfType(Some(event_type.as_str()).filter(|t| !t.is_empty()), &scope);
     let count = crate::webhooks::inbox::requeue_failed(&state.db, which)
         .await
         .map_err(|e| super::internal("requeueing failed webhook events failed", e))?;

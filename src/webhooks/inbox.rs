@@ -346,8 +346,8 @@ pub async fn requeue(db: &Db, id: &str) -> Result<bool, DbError> {
 
 /// Which failed events to queue again.
 pub enum Failed<'a> {
-    /// Of one type, or of every type (`None`).
-    OfType(Option<&'a str>),
+    /// Of one type, or of every type (`None`), of the accounts of the scope.
+    OfType(Option<&'a str>, &'a crate::domain::accounts::Scope),
     /// These events (those of them that failed).
     Ids(&'a [&'a str]),
 }
@@ -356,7 +356,10 @@ pub enum Failed<'a> {
 /// failed event", reconciliation). Returns how many.
 pub async fn requeue_failed(db: &Db, which: Failed<'_>) -> Result<u64, DbError> {
     let filter = match &which {
-        Failed::OfType(_) => "($2 = '' OR type = $2)".to_string(),
+        Failed::OfType(_, scope) => format!(
+            "($2 = '' OR type = $2) AND {}",
+            scope.filter("COALESCE(account_id, '')")
+        ),
         Failed::Ids([]) => return Ok(0),
         Failed::Ids(ids) => {
             let placeholders: Vec<String> = (2..ids.len() + 2).map(|i| format!("${i}")).collect();
@@ -369,7 +372,7 @@ pub async fn requeue_failed(db: &Db, which: Failed<'_>) -> Result<u64, DbError> 
     );
     let mut query = sqlx::query(&sql).bind(now_unix());
     match which {
-        Failed::OfType(event_type) => query = query.bind(event_type.unwrap_or("")),
+        Failed::OfType(event_type, _) => query = query.bind(event_type.unwrap_or("")),
         Failed::Ids(ids) => {
             for id in ids {
                 query = query.bind(*id);

@@ -867,6 +867,22 @@ both_backends!(
         assert_eq!(app.call(&eu, "customers/get", &[("id", "cus_a")]).await.status(), 403);
         assert_eq!(app.call(&eu, "billing/payment", &[("id", "ch_a")]).await.status(), 403);
         assert_eq!(app.call(&eu, "webhooks/get", &[("id", "evt_a1")]).await.status(), 403);
+        assert_eq!(
+            app.call(&eu, "webhooks/requeue", &[("id", "evt_a1")]).await.status(),
+            403
+        );
+        assert_eq!(
+            app.call(&eu, "stripe-sync/overview", &[("account", "main")])
+                .await
+                .status(),
+            403
+        );
+        assert_eq!(
+            app.call(&eu, "stripe-sync/start", &[("account", "main")])
+                .await
+                .status(),
+            403
+        );
         let res = app
             .call(
                 &eu,
