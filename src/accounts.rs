@@ -150,10 +150,20 @@ async fn key_of(db: &Db, config: &Config, id: Option<&str>) -> Result<String, Cl
     }
 }
 
+/// The clients made so far, one per account (and key): every call for an account shares its
+/// transport, so its requests share one rate-limit budget in this process.
+type Clients = std::sync::Mutex<std::collections::HashMap<String, (u64, std::sync::Arc<crate::stripe::Transport>)>>;
+static CLIENTS: std::sync::OnceLock<Clients> = std::sync::OnceLock::new();
+
 /// A Stripe client acting for account `id`, with its own request budget: a direct account's own
 /// key (the environment's for the environment's account), or, for a connected account, its
-/// platform's key with `Stripe-Account`.
-pub async fn client(db: &Db, config: &Config, id: &str) -> Result<crate::stripe::Transport, ClientError> {
+/// platform's key with `Stripe-Account`. The same client for every call while the key is the
+/// same (a new key makes a new one).
+pub async fn client(
+    db: &Db,
+    config: &Config,
+    id: &str,
+) -> Result<std::sync::Arc<crate::stripe::Transport>, ClientError> {
     let account = accounts::get(db, id)
         .await
         .map_err(ClientError::Db)?
@@ -165,6 +175,25 @@ pub async fn client(db: &Db, config: &Config, id: &str) -> Result<crate::stripe:
         AccountKind::Direct => key_of(db, config, Some(&account.id)).await?,
         AccountKind::Connected => key_of(db, config, account.platform_id.as_deref()).await?,
     };
+    // What the client is made of: a different key or base makes another client.
+    let made_of = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (
+            key.as_str(),
+            config.stripe_api_base.as_str(),
+            account.kind.as_str(),
+            config.stripe_rate_limit,
+        )
+            .hash(&mut h);
+        h.finish()
+    };
+    let clients = CLIENTS.get_or_init(Default::default);
+    if let Some((made, client)) = clients.lock().ok().and_then(|c| c.get(id).cloned()) {
+        if made == made_of {
+            return Ok(client);
+        }
+    }
     let transport = crate::stripe::Transport::new(
         &key,
         config.stripe_api_base.as_str(),
@@ -173,19 +202,24 @@ pub async fn client(db: &Db, config: &Config, id: &str) -> Result<crate::stripe:
         crate::stripe::Timeouts::default(),
     )
     .map_err(|e| ClientError::Stripe(e.admin_message()))?;
-    match account.kind {
-        AccountKind::Direct => Ok(transport),
+    let transport = match account.kind {
+        AccountKind::Direct => transport,
         AccountKind::Connected => transport
             .on_behalf_of(&account.id)
-            .map_err(|e| ClientError::Stripe(e.admin_message())),
+            .map_err(|e| ClientError::Stripe(e.admin_message()))?,
+    };
+    let client = std::sync::Arc::new(transport);
+    if let Ok(mut clients) = clients.lock() {
+        clients.insert(id.to_string(), (made_of, client.clone()));
     }
+    Ok(client)
 }
 
 /// Asks Stripe about the account with the client Tally would use for it, and keeps what it says
 /// (a connected account's name): whether Tally can act for that account now.
 pub async fn check(db: &Db, config: &Config, id: &str) -> Result<String, ClientError> {
     let transport = client(db, config, id).await?;
-    let answer = crate::stripe::ops::retrieve_account(&transport)
+    let answer = crate::stripe::ops::retrieve_account(transport.as_ref())
         .await
         .map_err(|e| ClientError::Stripe(format!("Stripe did not answer for {id}: {}", e.admin_message())))?;
     let answered = answer.body.get("id").and_then(|v| v.as_str()).unwrap_or_default();

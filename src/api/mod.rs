@@ -127,5 +127,5 @@ pub(crate) async fn acting_for(
     let client = crate::accounts::client(&state.db, &state.config, &account)
         .await
         .map_err(|e| leptos::prelude::ServerFnError::new(e.to_string()))?;
-    Ok((account, std::sync::Arc::new(client)))
+    Ok((account, client))
 }

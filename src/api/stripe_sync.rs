@@ -132,7 +132,7 @@ async fn job_context(
         let client = crate::accounts::client(&state.db, &state.config, key)
             .await
             .map_err(|e| ServerFnError::new(e.to_string()))?;
-        std::sync::Arc::new(client)
+        client
     };
     Ok(crate::sync::background::JobContext {
         account: key.to_string(),

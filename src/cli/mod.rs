@@ -613,7 +613,7 @@ async fn job_context(
             return Ok(crate::sync::background::JobContext {
                 db,
                 account: key,
-                stripe: std::sync::Arc::new(client),
+                stripe: client,
                 config: std::sync::Arc::new(config),
                 events: Default::default(),
             });

@@ -76,7 +76,7 @@ pub async fn drain_accounts(db: &Db, config: &crate::config::Config) -> Result<u
     let mut handled = 0;
     for account in accounts {
         match crate::accounts::client(db, config, &account).await {
-            Ok(client) => handled += drain_account(db, &account, Some(&client)).await?,
+            Ok(client) => handled += drain_account(db, &account, Some(client.as_ref())).await?,
             // Without a client (account disabled, no secrets key) the queue is dropped: the
             // events' own order stands, as for the environment's account without a key.
             Err(e) => {
@@ -94,7 +94,7 @@ async fn settle_accounts_refunds(db: &Db, config: &crate::config::Config) -> Res
     for account in crate::billing::refunds::accounts_to_settle(db, now).await? {
         match crate::accounts::client(db, config, &account).await {
             Ok(client) => {
-                crate::billing::refunds::settle_unknown_of(db, &account, &client, now).await?;
+                crate::billing::refunds::settle_unknown_of(db, &account, client.as_ref(), now).await?;
             }
             Err(e) => tracing::warn!(account = %account, error = %e, "no Stripe client to check the account's refunds"),
         }

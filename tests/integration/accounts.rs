@@ -1164,10 +1164,13 @@ both_backends!(
             ],
         );
         let client = tally::accounts::client(app.db(), &config, "acct_second").await.unwrap();
+        // One client per account: its requests share one rate-limit budget.
+        let again = tally::accounts::client(app.db(), &config, "acct_second").await.unwrap();
+        assert!(std::sync::Arc::ptr_eq(&client, &again));
         let ctx = JobContext {
             db: app.db().clone(),
             account: "acct_second".to_string(),
-            stripe: std::sync::Arc::new(client),
+            stripe: client,
             config: std::sync::Arc::new(config),
             events: Default::default(),
         };
