@@ -5,17 +5,74 @@ use leptos::prelude::*;
 
 use crate::domain::pricing::{CheckoutOutcome, PricingData};
 
-/// Active products with their active licensed prices, from the synced tables.
+/// Who sells on a pricing page: the environment's account (no `?account=`), or another direct
+/// account of the operator's with its own key (`?account=acct_…`). Connected accounts, disabled
+/// accounts and accounts without a key do not sell here.
+#[cfg(feature = "ssr")]
+struct Seller {
+    /// The storage key (`''`: the environment's account).
+    key: String,
+    /// `?account=` to carry (`None`: the environment's).
+    param: Option<String>,
+    stripe: std::sync::Arc<dyn crate::stripe::StripeApi>,
+}
+
+#[cfg(feature = "ssr")]
+async fn seller(state: &crate::state::AppState, account: Option<String>) -> Result<Seller, ServerFnError> {
+    use crate::domain::accounts::{AccountKind, ENVIRONMENT};
+    let environment = || Seller {
+        key: ENVIRONMENT.to_string(),
+        param: None,
+        stripe: state.stripe_public.clone(),
+    };
+    let Some(wanted) = account.map(|a| a.trim().to_string()).filter(|a| !a.is_empty()) else {
+        return Ok(environment());
+    };
+    let failed = |e| super::internal("reading the Stripe accounts failed", e);
+    let not_here = || {
+        if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+            response.set_status(axum::http::StatusCode::NOT_FOUND);
+        }
+        ServerFnError::new("These plans are not on sale here.")
+    };
+    let key = crate::db::accounts::storage_key(&state.db, &wanted)
+        .await
+        .map_err(failed)?
+        .ok_or_else(not_here)?;
+    if key == ENVIRONMENT {
+        return Ok(environment());
+    }
+    let account = crate::db::accounts::get(&state.db, &key)
+        .await
+        .map_err(failed)?
+        .ok_or_else(not_here)?;
+    if account.kind != AccountKind::Direct || account.disabled || !account.has_secret_key {
+        return Err(not_here());
+    }
+    let client = crate::accounts::client(&state.db, &state.config, &key)
+        .await
+        .map_err(|_| not_here())?;
+    Ok(Seller {
+        param: Some(key.clone()),
+        key,
+        stripe: client,
+    })
+}
+
+/// Active products with their active licensed prices, from the synced tables, of the account
+/// selling (`account`: `?account=` of the page; none: the environment's).
 #[server(endpoint = "public/pricing")]
-pub async fn pricing_plans() -> Result<PricingData, ServerFnError> {
+pub async fn pricing_plans(account: Option<String>) -> Result<PricingData, ServerFnError> {
     let state = crate::state::AppState::from_context()?;
-    let products = crate::db::pricing::offered(&state.db)
+    let seller = seller(&state, account).await?;
+    let products = crate::db::pricing::offered(&state.db, &seller.key)
         .await
         .map_err(|e| super::internal("listing prices failed", e))?;
     Ok(PricingData {
         products,
         token: uuid::Uuid::new_v4().simple().to_string(),
-        stripe_configured: state.config.stripe_key.is_some(),
+        stripe_configured: !seller.key.is_empty() || state.config.stripe_key.is_some(),
+        account: seller.param,
     })
 }
 
@@ -49,11 +106,12 @@ fn stripe_unavailable(message: &'static str) -> ServerFnError {
 /// Creates a Checkout Session for the price and sends the browser to it (a 302 with JavaScript
 /// off). Returns the session's URL.
 #[server(endpoint = "public/checkout")]
-pub async fn start_checkout(price_id: String, token: String) -> Result<String, ServerFnError> {
+pub async fn start_checkout(price_id: String, token: String, account: Option<String>) -> Result<String, ServerFnError> {
     use crate::stripe::ops::{self, CheckoutParams};
 
     let state = crate::state::AppState::from_context()?;
     public_budget(&state)?;
+    let seller = seller(&state, account).await?;
     let price_id = price_id.trim().to_string();
     if !crate::stripe::valid_id(&price_id) || token.len() != 32 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ServerFnError::new(
@@ -62,7 +120,7 @@ pub async fn start_checkout(price_id: String, token: String) -> Result<String, S
     }
     // Only what the pricing page offers is sold: an archived product, a metered or tiered price,
     // or any price the page does not show is refused before Stripe is called.
-    let recurring = crate::db::pricing::offered_price_type(&state.db, &price_id)
+    let recurring = crate::db::pricing::offered_price_type(&state.db, &seller.key, &price_id)
         .await
         .map_err(|e| super::internal("reading a price failed", e))?;
     let Some(kind) = recurring else {
@@ -71,8 +129,25 @@ pub async fn start_checkout(price_id: String, token: String) -> Result<String, S
         ));
     };
     let base = state.config.public_base_url.as_str().trim_end_matches('/').to_string();
-    let success_url = format!("{base}/checkout/success?session_id={{CHECKOUT_SESSION_ID}}");
-    let cancel_url = format!("{base}/checkout/cancel");
+    // The return pages ask the same account's Stripe about the session.
+    let carried = seller
+        .param
+        .as_deref()
+        .map(|a| format!("account={a}"))
+        .unwrap_or_default();
+    let success_url = format!(
+        "{base}/checkout/success?session_id={{CHECKOUT_SESSION_ID}}{}",
+        if carried.is_empty() {
+            String::new()
+        } else {
+            format!("&{carried}")
+        }
+    );
+    let cancel_url = if carried.is_empty() {
+        format!("{base}/checkout/cancel")
+    } else {
+        format!("{base}/checkout/cancel?{carried}")
+    };
     let key = format!("tally-checkout-{token}-{price_id}");
     let params = CheckoutParams {
         price_id: &price_id,
@@ -83,7 +158,7 @@ pub async fn start_checkout(price_id: String, token: String) -> Result<String, S
         idempotency_key: &key,
     };
     let sent_at = crate::billing::sent_at();
-    let session = ops::create_checkout_session(state.stripe_public.as_ref(), &params)
+    let session = ops::create_checkout_session(seller.stripe.as_ref(), &params)
         .await
         .map_err(|e| {
             tracing::warn!(kind = e.kind.as_str(), request_id = ?e.request_id, "creating a Checkout Session failed");
@@ -91,7 +166,7 @@ pub async fn start_checkout(price_id: String, token: String) -> Result<String, S
         })?;
     crate::billing::project_or_log(
         &state.db,
-        crate::domain::accounts::ENVIRONMENT,
+        &seller.key,
         crate::domain::resource::Resource::CheckoutSession,
         &session.body,
         sent_at,
@@ -112,7 +187,10 @@ pub async fn start_checkout(price_id: String, token: String) -> Result<String, S
 /// Retrieves the session from Stripe (not trusting the URL), stores what it learnt through the
 /// projection, and says what happened. Unknown or malformed ids get `None`, never Stripe's text.
 #[server(endpoint = "public/checkout-result")]
-pub async fn checkout_result(session_id: String) -> Result<Option<CheckoutOutcome>, ServerFnError> {
+pub async fn checkout_result(
+    session_id: String,
+    account: Option<String>,
+) -> Result<Option<CheckoutOutcome>, ServerFnError> {
     use crate::domain::money;
     use crate::domain::resource::Resource;
     use crate::projection::read;
@@ -124,8 +202,12 @@ pub async fn checkout_result(session_id: String) -> Result<Option<CheckoutOutcom
         return Ok(None);
     }
     public_budget(&state)?;
+    let seller = match seller(&state, account).await {
+        Ok(seller) => seller,
+        Err(_) => return Ok(None),
+    };
     let sent_at = crate::billing::sent_at();
-    let session = match ops::retrieve_checkout_session(state.stripe_public.as_ref(), id).await {
+    let session = match ops::retrieve_checkout_session(seller.stripe.as_ref(), id).await {
         Ok(s) => s.body,
         Err(e) if matches!(e.kind, ErrorKind::NotFound | ErrorKind::InvalidRequest) => return Ok(None),
         Err(e) => {
@@ -135,24 +217,10 @@ pub async fn checkout_result(session_id: String) -> Result<Option<CheckoutOutcom
             ));
         }
     };
-    crate::billing::project_or_log(
-        &state.db,
-        crate::domain::accounts::ENVIRONMENT,
-        Resource::CheckoutSession,
-        &session,
-        sent_at,
-    )
-    .await;
+    crate::billing::project_or_log(&state.db, &seller.key, Resource::CheckoutSession, &session, sent_at).await;
     let subscription = session.get("subscription").filter(|s| s.is_object());
     if let Some(sub) = subscription {
-        crate::billing::project_or_log(
-            &state.db,
-            crate::domain::accounts::ENVIRONMENT,
-            Resource::Subscription,
-            sub,
-            sent_at,
-        )
-        .await;
+        crate::billing::project_or_log(&state.db, &seller.key, Resource::Subscription, sub, sent_at).await;
     }
     let status = read::text(&session, "status").unwrap_or_default();
     let payment_status = read::text(&session, "payment_status").unwrap_or_default();

@@ -102,7 +102,28 @@ pub async fn open(
         }
     }
     let base = state.config.public_base_url.as_str().trim_end_matches('/').to_string();
-    match crate::stripe::ops::create_portal_session(state.stripe.as_ref(), customer, &format!("{base}/pricing")).await {
+    // The portal of the customer's own Stripe account.
+    let account = crate::db::accounts::owner_of(&state.db, "customers", customer)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let stripe: std::sync::Arc<dyn crate::stripe::StripeApi> = if account.is_empty() {
+        state.stripe.clone()
+    } else {
+        match crate::accounts::client(&state.db, &state.config, &account).await {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::warn!(error = %e, "no Stripe client for a portal link's account");
+                return page(
+                    StatusCode::BAD_GATEWAY,
+                    "Billing is not available",
+                    "Please try again in a minute.",
+                );
+            }
+        }
+    };
+    match crate::stripe::ops::create_portal_session(stripe.as_ref(), customer, &format!("{base}/pricing")).await {
         Ok(session) => match session.body.get("url").and_then(|u| u.as_str()) {
             Some(url) if url.starts_with("https://") || url.starts_with("http://") => Redirect::to(url).into_response(),
             _ => page(

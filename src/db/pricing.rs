@@ -6,21 +6,24 @@ use super::{Db, DbError};
 use crate::domain::pricing::{PlanPrice, ProductPlans};
 
 /// The prices the pricing page shows and Checkout sells: active, licensed, recurring or one-time,
-/// with a unit amount, of an active product (`p` prices, `pr` products), of the environment's
-/// account (Checkout sells with its key; other accounts' catalogues are not for sale here).
-const OFFERED: &str = "p.account_id = '' AND pr.account_id = '' \
+/// with a unit amount, of an active product (`p` prices, `pr` products) of the account selling
+/// (bound where `{account}` stands: Checkout sells with that account's key).
+const OFFERED: &str = "p.account_id = {account} AND pr.account_id = {account} \
     AND p.active = 1 AND p.deleted = 0 AND pr.active = 1 AND pr.deleted = 0 \
     AND p.unit_amount IS NOT NULL AND COALESCE(p.usage_type, 'licensed') = 'licensed' \
     AND COALESCE(p.type, 'recurring') IN ('recurring', 'one_time')";
 
-/// Active products with their offered prices, by product name then price.
-pub async fn offered(db: &Db) -> Result<Vec<ProductPlans>, DbError> {
+/// Active products with their offered prices of `account` (`''`: the environment's), by product
+/// name then price.
+pub async fn offered(db: &Db, account: &str) -> Result<Vec<ProductPlans>, DbError> {
     let rows = sqlx::query(&format!(
         "SELECT p.id AS price_id, p.unit_amount, p.currency, p.recurring_interval, p.recurring_interval_count, \
                 p.nickname, p.product_id, pr.name, pr.raw AS product_raw \
          FROM prices p JOIN products pr ON pr.id = p.product_id \
-         WHERE {OFFERED} ORDER BY pr.name, pr.id, p.unit_amount, p.id"
+         WHERE {} ORDER BY pr.name, pr.id, p.unit_amount, p.id",
+        OFFERED.replace("{account}", "$1")
     ))
+    .bind(account)
     .fetch_all(db.reader())
     .await?;
     let mut products: Vec<ProductPlans> = Vec::new();
@@ -67,11 +70,13 @@ pub async fn offered(db: &Db) -> Result<Vec<ProductPlans>, DbError> {
 
 /// The `type` of an offered price (`recurring`, `one_time`; `Some(None)` when Stripe left it out),
 /// or `None` when the pricing page does not offer it.
-pub async fn offered_price_type(db: &Db, price_id: &str) -> Result<Option<Option<String>>, DbError> {
+pub async fn offered_price_type(db: &Db, account: &str, price_id: &str) -> Result<Option<Option<String>>, DbError> {
     Ok(sqlx::query_scalar(&format!(
-        "SELECT p.type FROM prices p JOIN products pr ON pr.id = p.product_id WHERE p.id = $1 AND {OFFERED}"
+        "SELECT p.type FROM prices p JOIN products pr ON pr.id = p.product_id WHERE p.id = $1 AND {}",
+        OFFERED.replace("{account}", "$2")
     ))
     .bind(price_id)
+    .bind(account)
     .fetch_optional(db.reader())
     .await?)
 }

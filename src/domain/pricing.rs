@@ -29,6 +29,9 @@ pub struct PricingData {
     /// click opens one session.
     pub token: String,
     pub stripe_configured: bool,
+    /// The Stripe account selling (`?account=` of the page; `None`: the environment's), carried
+    /// by the checkout forms.
+    pub account: Option<String>,
 }
 
 /// What the success page tells the customer.

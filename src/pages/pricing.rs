@@ -23,7 +23,7 @@ fn per(price: &PlanPrice) -> String {
 #[component]
 pub fn PricingPage() -> impl IntoView {
     let query = use_query_map();
-    let plans = Resource::new(|| (), |_| pricing_plans());
+    let plans = Resource::new(move || query.with(|q| q.get("account")), pricing_plans);
     let checkout = ServerAction::<StartCheckout>::new();
     view! {
         <Title text="Pricing"/>
@@ -40,10 +40,11 @@ pub fn PricingPage() -> impl IntoView {
                     let has = |unit: &str| data.products.iter().any(|p| p.prices.iter().any(|x| x.interval.as_deref() == Some(unit)));
                     let switch = (has("month") && has("year")).then(|| {
                         let monthly = interval == "month";
+                        let seller = crate::components::query::account_suffix();
                         view! {
                             <nav class="tabs" aria-label="Billing period">
-                                <a href="/pricing?interval=month" aria-current=monthly.then_some("page")>"Monthly"</a>
-                                <a href="/pricing?interval=year" aria-current=(!monthly).then_some("page")>"Yearly"</a>
+                                <a href=format!("/pricing?interval=month{seller}") aria-current=monthly.then_some("page")>"Monthly"</a>
+                                <a href=format!("/pricing?interval=year{seller}") aria-current=(!monthly).then_some("page")>"Yearly"</a>
                             </nav>
                         }
                     });
@@ -53,11 +54,14 @@ pub fn PricingPage() -> impl IntoView {
                         }.into_any();
                     }
                     let token = data.token.clone();
+                    let account = data.account.clone();
                     let products = data.products.into_iter().map(|product| {
+                        let account = account.clone();
                         // The chosen period's prices where the product has them; otherwise all.
                         let chosen: Vec<PlanPrice> = product.prices.iter().filter(|p| p.interval.as_deref() == Some(interval.as_str()) || p.interval.is_none()).cloned().collect();
                         let prices = if chosen.is_empty() { product.prices.clone() } else { chosen };
                         let token = token.clone();
+                        let account = account.clone();
                         view! {
                             <section class="card plan" data-product=product.product_id.clone()>
                                 <h2>{product.name.clone()}</h2>
@@ -66,6 +70,7 @@ pub fn PricingPage() -> impl IntoView {
                                     let label = money::format(price.unit_amount, &price.currency);
                                     let period = per(&price);
                                     let token = token.clone();
+                                    let account = account.clone().map(|a| view! { <input type="hidden" name="account" value=a/> });
                                     view! {
                                         <div class="plan-price">
                                             <span class="amount">{label}</span> " " <span class="muted">{period}</span>
@@ -73,6 +78,7 @@ pub fn PricingPage() -> impl IntoView {
                                             <ActionForm action=checkout attr:class="inline-form">
                                                 <input type="hidden" name="price_id" value=price.id.clone()/>
                                                 <input type="hidden" name="token" value=token/>
+                                                {account}
                                                 <button type="submit" class="button primary" disabled=move || checkout.pending().get()>"Choose"</button>
                                             </ActionForm>
                                         </div>
@@ -93,8 +99,8 @@ pub fn PricingPage() -> impl IntoView {
 pub fn CheckoutSuccessPage() -> impl IntoView {
     let query = use_query_map();
     let outcome = Resource::new(
-        move || query.with(|q| q.get("session_id")).unwrap_or_default(),
-        checkout_result,
+        move || query.with(|q| (q.get("session_id").unwrap_or_default(), q.get("account"))),
+        |(session_id, account)| checkout_result(session_id, account),
     );
     view! {
         <Title text="Your payment"/>
@@ -157,9 +163,18 @@ fn Outcome(o: CheckoutOutcome) -> impl IntoView {
             </dl>
             <p>
                 {o.portal_link.clone().map(|href| view! { <a class="button" href=href>"Manage billing"</a> " " })}
-                <a class="button secondary" href="/pricing">"Back to plans"</a>
+                <a class="button secondary" href=plans_href()>"Back to plans"</a>
             </p>
         </section>
+    }
+}
+
+/// The pricing page the customer came from (`?account=` carried back).
+fn plans_href() -> String {
+    let seller = crate::components::query::account_suffix();
+    match seller.strip_prefix('&') {
+        Some(query) => format!("/pricing?{query}"),
+        None => "/pricing".to_string(),
     }
 }
 
@@ -171,7 +186,7 @@ pub fn CheckoutCancelPage() -> impl IntoView {
         <section class="card">
             <h1>"Checkout canceled"</h1>
             <p>"No payment was taken. You can choose a plan whenever you are ready."</p>
-            <p><a class="button" href="/pricing">"Back to plans"</a></p>
+            <p><a class="button" href=plans_href()>"Back to plans"</a></p>
         </section>
     }
 }

@@ -1296,3 +1296,122 @@ both_backends!(
         assert_eq!(main["account"], "acct_env");
     }
 );
+
+both_backends!(another_accounts_pricing_page_sells_with_its_key, |backend| async move {
+    let stripe = StandIn::start(|r: Request| async move {
+            let second = r.header("authorization").as_deref() == Some("Bearer sk_test_51secondaccount");
+            match (r.method.as_str(), r.path.as_str(), second) {
+                ("GET", "/v1/account", false) => Reply::ok(json!({"id": "acct_env", "object": "account"})),
+                ("POST", "/v1/checkout/sessions", true) => Reply::ok(json!({"id": "cs_test_second", "object": "checkout.session",
+                    "url": "https://checkout.stripe.test/c/cs_test_second", "status": "open", "payment_status": "unpaid",
+                    "mode": "subscription", "created": tally::db::now_unix()})),
+                ("GET", "/v1/checkout/sessions/cs_test_second", true) => Reply::ok(json!({"id": "cs_test_second",
+                    "object": "checkout.session", "status": "complete", "payment_status": "paid", "mode": "subscription",
+                    "amount_total": 4_900, "currency": "eur", "created": tally::db::now_unix()})),
+                _ => Reply::not_found(),
+            }
+        })
+        .await;
+    let app = spawn(backend, &stripe).await;
+    add_second(&app).await;
+    let now = tally::db::now_unix();
+    let product = event(
+        "evt_prod",
+        "product.created",
+        json!({"id": "prod_eu", "object": "product", "name": "EU Plan",
+            "active": true, "created": now - 100}),
+    );
+    let price = event(
+        "evt_price",
+        "price.created",
+        json!({"id": "price_eu", "object": "price", "product": "prod_eu",
+            "active": true, "currency": "eur", "unit_amount": 4_900, "type": "recurring", "created": now - 100,
+            "recurring": {"interval": "month", "interval_count": 1, "usage_type": "licensed"}}),
+    );
+    for body in [&product, &price] {
+        assert_eq!(app.post_webhook(OTHER_SECRET, body).await.status(), 200);
+    }
+    all_applied(&app, 2).await;
+    let visitor = common::browser();
+    let call = |endpoint: &'static str, form: Vec<(&'static str, String)>| {
+        let (app, visitor) = (&app, &visitor);
+        async move {
+            visitor
+                .post(app.url(&format!("/api/{endpoint}")))
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // The environment's pricing page does not offer it; the account's own page does.
+    let main: Value = call("public/pricing", vec![]).await.json().await.unwrap();
+    assert!(!main.to_string().contains("price_eu"), "{main}");
+    let eu: Value = call("public/pricing", vec![("account", "acct_second".into())])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(eu.to_string().contains("price_eu"), "{eu}");
+    assert_eq!(eu["account"], "acct_second");
+    let token = eu["token"].as_str().unwrap().to_string();
+    // Checkout with the environment's page: not for sale there.
+    let res = call(
+        "public/checkout",
+        vec![("price_id", "price_eu".into()), ("token", token.clone())],
+    )
+    .await;
+    assert_ne!(res.status(), 200);
+    assert!(stripe.calls("POST", "/v1/checkout/sessions").is_empty());
+    // From its own page: the session is made with its key, and comes back to its own page.
+    let res = call(
+        "public/checkout",
+        vec![
+            ("price_id", "price_eu".into()),
+            ("token", token),
+            ("account", "acct_second".into()),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let made = stripe.calls("POST", "/v1/checkout/sessions");
+    assert_eq!(made.len(), 1);
+    assert_eq!(
+        made[0].header("authorization").as_deref(),
+        Some("Bearer sk_test_51secondaccount")
+    );
+    assert!(
+        made[0].form["success_url"].ends_with("&account=acct_second"),
+        "{:?}",
+        made[0].form
+    );
+    assert_eq!(
+        app.scalar::<String>("SELECT account_id FROM checkout_sessions WHERE id = 'cs_test_second'")
+            .await,
+        "acct_second"
+    );
+    let outcome: Value = call(
+        "public/checkout-result",
+        vec![
+            ("session_id", "cs_test_second".into()),
+            ("account", "acct_second".into()),
+        ],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(outcome["state"], "paid", "{outcome}");
+    // Connected and unknown accounts do not sell here.
+    let mut connect = event(
+        "evt_c",
+        "customer.created",
+        json!({"id": "cus_c", "object": "customer"}),
+    );
+    connect["account"] = json!("acct_conn");
+    assert_eq!(app.post_webhook(SECRET, &connect).await.status(), 200);
+    for account in ["acct_conn", "acct_nobody"] {
+        let res = call("public/pricing", vec![("account", account.into())]).await;
+        assert_eq!(res.status(), 404, "{account}");
+    }
+});
