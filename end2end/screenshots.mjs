@@ -31,6 +31,8 @@ const pages = [
   ['webhooks', '/webhooks'],
   ['settings', '/settings'],
   ['accounts', '/settings/accounts'],
+  ['overview-connected', '/?account=acct_1DemoNorthwind'],
+  ['admins', '/settings/admins'],
   ['pricing', '/pricing'],
 ];
 const errors = [];

@@ -24,7 +24,7 @@ export DATABASE_URL="sqlite://$work/tally.db" LISTEN_ADDR="127.0.0.1:$port" RUST
   TALLY_SECRETS_KEY=$(printf "5a%.0s" $(seq 32))
 # The owner the browser logs in as (end2end/tests/harness.mjs).
 echo 'correct horse battery staple' | "$target/release/tally" create-admin --email owner@example.com --role owner >/dev/null
-"$target/release/tally" seed-demo --customers "$CUSTOMERS"
+"$target/release/tally" seed-demo --customers "$CUSTOMERS" --connected 80
 "$target/release/tally" serve & server=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
 rm -rf "$out"

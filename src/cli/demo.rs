@@ -731,13 +731,7 @@ pub async fn seed_connected(db: &Db, customers: usize, now: i64) -> Result<usize
     let account = json!({"id": CONNECTED, "object": "account", "business_profile": {"name": CONNECTED_NAME}});
     crate::db::accounts::register_connected(db, CONNECTED, None, false, Some(&account)).await?;
     let events = connected_events(customers, now);
-    let worker = crate::webhooks::worker::Worker {
-        db: db.clone(),
-        wake: std::sync::Arc::new(tokio::sync::Notify::new()),
-        max_attempts: 3,
-        retry_for_secs: 3 * 86_400,
-        refetch: None,
-    };
+    let worker = demo_worker(db);
     for chunk in events.chunks(5_000) {
         let refs: Vec<&IncomingEvent> = chunk.iter().collect();
         let mut tx = db.begin().await?;
@@ -747,6 +741,17 @@ pub async fn seed_connected(db: &Db, customers: usize, now: i64) -> Result<usize
     }
     crate::revenue::sums::compact(db).await?;
     Ok(events.len())
+}
+
+/// A webhook worker of its own that applies the demo's stored events.
+fn demo_worker(db: &Db) -> crate::webhooks::worker::Worker {
+    crate::webhooks::worker::Worker {
+        db: db.clone(),
+        wake: std::sync::Arc::new(tokio::sync::Notify::new()),
+        max_attempts: 3,
+        retry_for_secs: 3 * 86_400,
+        refetch: None,
+    }
 }
 
 /// What seeding did.
@@ -778,13 +783,7 @@ pub async fn seed_with(
     if existing > 0 {
         return Ok(Seeded::AlreadyHasData);
     }
-    let worker = crate::webhooks::worker::Worker {
-        db: db.clone(),
-        wake: std::sync::Arc::new(tokio::sync::Notify::new()),
-        max_attempts: 3,
-        retry_for_secs: 3 * 86_400,
-        refetch: None,
-    };
+    let worker = demo_worker(db);
     let mut g = Generator::new(profile, now);
     let start = add_months(now, -24);
     catalogue(&mut g, start);

@@ -31,7 +31,11 @@ pub fn Layout(children: Children) -> impl IntoView {
                 {move || Suspend::new(async move {
                     let admin = me.await.ok().flatten();
                     let accounts = menu.await.unwrap_or_default();
-                    view! { <TopBar admin accounts/> }
+                    let bar = (admin.is_some() && accounts.len() > 1).then(|| view! { <AccountBar accounts/> });
+                    view! {
+                        <TopBar admin/>
+                        {bar}
+                    }
                 })}
             </Suspense>
             <main class="content">
@@ -42,40 +46,16 @@ pub fn Layout(children: Children) -> impl IntoView {
 }
 
 #[component]
-fn TopBar(admin: Option<CurrentAdmin>, accounts: Vec<AccountChoice>) -> impl IntoView {
+fn TopBar(admin: Option<CurrentAdmin>) -> impl IntoView {
     let signed_in = admin.is_some();
     let query = leptos_router::hooks::use_query_map();
-    let location = leptos_router::hooks::use_location();
     let chosen = query.with_untracked(|q| q.get("account")).filter(|a| !a.is_empty());
     // The chosen account stays in the navigation's links, so a link can be shared.
     let carried = chosen
         .as_ref()
         .map(|a| format!("?account={}", super::query::encode(a)))
         .unwrap_or_default();
-    let switcher = (signed_in && accounts.len() > 1).then(|| {
-        let here = location.pathname.get_untracked();
-        let chosen = chosen.clone().unwrap_or_default();
-        view! {
-            <form method="get" action=here class="account-switcher" data-test="account-switcher">
-                <label for="account-menu" class="visually-hidden">"Stripe account"</label>
-                <select id="account-menu" name="account">
-                    <option value="all" selected=chosen.is_empty() || chosen == "all">"All accounts"</option>
-                    {accounts
-                        .into_iter()
-                        .map(|a| {
-                            let selected = a.param == chosen;
-                            let label = match a.kind {
-                                crate::domain::accounts::AccountKind::Connected => format!("{} (connected)", a.name),
-                                crate::domain::accounts::AccountKind::Direct => a.name.clone(),
-                            };
-                            view! { <option value=a.param selected=selected>{label}</option> }
-                        })
-                        .collect_view()}
-                </select>
-                <button type="submit" class="button secondary small">"Switch"</button>
-            </form>
-        }
-    });
+
     view! {
         <header class="topbar">
             <a class="brand" href="/">
@@ -101,7 +81,6 @@ fn TopBar(admin: Option<CurrentAdmin>, accounts: Vec<AccountChoice>) -> impl Int
                         </Menu>
                     }
                 })}
-            {switcher}
             {admin
                 .map(|a| {
                     view! {
@@ -115,6 +94,38 @@ fn TopBar(admin: Option<CurrentAdmin>, accounts: Vec<AccountChoice>) -> impl Int
                     }
                 })}
         </header>
+    }
+}
+
+/// The Stripe account menu, in a bar of its own under the top bar when there is more than one
+/// account: a GET form to the same page, so it works without JavaScript; the choice stays in
+/// the URL (`?account=`).
+#[component]
+fn AccountBar(accounts: Vec<AccountChoice>) -> impl IntoView {
+    let query = leptos_router::hooks::use_query_map();
+    let here = leptos_router::hooks::use_location().pathname.get_untracked();
+    let chosen = query.with_untracked(|q| q.get("account")).unwrap_or_default();
+    view! {
+        <div class="account-bar">
+            <form method="get" action=here class="account-switcher" data-test="account-switcher">
+                <label for="account-menu">"Stripe account"</label>
+                <select id="account-menu" name="account">
+                    <option value="all" selected=chosen.is_empty() || chosen == "all">"All accounts"</option>
+                    {accounts
+                        .into_iter()
+                        .map(|a| {
+                            let selected = a.param == chosen;
+                            let label = match a.kind {
+                                crate::domain::accounts::AccountKind::Connected => format!("{} (connected)", a.name),
+                                crate::domain::accounts::AccountKind::Direct => a.name.clone(),
+                            };
+                            view! { <option value=a.param selected=selected>{label}</option> }
+                        })
+                        .collect_view()}
+                </select>
+                <button type="submit" class="button secondary small">"Switch"</button>
+            </form>
+        </div>
     }
 }
 

@@ -556,6 +556,58 @@ async fn all_applied(app: &TestApp, n: i64) {
     .await;
 }
 
+/// Two businesses, one per account, their deliveries interleaved (the environment's account, the
+/// second, the environment's…): customers cus_a / cus_b, subscriptions of 1,000 and 3,000 a
+/// month, charges of 5,000 and 2,000; returns once all six are applied.
+async fn two_businesses(app: &TestApp) {
+    let deliveries = [
+        (
+            SECRET,
+            event(
+                "evt_a1",
+                "customer.created",
+                json!({"id": "cus_a", "object": "customer", "currency": "usd"}),
+            ),
+        ),
+        (
+            OTHER_SECRET,
+            event(
+                "evt_b1",
+                "customer.created",
+                json!({"id": "cus_b", "object": "customer", "currency": "usd"}),
+            ),
+        ),
+        (
+            SECRET,
+            event(
+                "evt_a2",
+                "customer.subscription.created",
+                subscription("sub_a", "cus_a", 1_000),
+            ),
+        ),
+        (
+            OTHER_SECRET,
+            event(
+                "evt_b2",
+                "customer.subscription.created",
+                subscription("sub_b", "cus_b", 3_000),
+            ),
+        ),
+        (
+            SECRET,
+            event("evt_a3", "charge.succeeded", charge("ch_a", "cus_a", 5_000)),
+        ),
+        (
+            OTHER_SECRET,
+            event("evt_b3", "charge.succeeded", charge("ch_b", "cus_b", 2_000)),
+        ),
+    ];
+    for (secret, body) in &deliveries {
+        assert_eq!(app.post_webhook(secret, body).await.status(), 200);
+    }
+    all_applied(app, 6).await;
+}
+
 /// The overview's figures for `account` (`None`: every account) as `client` sees them.
 async fn kpis(app: &TestApp, client: &reqwest::Client, account: Option<&str>) -> Value {
     let mut form = vec![("currency", "usd")];
@@ -575,53 +627,7 @@ both_backends!(
             accounts::get(app.db(), "acct_env").await.unwrap().is_some()
         })
         .await;
-        // Interleaved: the environment's account, the second, the environment's…
-        let deliveries = [
-            (
-                SECRET,
-                event(
-                    "evt_a1",
-                    "customer.created",
-                    json!({"id": "cus_a", "object": "customer", "currency": "usd"}),
-                ),
-            ),
-            (
-                OTHER_SECRET,
-                event(
-                    "evt_b1",
-                    "customer.created",
-                    json!({"id": "cus_b", "object": "customer", "currency": "usd"}),
-                ),
-            ),
-            (
-                SECRET,
-                event(
-                    "evt_a2",
-                    "customer.subscription.created",
-                    subscription("sub_a", "cus_a", 1_000),
-                ),
-            ),
-            (
-                OTHER_SECRET,
-                event(
-                    "evt_b2",
-                    "customer.subscription.created",
-                    subscription("sub_b", "cus_b", 3_000),
-                ),
-            ),
-            (
-                SECRET,
-                event("evt_a3", "charge.succeeded", charge("ch_a", "cus_a", 5_000)),
-            ),
-            (
-                OTHER_SECRET,
-                event("evt_b3", "charge.succeeded", charge("ch_b", "cus_b", 2_000)),
-            ),
-        ];
-        for (secret, body) in &deliveries {
-            assert_eq!(app.post_webhook(secret, body).await.status(), 200);
-        }
-        all_applied(&app, 6).await;
+        two_businesses(&app).await;
         for (table, id, account) in [
             ("customers", "cus_a", ""),
             ("subscriptions", "sub_a", ""),
@@ -805,40 +811,7 @@ both_backends!(
             accounts::get(app.db(), "acct_env").await.unwrap().is_some()
         })
         .await;
-        let deliveries = [
-            (
-                SECRET,
-                event(
-                    "evt_a2",
-                    "customer.subscription.created",
-                    subscription("sub_a", "cus_a", 1_000),
-                ),
-            ),
-            (
-                OTHER_SECRET,
-                event(
-                    "evt_b2",
-                    "customer.subscription.created",
-                    subscription("sub_b", "cus_b", 3_000),
-                ),
-            ),
-            (
-                SECRET,
-                event("evt_a3", "charge.succeeded", charge("ch_a", "cus_a", 5_000)),
-            ),
-            (
-                SECRET,
-                event(
-                    "evt_a1",
-                    "customer.created",
-                    json!({"id": "cus_a", "object": "customer", "currency": "usd"}),
-                ),
-            ),
-        ];
-        for (secret, body) in &deliveries {
-            assert_eq!(app.post_webhook(secret, body).await.status(), 200);
-        }
-        all_applied(&app, 4).await;
+        two_businesses(&app).await;
         let id = app.create_admin("eu@example.com", Role::Admin).await;
         accounts::set_limits(app.db(), id, &["acct_second".to_string()])
             .await
