@@ -374,14 +374,34 @@ impl Worker {
                 entry.1 = true;
             }
         }
-        let tied: std::collections::HashSet<(crate::domain::resource::Resource, &str)> =
-            newest.iter().filter(|(_, (_, tie))| *tie).map(|(k, _)| *k).collect();
+        // An object that events of several accounts name in this batch (Stripe's ids are unique
+        // across accounts, so all but one are misfiled or forged) goes one by one, in the order
+        // the events were claimed: the first account's write stands, the others are refused.
+        let mut owner_in_batch: HashMap<(crate::domain::resource::Resource, &str), &str> = HashMap::new();
+        let mut contested: std::collections::HashSet<(crate::domain::resource::Resource, &str)> = Default::default();
+        for (p, id, batch) in &parsed {
+            if let Some(resource) = *batch {
+                let owner = owner_in_batch
+                    .entry((resource, id.as_str()))
+                    .or_insert(p.account.as_str());
+                if *owner != p.account.as_str() {
+                    contested.insert((resource, id.as_str()));
+                }
+            }
+        }
+        // Tied or contested objects go one by one, which settles them.
+        let tied: std::collections::HashSet<(crate::domain::resource::Resource, &str)> = newest
+            .iter()
+            .filter(|(key, (_, tie))| *tie || contested.contains(*key))
+            .map(|(k, _)| *k)
+            .collect();
         // One statement per account and resource: a statement writes one account's rows.
         let mut by_resource: HashMap<(&str, crate::domain::resource::Resource), Vec<usize>> = HashMap::new();
-        for ((resource, _), (i, tie)) in &newest {
-            if !tie {
+        for (key, (i, _)) in &newest {
+            let resource = key.0;
+            if !tied.contains(key) {
                 by_resource
-                    .entry((parsed[*i].0.account.as_str(), *resource))
+                    .entry((parsed[*i].0.account.as_str(), resource))
                     .or_default()
                     .push(*i);
             }

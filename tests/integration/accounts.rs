@@ -1388,3 +1388,48 @@ both_backends!(another_accounts_pricing_page_sells_with_its_key, |backend| async
         assert_eq!(res.status(), 404, "{account}");
     }
 });
+
+both_backends!(
+    an_object_two_accounts_name_in_one_batch_stays_with_the_first,
+    |backend| async move {
+        use tally::webhooks::inbox::{self, IncomingEvent, Source};
+        let (db, _keep) = common::migrated_db(backend).await;
+        let now = tally::db::now_unix();
+        // Both stored before the worker runs, so they are claimed in one batch.
+        let own = json!({"id": "evt_own", "object": "event", "type": "customer.created", "created": now, "livemode": false,
+            "data": {"object": {"id": "cus_1", "object": "customer", "email": "own@example.com"}}});
+        let theirs = json!({"id": "evt_theirs", "object": "event", "type": "customer.updated", "created": now + 1,
+            "livemode": false, "account": "acct_1Other",
+            "data": {"object": {"id": "cus_1", "object": "customer", "email": "theirs@example.com"}}});
+        for event in [&own, &theirs] {
+            let parsed = IncomingEvent::parse(&event.to_string()).unwrap();
+            inbox::store(&db, &parsed, Source::Webhook, None).await.unwrap();
+        }
+        let worker = tally::webhooks::worker::Worker {
+            db: db.clone(),
+            wake: Default::default(),
+            max_attempts: 3,
+            retry_for_secs: 3600,
+            refetch: None,
+        };
+        while worker.run_once().await.unwrap() > 0 {}
+        let row: (String, String) = sqlx::query_as("SELECT account_id, email FROM customers WHERE id = 'cus_1'")
+            .fetch_one(db.reader())
+            .await
+            .unwrap();
+        assert_eq!(
+            row,
+            (String::new(), "own@example.com".to_string()),
+            "the first account's row stands"
+        );
+        let status: (String, Option<String>) =
+            sqlx::query_as("SELECT status, last_error FROM stripe_events WHERE id = 'evt_theirs'")
+                .fetch_one(db.reader())
+                .await
+                .unwrap();
+        assert_eq!(
+            (status.0.as_str(), status.1.as_deref()),
+            ("ignored", Some(tally::projection::OTHER_ACCOUNTS_OBJECT))
+        );
+    }
+);
