@@ -714,11 +714,23 @@ async fn sync(
         account: ctx.account.clone(),
     };
     let job = crate::sync::background::Job::Sync(options);
+    // On a terminal, one line per type (types run several at a time), redrawn in place: the
+    // cursor goes back up over the block drawn last time.
+    let mut lines: std::collections::BTreeMap<usize, String> = Default::default();
+    let mut drawn = 0usize;
     let result = crate::sync::background::run_with(&ctx, job, crate::sync::jobs::Trigger::Cli, |p| {
         let line = progress_line(p, expected.get(&p.resource).copied().unwrap_or(0));
         if terminal {
-            // Redraw the type's line in place; a finished type keeps its line.
-            eprint!("\r{line}{}", if p.done { "\n" } else { "" });
+            let at = crate::sync::ORDER.iter().position(|r| *r == p.resource).unwrap_or(0);
+            lines.insert(at, line);
+            let mut block = if drawn > 0 { format!("\x1b[{drawn}A") } else { String::new() };
+            for l in lines.values() {
+                block.push_str("\r\x1b[2K");
+                block.push_str(l);
+                block.push('\n');
+            }
+            drawn = lines.len();
+            eprint!("{block}");
             let _ = std::io::stderr().flush();
         } else {
             eprintln!("{line}");

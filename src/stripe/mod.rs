@@ -224,20 +224,26 @@ pub fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 255 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// Keeps Tally under Stripe's request rate: at most `max` requests start in any one-second window.
+/// Keeps Tally under Stripe's request rate: at most `max` requests start in any one-second window,
+/// and they start evenly spaced through the second (one every `WINDOW / max`) rather than as a
+/// burst at its start: a burst, with network jitter, can land `max + 1` requests in one of
+/// Stripe's rolling seconds. Waiters go in turn (a fair lock).
 #[derive(Debug)]
 pub struct RateLimiter {
     max: usize,
+    spacing: Duration,
     started: tokio::sync::Mutex<std::collections::VecDeque<tokio::time::Instant>>,
 }
 
 impl RateLimiter {
     /// A little more than a second, so that clocks on either side never see `max + 1` in one second.
-    const WINDOW: Duration = Duration::from_millis(1_010);
+    pub const WINDOW: Duration = Duration::from_millis(1_010);
 
     pub fn per_second(max: u32) -> Self {
+        let max = max.max(1);
         Self {
-            max: max.max(1) as usize,
+            max: max as usize,
+            spacing: Self::WINDOW / max,
             started: tokio::sync::Mutex::new(Default::default()),
         }
     }
@@ -250,14 +256,64 @@ impl RateLimiter {
             while started.front().is_some_and(|t| now.duration_since(*t) >= Self::WINDOW) {
                 started.pop_front();
             }
-            if started.len() < self.max {
-                started.push_back(now);
-                return;
-            }
-            if let Some(oldest) = started.front() {
-                tokio::time::sleep_until(*oldest + Self::WINDOW).await;
+            // The earliest this request may start: a spacing after the last one, and (belt and
+            // braces) once the oldest of a full window has left it.
+            let spaced = started.back().map(|last| *last + self.spacing);
+            let window = (started.len() >= self.max)
+                .then(|| started.front().map(|oldest| *oldest + Self::WINDOW))
+                .flatten();
+            match spaced.into_iter().chain(window).filter(|t| *t > now).max() {
+                None => {
+                    started.push_back(now);
+                    return;
+                }
+                Some(at) => tokio::time::sleep_until(at).await,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod limiter_tests {
+    use super::RateLimiter;
+    use tokio::time::{Duration, Instant};
+
+    /// The start times of `n` requests through a limiter of `max` a second (on tokio's paused
+    /// clock: deterministic), as offsets from the first.
+    async fn starts(max: u32, n: usize) -> Vec<Duration> {
+        let limiter = std::sync::Arc::new(RateLimiter::per_second(max));
+        let begin = Instant::now();
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let limiter = limiter.clone();
+                tokio::spawn(async move {
+                    limiter.acquire().await;
+                    Instant::now() - begin
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out.sort();
+        out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_start_evenly_spaced_not_in_a_burst() {
+        let at = starts(25, 50).await;
+        let spacing = RateLimiter::WINDOW / 25;
+        for pair in at.windows(2) {
+            assert!(pair[1] - pair[0] >= spacing, "{:?} then {:?}", pair[0], pair[1]);
+        }
+        // Never more than 25 in any window of a second.
+        for (i, t) in at.iter().enumerate() {
+            let within = at[i..].iter().take_while(|u| **u - *t < Duration::from_secs(1)).count();
+            assert!(within <= 25, "{within} requests in the second from {t:?}");
+        }
+        // And not slower than the rate: 50 requests in about two seconds.
+        assert!(at[49] < Duration::from_millis(2_050), "{:?}", at[49]);
     }
 }
 
@@ -349,9 +405,10 @@ mod tests {
             limiter.acquire().await;
             starts.push(start.elapsed());
         }
-        // Three at once, then three more only once the first window has passed, and so on.
-        let w = RateLimiter::WINDOW;
-        assert_eq!(starts, [Duration::ZERO, Duration::ZERO, Duration::ZERO, w, w, w, w * 2]);
+        // Evenly spaced (a third of the window apart), never more than three in a window: the
+        // fourth waits for the first to leave it.
+        let (w, s) = (RateLimiter::WINDOW, RateLimiter::WINDOW / 3);
+        assert_eq!(starts, [Duration::ZERO, s, s * 2, w, w + s, w + s * 2, w * 2]);
     }
 
     #[test]

@@ -235,6 +235,13 @@ impl Transport {
             }
             let backoff = self.retry.delay(attempt, random_unit());
             let wait = wait.map_or(backoff, |w| w.max(backoff)).min(self.retry.max_delay * 4);
+            // Rate limited: Stripe counts requests over a rolling second, so a retry within the
+            // same second would be refused again; it waits for the next window at least.
+            let wait = if error.kind == ErrorKind::RateLimit {
+                wait.max(RateLimiter::WINDOW)
+            } else {
+                wait
+            };
             tracing::info!(method = %method, path = %request.path, attempt, kind = error.kind.as_str(), wait_ms = wait.as_millis() as u64, "retrying a Stripe request");
             self.pause.wait(wait).await;
             attempt += 1;

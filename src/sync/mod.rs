@@ -164,112 +164,138 @@ async fn begin_run(db: &Db, options: &SyncOptions, resources: &[Resource]) -> Re
     Ok(options.since)
 }
 
-/// Runs (or resumes) a backfill, calling `report` after every page.
+/// How many types a backfill fetches at once. Every request goes through the one client (its
+/// rate limiter paces them all), so more types in flight only fill the time each one waits on a
+/// round trip; the projection applies objects of any type in any order (no foreign keys, newer
+/// wins), so types need not wait for their parents.
+pub const CONCURRENT_TYPES: usize = 4;
+
+/// Runs (or resumes) a backfill, calling `report` after every page. Types are fetched
+/// `CONCURRENT_TYPES` at a time, in `ORDER`; the summary lists them in `ORDER`.
 pub async fn run(
     db: &Db,
     stripe: &dyn StripeApi,
     options: &SyncOptions,
-    mut report: impl FnMut(&Progress),
+    report: impl FnMut(&Progress),
 ) -> Result<Vec<Progress>, SyncError> {
+    use futures_util::stream::{self, StreamExt, TryStreamExt};
     let resources: Vec<Resource> = if options.only.is_empty() {
         ORDER.to_vec()
     } else {
         ORDER.into_iter().filter(|r| options.only.contains(r)).collect()
     };
     let since = begin_run(db, options, &resources).await?;
-    let mut summary = Vec::new();
-    for resource in resources {
-        let Some(mut state) = load_state(db, &options.account, resource).await? else {
-            continue;
+    // Every type's future reports through the one callback.
+    let report = std::sync::Mutex::new(report);
+    let mut summary: Vec<Progress> = stream::iter(resources)
+        .map(|resource| backfill_type(db, stripe, options, since, resource, &report))
+        .buffer_unordered(CONCURRENT_TYPES)
+        .try_filter_map(|done| async move { Ok(done) })
+        .try_collect()
+        .await?;
+    summary.sort_by_key(|p| ORDER.iter().position(|r| *r == p.resource));
+    Ok(summary)
+}
+
+/// One type of a backfill, page after page, until it is done (or skipped); `None` when the run
+/// does not include it.
+async fn backfill_type(
+    db: &Db,
+    stripe: &dyn StripeApi,
+    options: &SyncOptions,
+    since: Option<i64>,
+    resource: Resource,
+    report: &std::sync::Mutex<impl FnMut(&Progress)>,
+) -> Result<Option<Progress>, SyncError> {
+    let Some(mut state) = load_state(db, &options.account, resource).await? else {
+        return Ok(None);
+    };
+    let started = Instant::now();
+    let fetched_before = state.fetched;
+    while !state.done {
+        // Dated by when the request left, not when the answer came: a webhook about a change
+        // made while the page was being fetched is newer and still wins.
+        let version = Version::fetched(now_unix());
+        let mut page = match stripe.list(resource, state.cursor.as_deref(), since).await {
+            Ok(page) => page,
+            Err(e) => {
+                let Some(reason) = skip_reason(&e, crate::stripe::path(resource)) else {
+                    return Err(e.into());
+                };
+                tracing::warn!(resource = resource.table(), reason, "sync skipped a type");
+                sqlx::query(
+                    "UPDATE sync_state SET done = 1, skipped = $1, updated_at = $2 WHERE resource = $3 AND account_id = $4",
+                )
+                .bind(&reason)
+                .bind(now_unix())
+                .bind(resource.table())
+                .bind(&options.account)
+                    .execute(db.writer())
+                    .await?;
+                let progress = Progress {
+                    resource,
+                    fetched: state.fetched,
+                    applied: state.applied,
+                    done: true,
+                    rate: 0,
+                    skipped: Some(reason),
+                };
+                (report.lock().unwrap_or_else(std::sync::PoisonError::into_inner))(&progress);
+                return Ok(Some(progress));
+            }
         };
-        let started = Instant::now();
-        let fetched_before = state.fetched;
-        while !state.done {
-            // Dated by when the request left, not when the answer came: a webhook about a change
-            // made while the page was being fetched is newer and still wins.
-            let version = Version::fetched(now_unix());
-            let mut page = match stripe.list(resource, state.cursor.as_deref(), since).await {
-                Ok(page) => page,
-                Err(e) => {
-                    let Some(reason) = skip_reason(&e, crate::stripe::path(resource)) else {
-                        return Err(e.into());
-                    };
-                    tracing::warn!(resource = resource.table(), reason, "sync skipped a type");
-                    sqlx::query(
-                        "UPDATE sync_state SET done = 1, skipped = $1, updated_at = $2 WHERE resource = $3 AND account_id = $4",
-                    )
-                    .bind(&reason)
-                    .bind(now_unix())
-                    .bind(resource.table())
-                    .bind(&options.account)
-                        .execute(db.writer())
-                        .await?;
-                    let progress = Progress {
-                        resource,
-                        fetched: state.fetched,
-                        applied: state.applied,
-                        done: true,
-                        rate: 0,
-                        skipped: Some(reason),
-                    };
-                    report(&progress);
-                    summary.push(progress);
-                    break;
-                }
-            };
-            for object in &mut page.data {
-                crate::stripe::complete_nested_lists(stripe, resource, object).await?;
-            }
-            let fetched_at = now_unix();
-            let mut tx = projection::Tx::begin(db).await?;
-            let mut applied = 0;
-            for object in &page.data {
-                let deleted = object.get("deleted").and_then(serde_json::Value::as_bool) == Some(true);
-                let written = projection::apply_object(&mut tx, &options.account, resource, object, &version, deleted)
-                    .await
-                    .map_err(|e| SyncError::Apply {
-                        id: projection::read::text(object, "id").unwrap_or_default(),
-                        message: e.to_string(),
-                    })?;
-                if written == projection::Applied::Written {
-                    applied += 1;
-                }
-            }
-            let last_id = page.data.last().and_then(|o| projection::read::text(o, "id"));
-            state.cursor = last_id.or(state.cursor);
-            state.fetched += page.data.len() as i64;
-            state.applied += applied;
-            state.done = !page.has_more || page.data.is_empty();
-            sqlx::query(
-                "UPDATE sync_state SET cursor = $1, done = $2, fetched = $3, applied = $4, updated_at = $5 \
-                 WHERE resource = $6 AND account_id = $7",
-            )
-            .bind(state.cursor.as_deref())
-            .bind(i64::from(state.done))
-            .bind(state.fetched)
-            .bind(state.applied)
-            .bind(fetched_at)
-            .bind(resource.table())
-            .bind(&options.account)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            let secs = started.elapsed().as_secs_f64().max(0.001);
-            let progress = Progress {
-                resource,
-                fetched: state.fetched,
-                applied: state.applied,
-                done: state.done,
-                rate: ((state.fetched - fetched_before) as f64 / secs) as i64,
-                skipped: None,
-            };
-            report(&progress);
-            if state.done {
-                summary.push(progress);
+        for object in &mut page.data {
+            crate::stripe::complete_nested_lists(stripe, resource, object).await?;
+        }
+        let fetched_at = now_unix();
+        let mut tx = projection::Tx::begin(db).await?;
+        let mut applied = 0;
+        for object in &page.data {
+            let deleted = object.get("deleted").and_then(serde_json::Value::as_bool) == Some(true);
+            let written = projection::apply_object(&mut tx, &options.account, resource, object, &version, deleted)
+                .await
+                .map_err(|e| SyncError::Apply {
+                    id: projection::read::text(object, "id").unwrap_or_default(),
+                    message: e.to_string(),
+                })?;
+            if written == projection::Applied::Written {
+                applied += 1;
             }
         }
+        let last_id = page.data.last().and_then(|o| projection::read::text(o, "id"));
+        state.cursor = last_id.or(state.cursor);
+        state.fetched += page.data.len() as i64;
+        state.applied += applied;
+        state.done = !page.has_more || page.data.is_empty();
+        sqlx::query(
+            "UPDATE sync_state SET cursor = $1, done = $2, fetched = $3, applied = $4, updated_at = $5 \
+             WHERE resource = $6 AND account_id = $7",
+        )
+        .bind(state.cursor.as_deref())
+        .bind(i64::from(state.done))
+        .bind(state.fetched)
+        .bind(state.applied)
+        .bind(fetched_at)
+        .bind(resource.table())
+        .bind(&options.account)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let secs = started.elapsed().as_secs_f64().max(0.001);
+        let progress = Progress {
+            resource,
+            fetched: state.fetched,
+            applied: state.applied,
+            done: state.done,
+            rate: ((state.fetched - fetched_before) as f64 / secs) as i64,
+            skipped: None,
+        };
+        (report.lock().unwrap_or_else(std::sync::PoisonError::into_inner))(&progress);
+        if state.done {
+            return Ok(Some(progress));
+        }
     }
-    Ok(summary)
+    Ok(None)
 }
 
 /// The environment's account's backfill state per type (empty when no sync ever ran).

@@ -99,7 +99,7 @@ fn api_error(message: &str) -> Value {
 }
 
 #[tokio::test]
-async fn a_429_is_retried_with_backoff_then_succeeds() {
+async fn a_429_is_retried_in_the_next_window_then_succeeds() {
     let s = stand_in(vec![
         (
             429,
@@ -122,11 +122,14 @@ async fn a_429_is_retried_with_backoff_then_succeeds() {
     let seen = s.seen();
     assert_eq!(seen.len(), 3, "two refusals, then the answer");
     assert_eq!(response.request_id.as_deref(), Some("req_3"));
-    // Backoff with jitter: 20-40 ms before the second attempt, 40-80 ms before the third.
+    // Rate limited: each retry waits for Stripe's next one-second window (a retry within the same
+    // second is refused again), whatever the shorter backoff says.
     let waits = waits.lock().unwrap().clone();
     assert_eq!(waits.len(), 2, "{waits:?}");
-    assert!((ms(20)..=ms(40)).contains(&waits[0]), "{waits:?}");
-    assert!((ms(40)..=ms(80)).contains(&waits[1]), "{waits:?}");
+    assert!(
+        waits.iter().all(|w| *w >= tally::stripe::RateLimiter::WINDOW && *w < ms(2_000)),
+        "{waits:?}"
+    );
     assert!(seen.iter().all(|r| r.uri == "/v1/customers/cus_1" && r.method == "GET"));
     assert!(
         seen.iter().all(|r| r.idempotency_key.is_none()),
@@ -287,7 +290,7 @@ async fn connection_errors_are_retried_and_then_reported() {
 async fn retry_after_is_honoured() {
     let s = stand_in(vec![(
         429,
-        vec![("retry-after", "1")],
+        vec![("retry-after", "2")],
         json!({"error": {"type": "invalid_request_error"}}),
     )])
     .await;
@@ -304,8 +307,9 @@ async fn retry_after_is_honoured() {
     .send(RequestBuilder::new(StripeMethod::Get, "/customers"), None)
     .await
     .unwrap();
-    // Stripe's Retry-After (1 s) wins over the 5-10 ms backoff.
-    assert_eq!(*waits.lock().unwrap(), vec![Duration::from_secs(1)]);
+    // Stripe's Retry-After (2 s) wins over the 5-10 ms backoff and over the one-second window a
+    // 429 waits at least.
+    assert_eq!(*waits.lock().unwrap(), vec![Duration::from_secs(2)]);
 }
 
 #[tokio::test]

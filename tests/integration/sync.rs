@@ -561,3 +561,42 @@ both_backends!(only_one_of_many_simultaneous_job_starts_runs, |backend| async mo
         .unwrap()
         .is_some());
 });
+
+/// Types are fetched several at a time, through the one client and its rate limit: with Stripe
+/// answering each list call after 150 ms, more than one request is in flight (at most
+/// `CONCURRENT_TYPES`), and the summary still lists every type in order.
+#[tokio::test]
+async fn types_are_fetched_concurrently_under_one_limit() {
+    use std::sync::atomic::AtomicUsize;
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (now, peak) = (in_flight.clone(), most.clone());
+    let stripe = Stripe::start(move |r: Request| {
+        let (now, peak) = (now.clone(), peak.clone());
+        async move {
+            let current = now.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(current, Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+            now.fetch_sub(1, Ordering::SeqCst);
+            if r.method == "GET" {
+                Reply::list(Vec::new(), false)
+            } else {
+                Reply::not_found()
+            }
+        }
+    })
+    .await;
+    let (db, api, _keep) = setup_with(common::Backend::Sqlite, &stripe.url, &[]).await;
+    let summary = sync::run(&db, api.as_ref(), &SyncOptions::default(), |_| {})
+        .await
+        .unwrap();
+    let most = most.load(Ordering::SeqCst);
+    assert!(
+        (2..=sync::CONCURRENT_TYPES).contains(&most),
+        "{most} requests in flight at most"
+    );
+    let order: Vec<_> = summary.iter().map(|p| p.resource).collect();
+    assert_eq!(order, sync::ORDER.to_vec(), "every type, in order");
+    assert!(summary.iter().all(|p| p.done && p.fetched == 0));
+    db.close().await;
+}
