@@ -723,7 +723,11 @@ async fn sync(
         if terminal {
             let at = crate::sync::ORDER.iter().position(|r| *r == p.resource).unwrap_or(0);
             lines.insert(at, line);
-            let mut block = if drawn > 0 { format!("\x1b[{drawn}A") } else { String::new() };
+            let mut block = if drawn > 0 {
+                format!("\x1b[{drawn}A")
+            } else {
+                String::new()
+            };
             for l in lines.values() {
                 block.push_str("\r\x1b[2K");
                 block.push_str(l);

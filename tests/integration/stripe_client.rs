@@ -127,7 +127,9 @@ async fn a_429_is_retried_in_the_next_window_then_succeeds() {
     let waits = waits.lock().unwrap().clone();
     assert_eq!(waits.len(), 2, "{waits:?}");
     assert!(
-        waits.iter().all(|w| *w >= tally::stripe::RateLimiter::WINDOW && *w < ms(2_000)),
+        waits
+            .iter()
+            .all(|w| *w >= tally::stripe::RateLimiter::WINDOW && *w < ms(2_000)),
         "{waits:?}"
     );
     assert!(seen.iter().all(|r| r.uri == "/v1/customers/cus_1" && r.method == "GET"));

@@ -124,7 +124,8 @@ both_backends!(pages_through_lists_and_resumes_after_a_failure, |backend| async 
 
     // Killed (here: failed) midway, then run again: it continues after the last applied object.
     s.fail_second_page.store(false, Ordering::SeqCst);
-    s.requests.lock().unwrap().clear();
+    // Types run several at a time: some finished in the first run.
+    let first_run = std::mem::take(&mut *s.requests.lock().unwrap());
     let mut reports = Vec::new();
     let summary = sync::run(&db, stripe.as_ref(), &SyncOptions::default(), |p| {
         reports.push(p.clone())
@@ -145,8 +146,9 @@ both_backends!(pages_through_lists_and_resumes_after_a_failure, |backend| async 
         "resumed after the last applied id: {customer_pages:?}"
     );
     assert!(
-        requests
+        first_run
             .iter()
+            .chain(&requests)
             .any(|r| r.starts_with("subscriptions?") && r.contains("status=all")),
         "{requests:?}"
     );
