@@ -198,6 +198,7 @@ pub async fn start_sync(
         only,
         restart: restart.is_some_and(|r| !r.is_empty() && r != "false"),
         account: crate::domain::accounts::ENVIRONMENT.to_string(),
+        stop: Default::default(),
     };
     start(
         crate::sync::background::Job::Sync(options),

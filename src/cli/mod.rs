@@ -707,11 +707,23 @@ async fn sync(
         expected.insert(resource, known);
     }
     let terminal = std::io::stderr().is_terminal();
+    // SIGINT (Ctrl-C) or SIGTERM: no next page; the pages in flight are applied and the run is
+    // marked stopped, so running `tally sync` again resumes where it stopped.
+    let stop = crate::sync::Stop::default();
+    let stopping = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            crate::server::shutdown_signal().await;
+            eprintln!("\nstopping: the pages in flight are applied, then the sync stops");
+            stop.request();
+        })
+    };
     let options = SyncOptions {
         since,
         only,
         restart,
         account: ctx.account.clone(),
+        stop,
     };
     let job = crate::sync::background::Job::Sync(options);
     // On a terminal, one line per type (types run several at a time), redrawn in place: the
@@ -741,8 +753,18 @@ async fn sync(
         }
     })
     .await;
+    stopping.abort();
     audit_cli(&ctx.db, "sync", result.is_ok()).await;
     ctx.db.close().await;
+    if matches!(
+        result,
+        Err(crate::sync::background::JobError::Failed(
+            crate::sync::SyncError::Stopped
+        ))
+    ) {
+        eprintln!("sync stopped: what was fetched is saved; run tally sync again to resume where it stopped");
+        return Ok(STOPPED);
+    }
     let outcome = result.map_err(|e| format!("sync stopped: {e} (run tally sync again to resume)"))?;
     let total: i64 = outcome.summary["types"]
         .as_array()
@@ -760,6 +782,9 @@ async fn sync(
     println!("sync complete: {total} objects fetched");
     Ok(0)
 }
+
+/// Exit code of a `sync` stopped by SIGINT or SIGTERM (as a shell reports Ctrl-C): it resumes.
+const STOPPED: u8 = 130;
 
 /// Exit code of `sync`, `reconcile` and `drift` (without drift) when types the key may not read
 /// were skipped and the rest finished.

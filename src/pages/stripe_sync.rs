@@ -45,6 +45,10 @@ fn run_line(run: &JobRun) -> String {
     let when = format_utc(run.started_at);
     match (run.status.as_str(), run.finished_at) {
         ("running", _) => format!("Running since {when}, {by}."),
+        ("stopped", Some(end)) => format!(
+            "Stopped {} ({by}); it resumes where it stopped when started again.",
+            format_utc(end)
+        ),
         ("failed", _) => format!(
             "Failed (started {when}, {by}): {}",
             run.error.clone().unwrap_or_default()

@@ -111,6 +111,13 @@ async fn run_claimed(
             jobs::finish(&ctx.db, &id, Ok((&text, outcome.partial))).await?;
             tracing::info!(job = kind.as_str(), summary = %text, "job finished");
         }
+        Err(SyncError::Stopped) => {
+            jobs::finish(&ctx.db, &id, Err(jobs::STOPPED)).await?;
+            tracing::info!(
+                job = kind.as_str(),
+                "job stopped on request; it resumes where it stopped"
+            );
+        }
         Err(e) => {
             let text = e.to_string();
             jobs::finish(&ctx.db, &id, Err(&text)).await?;

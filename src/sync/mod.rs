@@ -47,6 +47,24 @@ pub struct SyncOptions {
     /// The account whose objects these are (`''`: the environment's); the Stripe client given to
     /// `run` must act for it (`accounts::client`).
     pub account: String,
+    /// Set to stop the run: no page is requested after it is set, the pages in flight are
+    /// applied and their progress committed, and the run ends with `SyncError::Stopped` (a
+    /// later run resumes where it stopped, fetching nothing twice).
+    pub stop: Stop,
+}
+
+/// A request to stop a run (SIGINT, SIGTERM), shared with whoever may ask.
+#[derive(Clone, Debug, Default)]
+pub struct Stop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Stop {
+    pub fn request(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn requested(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// Progress of one resource, reported after every page.
@@ -85,6 +103,8 @@ pub enum SyncError {
     Db(#[from] DbError),
     #[error("could not apply {id}: {message}")]
     Apply { id: String, message: String },
+    #[error("stopped on request; what was fetched is kept")]
+    Stopped,
 }
 
 impl From<sqlx::Error> for SyncError {
@@ -194,6 +214,17 @@ pub async fn run(
         .try_collect()
         .await?;
     summary.sort_by_key(|p| ORDER.iter().position(|r| *r == p.resource));
+    // Stopped on request with types unfinished: every type's page in flight was applied and its
+    // cursor committed, so the next run resumes there.
+    if options.stop.requested() {
+        let unfinished: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sync_state WHERE account_id = $1 AND done = 0")
+            .bind(&options.account)
+            .fetch_one(db.reader())
+            .await?;
+        if unfinished > 0 {
+            return Err(SyncError::Stopped);
+        }
+    }
     Ok(summary)
 }
 
@@ -213,6 +244,10 @@ async fn backfill_type(
     let started = Instant::now();
     let fetched_before = state.fetched;
     while !state.done {
+        // Asked to stop: no next page (this type's page in flight, if any, was applied above).
+        if options.stop.requested() {
+            return Ok(None);
+        }
         // Dated by when the request left, not when the answer came: a webhook about a change
         // made while the page was being fetched is newer and still wins.
         let version = Version::fetched(now_unix());

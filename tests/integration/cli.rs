@@ -476,3 +476,76 @@ async fn accounts_are_added_with_the_key_on_stdin_and_listed() {
         .unwrap();
     assert_eq!(actions, ["account.add", "account.rename", "account.disable"]);
 }
+
+/// Ctrl-C (SIGINT) stops `tally sync`: the pages in flight are applied, the run is marked stopped
+/// (exit 130, one line that says how to resume), and running it again at once resumes where it
+/// stopped: every page is fetched exactly once over the two runs.
+#[tokio::test]
+async fn a_sync_stopped_with_ctrl_c_resumes_without_fetching_anything_twice() {
+    const PAGES: usize = 8;
+    let stripe = StandIn::start(|r: Request| async move {
+        if r.path != "/v1/customers" {
+            return Reply::list(Vec::new(), false);
+        }
+        // Stripe's list answers take their time, so the signal arrives with a page in flight.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let page = match r.query.get("starting_after") {
+            None => 0,
+            Some(after) => after.trim_start_matches("cus_p").parse::<usize>().unwrap_or(0) / 100 + 1,
+        };
+        let data = (0..100)
+            .map(|i| serde_json::json!({"id": format!("cus_p{:04}", page * 100 + i), "object": "customer", "created": 1_700_000_000}))
+            .collect();
+        Reply::list(data, page + 1 < PAGES)
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("t.db").display());
+    let vars = [
+        ("DATABASE_URL", db.as_str()),
+        ("STRIPE_API_BASE", stripe.url.as_str()),
+        ("STRIPE_SECRET_KEY", "sk_test_51stopandresume"),
+    ];
+    let mut child = tally(dir.path(), &vars, &["sync", "--only", "customers"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while stripe.calls("GET", "/v1/customers").len() < 3 {
+        assert!(started.elapsed() < Duration::from_secs(60), "the sync never got going");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("run tally sync again to resume"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let stopped_after = stripe.calls("GET", "/v1/customers").len();
+    assert!(stopped_after < PAGES, "it stopped early ({stopped_after} pages)");
+    // At once again: not refused, resumes, finishes.
+    let mut again = tally(dir.path(), &vars, &["sync", "--only", "customers"]);
+    // Off the test's runtime thread, which serves the stand-in.
+    let out = tokio::task::spawn_blocking(move || again.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(&format!("{} objects fetched", PAGES * 100)), "{stdout}");
+    let mut asked: Vec<Option<String>> = stripe
+        .calls("GET", "/v1/customers")
+        .iter()
+        .map(|r| r.query.get("starting_after").cloned())
+        .collect();
+    assert_eq!(asked.len(), PAGES, "every page once: {asked:?}");
+    asked.sort();
+    asked.dedup();
+    assert_eq!(asked.len(), PAGES, "a page fetched twice");
+}
