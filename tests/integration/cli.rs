@@ -506,7 +506,7 @@ async fn a_sync_stopped_with_ctrl_c_resumes_without_fetching_anything_twice() {
         ("STRIPE_API_BASE", stripe.url.as_str()),
         ("STRIPE_SECRET_KEY", "sk_test_51stopandresume"),
     ];
-    let mut child = tally(dir.path(), &vars, &["sync", "--only", "customers"])
+    let child = tally(dir.path(), &vars, &["sync", "--only", "customers"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
