@@ -432,18 +432,11 @@ pub async fn apply_object(
     version: &Version,
     delete: bool,
 ) -> Result<Applied, ProjectionError> {
-    let object_id = read::text(object, "id").ok_or(ProjectionError::NoId)?;
-    let owner: Option<String> =
-        sqlx::query_scalar(&format!("SELECT account_id FROM {} WHERE id = $1", resource.table()))
-            .bind(&object_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    if owner.is_some_and(|o| o != account) {
-        return Ok(Applied::Ignored(OTHER_ACCOUNTS_OBJECT));
-    }
     let applied = if delete {
         if mark_deleted(conn, account, resource, object, version).await? {
             Applied::Written
+        } else if another_accounts(conn, account, resource, object).await? {
+            Applied::Ignored(OTHER_ACCOUNTS_OBJECT)
         } else {
             Applied::Stale
         }
@@ -454,8 +447,13 @@ pub async fn apply_object(
         write_embedded(conn, account, resource, object, version).await?;
         Applied::Written
     } else {
+        // Not written: a tie to settle, or (reported as such) another account's row.
         resolve_tie(conn, account, resource, object, version).await?
     };
+    // Another account's row: nothing of it is touched (no MRR history, no fetch queued).
+    if applied == Applied::Ignored(OTHER_ACCOUNTS_OBJECT) {
+        return Ok(applied);
+    }
     if resource == Resource::Subscription {
         // History for MRR movements: every version counts, even one older than the row.
         mrr_history::record(conn, object, version).await?;
@@ -472,6 +470,23 @@ pub async fn apply_object(
         request_missing_list(conn, account, resource, object, version).await?;
     }
     Ok(applied)
+}
+
+/// Whether the object's row exists and is another account's (asked only after a write did not
+/// go through: the upserts never move a row between accounts).
+async fn another_accounts(
+    conn: &mut AnyConnection,
+    account: &str,
+    resource: Resource,
+    object: &Value,
+) -> Result<bool, ProjectionError> {
+    let id = read::text(object, "id").ok_or(ProjectionError::NoId)?;
+    let owner: Option<String> =
+        sqlx::query_scalar(&format!("SELECT account_id FROM {} WHERE id = $1", resource.table()))
+            .bind(&id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(owner.is_some_and(|o| o != account))
 }
 
 /// What an object embeds, written with it: a subscription's items, a charge's refunds.
@@ -614,9 +629,6 @@ pub async fn resolve_tie(
     object: &Value,
     version: &Version,
 ) -> Result<Applied, ProjectionError> {
-    if version.is_fetched() {
-        return Ok(Applied::Stale);
-    }
     let id = read::text(object, "id").ok_or(ProjectionError::NoId)?;
     let row = sqlx::query(&format!(
         "SELECT raw, version_at, version_event, deleted, deleted_at, account_id FROM {} WHERE id = $1",
@@ -631,6 +643,10 @@ pub async fn resolve_tie(
     // Not written because the row is another account's (`write_rows` never moves a row).
     if row.try_get::<String, _>("account_id")? != account {
         return Ok(Applied::Ignored(OTHER_ACCOUNTS_OBJECT));
+    }
+    // A fetched object that did not replace the row is older than it: no tie to settle.
+    if version.is_fetched() {
+        return Ok(Applied::Stale);
     }
     let (row_at, row_event): (i64, String) = (row.try_get("version_at")?, row.try_get("version_event")?);
     let deleted_before = row.try_get::<i64, _>("deleted")? != 0

@@ -732,6 +732,31 @@ both_backends!(
             1,
             "another account's event changed the first account's customer"
         );
+        // Nor its subscription (applied one by one, with MRR history): the row, its history
+        // and the first account's MRR stay as they were.
+        let mut forged = event(
+            "evt_b5",
+            "customer.subscription.updated",
+            subscription("sub_a", "cus_a", 9_000),
+        );
+        forged["created"] = json!(tally::db::now_unix() + 5);
+        assert_eq!(app.post_webhook(OTHER_SECRET, &forged).await.status(), 200);
+        wait_until("the forged subscription event is processed", async || {
+            filed(&app, "evt_b5").await.0 != "pending"
+        })
+        .await;
+        let (status, _, note) = filed(&app, "evt_b5").await;
+        assert_eq!(
+            (status.as_str(), note.as_deref()),
+            ("ignored", Some(tally::projection::OTHER_ACCOUNTS_OBJECT))
+        );
+        let sql = "SELECT COUNT(*) FROM subscription_mrr WHERE event_id = 'evt_b5'";
+        assert_eq!(
+            app.scalar::<i64>(sql).await,
+            0,
+            "the other account's event entered the MRR history"
+        );
+        assert_eq!(kpis(&app, &app.client, Some("main")).await["mrr"], 1_000);
         // An account Tally does not know: 404, not every account.
         let res = app
             .call(&app.client, "metrics/overview", &[("account", "acct_nobody")])
