@@ -150,9 +150,10 @@ async fn key_of(db: &Db, config: &Config, id: Option<&str>) -> Result<String, Cl
     }
 }
 
-/// The clients made so far, one per account (and key): every call for an account shares its
-/// transport, so its requests share one rate-limit budget in this process.
-type Clients = std::sync::Mutex<std::collections::HashMap<String, (u64, std::sync::Arc<crate::stripe::Transport>)>>;
+/// The clients made so far, one per account and what it is made of (key, API base, rate): every
+/// call for an account shares its transport, so its requests share one rate-limit budget in this
+/// process. A rotated key makes a new entry (the old one stays, unused: one per rotation).
+type Clients = std::sync::Mutex<std::collections::HashMap<(String, u64), std::sync::Arc<crate::stripe::Transport>>>;
 static CLIENTS: std::sync::OnceLock<Clients> = std::sync::OnceLock::new();
 
 /// A Stripe client acting for account `id`, with its own request budget: a direct account's own
@@ -189,10 +190,9 @@ pub async fn client(
         h.finish()
     };
     let clients = CLIENTS.get_or_init(Default::default);
-    if let Some((made, client)) = clients.lock().ok().and_then(|c| c.get(id).cloned()) {
-        if made == made_of {
-            return Ok(client);
-        }
+    let entry = (id.to_string(), made_of);
+    if let Some(client) = clients.lock().ok().and_then(|c| c.get(&entry).cloned()) {
+        return Ok(client);
     }
     let transport = crate::stripe::Transport::new(
         &key,
@@ -209,10 +209,11 @@ pub async fn client(
             .map_err(|e| ClientError::Stripe(e.admin_message()))?,
     };
     let client = std::sync::Arc::new(transport);
-    if let Ok(mut clients) = clients.lock() {
-        clients.insert(id.to_string(), (made_of, client.clone()));
-    }
-    Ok(client)
+    // Two first calls at once: both get the one that went in first.
+    Ok(match clients.lock() {
+        Ok(mut clients) => clients.entry(entry).or_insert(client).clone(),
+        Err(_) => client,
+    })
 }
 
 /// Asks Stripe about the account with the client Tally would use for it, and keeps what it says

@@ -63,22 +63,19 @@ pub async fn list_admins() -> Result<Vec<AdminView>, ServerFnError> {
         .await
         .map_err(|e| super::internal("listing admins failed", e))?
         .unwrap_or_else(|| crate::domain::accounts::ENVIRONMENT_PARAM.to_string());
-    let mut limits = Vec::with_capacity(rows.len());
-    for a in &rows {
-        let keys = crate::db::accounts::limits(&state.db, a.id)
-            .await
-            .map_err(|e| super::internal("listing admins failed", e))?;
-        limits.push(
-            keys.into_iter()
-                .map(|k| if k.is_empty() { main.clone() } else { k })
-                .collect::<Vec<_>>(),
-        );
-    }
+    let mut limits = crate::db::accounts::all_limits(&state.db)
+        .await
+        .map_err(|e| super::internal("listing admins failed", e))?;
     Ok(rows
         .into_iter()
-        .zip(limits)
-        .map(|(a, accounts)| AdminView {
-            accounts,
+        .map(|a| AdminView {
+            // As `?account=` names them: the environment's account by its `acct_…`.
+            accounts: limits
+                .remove(&a.id)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|k| if k.is_empty() { main.clone() } else { k })
+                .collect(),
             is_you: a.id == me.id,
             id: a.id,
             email: a.email,

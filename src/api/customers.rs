@@ -45,13 +45,22 @@ pub async fn open_customer_portal(customer_id: String) -> Result<String, ServerF
     }
     let base = state.config.public_base_url.as_str().trim_end_matches('/').to_string();
     let return_url = format!("{base}/customers/{customer_id}");
-    let (_, stripe) = super::acting_for(&state, &me, "customers", &customer_id).await?;
+    let (account, stripe) = super::acting_for(&state, &me, "customers", &customer_id).await?;
     let result = crate::stripe::ops::create_portal_session(stripe.as_ref(), &customer_id, &return_url).await;
     let detail = match &result {
         Ok(r) => format!("request {}", r.request_id.as_deref().unwrap_or("?")),
         Err(e) => e.to_string(),
     };
-    super::audit_stripe_action(&state, &me, "billing.portal", &customer_id, result.is_ok(), detail).await;
+    super::audit_stripe_action(
+        &state,
+        &me,
+        &account,
+        "billing.portal",
+        &customer_id,
+        result.is_ok(),
+        detail,
+    )
+    .await;
     let session = result.map_err(|e| ServerFnError::new(e.admin_message()))?;
     let url = session
         .body
@@ -100,6 +109,7 @@ pub async fn change_subscription(
     super::audit_stripe_action(
         &state,
         &me,
+        &account,
         "subscription.change",
         &subscription_id,
         result.is_ok(),

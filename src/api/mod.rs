@@ -78,32 +78,29 @@ pub(crate) fn parse_day(value: Option<String>, label: &str) -> Result<Option<i64
     }
 }
 
-/// Records an admin's action at Stripe in the audit log: success or failure, with what Stripe said.
+/// Records an admin's action at Stripe in the audit log: success or failure, with what Stripe said,
+/// and the Stripe account acted in (`acting_for` gives it).
 #[cfg(feature = "ssr")]
 pub(crate) async fn audit_stripe_action(
     state: &crate::state::AppState,
     me: &crate::domain::admins::CurrentAdmin,
+    account: &str,
     action: &'static str,
     target: &str,
     ok: bool,
     detail: String,
 ) {
     let outcome = if ok { "success" } else { "failure" };
-    // The account of the charge, customer or subscription acted on.
-    let table = match target.split('_').next() {
-        Some("ch") => Some("charges"),
-        Some("cus") => Some("customers"),
-        Some("sub") => Some("subscriptions"),
-        _ => None,
-    };
-    let account = match table {
-        Some(table) => crate::db::accounts::owner_of(&state.db, table, target)
-            .await
-            .ok()
-            .flatten(),
-        None => None,
-    };
-    audit_for(&state.db, me, action, Some(target), outcome, Some(detail), account).await;
+    audit_for(
+        &state.db,
+        me,
+        action,
+        Some(target),
+        outcome,
+        Some(detail),
+        Some(account.to_string()),
+    )
+    .await;
 }
 
 /// The account of row `id` in projected table `table` (the environment's when Tally does not have

@@ -29,7 +29,7 @@ pub async fn refund_payment(
         idempotency_key: idempotency_key.clone(),
     };
     // The charge's account's client: its key, or the platform's with `Stripe-Account`.
-    let (_, stripe) = super::acting_for(&state, &me, "charges", &charge_id).await?;
+    let (account, stripe) = super::acting_for(&state, &me, "charges", &charge_id).await?;
     let result = refunds::refund(&state.db, stripe.as_ref(), &me.email, me.id, &form).await;
     match result {
         Ok(done) => {
@@ -41,7 +41,7 @@ pub async fn refund_payment(
                     done.stripe_idempotency_key,
                     done.request_id.as_deref().unwrap_or("?")
                 );
-                super::audit_stripe_action(&state, &me, "payment.refund", &charge_id, true, detail).await;
+                super::audit_stripe_action(&state, &me, &account, "payment.refund", &charge_id, true, detail).await;
             }
             Ok(format!(
                 "Refund of {} {}: {} until Stripe confirms it.",
@@ -54,11 +54,21 @@ pub async fn refund_payment(
         Err(e) => {
             match &e {
                 RefundError::Stripe(se) => {
-                    super::audit_stripe_action(&state, &me, "payment.refund", &charge_id, false, se.to_string()).await;
+                    super::audit_stripe_action(
+                        &state,
+                        &me,
+                        &account,
+                        "payment.refund",
+                        &charge_id,
+                        false,
+                        se.to_string(),
+                    )
+                    .await;
                 }
                 RefundError::OutcomeUnknown(message) => {
                     let detail = format!("outcome unknown, being checked: {message}");
-                    super::audit_stripe_action(&state, &me, "payment.refund", &charge_id, false, detail).await;
+                    super::audit_stripe_action(&state, &me, &account, "payment.refund", &charge_id, false, detail)
+                        .await;
                 }
                 _ => {}
             }

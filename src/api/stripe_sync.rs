@@ -129,10 +129,9 @@ async fn job_context(
         }
         state.stripe.clone()
     } else {
-        let client = crate::accounts::client(&state.db, &state.config, key)
+        crate::accounts::client(&state.db, &state.config, key)
             .await
-            .map_err(|e| ServerFnError::new(e.to_string()))?;
-        client
+            .map_err(|e| ServerFnError::new(e.to_string()))?
     };
     Ok(crate::sync::background::JobContext {
         account: key.to_string(),
@@ -197,8 +196,8 @@ pub async fn start_sync(
         since,
         only,
         restart: restart.is_some_and(|r| !r.is_empty() && r != "false"),
-        account: crate::domain::accounts::ENVIRONMENT.to_string(),
-        stop: Default::default(),
+        // The job runs for its context's account (background::execute sets it).
+        ..Default::default()
     };
     start(
         crate::sync::background::Job::Sync(options),

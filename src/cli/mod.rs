@@ -722,8 +722,9 @@ async fn sync(
         since,
         only,
         restart,
-        account: ctx.account.clone(),
         stop,
+        // The job runs for its context's account (background::execute sets it).
+        ..Default::default()
     };
     let job = crate::sync::background::Job::Sync(options);
     // On a terminal, one line per type (types run several at a time), redrawn in place: the

@@ -276,6 +276,19 @@ pub async fn limits(db: &Db, admin_id: i64) -> Result<Vec<String>, DbError> {
     )
 }
 
+/// Every limited admin's accounts (storage keys), by admin id, in one read.
+pub async fn all_limits(db: &Db) -> Result<std::collections::HashMap<i64, Vec<String>>, DbError> {
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT admin_id, account_id FROM admin_accounts ORDER BY admin_id, account_id")
+            .fetch_all(db.reader())
+            .await?;
+    let mut out: std::collections::HashMap<i64, Vec<String>> = Default::default();
+    for (admin, account) in rows {
+        out.entry(admin).or_default().push(account);
+    }
+    Ok(out)
+}
+
 /// Limits admin `admin_id` to `accounts` (storage keys; empty: every account).
 pub async fn set_limits(db: &Db, admin_id: i64, accounts: &[String]) -> Result<(), DbError> {
     let mut tx = db.begin().await?;

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use sqlx::Row;
 
-use super::query::{bind, build, cell, scoped, select_list};
+use super::query::{account_column, bind, build, cell, scoped, select_list};
 use super::spec;
 use crate::domain::money;
 use crate::state::AppState;
@@ -71,10 +71,10 @@ pub async fn export(
                 .into_response();
         }
     };
-    let table = spec.id.split('.').next().unwrap_or_default();
+    let account = account_column(spec);
     let (cmp_order, _) = if filter.ascending { ("ASC", ()) } else { ("DESC", ()) };
     let sql = format!(
-        "SELECT {}, {table}.account_id AS row_account FROM {} WHERE {} ORDER BY {} {cmp_order}, {} {cmp_order}",
+        "SELECT {}, {account} AS row_account FROM {} WHERE {} ORDER BY {} {cmp_order}, {} {cmp_order}",
         select_list(spec, filter.sort),
         spec.from,
         filter.sql,

@@ -267,11 +267,16 @@ fn due_in(due: i64, now: i64) -> (String, &'static str) {
     }
 }
 
+/// The `account_id` column of a list's own table (`s.account_id` for subscriptions …).
+pub(super) fn account_column(spec: &Spec) -> String {
+    let table = spec.id.split('.').next().unwrap_or_default();
+    format!("{table}.account_id")
+}
+
 /// `filter` narrowed to the accounts of `scope` (on the list's own table).
 pub(super) fn scoped(spec: &Spec, mut filter: Filter, scope: &Scope) -> Filter {
     if *scope != Scope::All {
-        let table = spec.id.split('.').next().unwrap_or_default();
-        filter.sql = format!("{} AND {}", filter.sql, scope.filter(&format!("{table}.account_id")));
+        filter.sql = format!("{} AND {}", filter.sql, scope.filter(&account_column(spec)));
     }
     filter
 }

@@ -112,7 +112,7 @@ async fn run_claimed(
             tracing::info!(job = kind.as_str(), summary = %text, "job finished");
         }
         Err(SyncError::Stopped) => {
-            jobs::finish(&ctx.db, &id, Err(jobs::STOPPED)).await?;
+            jobs::stopped(&ctx.db, &id).await?;
             tracing::info!(
                 job = kind.as_str(),
                 "job stopped on request; it resumes where it stopped"
@@ -131,6 +131,7 @@ async fn execute(ctx: &JobContext, job: Job, on_sync_page: impl FnMut(&super::Pr
     let stripe = ctx.stripe.as_ref();
     match job {
         Job::Sync(options) => {
+            // Whoever built the options, the run is for the context's account.
             let options = super::SyncOptions {
                 account: ctx.account.clone(),
                 ..options

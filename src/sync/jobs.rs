@@ -97,9 +97,6 @@ pub async fn start_for(db: &Db, kind: JobKind, account: &str, trigger: &Trigger)
     }
 }
 
-/// What `finish` takes as the error of a run stopped on request (status `stopped`: it resumes).
-pub const STOPPED: &str = "stopped";
-
 /// Keeps a running job alive, and records its progress so far.
 pub async fn beat(db: &Db, id: &str, summary: Option<&str>) -> Result<(), DbError> {
     sqlx::query("UPDATE jobs SET heartbeat_at = $1, summary = COALESCE($2, summary) WHERE id = $3")
@@ -118,7 +115,6 @@ pub async fn finish(db: &Db, id: &str, outcome: Result<(&str, bool), &str>) -> R
     let (status, summary, error) = match outcome {
         Ok((summary, false)) => ("done", Some(summary), None),
         Ok((summary, true)) => ("partial", Some(summary), None),
-        Err(STOPPED) => ("stopped", None, None),
         Err(error) => ("failed", None, Some(error)),
     };
     sqlx::query(
@@ -132,6 +128,17 @@ pub async fn finish(db: &Db, id: &str, outcome: Result<(&str, bool), &str>) -> R
     .bind(id)
     .execute(db.writer())
     .await?;
+    Ok(())
+}
+
+/// Records that a run stopped on request (status `stopped`: the next run resumes it).
+pub async fn stopped(db: &Db, id: &str) -> Result<(), DbError> {
+    let now = now_unix();
+    sqlx::query("UPDATE jobs SET status = 'stopped', finished_at = $1, heartbeat_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(id)
+        .execute(db.writer())
+        .await?;
     Ok(())
 }
 
