@@ -123,6 +123,16 @@ pub(crate) async fn acting_for(
     }
     let client = crate::accounts::client(&state.db, &state.config, &account)
         .await
-        .map_err(|e| leptos::prelude::ServerFnError::new(e.to_string()))?;
+        .map_err(client_error)?;
     Ok((account, client))
+}
+
+/// Why no client acts for an account, as the admin reads it (a database error's detail goes to the
+/// log, not the page).
+#[cfg(feature = "ssr")]
+pub(crate) fn client_error(e: crate::accounts::ClientError) -> leptos::prelude::ServerFnError {
+    match e {
+        crate::accounts::ClientError::Db(e) => internal("reading a Stripe account failed", e),
+        other => leptos::prelude::ServerFnError::new(other.to_string()),
+    }
 }

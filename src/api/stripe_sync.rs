@@ -131,7 +131,7 @@ async fn job_context(
     } else {
         crate::accounts::client(&state.db, &state.config, key)
             .await
-            .map_err(|e| ServerFnError::new(e.to_string()))?
+            .map_err(super::client_error)?
     };
     Ok(crate::sync::background::JobContext {
         account: key.to_string(),
