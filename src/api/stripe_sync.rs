@@ -52,6 +52,8 @@ pub async fn sync_overview(account: Option<String>) -> Result<SyncPageData, Serv
     let db = &state.db;
     let (key, param, name) = one_account(&state, &me, account.as_deref()).await?;
     let failed = |e: crate::db::DbError| super::internal("reading the sync state failed", e);
+    // A run whose process was killed shows as failed at once, not as running forever.
+    jobs::reap_all_dead(db, &key).await.map_err(failed)?;
     let types = crate::sync::status_of(db, &key)
         .await
         .map_err(|e| super::internal("reading the sync state failed", e))?;
@@ -165,8 +167,12 @@ async fn start(
     super::audit_action(&state.db, &me, action, None, outcome, Some(detail)).await;
     match result {
         Ok(()) => Ok(started.to_string()),
+        Err(JobError::AlreadyRunning(kind)) if kind == "sync" => Err(ServerFnError::new(
+            "A backfill is already running (its progress is shown below): wait for it, or press Stop and then Sync \
+             from Stripe to resume where it stopped.",
+        )),
         Err(JobError::AlreadyRunning(_)) => Err(ServerFnError::new(
-            "A run of this kind is already in progress; its progress is shown below.",
+            "A run of this kind is already in progress (shown below): wait for it to finish, then start it again.",
         )),
         Err(e) => Err(super::internal("starting a job failed", e)),
     }
@@ -206,6 +212,43 @@ pub async fn start_sync(
         account,
     )
     .await
+}
+
+/// Asks the running backfill to stop, wherever it runs (this server, another instance, or
+/// `tally sync` in a terminal): the pages in flight are applied and their progress kept, and
+/// Sync from Stripe resumes it.
+#[server(endpoint = "stripe-sync/stop")]
+pub async fn stop_sync(account: Option<String>) -> Result<String, ServerFnError> {
+    use crate::auth::server::require_role;
+    use crate::domain::admins::Role;
+    use crate::state::AppState;
+    use crate::sync::jobs::{self, JobKind};
+
+    let me = require_role(Role::Admin)?;
+    let state = AppState::from_context()?;
+    let (key, param, _) = one_account(&state, &me, account.as_deref()).await?;
+    let asked = jobs::request_stop(&state.db, JobKind::Sync, &key)
+        .await
+        .map_err(|e| super::internal("asking the backfill to stop failed", e))?;
+    let outcome = if asked { "success" } else { "refused" };
+    super::audit_action(
+        &state.db,
+        &me,
+        "stripe.sync.stop",
+        None,
+        outcome,
+        Some(format!("account {param}")),
+    )
+    .await;
+    if asked {
+        Ok(
+            "Stopping: the pages being fetched are applied, then the backfill stops (within a few seconds). \
+            Sync from Stripe resumes it where it stopped."
+                .to_string(),
+        )
+    } else {
+        Err(ServerFnError::new("No backfill is running for this account."))
+    }
 }
 
 #[server(endpoint = "stripe-sync/reconcile")]

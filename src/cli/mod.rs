@@ -623,7 +623,7 @@ async fn job_context(
     if config.stripe_key.is_none() {
         return Err(format!("Stripe is not configured: set STRIPE_SECRET_KEY to run {what}"));
     }
-    let stripe = crate::stripe::from_config(&config).map_err(|e| e.to_string())?;
+    let stripe = crate::stripe::for_jobs(&config).map_err(|e| e.to_string())?;
     let db = connect_migrated(&config).await?;
     Ok(crate::sync::background::JobContext {
         account: String::new(),
@@ -658,16 +658,31 @@ fn progress_line(p: &crate::sync::Progress, expected: i64) -> String {
         format!("{:.<WIDTH$}", "?")
     };
     let eta = match (p.done, expected > p.fetched && p.rate > 0) {
+        (true, _) if p.skipped.is_some() => "skipped".to_string(),
         (true, _) => "done".to_string(),
         (false, true) => format!("ETA {}s", (expected - p.fetched) / p.rate),
         (false, false) => "ETA ?".to_string(),
     };
+    let at_once = if p.in_flight > 1 {
+        format!(" ({} slices at once)", p.in_flight)
+    } else {
+        String::new()
+    };
     format!(
-        "{:<18} [{bar}] {:>8} fetched {:>8} applied {:>6}/s  {eta}",
+        "{:<18} [{bar}] {:>8} fetched {:>8} applied {:>6} pages {:>6}/s  {eta}{at_once}",
         p.resource.table(),
         p.fetched,
         p.applied,
+        p.pages,
         p.rate
+    )
+}
+
+/// The run's request rate against the limit, above the types' lines.
+fn rate_line(p: &crate::sync::Progress, limit: u32) -> String {
+    format!(
+        "requests to Stripe: {:.1}/s of {limit}/s allowed (STRIPE_MAX_REQUESTS_PER_SECOND)",
+        p.requests_per_sec
     )
 }
 
@@ -707,6 +722,7 @@ async fn sync(
         expected.insert(resource, known);
     }
     let terminal = std::io::stderr().is_terminal();
+    let limit = ctx.stripe.rate_limit().unwrap_or(ctx.config.stripe_rate_limit);
     // SIGINT (Ctrl-C) or SIGTERM: no next page; the pages in flight are applied and the run is
     // marked stopped, so running `tally sync` again resumes where it stopped.
     let stop = crate::sync::Stop::default();
@@ -741,12 +757,15 @@ async fn sync(
             } else {
                 String::new()
             };
+            block.push_str("\r\x1b[2K");
+            block.push_str(&rate_line(p, limit));
+            block.push('\n');
             for l in lines.values() {
                 block.push_str("\r\x1b[2K");
                 block.push_str(l);
                 block.push('\n');
             }
-            drawn = lines.len();
+            drawn = lines.len() + 1;
             eprint!("{block}");
             let _ = std::io::stderr().flush();
         } else {
@@ -766,7 +785,10 @@ async fn sync(
         eprintln!("sync stopped: what was fetched is saved; run tally sync again to resume where it stopped");
         return Ok(STOPPED);
     }
-    let outcome = result.map_err(|e| format!("sync stopped: {e} (run tally sync again to resume)"))?;
+    let outcome = result.map_err(|e| match e {
+        crate::sync::background::JobError::AlreadyRunning(_) => e.to_string(),
+        e => format!("sync stopped: {e} (run tally sync again to resume)"),
+    })?;
     let total: i64 = outcome.summary["types"]
         .as_array()
         .map(|types| types.iter().filter_map(|t| t["fetched"].as_i64()).sum())

@@ -105,6 +105,8 @@ pub struct Db {
     write: AnyPool,
     /// Which database this is (its redacted URL), for per-database caches.
     identity: std::sync::Arc<str>,
+    /// The SQLite database's file (none in memory and on Postgres).
+    file: Option<std::sync::Arc<std::path::Path>>,
 }
 
 /// What `/readyz` reports.
@@ -163,6 +165,7 @@ impl Db {
                     read,
                     write,
                     identity: url.redacted().into(),
+                    file: url.sqlite_file().map(|f| f.as_path().into()),
                 })
             }
             Backend::Postgres => {
@@ -177,6 +180,7 @@ impl Db {
                     read: pool.clone(),
                     write: pool,
                     identity: url.redacted().into(),
+                    file: None,
                 })
             }
         }
@@ -189,6 +193,11 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The SQLite database's file, when it has one.
+    pub fn sqlite_file(&self) -> Option<&std::path::Path> {
+        self.file.as_deref()
     }
 
     /// For queries that only read.

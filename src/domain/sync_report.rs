@@ -92,6 +92,9 @@ pub struct TypeProgress {
     pub resource: String,
     pub fetched: i64,
     pub applied: i64,
+    /// List pages fetched.
+    #[serde(default)]
+    pub pages: i64,
     pub done: bool,
     /// Objects fetched per second since the run started.
     pub rate: i64,
@@ -125,6 +128,13 @@ pub struct SyncPageData {
 }
 
 impl SyncPageData {
+    /// While a backfill runs: its requests to Stripe per second and the client's limit.
+    pub fn request_rate(&self) -> Option<(f64, Option<u64>)> {
+        let run = self.last_sync.as_ref().filter(|j| j.status == "running")?;
+        let summary: serde_json::Value = serde_json::from_str(run.summary.as_deref()?).ok()?;
+        Some((summary["requests_per_sec"].as_f64()?, summary["limit"].as_u64()))
+    }
+
     /// Something is running, so the page keeps polling.
     pub fn busy(&self) -> bool {
         let running = |j: &Option<JobRun>| j.as_ref().is_some_and(|j| j.status == "running");

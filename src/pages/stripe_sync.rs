@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 use leptos_meta::{Meta, Title};
 
-use crate::api::stripe_sync::{sync_overview, StartDrift, StartReconcile, StartSync};
+use crate::api::stripe_sync::{sync_overview, StartDrift, StartReconcile, StartSync, StopSync};
 
 use crate::components::notice::action_message;
 use crate::components::settings_tabs::SettingsTabs;
@@ -70,6 +70,7 @@ fn run_line(run: &JobRun) -> String {
 #[component]
 pub fn StripeSyncPage() -> impl IntoView {
     let sync = ServerAction::<StartSync>::new();
+    let stop = ServerAction::<StopSync>::new();
     let reconcile = ServerAction::<StartReconcile>::new();
     let drift = ServerAction::<StartDrift>::new();
     let query = leptos_router::hooks::use_query_map();
@@ -77,12 +78,13 @@ pub fn StripeSyncPage() -> impl IntoView {
         move || {
             (
                 sync.version().get(),
+                stop.version().get(),
                 reconcile.version().get(),
                 drift.version().get(),
                 query.with(|q| q.get("account")),
             )
         },
-        |(_, _, _, account)| sync_overview(account),
+        |(_, _, _, _, account)| sync_overview(account),
     );
     view! {
         <Title text="Stripe sync"/>
@@ -91,6 +93,7 @@ pub fn StripeSyncPage() -> impl IntoView {
         </div>
         <SettingsTabs/>
         {action_message(sync)}
+        {action_message(stop)}
         {action_message(reconcile)}
         {action_message(drift)}
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
@@ -101,7 +104,7 @@ pub fn StripeSyncPage() -> impl IntoView {
                     let refresh = o.busy().then(|| view! { <Meta http_equiv="refresh" content="2"/> });
                     view! {
                         {refresh}
-                        <SyncCards o=o sync reconcile drift/>
+                        <SyncCards o=o sync stop reconcile drift/>
                     }
                 })
             })}
@@ -113,6 +116,7 @@ pub fn StripeSyncPage() -> impl IntoView {
 fn SyncCards(
     o: SyncPageData,
     sync: ServerAction<StartSync>,
+    stop: ServerAction<StopSync>,
     reconcile: ServerAction<StartReconcile>,
     drift: ServerAction<StartDrift>,
 ) -> impl IntoView {
@@ -135,7 +139,22 @@ fn SyncCards(
         let account = o.account.clone();
         move || view! { <input type="hidden" name="account" value=account.clone()/> }
     };
-    let (hidden_reconcile, hidden_drift) = (hidden.clone(), hidden.clone());
+    let (hidden_reconcile, hidden_drift, hidden_stop) = (hidden.clone(), hidden.clone(), hidden.clone());
+    let stop_form = sync_busy.then(|| {
+        view! {
+            <ActionForm action=stop attr:class="inline-form">
+                {hidden_stop()}
+                <button type="submit" class="button" data-test="sync-stop">"Stop"</button>
+                <span class="muted small">" The pages being fetched are applied; Sync from Stripe resumes where it stopped."</span>
+            </ActionForm>
+        }
+    });
+    let rate = o.request_rate().map(|(rate, limit)| {
+        let limit = limit
+            .map(|l| format!(" of the {l} a second Tally allows itself"))
+            .unwrap_or_default();
+        view! { <p class="small" data-test="sync-rate">{format!("Requests to Stripe: {rate:.1} a second{limit}.")}</p> }
+    });
     view! {
         {not_configured}
         <p class="muted" data-test="sync-account">
@@ -165,8 +184,10 @@ fn SyncCards(
                 </button>
             </ActionForm>
             {last_sync.map(|line| view! { <p class="small" data-test="sync-status">{line}</p> })}
+            {stop_form}
+            {rate}
             {(!types.is_empty()).then(|| view! {
-                <DataTable headers=&["Type", "Fetched", "Applied", "Rate", "ETA", "State"] numeric=&[1, 2, 3] class="sync-progress">
+                <DataTable headers=&["Type", "Fetched", "Applied", "Pages", "Rate", "ETA", "State"] numeric=&[1, 2, 3, 4] class="sync-progress">
                     {types.into_iter().map(|t| {
                         let eta = match (t.done, t.eta_secs) {
                             (true, _) => "—".to_string(),
@@ -180,6 +201,7 @@ fn SyncCards(
                                 <td>{t.resource}{skipped}</td>
                                 <td class="num">{t.fetched}</td>
                                 <td class="num">{t.applied}</td>
+                                <td class="num">{t.pages}</td>
                                 <td class="num">{format!("{}/s", t.rate)}</td>
                                 <td>{eta}</td>
                                 <td><span class=format!("badge {}", if t.done { "ok" } else { "pending" })>{state}</span></td>

@@ -56,6 +56,11 @@ pub trait StripeApi: Send + Sync + fmt::Debug {
         stripe_version: Option<&str>,
     ) -> Result<StripeResponse, StripeApiError>;
 
+    /// The most requests a second this client starts (its rate limiter), if it has one.
+    fn rate_limit(&self) -> Option<u32> {
+        None
+    }
+
     /// As `send_versioned`, with Tally's pinned API version.
     async fn send(
         &self,
@@ -79,16 +84,19 @@ pub trait StripeApi: Send + Sync + fmt::Debug {
     }
 
     /// One page (up to 100 objects, newest first) of a resource, after `starting_after`, created
-    /// at or after `created_gte`. Subscriptions of every status are listed.
+    /// within `created`. Subscriptions of every status are listed.
     async fn list(
         &self,
         resource: Resource,
         starting_after: Option<&str>,
-        created_gte: Option<i64>,
+        created: Created,
     ) -> Result<ListPage, StripeApiError> {
         let mut filters = Vec::new();
-        if let Some(since) = created_gte {
-            filters.push(("created[gte]".to_string(), since.to_string()));
+        if let Some(gte) = created.gte {
+            filters.push(("created[gte]".to_string(), gte.to_string()));
+        }
+        if let Some(lt) = created.lt {
+            filters.push(("created[lt]".to_string(), lt.to_string()));
         }
         if resource == Resource::Subscription {
             filters.push(("status".to_string(), "all".to_string()));
@@ -111,6 +119,28 @@ pub trait StripeApi: Send + Sync + fmt::Debug {
         let mut request = RequestBuilder::new(StripeMethod::Get, path);
         request.query = Some(list_query(filters, starting_after));
         ListPage::from_body(self.send(request, None).await?.body)
+    }
+}
+
+/// A range of `created` times (Unix seconds) a list is limited to: at or after `gte`, before `lt`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Created {
+    pub gte: Option<i64>,
+    pub lt: Option<i64>,
+}
+
+impl Created {
+    /// Every object.
+    pub const ALL: Created = Created { gte: None, lt: None };
+
+    /// Objects created at or after `since` (every object when `None`).
+    pub fn since(since: Option<i64>) -> Created {
+        Created { gte: since, lt: None }
+    }
+
+    /// Whether a time lies in the range.
+    pub fn contains(&self, t: i64) -> bool {
+        self.gte.is_none_or(|gte| t >= gte) && self.lt.is_none_or(|lt| t < lt)
     }
 }
 
@@ -239,6 +269,11 @@ impl RateLimiter {
     /// A little more than a second, so that clocks on either side never see `max + 1` in one second.
     pub const WINDOW: Duration = Duration::from_millis(1_010);
 
+    /// The most requests it starts in a window.
+    pub fn max(&self) -> u32 {
+        self.max as u32
+    }
+
     pub fn per_second(max: u32) -> Self {
         let max = max.max(1);
         Self {
@@ -319,6 +354,10 @@ mod limiter_tests {
 
 #[async_trait]
 impl StripeApi for Transport {
+    fn rate_limit(&self) -> Option<u32> {
+        Some(self.rate_limit())
+    }
+
     async fn send_versioned(
         &self,
         request: RequestBuilder,
@@ -373,6 +412,21 @@ pub fn from_config_split(config: &Config) -> Result<(SharedApi, SharedApi), Stri
         std::sync::Arc::new(client(own_rate, Timeouts::default())?),
         std::sync::Arc::new(client(public_rate, public)?),
     ))
+}
+
+/// The client for jobs run from the command line (backfill, reconciliation, drift): the whole
+/// `STRIPE_MAX_REQUESTS_PER_SECOND`, since no visitor's checkout shares the process.
+pub fn for_jobs(config: &Config) -> Result<SharedApi, StripeApiError> {
+    let Some(key) = &config.stripe_key else {
+        return Ok(std::sync::Arc::new(NotConfigured));
+    };
+    Ok(std::sync::Arc::new(Transport::new(
+        key.key.expose(),
+        config.stripe_api_base.as_str(),
+        config.stripe_rate_limit,
+        config.stripe_retry.clone(),
+        Timeouts::default(),
+    )?))
 }
 
 /// Used when no key is configured.

@@ -111,6 +111,11 @@ enum Attempt {
 }
 
 impl Transport {
+    /// The most requests a second it starts.
+    pub fn rate_limit(&self) -> u32 {
+        self.limiter.max()
+    }
+
     pub fn new(
         secret_key: &str,
         base: &str,

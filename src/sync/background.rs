@@ -45,7 +45,7 @@ impl Job {
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    #[error("a {0} run is already in progress")]
+    #[error("{}", already_running(.0))]
     AlreadyRunning(&'static str),
     #[error(transparent)]
     Failed(#[from] SyncError),
@@ -54,6 +54,19 @@ pub enum JobError {
 impl From<crate::db::DbError> for JobError {
     fn from(e: crate::db::DbError) -> Self {
         JobError::Failed(SyncError::Db(e))
+    }
+}
+
+/// What to do when a run of `kind` is in progress (its process holds the job's lock, so it is
+/// alive).
+fn already_running(kind: &str) -> String {
+    if kind == JobKind::Sync.as_str() {
+        "a sync run for this account is already in progress in a running process; wait for it to finish, \
+         or stop it (Ctrl-C where it runs, or Stop on Settings → Stripe sync) and run tally sync again: it \
+         resumes where that run stopped"
+            .to_string()
+    } else {
+        format!("a {kind} run for this account is already in progress in a running process; wait for it to finish, then run it again")
     }
 }
 
@@ -92,18 +105,56 @@ async fn run_claimed(
     on_sync_page: impl FnMut(&super::Progress),
 ) -> Result<Outcome, JobError> {
     let kind = job.kind();
+    // A backfill stops when asked, from this process (a signal) or from Settings (a flag on
+    // the job, looked at every two seconds).
+    let stop = match &job {
+        Job::Sync(options) => Some(options.stop.clone()),
+        _ => None,
+    };
+    // A backfill's request rate against the client's limit, written with the heartbeat for the
+    // Settings page (the final summary replaces it).
+    let live: Arc<std::sync::Mutex<Option<serde_json::Value>>> = Default::default();
+    let limit = ctx.stripe.rate_limit();
+    let mut on_sync_page = {
+        let live = live.clone();
+        let mut inner = on_sync_page;
+        move |p: &super::Progress| {
+            if let Ok(mut live) = live.lock() {
+                *live = Some(serde_json::json!({
+                    "requests_per_sec": (p.requests_per_sec * 10.0).round() / 10.0,
+                    "limit": limit,
+                }));
+            }
+            inner(p)
+        }
+    };
     let heartbeat = {
         let (db, id) = (ctx.db.clone(), id.clone());
         tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(20)).await;
-                if let Err(e) = jobs::beat(&db, &id, None).await {
-                    tracing::warn!(error = %e, "could not record a job heartbeat");
+            for tick in 1u64.. {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                if let Some(stop) = &stop {
+                    match jobs::stop_requested(&db, &id).await {
+                        Ok(true) if !stop.requested() => {
+                            tracing::info!(
+                                "stop requested from Settings: the pages in flight are applied, then the sync stops"
+                            );
+                            stop.request();
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "could not look for a stop request"),
+                    }
+                }
+                let summary = live.lock().ok().and_then(|mut l| l.take()).map(|v| v.to_string());
+                if summary.is_some() || tick % 10 == 0 {
+                    if let Err(e) = jobs::beat(&db, &id, summary.as_deref()).await {
+                        tracing::warn!(error = %e, "could not record a job heartbeat");
+                    }
                 }
             }
         })
     };
-    let result = execute(ctx, job, on_sync_page).await;
+    let result = execute(ctx, job, &mut on_sync_page).await;
     heartbeat.abort();
     match &result {
         Ok(outcome) => {
@@ -134,6 +185,9 @@ async fn execute(ctx: &JobContext, job: Job, on_sync_page: impl FnMut(&super::Pr
             // Whoever built the options, the run is for the context's account.
             let options = super::SyncOptions {
                 account: ctx.account.clone(),
+                concurrency: options
+                    .concurrency
+                    .or(Some(super::concurrency_for(ctx.config.stripe_rate_limit))),
                 ..options
             };
             let summary = super::run(&ctx.db, stripe, &options, on_sync_page).await?;

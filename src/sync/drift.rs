@@ -256,7 +256,10 @@ pub async fn run_for(
         let mut cursor: Option<String> = None;
         let mut skipped = None;
         loop {
-            let mut page = match stripe.list(resource, cursor.as_deref(), None).await {
+            let mut page = match stripe
+                .list(resource, cursor.as_deref(), crate::stripe::Created::ALL)
+                .await
+            {
                 Ok(page) => page,
                 Err(e) => match super::skip_reason(&e, crate::stripe::path(resource)) {
                     Some(reason) => {

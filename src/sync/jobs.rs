@@ -1,5 +1,7 @@
 //! Runs of the background jobs (backfill, reconciliation, drift) in table `jobs`: one of each kind
-//! at a time, with a heartbeat so a run whose process died does not block the next one.
+//! (and account) at a time. The process running one holds a lock (`live`) the system releases
+//! when the process ends, so a run whose process was killed does not block the next one; where
+//! no lock can be taken, a heartbeat older than two minutes tells.
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -7,7 +9,7 @@ use sqlx::Row;
 use crate::db::{now_unix, Db, DbError};
 use crate::domain::sync_report::JobRun;
 
-/// A running job whose heartbeat is older than this is taken as dead.
+/// Where no live lock can be taken: a running job whose heartbeat is older than this is dead.
 pub const STALE_AFTER_SECS: i64 = 120;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,19 +45,22 @@ pub async fn start(db: &Db, kind: JobKind, trigger: &Trigger) -> Result<Option<S
 
 /// Starts a run for `account` unless one of the same kind is already running for it.
 pub async fn start_for(db: &Db, kind: JobKind, account: &str, trigger: &Trigger) -> Result<Option<String>, DbError> {
+    let lock = match super::live::try_lock(db, kind.as_str(), account).await? {
+        // A live process runs one.
+        super::live::Live::Busy => return Ok(None),
+        super::live::Live::Got(lock) => Some(lock),
+        super::live::Live::Unsupported => None,
+    };
     let now = now_unix();
     let mut tx = db.begin().await?;
-    // A run that stopped beating died with its process.
-    sqlx::query(
-        "UPDATE jobs SET status = 'failed', finished_at = $1, error = 'the process running it stopped' \
-         WHERE kind = $2 AND status = 'running' AND heartbeat_at < $3 AND account_id = $4",
-    )
-    .bind(now)
-    .bind(kind.as_str())
-    .bind(now - STALE_AFTER_SECS)
-    .bind(account)
-    .execute(&mut *tx)
-    .await?;
+    // With the lock in hand, a run still marked running died with its process (killed, or the
+    // machine stopped); without one, a run that stopped beating did.
+    let stale_before = if lock.is_some() {
+        i64::MAX
+    } else {
+        now - STALE_AFTER_SECS
+    };
+    mark_dead(&mut tx, kind, account, stale_before).await?;
     let running: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = $1 AND status = 'running' AND account_id = $2")
             .bind(kind.as_str())
@@ -91,10 +96,88 @@ pub async fn start_for(db: &Db, kind: JobKind, account: &str, trigger: &Trigger)
         Err(e) => return Err(e.into()),
     }
     match tx.commit().await {
-        Ok(()) => Ok(Some(id)),
+        Ok(()) => {
+            if let Some(lock) = lock {
+                super::live::keep(&id, lock);
+            }
+            Ok(Some(id))
+        }
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Marks `kind` runs of `account` still marked running with a heartbeat before `before` as
+/// failed: their process ended.
+async fn mark_dead(conn: &mut sqlx::AnyConnection, kind: JobKind, account: &str, before: i64) -> Result<(), DbError> {
+    let error = match kind {
+        JobKind::Sync => {
+            "the process running it ended before it finished (killed or crashed); what it fetched is kept, and the \
+             next sync resumes there"
+        }
+        _ => "the process running it ended before it finished (killed or crashed); run it again",
+    };
+    sqlx::query(
+        "UPDATE jobs SET status = 'failed', finished_at = $1, error = $2 \
+         WHERE kind = $3 AND status = 'running' AND heartbeat_at < $4 AND account_id = $5",
+    )
+    .bind(now_unix())
+    .bind(error)
+    .bind(kind.as_str())
+    .bind(before)
+    .bind(account)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A run shown as running whose process is gone (its live lock is free) is marked failed at
+/// once, so the page tells the truth without waiting for the next start.
+pub async fn reap_dead(db: &Db, kind: JobKind, account: &str) -> Result<(), DbError> {
+    if let super::live::Live::Got(lock) = super::live::try_lock(db, kind.as_str(), account).await? {
+        let mut conn = db.writer().acquire().await?;
+        let marked = mark_dead(&mut conn, kind, account, i64::MAX).await;
+        drop(conn);
+        super::live::unlock(lock).await;
+        marked?;
+    }
+    Ok(())
+}
+
+/// `reap_dead` for every kind shown as running for `account`.
+pub async fn reap_all_dead(db: &Db, account: &str) -> Result<(), DbError> {
+    let kinds: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT kind FROM jobs WHERE status = 'running' AND account_id = $1")
+            .bind(account)
+            .fetch_all(db.reader())
+            .await?;
+    for kind in [JobKind::Sync, JobKind::Reconcile, JobKind::Drift] {
+        if kinds.iter().any(|k| k == kind.as_str()) {
+            reap_dead(db, kind, account).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether an admin asked the run to stop (Settings → Stripe sync).
+pub async fn stop_requested(db: &Db, id: &str) -> Result<bool, DbError> {
+    let flag: Option<i64> = sqlx::query_scalar("SELECT stop_requested FROM jobs WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db.reader())
+        .await?;
+    Ok(flag.unwrap_or(0) != 0)
+}
+
+/// Asks the running `kind` job of `account` to stop; whichever process runs it sees the flag
+/// within seconds. False when none is running.
+pub async fn request_stop(db: &Db, kind: JobKind, account: &str) -> Result<bool, DbError> {
+    let done =
+        sqlx::query("UPDATE jobs SET stop_requested = 1 WHERE kind = $1 AND account_id = $2 AND status = 'running'")
+            .bind(kind.as_str())
+            .bind(account)
+            .execute(db.writer())
+            .await?;
+    Ok(done.rows_affected() > 0)
 }
 
 /// Keeps a running job alive, and records its progress so far.
@@ -117,7 +200,7 @@ pub async fn finish(db: &Db, id: &str, outcome: Result<(&str, bool), &str>) -> R
         Ok((summary, true)) => ("partial", Some(summary), None),
         Err(error) => ("failed", None, Some(error)),
     };
-    sqlx::query(
+    let updated = sqlx::query(
         "UPDATE jobs SET status = $1, finished_at = $2, heartbeat_at = $2, summary = COALESCE($3, summary), error = $4 \
          WHERE id = $5",
     )
@@ -127,18 +210,24 @@ pub async fn finish(db: &Db, id: &str, outcome: Result<(&str, bool), &str>) -> R
     .bind(error)
     .bind(id)
     .execute(db.writer())
-    .await?;
+    .await;
+    // Recorded or not, this process no longer runs it.
+    super::live::release(id).await;
+    updated?;
     Ok(())
 }
 
 /// Records that a run stopped on request (status `stopped`: the next run resumes it).
 pub async fn stopped(db: &Db, id: &str) -> Result<(), DbError> {
     let now = now_unix();
-    sqlx::query("UPDATE jobs SET status = 'stopped', finished_at = $1, heartbeat_at = $1 WHERE id = $2")
+    let updated = sqlx::query("UPDATE jobs SET status = 'stopped', finished_at = $1, heartbeat_at = $1 WHERE id = $2")
         .bind(now)
         .bind(id)
         .execute(db.writer())
-        .await?;
+        .await;
+    // Recorded or not, this process no longer runs it.
+    super::live::release(id).await;
+    updated?;
     Ok(())
 }
 

@@ -8,9 +8,9 @@ pub mod background;
 pub mod drift;
 pub mod fetches;
 pub mod jobs;
+pub mod live;
 pub mod reconcile;
-
-use std::time::Instant;
+pub mod slices;
 
 use sqlx::Row;
 
@@ -18,7 +18,8 @@ use crate::db::{now_unix, Db, DbError};
 use crate::domain::resource::Resource;
 use crate::domain::sync_report::TypeProgress;
 use crate::projection::{self, Version};
-use crate::stripe::{StripeApi, StripeApiError};
+use crate::stripe::{Created, StripeApi, StripeApiError};
+use slices::{Plan, Slice, TypeRun};
 
 /// Parents before children, so pages make sense as soon as each type finishes.
 pub const ORDER: [Resource; 12] = [
@@ -51,6 +52,9 @@ pub struct SyncOptions {
     /// applied and their progress committed, and the run ends with `SyncError::Stopped` (a
     /// later run resumes where it stopped, fetching nothing twice).
     pub stop: Stop,
+    /// Pages fetched at once (`DEFAULT_CONCURRENCY` when not set; jobs set `concurrency_for`
+    /// the configured rate limit).
+    pub concurrency: Option<usize>,
 }
 
 /// A request to stop a run (SIGINT, SIGTERM), shared with whoever may ask.
@@ -68,14 +72,20 @@ impl Stop {
 }
 
 /// Progress of one resource, reported after every page.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Progress {
     pub resource: Resource,
     pub fetched: i64,
     pub applied: i64,
+    /// Pages of this type fetched (over resumed runs too).
+    pub pages: i64,
     pub done: bool,
     /// Objects per second in this run.
     pub rate: i64,
+    /// Slices of this type being fetched now.
+    pub in_flight: usize,
+    /// Requests to Stripe per second in this run, every type together (to set against the limit).
+    pub requests_per_sec: f64,
     /// Set when the key may not read this type: the reason and the API path.
     pub skipped: Option<String>,
 }
@@ -119,33 +129,9 @@ pub fn parse_resource(name: &str) -> Option<Resource> {
     ORDER.into_iter().find(|r| r.table() == name)
 }
 
-struct State {
-    cursor: Option<String>,
-    done: bool,
-    fetched: i64,
-    applied: i64,
-}
-
-async fn load_state(db: &Db, account: &str, resource: Resource) -> Result<Option<State>, SyncError> {
-    let row =
-        sqlx::query("SELECT cursor, done, fetched, applied FROM sync_state WHERE resource = $1 AND account_id = $2")
-            .bind(resource.table())
-            .bind(account)
-            .fetch_optional(db.reader())
-            .await?;
-    Ok(match row {
-        Some(r) => Some(State {
-            cursor: r.try_get("cursor")?,
-            done: r.try_get::<i64, _>("done")? != 0,
-            fetched: r.try_get("fetched")?,
-            applied: r.try_get("applied")?,
-        }),
-        None => None,
-    })
-}
-
-/// Starts a new run unless an unfinished one exists (and `restart` is off). Returns its `since`.
-async fn begin_run(db: &Db, options: &SyncOptions, resources: &[Resource]) -> Result<Option<i64>, SyncError> {
+/// Starts a new run unless an unfinished one exists (and `restart` is off), and returns the plan:
+/// every type of the run with the slices left to fetch.
+async fn begin_run(db: &Db, options: &SyncOptions, resources: &[Resource]) -> Result<Plan, SyncError> {
     let unfinished: Option<(String, Option<i64>)> = if options.restart {
         None
     } else {
@@ -156,181 +142,368 @@ async fn begin_run(db: &Db, options: &SyncOptions, resources: &[Resource]) -> Re
             .map(|r| Ok::<_, sqlx::Error>((r.try_get("run_id")?, r.try_get("since")?)))
             .transpose()?
     };
-    if let Some((run_id, since)) = unfinished {
-        tracing::info!(run_id, "resuming an unfinished sync");
-        return Ok(since);
-    }
-    let run_id = uuid::Uuid::new_v4().to_string();
-    let now = now_unix();
-    let mut tx = db.begin().await?;
-    sqlx::query("DELETE FROM sync_state WHERE account_id = $1")
-        .bind(&options.account)
-        .execute(&mut *tx)
-        .await?;
-    for resource in resources {
-        sqlx::query(
-            "INSERT INTO sync_state (resource, run_id, since, cursor, done, fetched, applied, started_at, updated_at, skipped, \
-             account_id) VALUES ($1, $2, $3, NULL, 0, 0, 0, $4, $4, NULL, $5)",
-        )
-        .bind(resource.table())
-        .bind(&run_id)
-        .bind(options.since)
-        .bind(now)
-        .bind(&options.account)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(options.since)
+    let since = match unfinished {
+        Some((run_id, since)) => {
+            tracing::info!(run_id, "resuming an unfinished sync");
+            since
+        }
+        None => {
+            let run_id = uuid::Uuid::new_v4().to_string();
+            let now = now_unix();
+            let mut tx = db.begin().await?;
+            for table in ["sync_state", "sync_slices"] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE account_id = $1"))
+                    .bind(&options.account)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for resource in resources {
+                sqlx::query(
+                    "INSERT INTO sync_state (resource, run_id, since, cursor, done, fetched, applied, started_at, updated_at, \
+                     skipped, account_id) VALUES ($1, $2, $3, NULL, 0, 0, 0, $4, $4, NULL, $5)",
+                )
+                .bind(resource.table())
+                .bind(&run_id)
+                .bind(options.since)
+                .bind(now)
+                .bind(&options.account)
+                .execute(&mut *tx)
+                .await?;
+                save_slice(
+                    &mut tx,
+                    &options.account,
+                    &Slice::new(*resource, 0, Created::since(options.since), None),
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            options.since
+        }
+    };
+    load_plan(db, &options.account, resources, since).await
 }
 
-/// How many types a backfill fetches at once. Every request goes through the one client (its
-/// rate limiter paces them all), so more types in flight only fill the time each one waits on a
-/// round trip; the projection applies objects of any type in any order (no foreign keys, newer
-/// wins), so types need not wait for their parents.
-pub const CONCURRENT_TYPES: usize = 4;
+/// The types of the run not yet done, with their slices left to fetch. A type left unfinished
+/// by a version before slices resumes as one slice from its cursor.
+async fn load_plan(db: &Db, account: &str, resources: &[Resource], since: Option<i64>) -> Result<Plan, SyncError> {
+    let states = sqlx::query(
+        "SELECT resource, cursor, fetched, applied, pages, sliced FROM sync_state WHERE account_id = $1 AND done = 0",
+    )
+    .bind(account)
+    .fetch_all(db.reader())
+    .await?;
+    let rows = sqlx::query(
+        "SELECT resource, slice, created_gte, created_lt, cursor, done, fetched, pages FROM sync_slices \
+         WHERE account_id = $1",
+    )
+    .bind(account)
+    .fetch_all(db.reader())
+    .await?;
+    let mut types = Vec::new();
+    let mut slices = Vec::new();
+    for resource in resources {
+        let Some(state) = states
+            .iter()
+            .find(|r| r.try_get::<String, _>("resource").ok().as_deref() == Some(resource.table()))
+        else {
+            continue;
+        };
+        let mine: Vec<_> = rows
+            .iter()
+            .filter(|r| r.try_get::<String, _>("resource").ok().as_deref() == Some(resource.table()))
+            .collect();
+        let mut next_slice = 1;
+        for row in &mine {
+            let id: i64 = row.try_get("slice")?;
+            next_slice = next_slice.max(id + 1);
+            if row.try_get::<i64, _>("done")? != 0 {
+                continue;
+            }
+            let mut slice = Slice::new(
+                *resource,
+                id,
+                Created {
+                    gte: row.try_get("created_gte")?,
+                    lt: row.try_get("created_lt")?,
+                },
+                row.try_get("cursor")?,
+            );
+            slice.fetched = row.try_get("fetched")?;
+            slice.pages = row.try_get("pages")?;
+            slices.push(slice);
+        }
+        if mine.is_empty() {
+            slices.push(Slice::new(
+                *resource,
+                0,
+                Created::since(since),
+                state.try_get("cursor")?,
+            ));
+        }
+        types.push(TypeRun {
+            resource: *resource,
+            fetched: state.try_get("fetched")?,
+            applied: state.try_get("applied")?,
+            pages: state.try_get("pages")?,
+            fetched_now: 0,
+            sliced: state.try_get::<i64, _>("sliced")? != 0,
+            skipped: None,
+            next_slice,
+        });
+    }
+    Ok(Plan::new(types, slices, since))
+}
 
-/// Runs (or resumes) a backfill, calling `report` after every page. Types are fetched
-/// `CONCURRENT_TYPES` at a time, in `ORDER`; the summary lists them in `ORDER`.
+async fn save_slice(conn: &mut sqlx::AnyConnection, account: &str, slice: &Slice) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO sync_slices (account_id, resource, slice, created_gte, created_lt, cursor, done, fetched, pages) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (account_id, resource, slice) DO UPDATE SET \
+         created_gte = excluded.created_gte, created_lt = excluded.created_lt, cursor = excluded.cursor, \
+         done = excluded.done, fetched = excluded.fetched, pages = excluded.pages",
+    )
+    .bind(account)
+    .bind(slice.resource.table())
+    .bind(slice.id)
+    .bind(slice.range.gte)
+    .bind(slice.range.lt)
+    .bind(slice.cursor.as_deref())
+    .bind(i64::from(slice.done))
+    .bind(slice.fetched)
+    .bind(slice.pages)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// How many pages are fetched at once when nothing else is said.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+
+/// Pages in flight for a rate limit of `rate` requests a second: enough to keep the limiter busy
+/// while each list call takes up to half a second at Stripe (a page of 100 objects takes 0.2 to
+/// 0.6 s), so the backfill runs at the limit, not at the speed of one round trip.
+pub fn concurrency_for(rate: u32) -> usize {
+    (rate as usize).div_ceil(2).clamp(4, 64)
+}
+
+type Shared<'a, R> = (
+    &'a std::sync::Mutex<Plan>,
+    &'a tokio::sync::Notify,
+    &'a std::sync::Mutex<R>,
+);
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs (or resumes) a backfill, calling `report` after every page. `options.concurrency`
+/// fetchers take slices of the types (types in `ORDER`, their slices split as fetchers come
+/// free) through the one client, whose limiter paces them all; the summary lists types in
+/// `ORDER`.
 pub async fn run(
     db: &Db,
     stripe: &dyn StripeApi,
     options: &SyncOptions,
     report: impl FnMut(&Progress),
 ) -> Result<Vec<Progress>, SyncError> {
-    use futures_util::stream::{self, StreamExt, TryStreamExt};
     let resources: Vec<Resource> = if options.only.is_empty() {
         ORDER.to_vec()
     } else {
         ORDER.into_iter().filter(|r| options.only.contains(r)).collect()
     };
-    let since = begin_run(db, options, &resources).await?;
-    // Every type's future reports through the one callback.
+    let plan = begin_run(db, options, &resources).await?;
+    let run_types: Vec<Resource> = plan.types.iter().map(|t| t.resource).collect();
+    let plan = std::sync::Mutex::new(plan);
+    let wake = tokio::sync::Notify::new();
     let report = std::sync::Mutex::new(report);
-    let mut summary: Vec<Progress> = stream::iter(resources)
-        .map(|resource| backfill_type(db, stripe, options, since, resource, &report))
-        .buffer_unordered(CONCURRENT_TYPES)
-        .try_filter_map(|done| async move { Ok(done) })
-        .try_collect()
-        .await?;
-    summary.sort_by_key(|p| ORDER.iter().position(|r| *r == p.resource));
-    // Stopped on request with types unfinished: every type's page in flight was applied and its
-    // cursor committed, so the next run resumes there.
-    if options.stop.requested() {
-        let unfinished: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sync_state WHERE account_id = $1 AND done = 0")
-            .bind(&options.account)
-            .fetch_one(db.reader())
-            .await?;
-        if unfinished > 0 {
-            return Err(SyncError::Stopped);
-        }
+    let fetchers = options.concurrency.unwrap_or(DEFAULT_CONCURRENCY).max(1);
+    let results =
+        futures_util::future::join_all((0..fetchers).map(|_| fetcher(db, stripe, options, (&plan, &wake, &report))))
+            .await;
+    let plan = plan.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Writers of two slices committing at once may each have seen the other unfinished.
+    sqlx::query(
+        "UPDATE sync_state SET done = 1 WHERE account_id = $1 AND done = 0 AND NOT EXISTS \
+         (SELECT 1 FROM sync_slices s WHERE s.account_id = sync_state.account_id AND s.resource = sync_state.resource \
+         AND s.done = 0)",
+    )
+    .bind(&options.account)
+    .execute(db.writer())
+    .await?;
+    if let Some(e) = results.into_iter().find_map(Result::err) {
+        return Err(e);
     }
-    Ok(summary)
+    // Stopped on request with slices unfinished: every page in flight was applied and its cursor
+    // committed, so the next run resumes there.
+    if !plan.finished() {
+        return Err(SyncError::Stopped);
+    }
+    Ok(run_types.into_iter().map(|r| progress(&plan, r)).collect())
 }
 
-/// One type of a backfill, page after page, until it is done (or skipped); `None` when the run
-/// does not include it.
-async fn backfill_type(
+fn progress(plan: &Plan, resource: Resource) -> Progress {
+    let secs = plan.started.elapsed().as_secs_f64().max(0.001);
+    let t = plan.type_run(resource);
+    Progress {
+        resource,
+        fetched: t.map_or(0, |t| t.fetched),
+        applied: t.map_or(0, |t| t.applied),
+        pages: t.map_or(0, |t| t.pages),
+        done: plan.type_done(resource),
+        rate: (t.map_or(0, |t| t.fetched_now) as f64 / secs) as i64,
+        in_flight: plan.in_flight(resource),
+        requests_per_sec: plan.requests as f64 / secs,
+        skipped: t.and_then(|t| t.skipped.clone()),
+    }
+}
+
+/// One fetcher: takes a slice, fetches its next page, applies and commits it, until nothing is
+/// left, the run is asked to stop, or another fetcher failed.
+async fn fetcher<R: FnMut(&Progress)>(
     db: &Db,
     stripe: &dyn StripeApi,
     options: &SyncOptions,
-    since: Option<i64>,
-    resource: Resource,
-    report: &std::sync::Mutex<impl FnMut(&Progress)>,
-) -> Result<Option<Progress>, SyncError> {
-    let Some(mut state) = load_state(db, &options.account, resource).await? else {
-        return Ok(None);
-    };
-    let started = Instant::now();
-    let fetched_before = state.fetched;
-    while !state.done {
-        // Asked to stop: no next page (this type's page in flight, if any, was applied above).
-        if options.stop.requested() {
-            return Ok(None);
+    (plan, wake, report): Shared<'_, R>,
+) -> Result<(), SyncError> {
+    loop {
+        let notified = wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let slice = {
+            let mut p = lock(plan);
+            // Asked to stop: no next page (the pages in flight are applied by their fetchers).
+            if options.stop.requested() || p.failed || p.finished() {
+                return Ok(());
+            }
+            let slice = p.take();
+            if slice.is_none() {
+                p.idle += 1;
+            }
+            slice
+        };
+        let Some(slice) = slice else {
+            // Every slice left is being fetched: wait for a page, which may split one.
+            notified.await;
+            lock(plan).idle -= 1;
+            continue;
+        };
+        let result = fetch_page(db, stripe, options, &slice, (plan, wake, report)).await;
+        if result.is_err() {
+            lock(plan).failed = true;
         }
-        // Dated by when the request left, not when the answer came: a webhook about a change
-        // made while the page was being fetched is newer and still wins.
-        let version = Version::fetched(now_unix());
-        let mut page = match stripe.list(resource, state.cursor.as_deref(), since).await {
-            Ok(page) => page,
-            Err(e) => {
-                let Some(reason) = skip_reason(&e, crate::stripe::path(resource)) else {
-                    return Err(e.into());
-                };
-                tracing::warn!(resource = resource.table(), reason, "sync skipped a type");
-                sqlx::query(
-                    "UPDATE sync_state SET done = 1, skipped = $1, updated_at = $2 WHERE resource = $3 AND account_id = $4",
-                )
-                .bind(&reason)
-                .bind(now_unix())
+        wake.notify_waiters();
+        result?;
+    }
+}
+
+/// Fetches, applies and commits the next page of one slice.
+async fn fetch_page<R: FnMut(&Progress)>(
+    db: &Db,
+    stripe: &dyn StripeApi,
+    options: &SyncOptions,
+    slice: &Slice,
+    (plan, _, report): Shared<'_, R>,
+) -> Result<(), SyncError> {
+    let resource = slice.resource;
+    // Dated by when the request left, not when the answer came: a webhook about a change made
+    // while the page was being fetched is newer and still wins.
+    let version = Version::fetched(now_unix());
+    let mut page = match stripe.list(resource, slice.cursor.as_deref(), slice.range).await {
+        Ok(page) => page,
+        Err(e) => {
+            let Some(reason) = skip_reason(&e, crate::stripe::path(resource)) else {
+                return Err(e.into());
+            };
+            tracing::warn!(resource = resource.table(), reason, "sync skipped a type");
+            let mut tx = db.begin().await?;
+            sqlx::query(
+                "UPDATE sync_state SET done = 1, skipped = $1, updated_at = $2 WHERE resource = $3 AND account_id = $4",
+            )
+            .bind(&reason)
+            .bind(now_unix())
+            .bind(resource.table())
+            .bind(&options.account)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE sync_slices SET done = 1 WHERE resource = $1 AND account_id = $2")
                 .bind(resource.table())
                 .bind(&options.account)
-                    .execute(db.writer())
-                    .await?;
-                let progress = Progress {
-                    resource,
-                    fetched: state.fetched,
-                    applied: state.applied,
-                    done: true,
-                    rate: 0,
-                    skipped: Some(reason),
-                };
-                (report.lock().unwrap_or_else(std::sync::PoisonError::into_inner))(&progress);
-                return Ok(Some(progress));
-            }
-        };
-        for object in &mut page.data {
-            crate::stripe::complete_nested_lists(stripe, resource, object).await?;
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            let progress = {
+                let mut p = lock(plan);
+                p.skip(resource, &reason);
+                progress(&p, resource)
+            };
+            (lock(report))(&progress);
+            return Ok(());
         }
-        let fetched_at = now_unix();
-        let mut tx = projection::Tx::begin(db).await?;
-        let mut applied = 0;
-        for object in &page.data {
-            let deleted = object.get("deleted").and_then(serde_json::Value::as_bool) == Some(true);
-            let written = projection::apply_object(&mut tx, &options.account, resource, object, &version, deleted)
-                .await
-                .map_err(|e| SyncError::Apply {
-                    id: projection::read::text(object, "id").unwrap_or_default(),
-                    message: e.to_string(),
-                })?;
-            if written == projection::Applied::Written {
-                applied += 1;
-            }
-        }
-        let last_id = page.data.last().and_then(|o| projection::read::text(o, "id"));
-        state.cursor = last_id.or(state.cursor);
-        state.fetched += page.data.len() as i64;
-        state.applied += applied;
-        state.done = !page.has_more || page.data.is_empty();
-        sqlx::query(
-            "UPDATE sync_state SET cursor = $1, done = $2, fetched = $3, applied = $4, updated_at = $5 \
-             WHERE resource = $6 AND account_id = $7",
-        )
-        .bind(state.cursor.as_deref())
-        .bind(i64::from(state.done))
-        .bind(state.fetched)
-        .bind(state.applied)
-        .bind(fetched_at)
-        .bind(resource.table())
-        .bind(&options.account)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let secs = started.elapsed().as_secs_f64().max(0.001);
-        let progress = Progress {
-            resource,
-            fetched: state.fetched,
-            applied: state.applied,
-            done: state.done,
-            rate: ((state.fetched - fetched_before) as f64 / secs) as i64,
-            skipped: None,
-        };
-        (report.lock().unwrap_or_else(std::sync::PoisonError::into_inner))(&progress);
-        if state.done {
-            return Ok(Some(progress));
+    };
+    let mut requests = 1;
+    for object in &mut page.data {
+        requests += crate::stripe::complete_nested_lists(stripe, resource, object).await? as i64;
+    }
+    let fetched_at = now_unix();
+    let mut tx = projection::Tx::begin(db).await?;
+    let mut applied = 0;
+    for object in &page.data {
+        let deleted = object.get("deleted").and_then(serde_json::Value::as_bool) == Some(true);
+        let written = projection::apply_object(&mut tx, &options.account, resource, object, &version, deleted)
+            .await
+            .map_err(|e| SyncError::Apply {
+                id: projection::read::text(object, "id").unwrap_or_default(),
+                message: e.to_string(),
+            })?;
+        if written == projection::Applied::Written {
+            applied += 1;
         }
     }
-    Ok(None)
+    let outcome = slices::Page {
+        last_id: page.data.last().and_then(|o| projection::read::text(o, "id")),
+        count: page.data.len() as i64,
+        applied,
+        has_more: page.has_more,
+        created: page
+            .data
+            .iter()
+            .map(|o| o.get("created").and_then(serde_json::Value::as_i64))
+            .collect(),
+        requests,
+    };
+    let changes = lock(plan).record(resource, slice.id, &outcome);
+    for changed in &changes.slices {
+        save_slice(&mut tx, &options.account, changed).await?;
+    }
+    for dropped in &changes.dropped {
+        sqlx::query("UPDATE sync_slices SET done = 1 WHERE account_id = $1 AND resource = $2 AND slice = $3")
+            .bind(&options.account)
+            .bind(resource.table())
+            .bind(dropped)
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query(
+        "UPDATE sync_state SET fetched = fetched + $1, applied = applied + $2, pages = pages + 1, sliced = $3, \
+         updated_at = $4, done = CASE WHEN EXISTS (SELECT 1 FROM sync_slices s WHERE s.account_id = $5 \
+         AND s.resource = $6 AND s.done = 0) THEN 0 ELSE 1 END WHERE resource = $6 AND account_id = $5",
+    )
+    .bind(changes.fetched)
+    .bind(changes.applied)
+    .bind(i64::from(changes.sliced))
+    .bind(fetched_at)
+    .bind(&options.account)
+    .bind(resource.table())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let ids: Vec<i64> = changes.slices.iter().map(|s| s.id).collect();
+    let progress = {
+        let mut p = lock(plan);
+        p.release(resource, &ids);
+        progress(&p, resource)
+    };
+    (lock(report))(&progress);
+    Ok(())
 }
 
 /// The environment's account's backfill state per type (empty when no sync ever ran).
@@ -341,7 +514,8 @@ pub async fn status(db: &Db) -> Result<Vec<TypeProgress>, SyncError> {
 /// An account's backfill state per type.
 pub async fn status_of(db: &Db, account: &str) -> Result<Vec<TypeProgress>, SyncError> {
     let rows = sqlx::query(
-        "SELECT resource, done, fetched, applied, started_at, updated_at, skipped FROM sync_state WHERE account_id = $1",
+        "SELECT resource, done, fetched, applied, pages, started_at, updated_at, skipped FROM sync_state \
+         WHERE account_id = $1",
     )
     .bind(account)
     .fetch_all(db.reader())
@@ -375,6 +549,7 @@ pub async fn status_of(db: &Db, account: &str) -> Result<Vec<TypeProgress>, Sync
             resource: resource.table().to_string(),
             fetched,
             applied: row.try_get("applied")?,
+            pages: row.try_get("pages")?,
             done,
             rate,
             known_rows,

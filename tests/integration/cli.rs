@@ -477,32 +477,48 @@ async fn accounts_are_added_with_the_key_on_stdin_and_listed() {
     assert_eq!(actions, ["account.add", "account.rename", "account.disable"]);
 }
 
-/// Ctrl-C (SIGINT) stops `tally sync`: the pages in flight are applied, the run is marked stopped
-/// (exit 130, one line that says how to resume), and running it again at once resumes where it
-/// stopped: every page is fetched exactly once over the two runs.
-#[tokio::test]
-async fn a_sync_stopped_with_ctrl_c_resumes_without_fetching_anything_twice() {
-    const PAGES: usize = 8;
-    let stripe = StandIn::start(|r: Request| async move {
-        if r.path != "/v1/customers" {
-            return Reply::list(Vec::new(), false);
+/// A `tally sync` stopped midway, by a signal, then run again at once against a slow stand-in
+/// (each page after 250 ms, 800 customers one a day, lists honouring `created` filters and
+/// cursors). After SIGINT the process exits 130 and nothing is ever fetched twice; after SIGKILL
+/// the rerun is not refused (the dead process's lock is free), and nothing the first run
+/// committed is fetched again (only the pages in flight at the kill are). Either way the rerun
+/// finishes with every customer stored and each counted once.
+async fn stop_then_resume(backend: crate::common::Backend, signal: &str) {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    const CUSTOMERS: usize = 800;
+    let customers: Arc<Vec<serde_json::Value>> = Arc::new(
+        (0..CUSTOMERS)
+            .map(|i| serde_json::json!({"id": format!("cus_p{i:04}"), "object": "customer", "created": 1_760_000_000 - i as i64 * 86_400}))
+            .collect(),
+    );
+    // Which customers each run was sent.
+    let sent: Arc<Mutex<Vec<HashMap<String, usize>>>> = Arc::new(Mutex::new(vec![HashMap::new()]));
+    let stripe = StandIn::start({
+        let sent = sent.clone();
+        move |r: Request| {
+            let (customers, sent) = (customers.clone(), sent.clone());
+            async move {
+                if r.path != "/v1/customers" {
+                    return Reply::list(Vec::new(), false);
+                }
+                // Stripe's list answers take their time, so the signal arrives with pages in flight.
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let reply = crate::common::stripe::list_page(&customers, &r.query);
+                let mut sent = sent.lock().unwrap();
+                let run = sent.last_mut().unwrap();
+                for o in reply.body["data"].as_array().into_iter().flatten() {
+                    *run.entry(o["id"].as_str().unwrap().to_string()).or_default() += 1;
+                }
+                reply
+            }
         }
-        // Stripe's list answers take their time, so the signal arrives with a page in flight.
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let page = match r.query.get("starting_after") {
-            None => 0,
-            Some(after) => after.trim_start_matches("cus_p").parse::<usize>().unwrap_or(0) / 100 + 1,
-        };
-        let data = (0..100)
-            .map(|i| serde_json::json!({"id": format!("cus_p{:04}", page * 100 + i), "object": "customer", "created": 1_700_000_000}))
-            .collect();
-        Reply::list(data, page + 1 < PAGES)
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("t.db").display());
+    let test_db = crate::common::TestDb::new(backend).await;
     let vars = [
-        ("DATABASE_URL", db.as_str()),
+        ("DATABASE_URL", test_db.url.as_str()),
         ("STRIPE_API_BASE", stripe.url.as_str()),
         ("STRIPE_SECRET_KEY", "sk_test_51stopandresume"),
     ];
@@ -517,7 +533,7 @@ async fn a_sync_stopped_with_ctrl_c_resumes_without_fetching_anything_twice() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -525,12 +541,27 @@ async fn a_sync_stopped_with_ctrl_c_resumes_without_fetching_anything_twice() {
         .await
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("run tally sync again to resume"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let stopped_after = stripe.calls("GET", "/v1/customers").len();
-    assert!(stopped_after < PAGES, "it stopped early ({stopped_after} pages)");
-    // At once again: not refused, resumes, finishes.
+    if signal == "INT" {
+        assert_eq!(out.status.code(), Some(130), "{stderr}");
+        assert!(stderr.contains("run tally sync again to resume"), "{stderr}");
+    } else {
+        assert_eq!(out.status.code(), None, "killed: {stderr}");
+    }
+    let db = tally::db::Db::connect(&tally::config::DatabaseUrl::parse(&test_db.url).unwrap())
+        .await
+        .unwrap();
+    let committed: Vec<String> = sqlx::query_scalar("SELECT id FROM customers")
+        .fetch_all(db.reader())
+        .await
+        .unwrap();
+    assert!(
+        committed.len() < CUSTOMERS,
+        "it stopped early ({} stored)",
+        committed.len()
+    );
+    sent.lock().unwrap().push(HashMap::new());
+    // At once again: not refused (a killed run's lock died with it), resumes, finishes.
     let mut again = tally(dir.path(), &vars, &["sync", "--only", "customers"]);
     // Off the test's runtime thread, which serves the stand-in.
     let out = tokio::task::spawn_blocking(move || again.output().unwrap())
@@ -538,14 +569,53 @@ async fn a_sync_stopped_with_ctrl_c_resumes_without_fetching_anything_twice() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains(&format!("{} objects fetched", PAGES * 100)), "{stdout}");
-    let mut asked: Vec<Option<String>> = stripe
-        .calls("GET", "/v1/customers")
-        .iter()
-        .map(|r| r.query.get("starting_after").cloned())
-        .collect();
-    assert_eq!(asked.len(), PAGES, "every page once: {asked:?}");
-    asked.sort();
-    asked.dedup();
-    assert_eq!(asked.len(), PAGES, "a page fetched twice");
+    assert!(stdout.contains(&format!("{CUSTOMERS} objects fetched")), "{stdout}");
+    let sent = sent.lock().unwrap().clone();
+    let (first, second) = (&sent[0], &sent[1]);
+    let again: Vec<&String> = committed.iter().filter(|id| second.contains_key(*id)).collect();
+    assert!(again.is_empty(), "committed by the first run, fetched again: {again:?}");
+    let mut all: HashMap<&String, usize> = HashMap::new();
+    for (id, n) in first.iter().chain(second) {
+        *all.entry(id).or_default() += n;
+    }
+    assert_eq!(all.len(), CUSTOMERS, "every customer listed");
+    let twice: Vec<_> = all.iter().filter(|(_, n)| **n > 1).map(|(id, _)| *id).collect();
+    if signal == "INT" {
+        assert!(twice.is_empty(), "fetched twice after a clean stop: {twice:?}");
+    }
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM customers")
+            .fetch_one(db.reader())
+            .await
+            .unwrap(),
+        CUSTOMERS as i64
+    );
+    let runs: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT status, error FROM jobs ORDER BY started_at, status")
+            .fetch_all(db.reader())
+            .await
+            .unwrap();
+    let first_status = if signal == "INT" { "stopped" } else { "failed" };
+    assert!(
+        runs.iter().any(|(status, _)| status == first_status) && runs.iter().any(|(status, _)| status == "done"),
+        "{runs:?}"
+    );
+    if signal == "KILL" {
+        assert!(
+            runs.iter()
+                .any(|(_, e)| e.as_deref().is_some_and(|e| e.contains("killed or crashed"))),
+            "{runs:?}"
+        );
+    }
+    db.close().await;
 }
+
+both_backends!(
+    a_sync_stopped_with_ctrl_c_resumes_without_fetching_anything_twice,
+    |backend| async move { stop_then_resume(backend, "INT").await }
+);
+
+both_backends!(
+    a_killed_sync_is_seen_dead_at_once_and_resumes_without_refetching_what_it_committed,
+    |backend| async move { stop_then_resume(backend, "KILL").await }
+);

@@ -3,6 +3,8 @@
 
 use crate::common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::stripe::{Reply, Request, StandIn};
@@ -10,35 +12,51 @@ use common::{TestApp, PASSWORD};
 use serde_json::{json, Value};
 use tally::domain::admins::Role;
 
-/// Stripe with 120 customers (two pages, each answered after `delay_ms`) and two events.
-async fn stand_in(delay_ms: u64) -> String {
-    let stand_in = StandIn::start(move |r: Request| async move {
-        if r.path == "/v1/checkout/sessions" {
-            return Reply::list(vec![], false);
-        }
-        let Some(resource) = r.after("/v1/").filter(|p| !p.contains('/')) else {
-            return Reply::status(404, json!({}));
-        };
-        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-        let (data, has_more): (Vec<Value>, bool) = match resource {
-            "customers" => {
-                let start = r.query.get("starting_after").map_or(0, |_| 100);
-                let data = (start..120.min(start + 100))
-                    .map(|i| json!({"id": format!("cus_{i:03}"), "object": "customer", "email": format!("c{i}@example.com"), "created": 1_700_000_000 + i}))
-                    .collect();
-                (data, start == 0)
+/// Stripe with `count` customers (one an hour, in pages of 100, or more pages in slices, each
+/// answered after `delay_ms`; while `hold` is set, every customers page after the first waits)
+/// and two events.
+async fn stand_in_held(delay_ms: u64, hold: Arc<AtomicBool>, count: i64) -> String {
+    let customers: Arc<Vec<Value>> = Arc::new(
+        (0..count)
+            .rev()
+            .map(|i| json!({"id": format!("cus_{i:03}"), "object": "customer", "email": format!("c{i}@example.com"), "created": 1_700_000_000 + i * 3600}))
+            .collect(),
+    );
+    let first = Arc::new(AtomicBool::new(true));
+    let stand_in = StandIn::start(move |r: Request| {
+        let (customers, hold, first) = (customers.clone(), hold.clone(), first.clone());
+        async move {
+            if r.path == "/v1/checkout/sessions" {
+                return Reply::list(vec![], false);
             }
-            "events" => (
-                vec![json!({"id": "evt_missed", "object": "event", "type": "customer.created", "created": 1_700_000_500,
-                            "livemode": false, "data": {"object": {"id": "cus_new", "object": "customer", "email": "new@example.com"}}})],
-                false,
-            ),
-            _ => (vec![], false),
-        };
-        Reply::list(data, has_more)
+            let Some(resource) = r.after("/v1/").filter(|p| !p.contains('/')) else {
+                return Reply::status(404, json!({}));
+            };
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            match resource {
+                "customers" => {
+                    if !first.swap(false, Ordering::SeqCst) {
+                        while hold.load(Ordering::SeqCst) {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                    common::stripe::list_page(&customers, &r.query)
+                }
+                "events" => Reply::list(
+                    vec![json!({"id": "evt_missed", "object": "event", "type": "customer.created", "created": 1_700_000_500,
+                                "livemode": false, "data": {"object": {"id": "cus_new", "object": "customer", "email": "new@example.com"}}})],
+                    false,
+                ),
+                _ => Reply::list(vec![], false),
+            }
+        }
     })
     .await;
     stand_in.url
+}
+
+async fn stand_in(delay_ms: u64) -> String {
+    stand_in_held(delay_ms, Arc::new(AtomicBool::new(false)), 120).await
 }
 
 async fn overview(app: &TestApp) -> Value {
@@ -161,7 +179,8 @@ both_backends!(
 both_backends!(
     viewers_see_progress_but_cannot_start_and_runs_do_not_overlap,
     |backend| async move {
-        let base = stand_in(1000).await;
+        let hold = Arc::new(AtomicBool::new(true));
+        let base = stand_in_held(200, hold.clone(), 3000).await;
         let app = TestApp::spawn_with(
             backend,
             &[("STRIPE_SECRET_KEY", "sk_test_51page"), ("STRIPE_API_BASE", &base)],
@@ -181,13 +200,64 @@ both_backends!(
             .call(&app.client, "stripe-sync/start", &[("types", "customers")])
             .await;
         assert_eq!(second.status(), 500);
-        assert!(second.text().await.unwrap().contains("already in progress"));
+        let refusal = second.text().await.unwrap();
+        assert!(
+            refusal.contains("already running") && refusal.contains("press Stop"),
+            "the refusal says what to do: {refusal}"
+        );
         let bad = app.call(&app.client, "stripe-sync/reconcile", &[("days", "45")]).await;
         assert!(bad.text().await.unwrap().contains("from 1 to 30"));
         let o = overview(&app).await;
         assert_eq!(o["last_sync"]["status"], "running");
+        let html = app.get("/settings/sync").await.text().await.unwrap();
+        assert!(html.contains("data-test=\"sync-stop\""), "a Stop button while it runs");
+
+        // Stop from the page: viewers may not; the admin's request stops it within seconds,
+        // the page in flight applied; Sync from Stripe then resumes and finishes.
+        assert_eq!(app.call(&viewer, "stripe-sync/stop", &[]).await.status(), 403);
+        let stop = app.call(&app.client, "stripe-sync/stop", &[]).await;
+        assert_eq!(stop.status(), 200);
+        assert!(stop.text().await.unwrap().contains("resumes"));
+        // The run looks for the request every two seconds; the pages it holds come back after.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        hold.store(false, Ordering::SeqCst);
+        let o = wait_done(&app, "last_sync").await;
+        assert_eq!(o["last_sync"]["status"], "stopped", "{o}");
+        let again = app.call(&app.client, "stripe-sync/stop", &[]).await;
+        assert!(again.text().await.unwrap().contains("No backfill is running"));
+        let html = app.get("/settings/sync").await.text().await.unwrap();
+        assert!(html.contains("it resumes where it stopped"), "{html}");
+        let resumed = app
+            .call(&app.client, "stripe-sync/start", &[("types", "customers")])
+            .await;
+        assert_eq!(resumed.status(), 200);
         let o = wait_done(&app, "last_sync").await;
         assert_eq!(o["last_sync"]["status"], "done");
+        let customers = o["types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["resource"] == "customers")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (customers["fetched"].as_i64(), customers["done"].as_bool()),
+            (Some(3000), Some(true)),
+            "{o}"
+        );
+        let actions: Vec<(String, String)> =
+            sqlx::query_as("SELECT action, outcome FROM audit_log WHERE action = 'stripe.sync.stop' ORDER BY id")
+                .fetch_all(app.db().reader())
+                .await
+                .unwrap();
+        assert_eq!(
+            actions,
+            [
+                ("stripe.sync.stop".to_string(), "success".to_string()),
+                ("stripe.sync.stop".to_string(), "refused".to_string())
+            ],
+            "the stops are audited"
+        );
         app.server.shutdown().await.unwrap();
     }
 );

@@ -207,3 +207,69 @@ impl StandIn {
             .count()
     }
 }
+
+/// A page of `objects` (newest first, as Stripe lists) as Stripe answers a list call: objects
+/// created within `created[gte]` and `created[lt]`, after the `starting_after` object (a place in
+/// the whole list, so a cursor still counts when the filters change), `limit` of them (10 when
+/// not given, as Stripe).
+pub fn list_page(objects: &[Value], query: &HashMap<String, String>) -> Reply {
+    let bound = |key: &str| query.get(key).and_then(|v| v.parse::<i64>().ok());
+    let (gte, lt) = (bound("created[gte]"), bound("created[lt]"));
+    let start = match query.get("starting_after") {
+        Some(after) => match objects.iter().position(|o| o["id"].as_str() == Some(after.as_str())) {
+            Some(at) => at + 1,
+            None => return Reply::error(400, "invalid_request_error", "No such object for starting_after"),
+        },
+        None => 0,
+    };
+    let limit: usize = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(10);
+    let mut matching = objects[start..].iter().filter(|o| {
+        let created = o["created"].as_i64().unwrap_or(0);
+        gte.is_none_or(|g| created >= g) && lt.is_none_or(|l| created < l)
+    });
+    let page: Vec<Value> = matching.by_ref().take(limit).cloned().collect();
+    let has_more = matching.next().is_some();
+    Reply::list(page, has_more)
+}
+
+/// Stripe's rate limit as the stand-in enforces it: at most `max` requests in any rolling second
+/// (the rest get 429).
+#[derive(Clone)]
+pub struct RollingLimit {
+    max: usize,
+    started: Arc<Mutex<std::collections::VecDeque<std::time::Instant>>>,
+    refused: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl RollingLimit {
+    pub fn new(max: usize) -> Self {
+        RollingLimit {
+            max,
+            started: Default::default(),
+            refused: Default::default(),
+        }
+    }
+
+    /// `None` when the request may go on, else the 429 to answer.
+    pub fn check(&self) -> Option<Reply> {
+        let now = std::time::Instant::now();
+        let mut started = self.started.lock().unwrap();
+        while started
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= std::time::Duration::from_secs(1))
+        {
+            started.pop_front();
+        }
+        if started.len() >= self.max {
+            self.refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            return Some(Reply::error(429, "rate_limit_error", "Too many requests"));
+        }
+        started.push_back(now);
+        None
+    }
+
+    /// Requests answered with 429 so far.
+    pub fn refused(&self) -> usize {
+        self.refused.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
