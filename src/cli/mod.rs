@@ -67,6 +67,11 @@ enum Command {
         /// default.
         #[arg(long)]
         account: Option<String>,
+        /// Pages fetched at once (1 to 200); by default half of STRIPE_MAX_REQUESTS_PER_SECOND,
+        /// at least 4, enough to keep the rate limit busy while each list call takes up to half a
+        /// second.
+        #[arg(long)]
+        concurrency: Option<usize>,
     },
     /// List Stripe's events of the last days and apply any that Tally missed.
     Reconcile {
@@ -223,7 +228,8 @@ fn run(cli: Cli) -> Result<u8, String> {
                 only,
                 restart,
                 account,
-            } => sync(config, since, only, restart, account).await,
+                concurrency,
+            } => sync(config, since, only, restart, account, concurrency).await,
             Command::Reconcile { days, account } => reconcile(config, days, account).await,
             Command::Drift { only, account } => drift(config, only, account).await,
             Command::Bench(BenchCommand::Ingest {
@@ -692,8 +698,12 @@ async fn sync(
     only: Vec<String>,
     restart: bool,
     account: Option<String>,
+    concurrency: Option<usize>,
 ) -> Result<u8, String> {
     use std::io::{IsTerminal, Write};
+    if concurrency.is_some_and(|n| !(1..=200).contains(&n)) {
+        return Err("--concurrency must be a number of pages from 1 to 200".into());
+    }
 
     use crate::sync::SyncOptions;
     let since = match since {
@@ -739,6 +749,7 @@ async fn sync(
         only,
         restart,
         stop,
+        concurrency,
         // The job runs for its context's account (background::execute sets it).
         ..Default::default()
     };
