@@ -708,7 +708,15 @@ pub fn batchable(event_type: &str, object: &Value) -> Option<Resource> {
         return None;
     }
     let resource = Resource::of_object(object)?;
-    let own_row_only = match resource {
+    own_row_only(resource, object)
+        .then_some(resource)
+        .filter(|_| read::text(object, "id").is_some())
+}
+
+/// Whether writing `object` touches its own row only (no embedded lists written beside it, no MRR
+/// history, no fetch to queue): then it may go into a multi-row upsert with others.
+fn own_row_only(resource: Resource, object: &Value) -> bool {
+    match resource {
         // MRR history; discounts and their terms settle the histories they apply to.
         Resource::Subscription | Resource::Discount | Resource::Coupon | Resource::PromotionCode => false,
         // A customer's own discount travels inside it.
@@ -717,10 +725,60 @@ pub fn batchable(event_type: &str, object: &Value) -> Option<Resource> {
         Resource::Charge => read::list(object.get("refunds")).is_empty(),
         // A list cut short is queued for a fetch (apply_object).
         _ => !incomplete_list(resource, object),
-    };
-    own_row_only
-        .then_some(resource)
-        .filter(|_| read::text(object, "id").is_some())
+    }
+}
+
+/// Applies a page of fetched objects of one resource (distinct ids, as a list page has) for
+/// `account`, all dated `version`: those that touch only their own row in multi-row upserts (in
+/// id order, as the worker writes, so concurrent writers lock rows in the same order), the others
+/// one by one through `apply_object`. Returns how many were written; on failure, the id of the
+/// object that failed.
+pub async fn apply_page(
+    conn: &mut AnyConnection,
+    account: &str,
+    resource: Resource,
+    objects: &[Value],
+    version: &Version,
+) -> Result<i64, (String, ProjectionError)> {
+    let id_of = |o: &Value| read::text(o, "id").unwrap_or_default();
+    let deleted = |o: &Value| o.get("deleted").and_then(Value::as_bool) == Some(true);
+    let mut together: Vec<&Value> = objects
+        .iter()
+        .filter(|o| !deleted(o) && own_row_only(resource, o) && read::text(o, "id").is_some())
+        .collect();
+    together.sort_by_key(|o| id_of(o));
+    let mut written = 0;
+    let rows = crate::db::rows_per_statement(conn);
+    for chunk in together.chunks(rows.max(1)) {
+        let items: Vec<(&Value, &Version)> = chunk.iter().map(|o| (*o, version)).collect();
+        let done = upsert_many(conn, account, resource, &items)
+            .await
+            .map_err(|e| (id_of(chunk[0]), e))?;
+        for object in chunk {
+            let id = id_of(object);
+            if done.contains(&id) {
+                written += 1;
+            } else if resolve_tie(conn, account, resource, object, version)
+                .await
+                .map_err(|e| (id.clone(), e))?
+                == Applied::Written
+            {
+                written += 1;
+            }
+        }
+    }
+    for object in objects {
+        if !deleted(object) && own_row_only(resource, object) && read::text(object, "id").is_some() {
+            continue;
+        }
+        let applied = apply_object(conn, account, resource, object, version, deleted(object))
+            .await
+            .map_err(|e| (id_of(object), e))?;
+        if applied == Applied::Written {
+            written += 1;
+        }
+    }
+    Ok(written)
 }
 
 /// Writes many objects of one resource (distinct ids, none deleting) with one statement, each

@@ -445,19 +445,12 @@ async fn fetch_page<R: FnMut(&Progress)>(
     }
     let fetched_at = now_unix();
     let mut tx = projection::Tx::begin(db).await?;
-    let mut applied = 0;
-    for object in &page.data {
-        let deleted = object.get("deleted").and_then(serde_json::Value::as_bool) == Some(true);
-        let written = projection::apply_object(&mut tx, &options.account, resource, object, &version, deleted)
-            .await
-            .map_err(|e| SyncError::Apply {
-                id: projection::read::text(object, "id").unwrap_or_default(),
-                message: e.to_string(),
-            })?;
-        if written == projection::Applied::Written {
-            applied += 1;
-        }
-    }
+    let applied = projection::apply_page(&mut tx, &options.account, resource, &page.data, &version)
+        .await
+        .map_err(|(id, e)| SyncError::Apply {
+            id,
+            message: e.to_string(),
+        })?;
     let outcome = slices::Page {
         last_id: page.data.last().and_then(|o| projection::read::text(o, "id")),
         count: page.data.len() as i64,
