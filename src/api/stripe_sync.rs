@@ -167,7 +167,7 @@ async fn start(
     super::audit_action(&state.db, &me, action, None, outcome, Some(detail)).await;
     match result {
         Ok(()) => Ok(started.to_string()),
-        Err(JobError::AlreadyRunning(kind)) if kind == "sync" => Err(ServerFnError::new(
+        Err(JobError::AlreadyRunning("sync")) => Err(ServerFnError::new(
             "A backfill is already running (its progress is shown below): wait for it, or press Stop and then Sync \
              from Stripe to resume where it stopped.",
         )),

@@ -756,12 +756,12 @@ pub async fn apply_page(
             .map_err(|e| (id_of(chunk[0]), e))?;
         for object in chunk {
             let id = id_of(object);
-            if done.contains(&id) {
-                written += 1;
-            } else if resolve_tie(conn, account, resource, object, version)
-                .await
-                .map_err(|e| (id.clone(), e))?
-                == Applied::Written
+            // Not written by the upsert: maybe a tie with the row's version of the same second.
+            if done.contains(&id)
+                || resolve_tie(conn, account, resource, object, version)
+                    .await
+                    .map_err(|e| (id.clone(), e))?
+                    == Applied::Written
             {
                 written += 1;
             }

@@ -242,7 +242,7 @@ mod tests {
             }
             for i in 0..k {
                 permute(k - 1, order, out);
-                let swap = if k % 2 == 0 { i } else { 0 };
+                let swap = if k.is_multiple_of(2) { i } else { 0 };
                 order.swap(swap, k - 1);
             }
         }

@@ -450,7 +450,7 @@ mod tests {
         let changes = plan.record(Resource::Customer, 1, &page(&[2000, 1999], true));
         assert!(!changes.sliced);
         assert_eq!(changes.dropped, vec![1]);
-        assert!(plan.type_done(Resource::Customer) == false);
+        assert!(!plan.type_done(Resource::Customer));
         plan.release(Resource::Customer, &[1]);
         // Slice 0 continues over everything, with its cursor.
         let changes = plan.record(Resource::Customer, 0, &page(&[1200, 1100], false));

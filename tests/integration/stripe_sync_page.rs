@@ -59,6 +59,17 @@ async fn stand_in(delay_ms: u64) -> String {
     stand_in_held(delay_ms, Arc::new(AtomicBool::new(false)), 120).await
 }
 
+/// The progress row of one type on the overview.
+fn type_row(o: &Value, resource: &str) -> Value {
+    o["types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["resource"] == resource)
+        .unwrap()
+        .clone()
+}
+
 async fn overview(app: &TestApp) -> Value {
     app.json(&app.client, "stripe-sync/overview", &[]).await
 }
@@ -100,13 +111,7 @@ both_backends!(
         let o = wait_done(&app, "last_sync").await;
         assert_eq!(o["last_sync"]["status"], "done", "{o}");
         assert_eq!(o["last_sync"]["requested_by"], common::OWNER_EMAIL);
-        let customers = o["types"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["resource"] == "customers")
-            .unwrap()
-            .clone();
+        let customers = type_row(&o, "customers");
         assert_eq!(
             (
                 customers["fetched"].as_i64(),
@@ -233,13 +238,7 @@ both_backends!(
         assert_eq!(resumed.status(), 200);
         let o = wait_done(&app, "last_sync").await;
         assert_eq!(o["last_sync"]["status"], "done");
-        let customers = o["types"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["resource"] == "customers")
-            .unwrap()
-            .clone();
+        let customers = type_row(&o, "customers");
         assert_eq!(
             (customers["fetched"].as_i64(), customers["done"].as_bool()),
             (Some(3000), Some(true)),
