@@ -185,9 +185,6 @@ async fn execute(ctx: &JobContext, job: Job, on_sync_page: impl FnMut(&super::Pr
             // Whoever built the options, the run is for the context's account.
             let options = super::SyncOptions {
                 account: ctx.account.clone(),
-                concurrency: options
-                    .concurrency
-                    .or(Some(super::concurrency_for(ctx.config.stripe_rate_limit))),
                 ..options
             };
             let summary = super::run(&ctx.db, stripe, &options, on_sync_page).await?;

@@ -52,8 +52,8 @@ pub struct SyncOptions {
     /// applied and their progress committed, and the run ends with `SyncError::Stopped` (a
     /// later run resumes where it stopped, fetching nothing twice).
     pub stop: Stop,
-    /// Pages fetched at once (`DEFAULT_CONCURRENCY` when not set; jobs set `concurrency_for`
-    /// the configured rate limit).
+    /// Pages fetched at once; when not set, `concurrency_for` the client's rate limit
+    /// (`DEFAULT_CONCURRENCY` for a client without one).
     pub concurrency: Option<usize>,
 }
 
@@ -275,7 +275,7 @@ async fn save_slice(conn: &mut sqlx::AnyConnection, account: &str, slice: &Slice
     Ok(())
 }
 
-/// How many pages are fetched at once when nothing else is said.
+/// How many pages are fetched at once for a client without a rate limit of its own.
 pub const DEFAULT_CONCURRENCY: usize = 8;
 
 /// Pages in flight for a rate limit of `rate` requests a second: enough to keep the limiter busy
@@ -315,7 +315,10 @@ pub async fn run(
     let plan = std::sync::Mutex::new(plan);
     let wake = tokio::sync::Notify::new();
     let report = std::sync::Mutex::new(report);
-    let fetchers = options.concurrency.unwrap_or(DEFAULT_CONCURRENCY).max(1);
+    let fetchers = options
+        .concurrency
+        .unwrap_or_else(|| stripe.rate_limit().map_or(DEFAULT_CONCURRENCY, concurrency_for))
+        .max(1);
     let results =
         futures_util::future::join_all((0..fetchers).map(|_| fetcher(db, stripe, options, (&plan, &wake, &report))))
             .await;
