@@ -89,18 +89,21 @@ pub async fn try_lock(db: &Db, kind: &str, account: &str) -> Result<Live, DbErro
             }
         }
         Backend::Postgres => {
-            // A session of its own, outside the pool, open for as long as the run.
-            let mut conn = db.writer().acquire().await?.detach();
+            let mut conn = db.writer().acquire().await?;
             let key = key(&name);
             let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                 .bind(key)
-                .fetch_one(&mut conn)
+                .fetch_one(&mut *conn)
                 .await?;
             if got {
-                Ok(Live::Got(Lock(Held::Session { conn, key })))
+                // The session holding it leaves the pool and stays open for as long as the run.
+                Ok(Live::Got(Lock(Held::Session {
+                    conn: conn.detach(),
+                    key,
+                })))
             } else {
-                use sqlx::Connection;
-                let _ = conn.close().await;
+                // Not held by this session: it goes back to the pool (the Settings page asks
+                // every two seconds while a run goes on).
                 Ok(Live::Busy)
             }
         }
