@@ -54,13 +54,16 @@ pub async fn sync_overview(account: Option<String>) -> Result<SyncPageData, Serv
     let failed = |e: crate::db::DbError| super::internal("reading the sync state failed", e);
     // A run whose process was killed shows as failed at once, not as running forever.
     jobs::reap_all_dead(db, &key).await.map_err(failed)?;
-    let types = crate::sync::status_of(db, &key)
-        .await
-        .map_err(|e| super::internal("reading the sync state failed", e))?;
+    // The run's status before its progress: a run read as finished has every page committed,
+    // so the progress read after it is complete (the other order could pair "done" with the
+    // progress of a moment before the last page).
     let last_sync = jobs::latest_for(db, JobKind::Sync, &key, 1)
         .await
         .map_err(failed)?
         .pop();
+    let types = crate::sync::status_of(db, &key)
+        .await
+        .map_err(|e| super::internal("reading the sync state failed", e))?;
     let reconciliations = jobs::latest_for(db, JobKind::Reconcile, &key, 5)
         .await
         .map_err(failed)?
