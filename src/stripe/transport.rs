@@ -219,13 +219,22 @@ impl Transport {
         let body = Bytes::from(request.body.unwrap_or_default());
         let mut attempt = 1;
         loop {
+            let asked = std::time::Instant::now();
             if tokio::time::timeout(self.timeouts.budget_wait, self.limiter.acquire())
                 .await
                 .is_err()
             {
                 return Err(StripeApiError::budget_exhausted());
             }
+            let sent = std::time::Instant::now();
             let outcome = self.attempt(&method, &uri, &body, key.as_deref(), &version).await;
+            tracing::debug!(
+                path = %request.path,
+                attempt,
+                budget_ms = sent.duration_since(asked).as_millis() as u64,
+                answer_ms = sent.elapsed().as_millis() as u64,
+                "stripe request"
+            );
             let (error, wait) = match outcome {
                 Attempt::Done(mut response) => {
                     response.idempotency_key = key;
@@ -312,7 +321,7 @@ impl Transport {
         let request_id = header("request-id");
         let status = parts.status.as_u16();
         if parts.status.is_success() {
-            return match serde_json::from_slice::<Value>(&bytes) {
+            return match parse_body(bytes).await {
                 Ok(body) => Attempt::Done(StripeResponse {
                     body,
                     request_id,
@@ -339,6 +348,20 @@ impl Transport {
             Attempt::Fail(error)
         }
     }
+}
+
+/// Answers larger than this are parsed on a blocking thread.
+const LARGE_ANSWER: usize = 32 * 1024;
+
+/// Parses an answer's JSON. A list page can be hundreds of KB (a backfill parses dozens a
+/// second): parsed on the async workers, it would hold up every other task for milliseconds.
+async fn parse_body(bytes: Bytes) -> Result<Value, String> {
+    if bytes.len() <= LARGE_ANSWER {
+        return serde_json::from_slice(&bytes).map_err(|e| e.to_string());
+    }
+    tokio::task::spawn_blocking(move || serde_json::from_slice(&bytes).map_err(|e| e.to_string()))
+        .await
+        .map_err(|e| e.to_string())?
 }
 
 #[cfg(test)]

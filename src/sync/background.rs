@@ -187,7 +187,7 @@ async fn execute(ctx: &JobContext, job: Job, on_sync_page: impl FnMut(&super::Pr
                 account: ctx.account.clone(),
                 ..options
             };
-            let summary = super::run(&ctx.db, stripe, &options, on_sync_page).await?;
+            let summary = super::run(&ctx.db, ctx.stripe.clone(), &options, on_sync_page).await?;
             let types: Vec<_> = summary
                 .iter()
                 .map(|p| {

@@ -115,6 +115,8 @@ pub enum SyncError {
     Apply { id: String, message: String },
     #[error("stopped on request; what was fetched is kept")]
     Stopped,
+    #[error("a backfill task ended unexpectedly: {0}")]
+    Fetcher(String),
 }
 
 impl From<sqlx::Error> for SyncError {
@@ -285,11 +287,12 @@ pub fn concurrency_for(rate: u32) -> usize {
     (rate as usize).div_ceil(2).clamp(4, 64)
 }
 
-type Shared<'a, R> = (
-    &'a std::sync::Mutex<Plan>,
-    &'a tokio::sync::Notify,
-    &'a std::sync::Mutex<R>,
-);
+/// What the fetchers of one run share: the plan, and a signal that a page was committed (it may
+/// have cut a slice an idle fetcher can take).
+struct Shared {
+    plan: std::sync::Mutex<Plan>,
+    wake: tokio::sync::Notify,
+}
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -301,9 +304,9 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// `ORDER`.
 pub async fn run(
     db: &Db,
-    stripe: &dyn StripeApi,
+    stripe: std::sync::Arc<dyn StripeApi>,
     options: &SyncOptions,
-    report: impl FnMut(&Progress),
+    mut report: impl FnMut(&Progress),
 ) -> Result<Vec<Progress>, SyncError> {
     let resources: Vec<Resource> = if options.only.is_empty() {
         ORDER.to_vec()
@@ -312,17 +315,51 @@ pub async fn run(
     };
     let plan = begin_run(db, options, &resources).await?;
     let run_types: Vec<Resource> = plan.types.iter().map(|t| t.resource).collect();
-    let plan = std::sync::Mutex::new(plan);
-    let wake = tokio::sync::Notify::new();
-    let report = std::sync::Mutex::new(report);
+    let shared = std::sync::Arc::new(Shared {
+        plan: std::sync::Mutex::new(plan),
+        wake: tokio::sync::Notify::new(),
+    });
     let fetchers = options
         .concurrency
         .unwrap_or_else(|| stripe.rate_limit().map_or(DEFAULT_CONCURRENCY, concurrency_for))
         .max(1);
-    let results =
-        futures_util::future::join_all((0..fetchers).map(|_| fetcher(db, stripe, options, (&plan, &wake, &report))))
-            .await;
-    let plan = plan.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Each fetcher is a task of its own, so answers are parsed and rows prepared on every core;
+    // one writer commits the pages that are ready together. Dropping the tasks (the run
+    // abandoned) aborts them.
+    let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (pages_tx, pages_rx) = tokio::sync::mpsc::channel(fetchers);
+    let mut writer = AbortOnDrop(tokio::spawn(writer(
+        db.clone(),
+        options.account.clone(),
+        shared.clone(),
+        pages_rx,
+        progress_tx.clone(),
+    )));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..fetchers {
+        tasks.spawn(fetcher(
+            stripe.clone(),
+            db.clone(),
+            options.clone(),
+            shared.clone(),
+            (pages_tx.clone(), progress_tx.clone()),
+        ));
+    }
+    drop((pages_tx, progress_tx));
+    // Every task holds a sender: the channel ends when the last one has ended.
+    while let Some(progress) = progress_rx.recv().await {
+        report(&progress);
+    }
+    let mut failure = (&mut writer.0)
+        .await
+        .unwrap_or_else(|e| Err(SyncError::Fetcher(e.to_string())))
+        .err();
+    while let Some(ended) = tasks.join_next().await {
+        let result = ended.unwrap_or_else(|e| Err(SyncError::Fetcher(e.to_string())));
+        if let (Err(e), None) = (result, &failure) {
+            failure = Some(e);
+        }
+    }
     // Writers of two slices committing at once may each have seen the other unfinished.
     sqlx::query(
         "UPDATE sync_state SET done = 1 WHERE account_id = $1 AND done = 0 AND NOT EXISTS \
@@ -332,9 +369,10 @@ pub async fn run(
     .bind(&options.account)
     .execute(db.writer())
     .await?;
-    if let Some(e) = results.into_iter().find_map(Result::err) {
+    if let Some(e) = failure {
         return Err(e);
     }
+    let plan = lock(&shared.plan);
     // Stopped on request with slices unfinished: every page in flight was applied and its cursor
     // committed, so the next run resumes there.
     if !plan.finished() {
@@ -359,21 +397,47 @@ fn progress(plan: &Plan, resource: Resource) -> Progress {
     }
 }
 
-/// One fetcher: takes a slice, fetches its next page, applies and commits it, until nothing is
-/// left, the run is asked to stop, or another fetcher failed.
-async fn fetcher<R: FnMut(&Progress)>(
-    db: &Db,
-    stripe: &dyn StripeApi,
-    options: &SyncOptions,
-    (plan, wake, report): Shared<'_, R>,
+/// Aborts a task when dropped (as `JoinSet` does for its tasks).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Most pages committed in one transaction: enough to share a commit among the pages that came
+/// in while the last one was written, few enough that a webhook waits at most a moment.
+const MOST_PAGES_PER_COMMIT: usize = 16;
+
+/// A page fetched and prepared, waiting for the writer.
+struct Ready {
+    slice: i64,
+    outcome: slices::Page,
+    rows: projection::PreparedPage,
+}
+
+/// One fetcher: takes a slice, fetches its next page and hands it to the writer, until nothing
+/// is left, the run is asked to stop, or the run failed. The slice stays taken until its page
+/// is committed; meanwhile the fetcher takes another.
+async fn fetcher(
+    stripe: std::sync::Arc<dyn StripeApi>,
+    db: Db,
+    options: SyncOptions,
+    shared: std::sync::Arc<Shared>,
+    (pages, report): (
+        tokio::sync::mpsc::Sender<Ready>,
+        tokio::sync::mpsc::UnboundedSender<Progress>,
+    ),
 ) -> Result<(), SyncError> {
+    let (plan, wake) = (&shared.plan, &shared.wake);
     loop {
         let notified = wake.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         let slice = {
             let mut p = lock(plan);
-            // Asked to stop: no next page (the pages in flight are applied by their fetchers).
+            // Asked to stop: no next page (the pages in flight are still committed).
             if options.stop.requested() || p.failed || p.finished() {
                 return Ok(());
             }
@@ -384,28 +448,47 @@ async fn fetcher<R: FnMut(&Progress)>(
             slice
         };
         let Some(slice) = slice else {
-            // Every slice left is being fetched: wait for a page, which may split one.
+            // Every slice left is being fetched: wait for a commit, which may split one.
             notified.await;
             lock(plan).idle -= 1;
             continue;
         };
-        let result = fetch_page(db, stripe, options, &slice, (plan, wake, report)).await;
-        if result.is_err() {
+        let fetched = match fetch_page(stripe.as_ref(), &slice).await {
+            Ok(Fetched::Page(ready)) => {
+                let queued = std::time::Instant::now();
+                let sent = pages.send(ready).await;
+                tracing::debug!(
+                    resource = slice.resource.table(),
+                    waited_ms = queued.elapsed().as_millis() as u64,
+                    "page handed to the writer"
+                );
+                sent.map_err(|_| SyncError::Fetcher("the writer of the backfill stopped".into()))
+            }
+            Ok(Fetched::Forbidden(reason)) => skip_type(&db, &options.account, plan, slice.resource, &reason)
+                .await
+                .map(|progress| {
+                    // The run reads the channel until every task ended: it is open.
+                    let _ = report.send(progress);
+                }),
+            Err(e) => Err(e),
+        };
+        if fetched.is_err() {
             lock(plan).failed = true;
         }
         wake.notify_waiters();
-        result?;
+        fetched?;
     }
 }
 
-/// Fetches, applies and commits the next page of one slice.
-async fn fetch_page<R: FnMut(&Progress)>(
-    db: &Db,
-    stripe: &dyn StripeApi,
-    options: &SyncOptions,
-    slice: &Slice,
-    (plan, _, report): Shared<'_, R>,
-) -> Result<(), SyncError> {
+/// What fetching a slice's next page gave.
+enum Fetched {
+    Page(Ready),
+    /// The key may not list the type (`skip_reason`).
+    Forbidden(String),
+}
+
+/// Fetches a slice's next page and prepares its rows.
+async fn fetch_page(stripe: &dyn StripeApi, slice: &Slice) -> Result<Fetched, SyncError> {
     let resource = slice.resource;
     // Dated by when the request left, not when the answer came: a webhook about a change made
     // while the page was being fetched is newer and still wins.
@@ -413,51 +496,20 @@ async fn fetch_page<R: FnMut(&Progress)>(
     let mut page = match stripe.list(resource, slice.cursor.as_deref(), slice.range).await {
         Ok(page) => page,
         Err(e) => {
-            let Some(reason) = skip_reason(&e, crate::stripe::path(resource)) else {
-                return Err(e.into());
-            };
-            tracing::warn!(resource = resource.table(), reason, "sync skipped a type");
-            let mut tx = db.begin().await?;
-            sqlx::query(
-                "UPDATE sync_state SET done = 1, skipped = $1, updated_at = $2 WHERE resource = $3 AND account_id = $4",
-            )
-            .bind(&reason)
-            .bind(now_unix())
-            .bind(resource.table())
-            .bind(&options.account)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("UPDATE sync_slices SET done = 1 WHERE resource = $1 AND account_id = $2")
-                .bind(resource.table())
-                .bind(&options.account)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            let progress = {
-                let mut p = lock(plan);
-                p.skip(resource, &reason);
-                progress(&p, resource)
-            };
-            (lock(report))(&progress);
-            return Ok(());
+            return match skip_reason(&e, crate::stripe::path(resource)) {
+                Some(reason) => Ok(Fetched::Forbidden(reason)),
+                None => Err(e.into()),
+            }
         }
     };
     let mut requests = 1;
     for object in &mut page.data {
         requests += crate::stripe::complete_nested_lists(stripe, resource, object).await? as i64;
     }
-    let fetched_at = now_unix();
-    let mut tx = projection::Tx::begin(db).await?;
-    let applied = projection::apply_page(&mut tx, &options.account, resource, &page.data, &version)
-        .await
-        .map_err(|(id, e)| SyncError::Apply {
-            id,
-            message: e.to_string(),
-        })?;
     let outcome = slices::Page {
         last_id: page.data.last().and_then(|o| projection::read::text(o, "id")),
         count: page.data.len() as i64,
-        applied,
+        applied: 0,
         has_more: page.has_more,
         created: page
             .data
@@ -466,40 +518,164 @@ async fn fetch_page<R: FnMut(&Progress)>(
             .collect(),
         requests,
     };
-    let changes = lock(plan).record(resource, slice.id, &outcome);
-    for changed in &changes.slices {
-        save_slice(&mut tx, &options.account, changed).await?;
-    }
-    for dropped in &changes.dropped {
-        sqlx::query("UPDATE sync_slices SET done = 1 WHERE account_id = $1 AND resource = $2 AND slice = $3")
-            .bind(&options.account)
-            .bind(resource.table())
-            .bind(dropped)
-            .execute(&mut *tx)
-            .await?;
-    }
+    // Rows are read out of the page off the async workers, so the writer only executes.
+    let prepared = std::time::Instant::now();
+    let rows = tokio::task::spawn_blocking(move || projection::PreparedPage::new(resource, page.data, version))
+        .await
+        .map_err(|e| SyncError::Fetcher(e.to_string()))?
+        .map_err(|(id, e)| SyncError::Apply {
+            id,
+            message: e.to_string(),
+        })?;
+    tracing::debug!(
+        resource = resource.table(),
+        prepare_ms = prepared.elapsed().as_millis() as u64,
+        "page prepared"
+    );
+    Ok(Fetched::Page(Ready {
+        slice: slice.id,
+        outcome,
+        rows,
+    }))
+}
+
+/// Marks a type the key may not list as skipped (done, with the reason).
+async fn skip_type(
+    db: &Db,
+    account: &str,
+    plan: &std::sync::Mutex<Plan>,
+    resource: Resource,
+    reason: &str,
+) -> Result<Progress, SyncError> {
+    tracing::warn!(resource = resource.table(), reason, "sync skipped a type");
+    let mut tx = db.begin().await?;
     sqlx::query(
-        "UPDATE sync_state SET fetched = fetched + $1, applied = applied + $2, pages = pages + 1, sliced = $3, \
-         updated_at = $4, done = CASE WHEN EXISTS (SELECT 1 FROM sync_slices s WHERE s.account_id = $5 \
-         AND s.resource = $6 AND s.done = 0) THEN 0 ELSE 1 END WHERE resource = $6 AND account_id = $5",
+        "UPDATE sync_state SET done = 1, skipped = $1, updated_at = $2 WHERE resource = $3 AND account_id = $4",
     )
-    .bind(changes.fetched)
-    .bind(changes.applied)
-    .bind(i64::from(changes.sliced))
-    .bind(fetched_at)
-    .bind(&options.account)
+    .bind(reason)
+    .bind(now_unix())
     .bind(resource.table())
+    .bind(account)
     .execute(&mut *tx)
     .await?;
+    sqlx::query("UPDATE sync_slices SET done = 1 WHERE resource = $1 AND account_id = $2")
+        .bind(resource.table())
+        .bind(account)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
-    let ids: Vec<i64> = changes.slices.iter().map(|s| s.id).collect();
-    let progress = {
-        let mut p = lock(plan);
-        p.release(resource, &ids);
-        progress(&p, resource)
-    };
-    (lock(report))(&progress);
+    let mut p = lock(plan);
+    p.skip(resource, reason);
+    Ok(progress(&p, resource))
+}
+
+/// The writer: commits the pages that are ready, several in one transaction, each with its
+/// slices' cursors and its type's counters, and reports progress; ends when every fetcher has.
+async fn writer(
+    db: Db,
+    account: String,
+    shared: std::sync::Arc<Shared>,
+    mut pages: tokio::sync::mpsc::Receiver<Ready>,
+    report: tokio::sync::mpsc::UnboundedSender<Progress>,
+) -> Result<(), SyncError> {
+    let mut batch = Vec::new();
+    while pages.recv_many(&mut batch, MOST_PAGES_PER_COMMIT).await > 0 {
+        let (pages_now, started) = (batch.len(), std::time::Instant::now());
+        let committed = commit_pages(&db, &account, &shared.plan, std::mem::take(&mut batch)).await;
+        tracing::debug!(
+            pages = pages_now,
+            ms = started.elapsed().as_millis() as u64,
+            "pages committed"
+        );
+        match committed {
+            Ok(progress) => {
+                for p in progress {
+                    // The run reads the channel until every task ended: it is open.
+                    let _ = report.send(p);
+                }
+                shared.wake.notify_waiters();
+            }
+            Err(e) => {
+                lock(&shared.plan).failed = true;
+                shared.wake.notify_waiters();
+                return Err(e);
+            }
+        }
+    }
     Ok(())
+}
+
+/// Writes pages in one transaction; returns each page's type's progress after it.
+async fn commit_pages(
+    db: &Db,
+    account: &str,
+    plan: &std::sync::Mutex<Plan>,
+    batch: Vec<Ready>,
+) -> Result<Vec<Progress>, SyncError> {
+    let mut tx = projection::Tx::begin(db).await?;
+    // Per type: objects fetched and applied, pages, and whether it is sliced now.
+    let mut counts: Vec<(Resource, i64, i64, i64, bool)> = Vec::new();
+    let mut taken: Vec<(Resource, Vec<i64>)> = Vec::new();
+    for ready in &batch {
+        let resource = ready.rows.resource();
+        let applied = projection::write_page(&mut tx, account, &ready.rows)
+            .await
+            .map_err(|(id, e)| SyncError::Apply {
+                id,
+                message: e.to_string(),
+            })?;
+        let outcome = slices::Page {
+            applied,
+            ..ready.outcome.clone()
+        };
+        let changes = lock(plan).record(resource, ready.slice, &outcome);
+        for changed in &changes.slices {
+            save_slice(&mut tx, account, changed).await?;
+        }
+        for dropped in &changes.dropped {
+            sqlx::query("UPDATE sync_slices SET done = 1 WHERE account_id = $1 AND resource = $2 AND slice = $3")
+                .bind(account)
+                .bind(resource.table())
+                .bind(dropped)
+                .execute(&mut *tx)
+                .await?;
+        }
+        match counts.iter_mut().find(|c| c.0 == resource) {
+            Some(c) => {
+                c.1 += changes.fetched;
+                c.2 += changes.applied;
+                c.3 += 1;
+                c.4 = changes.sliced;
+            }
+            None => counts.push((resource, changes.fetched, changes.applied, 1, changes.sliced)),
+        }
+        taken.push((resource, changes.slices.iter().map(|s| s.id).collect()));
+    }
+    for (resource, fetched, applied, pages, sliced) in &counts {
+        sqlx::query(
+            "UPDATE sync_state SET fetched = fetched + $1, applied = applied + $2, pages = pages + $3, sliced = $4, \
+             updated_at = $5, done = CASE WHEN EXISTS (SELECT 1 FROM sync_slices s WHERE s.account_id = $6 \
+             AND s.resource = $7 AND s.done = 0) THEN 0 ELSE 1 END WHERE resource = $7 AND account_id = $6",
+        )
+        .bind(fetched)
+        .bind(applied)
+        .bind(pages)
+        .bind(i64::from(*sliced))
+        .bind(now_unix())
+        .bind(account)
+        .bind(resource.table())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    let mut p = lock(plan);
+    Ok(taken
+        .into_iter()
+        .map(|(resource, ids)| {
+            p.release(resource, &ids);
+            progress(&p, resource)
+        })
+        .collect())
 }
 
 /// The environment's account's backfill state per type (empty when no sync ever ran).

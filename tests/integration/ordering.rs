@@ -654,7 +654,7 @@ both_backends!(
                     only: vec![tally::domain::resource::Resource::Customer],
                     ..Default::default()
                 };
-                tally::sync::run(&db, api.as_ref(), &options, |_| {}).await.unwrap();
+                tally::sync::run(&db, api.clone(), &options, |_| {}).await.unwrap();
             })
         };
         // While the page is on its way (Stripe has the request and holds its answer), the
@@ -724,7 +724,7 @@ both_backends!(drift_reports_what_moves_mrr_and_confirms_it, |backend| async mov
     let only = [tally::domain::resource::Resource::Subscription];
     tally::sync::run(
         &db,
-        api.as_ref(),
+        api.clone(),
         &tally::sync::SyncOptions {
             only: only.to_vec(),
             ..Default::default()

@@ -98,7 +98,7 @@ both_backends!(pages_through_lists_and_resumes_after_a_failure, |backend| async 
     let s = stand_in().await;
     let (db, stripe, _keep) = setup(backend, &s.base).await;
     s.fail_second_page.store(true, Ordering::SeqCst);
-    let err = sync::run(&db, stripe.as_ref(), &SyncOptions::default(), |_| {})
+    let err = sync::run(&db, stripe.clone(), &SyncOptions::default(), |_| {})
         .await
         .unwrap_err();
     assert!(
@@ -115,7 +115,7 @@ both_backends!(pages_through_lists_and_resumes_after_a_failure, |backend| async 
     // Types run several at a time: some finished in the first run.
     let first_run = std::mem::take(&mut *s.requests.lock().unwrap());
     let mut reports = Vec::new();
-    let summary = sync::run(&db, stripe.as_ref(), &SyncOptions::default(), |p| {
+    let summary = sync::run(&db, stripe.clone(), &SyncOptions::default(), |p| {
         reports.push(p.clone())
     })
     .await
@@ -148,7 +148,7 @@ both_backends!(pages_through_lists_and_resumes_after_a_failure, |backend| async 
     // A finished run starts afresh next time, and applying the same data again changes nothing.
     let again = sync::run(
         &db,
-        stripe.as_ref(),
+        stripe.clone(),
         &SyncOptions {
             only: vec![tally::domain::resource::Resource::Customer],
             ..Default::default()
@@ -203,7 +203,7 @@ both_backends!(a_newer_webhook_wins_whichever_arrives_first, |backend| async mov
     apply("cus_001", "webhook@example.com", now + 3600, "evt_newer").await;
     // …and one about an older state.
     apply("cus_002", "old-webhook@example.com", now - 3600, "evt_older").await;
-    sync::run(&db, stripe.as_ref(), &SyncOptions::default(), |_| {})
+    sync::run(&db, stripe.clone(), &SyncOptions::default(), |_| {})
         .await
         .unwrap();
     let email = |id: &'static str| {
@@ -243,7 +243,7 @@ async fn the_client_side_rate_limit_is_respected() {
         &[("STRIPE_MAX_REQUESTS_PER_SECOND", "4")],
     )
     .await;
-    sync::run(&db, stripe.as_ref(), &SyncOptions::default(), |_| {})
+    sync::run(&db, stripe.clone(), &SyncOptions::default(), |_| {})
         .await
         .unwrap();
     let seconds = s.seconds.lock().unwrap().clone();
@@ -312,7 +312,7 @@ both_backends!(nested_lists_are_fetched_past_their_first_page, |backend| async m
         only: vec![tally::domain::resource::Resource::Subscription],
         ..SyncOptions::default()
     };
-    sync::run(&db, stripe.as_ref(), &options, |_| {}).await.unwrap();
+    sync::run(&db, stripe.clone(), &options, |_| {}).await.unwrap();
     assert_eq!(
         common::scalar::<i64>(
             &db,
@@ -469,7 +469,7 @@ both_backends!(
         let only = [Resource::Customer, Resource::Charge];
         sync::run(
             &db,
-            stripe.as_ref(),
+            stripe.clone(),
             &SyncOptions {
                 only: only.to_vec(),
                 ..Default::default()
@@ -654,7 +654,7 @@ both_backends!(
         let api = client_at(&set.stripe.url, 20);
         let summary = sync::run(
             &db,
-            api.as_ref(),
+            api.clone(),
             &SyncOptions {
                 concurrency: Some(sync::concurrency_for(20)),
                 ..Default::default()
@@ -710,7 +710,7 @@ async fn a_list_ignoring_created_filters_still_gets_every_object() {
     let api = client_at(&stripe.url, 100);
     let summary = sync::run(
         &db,
-        api.as_ref(),
+        api.clone(),
         &SyncOptions {
             only: vec![tally::domain::resource::Resource::Customer],
             concurrency: Some(6),
