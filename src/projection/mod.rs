@@ -769,10 +769,18 @@ impl PreparedPage {
     pub fn resource(&self) -> Resource {
         self.resource
     }
+
+    /// Whether writing it may change the revenue of a closed month: the caller bumps
+    /// `bump_revenue_closed` in the same transaction.
+    pub fn closes_revenue(&self) -> bool {
+        self.rows.iter().any(|(row, _)| row.closed_revenue)
+    }
 }
 
 /// Writes a prepared page for `account`: rows in multi-row upserts, the other objects through
 /// `apply_object`. Returns how many were written; on failure, the id of the object that failed.
+/// The caller bumps `revenue_closed` when the page `closes_revenue` (once for several pages, and
+/// after its other rows, so writers at once take that row last).
 pub async fn write_page(
     conn: &mut AnyConnection,
     account: &str,
@@ -812,11 +820,6 @@ pub async fn write_page(
                 written += 1;
             }
         }
-    }
-    if page.rows.iter().any(|(row, _)| row.closed_revenue) {
-        bump_revenue_closed(conn)
-            .await
-            .map_err(|e| (page.rows[0].0.id.clone(), e))?;
     }
     for object in &page.others {
         let id_of = || read::text(object, "id").unwrap_or_default();
@@ -1020,7 +1023,7 @@ fn touches_closed_revenue(resource: Resource, object: &Value) -> bool {
 }
 
 /// One row per process (db::cache), so instances on one Postgres never wait on each other here.
-async fn bump_revenue_closed(conn: &mut AnyConnection) -> Result<(), ProjectionError> {
+pub async fn bump_revenue_closed(conn: &mut AnyConnection) -> Result<(), ProjectionError> {
     crate::db::cache::bump_counter(conn, crate::db::cache::REVENUE_CLOSED).await?;
     Ok(())
 }

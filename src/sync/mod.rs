@@ -324,17 +324,21 @@ pub async fn run(
         .unwrap_or_else(|| stripe.rate_limit().map_or(DEFAULT_CONCURRENCY, concurrency_for))
         .max(1);
     // Each fetcher is a task of its own, so answers are parsed and rows prepared on every core;
-    // one writer commits the pages that are ready together. Dropping the tasks (the run
-    // abandoned) aborts them.
+    // writers (`writers_for`) commit the pages that are ready, several in one transaction.
+    // Dropping the tasks (the run abandoned) aborts them.
     let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel();
     let (pages_tx, pages_rx) = tokio::sync::mpsc::channel(fetchers);
-    let mut writer = AbortOnDrop(tokio::spawn(writer(
-        db.clone(),
-        options.account.clone(),
-        shared.clone(),
-        pages_rx,
-        progress_tx.clone(),
-    )));
+    let pages_rx = std::sync::Arc::new(tokio::sync::Mutex::new(pages_rx));
+    let mut writers = tokio::task::JoinSet::new();
+    for _ in 0..writers_for(db) {
+        writers.spawn(writer(
+            db.clone(),
+            options.account.clone(),
+            shared.clone(),
+            pages_rx.clone(),
+            progress_tx.clone(),
+        ));
+    }
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..fetchers {
         tasks.spawn(fetcher(
@@ -350,10 +354,14 @@ pub async fn run(
     while let Some(progress) = progress_rx.recv().await {
         report(&progress);
     }
-    let mut failure = (&mut writer.0)
-        .await
-        .unwrap_or_else(|e| Err(SyncError::Fetcher(e.to_string())))
-        .err();
+    // A writer's failure first: the fetchers then only saw that it stopped.
+    let mut failure = None;
+    while let Some(ended) = writers.join_next().await {
+        let result = ended.unwrap_or_else(|e| Err(SyncError::Fetcher(e.to_string())));
+        if let (Err(e), None) = (result, &failure) {
+            failure = Some(e);
+        }
+    }
     while let Some(ended) = tasks.join_next().await {
         let result = ended.unwrap_or_else(|e| Err(SyncError::Fetcher(e.to_string())));
         if let (Err(e), None) = (result, &failure) {
@@ -397,12 +405,12 @@ fn progress(plan: &Plan, resource: Resource) -> Progress {
     }
 }
 
-/// Aborts a task when dropped (as `JoinSet` does for its tasks).
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
+/// Writers of a backfill: SQLite has one writing connection; on Postgres several commit at
+/// once (its own work, compressing and indexing rows, then runs on every core).
+fn writers_for(db: &Db) -> usize {
+    match db.backend() {
+        crate::config::Backend::Sqlite => 1,
+        crate::config::Backend::Postgres => 4,
     }
 }
 
@@ -569,17 +577,17 @@ async fn skip_type(
     Ok(progress(&p, resource))
 }
 
-/// The writer: commits the pages that are ready, several in one transaction, each with its
+/// A writer: commits the pages that are ready, several in one transaction, each with its
 /// slices' cursors and its type's counters, and reports progress; ends when every fetcher has.
 async fn writer(
     db: Db,
     account: String,
     shared: std::sync::Arc<Shared>,
-    mut pages: tokio::sync::mpsc::Receiver<Ready>,
+    pages: std::sync::Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Ready>>>,
     report: tokio::sync::mpsc::UnboundedSender<Progress>,
 ) -> Result<(), SyncError> {
     let mut batch = Vec::new();
-    while pages.recv_many(&mut batch, MOST_PAGES_PER_COMMIT).await > 0 {
+    while pages.lock().await.recv_many(&mut batch, MOST_PAGES_PER_COMMIT).await > 0 {
         let (pages_now, started) = (batch.len(), std::time::Instant::now());
         let committed = commit_pages(&db, &account, &shared.plan, std::mem::take(&mut batch)).await;
         tracing::debug!(
@@ -610,27 +618,79 @@ async fn commit_pages(
     db: &Db,
     account: &str,
     plan: &std::sync::Mutex<Plan>,
-    batch: Vec<Ready>,
+    mut batch: Vec<Ready>,
 ) -> Result<Vec<Progress>, SyncError> {
-    let mut tx = projection::Tx::begin(db).await?;
+    // Types in `ORDER`, so writers committing at once (Postgres) take rows they share in one order.
+    batch.sort_by_key(|r| ORDER.iter().position(|o| *o == r.rows.resource()));
+    // The plan moves on first (cursors, new slices; objects applied are counted after the
+    // commit), so a transaction Postgres ends for a deadlock is written again as it was.
+    let changes: Vec<slices::Changes> = {
+        let mut p = lock(plan);
+        batch
+            .iter()
+            .map(|r| p.record(r.rows.resource(), r.slice, &r.outcome))
+            .collect()
+    };
+    let mut attempt = 1;
+    let applied = loop {
+        match write_pages(db, account, &batch, &changes).await {
+            Ok(applied) => break applied,
+            Err((true, e)) if attempt < MOST_ATTEMPTS => {
+                tracing::info!(attempt, error = %e, "a backfill commit met a deadlock; writing it again");
+                attempt += 1;
+            }
+            Err((_, e)) => return Err(e),
+        }
+    };
+    let mut p = lock(plan);
+    Ok(batch
+        .iter()
+        .zip(&changes)
+        .zip(applied)
+        .map(|((ready, changes), applied)| {
+            let resource = ready.rows.resource();
+            p.count_applied(resource, applied);
+            p.release(resource, &changes.slices.iter().map(|s| s.id).collect::<Vec<_>>());
+            progress(&p, resource)
+        })
+        .collect())
+}
+
+/// Attempts at a backfill commit that Postgres ends for a deadlock.
+const MOST_ATTEMPTS: u32 = 3;
+
+/// One transaction: the pages' rows, their slices and their types' counters. Returns the
+/// objects each page applied that count (`Changes::counted`); on failure, whether it was a
+/// deadlock (worth writing again) and the error.
+async fn write_pages(
+    db: &Db,
+    account: &str,
+    batch: &[Ready],
+    changes: &[slices::Changes],
+) -> Result<Vec<i64>, (bool, SyncError)> {
+    let db_error = |e: sqlx::Error| (is_deadlock(&e), SyncError::from(e));
+    let mut tx = projection::Tx::begin(db).await.map_err(|e| (false, e.into()))?;
     // Per type: objects fetched and applied, pages, and whether it is sliced now.
     let mut counts: Vec<(Resource, i64, i64, i64, bool)> = Vec::new();
-    let mut taken: Vec<(Resource, Vec<i64>)> = Vec::new();
-    for ready in &batch {
+    let mut applied_per_page = Vec::with_capacity(batch.len());
+    for (ready, changes) in batch.iter().zip(changes) {
         let resource = ready.rows.resource();
         let applied = projection::write_page(&mut tx, account, &ready.rows)
             .await
-            .map_err(|(id, e)| SyncError::Apply {
-                id,
-                message: e.to_string(),
+            .map_err(|(id, e)| {
+                let deadlock = matches!(&e, projection::ProjectionError::Db(e) if is_deadlock(e));
+                (
+                    deadlock,
+                    SyncError::Apply {
+                        id,
+                        message: e.to_string(),
+                    },
+                )
             })?;
-        let outcome = slices::Page {
-            applied,
-            ..ready.outcome.clone()
-        };
-        let changes = lock(plan).record(resource, ready.slice, &outcome);
+        let applied = if changes.counted { applied } else { 0 };
+        applied_per_page.push(applied);
         for changed in &changes.slices {
-            save_slice(&mut tx, account, changed).await?;
+            save_slice(&mut tx, account, changed).await.map_err(db_error)?;
         }
         for dropped in &changes.dropped {
             sqlx::query("UPDATE sync_slices SET done = 1 WHERE account_id = $1 AND resource = $2 AND slice = $3")
@@ -638,18 +698,32 @@ async fn commit_pages(
                 .bind(resource.table())
                 .bind(dropped)
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .map_err(db_error)?;
         }
         match counts.iter_mut().find(|c| c.0 == resource) {
             Some(c) => {
                 c.1 += changes.fetched;
-                c.2 += changes.applied;
+                c.2 += applied;
                 c.3 += 1;
                 c.4 = changes.sliced;
             }
-            None => counts.push((resource, changes.fetched, changes.applied, 1, changes.sliced)),
+            None => counts.push((resource, changes.fetched, applied, 1, changes.sliced)),
         }
-        taken.push((resource, changes.slices.iter().map(|s| s.id).collect()));
+    }
+    // Rows every writer may touch come last, in one order: the closed months' counter, the
+    // types' counters, then (in `commit`) the projection's.
+    if batch.iter().any(|r| r.rows.closes_revenue()) {
+        projection::bump_revenue_closed(&mut tx).await.map_err(|e| match e {
+            projection::ProjectionError::Db(e) => db_error(e),
+            e => (
+                false,
+                SyncError::Apply {
+                    id: String::new(),
+                    message: e.to_string(),
+                },
+            ),
+        })?;
     }
     for (resource, fetched, applied, pages, sliced) in &counts {
         sqlx::query(
@@ -665,17 +739,16 @@ async fn commit_pages(
         .bind(account)
         .bind(resource.table())
         .execute(&mut *tx)
-        .await?;
+        .await
+        .map_err(db_error)?;
     }
-    tx.commit().await?;
-    let mut p = lock(plan);
-    Ok(taken
-        .into_iter()
-        .map(|(resource, ids)| {
-            p.release(resource, &ids);
-            progress(&p, resource)
-        })
-        .collect())
+    tx.commit().await.map_err(db_error)?;
+    Ok(applied_per_page)
+}
+
+/// Postgres ended the transaction to break a deadlock (SQLSTATE 40P01).
+fn is_deadlock(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.code().as_deref() == Some("40P01"))
 }
 
 /// The environment's account's backfill state per type (empty when no sync ever ran).

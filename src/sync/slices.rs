@@ -93,6 +93,8 @@ pub struct Changes {
     /// Objects of the page counted as fetched and applied.
     pub fetched: i64,
     pub applied: i64,
+    /// Whether the page's objects count (not when its slice repeats what slice 0 walks).
+    pub counted: bool,
 }
 
 pub struct Plan {
@@ -209,6 +211,7 @@ impl Plan {
             // walks: not counted.
             fetched: if ignored && slice.id != 0 { 0 } else { page.count },
             applied: if ignored && slice.id != 0 { 0 } else { page.applied },
+            counted: !(ignored && slice.id != 0),
             ..Default::default()
         };
         t.fetched += changes.fetched;
@@ -267,6 +270,13 @@ impl Plan {
         self.slices[at].range.gte = Some(top);
         changes.slices[0] = self.slices[at].clone();
         changes
+    }
+
+    /// Objects of a recorded page applied (known once it is written).
+    pub fn count_applied(&mut self, resource: Resource, applied: i64) {
+        if let Some(t) = self.types.iter_mut().find(|t| t.resource == resource) {
+            t.applied += applied;
+        }
     }
 
     /// The page of slice `id` and the slices it made are stored: others may take them.
