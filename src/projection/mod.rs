@@ -737,8 +737,9 @@ pub struct PreparedPage {
     resource: Resource,
     version: Version,
     /// Objects that touch only their own row, in id order (as the worker writes, so concurrent
-    /// writers lock rows in the same order), with their rows.
-    rows: Vec<(ObjectRow, Value)>,
+    /// writers lock rows in the same order): their rows, and the objects themselves where a tie
+    /// may need them (not for a fetched page: a fetched object that is not written is older).
+    rows: Vec<(ObjectRow, Option<Value>)>,
     /// The others (deletions, embedded lists, MRR history): `apply_object` one by one.
     others: Vec<Value>,
 }
@@ -752,7 +753,8 @@ impl PreparedPage {
             if !deleted(&object) && own_row_only(resource, &object) && read::text(&object, "id").is_some() {
                 let row =
                     ObjectRow::of(resource, &object).map_err(|e| (read::text(&object, "id").unwrap_or_default(), e))?;
-                rows.push((row, object));
+                // Dropped here, off the writer, when no tie can need it.
+                rows.push((row, (!version.is_fetched()).then_some(object)));
             } else {
                 others.push(object);
             }
@@ -810,12 +812,16 @@ pub async fn write_page(
             .await
             .map_err(|e| (chunk[0].0.id.clone(), e))?;
         for (row, object) in chunk {
+            if done.contains(&row.id) {
+                written += 1;
+                continue;
+            }
             // Not written by the upsert: maybe a tie with the row's version of the same second.
-            if done.contains(&row.id)
-                || resolve_tie(conn, account, resource, object, version)
-                    .await
-                    .map_err(|e| (row.id.clone(), e))?
-                    == Applied::Written
+            let Some(object) = object else { continue };
+            if resolve_tie(conn, account, resource, object, version)
+                .await
+                .map_err(|e| (row.id.clone(), e))?
+                == Applied::Written
             {
                 written += 1;
             }

@@ -327,7 +327,8 @@ pub async fn run(
     // writers (`writers_for`) commit the pages that are ready, several in one transaction.
     // Dropping the tasks (the run abandoned) aborts them.
     let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (pages_tx, pages_rx) = tokio::sync::mpsc::channel(fetchers);
+    // Pages wait for a writer up to a commit's worth (a fetcher with a page beyond that waits).
+    let (pages_tx, pages_rx) = tokio::sync::mpsc::channel(MOST_PAGES_PER_COMMIT);
     let pages_rx = std::sync::Arc::new(tokio::sync::Mutex::new(pages_rx));
     let mut writers = tokio::task::JoinSet::new();
     for _ in 0..writers_for(db) {
@@ -589,7 +590,11 @@ async fn writer(
     let mut batch = Vec::new();
     while pages.lock().await.recv_many(&mut batch, MOST_PAGES_PER_COMMIT).await > 0 {
         let (pages_now, started) = (batch.len(), std::time::Instant::now());
-        let committed = commit_pages(&db, &account, &shared.plan, std::mem::take(&mut batch)).await;
+        let committed = commit_pages(&db, &account, &shared.plan, &mut batch).await;
+        // Freeing a batch's rows (thousands of allocations) is left to a blocking thread, off
+        // the writer.
+        let written = std::mem::take(&mut batch);
+        tokio::task::spawn_blocking(move || drop(written));
         tracing::debug!(
             pages = pages_now,
             ms = started.elapsed().as_millis() as u64,
@@ -618,7 +623,7 @@ async fn commit_pages(
     db: &Db,
     account: &str,
     plan: &std::sync::Mutex<Plan>,
-    mut batch: Vec<Ready>,
+    batch: &mut [Ready],
 ) -> Result<Vec<Progress>, SyncError> {
     // Types in `ORDER`, so writers committing at once (Postgres) take rows they share in one order.
     batch.sort_by_key(|r| ORDER.iter().position(|o| *o == r.rows.resource()));
@@ -633,7 +638,7 @@ async fn commit_pages(
     };
     let mut attempt = 1;
     let applied = loop {
-        match write_pages(db, account, &batch, &changes).await {
+        match write_pages(db, account, batch, &changes).await {
             Ok(applied) => break applied,
             Err((true, e)) if attempt < MOST_ATTEMPTS => {
                 tracing::info!(attempt, error = %e, "a backfill commit met a deadlock; writing it again");
