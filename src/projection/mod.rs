@@ -1029,9 +1029,8 @@ fn touches_closed_revenue(resource: Resource, object: &Value) -> bool {
 }
 
 /// One row per process (db::cache), so instances on one Postgres never wait on each other here.
-pub async fn bump_revenue_closed(conn: &mut AnyConnection) -> Result<(), ProjectionError> {
-    crate::db::cache::bump_counter(conn, crate::db::cache::REVENUE_CLOSED).await?;
-    Ok(())
+pub async fn bump_revenue_closed(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    crate::db::cache::bump_counter(conn, crate::db::cache::REVENUE_CLOSED).await
 }
 
 /// Marks the row deleted. A deletion marks the row (keeping the earliest deletion time) and never

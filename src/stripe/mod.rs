@@ -197,10 +197,10 @@ pub async fn complete_nested_lists(
     Ok(requests)
 }
 
-/// The query string of a list request: 100 a page, the filters, and the cursor when it is an id.
 /// Objects per list page: Stripe's most.
 pub const LIST_PAGE: usize = 100;
 
+/// The query string of a list request: 100 a page, the filters, and the cursor when it is an id.
 fn list_query(filters: &[(String, String)], starting_after: Option<&str>) -> String {
     let mut query = format!("limit={LIST_PAGE}");
     for (key, value) in filters {

@@ -356,19 +356,8 @@ pub async fn run(
         report(&progress);
     }
     // A writer's failure first: the fetchers then only saw that it stopped.
-    let mut failure = None;
-    while let Some(ended) = writers.join_next().await {
-        let result = ended.unwrap_or_else(|e| Err(SyncError::Fetcher(e.to_string())));
-        if let (Err(e), None) = (result, &failure) {
-            failure = Some(e);
-        }
-    }
-    while let Some(ended) = tasks.join_next().await {
-        let result = ended.unwrap_or_else(|e| Err(SyncError::Fetcher(e.to_string())));
-        if let (Err(e), None) = (result, &failure) {
-            failure = Some(e);
-        }
-    }
+    let writer_failure = first_failure(&mut writers).await;
+    let failure = writer_failure.or(first_failure(&mut tasks).await);
     // Writers of two slices committing at once may each have seen the other unfinished.
     sqlx::query(
         "UPDATE sync_state SET done = 1 WHERE account_id = $1 AND done = 0 AND NOT EXISTS \
@@ -388,6 +377,18 @@ pub async fn run(
         return Err(SyncError::Stopped);
     }
     Ok(run_types.into_iter().map(|r| progress(&plan, r)).collect())
+}
+
+/// Waits for every task of the set; the first error any of them ended with.
+async fn first_failure(tasks: &mut tokio::task::JoinSet<Result<(), SyncError>>) -> Option<SyncError> {
+    let mut failure = None;
+    while let Some(ended) = tasks.join_next().await {
+        let result = ended.unwrap_or_else(|e| Err(SyncError::Fetcher(e.to_string())));
+        if let (Err(e), None) = (result, &failure) {
+            failure = Some(e);
+        }
+    }
+    failure
 }
 
 fn progress(plan: &Plan, resource: Resource) -> Progress {
@@ -518,7 +519,6 @@ async fn fetch_page(stripe: &dyn StripeApi, slice: &Slice) -> Result<Fetched, Sy
     let outcome = slices::Page {
         last_id: page.data.last().and_then(|o| projection::read::text(o, "id")),
         count: page.data.len() as i64,
-        applied: 0,
         has_more: page.has_more,
         created: page
             .data
@@ -719,16 +719,7 @@ async fn write_pages(
     // Rows every writer may touch come last, in one order: the closed months' counter, the
     // types' counters, then (in `commit`) the projection's.
     if batch.iter().any(|r| r.rows.closes_revenue()) {
-        projection::bump_revenue_closed(&mut tx).await.map_err(|e| match e {
-            projection::ProjectionError::Db(e) => db_error(e),
-            e => (
-                false,
-                SyncError::Apply {
-                    id: String::new(),
-                    message: e.to_string(),
-                },
-            ),
-        })?;
+        projection::bump_revenue_closed(&mut tx).await.map_err(db_error)?;
     }
     for (resource, fetched, applied, pages, sliced) in &counts {
         sqlx::query(

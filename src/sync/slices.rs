@@ -73,7 +73,6 @@ pub struct Page {
     /// The id of the page's last object (the slice's next cursor).
     pub last_id: Option<String>,
     pub count: i64,
-    pub applied: i64,
     pub has_more: bool,
     /// `created` of every object of the page, in list order (`None` where an object has none).
     pub created: Vec<Option<i64>>,
@@ -90,10 +89,10 @@ pub struct Changes {
     pub dropped: Vec<i64>,
     /// The type's slicing flag after the page.
     pub sliced: bool,
-    /// Objects of the page counted as fetched and applied.
+    /// Objects of the page counted as fetched.
     pub fetched: i64,
-    pub applied: i64,
-    /// Whether the page's objects count (not when its slice repeats what slice 0 walks).
+    /// Whether the page's objects count (not when its slice repeats what slice 0 walks); those
+    /// applied are counted once it is written (`count_applied`).
     pub counted: bool,
 }
 
@@ -210,13 +209,11 @@ impl Plan {
             // A page another slice than 0 got from a list ignoring filters repeats what slice 0
             // walks: not counted.
             fetched: if ignored && slice.id != 0 { 0 } else { page.count },
-            applied: if ignored && slice.id != 0 { 0 } else { page.applied },
             counted: !(ignored && slice.id != 0),
             ..Default::default()
         };
         t.fetched += changes.fetched;
         t.fetched_now += changes.fetched;
-        t.applied += changes.applied;
         t.pages += 1;
         slice.cursor = page.last_id.clone().or(slice.cursor.take());
         slice.fetched += changes.fetched;
@@ -335,7 +332,6 @@ mod tests {
         Page {
             last_id: Some(format!("obj_{}", created.last().copied().unwrap_or(0))),
             count: created.len() as i64,
-            applied: created.len() as i64,
             has_more,
             created: created.iter().map(|c| Some(*c)).collect(),
             requests: 1,
