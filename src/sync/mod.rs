@@ -469,6 +469,7 @@ async fn fetcher(
                 let sent = pages.send(ready).await;
                 tracing::debug!(
                     resource = slice.resource.table(),
+                    slice = slice.id,
                     waited_ms = queued.elapsed().as_millis() as u64,
                     "page handed to the writer"
                 );

@@ -5,11 +5,12 @@
 //! trip each. To have several pages of one type in flight, a type is cut into slices of its
 //! `created` range (`created[gte]`, `created[lt]`), each paged by its own cursor. Where the
 //! objects lie in time is not known in advance, so slices are made on demand: when a page comes
-//! back and a fetcher is idle, the part of the slice not yet fetched (older than the page's
-//! oldest object) is cut where the page says objects are likely: the page spanned `d` seconds
-//! for 100 objects, so the slice keeps the next `d` seconds (about one page) and its cursor, new
-//! slices take the next 2d, 4d, 8d… seconds (about 2, 4, 8… pages if objects are as dense), and
-//! the last one everything older. Young data costs at most one empty slice (one request); old,
+//! back and more fetchers wait than there are free slices (of any type), the part of the slice
+//! not yet fetched (older than the page's oldest object) is cut, into as many new slices as
+//! fetchers would still wait (at most `MAX_PARTS`), where the page says objects are likely: the
+//! page spanned `d` seconds for 100 objects, so the slice keeps the next `d` seconds (about one
+//! page) and its cursor, new slices take the next 2d, 4d, 8d… seconds (about 2, 4, 8… pages if
+//! objects are as dense), and the last one everything older. Young data costs at most one empty slice (one request); old,
 //! dense data is cut again whenever a fetcher comes free. Every object lies in exactly one slice, so
 //! nothing is fetched twice, and a list that ignores `created` filters is noticed by the first
 //! object outside its slice: the type goes back to one slice (slice 0, whose cursor then walks
@@ -180,7 +181,7 @@ impl Plan {
     pub fn record(&mut self, resource: Resource, id: i64, page: &Page) -> Changes {
         let since = self.since;
         let idle = self.idle;
-        let free = self.slices.iter().any(|s| !s.done && !s.busy);
+        let free = self.slices.iter().filter(|s| !s.done && !s.busy).count();
         self.requests += page.requests;
         let Some(at) = self.slices.iter().position(|s| s.resource == resource && s.id == id) else {
             return Changes::default();
@@ -237,13 +238,23 @@ impl Plan {
         changes.slices.push(slice.clone());
         let newest = page.created.first().copied().flatten();
         let oldest = page.created.last().copied().flatten();
-        let (Some(newest), Some(oldest), false, true, false) = (newest, oldest, slice.done, t.sliced, free) else {
+        let (Some(newest), Some(oldest), false, true) = (newest, oldest, slice.done, t.sliced) else {
             return changes;
         };
-        if idle == 0 {
+        // Cut for the fetchers the free slices leave waiting (of any type: with one free
+        // customers' slice and thirty fetchers waiting, charges are cut too).
+        let waiting = idle.saturating_sub(free);
+        if waiting == 0 {
             return changes;
         }
-        let bounds = split_points(slice.range.gte, newest, oldest, idle.min(MAX_PARTS));
+        let bounds = split_points(slice.range.gte, newest, oldest, waiting.min(MAX_PARTS));
+        tracing::debug!(
+            resource = resource.table(),
+            slice = id,
+            waiting,
+            parts = bounds.len(),
+            "slice cut"
+        );
         let Some(top) = bounds.last().copied() else {
             return changes;
         };
@@ -423,6 +434,47 @@ mod tests {
         let charge = plan.take().unwrap();
         assert_eq!(charge.resource, Resource::Charge);
         assert_eq!(plan.record(Resource::Charge, 0, &page(&[t - 1], true)).slices.len(), 1);
+    }
+
+    #[test]
+    fn fetchers_a_free_slice_leaves_waiting_get_parts_of_another_type() {
+        // Customers first: at the start of a run the fetchers take customers' slices, and a
+        // customers' slice left free for a moment kept charges from being cut at all (measured:
+        // charges stayed on one slice for the first seconds of the live-mode benchmark).
+        let types = vec![type_run(Resource::Customer), type_run(Resource::Charge)];
+        let slices = vec![
+            Slice::new(Resource::Customer, 0, Created::ALL, None),
+            Slice::new(Resource::Charge, 0, Created::ALL, None),
+        ];
+        let mut plan = Plan::new(types, slices, None);
+        let customer = plan.take().unwrap();
+        let charge = plan.take().unwrap();
+        assert_eq!(
+            (customer.resource, charge.resource),
+            (Resource::Customer, Resource::Charge)
+        );
+        plan.record(Resource::Customer, customer.id, &page(&[1_700_000_000], true));
+        plan.release(Resource::Customer, &[customer.id]);
+        // One customers' slice free, four fetchers waiting: three are left without a slice.
+        plan.idle = 4;
+        let t = 1_700_000_000;
+        let changes = plan.record(Resource::Charge, charge.id, &page(&[t, t - 100], true));
+        assert_eq!(changes.slices.len(), 1 + 3, "the charges' slice and three new ones");
+        assert!(changes.slices.iter().all(|s| s.resource == Resource::Charge));
+        // As many waiting as free: nothing cut.
+        plan.release(
+            Resource::Charge,
+            &changes.slices.iter().map(|s| s.id).collect::<Vec<_>>(),
+        );
+        plan.idle = 0;
+        let again = plan.take().unwrap();
+        plan.idle = plan.slices.iter().filter(|s| !s.done && !s.busy).count();
+        assert_eq!(
+            plan.record(again.resource, again.id, &page(&[t - 200, t - 300], true))
+                .slices
+                .len(),
+            1
+        );
     }
 
     #[test]
