@@ -740,19 +740,71 @@ pub struct PreparedPage {
     /// writers lock rows in the same order): their rows, and the objects themselves where a tie
     /// may need them (not for a fetched page: a fetched object that is not written is older).
     rows: Vec<(ObjectRow, Option<Value>)>,
+    /// The discounts customers of `rows` carry (their own, expanded): written after them, for
+    /// the customers whose rows were written, as `apply_object` writes a customer's.
+    discounts: Vec<OwnDiscount>,
     /// The others (deletions, embedded lists, MRR history): `apply_object` one by one.
     others: Vec<Value>,
+}
+
+/// A customer's own discount (`discount` on the Customer object, expanded), read out for a
+/// page's rows: the discount's row, its expanded coupon's, and the discount itself (its terms
+/// settle the customer's subscriptions when it is written).
+#[derive(Debug)]
+struct OwnDiscount {
+    customer: String,
+    row: ObjectRow,
+    coupon: Option<ObjectRow>,
+    discount: Value,
+}
+
+impl OwnDiscount {
+    /// The customer's own discount, when it carries one expanded (with an id).
+    fn of(customer: &Value) -> Result<Option<Self>, ProjectionError> {
+        let Some(discount) = customer
+            .get("discount")
+            .filter(|d| d.get("object").and_then(Value::as_str) == Some("discount"))
+            .filter(|d| read::text(d, "id").is_some())
+        else {
+            return Ok(None);
+        };
+        let coupon = discount
+            .get("coupon")
+            .or_else(|| read::at(discount, &["source", "coupon"]))
+            .filter(|c| c.get("object").and_then(Value::as_str) == Some("coupon"))
+            .filter(|c| read::text(c, "id").is_some())
+            .map(|c| ObjectRow::of(Resource::Coupon, c))
+            .transpose()?;
+        Ok(Some(Self {
+            customer: read::text(customer, "id").ok_or(ProjectionError::NoId)?,
+            row: ObjectRow::of(Resource::Discount, discount)?,
+            coupon,
+            discount: discount.clone(),
+        }))
+    }
 }
 
 impl PreparedPage {
     pub fn new(resource: Resource, objects: Vec<Value>, version: Version) -> Result<Self, (String, ProjectionError)> {
         let deleted = |o: &Value| o.get("deleted").and_then(Value::as_bool) == Some(true);
         let mut rows = Vec::with_capacity(objects.len());
+        let mut discounts = Vec::new();
         let mut others = Vec::new();
         for object in objects {
-            if !deleted(&object) && own_row_only(resource, &object) && read::text(&object, "id").is_some() {
-                let row =
-                    ObjectRow::of(resource, &object).map_err(|e| (read::text(&object, "id").unwrap_or_default(), e))?;
+            let id_of = |o: &Value| read::text(o, "id").unwrap_or_default();
+            // A customer whose own discount travels inside it: its row with the others, the
+            // discount after them.
+            let own = if resource == Resource::Customer && !deleted(&object) {
+                OwnDiscount::of(&object).map_err(|e| (id_of(&object), e))?
+            } else {
+                None
+            };
+            if !deleted(&object)
+                && (own.is_some() || own_row_only(resource, &object))
+                && read::text(&object, "id").is_some()
+            {
+                let row = ObjectRow::of(resource, &object).map_err(|e| (id_of(&object), e))?;
+                discounts.extend(own);
                 // Dropped here, off the writer, when no tie can need it.
                 rows.push((row, (!version.is_fetched()).then_some(object)));
             } else {
@@ -764,6 +816,7 @@ impl PreparedPage {
             resource,
             version,
             rows,
+            discounts,
             others,
         })
     }
@@ -790,6 +843,9 @@ pub async fn write_page(
 ) -> Result<i64, (String, ProjectionError)> {
     let (resource, version) = (page.resource, &page.version);
     let mut written = 0;
+    // The customers written by the upserts themselves (their own discounts follow them); a
+    // customer written as the winner of a tie had its discount written by `resolve_tie`.
+    let mut written_ids = std::collections::HashSet::new();
     // A fetched page's rows return nothing, so on SQLite one statement for the whole page beats
     // `rows_per_statement`'s 16 (the live-mode backfill benchmark: 11.6 ms of the writer per
     // page instead of 13).
@@ -802,7 +858,7 @@ pub async fn write_page(
         let items: Vec<(&ObjectRow, &Version)> = chunk.iter().map(|(row, _)| (row, version)).collect();
         // A fetched object not written lost to a newer row (or another account's): no tie to
         // settle, so only the count is needed.
-        if version.is_fetched() {
+        if version.is_fetched() && page.discounts.is_empty() {
             written += count_rows(conn, account, resource, &items, Rule::Newer)
                 .await
                 .map_err(|e| (chunk[0].0.id.clone(), e))? as i64;
@@ -811,6 +867,9 @@ pub async fn write_page(
         let done = insert_rows(conn, account, resource, &items, Rule::Newer)
             .await
             .map_err(|e| (chunk[0].0.id.clone(), e))?;
+        if !page.discounts.is_empty() {
+            written_ids.extend(done.iter().cloned());
+        }
         for (row, object) in chunk {
             if done.contains(&row.id) {
                 written += 1;
@@ -827,6 +886,7 @@ pub async fn write_page(
             }
         }
     }
+    write_own_discounts(conn, account, page, &written_ids).await?;
     for object in &page.others {
         let id_of = || read::text(object, "id").unwrap_or_default();
         let delete = object.get("deleted").and_then(Value::as_bool) == Some(true);
@@ -838,6 +898,56 @@ pub async fn write_page(
         }
     }
     Ok(written)
+}
+
+/// The own discounts of the customers `written` (of a prepared page), as `write_embedded` writes
+/// a customer's: each discount (once per id) if newer than its row, the coupon of each discount
+/// written, then the terms of each discount written settle the histories they apply to.
+async fn write_own_discounts(
+    conn: &mut AnyConnection,
+    account: &str,
+    page: &PreparedPage,
+    written: &std::collections::HashSet<String>,
+) -> Result<(), (String, ProjectionError)> {
+    let mut seen = std::collections::HashSet::new();
+    let own: Vec<&OwnDiscount> = page
+        .discounts
+        .iter()
+        .filter(|d| written.contains(&d.customer) && seen.insert(d.row.id.as_str()))
+        .collect();
+    let Some(first) = own.first() else {
+        return Ok(());
+    };
+    let failed = |e| (first.customer.clone(), e);
+    let version = &page.version;
+    let rows: Vec<(&ObjectRow, &Version)> = own.iter().map(|d| (&d.row, version)).collect();
+    let mut done = std::collections::HashSet::new();
+    for chunk in rows.chunks(crate::db::rows_per_statement(conn).max(1)) {
+        done.extend(
+            insert_rows(conn, account, Resource::Discount, chunk, Rule::Newer)
+                .await
+                .map_err(failed)?,
+        );
+    }
+    let own: Vec<&OwnDiscount> = own.into_iter().filter(|d| done.contains(&d.row.id)).collect();
+    let mut coupon_ids = std::collections::HashSet::new();
+    let coupons: Vec<(&ObjectRow, &Version)> = own
+        .iter()
+        .filter_map(|d| d.coupon.as_ref())
+        .filter(|c| coupon_ids.insert(c.id.as_str()))
+        .map(|c| (c, version))
+        .collect();
+    for chunk in coupons.chunks(crate::db::rows_per_statement(conn).max(1)) {
+        insert_rows(conn, account, Resource::Coupon, chunk, Rule::Newer)
+            .await
+            .map_err(failed)?;
+    }
+    for d in own {
+        mrr_history::terms_changed(conn, Resource::Discount, &d.discount)
+            .await
+            .map_err(|e| (d.customer.clone(), e))?;
+    }
+    Ok(())
 }
 
 /// Writes many objects of one resource (distinct ids, none deleting) with one statement, each

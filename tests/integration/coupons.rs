@@ -690,3 +690,84 @@ both_backends!(
         assert_eq!(mrr_of(&db, "sub_n").await, 6000);
     }
 );
+
+/// A customer as the backfill lists it, carrying its own discount expanded (the legacy
+/// `discount` field), its coupon expanded inside.
+fn customer_with_discount(id: &str, discount_id: &str, coupon_object: &Value, start: i64) -> Value {
+    json!({"id": id, "object": "customer", "created": start - 100, "livemode": false, "currency": "usd",
+           "email": format!("{id}@example.com"), "name": id, "delinquent": false,
+           "discount": {"id": discount_id, "object": "discount", "customer": id, "subscription": null,
+                        "start": start, "end": null, "coupon": coupon_object}})
+}
+
+both_backends!(
+    a_backfilled_page_writes_customers_own_discounts_with_them,
+    |backend| async move {
+        // A page of customers each carrying its own discount goes through the multi-row path: the
+        // discounts (and their coupon) are written for the customers written, and their terms
+        // settle the customers' subscriptions; a customer whose row is newer than the page keeps
+        // its discount-less state, so its fetched discount is not written either.
+        let (db, _t) = common::migrated_db(backend).await;
+        let t = now_unix() - 30 * DAY;
+        let twenty = coupon("TWENTY", json!({"percent_off": 20.0, "duration": "forever"}));
+        apply(
+            &db,
+            SUB_CREATED,
+            sub("sub_o", "cus_o", vec![item("sub_o", 0, 5000, "month", &[])], &[]),
+            t,
+        )
+        .await;
+        assert_eq!(mrr_of(&db, "sub_o").await, 5000);
+        // cus_q changed after the page was fetched: its webhook (no discount) is newer.
+        let fetched_at = now_unix() - 60;
+        apply(
+            &db,
+            "customer.updated",
+            json!({"id": "cus_q", "object": "customer", "created": t, "livemode": false, "currency": "usd",
+               "email": "cus_q@example.com", "name": "cus_q", "delinquent": false, "discount": null}),
+            fetched_at + 10,
+        )
+        .await;
+        let page = projection::PreparedPage::new(
+            tally::domain::resource::Resource::Customer,
+            vec![
+                customer_with_discount("cus_o", "di_o", &twenty, t),
+                customer_with_discount("cus_p", "di_p", &twenty, t),
+                customer_with_discount("cus_q", "di_q", &twenty, t),
+                json!({"id": "cus_r", "object": "customer", "created": t, "livemode": false, "discount": null}),
+            ],
+            Version::fetched(fetched_at),
+        )
+        .unwrap();
+        let mut tx = projection::Tx::begin(&db).await.unwrap();
+        let written = projection::write_page(&mut tx, tally::domain::accounts::ENVIRONMENT, &page)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(written, 3, "cus_o, cus_p and cus_r; cus_q's row is newer");
+        let discounts: Vec<(String, Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT id, customer_id, coupon_id FROM discounts ORDER BY id")
+                .fetch_all(db.reader())
+                .await
+                .unwrap();
+        assert_eq!(
+            discounts,
+            vec![
+                ("di_o".into(), Some("cus_o".into()), Some("TWENTY".into())),
+                ("di_p".into(), Some("cus_p".into()), Some("TWENTY".into())),
+            ]
+        );
+        let coupons: Vec<String> = sqlx::query_scalar("SELECT id FROM coupons")
+            .fetch_all(db.reader())
+            .await
+            .unwrap();
+        assert_eq!(coupons, vec!["TWENTY".to_string()]);
+        // The customer's own discount applies to its subscription: $50 less 20%.
+        assert_eq!(mrr_of(&db, "sub_o").await, 4000);
+        let q: Option<String> = sqlx::query_scalar("SELECT raw FROM customers WHERE id = 'cus_q'")
+            .fetch_optional(db.reader())
+            .await
+            .unwrap();
+        assert!(q.is_some_and(|raw| raw.contains("\"discount\":null")));
+    }
+);
