@@ -510,21 +510,14 @@ async fn write_embedded(
         // A customer's own discount (the Customer object carries it expanded) applies to its
         // subscriptions without discounts of their own.
         Resource::Customer => {
-            if let Some(discount) = object
-                .get("discount")
-                .filter(|d| d.get("object").and_then(Value::as_str) == Some("discount"))
-            {
+            if let Some(discount) = own_discount(object) {
                 if write_discount(conn, account, discount, version).await? {
                     mrr_history::terms_changed(conn, Resource::Discount, discount).await?;
                 }
             }
         }
         Resource::Discount => {
-            let coupon = object
-                .get("coupon")
-                .or_else(|| read::at(object, &["source", "coupon"]))
-                .filter(|c| c.get("object").and_then(Value::as_str) == Some("coupon"));
-            if let Some(coupon) = coupon {
+            if let Some(coupon) = expanded_coupon(object) {
                 upsert_many(conn, account, Resource::Coupon, &[(coupon, version)]).await?;
             }
         }
@@ -543,11 +536,29 @@ async fn write_embedded(
     Ok(())
 }
 
+/// Whether `v` is a Stripe object of that kind (an expanded one, not an id).
+fn is_a(v: &Value, object: &str) -> bool {
+    v.get("object").and_then(Value::as_str) == Some(object)
+}
+
+/// A customer's own discount, when the Customer object carries it expanded.
+fn own_discount(customer: &Value) -> Option<&Value> {
+    customer.get("discount").filter(|d| is_a(d, "discount"))
+}
+
+/// A discount's coupon, when expanded (`coupon` in older API versions, `source.coupon` now).
+fn expanded_coupon(discount: &Value) -> Option<&Value> {
+    discount
+        .get("coupon")
+        .or_else(|| read::at(discount, &["source", "coupon"]))
+        .filter(|c| is_a(c, "coupon"))
+}
+
 /// The discount objects a subscription carries (its own and its items'), when Stripe sent them
 /// expanded.
 fn expanded_discounts(s: &Value) -> Vec<Value> {
     let mut out = Vec::new();
-    let is_discount = |d: &Value| d.get("object").and_then(Value::as_str) == Some("discount");
+    let is_discount = |d: &Value| is_a(d, "discount");
     if let Some(d) = s.get("discount").filter(|d| is_discount(d)) {
         out.push(d.clone());
     }
@@ -761,17 +772,10 @@ struct OwnDiscount {
 impl OwnDiscount {
     /// The customer's own discount, when it carries one expanded (with an id).
     fn of(customer: &Value) -> Result<Option<Self>, ProjectionError> {
-        let Some(discount) = customer
-            .get("discount")
-            .filter(|d| d.get("object").and_then(Value::as_str) == Some("discount"))
-            .filter(|d| read::text(d, "id").is_some())
-        else {
+        let Some(discount) = own_discount(customer).filter(|d| read::text(d, "id").is_some()) else {
             return Ok(None);
         };
-        let coupon = discount
-            .get("coupon")
-            .or_else(|| read::at(discount, &["source", "coupon"]))
-            .filter(|c| c.get("object").and_then(Value::as_str) == Some("coupon"))
+        let coupon = expanded_coupon(discount)
             .filter(|c| read::text(c, "id").is_some())
             .map(|c| ObjectRow::of(Resource::Coupon, c))
             .transpose()?;
