@@ -919,18 +919,19 @@ async fn write_own_discounts(
         .iter()
         .filter(|d| written.contains(&d.customer) && seen.insert(d.row.id.as_str()))
         .collect();
-    let Some(first) = own.first() else {
-        return Ok(());
-    };
-    let failed = |e| (first.customer.clone(), e);
     let version = &page.version;
+    // A statement that fails is reported by the first object it wrote.
+    let failed = |chunk: &[(&ObjectRow, &Version)]| {
+        let id = chunk.first().map(|(row, _)| row.id.clone()).unwrap_or_default();
+        move |e| (id, e)
+    };
     let rows: Vec<(&ObjectRow, &Version)> = own.iter().map(|d| (&d.row, version)).collect();
     let mut done = std::collections::HashSet::new();
     for chunk in rows.chunks(crate::db::rows_per_statement(conn).max(1)) {
         done.extend(
             insert_rows(conn, account, Resource::Discount, chunk, Rule::Newer)
                 .await
-                .map_err(failed)?,
+                .map_err(failed(chunk))?,
         );
     }
     let own: Vec<&OwnDiscount> = own.into_iter().filter(|d| done.contains(&d.row.id)).collect();
@@ -944,12 +945,12 @@ async fn write_own_discounts(
     for chunk in coupons.chunks(crate::db::rows_per_statement(conn).max(1)) {
         insert_rows(conn, account, Resource::Coupon, chunk, Rule::Newer)
             .await
-            .map_err(failed)?;
+            .map_err(failed(chunk))?;
     }
     for d in own {
         mrr_history::terms_changed(conn, Resource::Discount, &d.discount)
             .await
-            .map_err(|e| (d.customer.clone(), e))?;
+            .map_err(|e| (d.row.id.clone(), e))?;
     }
     Ok(())
 }

@@ -10,11 +10,11 @@
 //! fetchers would still wait (at most `MAX_PARTS`), where the page says objects are likely: the
 //! page spanned `d` seconds for 100 objects, so the slice keeps the next `d` seconds (about one
 //! page) and its cursor, new slices take the next 2d, 4d, 8d… seconds (about 2, 4, 8… pages if
-//! objects are as dense), and the last one everything older. Young data costs at most one empty slice (one request); old,
-//! dense data is cut again whenever a fetcher comes free. Every object lies in exactly one slice, so
-//! nothing is fetched twice, and a list that ignores `created` filters is noticed by the first
-//! object outside its slice: the type goes back to one slice (slice 0, whose cursor then walks
-//! the whole list) and the others are dropped.
+//! objects are as dense), and the last one everything older. Young data costs at most one empty
+//! slice (one request); old, dense data is cut again whenever fetchers wait. Every object lies in
+//! exactly one slice, so nothing is fetched twice, and a list that ignores `created` filters is
+//! noticed by the first object outside its slice: the type goes back to one slice (slice 0, whose
+//! cursor then walks the whole list) and the others are dropped.
 
 use std::time::Instant;
 
